@@ -1,0 +1,97 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependencies point one way (docs/DESIGN.md §1):
+// erdtree → ErdtreeNode → {ErdtreeRPC, ErdtreeStorage} → {CNGHTTP2, ErdtreeProto → CProtobufC}
+let package = Package(
+    name: "erdtree",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "erdtree", targets: ["erdtree"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // C libraries from Debian packages, found through pkg-config.
+        .systemLibrary(
+            name: "CNGHTTP2",
+            pkgConfig: "libnghttp2",
+            providers: [.apt(["libnghttp2-dev"])]
+        ),
+        .systemLibrary(
+            name: "CProtobufC",
+            pkgConfig: "libprotobuf-c",
+            providers: [.apt(["libprotobuf-c-dev"])]
+        ),
+        // protoc-gen-c output for api/ (committed; `make generate` rewrites it)
+        // and the FileDescriptorSet that reflection serves.
+        .target(
+            name: "ErdtreeProto",
+            dependencies: ["CProtobufC"]
+        ),
+        .target(
+            name: "ErdtreeRPC",
+            dependencies: [
+                "CNGHTTP2",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "ErdtreeStorage",
+            dependencies: []
+        ),
+        .target(
+            name: "ErdtreeNode",
+            dependencies: [
+                "ErdtreeRPC",
+                "ErdtreeStorage",
+                "ErdtreeProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .executableTarget(
+            name: "erdtree",
+            dependencies: [
+                "ErdtreeNode",
+                "ErdtreeRPC",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "ErdtreeRPCTests",
+            dependencies: [
+                "ErdtreeRPC",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "ErdtreeStorageTests",
+            dependencies: ["ErdtreeStorage"]
+        ),
+        .testTarget(
+            name: "ErdtreeNodeTests",
+            dependencies: [
+                "ErdtreeNode",
+                "ErdtreeRPC",
+                "ErdtreeProto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
