@@ -1,0 +1,2 @@
+/* placeholder until generated code lands */
+int erdtree_proto_placeholder;

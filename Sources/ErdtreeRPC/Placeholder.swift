@@ -1,0 +1,2 @@
+// Placeholder until the RPC layer lands.
+enum ErdtreeRPCPlaceholder {}
