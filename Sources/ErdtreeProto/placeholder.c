@@ -1,2 +1,0 @@
-/* placeholder until generated code lands */
-int erdtree_proto_placeholder;
