@@ -1,0 +1,169 @@
+import Synchronization
+
+/// The in-memory engine (DESIGN §5): every key's latest value, LSN and expiry.
+///
+/// Keys are spread over a fixed, power-of-two number of shards by their hash;
+/// each shard is a dictionary behind its own `Mutex`. There is no global lock
+/// and no actor: `get`, `set` and `delete` lock exactly one shard for one
+/// dictionary operation and never suspend, so any thread — typically a NIO
+/// event loop or the WAL's apply step — may call them directly.
+///
+/// ## Last writer wins by LSN
+///
+/// Every write carries the LSN the master assigned it, and a write is applied
+/// only if its LSN is greater than the key's current LSN. Re-applying an entry
+/// (WAL replay after a crash, a batch re-sent after a reconnect, a snapshot
+/// overlapping the stream that follows it) is therefore a no-op, and the engine
+/// converges to the same state however often entries are replayed.
+///
+/// ## No tombstones (yet)
+///
+/// `delete` removes the key outright, so the engine forgets the LSN of the
+/// delete. An older `set` of that key arriving afterwards would bring the key
+/// back. That cannot happen today: one master assigns LSNs in increasing
+/// order, and the WAL, replication and recovery all apply entries in LSN order,
+/// so an older entry never follows a newer one for the same key; duplicates of
+/// entries that are still the key's latest are caught by the LSN check above.
+/// If writes ever arrive out of order (multi-master, parallel apply), deletes
+/// must leave tombstones.
+///
+/// ## Expiry
+///
+/// Expiry is absolute (`expiresAtMs`, Unix milliseconds, 0 = never), so the
+/// master and its slaves agree on it without coordination. Callers pass the
+/// current time as `nowMs`; the engine never reads a clock. An expired key
+/// reads as missing, is removed when a read or delete finds it, and is reclaimed
+/// in the background by `sweepExpired(nowMs:maxPerShard:)`.
+public final class KeyValueStore: Sendable {
+    /// How many shards keys are spread over; a power of two.
+    public let shardCount: Int
+
+    private let shards: [Shard]
+
+    /// Creates an empty store.
+    ///
+    /// - Parameter shardCount: a power of two; more shards mean less lock
+    ///   contention between cores and a little more memory. The default suits
+    ///   machines up to a few dozen cores.
+    public init(shardCount: Int = 64) {
+        precondition(
+            shardCount > 0 && shardCount & (shardCount - 1) == 0,
+            "KeyValueStore shardCount must be a power of two, got \(shardCount)"
+        )
+        self.shardCount = shardCount
+        self.shards = (0..<shardCount).map { _ in Shard() }
+    }
+
+    /// Reads `key` as of `nowMs`.
+    ///
+    /// - Returns: the key's value, LSN and expiry, or nil if the key is missing
+    ///   or expired (`expiresAtMs != 0 && expiresAtMs <= nowMs`). An expired key
+    ///   found here is removed.
+    public func get(_ key: StoreKey, nowMs: Int64) -> StoredValue? {
+        shard(for: key).state.withLock { $0.get(key, nowMs: nowMs) }
+    }
+
+    /// Writes `value` to `key` at version `lsn`, if `lsn` is newer than the key's.
+    ///
+    /// A key whose current entry has expired but not yet been removed still
+    /// counts with its LSN. Writing an expiry in the past stores a key that
+    /// reads as missing, which keeps replay of old entries idempotent.
+    ///
+    /// - Parameters:
+    ///   - lsn: the LSN the master assigned this write.
+    ///   - expiresAtMs: absolute expiry in Unix milliseconds; 0 = never.
+    /// - Returns: whether the write was applied (false: the key already has
+    ///   this or a newer LSN).
+    @discardableResult
+    public func set(_ key: StoreKey, value: [UInt8], lsn: UInt64, expiresAtMs: Int64) -> Bool {
+        shard(for: key).state.withLock {
+            $0.set(key, value: value, lsn: lsn, expiresAtMs: expiresAtMs)
+        }
+    }
+
+    /// Deletes `key` at version `lsn`.
+    ///
+    /// A live key is removed only if `lsn` is newer than its LSN; an expired
+    /// key is removed in any case. No tombstone is kept (see the type's comment).
+    ///
+    /// - Returns: true if a live (unexpired) key was removed; false if the key
+    ///   was missing, expired, or has this or a newer LSN.
+    @discardableResult
+    public func delete(_ key: StoreKey, lsn: UInt64, nowMs: Int64) -> Bool {
+        shard(for: key).state.withLock { $0.delete(key, lsn: lsn, nowMs: nowMs) }
+    }
+
+    /// How many keys the store holds, summed over shards.
+    ///
+    /// Includes keys that have expired but have not been read or swept since,
+    /// so it is an upper bound on the live keys. Shards are counted one after
+    /// another while writes go on, so the sum need not match any one instant.
+    public var count: Int {
+        shards.reduce(0) { sum, shard in sum + shard.state.withLock { $0.count } }
+    }
+
+    /// The number of keys in each shard (expired-but-unswept ones included),
+    /// for metrics on how evenly keys spread.
+    public var shardCounts: [Int] {
+        shards.map { shard in shard.state.withLock { $0.count } }
+    }
+
+    /// Removes keys that expired at or before `nowMs`, earliest first.
+    ///
+    /// Meant for a periodic background sweep: each shard is locked once and
+    /// examines at most `maxPerShard` scheduled expiries, so one call does
+    /// bounded work and holds no lock for long. Call again while it returns
+    /// non-zero to catch up after a burst of expiries.
+    ///
+    /// - Returns: how many keys were removed.
+    public func sweepExpired(nowMs: Int64, maxPerShard: Int) -> Int {
+        guard maxPerShard > 0 else { return 0 }
+        return shards.reduce(0) { removed, shard in
+            removed + shard.state.withLock { $0.sweepExpired(nowMs: nowMs, maxDeadlines: maxPerShard) }
+        }
+    }
+
+    /// Calls `body` with every key that is live at `nowMs`, shard by shard.
+    ///
+    /// Each shard is captured at one instant with an O(1) copy-on-write copy
+    /// and visited with no lock held, so `body` may call back into the store
+    /// and writers are not blocked; the first write to a shard while its copy
+    /// is being visited copies that shard's table once. The result is
+    /// consistent per shard, not across shards: a snapshot "as of LSN X" is
+    /// this iteration started after X was applied, followed by the entries
+    /// after X, which last-writer-wins applies idempotently.
+    public func forEach(
+        nowMs: Int64,
+        _ body: (StoreKey, StoredValue) throws -> Void
+    ) rethrows {
+        for shard in shards {
+            let entries = shard.state.withLock { $0.entries }
+            for (key, entry) in entries where !entry.isExpired(atMs: nowMs) {
+                try body(key, entry.stored)
+            }
+        }
+    }
+
+    /// Deadlines queued for active expiry across shards, stale ones included;
+    /// lets tests check the queue stays bounded under rewrites.
+    var scheduledExpiryCount: Int {
+        shards.reduce(0) { sum, shard in sum + shard.state.withLock { $0.scheduledExpiryCount } }
+    }
+
+    @inline(__always)
+    private func shard(for key: StoreKey) -> Shard {
+        // The dictionary rehashes the digest with its own seed, so taking the
+        // low bits here does not correlate shard choice with bucket choice.
+        shards[key.digest & (shardCount - 1)]
+    }
+}
+
+/// One shard: a mutex around its state, in its own heap object.
+private final class Shard: Sendable {
+    let state = Mutex(ShardState())
+
+    /// Keeps neighbouring shards' mutexes off one cache line, so cores working
+    /// on different shards do not invalidate each other's lines.
+    private let cacheLinePadding: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
+        (0, 0, 0, 0, 0, 0, 0, 0)
+}
