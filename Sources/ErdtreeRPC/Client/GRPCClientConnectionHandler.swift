@@ -1,0 +1,193 @@
+import NIOCore
+
+/// The client end of one HTTP/2 connection: opens gRPC calls as nghttp2 client streams.
+///
+/// The mirror of `GRPCServerConnectionHandler`; used by the CLI and, later, by slaves for
+/// replication. Everything runs on the channel's event loop.
+final class GRPCClientConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let session: NGHTTP2Session
+    private let authority: String
+    private var streams: [Int32: ClientCall] = [:]
+    private var context: ChannelHandlerContext?
+    private var inReadBurst = false
+    private var flushScheduled = false
+    private var closedStatus: RPCStatus?
+
+    init(authority: String) throws {
+        self.session = try NGHTTP2Session(role: .client)
+        self.authority = authority
+        session.delegate = self
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { flush() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        flush()  // connection preface and SETTINGS
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        inReadBurst = true
+        do {
+            try bytes.withUnsafeReadableBytes { try session.receive($0) }
+        } catch {
+            inReadBurst = false
+            failAll(RPCStatus(.unavailable, "connection to \(authority) failed: \(error)"))
+            flush()
+            context.close(promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        inReadBurst = false
+        flush()
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failAll(RPCStatus(.unavailable, "connection to \(authority) closed"))
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        failAll(RPCStatus(.unavailable, "connection to \(authority) failed: \(error)"))
+        context.close(promise: nil)
+    }
+
+    // MARK: Calls
+
+    /// Opens the stream for `call`; its headers and any queued messages leave on the next flush.
+    func start(_ call: ClientCall, timeoutNanos: Int64?) {
+        if let closedStatus {
+            call.complete(closedStatus)
+            return
+        }
+        var headers = [
+            HTTPField(":method", "POST"), HTTPField(":scheme", "http"),
+            HTTPField(":path", call.path), HTTPField(":authority", authority),
+            HTTPField("content-type", "application/grpc"), HTTPField("te", "trailers"),
+        ]
+        if let timeoutNanos {
+            headers.append(HTTPField("grpc-timeout", GRPCTimeout.format(nanoseconds: timeoutNanos)))
+            call.deadlineTask = call.eventLoop.scheduleTask(in: .nanoseconds(timeoutNanos)) { [weak self, weak call] in
+                guard let self, let call else { return }
+                self.cancel(call, status: RPCStatus(.deadlineExceeded, "deadline exceeded after \(GRPCServerConnectionHandler.describe(nanos: timeoutNanos))"))
+            }
+        }
+        do {
+            call.connection = self
+            call.streamID = try session.submitRequest(headers: headers)
+            streams[call.streamID] = call
+        } catch {
+            call.complete(RPCStatus(.unavailable, "cannot open a stream to \(authority): \(error)"))
+        }
+        scheduleFlush()
+    }
+
+    func callHasOutput(_ call: ClientCall) {
+        guard streams[call.streamID] != nil else { return }
+        session.resumeData(streamID: call.streamID)
+        scheduleFlush()
+    }
+
+    func cancel(_ call: ClientCall, status: RPCStatus) {
+        guard !call.finished else { return }
+        if streams.removeValue(forKey: call.streamID) != nil {
+            session.resetStream(streamID: call.streamID)
+            scheduleFlush()
+        }
+        call.complete(status)
+    }
+
+    private func failAll(_ status: RPCStatus) {
+        closedStatus = closedStatus ?? status
+        let open = streams.values
+        streams.removeAll()
+        for call in open { call.complete(status) }
+    }
+
+    // MARK: Output
+
+    private func flush() {
+        guard let context else { return }
+        var out = context.channel.allocator.buffer(capacity: 0)
+        do {
+            try session.drainOutput(into: &out)
+        } catch {
+            failAll(RPCStatus(.unavailable, "connection to \(authority) failed: \(error)"))
+            context.close(promise: nil)
+            return
+        }
+        if out.readableBytes > 0 {
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        }
+    }
+
+    private func scheduleFlush() {
+        guard !inReadBurst, !flushScheduled, let context else { return }
+        flushScheduled = true
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let handler = loopBound.value
+            handler.flushScheduled = false
+            handler.flush()
+        }
+    }
+
+    // MARK: Session events
+
+    func sessionBeginHeaders(streamID: Int32) {}
+
+    func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        guard let call = streams[streamID] else { return }
+        switch name.count {
+        case 7 where name.elementsEqual(":status".utf8):
+            call.httpStatus = Int(String(decoding: value, as: UTF8.self))
+        case 11 where name.elementsEqual("grpc-status".utf8):
+            call.grpcStatus = Int(String(decoding: value, as: UTF8.self))
+        case 12 where name.elementsEqual("grpc-message".utf8):
+            call.grpcMessage = PercentEncoding.decode(String(decoding: value, as: UTF8.self))
+        default:
+            break
+        }
+    }
+
+    func sessionHeadersComplete(streamID: Int32, endStream: Bool) {}
+
+    func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer) {
+        guard let call = streams[streamID], !call.finished else { return }
+        call.deframer.append(bytes)
+        do {
+            while let message = try call.deframer.next() {
+                call.deliver(message)
+                if call.finished { return }
+            }
+        } catch {
+            cancel(call, status: error)
+        }
+    }
+
+    func sessionDataEndStream(streamID: Int32) {}
+
+    func sessionStreamClosed(streamID: Int32, errorCode: UInt32) {
+        guard let call = streams.removeValue(forKey: streamID) else { return }
+        call.complete(call.statusFromResponse(resetCode: errorCode))
+    }
+
+    func sessionReadBody(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> BodyChunk {
+        guard let call = streams[streamID] else { return .data(count: 0, end: .endStream) }
+        let count = call.outbound.drain(into: buffer)
+        if call.outbound.readableBytes == 0 && call.sendClosed {
+            return .data(count: count, end: .endStream)
+        }
+        return count == 0 ? .deferred : .data(count: count, end: nil)
+    }
+}

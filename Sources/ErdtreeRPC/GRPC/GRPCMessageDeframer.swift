@@ -1,0 +1,73 @@
+import NIOCore
+
+/// Splits a gRPC request or response body into messages (gRPC PROTOCOL-HTTP2,
+/// "Length-Prefixed-Message": 1-byte compressed flag, 4-byte big-endian length, bytes).
+///
+/// Bytes arrive in arbitrary DATA-frame chunks; a message is handed out as a slice of
+/// the accumulated buffer, so a message that arrives whole is copied once, from the
+/// frame into the buffer.
+struct GRPCMessageDeframer {
+    static let prefixBytes = 5
+
+    let maxMessageBytes: Int
+    private var buffer: ByteBuffer
+
+    init(maxMessageBytes: Int, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
+        self.maxMessageBytes = maxMessageBytes
+        self.buffer = allocator.buffer(capacity: 0)
+    }
+
+    mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        buffer.writeBytes(bytes)
+    }
+
+    /// True when some bytes of an unfinished message are buffered.
+    var hasPartialMessage: Bool { buffer.readableBytes > 0 }
+
+    /// Describes the unfinished message, for the error when the stream ends inside it.
+    var partialMessageDescription: String {
+        guard let length = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt32.self) else {
+            return "\(buffer.readableBytes) of the \(Self.prefixBytes)-byte message prefix"
+        }
+        return "\(buffer.readableBytes - Self.prefixBytes) of \(length) message bytes"
+    }
+
+    /// The next complete message, or nil until more bytes arrive.
+    /// - Throws: `RPCStatus` `.resourceExhausted` when the prefix announces more than
+    ///   `maxMessageBytes` (checked before buffering the body, so the peer cannot make us
+    ///   hold it), `.internal` for a compressed message (no `grpc-encoding` is accepted).
+    mutating func next() throws(RPCStatus) -> ByteBuffer? {
+        guard buffer.readableBytes >= Self.prefixBytes,
+            let flag = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
+            let length = buffer.getInteger(at: buffer.readerIndex + 1, as: UInt32.self)
+        else { return nil }
+        if Int(length) > maxMessageBytes {
+            throw RPCStatus(
+                .resourceExhausted,
+                "message of \(length) bytes exceeds the limit of \(maxMessageBytes) bytes (max: \(maxMessageBytes), actual: \(length))"
+            )
+        }
+        if flag != 0 {
+            throw RPCStatus(
+                .internal, "message has the compressed flag set but the stream has no grpc-encoding")
+        }
+        guard buffer.readableBytes >= Self.prefixBytes + Int(length) else { return nil }
+        buffer.moveReaderIndex(forwardBy: Self.prefixBytes)
+        guard let message = buffer.readSlice(length: Int(length)) else { return nil }
+        if buffer.readableBytes == 0 {
+            // Start the next message at offset 0 instead of growing forever.
+            buffer.clear()
+        }
+        return message
+    }
+}
+
+/// Writes the length prefix in front of an outgoing message.
+enum GRPCMessageFramer {
+    static func write(_ message: ByteBuffer, into out: inout ByteBuffer) {
+        out.writeInteger(UInt8(0))
+        out.writeInteger(UInt32(message.readableBytes))
+        var message = message
+        out.writeBuffer(&message)
+    }
+}

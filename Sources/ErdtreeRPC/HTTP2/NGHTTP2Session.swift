@@ -1,0 +1,323 @@
+internal import CNGHTTP2
+import NIOCore
+
+/// One header field to send. Short names and values stay inline in `String`,
+/// so building the common response headers does not allocate per field.
+public struct HTTPField: Sendable, Equatable {
+    public var name: String
+    public var value: String
+
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// What the body source has for nghttp2 when it asks for the next DATA frame.
+enum BodyChunk {
+    /// Nothing buffered yet; the stream resumes when `resumeData` is called.
+    case deferred
+    /// `count` bytes were copied; `end` says whether the body is complete and how.
+    case data(count: Int, end: BodyEnd?)
+}
+
+enum BodyEnd {
+    case endStream
+    case trailers([HTTPField])
+}
+
+/// The events one nghttp2 session reports, in Swift types.
+///
+/// Called synchronously from inside `receive(_:)` or `drainOutput(into:)`, so always on
+/// the owning channel's event loop. Byte views are valid only for the duration of the call.
+protocol HTTP2SessionDelegate: AnyObject {
+    /// A HEADERS frame opens a request (server) or starts a response or trailers (client).
+    func sessionBeginHeaders(streamID: Int32)
+    func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)
+    /// A whole header block arrived; `endStream` when it also closed the peer's side.
+    func sessionHeadersComplete(streamID: Int32, endStream: Bool)
+    func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer)
+    /// A DATA frame carried END_STREAM: the peer will send nothing more on this stream.
+    func sessionDataEndStream(streamID: Int32)
+    /// The stream is gone; `errorCode` is non-zero when it was reset.
+    func sessionStreamClosed(streamID: Int32, errorCode: UInt32)
+    /// nghttp2 wants up to `buffer.count` bytes of the stream's body.
+    func sessionReadBody(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> BodyChunk
+}
+
+/// Errors of the nghttp2 layer; each names the C function that failed.
+public struct HTTP2SessionError: Error, CustomStringConvertible {
+    public let function: String
+    public let code: Int32
+
+    public var description: String {
+        "\(function) failed: \(String(cString: nghttp2_strerror(code))) (\(code))"
+    }
+}
+
+/// The only Swift type that touches nghttp2: one `nghttp2_session` in memory-I/O mode.
+///
+/// Bytes go in with `receive(_:)` (`nghttp2_session_mem_recv`) and come out with
+/// `drainOutput(into:)` (`nghttp2_session_mem_send`); SwiftNIO does the socket work.
+/// Not thread-safe: its owner touches it only on one event loop. The session holds an
+/// unretained pointer to this object as `user_data`, so the object outlives the session
+/// (it frees the session in `deinit`).
+final class NGHTTP2Session {
+    enum Role {
+        case server
+        case client
+    }
+
+    /// Settings we advertise. Large windows keep a 4 MiB message from stalling on
+    /// WINDOW_UPDATE round trips; a high stream limit lets clients pipeline.
+    struct Settings {
+        var maxConcurrentStreams: UInt32 = 1024
+        var initialWindowSize: UInt32 = 8 << 20
+        var connectionWindowSize: Int32 = 64 << 20
+        var maxHeaderListSize: UInt32 = 64 << 10
+        var maxFrameSize: UInt32 = 1 << 16
+    }
+
+    private var session: OpaquePointer?
+    weak var delegate: (any HTTP2SessionDelegate)?
+    let role: Role
+
+    init(role: Role, settings: Settings = Settings()) throws {
+        self.role = role
+        var callbacks: OpaquePointer?
+        try Self.check(nghttp2_session_callbacks_new(&callbacks), "nghttp2_session_callbacks_new")
+        defer { nghttp2_session_callbacks_del(callbacks) }
+        Self.install(callbacks)
+
+        var option: OpaquePointer?
+        try Self.check(nghttp2_option_new(&option), "nghttp2_option_new")
+        defer { nghttp2_option_del(option) }
+        // Bound what a peer can make us hold: CONTINUATION floods and SETTINGS storms.
+        nghttp2_option_set_max_continuations(option, 16)
+        nghttp2_option_set_max_settings(option, 64)
+
+        let userData = Unmanaged.passUnretained(self).toOpaque()
+        var created: OpaquePointer?
+        switch role {
+        case .server:
+            try Self.check(
+                nghttp2_session_server_new2(&created, callbacks, userData, option),
+                "nghttp2_session_server_new2")
+        case .client:
+            try Self.check(
+                nghttp2_session_client_new2(&created, callbacks, userData, option),
+                "nghttp2_session_client_new2")
+        }
+        self.session = created
+
+        var iv = [
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS.rawValue),
+                value: settings.maxConcurrentStreams),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue),
+                value: settings.initialWindowSize),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
+                value: settings.maxHeaderListSize),
+            nghttp2_settings_entry(
+                settings_id: Int32(NGHTTP2_SETTINGS_MAX_FRAME_SIZE.rawValue),
+                value: settings.maxFrameSize),
+        ]
+        try Self.check(
+            nghttp2_submit_settings(created, UInt8(NGHTTP2_FLAG_NONE.rawValue), &iv, iv.count),
+            "nghttp2_submit_settings")
+        try Self.check(
+            nghttp2_session_set_local_window_size(
+                created, UInt8(NGHTTP2_FLAG_NONE.rawValue), 0, settings.connectionWindowSize),
+            "nghttp2_session_set_local_window_size")
+    }
+
+    deinit {
+        nghttp2_session_del(session)
+    }
+
+    // MARK: I/O
+
+    /// Feeds bytes read from the socket. Callbacks run before this returns.
+    /// - Throws: `HTTP2SessionError` when the peer broke the protocol; nghttp2 has then
+    ///   queued a GOAWAY, so the owner should drain output once more and close.
+    func receive(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        let n = nghttp2_session_mem_recv(
+            session, base.assumingMemoryBound(to: UInt8.self), bytes.count)
+        if n < 0 { throw HTTP2SessionError(function: "nghttp2_session_mem_recv", code: Int32(n)) }
+    }
+
+    /// Appends every frame nghttp2 has ready to `buffer`.
+    func drainOutput(into buffer: inout ByteBuffer) throws {
+        while true {
+            var data: UnsafePointer<UInt8>?
+            let n = nghttp2_session_mem_send(session, &data)
+            if n < 0 { throw HTTP2SessionError(function: "nghttp2_session_mem_send", code: Int32(n)) }
+            guard n > 0, let data else { return }
+            buffer.writeBytes(UnsafeRawBufferPointer(start: data, count: n))
+        }
+    }
+
+    var wantsRead: Bool { nghttp2_session_want_read(session) != 0 }
+    var wantsWrite: Bool { nghttp2_session_want_write(session) != 0 }
+
+    // MARK: Submitting frames
+
+    /// Sends response headers; with `hasBody` the body is pulled through `sessionReadBody`.
+    func submitResponse(streamID: Int32, headers: [HTTPField], hasBody: Bool) throws {
+        let rc = Self.withNameValues(headers) { nva, count in
+            if hasBody {
+                var provider = Self.bodyProvider
+                return nghttp2_submit_response(session, streamID, nva, count, &provider)
+            }
+            return nghttp2_submit_response(session, streamID, nva, count, nil)
+        }
+        try Self.check(rc, "nghttp2_submit_response")
+    }
+
+    /// Opens a client stream whose body is pulled through `sessionReadBody`.
+    /// - Returns: the new stream's id.
+    func submitRequest(headers: [HTTPField]) throws -> Int32 {
+        let id = Self.withNameValues(headers) { nva, count in
+            var provider = Self.bodyProvider
+            return nghttp2_submit_request(session, nil, nva, count, &provider, nil)
+        }
+        try Self.check(id, "nghttp2_submit_request")
+        return id
+    }
+
+    func resumeData(streamID: Int32) {
+        // Fails only when the stream is gone or not deferred; both mean nothing to resume.
+        _ = nghttp2_session_resume_data(session, streamID)
+    }
+
+    func resetStream(streamID: Int32, errorCode: UInt32 = NGHTTP2_CANCEL.rawValue) {
+        _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
+    }
+
+    /// Tells the peer to open no new streams; streams already accepted run to completion.
+    func submitGoAway() {
+        let last = nghttp2_session_get_last_proc_stream_id(session)
+        _ = nghttp2_submit_goaway(
+            session, UInt8(NGHTTP2_FLAG_NONE.rawValue), last, NGHTTP2_NO_ERROR.rawValue, nil, 0)
+    }
+
+    // MARK: C plumbing
+
+    private static func check(_ rc: Int32, _ function: String) throws {
+        if rc < 0 { throw HTTP2SessionError(function: function, code: rc) }
+    }
+
+    /// Lays all names and values into one temporary allocation: nghttp2 copies them
+    /// during the submit call, so nothing outlives `body`.
+    private static func withNameValues(
+        _ headers: [HTTPField], _ body: (UnsafePointer<nghttp2_nv>, Int) -> Int32
+    ) -> Int32 {
+        var total = 0
+        for field in headers { total += field.name.utf8.count + field.value.utf8.count }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(total, 1)) { bytes in
+            withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(headers.count, 1)) {
+                nva in
+                guard let base = bytes.baseAddress, let nvBase = nva.baseAddress else { return -1 }
+                var offset = 0
+                for (i, field) in headers.enumerated() {
+                    let name = base + offset
+                    offset += copyUTF8(field.name, to: name)
+                    let value = base + offset
+                    offset += copyUTF8(field.value, to: value)
+                    (nvBase + i).initialize(
+                        to: nghttp2_nv(
+                            name: name, value: value,
+                            namelen: field.name.utf8.count, valuelen: field.value.utf8.count,
+                            flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+                }
+                return body(UnsafePointer(nvBase), headers.count)
+            }
+        }
+    }
+
+    private static func copyUTF8(_ string: String, to destination: UnsafeMutablePointer<UInt8>) -> Int {
+        var string = string
+        return string.withUTF8 { utf8 in
+            guard let src = utf8.baseAddress else { return 0 }
+            destination.update(from: src, count: utf8.count)
+            return utf8.count
+        }
+    }
+
+    private static func owner(_ userData: UnsafeMutableRawPointer?) -> NGHTTP2Session? {
+        guard let userData else { return nil }
+        return Unmanaged<NGHTTP2Session>.fromOpaque(userData).takeUnretainedValue()
+    }
+
+    private static let bodyProvider = nghttp2_data_provider(
+        source: nghttp2_data_source(ptr: nil),
+        read_callback: { session, streamID, buf, length, flags, _, userData in
+            guard let owner = NGHTTP2Session.owner(userData), let delegate = owner.delegate,
+                let buf, let flags
+            else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
+            switch delegate.sessionReadBody(
+                streamID: streamID, into: UnsafeMutableRawBufferPointer(start: buf, count: length))
+            {
+            case .deferred:
+                return Int(NGHTTP2_ERR_DEFERRED.rawValue)
+            case .data(let count, nil):
+                return count
+            case .data(let count, .endStream?):
+                flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+                return count
+            case .data(let count, .trailers(let trailers)?):
+                flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                let rc = NGHTTP2Session.withNameValues(trailers) { nva, n in
+                    nghttp2_submit_trailer(session, streamID, nva, n)
+                }
+                return rc < 0 ? Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) : count
+            }
+        })
+
+    private static func install(_ callbacks: OpaquePointer?) {
+        nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
+            guard let frame, let delegate = NGHTTP2Session.owner(userData)?.delegate else { return 0 }
+            delegate.sessionBeginHeaders(streamID: frame.pointee.hd.stream_id)
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_header_callback(callbacks) {
+            _, frame, name, nameLength, value, valueLength, _, userData in
+            guard let frame, let name, let value, let delegate = NGHTTP2Session.owner(userData)?.delegate else {
+                return 0
+            }
+            delegate.sessionHeader(
+                streamID: frame.pointee.hd.stream_id,
+                name: UnsafeRawBufferPointer(start: name, count: nameLength),
+                value: UnsafeRawBufferPointer(start: value, count: valueLength))
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
+            guard let frame, let delegate = NGHTTP2Session.owner(userData)?.delegate else { return 0 }
+            let hd = frame.pointee.hd
+            let endStream = hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
+            switch UInt32(hd.type) {
+            case NGHTTP2_HEADERS.rawValue:
+                delegate.sessionHeadersComplete(streamID: hd.stream_id, endStream: endStream)
+            case NGHTTP2_DATA.rawValue where endStream:
+                delegate.sessionDataEndStream(streamID: hd.stream_id)
+            default:
+                break
+            }
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) {
+            _, _, streamID, data, length, userData in
+            guard let data, let delegate = NGHTTP2Session.owner(userData)?.delegate else { return 0 }
+            delegate.sessionData(streamID: streamID, bytes: UnsafeRawBufferPointer(start: data, count: length))
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) {
+            _, streamID, errorCode, userData in
+            NGHTTP2Session.owner(userData)?.delegate?.sessionStreamClosed(streamID: streamID, errorCode: errorCode)
+            return 0
+        }
+    }
+}

@@ -1,2 +1,0 @@
-// Placeholder until the RPC layer lands.
-enum ErdtreeRPCPlaceholder {}

@@ -1,0 +1,377 @@
+import Logging
+import NIOCore
+
+/// Serves gRPC (PROTOCOL-HTTP2) on one HTTP/2 connection through an nghttp2 server session.
+///
+/// Bytes read from the socket go into the session; the session's callbacks build
+/// `ServerCall`s and start their handlers; output is collected once per read burst
+/// (`channelReadComplete`), or once per event-loop tick when handlers answer later, so many
+/// streams answered together leave in one write. Everything runs on the channel's loop.
+final class GRPCServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// Sent by the server through the pipeline to start a graceful shutdown.
+    struct Drain {}
+
+    private let session: NGHTTP2Session
+    private let router: RPCRouter
+    private let limits: RPCServer.Limits
+    private let logger: Logger
+    private var streams: [Int32: ServerCall] = [:]
+    private var context: ChannelHandlerContext?
+    private var inReadBurst = false
+    private var flushScheduled = false
+    private var draining = false
+
+    init(router: RPCRouter, limits: RPCServer.Limits, logger: Logger) throws {
+        self.session = try NGHTTP2Session(role: .server)
+        self.router = router
+        self.limits = limits
+        self.logger = logger
+        session.delegate = self
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { flush() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        flush()  // our SETTINGS
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        inReadBurst = true
+        do {
+            try bytes.withUnsafeReadableBytes { try session.receive($0) }
+        } catch {
+            logger.debug("closing connection: \(error)", metadata: peerMetadata)
+            inReadBurst = false
+            flush()
+            context.close(promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        inReadBurst = false
+        flush()
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let open = streams.values
+        streams.removeAll()
+        for call in open where call.finalStatus == nil {
+            call.closed = true
+            call.cancel()
+        }
+        for call in open { call.releaseCallbacks() }
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is Drain {
+            draining = true
+            session.submitGoAway()
+            flush()
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("connection error: \(error)", metadata: peerMetadata)
+        context.close(promise: nil)
+    }
+
+    private var peerMetadata: Logger.Metadata {
+        ["peer": "\(context?.remoteAddress.map { "\($0)" } ?? "?")"]
+    }
+
+    // MARK: Output
+
+    /// Collects every frame nghttp2 has ready and writes it in one flush.
+    private func flush() {
+        guard let context else { return }
+        var out = context.channel.allocator.buffer(capacity: 0)
+        do {
+            try session.drainOutput(into: &out)
+        } catch {
+            logger.debug("closing connection: \(error)", metadata: peerMetadata)
+            context.close(promise: nil)
+            return
+        }
+        if out.readableBytes > 0 {
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        }
+        if (draining && streams.isEmpty) || (!session.wantsRead && !session.wantsWrite) {
+            context.close(promise: nil)
+        }
+    }
+
+    /// Output produced outside a read burst (a handler answering later, a deadline) is
+    /// collected on the next loop tick, so a batch of answers costs one write.
+    private func scheduleFlush() {
+        guard !inReadBurst, !flushScheduled, let context else { return }
+        flushScheduled = true
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let handler = loopBound.value
+            handler.flushScheduled = false
+            handler.flush()
+        }
+    }
+
+    /// A call queued a message or finished: get its bytes onto the wire.
+    func callHasOutput(_ call: ServerCall) {
+        guard !call.closed else { return }
+        do {
+            if !call.responseHeadersSent {
+                call.responseHeadersSent = true
+                if let status = call.finalStatus, call.outbound.readableBytes == 0 {
+                    // Nothing was sent: a trailers-only response, one HEADERS frame.
+                    try session.submitResponse(
+                        streamID: call.streamID, headers: Self.trailersOnly(status), hasBody: false)
+                } else {
+                    try session.submitResponse(
+                        streamID: call.streamID, headers: Self.responseHeaders, hasBody: true)
+                }
+            } else {
+                session.resumeData(streamID: call.streamID)
+            }
+        } catch {
+            logger.error("cannot answer stream \(call.streamID): \(error)", metadata: peerMetadata)
+            session.resetStream(streamID: call.streamID)
+        }
+        scheduleFlush()
+    }
+
+    // MARK: Session events
+
+    func sessionBeginHeaders(streamID: Int32) {
+        guard streams[streamID] == nil, let context else { return }
+        streams[streamID] = ServerCall(
+            streamID: streamID, connection: self, eventLoop: context.eventLoop,
+            allocator: context.channel.allocator, maxMessageBytes: limits.maxMessageBytes)
+    }
+
+    func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+        guard let call = streams[streamID], !call.requestHeadersDone else { return }
+        switch name.count {
+        case 5 where name.elementsEqual(":path".utf8):
+            if let index = router.routeIndex(for: value) {
+                call.route = router.route(at: index)
+            } else {
+                call.unknownPath = String(decoding: value, as: UTF8.self)
+            }
+        case 7 where name.elementsEqual(":method".utf8):
+            call.methodIsPost = value.elementsEqual("POST".utf8)
+        case 12 where name.elementsEqual("content-type".utf8):
+            call.contentType = Self.isGRPCContentType(value) ? .grpc : .other(String(decoding: value, as: UTF8.self))
+        case 12 where name.elementsEqual("grpc-timeout".utf8):
+            // A malformed timeout is ignored rather than failing the call, as grpc-go does.
+            call.timeoutNanos = GRPCTimeout.parse(value)
+        case 13 where name.elementsEqual("grpc-encoding".utf8):
+            if !value.elementsEqual("identity".utf8) {
+                call.unsupportedEncoding = String(decoding: value, as: UTF8.self)
+            }
+        default:
+            break
+        }
+    }
+
+    func sessionHeadersComplete(streamID: Int32, endStream: Bool) {
+        guard let call = streams[streamID] else { return }
+        if !call.requestHeadersDone {
+            call.requestHeadersDone = true
+            startCall(call)
+        }
+        if endStream { requestEnded(call) }
+    }
+
+    func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer) {
+        guard let call = streams[streamID], call.finalStatus == nil, call.handlerStarted else { return }
+        call.deframer.append(bytes)
+        do {
+            while let message = try call.deframer.next() {
+                receivedMessage(message, on: call)
+                if call.finalStatus != nil { return }
+            }
+        } catch {
+            call.cancel()
+            call.finishOnLoop(error)
+        }
+    }
+
+    func sessionDataEndStream(streamID: Int32) {
+        guard let call = streams[streamID] else { return }
+        requestEnded(call)
+    }
+
+    func sessionStreamClosed(streamID: Int32, errorCode: UInt32) {
+        guard let call = streams.removeValue(forKey: streamID) else { return }
+        let unfinished = call.finalStatus == nil
+        call.closed = true
+        if unfinished {
+            // RST_STREAM from the client, or the connection is going away: stop the handler.
+            call.cancel()
+        } else {
+            call.releaseCallbacks()
+        }
+        if draining && streams.isEmpty { scheduleFlush() }
+    }
+
+    func sessionReadBody(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> BodyChunk {
+        guard let call = streams[streamID] else { return .data(count: 0, end: .endStream) }
+        let count = call.outbound.drain(into: buffer)
+        if call.outbound.readableBytes == 0, let status = call.finalStatus {
+            return .data(count: count, end: .trailers(Self.trailers(status)))
+        }
+        return count == 0 ? .deferred : .data(count: count, end: nil)
+    }
+
+    // MARK: Call lifecycle
+
+    /// Checks the request headers and starts the handler, or answers the error the gRPC
+    /// spec prescribes before any handler runs.
+    private func startCall(_ call: ServerCall) {
+        guard call.methodIsPost else {
+            rejectHTTP(call, status: "405")
+            return
+        }
+        switch call.contentType {
+        case .grpc:
+            break
+        case .missing, .other:
+            rejectHTTP(call, status: "415")
+            return
+        }
+        if let encoding = call.unsupportedEncoding {
+            call.finalStatus = RPCStatus(
+                .unimplemented,
+                "grpc-encoding '\(encoding)' is not supported; this server accepts: identity")
+            call.responseHeadersSent = true
+            submit(call, headers: Self.trailersOnly(call.finalStatus ?? .ok) + [HTTPField("grpc-accept-encoding", "identity")])
+            return
+        }
+        guard let route = call.route else {
+            call.finishOnLoop(RPCStatus(.unimplemented, "unknown method \(call.unknownPath)"))
+            return
+        }
+        if let timeout = call.timeoutNanos {
+            call.setDeadline(fromNowNanos: timeout)
+            if let deadline = call.deadline, let context {
+                call.deadlineTask = context.eventLoop.scheduleTask(deadline: deadline) { [weak call] in
+                    guard let call, call.finalStatus == nil, !call.closed else { return }
+                    call.cancel()
+                    call.finishOnLoop(
+                        RPCStatus(.deadlineExceeded, "deadline exceeded after \(Self.describe(nanos: timeout))"))
+                }
+            }
+        }
+        call.handlerStarted = true
+        if case .bidirectional(let handler) = route.handler {
+            handler(call)
+        }
+    }
+
+    private func receivedMessage(_ message: ByteBuffer, on call: ServerCall) {
+        guard let route = call.route else { return }
+        switch route.handler {
+        case .bidirectional:
+            call.deliver(message)
+        case .unary, .serverStreaming:
+            if call.pendingRequest != nil {
+                call.cancel()
+                call.finishOnLoop(RPCStatus(.invalidArgument, "\(route.path) takes one request message, got more"))
+            } else {
+                call.pendingRequest = message
+            }
+        }
+    }
+
+    private func requestEnded(_ call: ServerCall) {
+        guard !call.requestEnded else { return }
+        call.requestEnded = true
+        guard call.handlerStarted, call.finalStatus == nil, let route = call.route else { return }
+        if call.deframer.hasPartialMessage {
+            call.cancel()
+            call.finishOnLoop(
+                RPCStatus(.invalidArgument, "request ended inside a message: got \(call.deframer.partialMessageDescription)"))
+            return
+        }
+        switch route.handler {
+        case .bidirectional:
+            call.deliverRequestEnd()
+        case .unary(let handler), .serverStreaming(let handler):
+            guard let request = call.pendingRequest else {
+                call.finishOnLoop(RPCStatus(.invalidArgument, "\(route.path) requires a request message, got none"))
+                return
+            }
+            call.pendingRequest = nil
+            if let deadline = call.deadline, deadline <= .now() {
+                call.finishOnLoop(RPCStatus(.deadlineExceeded, "deadline exceeded before the call started"))
+                return
+            }
+            handler(request, call)
+        }
+    }
+
+    private func rejectHTTP(_ call: ServerCall, status: String) {
+        call.finalStatus = RPCStatus(.internal, "rejected with HTTP \(status)")
+        call.responseHeadersSent = true
+        submit(call, headers: [HTTPField(":status", status)])
+    }
+
+    private func submit(_ call: ServerCall, headers: [HTTPField]) {
+        do {
+            try session.submitResponse(streamID: call.streamID, headers: headers, hasBody: false)
+        } catch {
+            session.resetStream(streamID: call.streamID)
+        }
+        scheduleFlush()
+    }
+
+    // MARK: Header sets
+
+    private static let responseHeaders = [
+        HTTPField(":status", "200"), HTTPField("content-type", "application/grpc"),
+    ]
+    private static let okTrailers = [HTTPField("grpc-status", "0")]
+
+    private static func trailers(_ status: RPCStatus) -> [HTTPField] {
+        if status.code == .ok && status.message.isEmpty { return okTrailers }
+        var fields = [HTTPField("grpc-status", String(status.code.rawValue))]
+        if !status.message.isEmpty {
+            fields.append(HTTPField("grpc-message", PercentEncoding.encode(status.message)))
+        }
+        return fields
+    }
+
+    private static func trailersOnly(_ status: RPCStatus) -> [HTTPField] {
+        responseHeaders + trailers(status)
+    }
+
+    /// `application/grpc`, optionally followed by `+proto` or `;params`
+    /// (gRPC PROTOCOL-HTTP2 "Content-Type").
+    private static func isGRPCContentType(_ value: UnsafeRawBufferPointer) -> Bool {
+        let prefix = "application/grpc".utf8
+        guard value.count >= prefix.count, value.prefix(prefix.count).elementsEqual(prefix) else {
+            return false
+        }
+        let rest = value.dropFirst(prefix.count)
+        return rest.isEmpty || rest.elementsEqual("+proto".utf8) || rest.first == UInt8(ascii: ";")
+    }
+
+    static func describe(nanos: Int64) -> String {
+        if nanos >= 1_000_000 { return "\(nanos / 1_000_000)ms" }
+        if nanos >= 1_000 { return "\(nanos / 1_000)µs" }
+        return "\(nanos)ns"
+    }
+}

@@ -1,0 +1,62 @@
+import NIOCore
+
+/// How a method exchanges messages, and the code that serves it.
+public enum RPCHandler: Sendable {
+    /// One request message in; the handler answers with `call.respond(_:)` or
+    /// `call.finish(_:)` exactly once, from any thread.
+    case unary(@Sendable (_ request: ByteBuffer, _ call: ServerCall) -> Void)
+    /// One request message in; any number of `call.send(_:)`, then `call.finish(_:)`.
+    case serverStreaming(@Sendable (_ request: ByteBuffer, _ call: ServerCall) -> Void)
+    /// Starts as soon as the request headers arrive; request messages reach the callbacks
+    /// the handler installs with `call.onMessage(_:)` and `call.onRequestEnd(_:)`.
+    case bidirectional(@Sendable (_ call: ServerCall) -> Void)
+}
+
+/// Maps a request's `:path` (`/package.Service/Method`) to its handler.
+///
+/// Built once before the server starts and read-only afterwards, so lookups need no lock.
+/// Lookup compares the raw `:path` bytes against each route: with a few dozen routes this
+/// beats hashing a freshly allocated `String` per request.
+public struct RPCRouter: Sendable {
+    struct Route: Sendable {
+        let path: String
+        let pathBytes: [UInt8]
+        let handler: RPCHandler
+    }
+
+    private(set) var routes: [Route] = []
+
+    public init() {}
+
+    /// Registers `handler` for `path`; a later registration of the same path replaces it.
+    public mutating func register(_ path: String, _ handler: RPCHandler) {
+        routes.removeAll { $0.path == path }
+        routes.append(Route(path: path, pathBytes: Array(path.utf8), handler: handler))
+    }
+
+    /// Fully qualified service names (`package.Service`) that have at least one route.
+    public var serviceNames: [String] {
+        var seen = Set<String>()
+        var names: [String] = []
+        for route in routes {
+            let parts = route.path.split(separator: "/")
+            guard let service = parts.first.map(String.init), seen.insert(service).inserted else {
+                continue
+            }
+            names.append(service)
+        }
+        return names
+    }
+
+    func routeIndex(for path: UnsafeRawBufferPointer) -> Int? {
+        for (index, route) in routes.enumerated() where route.pathBytes.count == path.count {
+            let equal = route.pathBytes.withUnsafeBytes { candidate in
+                candidate.elementsEqual(path)
+            }
+            if equal { return index }
+        }
+        return nil
+    }
+
+    func route(at index: Int) -> Route { routes[index] }
+}

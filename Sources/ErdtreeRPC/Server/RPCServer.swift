@@ -1,0 +1,109 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Listens on one TCP port and serves the routes of an `RPCRouter` over HTTP/2.
+///
+/// One `GRPCServerConnectionHandler` (one nghttp2 session) per accepted connection, on the
+/// event loop the connection was accepted on. `shutdownGracefully` stops accepting, sends
+/// GOAWAY on every connection, lets in-flight calls finish, and closes what is left when
+/// the grace period ends.
+public final class RPCServer: Sendable {
+    public struct Limits: Sendable {
+        /// Largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED.
+        public var maxMessageBytes: Int
+
+        public init(maxMessageBytes: Int = 4 << 20) {
+            self.maxMessageBytes = maxMessageBytes
+        }
+    }
+
+    private let router: RPCRouter
+    private let limits: Limits
+    private let group: any EventLoopGroup
+    private let logger: Logger
+    private let state = Mutex(State())
+
+    private struct State {
+        var listener: (any Channel)?
+        var connections: [ObjectIdentifier: any Channel] = [:]
+    }
+
+    public init(router: RPCRouter, limits: Limits = Limits(), group: any EventLoopGroup, logger: Logger) {
+        self.router = router
+        self.limits = limits
+        self.group = group
+        self.logger = logger
+    }
+
+    /// Binds and starts accepting.
+    /// - Returns: the bound address (useful with port 0).
+    /// - Throws: the bind error, e.g. address in use.
+    public func start(host: String, port: Int) async throws -> SocketAddress {
+        let router = self.router
+        let limits = self.limits
+        let logger = self.logger
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { [weak self] channel in
+                self?.track(channel)
+                return channel.eventLoop.makeCompletedFuture {
+                    let handler = try GRPCServerConnectionHandler(router: router, limits: limits, logger: logger)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+        let listener = try await bootstrap.bind(host: host, port: port).get()
+        state.withLock { $0.listener = listener }
+        guard let address = listener.localAddress else {
+            throw RPCServerError.noLocalAddress
+        }
+        return address
+    }
+
+    /// Stops accepting, drains in-flight calls for up to `gracePeriod`, then closes
+    /// whatever is still open. Safe to call more than once.
+    public func shutdownGracefully(gracePeriod: Duration = .seconds(10)) async {
+        let (listener, connections) = state.withLock { state in
+            let listener = state.listener
+            state.listener = nil
+            return (listener, Array(state.connections.values))
+        }
+        try? await listener?.close()
+        for channel in connections {
+            channel.pipeline.fireUserInboundEventTriggered(GRPCServerConnectionHandler.Drain())
+        }
+        let logger = self.logger
+        for channel in connections {
+            let forceClose = channel.eventLoop.scheduleTask(in: TimeAmount(gracePeriod)) {
+                logger.warning("grace period over; closing a connection with calls in flight")
+                channel.close(promise: nil)
+            }
+            channel.closeFuture.whenComplete { _ in forceClose.cancel() }
+        }
+        for channel in connections {
+            try? await channel.closeFuture.get()
+        }
+    }
+
+    private func track(_ channel: any Channel) {
+        let id = ObjectIdentifier(channel)
+        state.withLock { $0.connections[id] = channel }
+        channel.closeFuture.whenComplete { [weak self] _ in
+            _ = self?.state.withLock { $0.connections.removeValue(forKey: id) }
+        }
+    }
+}
+
+public enum RPCServerError: Error, CustomStringConvertible {
+    case noLocalAddress
+
+    public var description: String {
+        switch self {
+        case .noLocalAddress: "the listening socket has no local address"
+        }
+    }
+}

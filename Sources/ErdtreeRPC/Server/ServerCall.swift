@@ -1,0 +1,179 @@
+import NIOCore
+
+/// One gRPC call on the server: what a handler sees of a request stream, and how it answers.
+///
+/// Handlers may call `respond`, `send` and `finish` from any thread; each hops to the
+/// connection's event loop unless already on it, so a handler that answers inline (a `Get`
+/// from memory) costs no hop. Everything else here (callbacks, stream state) belongs to
+/// that event loop, which is why the type is `@unchecked Sendable`: the loop confinement
+/// is the synchronisation.
+public final class ServerCall: @unchecked Sendable {
+    /// The method's `:path`, e.g. `/erdtree.v1.KVStore/Get`.
+    public var path: String { route?.path ?? unknownPath }
+    public let eventLoop: any EventLoop
+    public let allocator: ByteBufferAllocator
+    /// When the client stops waiting (from `grpc-timeout`), if it said.
+    public private(set) var deadline: NIODeadline?
+
+    let streamID: Int32
+    weak var connection: GRPCServerConnectionHandler?
+
+    // Request state, filled in by the connection while headers arrive.
+    var route: RPCRouter.Route?
+    var unknownPath = ""
+    var methodIsPost = false
+    var contentType: ContentTypeCheck = .missing
+    var timeoutNanos: Int64?
+    var unsupportedEncoding: String?
+    var requestHeadersDone = false
+    var requestEnded = false
+    var deframer: GRPCMessageDeframer
+    /// For unary and server-streaming methods: the single request message.
+    var pendingRequest: ByteBuffer?
+    var handlerStarted = false
+
+    // Response state.
+    var outbound: ByteBuffer
+    var responseHeadersSent = false
+    var finalStatus: RPCStatus?
+    var closed = false
+    var deadlineTask: Scheduled<Void>?
+
+    private var messageCallback: ((ByteBuffer) -> Void)?
+    private var requestEndCallback: (() -> Void)?
+    private var cancelCallback: (() -> Void)?
+
+    enum ContentTypeCheck {
+        case missing
+        case grpc
+        case other(String)
+    }
+
+    init(
+        streamID: Int32, connection: GRPCServerConnectionHandler, eventLoop: any EventLoop,
+        allocator: ByteBufferAllocator, maxMessageBytes: Int
+    ) {
+        self.streamID = streamID
+        self.connection = connection
+        self.eventLoop = eventLoop
+        self.allocator = allocator
+        self.deframer = GRPCMessageDeframer(maxMessageBytes: maxMessageBytes, allocator: allocator)
+        self.outbound = allocator.buffer(capacity: 0)
+    }
+
+    // MARK: Answering (any thread)
+
+    /// Answers a unary call: the response message, then status OK.
+    public func respond(_ message: ByteBuffer) {
+        if eventLoop.inEventLoop {
+            appendMessage(message)
+            finishOnLoop(.ok)
+        } else {
+            eventLoop.execute {
+                self.appendMessage(message)
+                self.finishOnLoop(.ok)
+            }
+        }
+    }
+
+    /// Sends one response message on a streaming call.
+    public func send(_ message: ByteBuffer) {
+        if eventLoop.inEventLoop {
+            appendMessage(message)
+        } else {
+            eventLoop.execute { self.appendMessage(message) }
+        }
+    }
+
+    /// Ends the call with `status`; later answers are ignored.
+    public func finish(_ status: RPCStatus) {
+        if eventLoop.inEventLoop {
+            finishOnLoop(status)
+        } else {
+            eventLoop.execute { self.finishOnLoop(status) }
+        }
+    }
+
+    /// Bytes queued for this call but not yet taken by the transport: a streaming handler
+    /// checks it to bound what a slow reader makes us buffer. Event loop only.
+    public var pendingOutboundBytes: Int {
+        eventLoop.preconditionInEventLoop()
+        return outbound.readableBytes
+    }
+
+    // MARK: Callbacks (install from the handler, on the event loop)
+
+    /// Called on the event loop with each request message of a bidirectional call.
+    public func onMessage(_ callback: @escaping (ByteBuffer) -> Void) {
+        eventLoop.preconditionInEventLoop()
+        messageCallback = callback
+    }
+
+    /// Called on the event loop when the client has sent its last message.
+    public func onRequestEnd(_ callback: @escaping () -> Void) {
+        eventLoop.preconditionInEventLoop()
+        requestEndCallback = callback
+    }
+
+    /// Called on the event loop when the call ends before the handler finished it: the
+    /// client reset the stream, the deadline passed, or the connection closed.
+    public func onCancel(_ callback: @escaping () -> Void) {
+        eventLoop.preconditionInEventLoop()
+        cancelCallback = callback
+    }
+
+    /// True once the call has ended, by the handler or by the client. Event loop only.
+    public var isFinished: Bool {
+        eventLoop.preconditionInEventLoop()
+        return finalStatus != nil || closed
+    }
+
+    // MARK: Connection side (event loop)
+
+    func setDeadline(fromNowNanos nanos: Int64) {
+        let now = NIODeadline.now()
+        let (sum, overflow) = now.uptimeNanoseconds.addingReportingOverflow(UInt64(max(nanos, 0)))
+        deadline = overflow ? .distantFuture : .uptimeNanoseconds(sum)
+    }
+
+    func deliver(_ message: ByteBuffer) {
+        messageCallback?(message)
+    }
+
+    func deliverRequestEnd() {
+        requestEndCallback?()
+    }
+
+    /// The stream closed (reset by the peer, or the connection went away) or the deadline
+    /// passed before the handler finished.
+    func cancel() {
+        deadlineTask?.cancel()
+        deadlineTask = nil
+        let callback = cancelCallback
+        releaseCallbacks()
+        callback?()
+    }
+
+    func releaseCallbacks() {
+        messageCallback = nil
+        requestEndCallback = nil
+        cancelCallback = nil
+    }
+
+    func finishOnLoop(_ status: RPCStatus) {
+        guard finalStatus == nil, !closed else { return }
+        finalStatus = status
+        deadlineTask?.cancel()
+        deadlineTask = nil
+        connection?.callHasOutput(self)
+        // The handler is done with the call: drop its closures now so the cycles they
+        // may hold on the call break here, not at stream close.
+        releaseCallbacks()
+    }
+
+    private func appendMessage(_ message: ByteBuffer) {
+        guard finalStatus == nil, !closed else { return }
+        GRPCMessageFramer.write(message, into: &outbound)
+        connection?.callHasOutput(self)
+    }
+}
