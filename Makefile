@@ -1,0 +1,54 @@
+# Erdtree developer entry points. Every target works unattended (CI=true, no
+# stdin) and installs what it needs first through scripts/install-deps.sh.
+#
+#   make run       release build, then a local master on 127.0.0.1:8080 (Ctrl-C stops it)
+#   make test      generated-code check, buf lint/format, swift build + test, interop pytest
+#   make bench     release build, then scripts/bench.sh (Erdtree vs etcd, Redis, nghttpd)
+#   make generate  regenerate ErdtreeProto from api/
+#   make build     debug build;  make release: release build of the erdtree product
+#   make clean     remove build products (never ./data or .venv)
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := build
+
+SWIFT ?= swift
+VENV := .venv
+ERDTREE_BIN ?= $(CURDIR)/.build/debug/erdtree
+# Extra pytest arguments, e.g. make test PYTEST_ARGS='-k kvstore -x'.
+PYTEST_ARGS ?=
+# Per-test guard for the interop suite; slow tests raise their own limit.
+PYTEST_TIMEOUT ?= 120
+
+.PHONY: run test bench generate build release clean
+
+build:
+	scripts/install-deps.sh build
+	$(SWIFT) build
+
+release:
+	scripts/install-deps.sh build
+	$(SWIFT) build -c release --product erdtree
+
+run: release
+	scripts/run-local.sh
+
+test:
+	scripts/install-deps.sh test
+	scripts/check-generated.sh
+	$(VENV)/bin/buf lint
+	$(VENV)/bin/buf format --exit-code -d
+	$(SWIFT) build
+	$(SWIFT) test
+	ERDTREE_BIN="$(ERDTREE_BIN)" $(VENV)/bin/python -m pytest tests/interop -q \
+		--timeout=$(PYTEST_TIMEOUT) -p no:cacheprovider $(PYTEST_ARGS) </dev/null
+
+bench: release
+	scripts/install-deps.sh bench
+	scripts/bench.sh
+
+generate:
+	scripts/generate.sh
+
+clean:
+	rm -rf .build tests/interop/__pycache__ tests/interop/.pytest_cache .pytest_cache
