@@ -1,0 +1,76 @@
+extension NodeConfig {
+    /// The configuration a node runs with when started without `--config`, and the base that a
+    /// file's keys override.
+    ///
+    /// A master listens on 127.0.0.1:8080 with its WAL in `./data/master/wal`; a slave on
+    /// 127.0.0.1:8081 with `./data/slave/wal`, following 127.0.0.1:8080. The two differ so that one
+    /// master and one slave started from the same directory with no files do not collide.
+    public static func defaults(for role: Role) -> NodeConfig {
+        let wal = { (directory: String) in
+            WAL(
+                directory: directory,
+                syncInterval: .interval(.seconds(1)),
+                maxFileSizeBytes: 100 << 20,
+                retentionBytes: 1 << 30
+            )
+        }
+        switch role {
+        case .master:
+            return NodeConfig(
+                server: Server(address: "127.0.0.1", port: 8080),
+                wal: wal("./data/master/wal")
+            )
+        case .slave:
+            return NodeConfig(
+                server: Server(address: "127.0.0.1", port: 8081),
+                wal: wal("./data/slave/wal"),
+                master: Master(address: "127.0.0.1:8080", syncInterval: .milliseconds(100))
+            )
+        }
+    }
+
+    /// `defaults(for:)` written out as a config file, with comments; parsing it gives back
+    /// `defaults(for: role)` (a test holds the two together). Useful as a starting file.
+    public static func defaultYAML(for role: Role) -> String {
+        let defaults = defaults(for: role)
+        let masterSection: String
+        if let master = defaults.master {
+            masterSection = """
+
+                # The master this slave replicates from (slaves only).
+                master:
+                  address: "\(master.address)"
+                  sync_interval: 100ms
+
+                """
+        } else {
+            masterSection = ""
+        }
+        return """
+            # Erdtree \(role) configuration (docs/configuration.md lists every key).
+            server:
+              address: "\(defaults.server.address)"
+              port: \(defaults.server.port)
+
+            wal:
+              directory: "\(defaults.wal.directory)"
+              sync_interval: 1s        # or "always"
+              max_file_size: 100MB     # KB/MB/GB are powers of 1024
+              retention: 1GB
+
+            storage:
+              max_entries: 1000000
+              eviction_policy: lru     # or noeviction
+            \(masterSection)
+            replication:
+              min_acks: 0
+              ack_timeout: 5s
+
+            limits:
+              max_key_bytes: 4KB
+              max_value_bytes: 1MB
+              max_message_bytes: 4MB
+
+            """
+    }
+}

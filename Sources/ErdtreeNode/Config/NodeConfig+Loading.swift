@@ -1,0 +1,197 @@
+internal import Foundation
+internal import Yams
+
+extension NodeConfig {
+    /// Reads and validates the config file at `path`, or returns `defaults(for: role)` when there is none.
+    ///
+    /// Called once at startup by `erdtree master|slave [--config FILE]`.
+    ///
+    /// - Parameters:
+    ///   - path: The file given on the command line; `nil` when none was given. Errors name it as given.
+    ///   - role: Decides the defaults and whether the `master:` section is required or refused.
+    /// - Throws: `ConfigError.unreadableFile` if the file cannot be read, else what
+    ///   `parse(yaml:role:source:)` throws.
+    public static func load(path: String?, role: Role) throws(ConfigError) -> NodeConfig {
+        guard let path else { return defaults(for: role) }
+        return try parse(yaml: readFile(path), role: role, source: path)
+    }
+
+    /// Parses config YAML; missing keys take the role's defaults, everything present is validated.
+    ///
+    /// - Parameters:
+    ///   - yaml: The file's text. An empty document means "all defaults" — except for a slave,
+    ///     which must name its master.
+    ///   - role: A slave needs a `master:` section with `address`; a master must not have one.
+    ///   - source: The name errors use for this text, usually the file path.
+    /// - Throws: `ConfigError` naming `source` and the dotted key: `malformedYAML` (with a line),
+    ///   `unknownKey`, `wrongType`, `invalidValue`, `missingKey`, `keyNotAllowed`.
+    public static func parse(yaml: String, role: Role, source: String) throws(ConfigError) -> NodeConfig {
+        let document = try ConfigSection(document: compose(yaml, source: source), file: source)
+        try document.rejectUnknownKeys()
+        var config = defaults(for: role)
+
+        if let server = try document.section("server") {
+            if let address = try server.nonEmptyString("address") {
+                config.server.address = try listenAddress(address, in: server)
+            }
+            // 0 is allowed: the OS picks a free port, which end-to-end tests rely on.
+            config.server.port = try server.integer("port", in: 0...65535) ?? config.server.port
+        }
+
+        if let wal = try document.section("wal") {
+            config.wal.directory = try wal.nonEmptyString("directory") ?? config.wal.directory
+            if let raw = try wal.text("sync_interval") {
+                config.wal.syncInterval =
+                    ConfigUnits.trimmed(raw).lowercased() == "always"
+                    ? .always : .interval(try wal.positiveDuration("sync_interval", raw))
+            }
+            // Below 64KB a segment holds too few records to be worth its header and rotation.
+            config.wal.maxFileSizeBytes =
+                try wal.byteSize("max_file_size", in: (64 << 10)...Int64.max) ?? config.wal.maxFileSizeBytes
+            config.wal.retentionBytes = try wal.byteSize("retention", in: 1...Int64.max) ?? config.wal.retentionBytes
+            if config.wal.retentionBytes < config.wal.maxFileSizeBytes {
+                // Retention is counted in whole segments; less than one would keep nothing for slaves.
+                throw try wal.invalidCombination(
+                    "retention", bytes: config.wal.retentionBytes,
+                    "must be at least wal.max_file_size (\(ConfigSection.formatSize(config.wal.maxFileSizeBytes)))")
+            }
+        }
+
+        if let storage = try document.section("storage") {
+            config.storage.maxEntries = try storage.integer("max_entries", in: 1...Int.max) ?? config.storage.maxEntries
+            if let raw = try storage.text("eviction_policy") {
+                guard let policy = EvictionPolicy(rawValue: ConfigUnits.trimmed(raw).lowercased()) else {
+                    throw storage.invalid("eviction_policy", raw, "must be 'lru' or 'noeviction'")
+                }
+                config.storage.evictionPolicy = policy
+            }
+        }
+
+        switch role {
+        case .master:
+            if document.contains("master") {
+                throw .keyNotAllowed(key: "master", role: .master, file: source)
+            }
+        case .slave:
+            config.master = try slaveMaster(document, source: source)
+        }
+
+        if let replication = try document.section("replication") {
+            config.replication.minAcks = try replication.integer("min_acks", in: 0...Int.max) ?? config.replication.minAcks
+            config.replication.ackTimeout = try replication.positiveDuration("ack_timeout") ?? config.replication.ackTimeout
+        }
+
+        if let limits = try document.section("limits") {
+            config.limits = try parseLimits(limits, defaults: config.limits)
+        }
+        return config
+    }
+
+    /// The `master:` section of a slave: required, and so is its address, because defaulting to
+    /// localhost would make a deployed slave quietly follow nothing.
+    private static func slaveMaster(_ document: ConfigSection, source: String) throws(ConfigError) -> Master {
+        guard let section = try document.section("master") else {
+            throw .missingKey(key: "master", reason: "a slave needs master.address to know whom to replicate from", file: source)
+        }
+        guard let address = try section.nonEmptyString("address") else {
+            throw .missingKey(key: "master.address", reason: "a slave needs the master's host:port", file: source)
+        }
+        do {
+            _ = try SocketAddressSpec(parsing: address)
+        } catch {
+            throw section.invalid("address", address, addressReason(error))
+        }
+        let fallback = defaults(for: .slave).master?.syncInterval ?? .milliseconds(100)
+        return Master(address: address, syncInterval: try section.positiveDuration("sync_interval") ?? fallback)
+    }
+
+    private static func parseLimits(_ limits: ConfigSection, defaults: Limits) throws(ConfigError) -> Limits {
+        // The gRPC length prefix is 32 bits, so no message can be larger than this.
+        let maxMessage = Int64(UInt32.max)
+        var result = defaults
+        if let bytes = try limits.byteSize("max_key_bytes", in: 1...maxMessage) { result.maxKeyBytes = Int(bytes) }
+        if let bytes = try limits.byteSize("max_value_bytes", in: 1...maxMessage) { result.maxValueBytes = Int(bytes) }
+        if let bytes = try limits.byteSize("max_message_bytes", in: 1...maxMessage) { result.maxMessageBytes = Int(bytes) }
+        // A Set of the largest key and value must fit in one message; 1KB covers its framing.
+        let needed = result.maxKeyBytes + result.maxValueBytes + 1024
+        if result.maxMessageBytes < needed {
+            throw try limits.invalidCombination(
+                "max_message_bytes", bytes: Int64(result.maxMessageBytes),
+                "must be at least max_key_bytes + max_value_bytes + 1KB (\(needed) bytes) so the largest Set fits in one message")
+        }
+        return result
+    }
+
+    /// `server.address` is a host to bind, not `host:port`; brackets around an IPv6 literal are
+    /// dropped because the socket layer wants the bare address.
+    private static func listenAddress(_ address: String, in server: ConfigSection) throws(ConfigError) -> String {
+        if address.hasPrefix("["), address.hasSuffix("]"), address.count > 2 {
+            return String(address.dropFirst().dropLast())
+        }
+        if address.contains(where: { $0 == " " || $0 == "\t" || $0 == "/" }) {
+            throw server.invalid("address", address, "must be a host name or IP address, without spaces or '/'")
+        }
+        if address.filter({ $0 == ":" }).count == 1 {
+            throw server.invalid("address", address, "must be a host without a port; put the port in server.port")
+        }
+        return address
+    }
+
+    private static func addressReason(_ error: ConfigError) -> String {
+        if case .invalidAddress(_, let reason) = error { return reason }
+        return error.description
+    }
+
+    private static func compose(_ yaml: String, source: String) throws(ConfigError) -> Node? {
+        do {
+            return try Yams.compose(yaml: yaml)
+        } catch let error as YamlError {
+            throw malformed(error, yaml: yaml, source: source)
+        } catch {
+            throw .malformedYAML(file: source, line: 0, reason: "\(error)")
+        }
+    }
+
+    /// Keeps libyaml's problem text and line, dropping Yams' snippet (the error is one log line).
+    private static func malformed(_ error: YamlError, yaml: String, source: String) -> ConfigError {
+        func reason(_ context: YamlError.Context?, _ problem: String) -> String {
+            guard let context, !context.text.isEmpty else { return problem }
+            return "\(context.text): \(problem)"
+        }
+        switch error {
+        case .scanner(let context, let problem, let mark, _),
+            .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            return .malformedYAML(file: source, line: mark.line, reason: reason(context, problem))
+        case .reader(let problem, let offset, _, _):
+            let line = offset.map { yaml.utf8.prefix($0).filter { $0 == UInt8(ascii: "\n") }.count + 1 } ?? 0
+            return .malformedYAML(file: source, line: line, reason: problem)
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            let names = duplicates.map { "'\($0)'" }.joined(separator: ", ")
+            return .malformedYAML(file: source, line: context.mark.line, reason: "key \(names) appears more than once in the same mapping")
+        default:
+            return .malformedYAML(file: source, line: 0, reason: "\(error)")
+        }
+    }
+
+    private static func readFile(_ path: String) throws(ConfigError) -> String {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            // Foundation's own text ("The file doesn't exist.") hides errno; the POSIX error under it says it plainly.
+            let nsError = error as NSError
+            let reason: String
+            if let posix = nsError.userInfo[NSUnderlyingErrorKey] as? POSIXError {
+                reason = String(cString: strerror(posix.code.rawValue))
+            } else {
+                reason = nsError.localizedDescription
+            }
+            throw .unreadableFile(path: path, reason: reason.prefix(1).lowercased() + reason.dropFirst())
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw .unreadableFile(path: path, reason: "it is not UTF-8 text")
+        }
+        return text
+    }
+}

@@ -1,0 +1,133 @@
+/// Everything a node reads from its YAML config file (DESIGN §7), with units in the names.
+///
+/// Built by `NodeConfig.load(path:role:)` or `parse(yaml:role:source:)`, which apply the role's
+/// defaults for missing keys and validate every value; see docs/configuration.md for the file
+/// format. The properties are `var` so tests can start from `defaults(for:)` and change a field
+/// (port 0, a temporary directory) without writing YAML; such changes are not re-validated.
+public struct NodeConfig: Sendable, Equatable {
+    public var server: Server
+    public var wal: WAL
+    public var storage: Storage
+    /// The master this node follows: present for a slave, `nil` for a master.
+    public var master: Master?
+    public var replication: Replication
+    public var limits: Limits
+
+    public init(
+        server: Server,
+        wal: WAL,
+        storage: Storage = Storage(),
+        master: Master? = nil,
+        replication: Replication = Replication(),
+        limits: Limits = Limits()
+    ) {
+        self.server = server
+        self.wal = wal
+        self.storage = storage
+        self.master = master
+        self.replication = replication
+        self.limits = limits
+    }
+
+    /// Where the node listens for clients (and, on a master, for slaves).
+    public struct Server: Sendable, Equatable {
+        /// The interface to bind: an IP literal or a host name; `0.0.0.0` for every IPv4 interface.
+        public var address: String
+        /// 0...65535; 0 asks the OS for a free port (tests read the bound port back).
+        public var port: Int
+
+        public init(address: String, port: Int) {
+            self.address = address
+            self.port = port
+        }
+    }
+
+    /// The write-ahead log (DESIGN §4).
+    public struct WAL: Sendable, Equatable {
+        /// The directory holding `<first-lsn>.log` segments; relative paths are relative to the
+        /// working directory the node was started in.
+        public var directory: String
+        /// When appended batches are fsynced.
+        public var syncInterval: SyncPolicy
+        /// A segment is sealed and a new one started once it reaches this size.
+        public var maxFileSizeBytes: Int64
+        /// How much sealed WAL is kept for slaves that are behind; past it they get a full resync.
+        public var retentionBytes: Int64
+
+        public init(directory: String, syncInterval: SyncPolicy, maxFileSizeBytes: Int64, retentionBytes: Int64) {
+            self.directory = directory
+            self.syncInterval = syncInterval
+            self.maxFileSizeBytes = maxFileSizeBytes
+            self.retentionBytes = retentionBytes
+        }
+    }
+
+    /// When the WAL writer fsyncs, written `always` or as a duration in YAML.
+    public enum SyncPolicy: Sendable, Equatable {
+        /// Fsync each group-committed batch before any of its writers is acknowledged.
+        case always
+        /// Fsync at most this often (Redis `appendfsync everysec` at 1s); a power failure can lose
+        /// the writes acknowledged in the last interval.
+        case interval(Duration)
+    }
+
+    /// The in-memory engine (DESIGN §5).
+    public struct Storage: Sendable, Equatable {
+        /// How many values stay in memory; keys themselves are always indexed.
+        public var maxEntries: Int
+        public var evictionPolicy: EvictionPolicy
+
+        public init(maxEntries: Int = 1_000_000, evictionPolicy: EvictionPolicy = .lru) {
+            self.maxEntries = maxEntries
+            self.evictionPolicy = evictionPolicy
+        }
+    }
+
+    /// What happens when `maxEntries` values are in memory and another key arrives.
+    public enum EvictionPolicy: String, Sendable, Equatable, CaseIterable {
+        /// Drop the least recently used value from memory (it stays on disk and is read back on a Get).
+        case lru
+        /// Refuse new keys with RESOURCE_EXHAUSTED.
+        case noeviction
+    }
+
+    /// The master a slave follows (DESIGN §6).
+    public struct Master: Sendable, Equatable {
+        /// `host:port` of the master; it parses with `SocketAddressSpec(parsing:)`.
+        public var address: String
+        /// The heartbeat period of the replication stream when no writes flow.
+        public var syncInterval: Duration
+
+        public init(address: String, syncInterval: Duration) {
+            self.address = address
+            self.syncInterval = syncInterval
+        }
+    }
+
+    /// Semi-synchronous replication on the master (DESIGN §6).
+    public struct Replication: Sendable, Equatable {
+        /// Slave acks a write waits for before it is answered; 0 answers after the local WAL append.
+        public var minAcks: Int
+        /// How long a write waits for `minAcks` before answering UNAVAILABLE.
+        public var ackTimeout: Duration
+
+        public init(minAcks: Int = 0, ackTimeout: Duration = .seconds(5)) {
+            self.minAcks = minAcks
+            self.ackTimeout = ackTimeout
+        }
+    }
+
+    /// Request size limits (DESIGN §2); a violation is INVALID_ARGUMENT or RESOURCE_EXHAUSTED.
+    public struct Limits: Sendable, Equatable {
+        public var maxKeyBytes: Int
+        public var maxValueBytes: Int
+        /// The largest gRPC/Connect message accepted or sent, in bytes.
+        public var maxMessageBytes: Int
+
+        public init(maxKeyBytes: Int = 4096, maxValueBytes: Int = 1 << 20, maxMessageBytes: Int = 4 << 20) {
+            self.maxKeyBytes = maxKeyBytes
+            self.maxValueBytes = maxValueBytes
+            self.maxMessageBytes = maxMessageBytes
+        }
+    }
+}
