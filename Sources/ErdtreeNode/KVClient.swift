@@ -1,0 +1,50 @@
+import ErdtreeRPC
+import NIOCore
+
+/// A typed KVStore and Health client over `RPCClient`, for the CLI and tests.
+public struct KVClient: Sendable {
+    public struct Value: Sendable, Equatable {
+        public var bytes: [UInt8]
+        public var lsn: UInt64
+        public var expiresAtMs: Int64
+    }
+
+    public let rpc: RPCClient
+    public var timeout: Duration
+
+    public init(rpc: RPCClient, timeout: Duration = .seconds(10)) {
+        self.rpc = rpc
+        self.timeout = timeout
+    }
+
+    /// - Returns: the value, or nil when the key does not exist.
+    public func get(_ key: String, minLSN: UInt64 = 0) async throws -> Value? {
+        let request = GetRequest(key: Array(key.utf8), minLSN: minLSN).encode(allocator: rpc.channel.allocator)
+        let response = try GetResponse(
+            decoding: try await rpc.unary(path: "/erdtree.v1.KVStore/Get", request: request, timeout: timeout))
+        return response.found ? Value(bytes: response.value, lsn: response.lsn, expiresAtMs: response.expiresAtMs) : nil
+    }
+
+    /// - Returns: the write's LSN.
+    public func set(_ key: String, value: [UInt8], ttlMs: Int64 = 0) async throws -> UInt64 {
+        let request = SetRequest(key: Array(key.utf8), value: value, ttlMs: ttlMs).encode(allocator: rpc.channel.allocator)
+        return try SetResponse(
+            decoding: try await rpc.unary(path: "/erdtree.v1.KVStore/Set", request: request, timeout: timeout)
+        ).lsn
+    }
+
+    /// - Returns: whether the key existed, and the delete's LSN (0 when it did not).
+    public func delete(_ key: String) async throws -> (deleted: Bool, lsn: UInt64) {
+        let request = DeleteRequest(key: Array(key.utf8)).encode(allocator: rpc.channel.allocator)
+        let response = try DeleteResponse(
+            decoding: try await rpc.unary(path: "/erdtree.v1.KVStore/Delete", request: request, timeout: timeout))
+        return (response.deleted, response.lsn)
+    }
+
+    public func health(service: String = "") async throws -> ServingStatus {
+        let request = HealthCheckRequest(service: service).encode(allocator: rpc.channel.allocator)
+        return try HealthCheckResponse(
+            decoding: try await rpc.unary(path: "/grpc.health.v1.Health/Check", request: request, timeout: timeout)
+        ).status
+    }
+}

@@ -1,0 +1,150 @@
+internal import CProtobufC
+internal import ErdtreeProto
+import ErdtreeRPC
+import NIOCore
+
+// Swift mirrors of the erdtree.v1 KVStore and Admin messages, and their translation to and
+// from protobuf-c. Services see only these types, never a C struct.
+
+struct GetRequest {
+    var key: [UInt8]
+    var minLSN: UInt64
+
+    init(decoding buffer: ByteBuffer) throws(RPCStatus) {
+        (key, minLSN) = try ProtobufCCodec.withUnpacked(
+            buffer, typeName: "erdtree.v1.GetRequest", unpack: { erdtree__v1__get_request__unpack(nil, $0, $1) }
+        ) { message throws(RPCStatus) in
+            (ProtobufCCodec.bytes(ofString: message.pointee.key), message.pointee.min_lsn)
+        }
+    }
+}
+
+struct GetResponse {
+    var value: [UInt8]
+    var found: Bool
+    var lsn: UInt64
+    var expiresAtMs: Int64
+
+    func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
+        var message = Erdtree__V1__GetResponse()
+        erdtree__v1__get_response__init(&message)
+        message.found = found ? 1 : 0
+        message.lsn = lsn
+        message.expires_at_ms = expiresAtMs
+        return ProtobufCCodec.withBinaryData(value) { data in
+            message.value = data
+            return ProtobufCCodec.pack(&message, allocator: allocator)
+        }
+    }
+}
+
+struct SetRequest {
+    var key: [UInt8]
+    var value: [UInt8]
+    var ttlMs: Int64
+
+    init(decoding buffer: ByteBuffer) throws(RPCStatus) {
+        (key, value, ttlMs) = try ProtobufCCodec.withUnpacked(
+            buffer, typeName: "erdtree.v1.SetRequest", unpack: { erdtree__v1__set_request__unpack(nil, $0, $1) }
+        ) { message throws(RPCStatus) in
+            (
+                ProtobufCCodec.bytes(ofString: message.pointee.key),
+                ProtobufCCodec.bytes(of: message.pointee.value),
+                message.pointee.ttl_ms
+            )
+        }
+    }
+}
+
+struct SetResponse {
+    var lsn: UInt64
+
+    func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
+        var message = Erdtree__V1__SetResponse()
+        erdtree__v1__set_response__init(&message)
+        message.lsn = lsn
+        return ProtobufCCodec.pack(&message, allocator: allocator)
+    }
+}
+
+struct DeleteRequest {
+    var key: [UInt8]
+
+    init(decoding buffer: ByteBuffer) throws(RPCStatus) {
+        key = try ProtobufCCodec.withUnpacked(
+            buffer, typeName: "erdtree.v1.DeleteRequest", unpack: { erdtree__v1__delete_request__unpack(nil, $0, $1) }
+        ) { message throws(RPCStatus) in
+            ProtobufCCodec.bytes(ofString: message.pointee.key)
+        }
+    }
+}
+
+struct DeleteResponse {
+    var deleted: Bool
+    var lsn: UInt64
+
+    func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
+        var message = Erdtree__V1__DeleteResponse()
+        erdtree__v1__delete_response__init(&message)
+        message.deleted = deleted ? 1 : 0
+        message.lsn = lsn
+        return ProtobufCCodec.pack(&message, allocator: allocator)
+    }
+}
+
+struct GetUpdatesRequest {
+    var sinceLSN: UInt64
+    var limit: UInt32
+
+    init(decoding buffer: ByteBuffer) throws(RPCStatus) {
+        (sinceLSN, limit) = try ProtobufCCodec.withUnpacked(
+            buffer, typeName: "erdtree.v1.GetUpdatesRequest", unpack: { erdtree__v1__get_updates_request__unpack(nil, $0, $1) }
+        ) { message throws(RPCStatus) in
+            (message.pointee.since_lsn, message.pointee.limit)
+        }
+    }
+}
+
+struct StatusResponse {
+    var isMaster: Bool
+    var lastLSN: UInt64
+    var keys: UInt64
+    var version: String
+    var uptimeMs: Int64
+
+    func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
+        var message = Erdtree__V1__StatusResponse()
+        erdtree__v1__status_response__init(&message)
+        message.role = isMaster ? ERDTREE__V1__ROLE__ROLE_MASTER : ERDTREE__V1__ROLE__ROLE_SLAVE
+        message.last_lsn = lastLSN
+        message.applied_lsn = lastLSN
+        message.keys = keys
+        message.resident_values = keys
+        message.uptime_ms = uptimeMs
+        return version.withCString { versionPointer in
+            message.version = UnsafeMutablePointer(mutating: versionPointer)
+            return ProtobufCCodec.pack(&message, allocator: allocator)
+        }
+    }
+}
+
+struct ListSlavesResponse {
+    func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
+        var message = Erdtree__V1__ListSlavesResponse()
+        erdtree__v1__list_slaves_response__init(&message)
+        return ProtobufCCodec.pack(&message, allocator: allocator)
+    }
+}
+
+func decodeStatusRequest(_ buffer: ByteBuffer) throws(RPCStatus) {
+    try ProtobufCCodec.withUnpacked(
+        buffer, typeName: "erdtree.v1.StatusRequest", unpack: { erdtree__v1__status_request__unpack(nil, $0, $1) }
+    ) { _ throws(RPCStatus) in }
+}
+
+func decodeListSlavesRequest(_ buffer: ByteBuffer) throws(RPCStatus) {
+    try ProtobufCCodec.withUnpacked(
+        buffer, typeName: "erdtree.v1.ListSlavesRequest",
+        unpack: { erdtree__v1__list_slaves_request__unpack(nil, $0, $1) }
+    ) { _ throws(RPCStatus) in }
+}

@@ -1,0 +1,211 @@
+import ArgumentParser
+import Dispatch
+import ErdtreeNode
+import ErdtreeRPC
+import Logging
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Erdtree: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "erdtree",
+        abstract: "A replicated key-value store served over gRPC.",
+        discussion: """
+            Run a node with `erdtree master`; talk to one with get, set, del and health.
+            """,
+        version: AdminService.version,
+        subcommands: [MasterCommand.self, GetCommand.self, SetCommand.self, DelCommand.self, HealthCommand.self]
+    )
+}
+
+/// `--server host:port`, shared by the client subcommands.
+struct ClientOptions: ParsableArguments {
+    @Option(name: .long, help: "The node to talk to, as host:port.")
+    var server: String = "127.0.0.1:8080"
+
+    @Option(name: .long, help: "Give up after this long (e.g. 500ms, 5s).")
+    var timeout: String = "10s"
+
+    /// Connects, runs `body`, closes; turns failures into a one-line message and exit 1.
+    func withClient<T>(_ body: (KVClient) async throws -> T) async throws -> T {
+        let address: SocketAddressSpec
+        do {
+            address = try SocketAddressSpec(parsing: server)
+        } catch {
+            throw ValidationError("--server: \(error)")
+        }
+        guard let timeout = ConfigUnits.duration(self.timeout) else {
+            throw ValidationError("--timeout: '\(self.timeout)' is not a duration (try 500ms, 5s, 1m)")
+        }
+        let rpc: RPCClient
+        do {
+            rpc = try await RPCClient.connect(
+                host: address.host, port: address.port, group: MultiThreadedEventLoopGroup.singleton)
+        } catch {
+            throw CLIError("cannot connect to \(server): \(error)")
+        }
+        defer { Task { await rpc.close() } }
+        do {
+            return try await body(KVClient(rpc: rpc, timeout: timeout))
+        } catch let status as RPCStatus {
+            throw CLIError("\(status)")
+        }
+    }
+}
+
+/// A failure the user caused or must act on: printed as `error: …`, exit status 1.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+struct MasterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "master",
+        abstract: "Run a master node: it takes every write and serves reads.",
+        discussion: """
+            With no config file the node uses the embedded default: 127.0.0.1:8080, data under ./data.
+            SIGTERM or SIGINT stops it gracefully: GOAWAY, in-flight calls finish, exit 0.
+            """
+    )
+
+    @Option(
+        name: [.customLong("config"), .customLong("config", withSingleDash: true)],
+        help: "YAML config file (see docs/configuration.md).")
+    var config: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "erdtree.master")
+        let nodeConfig: NodeConfig
+        do {
+            nodeConfig = try NodeConfig.load(path: config, role: .master)
+        } catch {
+            throw CLIError("\(error)")
+        }
+        let node = MasterNode(config: nodeConfig, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        do {
+            _ = try await node.start()
+        } catch {
+            throw CLIError(
+                "cannot listen on \(nodeConfig.server.address):\(nodeConfig.server.port): \(error)")
+        }
+        let signal = await waitForTerminationSignal()
+        logger.info("received \(signal); draining")
+        await node.stop()
+    }
+}
+
+/// Suspends until SIGTERM or SIGINT arrives.
+/// - Returns: the signal's name.
+func waitForTerminationSignal() async -> String {
+    await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
+        let queue = DispatchQueue(label: "erdtree.signals")
+        let resumed = SignalOnce(continuation)
+        for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { resumed.resume(name) }
+            source.resume()
+            resumed.retain(source)
+        }
+    }
+}
+
+/// Resumes the continuation for the first signal only; keeps the sources alive.
+private final class SignalOnce: @unchecked Sendable {
+    private var continuation: CheckedContinuation<String, Never>?
+    private var sources: [any DispatchSourceSignal] = []
+
+    init(_ continuation: CheckedContinuation<String, Never>) { self.continuation = continuation }
+
+    // Both methods run on the one serial signal queue (or before any handler can fire).
+    func retain(_ source: any DispatchSourceSignal) { sources.append(source) }
+
+    func resume(_ name: String) {
+        continuation?.resume(returning: name)
+        continuation = nil
+    }
+}
+
+struct GetCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "get",
+        abstract: "Print a key's value. Exits 1 when the key does not exist.")
+
+    @Argument(help: "The key.") var key: String
+    @OptionGroup var client: ClientOptions
+
+    func run() async throws {
+        let value = try await client.withClient { try await $0.get(key) }
+        guard let value else { throw CLIError("key '\(key)' not found") }
+        print(String(decoding: value.bytes, as: UTF8.self))
+    }
+}
+
+struct SetCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "set",abstract: "Set a key to a value; prints the write's LSN.")
+
+    @Argument(help: "The key.") var key: String
+    @Argument(help: "The value.") var value: String
+    @Option(name: .long, help: "Expire the key after this long (e.g. 30s, 5m); default never.")
+    var ttl: String?
+    @OptionGroup var client: ClientOptions
+
+    func run() async throws {
+        var ttlMs: Int64 = 0
+        if let ttl {
+            guard let duration = ConfigUnits.duration(ttl), duration > .zero else {
+                throw ValidationError("--ttl: '\(ttl)' is not a positive duration (try 500ms, 30s, 5m)")
+            }
+            let (seconds, attoseconds) = duration.components
+            ttlMs = max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        }
+        let lsn = try await client.withClient { try await $0.set(key, value: Array(value.utf8), ttlMs: ttlMs) }
+        print("OK lsn=\(lsn)")
+    }
+}
+
+struct DelCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "del",abstract: "Delete a key; prints whether it existed.")
+
+    @Argument(help: "The key.") var key: String
+    @OptionGroup var client: ClientOptions
+
+    func run() async throws {
+        let result = try await client.withClient { try await $0.delete(key) }
+        print(result.deleted ? "deleted lsn=\(result.lsn)" : "not found")
+    }
+}
+
+struct HealthCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "health",
+        abstract: "Check a node's health (grpc.health.v1). Exits 0 only when SERVING.")
+
+    @Option(name: .long, help: "A service name; default the whole node.") var service: String = ""
+    @OptionGroup var client: ClientOptions
+
+    func run() async throws {
+        let status = try await client.withClient { try await $0.health(service: service) }
+        print(status)
+        if status != .serving { throw ExitCode(1) }
+    }
+}
