@@ -1,0 +1,106 @@
+"""The `erdtree` command line as a user drives it: client subcommands against a
+running master, and the master's refusal of bad configuration."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from conftest import ERDTREE_BIN, write_config
+from support import free_port
+
+
+def cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(ERDTREE_BIN), *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
+
+
+def test_set_get_del_through_the_cli(server):
+    done = cli("set", "greeting", "hello world", "--server", server.address)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("OK lsn=")
+
+    got = cli("get", "greeting", "--server", server.address)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == "hello world\n"
+
+    deleted = cli("del", "greeting", "--server", server.address)
+    assert deleted.returncode == 0 and deleted.stdout.startswith("deleted lsn=")
+
+    missing = cli("get", "greeting", "--server", server.address)
+    assert missing.returncode == 1
+    assert "key 'greeting' not found" in missing.stderr
+
+    again = cli("del", "greeting", "--server", server.address)
+    assert again.returncode == 0 and again.stdout.strip() == "not found"
+
+
+def test_set_with_ttl_expires(server):
+    import time
+
+    assert cli("set", "brief", "v", "--ttl", "300ms", "--server", server.address).returncode == 0
+    assert cli("get", "brief", "--server", server.address).returncode == 0
+    time.sleep(0.6)
+    assert cli("get", "brief", "--server", server.address).returncode == 1
+
+
+def test_bad_ttl_is_refused_before_connecting(server):
+    done = cli("set", "k", "v", "--ttl", "soon", "--server", server.address)
+    assert done.returncode != 0
+    assert "--ttl" in done.stderr and "soon" in done.stderr
+
+
+def test_health_reports_serving(server):
+    done = cli("health", "--server", server.address)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "serving"
+
+
+def test_server_errors_are_printed_with_code_and_message(server):
+    done = cli("set", "k" * 4097, "v", "--server", server.address)
+    assert done.returncode == 1
+    assert "INVALID_ARGUMENT" in done.stderr and "4096" in done.stderr
+
+
+def test_unreachable_server_is_a_clear_error():
+    port = free_port()
+    done = cli("get", "k", "--server", f"127.0.0.1:{port}")
+    assert done.returncode == 1
+    assert f"cannot connect to 127.0.0.1:{port}" in done.stderr
+
+
+def test_malformed_server_address_names_the_flag():
+    done = cli("get", "k", "--server", "localhost")
+    assert done.returncode != 0
+    assert "--server" in done.stderr
+
+
+def test_master_refuses_unknown_config_key_naming_it(tmp_path: Path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("server:\n  prot: 8080\n")
+    done = cli("master", "--config", str(config))
+    assert done.returncode != 0
+    assert "server.prot" in done.stderr
+
+
+def test_master_refuses_bad_value_naming_the_key(tmp_path: Path):
+    config = tmp_path / "bad.yaml"
+    write_config(config, free_port(), tmp_path / "wal", wal={"sync_interval": "sometimes"})
+    done = cli("master", "-config", str(config))
+    assert done.returncode != 0
+    assert "wal.sync_interval" in done.stderr
+
+
+def test_missing_config_file_is_named(tmp_path: Path):
+    done = cli("master", "--config", str(tmp_path / "nope.yaml"))
+    assert done.returncode != 0
+    assert "nope.yaml" in done.stderr
+
+
+def test_port_in_use_is_reported(server, tmp_path: Path):
+    config = tmp_path / "clash.yaml"
+    write_config(config, int(server.address.rsplit(":", 1)[1]), tmp_path / "wal")
+    done = cli("master", "--config", str(config))
+    assert done.returncode != 0
+    assert "cannot listen on 127.0.0.1" in done.stderr
