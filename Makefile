@@ -20,6 +20,9 @@ PYTEST_ARGS ?=
 # Per-test guard for the interop suite; slow tests raise their own limit.
 PYTEST_TIMEOUT ?= 120
 
+# Swift sources held to .swift-format (NeverForceUnwrap and friends); ErdtreeProto is generated C.
+LINTED_SOURCES := Sources/ErdtreeRPC Sources/ErdtreeStorage Sources/ErdtreeNode Sources/erdtree
+
 .PHONY: run test bench generate build release clean
 
 build:
@@ -38,6 +41,7 @@ test:
 	scripts/check-generated.sh
 	$(VENV)/bin/buf lint
 	$(VENV)/bin/buf format --exit-code -d
+	$(SWIFT) format lint --strict --recursive $(LINTED_SOURCES)
 	$(SWIFT) build
 	$(SWIFT) test
 	ERDTREE_BIN="$(ERDTREE_BIN)" $(VENV)/bin/python -m pytest tests/interop -q \

@@ -27,7 +27,8 @@ public struct KVClient: Sendable {
 
     /// - Returns: the write's LSN.
     public func set(_ key: String, value: [UInt8], ttlMs: Int64 = 0) async throws -> UInt64 {
-        let request = SetRequest(key: Array(key.utf8), value: value, ttlMs: ttlMs).encode(allocator: rpc.channel.allocator)
+        let request = SetRequest(key: Array(key.utf8), value: value, ttlMs: ttlMs).encode(
+            allocator: rpc.channel.allocator)
         return try SetResponse(
             decoding: try await rpc.unary(path: "/erdtree.v1.KVStore/Set", request: request, timeout: timeout)
         ).lsn

@@ -7,7 +7,7 @@ import NIOCore
 import NIOPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 @main
@@ -84,7 +84,8 @@ struct MasterCommand: AsyncParsableCommand {
 
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
-            throw ValidationError("--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+            throw ValidationError(
+                "--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
@@ -160,7 +161,7 @@ struct GetCommand: AsyncParsableCommand {
 
 struct SetCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "set",abstract: "Set a key to a value; prints the write's LSN.")
+        commandName: "set", abstract: "Set a key to a value; prints the write's LSN.")
 
     @Argument(help: "The key.") var key: String
     @Argument(help: "The value.") var value: String
@@ -184,7 +185,7 @@ struct SetCommand: AsyncParsableCommand {
 
 struct DelCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "del",abstract: "Delete a key; prints whether it existed.")
+        commandName: "del", abstract: "Delete a key; prints whether it existed.")
 
     @Argument(help: "The key.") var key: String
     @OptionGroup var client: ClientOptions

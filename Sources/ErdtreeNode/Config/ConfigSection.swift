@@ -90,7 +90,9 @@ struct ConfigSection {
         }
         let value = negative ? -magnitude : magnitude
         guard value >= Int64(range.lowerBound), value <= Int64(range.upperBound) else {
-            let bound = range.upperBound == Int.max ? "at least \(range.lowerBound)" : "between \(range.lowerBound) and \(range.upperBound)"
+            let bound =
+                range.upperBound == Int.max
+                ? "at least \(range.lowerBound)" : "between \(range.lowerBound) and \(range.upperBound)"
             throw invalid(key, raw, "must be \(bound)")
         }
         return Int(value)

@@ -77,8 +77,10 @@ extension NodeConfig {
         }
 
         if let replication = try document.section("replication") {
-            config.replication.minAcks = try replication.integer("min_acks", in: 0...Int.max) ?? config.replication.minAcks
-            config.replication.ackTimeout = try replication.positiveDuration("ack_timeout") ?? config.replication.ackTimeout
+            config.replication.minAcks =
+                try replication.integer("min_acks", in: 0...Int.max) ?? config.replication.minAcks
+            config.replication.ackTimeout =
+                try replication.positiveDuration("ack_timeout") ?? config.replication.ackTimeout
         }
 
         if let limits = try document.section("limits") {
@@ -91,7 +93,8 @@ extension NodeConfig {
     /// localhost would make a deployed slave quietly follow nothing.
     private static func slaveMaster(_ document: ConfigSection, source: String) throws(ConfigError) -> Master {
         guard let section = try document.section("master") else {
-            throw .missingKey(key: "master", reason: "a slave needs master.address to know whom to replicate from", file: source)
+            throw .missingKey(
+                key: "master", reason: "a slave needs master.address to know whom to replicate from", file: source)
         }
         guard let address = try section.nonEmptyString("address") else {
             throw .missingKey(key: "master.address", reason: "a slave needs the master's host:port", file: source)
@@ -111,13 +114,16 @@ extension NodeConfig {
         var result = defaults
         if let bytes = try limits.byteSize("max_key_bytes", in: 1...maxMessage) { result.maxKeyBytes = Int(bytes) }
         if let bytes = try limits.byteSize("max_value_bytes", in: 1...maxMessage) { result.maxValueBytes = Int(bytes) }
-        if let bytes = try limits.byteSize("max_message_bytes", in: 1...maxMessage) { result.maxMessageBytes = Int(bytes) }
+        if let bytes = try limits.byteSize("max_message_bytes", in: 1...maxMessage) {
+            result.maxMessageBytes = Int(bytes)
+        }
         // A Set of the largest key and value must fit in one message; 1KB covers its framing.
         let needed = result.maxKeyBytes + result.maxValueBytes + 1024
         if result.maxMessageBytes < needed {
             throw try limits.invalidCombination(
                 "max_message_bytes", bytes: Int64(result.maxMessageBytes),
-                "must be at least max_key_bytes + max_value_bytes + 1KB (\(needed) bytes) so the largest Set fits in one message")
+                "must be at least max_key_bytes + max_value_bytes + 1KB (\(needed) bytes) so the largest Set fits in one message"
+            )
         }
         return result
     }
@@ -168,7 +174,9 @@ extension NodeConfig {
             return .malformedYAML(file: source, line: line, reason: problem)
         case .duplicatedKeysInMapping(let duplicates, let context):
             let names = duplicates.map { "'\($0)'" }.joined(separator: ", ")
-            return .malformedYAML(file: source, line: context.mark.line, reason: "key \(names) appears more than once in the same mapping")
+            return .malformedYAML(
+                file: source, line: context.mark.line, reason: "key \(names) appears more than once in the same mapping"
+            )
         default:
             return .malformedYAML(file: source, line: 0, reason: "\(error)")
         }

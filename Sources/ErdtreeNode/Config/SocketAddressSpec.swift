@@ -32,7 +32,9 @@ public struct SocketAddressSpec: Sendable, Hashable, CustomStringConvertible {
         let host: Substring
         let portText: Substring
         if input.hasPrefix("[") {
-            guard let close = input.firstIndex(of: "]") else { throw invalid("the '[' has no matching ']'; \(example)") }
+            guard let close = input.firstIndex(of: "]") else {
+                throw invalid("the '[' has no matching ']'; \(example)")
+            }
             host = input[input.index(after: input.startIndex)..<close]
             let afterBracket = input[input.index(after: close)...]
             guard afterBracket.first == ":" else { throw invalid("it has no port after ']'; \(example)") }

@@ -98,7 +98,8 @@ struct GetUpdatesRequest {
 
     init(decoding buffer: ByteBuffer) throws(RPCStatus) {
         (sinceLSN, limit) = try ProtobufCCodec.withUnpacked(
-            buffer, typeName: "erdtree.v1.GetUpdatesRequest", unpack: { erdtree__v1__get_updates_request__unpack(nil, $0, $1) }
+            buffer, typeName: "erdtree.v1.GetUpdatesRequest",
+            unpack: { erdtree__v1__get_updates_request__unpack(nil, $0, $1) }
         ) { message throws(RPCStatus) in
             (message.pointee.since_lsn, message.pointee.limit)
         }

@@ -89,7 +89,8 @@ enum ReflectionCodec {
             let body = arena.make(Grpc__Reflection__V1__ListServiceResponse.self) {
                 grpc__reflection__v1__list_service_response__init($0)
             }
-            let list = arena.array(of: UnsafeMutablePointer<Grpc__Reflection__V1__ServiceResponse>?.self, count: names.count)
+            let list = arena.array(
+                of: UnsafeMutablePointer<Grpc__Reflection__V1__ServiceResponse>?.self, count: names.count)
             for (i, name) in names.enumerated() {
                 let service = arena.make(Grpc__Reflection__V1__ServiceResponse.self) {
                     grpc__reflection__v1__service_response__init($0)

@@ -19,28 +19,37 @@ public struct AdminService: Sendable {
     public func register(in router: inout RPCRouter) {
         let kv = self.kv
         let startedAt = self.startedAt
-        router.register("/erdtree.v1.Admin/Status", .unary { request, call in
-            answer(call) { () throws(RPCStatus) in
-                try decodeStatusRequest(request)
-                let uptime = ContinuousClock.now - startedAt
-                return StatusResponse(
-                    isMaster: true, lastLSN: kv.currentLSN, keys: UInt64(kv.store.count),
-                    version: Self.version,
-                    uptimeMs: uptime.components.seconds * 1000 + uptime.components.attoseconds / 1_000_000_000_000_000
-                ).encode(allocator: call.allocator)
-            }
-        })
-        router.register("/erdtree.v1.Admin/ListSlaves", .unary { request, call in
-            answer(call) { () throws(RPCStatus) in
-                try decodeListSlavesRequest(request)
-                return ListSlavesResponse().encode(allocator: call.allocator)
-            }
-        })
-        for method in ["AddSlave", "RemoveSlave"] {
-            router.register("/erdtree.v1.Admin/\(method)", .unary { _, call in
-                call.finish(
-                    RPCStatus(.unimplemented, "\(method) needs replication, which this version of erdtree does not have yet"))
+        router.register(
+            "/erdtree.v1.Admin/Status",
+            .unary { request, call in
+                answer(call) { () throws(RPCStatus) in
+                    try decodeStatusRequest(request)
+                    let uptime = ContinuousClock.now - startedAt
+                    return StatusResponse(
+                        isMaster: true, lastLSN: kv.currentLSN, keys: UInt64(kv.store.count),
+                        version: Self.version,
+                        uptimeMs: uptime.components.seconds * 1000 + uptime.components.attoseconds
+                            / 1_000_000_000_000_000
+                    ).encode(allocator: call.allocator)
+                }
             })
+        router.register(
+            "/erdtree.v1.Admin/ListSlaves",
+            .unary { request, call in
+                answer(call) { () throws(RPCStatus) in
+                    try decodeListSlavesRequest(request)
+                    return ListSlavesResponse().encode(allocator: call.allocator)
+                }
+            })
+        for method in ["AddSlave", "RemoveSlave"] {
+            router.register(
+                "/erdtree.v1.Admin/\(method)",
+                .unary { _, call in
+                    call.finish(
+                        RPCStatus(
+                            .unimplemented,
+                            "\(method) needs replication, which this version of erdtree does not have yet"))
+                })
         }
     }
 }

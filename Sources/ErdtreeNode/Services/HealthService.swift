@@ -41,34 +41,39 @@ public final class HealthService: Sendable {
     }
 
     public func register(in router: inout RPCRouter) {
-        router.register("/grpc.health.v1.Health/Check", .unary { [self] request, call in
-            answer(call) { () throws(RPCStatus) in
-                let service = try HealthCheckRequest(decoding: request).service
-                guard services.contains(service) else {
-                    throw RPCStatus(.notFound, "unknown service '\(service)'")
+        router.register(
+            "/grpc.health.v1.Health/Check",
+            .unary { [self] request, call in
+                answer(call) { () throws(RPCStatus) in
+                    let service = try HealthCheckRequest(decoding: request).service
+                    guard services.contains(service) else {
+                        throw RPCStatus(.notFound, "unknown service '\(service)'")
+                    }
+                    return HealthCheckResponse(status: status).encode(allocator: call.allocator)
                 }
-                return HealthCheckResponse(status: status).encode(allocator: call.allocator)
-            }
-        })
-        router.register("/grpc.health.v1.Health/Watch", .serverStreaming { [self] request, call in
-            let service: String
-            do throws(RPCStatus) {
-                service = try HealthCheckRequest(decoding: request).service
-            } catch {
-                call.finish(error)
-                return
-            }
-            let id = ObjectIdentifier(call)
-            // An unknown service is not an error for Watch: it reports SERVICE_UNKNOWN and
-            // keeps watching, as the spec asks.
-            let known = services.contains(service)
-            let current = state.withLock { state -> ServingStatus in
-                if known { state.watchers[id] = Watcher(call: call, service: service) }
-                return state.status
-            }
-            call.onCancel { [self] in _ = state.withLock { $0.watchers.removeValue(forKey: id) } }
-            call.send(HealthCheckResponse(status: known ? current : .serviceUnknown).encode(allocator: call.allocator))
-        })
+            })
+        router.register(
+            "/grpc.health.v1.Health/Watch",
+            .serverStreaming { [self] request, call in
+                let service: String
+                do throws(RPCStatus) {
+                    service = try HealthCheckRequest(decoding: request).service
+                } catch {
+                    call.finish(error)
+                    return
+                }
+                let id = ObjectIdentifier(call)
+                // An unknown service is not an error for Watch: it reports SERVICE_UNKNOWN and
+                // keeps watching, as the spec asks.
+                let known = services.contains(service)
+                let current = state.withLock { state -> ServingStatus in
+                    if known { state.watchers[id] = Watcher(call: call, service: service) }
+                    return state.status
+                }
+                call.onCancel { [self] in _ = state.withLock { $0.watchers.removeValue(forKey: id) } }
+                call.send(
+                    HealthCheckResponse(status: known ? current : .serviceUnknown).encode(allocator: call.allocator))
+            })
     }
 
     /// Ends every Watch stream with OK, for shutdown.

@@ -24,23 +24,31 @@ public final class KVStoreService: Sendable {
     public var currentLSN: UInt64 { lastLSN.load(ordering: .relaxed) }
 
     public func register(in router: inout RPCRouter) {
-        router.register("/erdtree.v1.KVStore/Get", .unary { [self] request, call in
-            answer(call) { () throws(RPCStatus) in try get(request, allocator: call.allocator) }
-        })
-        router.register("/erdtree.v1.KVStore/Set", .unary { [self] request, call in
-            answer(call) { () throws(RPCStatus) in try set(request, allocator: call.allocator) }
-        })
-        router.register("/erdtree.v1.KVStore/Delete", .unary { [self] request, call in
-            answer(call) { () throws(RPCStatus) in try delete(request, allocator: call.allocator) }
-        })
-        router.register("/erdtree.v1.KVStore/GetUpdates", .unary { request, call in
-            answer(call) { () throws(RPCStatus) in
-                _ = try GetUpdatesRequest(decoding: request)
-                throw RPCStatus(
-                    .unimplemented,
-                    "GetUpdates reads the write-ahead log, which this version of erdtree does not keep yet")
-            }
-        })
+        router.register(
+            "/erdtree.v1.KVStore/Get",
+            .unary { [self] request, call in
+                answer(call) { () throws(RPCStatus) in try get(request, allocator: call.allocator) }
+            })
+        router.register(
+            "/erdtree.v1.KVStore/Set",
+            .unary { [self] request, call in
+                answer(call) { () throws(RPCStatus) in try set(request, allocator: call.allocator) }
+            })
+        router.register(
+            "/erdtree.v1.KVStore/Delete",
+            .unary { [self] request, call in
+                answer(call) { () throws(RPCStatus) in try delete(request, allocator: call.allocator) }
+            })
+        router.register(
+            "/erdtree.v1.KVStore/GetUpdates",
+            .unary { request, call in
+                answer(call) { () throws(RPCStatus) in
+                    _ = try GetUpdatesRequest(decoding: request)
+                    throw RPCStatus(
+                        .unimplemented,
+                        "GetUpdates reads the write-ahead log, which this version of erdtree does not keep yet")
+                }
+            })
     }
 
     func get(_ request: ByteBuffer, allocator: ByteBufferAllocator) throws(RPCStatus) -> ByteBuffer {

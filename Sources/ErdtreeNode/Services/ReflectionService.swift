@@ -30,19 +30,22 @@ public struct ReflectionService: Sendable {
         let services = names
         let index = self.index
         for path in Self.paths {
-            router.register(path, .bidirectional { call in
-                call.onMessage { request in
-                    do throws(RPCStatus) {
-                        let response = try ReflectionCodec.respond(to: request, allocator: call.allocator) { query in
-                            Self.resolve(query, index: index, services: services)
+            router.register(
+                path,
+                .bidirectional { call in
+                    call.onMessage { request in
+                        do throws(RPCStatus) {
+                            let response = try ReflectionCodec.respond(to: request, allocator: call.allocator) {
+                                query in
+                                Self.resolve(query, index: index, services: services)
+                            }
+                            call.send(response)
+                        } catch {
+                            call.finish(error)
                         }
-                        call.send(response)
-                    } catch {
-                        call.finish(error)
                     }
-                }
-                call.onRequestEnd { call.finish(.ok) }
-            })
+                    call.onRequestEnd { call.finish(.ok) }
+                })
         }
     }
 

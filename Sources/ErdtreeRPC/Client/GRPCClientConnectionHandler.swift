@@ -79,7 +79,11 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler, HTTP2SessionDele
             headers.append(HTTPField("grpc-timeout", GRPCTimeout.format(nanoseconds: timeoutNanos)))
             call.deadlineTask = call.eventLoop.scheduleTask(in: .nanoseconds(timeoutNanos)) { [weak self, weak call] in
                 guard let self, let call else { return }
-                self.cancel(call, status: RPCStatus(.deadlineExceeded, "deadline exceeded after \(GRPCServerConnectionHandler.describe(nanos: timeoutNanos))"))
+                self.cancel(
+                    call,
+                    status: RPCStatus(
+                        .deadlineExceeded,
+                        "deadline exceeded after \(GRPCServerConnectionHandler.describe(nanos: timeoutNanos))"))
             }
         }
         do {

@@ -71,7 +71,8 @@ public final class RPCClient: Sendable {
                     } else if let message = response.value {
                         continuation.resume(returning: .success(message))
                     } else {
-                        continuation.resume(returning: .failure(RPCStatus(.internal, "\(path) answered OK without a message")))
+                        continuation.resume(
+                            returning: .failure(RPCStatus(.internal, "\(path) answered OK without a message")))
                     }
                 })
             call.send(request)

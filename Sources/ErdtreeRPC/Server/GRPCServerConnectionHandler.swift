@@ -257,7 +257,9 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDele
                 .unimplemented,
                 "grpc-encoding '\(encoding)' is not supported; this server accepts: identity")
             call.responseHeadersSent = true
-            submit(call, headers: Self.trailersOnly(call.finalStatus ?? .ok) + [HTTPField("grpc-accept-encoding", "identity")])
+            submit(
+                call,
+                headers: Self.trailersOnly(call.finalStatus ?? .ok) + [HTTPField("grpc-accept-encoding", "identity")])
             return
         }
         guard let route = call.route else {
@@ -303,7 +305,8 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDele
         if call.deframer.hasPartialMessage {
             call.cancel()
             call.finishOnLoop(
-                RPCStatus(.invalidArgument, "request ended inside a message: got \(call.deframer.partialMessageDescription)"))
+                RPCStatus(
+                    .invalidArgument, "request ended inside a message: got \(call.deframer.partialMessageDescription)"))
             return
         }
         switch route.handler {
