@@ -4,62 +4,25 @@ import NIOCore
 ///
 /// The mirror of `GRPCServerConnectionHandler`; used by the CLI and, later, by slaves for
 /// replication. Everything runs on the channel's event loop.
-final class GRPCClientConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDelegate {
 
-    private let session: NGHTTP2Session
     private let authority: String
     private var streams: [Int32: ClientCall] = [:]
-    private var context: ChannelHandlerContext?
-    private var inReadBurst = false
-    private var flushScheduled = false
     private var closedStatus: RPCStatus?
 
     init(authority: String) throws {
-        self.session = try NGHTTP2Session(role: .client)
         self.authority = authority
+        try super.init(role: .client)
         session.delegate = self
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-        if context.channel.isActive { flush() }
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        flush()  // connection preface and SETTINGS
-        context.fireChannelActive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let bytes = unwrapInboundIn(data)
-        inReadBurst = true
-        do {
-            try bytes.withUnsafeReadableBytes { try session.receive($0) }
-        } catch {
-            inReadBurst = false
-            failAll(RPCStatus(.unavailable, "connection to \(authority) failed: \(error)"))
-            flush()
-            context.close(promise: nil)
-        }
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        inReadBurst = false
-        flush()
-        context.fireChannelReadComplete()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
+    override func channelInactive(context: ChannelHandlerContext) {
         failAll(RPCStatus(.unavailable, "connection to \(authority) closed"))
-        self.context = nil
-        context.fireChannelInactive()
+        super.channelInactive(context: context)
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    override func connectionFailed(_ error: any Error) {
         failAll(RPCStatus(.unavailable, "connection to \(authority) failed: \(error)"))
-        context.close(promise: nil)
     }
 
     // MARK: Calls
@@ -116,34 +79,6 @@ final class GRPCClientConnectionHandler: ChannelInboundHandler, HTTP2SessionDele
         let open = streams.values
         streams.removeAll()
         for call in open { call.complete(status) }
-    }
-
-    // MARK: Output
-
-    private func flush() {
-        guard let context else { return }
-        var out = context.channel.allocator.buffer(capacity: 0)
-        do {
-            try session.drainOutput(into: &out)
-        } catch {
-            failAll(RPCStatus(.unavailable, "connection to \(authority) failed: \(error)"))
-            context.close(promise: nil)
-            return
-        }
-        if out.readableBytes > 0 {
-            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
-        }
-    }
-
-    private func scheduleFlush() {
-        guard !inReadBurst, !flushScheduled, let context else { return }
-        flushScheduled = true
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        context.eventLoop.execute {
-            let handler = loopBound.value
-            handler.flushScheduled = false
-            handler.flush()
-        }
     }
 
     // MARK: Session events

@@ -7,63 +7,28 @@ import NIOCore
 /// `ServerCall`s and start their handlers; output is collected once per read burst
 /// (`channelReadComplete`), or once per event-loop tick when handlers answer later, so many
 /// streams answered together leave in one write. Everything runs on the channel's loop.
-final class GRPCServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDelegate {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDelegate {
 
     /// Sent by the server through the pipeline to start a graceful shutdown.
     struct Drain {}
 
-    private let session: NGHTTP2Session
     private let router: RPCRouter
     private let limits: RPCServer.Limits
     private let logger: Logger
     private var streams: [Int32: ServerCall] = [:]
-    private var context: ChannelHandlerContext?
-    private var inReadBurst = false
-    private var flushScheduled = false
     private var draining = false
 
     init(router: RPCRouter, limits: RPCServer.Limits, logger: Logger) throws {
-        self.session = try NGHTTP2Session(role: .server)
         self.router = router
         self.limits = limits
         self.logger = logger
+        try super.init(role: .server)
         session.delegate = self
     }
 
     // MARK: Channel events
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-        if context.channel.isActive { flush() }
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        flush()  // our SETTINGS
-        context.fireChannelActive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let bytes = unwrapInboundIn(data)
-        inReadBurst = true
-        do {
-            try bytes.withUnsafeReadableBytes { try session.receive($0) }
-        } catch {
-            logger.debug("closing connection: \(error)", metadata: peerMetadata)
-            inReadBurst = false
-            flush()
-            context.close(promise: nil)
-        }
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        inReadBurst = false
-        flush()
-        context.fireChannelReadComplete()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
+    override func channelInactive(context: ChannelHandlerContext) {
         let open = streams.values
         streams.removeAll()
         for call in open where call.finalStatus == nil {
@@ -71,11 +36,10 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDele
             call.cancel()
         }
         for call in open { call.releaseCallbacks() }
-        self.context = nil
-        context.fireChannelInactive()
+        super.channelInactive(context: context)
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    override func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is Drain {
             draining = true
             session.submitGoAway()
@@ -85,9 +49,8 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDele
         }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        logger.debug("connection error: \(error)", metadata: peerMetadata)
-        context.close(promise: nil)
+    override func connectionFailed(_ error: any Error) {
+        logger.debug("closing connection: \(error)", metadata: peerMetadata)
     }
 
     private var peerMetadata: Logger.Metadata {
@@ -96,35 +59,9 @@ final class GRPCServerConnectionHandler: ChannelInboundHandler, HTTP2SessionDele
 
     // MARK: Output
 
-    /// Collects every frame nghttp2 has ready and writes it in one flush.
-    private func flush() {
-        guard let context else { return }
-        var out = context.channel.allocator.buffer(capacity: 0)
-        do {
-            try session.drainOutput(into: &out)
-        } catch {
-            logger.debug("closing connection: \(error)", metadata: peerMetadata)
-            context.close(promise: nil)
-            return
-        }
-        if out.readableBytes > 0 {
-            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
-        }
+    override func didFlush() {
         if (draining && streams.isEmpty) || (!session.wantsRead && !session.wantsWrite) {
-            context.close(promise: nil)
-        }
-    }
-
-    /// Output produced outside a read burst (a handler answering later, a deadline) is
-    /// collected on the next loop tick, so a batch of answers costs one write.
-    private func scheduleFlush() {
-        guard !inReadBurst, !flushScheduled, let context else { return }
-        flushScheduled = true
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        context.eventLoop.execute {
-            let handler = loopBound.value
-            handler.flushScheduled = false
-            handler.flush()
+            context?.close(promise: nil)
         }
     }
 

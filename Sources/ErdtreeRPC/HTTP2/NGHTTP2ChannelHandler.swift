@@ -1,0 +1,109 @@
+import NIOCore
+
+/// Moves bytes between a channel and its nghttp2 session; the server and client handlers
+/// build on it and add what their role does with the session's events.
+///
+/// Input goes into the session as it is read. Output is collected once per read burst
+/// (`channelReadComplete`), or on the next loop tick when something outside a read (a
+/// handler answering later, a timer) produced it, so frames for many streams leave in one
+/// write. Everything runs on the channel's event loop.
+class NGHTTP2ChannelHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let session: NGHTTP2Session
+    private(set) var context: ChannelHandlerContext?
+    private(set) var inReadBurst = false
+    private var flushScheduled = false
+
+    init(role: NGHTTP2Session.Role) throws {
+        self.session = try NGHTTP2Session(role: role)
+    }
+
+    // MARK: Hooks for the role
+
+    /// The peer broke the protocol or the socket failed; the connection closes after this.
+    func connectionFailed(_ error: any Error) {}
+
+    /// After each flush: the place to close a connection that has nothing left to do.
+    func didFlush() {}
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { flush() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        flush()  // connection preface (client) and SETTINGS
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        inReadBurst = true
+        do {
+            try bytes.withUnsafeReadableBytes { try session.receive($0) }
+        } catch {
+            inReadBurst = false
+            connectionFailed(error)
+            flush()  // nghttp2 has queued a GOAWAY saying why
+            context.close(promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        inReadBurst = false
+        flush()
+        context.fireChannelReadComplete()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.context = nil
+        context.fireChannelInactive()
+    }
+
+    // Declared here so subclasses can override it: ChannelInboundHandler's witness table
+    // is the base class's, and a method only a subclass declares would never be called.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        connectionFailed(error)
+        context.close(promise: nil)
+    }
+
+    // MARK: Output
+
+    /// Collects every frame nghttp2 has ready and writes it in one flush.
+    func flush() {
+        guard let context else { return }
+        var out = context.channel.allocator.buffer(capacity: 0)
+        do {
+            try session.drainOutput(into: &out)
+        } catch {
+            connectionFailed(error)
+            context.close(promise: nil)
+            return
+        }
+        if out.readableBytes > 0 {
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        }
+        didFlush()
+    }
+
+    /// Output produced outside a read burst is collected on the next loop tick, so a
+    /// batch of answers costs one write.
+    func scheduleFlush() {
+        guard !inReadBurst, !flushScheduled, let context else { return }
+        flushScheduled = true
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let handler = loopBound.value
+            handler.flushScheduled = false
+            handler.flush()
+        }
+    }
+}
