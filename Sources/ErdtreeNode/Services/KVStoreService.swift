@@ -96,7 +96,7 @@ public final class KVStoreService: Sendable {
     }
 
     private func validate(key: [UInt8]) throws(RPCStatus) {
-        if key.isEmpty { throw RequestError.emptyKey.status }
+        if key.isEmpty { throw RequestError.emptyKey(limit: limits.maxKeyBytes).status }
         if key.count > limits.maxKeyBytes {
             throw RequestError.keyTooLong(limit: limits.maxKeyBytes, actual: key.count).status
         }

@@ -3,7 +3,7 @@ import ErdtreeRPC
 /// Why a KVStore request is refused before anything is written. The one place where
 /// request validation turns into a gRPC/Connect status.
 enum RequestError: Error, CustomStringConvertible {
-    case emptyKey
+    case emptyKey(limit: Int)
     case keyTooLong(limit: Int, actual: Int)
     case keyNotUTF8
     case valueTooLarge(limit: Int, actual: Int)
@@ -12,8 +12,8 @@ enum RequestError: Error, CustomStringConvertible {
 
     var description: String {
         switch self {
-        case .emptyKey:
-            "key must not be empty (keys are 1 to 4096 bytes of UTF-8)"
+        case .emptyKey(let limit):
+            "key must not be empty (keys are 1 to \(limit) bytes of UTF-8)"
         case .keyTooLong(let limit, let actual):
             "key is \(actual) bytes; the limit is \(limit) bytes (max_key_bytes)"
         case .keyNotUTF8:

@@ -99,7 +99,9 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         }
     }
 
-    func sessionHeadersComplete(streamID: Int32, endStream: Bool) {}
+    func sessionHeadersComplete(streamID: Int32, endStream: Bool) {
+        if endStream { responseEnded(streamID: streamID) }
+    }
 
     func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer) {
         guard let call = streams[streamID], !call.finished else { return }
@@ -114,7 +116,21 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         }
     }
 
-    func sessionDataEndStream(streamID: Int32) {}
+    func sessionDataEndStream(streamID: Int32) {
+        responseEnded(streamID: streamID)
+    }
+
+    /// The server's END_STREAM ends the call even while we are still sending: a server may
+    /// finish a streaming call early, and its trailers are the last word. Dropping the call
+    /// makes `sessionReadBody` end our side too, so nghttp2 closes the stream.
+    private func responseEnded(streamID: Int32) {
+        guard let call = streams.removeValue(forKey: streamID) else { return }
+        if !call.sendClosed {
+            session.resumeData(streamID: streamID)
+            scheduleFlush()
+        }
+        call.complete(call.statusFromResponse(resetCode: 0))
+    }
 
     func sessionStreamClosed(streamID: Int32, errorCode: UInt32) {
         guard let call = streams.removeValue(forKey: streamID) else { return }

@@ -10,7 +10,7 @@ struct GRPCMessageDeframer {
     static let prefixBytes = 5
 
     let maxMessageBytes: Int
-    private var buffer: ByteBuffer
+    private(set) var buffer: ByteBuffer
 
     init(maxMessageBytes: Int, allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         self.maxMessageBytes = maxMessageBytes
@@ -18,6 +18,12 @@ struct GRPCMessageDeframer {
     }
 
     mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        // Reclaim the consumed front before growing: on a stream whose chunks never end on
+        // a message boundary the buffer is never empty, so `next()` never rewinds it, and
+        // it would otherwise keep every message the stream ever carried.
+        if buffer.readerIndex > 0, buffer.writableBytes < bytes.count {
+            buffer.discardReadBytes()
+        }
         buffer.writeBytes(bytes)
     }
 
