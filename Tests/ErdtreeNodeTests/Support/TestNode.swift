@@ -1,0 +1,107 @@
+import ErdtreeRPC
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+@testable import ErdtreeNode
+
+/// A master node on a loopback port chosen by the OS, with its data in a fresh temporary
+/// directory, and clients connected to it.
+struct TestNode {
+    let node: MasterNode
+    let port: Int
+    let dataDirectory: URL
+
+    static var group: any EventLoopGroup { MultiThreadedEventLoopGroup.singleton }
+    static let quietLogger = Logger(label: "erdtree.node.test") { _ in SwiftLogNoOpLogHandler() }
+
+    static func start(limits: NodeConfig.Limits = NodeConfig.Limits()) async throws -> TestNode {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("erdtree-test-\(UUID().uuidString)", isDirectory: true)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var config = NodeConfig.defaults(for: .master)
+        config.server = NodeConfig.Server(address: "127.0.0.1", port: 0)
+        config.wal.directory = directory.appendingPathComponent("wal").path
+        config.limits = limits
+        let node = MasterNode(config: config, group: group, logger: quietLogger)
+        let address = try await node.start()
+        guard let port = address.port else {
+            await node.stop(gracePeriod: .seconds(1))
+            throw TestNodeError("bound address \(address) has no port")
+        }
+        return TestNode(node: node, port: port, dataDirectory: directory)
+    }
+
+    func connect() async throws -> KVClient {
+        let rpc = try await RPCClient.connect(host: "127.0.0.1", port: port, group: Self.group)
+        return KVClient(rpc: rpc, timeout: .seconds(5))
+    }
+
+    func stop() async {
+        await node.stop(gracePeriod: .seconds(1))
+        try? FileManager.default.removeItem(at: dataDirectory)
+    }
+}
+
+struct TestNodeError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Starts a node and one client, runs `body`, then closes both, also when `body` throws.
+func withTestNode(
+    limits: NodeConfig.Limits = NodeConfig.Limits(),
+    _ body: (TestNode, KVClient) async throws -> Void
+) async throws {
+    let node = try await TestNode.start(limits: limits)
+    let client: KVClient
+    do {
+        client = try await node.connect()
+    } catch {
+        await node.stop()
+        throw error
+    }
+    do {
+        try await body(node, client)
+    } catch {
+        await client.rpc.close()
+        await node.stop()
+        throw error
+    }
+    await client.rpc.close()
+    await node.stop()
+}
+
+/// The status a call failed with, or nil when it succeeded.
+func statusOf(_ body: () async throws -> Void) async -> RPCStatus? {
+    do {
+        try await body()
+        return nil
+    } catch let status as RPCStatus {
+        return status
+    } catch {
+        return RPCStatus(.unknown, "not an RPCStatus: \(error)")
+    }
+}
+
+/// A lock-protected value that escaping `@Sendable` callbacks can share.
+final class LockedBox<Value: Sendable>: Sendable {
+    private let state: Mutex<Value>
+
+    init(_ value: Value) { state = Mutex(value) }
+
+    var value: Value { state.withLock { $0 } }
+
+    func mutate(_ body: (inout Value) -> Void) { state.withLock { body(&$0) } }
+}
+
+/// Hand-made protobuf encodings, for requests our own encoder would never produce.
+enum RawProto {
+    /// A length-delimited field (wire type 2) with a one-byte length.
+    static func bytesField(_ number: UInt8, _ payload: [UInt8]) -> [UInt8] {
+        precondition(payload.count < 128, "one-byte varint lengths only")
+        return [number << 3 | 2, UInt8(payload.count)] + payload
+    }
+}
