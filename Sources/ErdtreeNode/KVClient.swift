@@ -19,6 +19,7 @@ public struct KVClient: Sendable {
 
     /// - Returns: the value, or nil when the key does not exist.
     public func get(_ key: String, minLSN: UInt64 = 0) async throws -> Value? {
+        try Self.checkKey(key)
         let request = GetRequest(key: Array(key.utf8), minLSN: minLSN).encode(allocator: rpc.channel.allocator)
         let response = try GetResponse(
             decoding: try await rpc.unary(path: "/erdtree.v1.KVStore/Get", request: request, timeout: timeout))
@@ -27,6 +28,7 @@ public struct KVClient: Sendable {
 
     /// - Returns: the write's LSN.
     public func set(_ key: String, value: [UInt8], ttlMs: Int64 = 0) async throws -> UInt64 {
+        try Self.checkKey(key)
         let request = SetRequest(key: Array(key.utf8), value: value, ttlMs: ttlMs).encode(
             allocator: rpc.channel.allocator)
         return try SetResponse(
@@ -36,10 +38,17 @@ public struct KVClient: Sendable {
 
     /// - Returns: whether the key existed, and the delete's LSN (0 when it did not).
     public func delete(_ key: String) async throws -> (deleted: Bool, lsn: UInt64) {
+        try Self.checkKey(key)
         let request = DeleteRequest(key: Array(key.utf8)).encode(allocator: rpc.channel.allocator)
         let response = try DeleteResponse(
             decoding: try await rpc.unary(path: "/erdtree.v1.KVStore/Delete", request: request, timeout: timeout))
         return (response.deleted, response.lsn)
+    }
+
+    /// Refuses before sending what protobuf-c would truncate at the NUL: a key "a\0b"
+    /// must not become a write to "a".
+    private static func checkKey(_ key: String) throws(RPCStatus) {
+        if key.utf8.contains(0) { throw RequestError.keyContainsNUL.status }
     }
 
     public func health(service: String = "") async throws -> ServingStatus {

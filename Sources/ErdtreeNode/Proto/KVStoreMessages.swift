@@ -14,7 +14,7 @@ struct GetRequest {
         (key, minLSN) = try ProtobufCCodec.withUnpacked(
             buffer, typeName: "erdtree.v1.GetRequest", unpack: { erdtree__v1__get_request__unpack(nil, $0, $1) }
         ) { message throws(RPCStatus) in
-            (ProtobufCCodec.bytes(ofString: message.pointee.key), message.pointee.min_lsn)
+            (try requestKey(message.pointee.key, in: buffer), message.pointee.min_lsn)
         }
     }
 }
@@ -48,7 +48,7 @@ struct SetRequest {
             buffer, typeName: "erdtree.v1.SetRequest", unpack: { erdtree__v1__set_request__unpack(nil, $0, $1) }
         ) { message throws(RPCStatus) in
             (
-                ProtobufCCodec.bytes(ofString: message.pointee.key),
+                try requestKey(message.pointee.key, in: buffer),
                 ProtobufCCodec.bytes(of: message.pointee.value),
                 message.pointee.ttl_ms
             )
@@ -74,7 +74,7 @@ struct DeleteRequest {
         key = try ProtobufCCodec.withUnpacked(
             buffer, typeName: "erdtree.v1.DeleteRequest", unpack: { erdtree__v1__delete_request__unpack(nil, $0, $1) }
         ) { message throws(RPCStatus) in
-            ProtobufCCodec.bytes(ofString: message.pointee.key)
+            try requestKey(message.pointee.key, in: buffer)
         }
     }
 }
@@ -148,4 +148,30 @@ func decodeListSlavesRequest(_ buffer: ByteBuffer) throws(RPCStatus) {
         buffer, typeName: "erdtree.v1.ListSlavesRequest",
         unpack: { erdtree__v1__list_slaves_request__unpack(nil, $0, $1) }
     ) { _ throws(RPCStatus) in }
+}
+
+/// The `key` (field 1) of a KVStore request, refusing keys that hold a NUL byte.
+///
+/// protobuf-c hands strings over NUL-terminated, so "a\0b" would arrive as "a" and a write
+/// would land on the wrong key. The wire length of field 1 tells the truth; when it differs
+/// from the C string's length the key had a NUL in it. The request is a few dozen bytes and
+/// already validated by protobuf-c, so the second pass is cheap and cannot fail to parse.
+private func requestKey(_ key: UnsafeMutablePointer<CChar>?, in buffer: ByteBuffer) throws(RPCStatus) -> [UInt8] {
+    let bytes = ProtobufCCodec.bytes(ofString: key)
+    let wireLength = buffer.withUnsafeReadableBytes { raw -> Int? in
+        var reader = ProtobufWireReader(raw)
+        var length: Int?
+        while let field = try? reader.nextField() {
+            if field.number == 1, field.wireType == .lengthDelimited {
+                length = (try? reader.readLengthDelimited())?.count
+            } else if (try? reader.skip(field)) == nil {
+                break
+            }
+        }
+        return length
+    }
+    if let wireLength, wireLength != bytes.count {
+        throw RequestError.keyContainsNUL.status
+    }
+    return bytes
 }

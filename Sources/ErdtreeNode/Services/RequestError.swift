@@ -6,6 +6,7 @@ enum RequestError: Error, CustomStringConvertible {
     case emptyKey(limit: Int)
     case keyTooLong(limit: Int, actual: Int)
     case keyNotUTF8
+    case keyContainsNUL
     case valueTooLarge(limit: Int, actual: Int)
     case negativeTTL(Int64)
     case ttlTooLarge(Int64)
@@ -18,6 +19,8 @@ enum RequestError: Error, CustomStringConvertible {
             "key is \(actual) bytes; the limit is \(limit) bytes (max_key_bytes)"
         case .keyNotUTF8:
             "key is not valid UTF-8"
+        case .keyContainsNUL:
+            "key contains a NUL byte (U+0000), which keys cannot hold"
         case .valueTooLarge(let limit, let actual):
             "value is \(actual) bytes; the limit is \(limit) bytes (max_value_bytes)"
         case .negativeTTL(let ttl):

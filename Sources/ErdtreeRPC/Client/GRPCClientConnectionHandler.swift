@@ -132,6 +132,8 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         call.complete(call.statusFromResponse(resetCode: 0))
     }
 
+    func sessionSentEndStream(streamID: Int32) {}
+
     func sessionStreamClosed(streamID: Int32, errorCode: UInt32) {
         guard let call = streams.removeValue(forKey: streamID) else { return }
         call.complete(call.statusFromResponse(resetCode: errorCode))

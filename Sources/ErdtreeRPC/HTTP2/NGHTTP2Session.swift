@@ -39,6 +39,8 @@ protocol HTTP2SessionDelegate: AnyObject {
     func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer)
     /// A DATA frame carried END_STREAM: the peer will send nothing more on this stream.
     func sessionDataEndStream(streamID: Int32)
+    /// We sent a frame with END_STREAM on this stream: our side of it is done.
+    func sessionSentEndStream(streamID: Int32)
     /// The stream is gone; `errorCode` is non-zero when it was reset.
     func sessionStreamClosed(streamID: Int32, errorCode: UInt32)
     /// nghttp2 wants up to `buffer.count` bytes of the stream's body.
@@ -193,8 +195,16 @@ final class NGHTTP2Session {
         _ = nghttp2_session_resume_data(session, streamID)
     }
 
-    func resetStream(streamID: Int32, errorCode: UInt32 = NGHTTP2_CANCEL.rawValue) {
-        _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, errorCode)
+    func resetStream(streamID: Int32) {
+        _ = nghttp2_submit_rst_stream(
+            session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, NGHTTP2_CANCEL.rawValue)
+    }
+
+    /// RST_STREAM(NO_ERROR): "the response is complete, stop sending the request"
+    /// (RFC 9113 §8.1), for a server that answered before the request ended.
+    func stopRequestBody(streamID: Int32) {
+        _ = nghttp2_submit_rst_stream(
+            session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, NGHTTP2_NO_ERROR.rawValue)
     }
 
     /// Tells the peer to open no new streams; streams already accepted run to completion.
@@ -312,6 +322,13 @@ final class NGHTTP2Session {
             _, _, streamID, data, length, userData in
             guard let data, let delegate = NGHTTP2Session.owner(userData)?.delegate else { return 0 }
             delegate.sessionData(streamID: streamID, bytes: UnsafeRawBufferPointer(start: data, count: length))
+            return 0
+        }
+        nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
+            guard let frame, frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
+                let delegate = NGHTTP2Session.owner(userData)?.delegate
+            else { return 0 }
+            delegate.sessionSentEndStream(streamID: frame.pointee.hd.stream_id)
             return 0
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) {

@@ -151,6 +151,15 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         requestEnded(call)
     }
 
+    func sessionSentEndStream(streamID: Int32) {
+        // The answer is out but the client is still sending (an early error, a deadline):
+        // tell it to stop, so the stream closes now instead of when the client gets round
+        // to ending it, and a graceful shutdown is not held up by it.
+        if let call = streams[streamID], !call.requestEnded {
+            session.stopRequestBody(streamID: streamID)
+        }
+    }
+
     func sessionStreamClosed(streamID: Int32, errorCode: UInt32) {
         guard let call = streams.removeValue(forKey: streamID) else { return }
         let unfinished = call.finalStatus == nil
