@@ -156,6 +156,23 @@ def test_unknown_grpc_encoding_is_unimplemented_with_accept_encoding(pb, module_
     )
 
 
+def test_early_response_resets_unfinished_request(module_server):
+    # RFC 9113 §8.1: a server that answers before the request is complete asks
+    # the client to stop sending with RST_STREAM(NO_ERROR) after its END_STREAM
+    # response; gRPC core and grpc-go do. Without it curl 7.88 sometimes waits
+    # forever to finish an upload nobody reads.
+    conn = RawH2(module_server.host, module_server.port)
+    try:
+        stream = conn.start_grpc("/erdtree.v1.KVStore/Nope")  # HEADERS only, request left open
+        conn.read_until(lambda: stream in conn.resets, timeout=5)
+        frames = "\n".join(conn.frames)
+        assert stream in conn.ended, f"no END_STREAM response to an unknown method:\n{frames}"
+        assert conn.streams[stream].grpc_status == 12, conn.streams[stream].raw_headers
+        assert conn.resets.get(stream) == 0, f"expected RST_STREAM(NO_ERROR) after the response:\n{frames}"
+    finally:
+        conn.close()
+
+
 def test_grpc_message_is_percent_encoded_on_the_wire(module_server, tmp_path):
     # curl sends the path as is, so the server sees a literal '%25' in the
     # method name; echoed in grpc-message it must be escaped again.
