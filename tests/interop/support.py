@@ -122,11 +122,21 @@ def parse_curl_headers(dump: str, body: bytes) -> H2Response:
     return H2Response(status=status, blocks=blocks, body=body, raw_headers=dump)
 
 
-CURL_MAX_TIME_S = 10
-CURL_TIMED_OUT = 28  # curl's exit code for --max-time
+CURL_MAX_TIME_S = 30
 
 
-def curl_h2c_args(url: str, headers: list[str], dump: Path, out: Path) -> list[str]:
+def curl_h2c(url: str, body: bytes | None, headers: list[str], workdir: Path) -> H2Response:
+    """POST over h2c (prior knowledge) with exactly these extra headers.
+
+    Pass body=None for a request the server should answer from its headers
+    alone (bad content-type, unknown encoding or path): curl then ends the
+    stream with the HEADERS frame. curl 7.88 (Debian 12) mishandles an answer
+    that arrives while it is still uploading: with the RST_STREAM(NO_ERROR) a
+    server sends after such an early answer it fails with "(92) Stream error",
+    without it it may hang. gRPC core and grpc-go servers trip it the same way.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    dump, out, req = workdir / "headers.txt", workdir / "body.out", workdir / "body.in"
     args = [
         tool("curl"),
         "--http2-prior-knowledge",
@@ -142,27 +152,12 @@ def curl_h2c_args(url: str, headers: list[str], dump: Path, out: Path) -> list[s
     ]
     for header in headers:
         args += ["-H", header]
-    return args + [url]
-
-
-def curl_h2c(url: str, body: bytes, headers: list[str], workdir: Path) -> H2Response:
-    """POST `body` over h2c (prior knowledge) with exactly these extra headers."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    dump, out, req = workdir / "headers.txt", workdir / "body.out", workdir / "body.in"
-    req.write_bytes(body)
-    args = curl_h2c_args(url, headers, dump, out)
-    args[-1:-1] = ["--data-binary", f"@{req}"]
-    done = run(args)
-    response = parse_curl_headers(dump.read_text(errors="replace") if dump.exists() else "", b"")
-    response.body = out.read_bytes() if out.exists() else b""
-    if done.returncode == CURL_TIMED_OUT and response.grpc_status is not None:
-        # curl 7.88 can wait forever for a stream the server ended (trailers-only,
-        # END_STREAM) before curl finished uploading, unless the server also sends
-        # RST_STREAM(NO_ERROR) (RFC 9113 §8.1). The answer itself is complete;
-        # test_early_response_resets_unfinished_request checks the RST_STREAM.
-        return response
+    if body is not None:
+        req.write_bytes(body)
+        args += ["--data-binary", f"@{req}"]
+    done = run([*args, url])
     assert done.returncode == 0, f"curl failed ({done.returncode}): {done.stderr.decode(errors='replace')}"
-    return response
+    return parse_curl_headers(dump.read_text(errors="replace"), out.read_bytes() if out.exists() else b"")
 
 
 GRPC_HEADERS = ["content-type: application/grpc", "te: trailers"]
@@ -200,7 +195,14 @@ class RawH2:
         """Send a gRPC request's HEADERS (no END_STREAM); returns the stream id."""
         stream_id = self._next_stream_id
         self._next_stream_id += 2
-        headers = [
+        frame = HeadersFrame(stream_id, flags=["END_HEADERS"])
+        frame.data = self.encoder.encode(self._grpc_headers(path, extra_headers))
+        self.sock.sendall(frame.serialize())
+        self.streams[stream_id] = H2Response(status=0)
+        return stream_id
+
+    def _grpc_headers(self, path: str, extra_headers) -> list[tuple[str, str]]:
+        return [
             (":method", "POST"),
             (":scheme", "http"),
             (":path", path),
@@ -209,9 +211,17 @@ class RawH2:
             ("te", "trailers"),
             *extra_headers,
         ]
-        frame = HeadersFrame(stream_id, flags=["END_HEADERS"])
-        frame.data = self.encoder.encode(headers)
-        self.sock.sendall(frame.serialize())
+
+    def unary_grpc(
+        self, path: str, message: bytes, extra_headers: list[tuple[str, str]] = (), compressed: bool = False
+    ) -> int:
+        """Send a whole unary gRPC request (HEADERS, then DATA with END_STREAM) in one write."""
+        stream_id = self._next_stream_id
+        self._next_stream_id += 2
+        headers = HeadersFrame(stream_id, flags=["END_HEADERS"])
+        headers.data = self.encoder.encode(self._grpc_headers(path, extra_headers))
+        data = DataFrame(stream_id, data=grpc_frame(message, compressed), flags=["END_STREAM"])
+        self.sock.sendall(headers.serialize() + data.serialize())
         self.streams[stream_id] = H2Response(status=0)
         return stream_id
 

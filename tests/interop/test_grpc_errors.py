@@ -98,14 +98,20 @@ def test_message_over_4_mib_is_resource_exhausted_and_server_keeps_serving(pb, m
 # --------------------------------------------------------------------------
 
 
-def test_server_answers_deadline_exceeded_for_expired_grpc_timeout(pb, module_server, tmp_path):
-    # curl does not know gRPC, so any grpc-status 4 here was sent by the server.
-    body = grpc_frame(pb.kv.GetRequest(key="k").SerializeToString())
-    response = curl_h2c(
-        f"{module_server.url}/erdtree.v1.KVStore/Get", body, [*GRPC_HEADERS, "grpc-timeout: 1n"], tmp_path
-    )
-    assert response.status == 200, response.raw_headers
-    assert response.grpc_status == 4, f"expected DEADLINE_EXCEEDED (4):\n{response.raw_headers}"
+def test_server_answers_deadline_exceeded_for_expired_grpc_timeout(pb, module_server):
+    # A raw client enforces no deadline of its own, so grpc-status 4 here was
+    # sent by the server: 1 ns has passed before any handler can run.
+    conn = RawH2(module_server.host, module_server.port)
+    try:
+        stream = conn.unary_grpc(
+            "/erdtree.v1.KVStore/Get", pb.kv.GetRequest(key="k").SerializeToString(), [("grpc-timeout", "1n")]
+        )
+        assert conn.read_until(lambda: stream in conn.ended, timeout=10), "\n".join(conn.frames)
+        response = conn.streams[stream]
+        assert response.status == 200, response.raw_headers
+        assert response.grpc_status == 4, f"expected DEADLINE_EXCEEDED (4):\n{response.raw_headers}"
+    finally:
+        conn.close()
 
 
 def test_server_deadline_fires_while_request_is_stalled(module_server):
@@ -133,18 +139,16 @@ def test_server_deadline_fires_while_request_is_stalled(module_server):
 # --------------------------------------------------------------------------
 
 
-def test_wrong_content_type_is_http_415(pb, module_server, tmp_path):
-    body = grpc_frame(pb.kv.GetRequest(key="k").SerializeToString())
+def test_wrong_content_type_is_http_415(module_server, tmp_path):
     response = curl_h2c(
-        f"{module_server.url}/erdtree.v1.KVStore/Get", body, ["content-type: text/plain", "te: trailers"], tmp_path
+        f"{module_server.url}/erdtree.v1.KVStore/Get", None, ["content-type: text/plain", "te: trailers"], tmp_path
     )
     assert response.status == 415, f"expected HTTP 415 Unsupported Media Type:\n{response.raw_headers}"
 
 
 def test_unknown_grpc_encoding_is_unimplemented_with_accept_encoding(pb, module_server, tmp_path):
-    body = grpc_frame(pb.kv.GetRequest(key="k").SerializeToString(), compressed=True)
     response = curl_h2c(
-        f"{module_server.url}/erdtree.v1.KVStore/Get", body, [*GRPC_HEADERS, "grpc-encoding: snappy"], tmp_path
+        f"{module_server.url}/erdtree.v1.KVStore/Get", None, [*GRPC_HEADERS, "grpc-encoding: snappy"], tmp_path
     )
     assert response.status == 200, response.raw_headers
     assert response.grpc_status == 12, f"expected UNIMPLEMENTED (12):\n{response.raw_headers}"
@@ -154,6 +158,17 @@ def test_unknown_grpc_encoding_is_unimplemented_with_accept_encoding(pb, module_
     assert "snappy" in urllib.parse.unquote(response.get("grpc-message") or ""), (
         f"message should name the encoding:\n{response.raw_headers}"
     )
+
+    # The same with a message flagged as compressed, as a real client would send it.
+    conn = RawH2(module_server.host, module_server.port)
+    try:
+        body = pb.kv.GetRequest(key="k").SerializeToString()
+        stream = conn.unary_grpc("/erdtree.v1.KVStore/Get", body, [("grpc-encoding", "snappy")], compressed=True)
+        assert conn.read_until(lambda: stream in conn.ended, timeout=10), "\n".join(conn.frames)
+        assert conn.streams[stream].grpc_status == 12, conn.streams[stream].raw_headers
+        assert conn.streams[stream].get("grpc-accept-encoding") is not None, conn.streams[stream].raw_headers
+    finally:
+        conn.close()
 
 
 def test_early_response_resets_unfinished_request(module_server):
@@ -177,7 +192,7 @@ def test_grpc_message_is_percent_encoded_on_the_wire(module_server, tmp_path):
     # curl sends the path as is, so the server sees a literal '%25' in the
     # method name; echoed in grpc-message it must be escaped again.
     response = curl_h2c(
-        f"{module_server.url}/erdtree.v1.KVStore/No%25pe", grpc_frame(b""), GRPC_HEADERS, tmp_path
+        f"{module_server.url}/erdtree.v1.KVStore/No%25pe", None, GRPC_HEADERS, tmp_path
     )
     assert response.grpc_status == 12, response.raw_headers
     raw = response.get("grpc-message")
