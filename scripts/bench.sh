@@ -51,10 +51,14 @@ done
 need h2load nghttp2-client
 need curl curl
 need python3 python3
-has nghttpd && need nghttpd nghttp2-server
-has etcd && need etcd etcd-server
-has erdtree && need protoc protobuf-compiler
-if has erdtree && [ "$profile" = 1 ]; then need valgrind valgrind; need callgrind_control valgrind; fi
+if has nghttpd; then need nghttpd nghttp2-server; fi
+if has etcd; then need etcd etcd-server; fi
+if has erdtree; then need protoc protobuf-compiler; fi
+if has erdtree && [ "$profile" = 1 ]; then
+  need valgrind valgrind
+  need callgrind_control valgrind
+  need objcopy binutils
+fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/erdtree-bench.XXXXXX")
 pids=()
@@ -262,6 +266,7 @@ if has erdtree; then
   if [ -n "${ERDTREE_BIN:-}" ]; then
     erdtree_bin=$ERDTREE_BIN
     [ -x "$erdtree_bin" ] || die "ERDTREE_BIN=$erdtree_bin is not an executable"
+    erdtree_label="erdtree $erdtree_bin"
   else
     need swift "the Swift toolchain"
     note "building erdtree (release, .build-bench)"
@@ -270,6 +275,11 @@ if has erdtree; then
     nice -n 10 swift build -c release --product erdtree --scratch-path .build-bench >&2 \
       || die "release build of erdtree failed"
     erdtree_bin="$(swift build -c release --scratch-path .build-bench --show-bin-path)/erdtree"
+    # The build takes the work tree as it is, so say when it differs from HEAD.
+    erdtree_label="erdtree $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+    if [ -n "$(git status --porcelain -- Sources Package.swift 2>/dev/null)" ]; then
+      erdtree_label+=" + uncommitted changes"
+    fi
   fi
   erdtree_config "$tmp/erdtree" "$port_erdtree"
   # cwd is the temp dir so nothing the server writes by default lands in the repo.
@@ -309,7 +319,11 @@ fi
 # --- warm-up and sizing -------------------------------------------------------
 
 declare -A requests
-note "warming up each load for 2 s$([ -z "$fixed_requests" ] && echo ", sizing runs to ~${seconds}s")"
+if [ -n "$fixed_requests" ]; then
+  note "warming up each load for 2 s; $fixed_requests requests per run"
+else
+  note "warming up each load for 2 s, sizing runs to ~${seconds}s"
+fi
 for id in "${loads[@]}"; do
   h2load_run "$id" "$tmp/h2load.out" -D 2
   h2load_check "$id" "$tmp/h2load.out" ""
@@ -352,7 +366,7 @@ if has etcd; then read_check_etcd; fi
 # --- report -------------------------------------------------------------------
 
 versions=()
-if has erdtree; then versions+=("erdtree $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?')$([ -n "$wal_sync" ] && echo " (wal.sync_interval $wal_sync)")"); fi
+if has erdtree; then versions+=("$erdtree_label${wal_sync:+ (wal.sync_interval $wal_sync)}"); fi
 if has etcd; then versions+=("etcd $(etcd --version | awk '/^etcd Version/ {print $3}')"); fi
 if has nghttpd; then versions+=("$(nghttpd --version | awk '{print $NF}' | tr '/' ' ')"); fi
 report() {
@@ -361,6 +375,11 @@ report() {
   echo "Medians of $rounds alternated rounds on loopback; ratios are medians of per-round ratios."
   echo "$(nproc) cores shared by every server and h2load (one thread), nothing pinned;"
   echo "load average ${load_before} before, ${load_after} after. $(IFS=,; echo "${versions[*]}" | sed 's/,/, /g')."
+  if has erdtree && [ -z "$(ls -A "$tmp/erdtree/wal" 2>/dev/null)" ]; then
+    echo
+    echo "**Erdtree wrote no file under its wal.directory: its Set figures are memory-only writes,"
+    echo "not comparable with etcd's fsynced Puts.**"
+  fi
   echo
   python3 "$helpers/report.py" summary "$results"
   echo
@@ -381,8 +400,17 @@ if [ "$profile" = 1 ] && has erdtree; then
   note "profiling: Erdtree Get (c4 m32, $profile_requests requests) under callgrind"
   dir=$tmp/profile
   erdtree_config "$dir" "$port_profile"
-  (cd "$dir" && exec valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
-    "$erdtree_bin" master --config "$dir/erdtree.yaml") > "$dir/server.log" 2>&1 &
+  # Valgrind 3.19 cannot read the DWARF Swift 6 emits ("possibly corrupted
+  # debuginfo"), so it profiles a copy without it; the symbol table stays.
+  objcopy --strip-debug "$erdtree_bin" "$dir/erdtree" || die "objcopy could not strip a copy of $erdtree_bin"
+  # See sigsuspend_copy.c: without it valgrind crashes in dispatchMain().
+  cc=${CC:-cc}
+  command -v "$cc" > /dev/null 2>&1 || cc=clang
+  "$cc" -shared -fPIC -O2 -o "$dir/sigsuspend_copy.so" "$helpers/sigsuspend_copy.c" -ldl \
+    || die "could not compile $helpers/sigsuspend_copy.c with $cc"
+  (cd "$dir" && LD_PRELOAD="$dir/sigsuspend_copy.so" exec valgrind --tool=callgrind \
+    --callgrind-out-file="$dir/callgrind.out" "$dir/erdtree" master --config "$dir/erdtree.yaml") \
+    > "$dir/server.log" 2>&1 &
   profile_pid=$!
   pids+=("$profile_pid")
   wait_port "$port_profile" "$profile_pid" "erdtree under callgrind" "$dir/server.log" 120
@@ -394,20 +422,37 @@ if [ "$profile" = 1 ] && has erdtree; then
   h2load_check get "$dir/h2load.out" "$profile_requests"
   callgrind_control -d "$profile_pid" > /dev/null
   stop_pid "$profile_pid"
-  dump=$(ls "$dir"/callgrind.out.* 2>/dev/null | head -n 1)
-  [ -n "$dump" ] || die "callgrind wrote no dump in $dir (server log: $dir/server.log)"
-  demangle=cat
-  if command -v swift > /dev/null 2>&1; then demangle="swift demangle --simplified"; fi
+  dump=$dir/callgrind.out.1
+  [ -f "$dump" ] || die "callgrind wrote no dump $dump (server log: $dir/server.log)"
+  demangle=(cat)
+  if command -v swift > /dev/null 2>&1; then demangle=(swift demangle --simplified); fi
+  # top_functions yes|no LIMIT: the function lines of callgrind_annotate,
+  # biggest first, with the temp path shortened. Frames that were on a stack
+  # when the counters were zeroed (thread entry points, the event loop) get
+  # their whole inclusive cost booked as self; no real function here comes
+  # near 90 % self, so the self table drops lines above that.
+  top_functions() {
+    callgrind_annotate --auto=no --threshold=100 --inclusive="$1" "$dump" > "$dir/annotate.txt"
+    awk -v self="$([ "$1" = no ] && echo 1 || echo 0)" -v limit="$2" '
+      /PROGRAM TOTALS/ { print; print ""; next }
+      /file:function/ { body = 1; next }
+      body && /%\)/ {
+        pct = $0; sub(/^[^(]*\( */, "", pct); sub(/%.*/, "", pct)
+        if (self && pct + 0 >= 90) next
+        sub(/\?\?\?:/, "")
+        if (shown++ < limit) print
+      }' "$dir/annotate.txt" | sed "s|$dir/||g" | "${demangle[@]}"
+  }
   echo
-  echo "### callgrind: Erdtree Get, $profile_requests requests (instructions, self)"
+  echo "### callgrind: Erdtree Get, $profile_requests requests (c4 m32), instructions by function, self"
   echo
   echo '```'
-  callgrind_annotate --auto=no --inclusive=no "$dump" | sed -n '/^Ir/,$p' | head -n 45 | $demangle
+  top_functions no 40
   echo '```'
   echo
-  echo "### callgrind: inclusive"
+  echo "### callgrind: the same, inclusive"
   echo
   echo '```'
-  callgrind_annotate --auto=no --inclusive=yes "$dump" | sed -n '/^Ir/,$p' | head -n 45 | $demangle
+  top_functions yes 60
   echo '```'
 fi
