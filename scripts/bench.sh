@@ -24,6 +24,9 @@
 #   BENCH_PROFILE_REQUESTS=20000
 set -euo pipefail
 
+# ERDTREE_BIN may be relative to where the script was started; the servers
+# run from a temp dir, so pin it down before moving.
+if [ -n "${ERDTREE_BIN:-}" ]; then ERDTREE_BIN=$(realpath -m -- "$ERDTREE_BIN"); fi
 cd "$(dirname "$0")/.."
 repo=$PWD
 helpers=$repo/scripts/bench
