@@ -13,7 +13,7 @@ mode="${1:-build}"
 
 build_pkgs=(pkg-config libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler)
 test_pkgs=(nghttp2-client curl python3-venv)
-bench_pkgs=(nghttp2-client nghttp2-server etcd-server etcd-client protobuf-compiler valgrind)
+bench_pkgs=(nghttp2-client nghttp2-server etcd-server etcd-client protobuf-compiler valgrind binutils gcc)
 
 wanted=("${build_pkgs[@]}")
 case "$mode" in
