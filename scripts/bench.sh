@@ -275,9 +275,9 @@ if has erdtree; then
     note "building erdtree (release, .build-bench)"
     # nice: the build shares the cores with whatever else runs here; the
     # benchmark itself is not niced.
-    nice -n 10 swift build -c release --product erdtree --scratch-path .build-bench >&2 \
+    nice -n 10 swift build -c release -Xswiftc -enforce-exclusivity=unchecked --product erdtree --scratch-path .build-bench >&2 \
       || die "release build of erdtree failed"
-    erdtree_bin="$(swift build -c release --scratch-path .build-bench --show-bin-path)/erdtree"
+    erdtree_bin="$(swift build -c release -Xswiftc -enforce-exclusivity=unchecked --scratch-path .build-bench --show-bin-path)/erdtree"
     # The build takes the work tree as it is, so say when it differs from HEAD.
     erdtree_label="erdtree $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
     if [ -n "$(git status --porcelain -- Sources Package.swift 2>/dev/null)" ]; then

@@ -11,7 +11,7 @@ struct HealthCheckRequest {
     init(decoding buffer: ByteBuffer) throws(RPCStatus) {
         service = try ProtobufCCodec.withUnpacked(
             buffer, typeName: "grpc.health.v1.HealthCheckRequest",
-            unpack: { grpc__health__v1__health_check_request__unpack(nil, $0, $1) }
+            unpack: { grpc__health__v1__health_check_request__unpack($0, $1, $2) }
         ) { message throws(RPCStatus) in
             ProtobufCCodec.string(message.pointee.service)
         }

@@ -25,7 +25,7 @@ extension GetRequest {
 extension GetResponse {
     init(decoding buffer: ByteBuffer) throws(RPCStatus) {
         self = try ProtobufCCodec.withUnpacked(
-            buffer, typeName: "erdtree.v1.GetResponse", unpack: { erdtree__v1__get_response__unpack(nil, $0, $1) }
+            buffer, typeName: "erdtree.v1.GetResponse", unpack: { erdtree__v1__get_response__unpack($0, $1, $2) }
         ) { message throws(RPCStatus) in
             GetResponse(
                 value: ProtobufCCodec.bytes(of: message.pointee.value), found: message.pointee.found != 0,
@@ -58,7 +58,7 @@ extension SetRequest {
 extension SetResponse {
     init(decoding buffer: ByteBuffer) throws(RPCStatus) {
         lsn = try ProtobufCCodec.withUnpacked(
-            buffer, typeName: "erdtree.v1.SetResponse", unpack: { erdtree__v1__set_response__unpack(nil, $0, $1) }
+            buffer, typeName: "erdtree.v1.SetResponse", unpack: { erdtree__v1__set_response__unpack($0, $1, $2) }
         ) { message throws(RPCStatus) in message.pointee.lsn }
     }
 }
@@ -82,7 +82,7 @@ extension DeleteResponse {
     init(decoding buffer: ByteBuffer) throws(RPCStatus) {
         self = try ProtobufCCodec.withUnpacked(
             buffer, typeName: "erdtree.v1.DeleteResponse",
-            unpack: { erdtree__v1__delete_response__unpack(nil, $0, $1) }
+            unpack: { erdtree__v1__delete_response__unpack($0, $1, $2) }
         ) { message throws(RPCStatus) in
             DeleteResponse(deleted: message.pointee.deleted != 0, lsn: message.pointee.lsn)
         }
@@ -108,7 +108,7 @@ extension HealthCheckResponse {
     init(decoding buffer: ByteBuffer) throws(RPCStatus) {
         let raw = try ProtobufCCodec.withUnpacked(
             buffer, typeName: "grpc.health.v1.HealthCheckResponse",
-            unpack: { grpc__health__v1__health_check_response__unpack(nil, $0, $1) }
+            unpack: { grpc__health__v1__health_check_response__unpack($0, $1, $2) }
         ) { message throws(RPCStatus) in Int(message.pointee.status.rawValue) }
         status = ServingStatus(rawValue: raw) ?? .unknown
     }

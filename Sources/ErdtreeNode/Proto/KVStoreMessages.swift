@@ -12,7 +12,7 @@ struct GetRequest {
 
     init(decoding buffer: ByteBuffer) throws(RPCStatus) {
         (key, minLSN) = try ProtobufCCodec.withUnpacked(
-            buffer, typeName: "erdtree.v1.GetRequest", unpack: { erdtree__v1__get_request__unpack(nil, $0, $1) }
+            buffer, typeName: "erdtree.v1.GetRequest", unpack: { erdtree__v1__get_request__unpack($0, $1, $2) }
         ) { message throws(RPCStatus) in
             (try requestKey(message.pointee.key, in: buffer), message.pointee.min_lsn)
         }
@@ -45,7 +45,7 @@ struct SetRequest {
 
     init(decoding buffer: ByteBuffer) throws(RPCStatus) {
         (key, value, ttlMs) = try ProtobufCCodec.withUnpacked(
-            buffer, typeName: "erdtree.v1.SetRequest", unpack: { erdtree__v1__set_request__unpack(nil, $0, $1) }
+            buffer, typeName: "erdtree.v1.SetRequest", unpack: { erdtree__v1__set_request__unpack($0, $1, $2) }
         ) { message throws(RPCStatus) in
             (
                 try requestKey(message.pointee.key, in: buffer),
@@ -72,7 +72,7 @@ struct DeleteRequest {
 
     init(decoding buffer: ByteBuffer) throws(RPCStatus) {
         key = try ProtobufCCodec.withUnpacked(
-            buffer, typeName: "erdtree.v1.DeleteRequest", unpack: { erdtree__v1__delete_request__unpack(nil, $0, $1) }
+            buffer, typeName: "erdtree.v1.DeleteRequest", unpack: { erdtree__v1__delete_request__unpack($0, $1, $2) }
         ) { message throws(RPCStatus) in
             try requestKey(message.pointee.key, in: buffer)
         }
@@ -99,7 +99,7 @@ struct GetUpdatesRequest {
     init(decoding buffer: ByteBuffer) throws(RPCStatus) {
         (sinceLSN, limit) = try ProtobufCCodec.withUnpacked(
             buffer, typeName: "erdtree.v1.GetUpdatesRequest",
-            unpack: { erdtree__v1__get_updates_request__unpack(nil, $0, $1) }
+            unpack: { erdtree__v1__get_updates_request__unpack($0, $1, $2) }
         ) { message throws(RPCStatus) in
             (message.pointee.since_lsn, message.pointee.limit)
         }
@@ -139,14 +139,14 @@ struct ListSlavesResponse {
 
 func decodeStatusRequest(_ buffer: ByteBuffer) throws(RPCStatus) {
     try ProtobufCCodec.withUnpacked(
-        buffer, typeName: "erdtree.v1.StatusRequest", unpack: { erdtree__v1__status_request__unpack(nil, $0, $1) }
+        buffer, typeName: "erdtree.v1.StatusRequest", unpack: { erdtree__v1__status_request__unpack($0, $1, $2) }
     ) { _ throws(RPCStatus) in }
 }
 
 func decodeListSlavesRequest(_ buffer: ByteBuffer) throws(RPCStatus) {
     try ProtobufCCodec.withUnpacked(
         buffer, typeName: "erdtree.v1.ListSlavesRequest",
-        unpack: { erdtree__v1__list_slaves_request__unpack(nil, $0, $1) }
+        unpack: { erdtree__v1__list_slaves_request__unpack($0, $1, $2) }
     ) { _ throws(RPCStatus) in }
 }
 

@@ -3,6 +3,10 @@ internal import ErdtreeProto
 import ErdtreeRPC
 import NIOCore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The generic half of protobuf-c: unpack and pack any generated message through its
 /// descriptor, so each message type needs only a field-by-field translation.
 ///
@@ -10,38 +14,97 @@ import NIOCore
 /// frees it before returning, so callers copy out what they keep.
 enum ProtobufCCodec {
     /// Decodes `buffer` with a generated `…__unpack` function and runs `body` on the result.
+    ///
+    /// protobuf-c allocates the message and its strings through the allocator it is given;
+    /// here that is a bump arena on the stack (malloc only past `arenaBytes`), so decoding
+    /// a typical request costs no heap allocation at all.
     /// - Parameters:
     ///   - typeName: the message's full name, for the error.
-    ///   - unpack: the generated unpack function, e.g. `{ erdtree__v1__get_request__unpack(nil, $0, $1) }`.
+    ///   - unpack: the generated unpack function, e.g. `{ erdtree__v1__get_request__unpack($0, $1, $2) }`.
     /// - Throws: `RPCStatus.invalidArgument` naming the message type when the bytes are
     ///   not a valid encoding; whatever `body` throws.
     static func withUnpacked<Message, Result>(
         _ buffer: ByteBuffer, typeName: StaticString,
-        unpack: (Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Message>?,
+        unpack: (UnsafeMutablePointer<ProtobufCAllocator>, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<
+            Message
+        >?,
         _ body: (UnsafeMutablePointer<Message>) throws(RPCStatus) -> Result
     ) throws(RPCStatus) -> Result {
-        let unpacked = buffer.withUnsafeReadableBytes { bytes in
-            unpack(bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        try withArenaAllocator { allocator throws(RPCStatus) in
+            let unpacked = buffer.withUnsafeReadableBytes { bytes in
+                unpack(allocator, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
+            }
+            guard let unpacked else {
+                throw RPCStatus(
+                    .invalidArgument,
+                    "cannot decode \(typeName): not a valid protobuf encoding (\(buffer.readableBytes) bytes)")
+            }
+            // Every generated message starts with its ProtobufCMessage header.
+            defer {
+                protobuf_c_message_free_unpacked(
+                    UnsafeMutableRawPointer(unpacked).assumingMemoryBound(to: ProtobufCMessage.self), allocator)
+            }
+            return try body(unpacked)
         }
-        guard let unpacked else {
-            throw RPCStatus(
-                .invalidArgument,
-                "cannot decode \(typeName): not a valid protobuf encoding (\(buffer.readableBytes) bytes)")
-        }
-        // Every generated message starts with its ProtobufCMessage header.
-        defer {
-            protobuf_c_message_free_unpacked(
-                UnsafeMutableRawPointer(unpacked).assumingMemoryBound(to: ProtobufCMessage.self), nil)
-        }
-        return try body(unpacked)
     }
 
-    /// Encodes a filled-in message into a new buffer from `allocator`.
+    static let arenaBytes = 1024
+
+    private struct Arena {
+        var base: UnsafeMutableRawPointer
+        var used: Int
+        var capacity: Int
+    }
+
+    private static func withArenaAllocator<Value>(
+        _ body: (UnsafeMutablePointer<ProtobufCAllocator>) throws(RPCStatus) -> Value
+    ) throws(RPCStatus) -> Value {
+        let result: Result<Value, RPCStatus> = withUnsafeTemporaryAllocation(
+            byteCount: arenaBytes, alignment: 16
+        ) { region in
+            guard let base = region.baseAddress else { preconditionFailure("temporary allocation has no base") }
+            var arena = Arena(base: base, used: 0, capacity: region.count)
+            return withUnsafeMutablePointer(to: &arena) { arenaPointer in
+                var allocator = ProtobufCAllocator(
+                    alloc: { data, size in
+                        guard let arena = data?.assumingMemoryBound(to: Arena.self) else { return malloc(size) }
+                        let start = (arena.pointee.used + 15) & ~15
+                        guard start + size <= arena.pointee.capacity else { return malloc(size) }
+                        arena.pointee.used = start + size
+                        return arena.pointee.base + start
+                    },
+                    free: { data, pointer in
+                        guard let pointer else { return }
+                        if let arena = data?.assumingMemoryBound(to: Arena.self),
+                            pointer >= arena.pointee.base, pointer < arena.pointee.base + arena.pointee.capacity
+                        {
+                            return  // released with the arena
+                        }
+                        Glibc.free(pointer)
+                    },
+                    allocator_data: UnsafeMutableRawPointer(arenaPointer))
+                return withUnsafeMutablePointer(to: &allocator) { allocatorPointer in
+                    do throws(RPCStatus) {
+                        return .success(try body(allocatorPointer))
+                    } catch {
+                        return .failure(error)
+                    }
+                }
+            }
+        }
+        return try result.get()
+    }
+
+    /// Encodes a filled-in message into a new buffer from `allocator`, leaving the gRPC
+    /// length prefix's worth of headroom in front so the transport frames it in place.
     static func pack<Message>(_ message: inout Message, allocator: ByteBufferAllocator) -> ByteBuffer {
         withUnsafeMutablePointer(to: &message) { pointer in
             let base = UnsafeRawPointer(pointer).assumingMemoryBound(to: ProtobufCMessage.self)
             let size = protobuf_c_message_get_packed_size(base)
-            var buffer = allocator.buffer(capacity: size)
+            let headroom = GRPCMessageFramer.headroomBytes
+            var buffer = allocator.buffer(capacity: headroom + size)
+            buffer.moveWriterIndex(forwardBy: headroom)
+            buffer.moveReaderIndex(forwardBy: headroom)
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
                 guard let start = out.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return 0 }
                 return protobuf_c_message_pack(base, start)

@@ -34,7 +34,7 @@ enum ReflectionCodec {
     ) throws(RPCStatus) -> ByteBuffer {
         try ProtobufCCodec.withUnpacked(
             request, typeName: "grpc.reflection.v1.ServerReflectionRequest",
-            unpack: { grpc__reflection__v1__server_reflection_request__unpack(nil, $0, $1) }
+            unpack: { grpc__reflection__v1__server_reflection_request__unpack($0, $1, $2) }
         ) { message throws(RPCStatus) in
             let answer = resolve(query(of: message.pointee))
             return encode(answer, original: message, allocator: allocator)

@@ -51,7 +51,7 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         }
         do {
             call.connection = self
-            call.streamID = try session.submitRequest(headers: headers)
+            call.streamID = try session.submitRequest(headers: HeaderBlock(headers))
             streams[call.streamID] = call
         } catch {
             call.complete(RPCStatus(.unavailable, "cannot open a stream to \(authority): \(error)"))
@@ -88,11 +88,11 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
     func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         guard let call = streams[streamID] else { return }
         switch name.count {
-        case 7 where name.elementsEqual(":status".utf8):
+        case 7 where name.equals(":status"):
             call.httpStatus = Int(String(decoding: value, as: UTF8.self))
-        case 11 where name.elementsEqual("grpc-status".utf8):
+        case 11 where name.equals("grpc-status"):
             call.grpcStatus = Int(String(decoding: value, as: UTF8.self))
-        case 12 where name.elementsEqual("grpc-message".utf8):
+        case 12 where name.equals("grpc-message"):
             call.grpcMessage = PercentEncoding.decode(String(decoding: value, as: UTF8.self))
         default:
             break

@@ -69,11 +69,25 @@ struct GRPCMessageDeframer {
 }
 
 /// Writes the length prefix in front of an outgoing message.
-enum GRPCMessageFramer {
-    static func write(_ message: ByteBuffer, into out: inout ByteBuffer) {
+public enum GRPCMessageFramer {
+    /// Bytes an encoder leaves free in front of a message so the prefix can be written in
+    /// place (see `write(_:into:)`).
+    public static let headroomBytes = GRPCMessageDeframer.prefixBytes
+
+    /// Appends the framed message to `out`. When `out` is empty and the message was encoded
+    /// with `headroomBytes` free in front, the message's own storage becomes `out`: no copy
+    /// and no allocation on the unary answer path.
+    static func write(_ message: consuming ByteBuffer, into out: inout ByteBuffer) {
+        let length = message.readableBytes
+        if out.readableBytes == 0, message.readerIndex >= headroomBytes {
+            message.moveReaderIndex(to: message.readerIndex - headroomBytes)
+            message.setInteger(UInt8(0), at: message.readerIndex)
+            message.setInteger(UInt32(length), at: message.readerIndex + 1)
+            out = message
+            return
+        }
         out.writeInteger(UInt8(0))
-        out.writeInteger(UInt32(message.readableBytes))
-        var message = message
+        out.writeInteger(UInt32(length))
         out.writeBuffer(&message)
     }
 }

@@ -15,6 +15,9 @@ class NGHTTP2ChannelHandler: ChannelInboundHandler {
     private(set) var context: ChannelHandlerContext?
     private(set) var inReadBurst = false
     private var flushScheduled = false
+    /// Reused between flushes: once the socket has taken the previous write, the storage is
+    /// ours alone again and the next flush fills it without allocating.
+    private var outputBuffer: ByteBuffer?
 
     init(role: NGHTTP2Session.Role) throws {
         self.session = try NGHTTP2Session(role: role)
@@ -80,7 +83,8 @@ class NGHTTP2ChannelHandler: ChannelInboundHandler {
     /// Collects every frame nghttp2 has ready and writes it in one flush.
     func flush() {
         guard let context else { return }
-        var out = context.channel.allocator.buffer(capacity: 0)
+        var out = outputBuffer.take() ?? context.channel.allocator.buffer(capacity: 16 << 10)
+        out.clear()
         do {
             try session.drainOutput(into: &out)
         } catch {
@@ -91,6 +95,7 @@ class NGHTTP2ChannelHandler: ChannelInboundHandler {
         if out.readableBytes > 0 {
             context.writeAndFlush(wrapOutboundOut(out), promise: nil)
         }
+        outputBuffer = out
         didFlush()
     }
 

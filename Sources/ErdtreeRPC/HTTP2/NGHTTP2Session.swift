@@ -13,6 +13,55 @@ public struct HTTPField: Sendable, Equatable {
     }
 }
 
+/// Header fields laid out once as an `nghttp2_nv` array, ready to submit.
+///
+/// The answer to every successful call uses the same two blocks (`:status 200` +
+/// content-type, then `grpc-status: 0`); building them once and telling nghttp2 not to copy
+/// them (`permanent`) takes header work off the per-request path. Immutable after init.
+final class HeaderBlock: @unchecked Sendable {
+    fileprivate let nameValues: UnsafeMutablePointer<nghttp2_nv>
+    fileprivate let count: Int
+    private let bytes: UnsafeMutablePointer<UInt8>
+
+    /// - Parameter permanent: the block outlives every session that sends it (a static),
+    ///   so nghttp2 may point at it instead of copying.
+    init(_ fields: [HTTPField], permanent: Bool = false) {
+        let total = fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
+        bytes = .allocate(capacity: max(total, 1))
+        nameValues = .allocate(capacity: max(fields.count, 1))
+        count = fields.count
+        let flags =
+            permanent
+            ? UInt8(NGHTTP2_NV_FLAG_NO_COPY_NAME.rawValue | NGHTTP2_NV_FLAG_NO_COPY_VALUE.rawValue)
+            : UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)
+        var offset = 0
+        for (i, field) in fields.enumerated() {
+            let name = bytes + offset
+            offset += Self.copyUTF8(field.name, to: name)
+            let value = bytes + offset
+            offset += Self.copyUTF8(field.value, to: value)
+            (nameValues + i).initialize(
+                to: nghttp2_nv(
+                    name: name, value: value, namelen: field.name.utf8.count,
+                    valuelen: field.value.utf8.count, flags: flags))
+        }
+    }
+
+    deinit {
+        nameValues.deallocate()
+        bytes.deallocate()
+    }
+
+    private static func copyUTF8(_ string: String, to destination: UnsafeMutablePointer<UInt8>) -> Int {
+        var string = string
+        return string.withUTF8 { utf8 in
+            guard let src = utf8.baseAddress else { return 0 }
+            destination.update(from: src, count: utf8.count)
+            return utf8.count
+        }
+    }
+}
+
 /// What the body source has for nghttp2 when it asks for the next DATA frame.
 enum BodyChunk {
     /// Nothing buffered yet; the stream resumes when `resumeData` is called.
@@ -23,7 +72,7 @@ enum BodyChunk {
 
 enum BodyEnd {
     case endStream
-    case trailers([HTTPField])
+    case trailers(HeaderBlock)
 }
 
 /// The events one nghttp2 session reports, in Swift types.
@@ -81,7 +130,9 @@ final class NGHTTP2Session {
     }
 
     private var session: OpaquePointer?
-    weak var delegate: (any HTTP2SessionDelegate)?
+    /// The owner of this session, which outlives it (it frees the session in its deinit):
+    /// unowned(unsafe) spares a weak-reference load on every nghttp2 callback.
+    unowned(unsafe) var delegate: (any HTTP2SessionDelegate)?
     let role: Role
 
     init(role: Role, settings: Settings = Settings()) throws {
@@ -168,24 +219,24 @@ final class NGHTTP2Session {
     // MARK: Submitting frames
 
     /// Sends response headers; with `hasBody` the body is pulled through `sessionReadBody`.
-    func submitResponse(streamID: Int32, headers: [HTTPField], hasBody: Bool) throws {
-        let rc = Self.withNameValues(headers) { nva, count in
-            if hasBody {
-                var provider = Self.bodyProvider
-                return nghttp2_submit_response(session, streamID, nva, count, &provider)
-            }
-            return nghttp2_submit_response(session, streamID, nva, count, nil)
+    func submitResponse(streamID: Int32, headers: HeaderBlock, hasBody: Bool) throws {
+        let rc: Int32
+        if hasBody {
+            var provider = Self.bodyProvider
+            rc = nghttp2_submit_response(session, streamID, headers.nameValues, headers.count, &provider)
+        } else {
+            rc = nghttp2_submit_response(session, streamID, headers.nameValues, headers.count, nil)
         }
+        withExtendedLifetime(headers) {}
         try Self.check(rc, "nghttp2_submit_response")
     }
 
     /// Opens a client stream whose body is pulled through `sessionReadBody`.
     /// - Returns: the new stream's id.
-    func submitRequest(headers: [HTTPField]) throws -> Int32 {
-        let id = Self.withNameValues(headers) { nva, count in
-            var provider = Self.bodyProvider
-            return nghttp2_submit_request(session, nil, nva, count, &provider, nil)
-        }
+    func submitRequest(headers: HeaderBlock) throws -> Int32 {
+        var provider = Self.bodyProvider
+        let id = nghttp2_submit_request(session, nil, headers.nameValues, headers.count, &provider, nil)
+        withExtendedLifetime(headers) {}
         try Self.check(id, "nghttp2_submit_request")
         return id
     }
@@ -220,43 +271,6 @@ final class NGHTTP2Session {
         if rc < 0 { throw HTTP2SessionError(function: function, code: rc) }
     }
 
-    /// Lays all names and values into one temporary allocation: nghttp2 copies them
-    /// during the submit call, so nothing outlives `body`.
-    private static func withNameValues(
-        _ headers: [HTTPField], _ body: (UnsafePointer<nghttp2_nv>, Int) -> Int32
-    ) -> Int32 {
-        var total = 0
-        for field in headers { total += field.name.utf8.count + field.value.utf8.count }
-        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(total, 1)) { bytes in
-            withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: max(headers.count, 1)) {
-                nva in
-                guard let base = bytes.baseAddress, let nvBase = nva.baseAddress else { return -1 }
-                var offset = 0
-                for (i, field) in headers.enumerated() {
-                    let name = base + offset
-                    offset += copyUTF8(field.name, to: name)
-                    let value = base + offset
-                    offset += copyUTF8(field.value, to: value)
-                    (nvBase + i).initialize(
-                        to: nghttp2_nv(
-                            name: name, value: value,
-                            namelen: field.name.utf8.count, valuelen: field.value.utf8.count,
-                            flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
-                }
-                return body(UnsafePointer(nvBase), headers.count)
-            }
-        }
-    }
-
-    private static func copyUTF8(_ string: String, to destination: UnsafeMutablePointer<UInt8>) -> Int {
-        var string = string
-        return string.withUTF8 { utf8 in
-            guard let src = utf8.baseAddress else { return 0 }
-            destination.update(from: src, count: utf8.count)
-            return utf8.count
-        }
-    }
-
     private static func owner(_ userData: UnsafeMutableRawPointer?) -> NGHTTP2Session? {
         guard let userData else { return nil }
         return Unmanaged<NGHTTP2Session>.fromOpaque(userData).takeUnretainedValue()
@@ -280,9 +294,8 @@ final class NGHTTP2Session {
                 return count
             case .data(let count, .trailers(let trailers)?):
                 flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue | NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
-                let rc = NGHTTP2Session.withNameValues(trailers) { nva, n in
-                    nghttp2_submit_trailer(session, streamID, nva, n)
-                }
+                let rc = nghttp2_submit_trailer(session, streamID, trailers.nameValues, trailers.count)
+                withExtendedLifetime(trailers) {}
                 return rc < 0 ? Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) : count
             }
         })

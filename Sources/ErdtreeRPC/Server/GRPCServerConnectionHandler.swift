@@ -16,6 +16,9 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
     private let limits: RPCServer.Limits
     private let logger: Logger
     private var streams: [Int32: ServerCall] = [:]
+    /// nghttp2 reports a stream's headers and data one callback at a time; remembering the
+    /// last stream spares a dictionary lookup on each.
+    private var lastCall: ServerCall?
     private var draining = false
 
     init(router: RPCRouter, limits: RPCServer.Limits, logger: Logger) throws {
@@ -35,7 +38,11 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
             call.closed = true
             call.cancel()
         }
-        for call in open { call.releaseCallbacks() }
+        for call in open {
+            call.releaseCallbacks()
+            call.connection = nil
+        }
+        lastCall = nil
         super.channelInactive(context: context)
     }
 
@@ -93,29 +100,38 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
 
     func sessionBeginHeaders(streamID: Int32) {
         guard streams[streamID] == nil, let context else { return }
-        streams[streamID] = ServerCall(
+        let call = ServerCall(
             streamID: streamID, connection: self, eventLoop: context.eventLoop,
             allocator: context.channel.allocator, maxMessageBytes: limits.maxMessageBytes)
+        streams[streamID] = call
+        lastCall = call
+    }
+
+    private func call(_ streamID: Int32) -> ServerCall? {
+        if let last = lastCall, last.streamID == streamID { return last }
+        let found = streams[streamID]
+        if found != nil { lastCall = found }
+        return found
     }
 
     func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        guard let call = streams[streamID], !call.requestHeadersDone else { return }
+        guard let call = call(streamID), !call.requestHeadersDone else { return }
         switch name.count {
-        case 5 where name.elementsEqual(":path".utf8):
+        case 5 where name.equals(":path"):
             if let index = router.routeIndex(for: value) {
                 call.route = router.route(at: index)
             } else {
                 call.unknownPath = String(decoding: value, as: UTF8.self)
             }
-        case 7 where name.elementsEqual(":method".utf8):
-            call.methodIsPost = value.elementsEqual("POST".utf8)
-        case 12 where name.elementsEqual("content-type".utf8):
+        case 7 where name.equals(":method"):
+            call.methodIsPost = value.equals("POST")
+        case 12 where name.equals("content-type"):
             call.contentType = Self.isGRPCContentType(value) ? .grpc : .other(String(decoding: value, as: UTF8.self))
-        case 12 where name.elementsEqual("grpc-timeout".utf8):
+        case 12 where name.equals("grpc-timeout"):
             // A malformed timeout is ignored rather than failing the call, as grpc-go does.
             call.timeoutNanos = GRPCTimeout.parse(value)
-        case 13 where name.elementsEqual("grpc-encoding".utf8):
-            if !value.elementsEqual("identity".utf8) {
+        case 13 where name.equals("grpc-encoding"):
+            if !value.equals("identity") {
                 call.unsupportedEncoding = String(decoding: value, as: UTF8.self)
             }
         default:
@@ -124,7 +140,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
     }
 
     func sessionHeadersComplete(streamID: Int32, endStream: Bool) {
-        guard let call = streams[streamID] else { return }
+        guard let call = call(streamID) else { return }
         if !call.requestHeadersDone {
             call.requestHeadersDone = true
             startCall(call)
@@ -133,7 +149,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
     }
 
     func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer) {
-        guard let call = streams[streamID], call.finalStatus == nil, call.handlerStarted else { return }
+        guard let call = call(streamID), call.finalStatus == nil, call.handlerStarted else { return }
         call.deframer.append(bytes)
         do {
             while let message = try call.deframer.next() {
@@ -147,7 +163,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
     }
 
     func sessionDataEndStream(streamID: Int32) {
-        guard let call = streams[streamID] else { return }
+        guard let call = call(streamID) else { return }
         requestEnded(call)
     }
 
@@ -155,15 +171,17 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         // The answer is out but the client is still sending (an early error, a deadline):
         // tell it to stop, so the stream closes now instead of when the client gets round
         // to ending it, and a graceful shutdown is not held up by it.
-        if let call = streams[streamID], !call.requestEnded {
+        if let call = call(streamID), !call.requestEnded {
             session.stopRequestBody(streamID: streamID)
         }
     }
 
     func sessionStreamClosed(streamID: Int32, errorCode: UInt32) {
         guard let call = streams.removeValue(forKey: streamID) else { return }
+        if lastCall === call { lastCall = nil }
         let unfinished = call.finalStatus == nil
         call.closed = true
+        defer { call.connection = nil }
         if unfinished {
             // RST_STREAM from the client, or the connection is going away: stop the handler.
             call.cancel()
@@ -174,7 +192,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
     }
 
     func sessionReadBody(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> BodyChunk {
-        guard let call = streams[streamID] else { return .data(count: 0, end: .endStream) }
+        guard let call = call(streamID) else { return .data(count: 0, end: .endStream) }
         let count = call.outbound.drain(into: buffer)
         if call.outbound.readableBytes == 0, let status = call.finalStatus {
             return .data(count: count, end: .trailers(Self.trailers(status)))
@@ -205,7 +223,9 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
             call.responseHeadersSent = true
             submit(
                 call,
-                headers: Self.trailersOnly(call.finalStatus ?? .ok) + [HTTPField("grpc-accept-encoding", "identity")])
+                headers: HeaderBlock(
+                    Self.responseFields + Self.trailerFields(call.finalStatus ?? .ok)
+                        + [HTTPField("grpc-accept-encoding", "identity")]))
             return
         }
         guard let route = call.route else {
@@ -275,10 +295,10 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
     private func rejectHTTP(_ call: ServerCall, status: String) {
         call.finalStatus = RPCStatus(.internal, "rejected with HTTP \(status)")
         call.responseHeadersSent = true
-        submit(call, headers: [HTTPField(":status", status)])
+        submit(call, headers: HeaderBlock([HTTPField(":status", status)]))
     }
 
-    private func submit(_ call: ServerCall, headers: [HTTPField]) {
+    private func submit(_ call: ServerCall, headers: HeaderBlock) {
         do {
             try session.submitResponse(streamID: call.streamID, headers: headers, hasBody: false)
         } catch {
@@ -289,13 +309,13 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
 
     // MARK: Header sets
 
-    private static let responseHeaders = [
+    private static let responseFields = [
         HTTPField(":status", "200"), HTTPField("content-type", "application/grpc"),
     ]
-    private static let okTrailers = [HTTPField("grpc-status", "0")]
+    private static let responseHeaders = HeaderBlock(responseFields, permanent: true)
+    private static let okTrailers = HeaderBlock([HTTPField("grpc-status", "0")], permanent: true)
 
-    private static func trailers(_ status: RPCStatus) -> [HTTPField] {
-        if status.code == .ok && status.message.isEmpty { return okTrailers }
+    private static func trailerFields(_ status: RPCStatus) -> [HTTPField] {
         var fields = [HTTPField("grpc-status", String(status.code.rawValue))]
         if !status.message.isEmpty {
             fields.append(HTTPField("grpc-message", PercentEncoding.encode(status.message)))
@@ -303,19 +323,21 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         return fields
     }
 
-    private static func trailersOnly(_ status: RPCStatus) -> [HTTPField] {
-        responseHeaders + trailers(status)
+    private static func trailers(_ status: RPCStatus) -> HeaderBlock {
+        if status.code == .ok && status.message.isEmpty { return okTrailers }
+        return HeaderBlock(trailerFields(status))
+    }
+
+    private static func trailersOnly(_ status: RPCStatus) -> HeaderBlock {
+        HeaderBlock(responseFields + trailerFields(status))
     }
 
     /// `application/grpc`, optionally followed by `+proto` or `;params`
     /// (gRPC PROTOCOL-HTTP2 "Content-Type").
     private static func isGRPCContentType(_ value: UnsafeRawBufferPointer) -> Bool {
-        let prefix = "application/grpc".utf8
-        guard value.count >= prefix.count, value.prefix(prefix.count).elementsEqual(prefix) else {
-            return false
-        }
-        let rest = value.dropFirst(prefix.count)
-        return rest.isEmpty || rest.elementsEqual("+proto".utf8) || rest.first == UInt8(ascii: ";")
+        guard value.hasPrefix("application/grpc") else { return false }
+        let rest = UnsafeRawBufferPointer(rebasing: value.dropFirst(16))
+        return rest.isEmpty || rest.equals("+proto") || rest.first == UInt8(ascii: ";")
     }
 
     static func describe(nanos: Int64) -> String {

@@ -18,10 +18,17 @@ public enum RPCHandler: Sendable {
 /// Lookup compares the raw `:path` bytes against each route: with a few dozen routes this
 /// beats hashing a freshly allocated `String` per request.
 public struct RPCRouter: Sendable {
-    struct Route: Sendable {
+    /// A class so a call holds its route with one reference, not three.
+    final class Route: Sendable {
         let path: String
         let pathBytes: [UInt8]
         let handler: RPCHandler
+
+        init(path: String, handler: RPCHandler) {
+            self.path = path
+            self.pathBytes = Array(path.utf8)
+            self.handler = handler
+        }
     }
 
     private(set) var routes: [Route] = []
@@ -31,7 +38,7 @@ public struct RPCRouter: Sendable {
     /// Registers `handler` for `path`; a later registration of the same path replaces it.
     public mutating func register(_ path: String, _ handler: RPCHandler) {
         routes.removeAll { $0.path == path }
-        routes.append(Route(path: path, pathBytes: Array(path.utf8), handler: handler))
+        routes.append(Route(path: path, handler: handler))
     }
 
     /// Fully qualified service names (`package.Service`) that have at least one route.
@@ -49,13 +56,7 @@ public struct RPCRouter: Sendable {
     }
 
     func routeIndex(for path: UnsafeRawBufferPointer) -> Int? {
-        for (index, route) in routes.enumerated() where route.pathBytes.count == path.count {
-            let equal = route.pathBytes.withUnsafeBytes { candidate in
-                candidate.elementsEqual(path)
-            }
-            if equal { return index }
-        }
-        return nil
+        routes.firstIndex { path.equals($0.pathBytes) }
     }
 
     func route(at index: Int) -> Route { routes[index] }

@@ -16,7 +16,8 @@ public final class ServerCall: @unchecked Sendable {
     public private(set) var deadline: NIODeadline?
 
     let streamID: Int32
-    weak var connection: GRPCServerConnectionHandler?
+    /// Cleared when the stream closes, which breaks the connection → call → connection cycle.
+    var connection: GRPCServerConnectionHandler?
 
     // Request state, filled in by the connection while headers arrive.
     var route: RPCRouter.Route?
@@ -64,13 +65,14 @@ public final class ServerCall: @unchecked Sendable {
     // MARK: Answering (any thread)
 
     /// Answers a unary call: the response message, then status OK.
-    public func respond(_ message: ByteBuffer) {
+    public func respond(_ message: consuming ByteBuffer) {
         if eventLoop.inEventLoop {
             appendMessage(message)
             finishOnLoop(.ok)
         } else {
+            let sendable = copy message
             eventLoop.execute {
-                self.appendMessage(message)
+                self.appendMessage(sendable)
                 self.finishOnLoop(.ok)
             }
         }
@@ -171,7 +173,7 @@ public final class ServerCall: @unchecked Sendable {
         releaseCallbacks()
     }
 
-    private func appendMessage(_ message: ByteBuffer) {
+    private func appendMessage(_ message: consuming ByteBuffer) {
         guard finalStatus == nil, !closed else { return }
         GRPCMessageFramer.write(message, into: &outbound)
         connection?.callHasOutput(self)
