@@ -17,6 +17,8 @@
 #   BENCH_SYSTEMS="erdtree nghttpd etcd"   subset to bench (rows lacking a side print —)
 #   BENCH_WAL_SYNC=VALUE    Erdtree wal.sync_interval ("always" = fsync per batch,
 #                           as etcd does); unset: the server's default
+#   BENCH_EVENT_LOOPS=1     Erdtree server.event_loops; 1 matches nghttpd's single
+#                           worker and leaves the other core to h2load (0 = per core)
 #   BENCH_OUT=FILE          also write the report (markdown) to FILE
 #   BENCH_KEEP=1            keep the temp dir (server logs, configs, h2load output)
 #   BENCH_PROFILE=1         then run a small Get load on Erdtree under callgrind
@@ -36,6 +38,7 @@ seconds=${BENCH_SECONDS:-6}
 fixed_requests=${BENCH_REQUESTS:-}
 systems=" ${BENCH_SYSTEMS:-erdtree nghttpd etcd} "
 wal_sync=${BENCH_WAL_SYNC:-}
+event_loops=${BENCH_EVENT_LOOPS:-1}
 profile=${BENCH_PROFILE:-0}
 profile_requests=${BENCH_PROFILE_REQUESTS:-20000}
 
@@ -259,6 +262,7 @@ erdtree_config() { # dir port
     echo "server:"
     echo "  address: 127.0.0.1"
     echo "  port: $2"
+    echo "  event_loops: $event_loops"
     echo "wal:"
     echo "  directory: $1/wal"
     if [ -n "$wal_sync" ]; then echo "  sync_interval: \"$wal_sync\""; fi

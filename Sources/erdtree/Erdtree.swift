@@ -99,7 +99,10 @@ struct MasterCommand: AsyncParsableCommand {
         } catch {
             throw CLIError("\(error)")
         }
-        let node = MasterNode(config: nodeConfig, group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        let loops = nodeConfig.server.eventLoops
+        let group =
+            loops == 0 ? MultiThreadedEventLoopGroup.singleton : MultiThreadedEventLoopGroup(numberOfThreads: loops)
+        let node = MasterNode(config: nodeConfig, group: group, logger: logger)
         do {
             _ = try await node.start()
         } catch {

@@ -37,6 +37,12 @@ import Testing
         #expect(try NodeConfig.parse(yaml: "# nothing\n", role: .master, source: "empty.yaml") == .defaults(for: .master))
     }
 
+    @Test func eventLoopsDefaultsToOnePerCoreAndParses() throws {
+        #expect(NodeConfig.defaults(for: .master).server.eventLoops == 0)
+        let config = try NodeConfig.parse(yaml: "server:\n  event_loops: 1", role: .master, source: "c.yaml")
+        #expect(config.server.eventLoops == 1)
+    }
+
     @Test func missingKeysKeepTheirDefaults() throws {
         let config = try NodeConfig.parse(yaml: "server:\n  port: 9000\nwal:\n", role: .master, source: "c.yaml")
         var expected = NodeConfig.defaults(for: .master)
@@ -182,6 +188,7 @@ import Testing
     @Test(arguments: [
         ("server:\n  port: 70000", "server.port", "70000", "between 0 and 65535"),
         ("server:\n  port: -1", "server.port", "-1", "between 0 and 65535"),
+        ("server:\n  event_loops: 5000", "server.event_loops", "5000", "between 0 and 1024"),
         ("server:\n  address: \"\"", "server.address", "", "must not be empty"),
         ("server:\n  address: 0.0.0.0:8080", "server.address", "0.0.0.0:8080", "server.port"),
         ("wal:\n  directory: \"  \"", "wal.directory", "  ", "must not be empty"),

@@ -51,6 +51,7 @@ extension NodeConfig {
             server:
               address: "\(defaults.server.address)"
               port: \(defaults.server.port)
+              event_loops: \(defaults.server.eventLoops)   # threads; 0 = one per core
 
             wal:
               directory: "\(defaults.wal.directory)"

@@ -35,10 +35,14 @@ public struct NodeConfig: Sendable, Equatable {
         public var address: String
         /// 0...65535; 0 asks the OS for a free port (tests read the bound port back).
         public var port: Int
+        /// Event-loop threads serving connections; 0 means one per core. Each connection
+        /// lives on one loop, so more loops help only with more connections.
+        public var eventLoops: Int
 
-        public init(address: String, port: Int) {
+        public init(address: String, port: Int, eventLoops: Int = 0) {
             self.address = address
             self.port = port
+            self.eventLoops = eventLoops
         }
     }
 
