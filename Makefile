@@ -56,6 +56,7 @@ bench: release
 	ERDTREE_BIN="$(CURDIR)/.build/release/erdtree" scripts/bench.sh
 
 generate:
+	scripts/install-deps.sh test
 	scripts/generate.sh
 
 clean:
