@@ -130,6 +130,8 @@ final class NGHTTP2Session {
     }
 
     private var session: OpaquePointer?
+    /// nghttp2's allocator for this session; outlives it (released after `deinit` runs).
+    private let pool = NGHTTP2BlockPool()
     /// The owner of this session, which outlives it (it frees the session in its deinit):
     /// unowned(unsafe) spares a weak-reference load on every nghttp2 callback.
     unowned(unsafe) var delegate: (any HTTP2SessionDelegate)?
@@ -150,16 +152,17 @@ final class NGHTTP2Session {
         nghttp2_option_set_max_settings(option, 64)
 
         let userData = Unmanaged.passUnretained(self).toOpaque()
+        var mem = Self.memory(for: pool)
         var created: OpaquePointer?
         switch role {
         case .server:
             try Self.check(
-                nghttp2_session_server_new2(&created, callbacks, userData, option),
-                "nghttp2_session_server_new2")
+                nghttp2_session_server_new3(&created, callbacks, userData, option, &mem),
+                "nghttp2_session_server_new3")
         case .client:
             try Self.check(
-                nghttp2_session_client_new2(&created, callbacks, userData, option),
-                "nghttp2_session_client_new2")
+                nghttp2_session_client_new3(&created, callbacks, userData, option, &mem),
+                "nghttp2_session_client_new3")
         }
         self.session = created
 
@@ -269,6 +272,35 @@ final class NGHTTP2Session {
 
     private static func check(_ rc: Int32, _ function: String) throws {
         if rc < 0 { throw HTTP2SessionError(function: function, code: rc) }
+    }
+
+    /// An `nghttp2_mem` that allocates from `pool` (nghttp2 copies the struct).
+    private static func memory(for pool: NGHTTP2BlockPool) -> nghttp2_mem {
+        nghttp2_mem(
+            mem_user_data: Unmanaged.passUnretained(pool).toOpaque(),
+            malloc: { size, data in
+                guard let data else { return nil }
+                return Unmanaged<NGHTTP2BlockPool>.fromOpaque(data)._withUnsafeGuaranteedRef { $0.allocate(size) }
+            },
+            free: { pointer, data in
+                guard let data else { return }
+                Unmanaged<NGHTTP2BlockPool>.fromOpaque(data)._withUnsafeGuaranteedRef { $0.release(pointer) }
+            },
+            calloc: { count, size, data in
+                let (bytes, overflow) = count.multipliedReportingOverflow(by: size)
+                guard let data, !overflow else { return nil }
+                let block = Unmanaged<NGHTTP2BlockPool>.fromOpaque(data)._withUnsafeGuaranteedRef {
+                    $0.allocate(bytes)
+                }
+                block?.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+                return block
+            },
+            realloc: { pointer, size, data in
+                guard let data else { return nil }
+                return Unmanaged<NGHTTP2BlockPool>.fromOpaque(data)._withUnsafeGuaranteedRef {
+                    $0.reallocate(pointer, to: size)
+                }
+            })
     }
 
     private static func owner(_ userData: UnsafeMutableRawPointer?) -> NGHTTP2Session? {
