@@ -4,7 +4,7 @@ import NIOCore
 ///
 /// The mirror of `GRPCServerConnectionHandler`; used by the CLI and, later, by slaves for
 /// replication. Everything runs on the channel's event loop.
-final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDelegate {
+final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler {
 
     private let authority: String
     private var streams: [Int32: ClientCall] = [:]
@@ -13,7 +13,6 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
     init(authority: String) throws {
         self.authority = authority
         try super.init(role: .client)
-        session.delegate = self
     }
 
     override func channelInactive(context: ChannelHandlerContext) {
@@ -83,9 +82,7 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
 
     // MARK: Session events
 
-    func sessionBeginHeaders(streamID: Int32) {}
-
-    func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+    override func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         guard let call = streams[streamID] else { return }
         switch name.count {
         case 7 where name.equals(":status"):
@@ -99,11 +96,11 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         }
     }
 
-    func sessionHeadersComplete(streamID: Int32, endStream: Bool) {
+    override func sessionHeadersComplete(streamID: Int32, endStream: Bool) {
         if endStream { responseEnded(streamID: streamID) }
     }
 
-    func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer) {
+    override func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer) {
         guard let call = streams[streamID], !call.finished else { return }
         call.deframer.append(bytes)
         do {
@@ -116,7 +113,7 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         }
     }
 
-    func sessionDataEndStream(streamID: Int32) {
+    override func sessionDataEndStream(streamID: Int32) {
         responseEnded(streamID: streamID)
     }
 
@@ -132,14 +129,12 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         call.complete(call.statusFromResponse(resetCode: 0))
     }
 
-    func sessionSentEndStream(streamID: Int32) {}
-
-    func sessionStreamClosed(streamID: Int32, errorCode: UInt32) {
+    override func sessionStreamClosed(streamID: Int32, errorCode: UInt32) {
         guard let call = streams.removeValue(forKey: streamID) else { return }
         call.complete(call.statusFromResponse(resetCode: errorCode))
     }
 
-    func sessionReadBody(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> BodyChunk {
+    override func sessionReadBody(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> BodyChunk {
         guard let call = streams[streamID] else { return .data(count: 0, end: .endStream) }
         let count = call.outbound.drain(into: buffer)
         if call.outbound.readableBytes == 0 && call.sendClosed {

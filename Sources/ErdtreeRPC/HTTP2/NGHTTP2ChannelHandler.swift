@@ -21,6 +21,38 @@ class NGHTTP2ChannelHandler: ChannelInboundHandler {
 
     init(role: NGHTTP2Session.Role) throws {
         self.session = try NGHTTP2Session(role: role)
+        session.attach(self)
+    }
+
+    // MARK: Session events, for the role to override
+    //
+    // Called synchronously from inside `session.receive(_:)` or `session.drainOutput(into:)`,
+    // so always on the channel's event loop. Byte views are valid only during the call.
+    // Class methods rather than a delegate protocol: nghttp2 reaches them through a borrowed
+    // pointer to this handler, with no existential and no retain per callback.
+
+    /// A HEADERS frame opens a request (server) or starts a response or trailers (client).
+    func sessionBeginHeaders(streamID: Int32) {}
+
+    func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {}
+
+    /// A whole header block arrived; `endStream` when it also closed the peer's side.
+    func sessionHeadersComplete(streamID: Int32, endStream: Bool) {}
+
+    func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer) {}
+
+    /// A DATA frame carried END_STREAM: the peer will send nothing more on this stream.
+    func sessionDataEndStream(streamID: Int32) {}
+
+    /// We sent a frame with END_STREAM on this stream: our side of it is done.
+    func sessionSentEndStream(streamID: Int32) {}
+
+    /// The stream is gone; `errorCode` is non-zero when it was reset.
+    func sessionStreamClosed(streamID: Int32, errorCode: UInt32) {}
+
+    /// nghttp2 wants up to `buffer.count` bytes of the stream's body.
+    func sessionReadBody(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> BodyChunk {
+        .data(count: 0, end: .endStream)
     }
 
     // MARK: Hooks for the role

@@ -75,27 +75,6 @@ enum BodyEnd {
     case trailers(HeaderBlock)
 }
 
-/// The events one nghttp2 session reports, in Swift types.
-///
-/// Called synchronously from inside `receive(_:)` or `drainOutput(into:)`, so always on
-/// the owning channel's event loop. Byte views are valid only for the duration of the call.
-protocol HTTP2SessionDelegate: AnyObject {
-    /// A HEADERS frame opens a request (server) or starts a response or trailers (client).
-    func sessionBeginHeaders(streamID: Int32)
-    func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer)
-    /// A whole header block arrived; `endStream` when it also closed the peer's side.
-    func sessionHeadersComplete(streamID: Int32, endStream: Bool)
-    func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer)
-    /// A DATA frame carried END_STREAM: the peer will send nothing more on this stream.
-    func sessionDataEndStream(streamID: Int32)
-    /// We sent a frame with END_STREAM on this stream: our side of it is done.
-    func sessionSentEndStream(streamID: Int32)
-    /// The stream is gone; `errorCode` is non-zero when it was reset.
-    func sessionStreamClosed(streamID: Int32, errorCode: UInt32)
-    /// nghttp2 wants up to `buffer.count` bytes of the stream's body.
-    func sessionReadBody(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> BodyChunk
-}
-
 /// Errors of the nghttp2 layer; each names the C function that failed.
 public struct HTTP2SessionError: Error, CustomStringConvertible {
     public let function: String
@@ -132,9 +111,6 @@ final class NGHTTP2Session {
     private var session: OpaquePointer?
     /// nghttp2's allocator for this session; outlives it (released after `deinit` runs).
     private let pool = NGHTTP2BlockPool()
-    /// The owner of this session, which outlives it (it frees the session in its deinit):
-    /// unowned(unsafe) spares a weak-reference load on every nghttp2 callback.
-    unowned(unsafe) var delegate: (any HTTP2SessionDelegate)?
     let role: Role
 
     init(role: Role, settings: Settings = Settings()) throws {
@@ -151,17 +127,16 @@ final class NGHTTP2Session {
         nghttp2_option_set_max_continuations(option, 16)
         nghttp2_option_set_max_settings(option, 64)
 
-        let userData = Unmanaged.passUnretained(self).toOpaque()
         var mem = Self.memory(for: pool)
         var created: OpaquePointer?
         switch role {
         case .server:
             try Self.check(
-                nghttp2_session_server_new3(&created, callbacks, userData, option, &mem),
+                nghttp2_session_server_new3(&created, callbacks, nil, option, &mem),
                 "nghttp2_session_server_new3")
         case .client:
             try Self.check(
-                nghttp2_session_client_new3(&created, callbacks, userData, option, &mem),
+                nghttp2_session_client_new3(&created, callbacks, nil, option, &mem),
                 "nghttp2_session_client_new3")
         }
         self.session = created
@@ -191,6 +166,12 @@ final class NGHTTP2Session {
 
     deinit {
         nghttp2_session_del(session)
+    }
+
+    /// Routes this session's events to `owner`, which owns the session and so outlives it.
+    /// Until then events are dropped (none can happen before the first `receive`).
+    func attach(_ owner: NGHTTP2ChannelHandler) {
+        nghttp2_session_set_user_data(session, Unmanaged.passUnretained(owner).toOpaque())
     }
 
     // MARK: I/O
@@ -303,20 +284,24 @@ final class NGHTTP2Session {
             })
     }
 
-    private static func owner(_ userData: UnsafeMutableRawPointer?) -> NGHTTP2Session? {
-        guard let userData else { return nil }
-        return Unmanaged<NGHTTP2Session>.fromOpaque(userData).takeUnretainedValue()
+    /// Runs `body` with the handler that owns the session, borrowed rather than retained:
+    /// callbacks run inside `receive`/`drainOutput`, while the handler is alive anyway, and
+    /// a dozen callbacks per request would otherwise each cost a retain/release pair.
+    private static func withOwner<Result>(
+        _ userData: UnsafeMutableRawPointer?, otherwise: Result, _ body: (NGHTTP2ChannelHandler) -> Result
+    ) -> Result {
+        guard let userData else { return otherwise }
+        return Unmanaged<NGHTTP2ChannelHandler>.fromOpaque(userData)._withUnsafeGuaranteedRef(body)
     }
 
     private static let bodyProvider = nghttp2_data_provider(
         source: nghttp2_data_source(ptr: nil),
         read_callback: { session, streamID, buf, length, flags, _, userData in
-            guard let owner = NGHTTP2Session.owner(userData), let delegate = owner.delegate,
-                let buf, let flags
-            else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
-            switch delegate.sessionReadBody(
-                streamID: streamID, into: UnsafeMutableRawBufferPointer(start: buf, count: length))
-            {
+            guard let buf, let flags else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
+            let chunk = NGHTTP2Session.withOwner(userData, otherwise: BodyChunk.data(count: 0, end: .endStream)) {
+                $0.sessionReadBody(streamID: streamID, into: UnsafeMutableRawBufferPointer(start: buf, count: length))
+            }
+            switch chunk {
             case .deferred:
                 return Int(NGHTTP2_ERR_DEFERRED.rawValue)
             case .data(let count, nil):
@@ -334,30 +319,34 @@ final class NGHTTP2Session {
 
     private static func install(_ callbacks: OpaquePointer?) {
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, userData in
-            guard let frame, let delegate = NGHTTP2Session.owner(userData)?.delegate else { return 0 }
-            delegate.sessionBeginHeaders(streamID: frame.pointee.hd.stream_id)
+            guard let frame else { return 0 }
+            NGHTTP2Session.withOwner(userData, otherwise: ()) {
+                $0.sessionBeginHeaders(streamID: frame.pointee.hd.stream_id)
+            }
             return 0
         }
         nghttp2_session_callbacks_set_on_header_callback(callbacks) {
             _, frame, name, nameLength, value, valueLength, _, userData in
-            guard let frame, let name, let value, let delegate = NGHTTP2Session.owner(userData)?.delegate else {
-                return 0
+            guard let frame, let name, let value else { return 0 }
+            NGHTTP2Session.withOwner(userData, otherwise: ()) {
+                $0.sessionHeader(
+                    streamID: frame.pointee.hd.stream_id,
+                    name: UnsafeRawBufferPointer(start: name, count: nameLength),
+                    value: UnsafeRawBufferPointer(start: value, count: valueLength))
             }
-            delegate.sessionHeader(
-                streamID: frame.pointee.hd.stream_id,
-                name: UnsafeRawBufferPointer(start: name, count: nameLength),
-                value: UnsafeRawBufferPointer(start: value, count: valueLength))
             return 0
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
-            guard let frame, let delegate = NGHTTP2Session.owner(userData)?.delegate else { return 0 }
+            guard let frame else { return 0 }
             let hd = frame.pointee.hd
             let endStream = hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
             switch UInt32(hd.type) {
             case NGHTTP2_HEADERS.rawValue:
-                delegate.sessionHeadersComplete(streamID: hd.stream_id, endStream: endStream)
+                NGHTTP2Session.withOwner(userData, otherwise: ()) {
+                    $0.sessionHeadersComplete(streamID: hd.stream_id, endStream: endStream)
+                }
             case NGHTTP2_DATA.rawValue where endStream:
-                delegate.sessionDataEndStream(streamID: hd.stream_id)
+                NGHTTP2Session.withOwner(userData, otherwise: ()) { $0.sessionDataEndStream(streamID: hd.stream_id) }
             default:
                 break
             }
@@ -365,20 +354,24 @@ final class NGHTTP2Session {
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) {
             _, _, streamID, data, length, userData in
-            guard let data, let delegate = NGHTTP2Session.owner(userData)?.delegate else { return 0 }
-            delegate.sessionData(streamID: streamID, bytes: UnsafeRawBufferPointer(start: data, count: length))
+            guard let data else { return 0 }
+            NGHTTP2Session.withOwner(userData, otherwise: ()) {
+                $0.sessionData(streamID: streamID, bytes: UnsafeRawBufferPointer(start: data, count: length))
+            }
             return 0
         }
         nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
-            guard let frame, frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
-                let delegate = NGHTTP2Session.owner(userData)?.delegate
-            else { return 0 }
-            delegate.sessionSentEndStream(streamID: frame.pointee.hd.stream_id)
+            guard let frame, frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0 else { return 0 }
+            NGHTTP2Session.withOwner(userData, otherwise: ()) {
+                $0.sessionSentEndStream(streamID: frame.pointee.hd.stream_id)
+            }
             return 0
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) {
             _, streamID, errorCode, userData in
-            NGHTTP2Session.owner(userData)?.delegate?.sessionStreamClosed(streamID: streamID, errorCode: errorCode)
+            NGHTTP2Session.withOwner(userData, otherwise: ()) {
+                $0.sessionStreamClosed(streamID: streamID, errorCode: errorCode)
+            }
             return 0
         }
     }

@@ -7,7 +7,7 @@ import NIOCore
 /// `ServerCall`s and start their handlers; output is collected once per read burst
 /// (`channelReadComplete`), or once per event-loop tick when handlers answer later, so many
 /// streams answered together leave in one write. Everything runs on the channel's loop.
-final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDelegate {
+final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler {
 
     /// Sent by the server through the pipeline to start a graceful shutdown.
     struct Drain {}
@@ -26,7 +26,6 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         self.limits = limits
         self.logger = logger
         try super.init(role: .server)
-        session.delegate = self
     }
 
     // MARK: Channel events
@@ -98,7 +97,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
 
     // MARK: Session events
 
-    func sessionBeginHeaders(streamID: Int32) {
+    override func sessionBeginHeaders(streamID: Int32) {
         guard streams[streamID] == nil, let context else { return }
         let call = ServerCall(
             streamID: streamID, connection: self, eventLoop: context.eventLoop,
@@ -114,7 +113,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         return found
     }
 
-    func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+    override func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
         guard let call = call(streamID), !call.requestHeadersDone else { return }
         switch name.count {
         case 5 where name.equals(":path"):
@@ -139,7 +138,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         }
     }
 
-    func sessionHeadersComplete(streamID: Int32, endStream: Bool) {
+    override func sessionHeadersComplete(streamID: Int32, endStream: Bool) {
         guard let call = call(streamID) else { return }
         if !call.requestHeadersDone {
             call.requestHeadersDone = true
@@ -148,7 +147,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         if endStream { requestEnded(call) }
     }
 
-    func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer) {
+    override func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer) {
         guard let call = call(streamID), call.finalStatus == nil, call.handlerStarted else { return }
         call.deframer.append(bytes)
         do {
@@ -162,12 +161,12 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         }
     }
 
-    func sessionDataEndStream(streamID: Int32) {
+    override func sessionDataEndStream(streamID: Int32) {
         guard let call = call(streamID) else { return }
         requestEnded(call)
     }
 
-    func sessionSentEndStream(streamID: Int32) {
+    override func sessionSentEndStream(streamID: Int32) {
         // The answer is out but the client is still sending (an early error, a deadline):
         // tell it to stop, so the stream closes now instead of when the client gets round
         // to ending it, and a graceful shutdown is not held up by it.
@@ -176,7 +175,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         }
     }
 
-    func sessionStreamClosed(streamID: Int32, errorCode: UInt32) {
+    override func sessionStreamClosed(streamID: Int32, errorCode: UInt32) {
         guard let call = streams.removeValue(forKey: streamID) else { return }
         if lastCall === call { lastCall = nil }
         let unfinished = call.finalStatus == nil
@@ -191,7 +190,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, HTTP2SessionDele
         if draining && streams.isEmpty { scheduleFlush() }
     }
 
-    func sessionReadBody(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> BodyChunk {
+    override func sessionReadBody(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> BodyChunk {
         guard let call = call(streamID) else { return .data(count: 0, end: .endStream) }
         let count = call.outbound.drain(into: buffer)
         if call.outbound.readableBytes == 0, let status = call.finalStatus {
