@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Dependencies point one way (docs/DESIGN.md §1):
-// erdtree → ErdtreeNode → {ErdtreeRPC, ErdtreeStorage} → {CNGHTTP2, ErdtreeProto → CProtobufC}
+// erdtree → ErdtreeNode → {ErdtreeRPC, ErdtreeWAL, ErdtreeStorage} → {CNGHTTP2, ErdtreeProto → CProtobufC}
 let package = Package(
     name: "erdtree",
     platforms: [.macOS(.v15)],
@@ -43,6 +43,12 @@ let package = Package(
             ]
         ),
         .target(
+            name: "ErdtreeWAL",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log")
+            ]
+        ),
+        .target(
             name: "ErdtreeStorage",
             dependencies: []
         ),
@@ -50,6 +56,7 @@ let package = Package(
             name: "ErdtreeNode",
             dependencies: [
                 "ErdtreeRPC",
+                "ErdtreeWAL",
                 "ErdtreeStorage",
                 "ErdtreeProto",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -77,6 +84,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "ErdtreeWALTests",
+            dependencies: ["ErdtreeWAL"]
         ),
         .testTarget(
             name: "ErdtreeStorageTests",

@@ -1,0 +1,2 @@
+/// Placeholder until the write-ahead log lands.
+enum ErdtreeWALPlaceholder {}
