@@ -1,2 +1,0 @@
-/// Placeholder until the write-ahead log lands.
-enum ErdtreeWALPlaceholder {}

@@ -1,0 +1,28 @@
+import Glibc
+
+/// Everything that can go wrong in the write-ahead log; each case says what and where.
+public enum WALError: Error, Equatable, CustomStringConvertible {
+    /// A record that is not a torn tail of the newest segment failed its checks; the log refuses
+    /// to start rather than drop it. `lsn` is the LSN the record holds or should hold.
+    case corruptRecord(segment: String, offset: Int64, lsn: UInt64?, reason: String)
+    /// A segment's header is missing, damaged, or does not fit the segments around it.
+    case badSegmentHeader(segment: String, reason: String)
+    /// A system call failed; `call` is its name and `path` the file or directory it worked on.
+    case io(call: String, path: String, errno: Int32)
+    /// The log was closed before the operation.
+    case closed
+
+    public var description: String {
+        switch self {
+        case .corruptRecord(let segment, let offset, let lsn, let reason):
+            let which = lsn.map { " (LSN \($0))" } ?? ""
+            return "WAL segment \(segment) is corrupt at offset \(offset)\(which): \(reason)."
+        case .badSegmentHeader(let segment, let reason):
+            return "WAL segment \(segment) has a bad header: \(reason)."
+        case .io(let call, let path, let code):
+            return "\(call)(\(path)) failed: \(String(cString: strerror(code))) (errno \(code))."
+        case .closed:
+            return "The write-ahead log is closed."
+        }
+    }
+}
