@@ -1,0 +1,258 @@
+import Logging
+
+/// The writer thread's half of the log: group commit, rotation and fsync.
+///
+/// Owned by the writer thread alone once `run()` starts (hence `@unchecked Sendable`: it is handed
+/// to that thread once and touched by no one else). Each wake-up drains the whole queue, encodes
+/// the batch into one reused buffer, writes it with one call per segment it lands in, fsyncs per
+/// policy, then completes the callers in LSN order on this thread.
+///
+/// Invariant: the active file is exactly `size` bytes, all of them whole records, whenever the
+/// writer is between batches. A failed write is cut back to `size`; if that cut fails the writer
+/// stops accepting writes (`poisoned`) instead of leaving a damaged record in the middle of the log.
+final class WALWriter: @unchecked Sendable {
+    private let shared: WALSharedState
+    private let directory: String
+    private let syncPolicy: WALSyncPolicy
+    private let maxFileSizeBytes: Int64
+    private let replicationID: [UInt8]
+    private let logger: Logger
+
+    private var fd: Int32
+    private var active: SegmentFile
+    /// Committed size of the active segment.
+    private var size: Int64
+    private var lastLSN: UInt64
+    private var lastIndexedOffset: Int64
+    private var needsSync = false
+    private var lastSync = ContinuousClock.now
+    /// Set when the log can no longer be kept consistent; every later append fails with it.
+    private var poisoned: WALError?
+
+    private var batch: [PendingAppend] = []
+    private var buffer: [UInt8] = []
+    private var points: [SegmentFile.IndexPoint] = []
+
+    init(
+        shared: WALSharedState,
+        configuration: WALConfiguration,
+        replicationID: [UInt8],
+        logger: Logger,
+        activeFD: Int32,
+        active: SegmentFile,
+        lastLSN: UInt64
+    ) {
+        self.shared = shared
+        self.directory = configuration.directory
+        self.syncPolicy = configuration.syncPolicy
+        self.maxFileSizeBytes = max(1, configuration.maxFileSizeBytes)
+        self.replicationID = replicationID
+        self.logger = logger
+        self.fd = activeFD
+        self.active = active
+        self.size = active.committedBytes.load(ordering: .relaxed)
+        self.lastLSN = lastLSN
+        self.lastIndexedOffset = Int64(RecordFormat.headerSize)
+    }
+
+    /// The thread's body: returns after `close` once everything queued is written and completed.
+    func run() {
+        while true {
+            let closing = shared.queue.withLock { queue in
+                swap(&queue.pending, &batch)
+                return queue.closed
+            }
+            if !batch.isEmpty {
+                commit()
+                batch.removeAll(keepingCapacity: true)
+            }
+            if closing {
+                finish()
+                return
+            }
+            syncIfDue()
+            shared.wakeup.wait(timeout: syncTimeout())
+        }
+    }
+
+    // MARK: Batches
+
+    private func commit() {
+        if let poisoned {
+            for item in batch { item.completion(.failure(poisoned)) }
+            return
+        }
+        let firstLSN = lastLSN + 1
+        var next = 0
+        var failure: WALError?
+        while next < batch.count {
+            if size >= maxFileSizeBytes {
+                do throws(WALError) {
+                    try rotate()
+                } catch {
+                    failure = error
+                    break
+                }
+            }
+            if let error = writeChunk(from: &next) {
+                failure = error
+                break
+            }
+        }
+        var written = Int(lastLSN - (firstLSN - 1))
+        if written > 0, syncPolicy == .always {
+            sync()
+        }
+        if let poisoned {
+            // Nothing is acknowledged once the log's state on disk is unknown.
+            failure = poisoned
+            written = 0
+        }
+        for (index, item) in batch.enumerated() {
+            if index < written {
+                item.completion(.success(firstLSN + UInt64(index)))
+            } else {
+                item.completion(.failure(failure ?? .closed))
+            }
+        }
+    }
+
+    /// Encodes records from `batch[next...]` until the active segment would be full, writes them
+    /// with one call, and publishes them. Returns the error when the write failed.
+    private func writeChunk(from next: inout Int) -> WALError? {
+        buffer.removeAll(keepingCapacity: true)
+        points.removeAll(keepingCapacity: true)
+        let chunkStart = next
+        var lsn = lastLSN
+        var indexed = lastIndexedOffset
+        repeat {
+            let item = batch[next]
+            lsn += 1
+            let offset = size + Int64(buffer.count)
+            if offset - indexed >= SegmentFile.indexSpacingBytes {
+                points.append(.init(lsn: lsn, offset: offset))
+                indexed = offset
+            }
+            RecordFormat.appendRecord(
+                lsn: lsn,
+                timestampMs: item.timestampMs,
+                op: item.op,
+                expiresAtMs: item.expiresAtMs,
+                key: item.key,
+                value: item.value,
+                to: &buffer
+            )
+            next += 1
+        } while next < batch.count && size + Int64(buffer.count) < maxFileSizeBytes
+
+        let path = active.path
+        let injected = shared.injectedWriteErrno.exchange(0, ordering: .relaxed)
+        let failure: WALError? = buffer.withUnsafeBytes { bytes in
+            do throws(WALError) {
+                try System.write(fd, bytes, path: path, failWith: injected)
+                return nil
+            } catch {
+                return error
+            }
+        }
+        if let failure {
+            rollBack(after: failure, records: next - chunkStart)
+            return failure
+        }
+        size += Int64(buffer.count)
+        active.committedBytes.store(size, ordering: .releasing)
+        active.addIndexPoints(points)
+        lastIndexedOffset = indexed
+        lastLSN = lsn
+        shared.lastLSN.store(lsn, ordering: .releasing)
+        needsSync = true
+        return nil
+    }
+
+    /// Cuts the active segment back to its last committed size after a failed write, so that no
+    /// part of the failed chunk survives and its LSNs can be given to later records.
+    private func rollBack(after failure: WALError, records: Int) {
+        do throws(WALError) {
+            try System.ftruncate(fd, length: size, path: active.path)
+            logger.error(
+                "WAL write failed; the batch was not written",
+                metadata: [
+                    "error": "\(failure)", "segment": "\(active.path)", "records": "\(records)",
+                    "next_lsn": "\(lastLSN + 1)",
+                ]
+            )
+        } catch {
+            poison(error, because: "could not cut a failed write back to offset \(size)")
+        }
+    }
+
+    // MARK: Rotation and sync
+
+    /// Seals the active segment (fsync, close) and starts the next one at `lastLSN + 1`.
+    ///
+    /// The new file is complete (header written and fsynced, directory fsynced) before the old
+    /// one is closed, so a failure here leaves the old segment active and the log unchanged.
+    private func rotate() throws(WALError) {
+        sync()
+        if let poisoned { throw poisoned }
+        let (segment, newFD) = try SegmentFile.create(
+            directory: directory,
+            firstLSN: lastLSN + 1,
+            replicationID: replicationID
+        )
+        do throws(WALError) {
+            try System.close(fd, path: active.path)
+        } catch {
+            logger.warning("Closing a sealed WAL segment failed", metadata: ["error": "\(error)"])
+        }
+        logger.debug("WAL segment sealed", metadata: ["sealed": "\(active.path)", "active": "\(segment.path)"])
+        fd = newFD
+        active = segment
+        size = Int64(RecordFormat.headerSize)
+        lastIndexedOffset = size
+        shared.segments.withLock { $0.append(segment) }
+    }
+
+    private func sync() {
+        guard needsSync, poisoned == nil else { return }
+        do throws(WALError) {
+            try System.fsync(fd, path: active.path)
+            needsSync = false
+            lastSync = .now
+            shared.durableLSN.store(lastLSN, ordering: .releasing)
+        } catch {
+            // After a failed fsync the kernel may have dropped the dirty pages: what is on disk is
+            // unknown, so the log must not pretend later writes are durable (PostgreSQL's fsyncgate).
+            poison(error, because: "fsync failed, so earlier writes may not be on disk")
+        }
+    }
+
+    private func syncIfDue() {
+        guard case .interval(let interval) = syncPolicy, needsSync else { return }
+        if ContinuousClock.now - lastSync >= interval { sync() }
+    }
+
+    /// How long the writer may sleep before an `.interval` sync falls due; nil when nothing is unsynced.
+    private func syncTimeout() -> Duration? {
+        guard case .interval(let interval) = syncPolicy, needsSync else { return nil }
+        let remaining = interval - (ContinuousClock.now - lastSync)
+        return remaining > .zero ? remaining : .zero
+    }
+
+    private func poison(_ error: WALError, because reason: String) {
+        poisoned = error
+        logger.critical(
+            "WAL stopped accepting writes: \(reason); restart to recover",
+            metadata: ["error": "\(error)", "segment": "\(active.path)"]
+        )
+    }
+
+    private func finish() {
+        sync()
+        do throws(WALError) {
+            try System.close(fd, path: active.path)
+        } catch {
+            logger.warning("Closing the active WAL segment failed", metadata: ["error": "\(error)"])
+        }
+    }
+}

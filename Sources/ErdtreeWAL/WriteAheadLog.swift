@@ -1,0 +1,224 @@
+import Glibc
+import Logging
+import Synchronization
+
+/// The write-ahead log: every write the master accepts, in LSN order, in segment files on disk.
+///
+/// Layout: `configuration.directory` holds segments named `<first LSN, 20 digits>.log`
+/// (`00000000000000000001.log`, then e.g. `00000000000000052812.log` once the first one reached
+/// `maxFileSizeBytes`). Each starts with a header (magic, format version, first LSN, replication
+/// id) followed by records; docs/wal-format.md has the bytes. Only the newest segment is written;
+/// the others are sealed (fsynced and never written again).
+///
+/// Writes: `append` queues a record; one writer thread drains the queue on each wake-up (group
+/// commit), assigns consecutive LSNs, writes the batch with one `write` per segment it lands in,
+/// fsyncs per `WALSyncPolicy`, then runs the completions in LSN order on the writer thread.
+///
+/// Reads: `entries(since:limit:)` reads from any thread, only bytes the writer has committed.
+public final class WriteAheadLog: Sendable {
+    private let shared: WALSharedState
+    private let writerThread: Mutex<pthread_t?>
+    private let directory: String
+    /// The history this log belongs to: 128 random bits in hex, chosen when the first segment is
+    /// created and kept in every segment header, so it is stable across restarts.
+    public let replicationID: String
+
+    private init(shared: WALSharedState, writerThread: pthread_t, directory: String, replicationID: String) {
+        self.shared = shared
+        self.writerThread = Mutex(writerThread)
+        self.directory = directory
+        self.replicationID = replicationID
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Opens the log in `configuration.directory`, recovers it, and starts the writer thread.
+    ///
+    /// The directory is created with its parents when missing (each parent fsynced). Recovery
+    /// replays every record of every segment in LSN order through `replay`, synchronously, before
+    /// this returns. Its rules:
+    /// - Segments are read in order of first LSN; each header must be valid, carry the first LSN its
+    ///   name states and the first segment's replication id, and continue the previous segment's LSNs.
+    /// - Each record's LSN must be the previous one plus one; a gap or repeat is corruption.
+    /// - A newest segment holding only part of its header (the process died while rotating) is
+    ///   deleted, logged, and the previous segment becomes the active one.
+    /// - In the newest segment only, a short or checksum-bad record with no valid record at any later
+    ///   offset is a torn write: its bytes are saved to `<segment>.broken`, the segment is truncated
+    ///   to the last whole record and fsynced, a warning names file, offset and LSN, and the log opens.
+    /// - Anything else refuses to start: `.corruptRecord` or `.badSegmentHeader` naming the file, the
+    ///   offset and the LSN. Nothing is dropped silently.
+    /// - An empty directory starts a fresh log (first LSN 1) with a new replication id.
+    ///
+    /// - Parameters:
+    ///   - configuration: Where the log lives, the sync policy and the segment size.
+    ///   - logger: Receives recovery progress (about once a second), repairs, and write failures.
+    ///   - replay: Called once per recovered record, in LSN order, on the calling thread.
+    /// - Returns: The open log and what recovery found.
+    /// - Throws: `WALError` when the log is corrupt or the disk refuses.
+    public static func open(
+        _ configuration: WALConfiguration,
+        logger: Logger,
+        replay: (WALRecord) -> Void
+    ) throws(WALError) -> (WriteAheadLog, WALRecoveryReport) {
+        let recovered = try WALRecovery(directory: configuration.directory, logger: logger).run(replay: replay)
+        guard let active = recovered.segments.last else {
+            preconditionFailure("recovery always leaves an active segment")
+        }
+        let shared = WALSharedState(segments: recovered.segments, lastLSN: recovered.lastLSN)
+        let writer = WALWriter(
+            shared: shared,
+            configuration: configuration,
+            replicationID: recovered.replicationID,
+            logger: logger,
+            activeFD: recovered.activeFD,
+            active: active,
+            lastLSN: recovered.lastLSN
+        )
+        let thread: pthread_t
+        do throws(WALError) {
+            thread = try System.startThread(path: configuration.directory) { writer.run() }
+        } catch {
+            try? System.close(recovered.activeFD, path: active.path)
+            throw error
+        }
+        let log = WriteAheadLog(
+            shared: shared,
+            writerThread: thread,
+            directory: configuration.directory,
+            replicationID: hexString(recovered.replicationID)
+        )
+        return (log, recovered.report)
+    }
+
+    /// The last LSN written to the kernel (visible to `entries`, survives a process crash).
+    public var lastLSN: UInt64 {
+        shared.lastLSN.load(ordering: .acquiring)
+    }
+
+    /// The last LSN known to be fsynced (survives power loss).
+    public var durableLSN: UInt64 {
+        shared.durableLSN.load(ordering: .acquiring)
+    }
+
+    /// Queues one record for the writer thread.
+    ///
+    /// The writer assigns the LSN (the next after the last written: LSNs start at 1 and never
+    /// repeat), writes the batch, fsyncs first under `.always`, then calls `completion` on the
+    /// writer thread with the LSN. It never completes before the bytes reached the kernel, and
+    /// completions run in LSN order. When the write fails, `completion` gets `.failure` and the log
+    /// is left as before the batch: nothing of it is on disk or acknowledged, and its LSNs go to
+    /// later records. After `close`, `completion` runs at once on the calling thread with `.closed`.
+    ///
+    /// Completions run on the writer thread and hold up the next batch: keep them short.
+    public func append(
+        op: WALOp,
+        key: [UInt8],
+        value: [UInt8],
+        expiresAtMs: Int64,
+        timestampMs: Int64,
+        completion: @escaping @Sendable (Result<UInt64, WALError>) -> Void
+    ) {
+        let item = PendingAppend(
+            op: op,
+            key: key,
+            value: value,
+            expiresAtMs: expiresAtMs,
+            timestampMs: timestampMs,
+            completion: completion
+        )
+        let accepted = shared.queue.withLock { queue in
+            guard !queue.closed else { return false }
+            queue.pending.append(item)
+            return true
+        }
+        guard accepted else {
+            completion(.failure(.closed))
+            return
+        }
+        shared.wakeup.raise()
+    }
+
+    /// Records with `lsn > since`, in LSN order, at most `limit`, from sealed and active segments.
+    ///
+    /// Safe from any thread while the writer runs: it reads only bytes the writer has committed
+    /// (written to the kernel), starting from the segment and indexed offset nearest `since + 1`.
+    /// `resyncRequired` is set when the oldest segment starts after `since + 1`, i.e. the records
+    /// the caller needs are gone and it needs a snapshot instead.
+    ///
+    /// - Throws: `.corruptRecord` when a committed record does not decode, `.io` when a read fails.
+    public func entries(since: UInt64, limit: Int) throws(WALError) -> WALEntries {
+        let last = lastLSN
+        let segments = shared.segments.withLock { $0 }
+        guard let oldest = segments.first else { return WALEntries(records: [], resyncRequired: false, lastLSN: last) }
+        let wanted = since &+ 1
+        if oldest.firstLSN > wanted {
+            return WALEntries(records: [], resyncRequired: true, lastLSN: last)
+        }
+        guard limit > 0, since < last else { return WALEntries(records: [], resyncRequired: false, lastLSN: last) }
+
+        // The last segment whose first LSN is at or before the wanted one holds it.
+        var low = 0
+        var high = segments.count
+        while low < high {
+            let middle = (low + high) / 2
+            if segments[middle].firstLSN <= wanted { low = middle + 1 } else { high = middle }
+        }
+        var records: [WALRecord] = []
+        records.reserveCapacity(min(limit, 4096))
+        for segment in segments[max(0, low - 1)...] where records.count < limit {
+            try read(segment, since: since, limit: limit, into: &records)
+        }
+        return WALEntries(records: records, resyncRequired: false, lastLSN: max(last, records.last?.lsn ?? 0))
+    }
+
+    private func read(_ segment: SegmentFile, since: UInt64, limit: Int, into records: inout [WALRecord])
+        throws(WALError)
+    {
+        let end = segment.committedBytes.load(ordering: .acquiring)
+        let start = segment.startOffset(forLSN: since &+ 1)
+        guard start < end else { return }
+        let fd = try System.open(segment.path, flags: O_RDONLY)
+        defer { try? System.close(fd, path: segment.path) }
+        let reader = SegmentReader(fd: fd, path: segment.path, start: start, end: end, chunkBytes: 256 << 10)
+        while records.count < limit, let event = try reader.next() {
+            switch event {
+            case .record(let record, _, _):
+                if record.lsn > since { records.append(record) }
+            case .tornTail(let offset):
+                throw .corruptRecord(
+                    segment: segment.path,
+                    offset: offset,
+                    lsn: nil,
+                    reason: "a committed record is cut short at offset \(end)"
+                )
+            case .corrupt(let offset, let lsn, let reason):
+                throw .corruptRecord(segment: segment.path, offset: offset, lsn: lsn, reason: reason)
+            }
+        }
+    }
+
+    /// Stops accepting appends, writes and fsyncs what is queued, completes every caller, and
+    /// stops the writer thread. Idempotent; returns once the writer has finished, except when
+    /// called from a completion (on the writer thread itself), where it only asks it to stop.
+    public func close() {
+        shared.queue.withLock { $0.closed = true }
+        shared.wakeup.raise()
+        let thread = writerThread.withLock { thread in
+            defer { thread = nil }
+            return thread
+        }
+        guard let thread else { return }
+        if System.isCurrentThread(thread) {
+            System.detachThread(thread)
+        } else {
+            System.joinThread(thread)
+        }
+    }
+
+    /// Tests only: the next batch write stores half its bytes and then fails with `code`.
+    func failNextWrite(errno code: Int32) {
+        shared.injectedWriteErrno.store(code, ordering: .relaxed)
+    }
+}
