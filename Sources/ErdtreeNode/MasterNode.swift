@@ -1,24 +1,35 @@
 import ErdtreeRPC
 import ErdtreeStorage
+import ErdtreeWAL
 import Logging
 import NIOCore
 import NIOPosix
 
-/// A master: the store, the services over it, and the server that exposes them.
+/// A master: the write-ahead log, the store rebuilt from it, the services over them, and
+/// the server that exposes them.
 ///
-/// `start()` binds and returns; `stop()` drains. The CLI owns signals and the process.
+/// `init` recovers the log (so a node with a corrupt log never binds its port); `start()`
+/// binds and returns; `stop()` drains and closes the log. The CLI owns signals and the process.
 public final class MasterNode: Sendable {
     public let config: NodeConfig
     public let kv: KVStoreService
     public let health: HealthService
+    public let recovery: WALRecoveryReport
+    private let wal: WriteAheadLog
     private let server: RPCServer
     private let logger: Logger
 
-    public init(config: NodeConfig, group: any EventLoopGroup, logger: Logger) {
+    /// Opens and replays the WAL in `config.wal.directory`, then builds the services.
+    /// - Throws: `WALError` when the log is corrupt (naming file, offset and LSN) or cannot
+    ///   be read or created.
+    public init(config: NodeConfig, group: any EventLoopGroup, logger: Logger) throws {
         self.config = config
         self.logger = logger
         let store = KeyValueStore()
-        kv = KVStoreService(store: store, limits: config.limits)
+        (wal, recovery) = try WriteAheadLog.open(Self.walConfiguration(config.wal), logger: logger) {
+            Self.replay($0, into: store)
+        }
+        kv = KVStoreService(store: store, wal: wal, limits: config.limits)
 
         var router = RPCRouter()
         kv.register(in: &router)
@@ -42,11 +53,37 @@ public final class MasterNode: Sendable {
         return address
     }
 
-    /// Reports NOT_SERVING, sends GOAWAY on every connection and waits for in-flight calls.
+    /// Reports NOT_SERVING, sends GOAWAY on every connection, waits for in-flight calls,
+    /// then writes and syncs what the WAL still holds.
     public func stop(gracePeriod: Duration = .seconds(10)) async {
         health.setStatus(.notServing)
         health.finishWatchers()
         await server.shutdownGracefully(gracePeriod: gracePeriod)
+        wal.close()
         logger.info("master stopped")
+    }
+
+    static func walConfiguration(_ wal: NodeConfig.WAL) -> WALConfiguration {
+        let policy: WALSyncPolicy =
+            switch wal.syncInterval {
+            case .always: .always
+            case .interval(let interval): .interval(interval)
+            }
+        return WALConfiguration(directory: wal.directory, syncPolicy: policy, maxFileSizeBytes: wal.maxFileSizeBytes)
+    }
+
+    /// Applies one recovered record. A set whose expiry has passed acts as a delete: it
+    /// still replaces what the key held before, so an older value cannot come back.
+    static func replay(_ record: WALRecord, into store: KeyValueStore) {
+        let key = StoreKey(record.key)
+        let nowMs = WallClock.nowMs()
+        switch record.op {
+        case .set where record.expiresAtMs != 0 && record.expiresAtMs <= nowMs:
+            store.delete(key, lsn: record.lsn, nowMs: nowMs)
+        case .set:
+            store.set(key, value: record.value, lsn: record.lsn, expiresAtMs: record.expiresAtMs)
+        case .delete:
+            store.delete(key, lsn: record.lsn, nowMs: nowMs)
+        }
     }
 }

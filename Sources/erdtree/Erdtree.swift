@@ -102,7 +102,12 @@ struct MasterCommand: AsyncParsableCommand {
         let loops = nodeConfig.server.eventLoops
         let group =
             loops == 0 ? MultiThreadedEventLoopGroup.singleton : MultiThreadedEventLoopGroup(numberOfThreads: loops)
-        let node = MasterNode(config: nodeConfig, group: group, logger: logger)
+        let node: MasterNode
+        do {
+            node = try MasterNode(config: nodeConfig, group: group, logger: logger)
+        } catch {
+            throw CLIError("cannot recover the write-ahead log in \(nodeConfig.wal.directory): \(error)")
+        }
         do {
             _ = try await node.start()
         } catch {

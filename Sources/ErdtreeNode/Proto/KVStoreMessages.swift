@@ -106,6 +106,45 @@ struct GetUpdatesRequest {
     }
 }
 
+/// One logged write, as `erdtree.v1.Entry` carries it.
+struct UpdateEntry {
+    var lsn: UInt64
+    var timestampMs: Int64
+    var isDelete: Bool
+    var key: [UInt8]
+    var value: [UInt8]
+    var expiresAtMs: Int64
+}
+
+struct GetUpdatesResponse {
+    var entries: [UpdateEntry]
+    var masterLSN: UInt64
+    var resyncRequired: Bool
+
+    func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
+        let arena = CArena()
+        defer { arena.free() }
+        var message = Erdtree__V1__GetUpdatesResponse()
+        erdtree__v1__get_updates_response__init(&message)
+        let list = arena.array(of: UnsafeMutablePointer<Erdtree__V1__Entry>?.self, count: entries.count)
+        for (i, update) in entries.enumerated() {
+            let entry = arena.make(Erdtree__V1__Entry.self) { erdtree__v1__entry__init($0) }
+            entry.pointee.lsn = update.lsn
+            entry.pointee.timestamp_ms = update.timestampMs
+            entry.pointee.op = update.isDelete ? ERDTREE__V1__OP__OP_DELETE : ERDTREE__V1__OP__OP_SET
+            entry.pointee.key = arena.cString(update.key)
+            entry.pointee.value = ProtobufCBinaryData(len: update.value.count, data: arena.copy(update.value))
+            entry.pointee.expires_at_ms = update.expiresAtMs
+            list[i] = entry
+        }
+        message.n_entries = entries.count
+        message.entries = list
+        message.master_lsn = masterLSN
+        message.resync_required = resyncRequired ? 1 : 0
+        return ProtobufCCodec.pack(&message, allocator: allocator)
+    }
+}
+
 struct StatusResponse {
     var isMaster: Bool
     var lastLSN: UInt64

@@ -1,27 +1,34 @@
 import ErdtreeRPC
 import ErdtreeStorage
+import ErdtreeWAL
 import NIOCore
-import Synchronization
+import NIOPosix
 
-/// `erdtree.v1.KVStore` on a master: validates requests, assigns LSNs to writes and
-/// applies them to the in-memory store.
+/// `erdtree.v1.KVStore` on a master: validates requests, logs writes to the WAL, applies
+/// them to the in-memory store, and answers.
 ///
-/// Handlers answer inline on the connection's event loop: a Get is a shard lock and a
-/// dictionary lookup, with no hop to another thread.
+/// Reads answer inline on the connection's event loop: a Get is a shard lock and a
+/// dictionary lookup, with no hop to another thread. A write is answered only after the
+/// WAL writer has its record in the kernel (and on disk, with `sync_interval: always`);
+/// the writer completes it, the connection's event loop applies and answers it.
 public final class KVStoreService: Sendable {
     public static let serviceName = "erdtree.v1.KVStore"
+    /// `GetUpdatesRequest.limit = 0` means this many; larger limits are capped at `maxUpdates`.
+    static let defaultUpdates = 1000
+    static let maxUpdates = 10_000
 
     let store: KeyValueStore
+    let wal: WriteAheadLog
     let limits: NodeConfig.Limits
-    /// The last LSN handed out. Kept in memory until the WAL makes it durable.
-    private let lastLSN = Atomic<UInt64>(0)
 
-    public init(store: KeyValueStore, limits: NodeConfig.Limits) {
+    public init(store: KeyValueStore, wal: WriteAheadLog, limits: NodeConfig.Limits) {
         self.store = store
+        self.wal = wal
         self.limits = limits
     }
 
-    public var currentLSN: UInt64 { lastLSN.load(ordering: .relaxed) }
+    /// The last LSN in the log; every write up to it has been applied or is being answered.
+    public var currentLSN: UInt64 { wal.lastLSN }
 
     public func register(in router: inout RPCRouter) {
         router.register(
@@ -32,21 +39,26 @@ public final class KVStoreService: Sendable {
         router.register(
             "/erdtree.v1.KVStore/Set",
             .unary { [self] request, call in
-                answer(call) { () throws(RPCStatus) in try set(request, allocator: call.allocator) }
+                do throws(RPCStatus) { try set(request, call: call) } catch { call.finish(error) }
             })
         router.register(
             "/erdtree.v1.KVStore/Delete",
             .unary { [self] request, call in
-                answer(call) { () throws(RPCStatus) in try delete(request, allocator: call.allocator) }
+                do throws(RPCStatus) { try delete(request, call: call) } catch { call.finish(error) }
             })
         router.register(
             "/erdtree.v1.KVStore/GetUpdates",
-            .unary { request, call in
-                answer(call) { () throws(RPCStatus) in
-                    _ = try GetUpdatesRequest(decoding: request)
-                    throw RPCStatus(
-                        .unimplemented,
-                        "GetUpdates reads the write-ahead log, which this version of erdtree does not keep yet")
+            .unary { [self] request, call in
+                let message: GetUpdatesRequest
+                do throws(RPCStatus) {
+                    message = try GetUpdatesRequest(decoding: request)
+                } catch {
+                    call.finish(error)
+                    return
+                }
+                // Reading segments is file I/O: keep it off the event loop.
+                NIOThreadPool.singleton.submit { [self] _ in
+                    answer(call) { () throws(RPCStatus) in try updates(message, allocator: call.allocator) }
                 }
             })
     }
@@ -69,30 +81,90 @@ public final class KVStoreService: Sendable {
         return response.encode(allocator: allocator)
     }
 
-    func set(_ request: ByteBuffer, allocator: ByteBufferAllocator) throws(RPCStatus) -> ByteBuffer {
+    /// Validates, logs, then applies and answers on the call's event loop.
+    func set(_ request: ByteBuffer, call: ServerCall) throws(RPCStatus) {
         let message = try SetRequest(decoding: request)
         try validate(key: message.key)
         if message.value.count > limits.maxValueBytes {
             throw RequestError.valueTooLarge(limit: limits.maxValueBytes, actual: message.value.count).status
         }
         let expiresAtMs = try expiry(ttlMs: message.ttlMs)
-        let lsn = lastLSN.add(1, ordering: .relaxed).newValue
-        store.set(StoreKey(message.key), value: message.value, lsn: lsn, expiresAtMs: expiresAtMs)
-        return SetResponse(lsn: lsn).encode(allocator: allocator)
+        let store = self.store
+        wal.append(
+            op: .set, key: message.key, value: message.value, expiresAtMs: expiresAtMs,
+            timestampMs: WallClock.nowMs()
+        ) { result in
+            switch result {
+            case .success(let lsn):
+                call.eventLoop.execute {
+                    store.set(StoreKey(message.key), value: message.value, lsn: lsn, expiresAtMs: expiresAtMs)
+                    call.respond(SetResponse(lsn: lsn).encode(allocator: call.allocator))
+                }
+            case .failure(let error):
+                call.finish(Self.notLogged(error))
+            }
+        }
     }
 
-    func delete(_ request: ByteBuffer, allocator: ByteBufferAllocator) throws(RPCStatus) -> ByteBuffer {
+    func delete(_ request: ByteBuffer, call: ServerCall) throws(RPCStatus) {
         let message = try DeleteRequest(decoding: request)
         try validate(key: message.key)
         let key = StoreKey(message.key)
-        let nowMs = WallClock.nowMs()
         // Deleting a missing key writes nothing, so it takes no LSN (the proto's contract).
-        guard store.get(key, nowMs: nowMs) != nil else {
-            return DeleteResponse(deleted: false, lsn: 0).encode(allocator: allocator)
+        guard store.get(key, nowMs: WallClock.nowMs()) != nil else {
+            call.respond(DeleteResponse(deleted: false, lsn: 0).encode(allocator: call.allocator))
+            return
         }
-        let lsn = lastLSN.add(1, ordering: .relaxed).newValue
-        let deleted = store.delete(key, lsn: lsn, nowMs: nowMs)
-        return DeleteResponse(deleted: deleted, lsn: lsn).encode(allocator: allocator)
+        let store = self.store
+        wal.append(op: .delete, key: message.key, value: [], expiresAtMs: 0, timestampMs: WallClock.nowMs()) {
+            result in
+            switch result {
+            case .success(let lsn):
+                call.eventLoop.execute {
+                    let deleted = store.delete(key, lsn: lsn, nowMs: WallClock.nowMs())
+                    call.respond(DeleteResponse(deleted: deleted, lsn: lsn).encode(allocator: call.allocator))
+                }
+            case .failure(let error):
+                call.finish(Self.notLogged(error))
+            }
+        }
+    }
+
+    /// Logged writes after `since_lsn`, read from the WAL's segments. Blocking: call it off
+    /// the event loop.
+    func updates(_ request: GetUpdatesRequest, allocator: ByteBufferAllocator) throws(RPCStatus) -> ByteBuffer {
+        let wanted = request.limit == 0 ? Self.defaultUpdates : min(Int(request.limit), Self.maxUpdates)
+        let found: WALEntries
+        do {
+            found = try wal.entries(since: request.sinceLSN, limit: wanted)
+        } catch {
+            throw RPCStatus(.unavailable, "cannot read the write-ahead log: \(error)")
+        }
+        // A caller ahead of this node (it followed another history) or behind what the log
+        // still holds cannot catch up entry by entry: it must start over from a full copy.
+        if found.resyncRequired || request.sinceLSN > found.lastLSN {
+            return GetUpdatesResponse(entries: [], masterLSN: found.lastLSN, resyncRequired: true)
+                .encode(allocator: allocator)
+        }
+        // Stay under the message limit: a client asking for many 1 MiB values gets fewer
+        // entries and asks again from the last LSN it saw.
+        var budget = limits.maxMessageBytes - 1024
+        var entries: [UpdateEntry] = []
+        entries.reserveCapacity(found.records.count)
+        for record in found.records {
+            budget -= record.key.count + record.value.count + 64
+            if budget < 0 && !entries.isEmpty { break }
+            entries.append(
+                UpdateEntry(
+                    lsn: record.lsn, timestampMs: record.timestampMs, isDelete: record.op == .delete,
+                    key: record.key, value: record.value, expiresAtMs: record.expiresAtMs))
+        }
+        return GetUpdatesResponse(entries: entries, masterLSN: found.lastLSN, resyncRequired: found.resyncRequired)
+            .encode(allocator: allocator)
+    }
+
+    static func notLogged(_ error: WALError) -> RPCStatus {
+        RPCStatus(.unavailable, "the write was not logged, so it was not applied: \(error)")
     }
 
     private func validate(key: [UInt8]) throws(RPCStatus) {

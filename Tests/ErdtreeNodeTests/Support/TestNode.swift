@@ -25,7 +25,7 @@ struct TestNode {
         config.server = NodeConfig.Server(address: "127.0.0.1", port: 0)
         config.wal.directory = directory.appendingPathComponent("wal").path
         config.limits = limits
-        let node = MasterNode(config: config, group: group, logger: quietLogger)
+        let node = try MasterNode(config: config, group: group, logger: quietLogger)
         let address = try await node.start()
         guard let port = address.port else {
             await node.stop(gracePeriod: .seconds(1))
