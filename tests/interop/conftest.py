@@ -175,8 +175,31 @@ def _health_serving(address: str) -> bool:
         return reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-def start_server(workdir: Path, **config_sections) -> ErdtreeServer:
-    """Start `erdtree master --config` in `workdir`; returns once health says SERVING."""
+def _unused_log_path(workdir: Path) -> Path:
+    n = 0
+    while (workdir / f"erdtree-{n}.log").exists():
+        n += 1
+    return workdir / f"erdtree-{n}.log"
+
+
+def _child_setup(extra):
+    if extra is None:
+        return _die_with_parent
+
+    def setup() -> None:
+        _die_with_parent()
+        extra()
+
+    return setup
+
+
+def start_server(workdir: Path, preexec_fn=None, **config_sections) -> ErdtreeServer:
+    """Start `erdtree master --config` in `workdir`; returns once health says SERVING.
+
+    Starting again in the same `workdir` reuses its WAL directory (a restart);
+    each start logs to a new `erdtree-N.log` so earlier runs' logs survive.
+    `preexec_fn` runs in the child before exec (e.g. to set an rlimit).
+    """
     if not ERDTREE_BIN.is_file() or not os.access(ERDTREE_BIN, os.X_OK):
         pytest.fail(f"{ERDTREE_BIN} is not an executable: run `swift build` or set ERDTREE_BIN")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -186,7 +209,7 @@ def start_server(workdir: Path, **config_sections) -> ErdtreeServer:
     for attempt in range(3):
         port = free_port()
         config_path = workdir / "erdtree.yaml"
-        log_path = workdir / f"erdtree-{attempt}.log"
+        log_path = _unused_log_path(workdir)
         write_config(config_path, port, workdir / "wal", **config_sections)
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
@@ -195,7 +218,7 @@ def start_server(workdir: Path, **config_sections) -> ErdtreeServer:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=_child_setup(preexec_fn),
             )
         server = ErdtreeServer(proc, "127.0.0.1", port, workdir, config_path, log_path)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
