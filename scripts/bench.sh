@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
 # Compares Erdtree with what users would run instead, in one run on this
-# machine: etcd 3.4 (a gRPC key-value store) and nghttpd (the HTTP/2 ceiling of
-# the box). All servers listen on loopback from a temp dir; h2load drives each
-# load in turn, alternating systems round by round, and the summary quotes
-# medians and per-round ratios, never a lone absolute figure (the machine is
-# shared). docs/benchmarks.md explains every row.
+# machine: etcd 3.4 (a gRPC key-value store), Redis 7 with its append-only
+# file (the durable-write and recovery anchors) and nghttpd (the HTTP/2
+# ceiling of the box). All servers listen on loopback from a temp dir; h2load
+# (redis-benchmark for Redis) drives each load in turn, alternating systems
+# round by round, and the summary quotes medians and per-round ratios, never a
+# lone absolute figure (the machine is shared). docs/benchmarks.md explains
+# every row.
 #
 #   scripts/bench.sh        (`make bench` runs `scripts/install-deps.sh bench` first)
 #
 # Environment:
 #   ERDTREE_BIN=PATH        bench this binary instead of building .build-bench
-#   BENCH_ROUNDS=3          rounds; a round runs every load once
+#   BENCH_ROUNDS=3          rounds; a round runs every load once (and one restart
+#                           of each system in the recovery suite)
 #   BENCH_REQUESTS=N        requests per run, every load; unset: sized per load
 #                           from a warm-up so one run takes ~BENCH_SECONDS
 #   BENCH_SECONDS=6         target length of one run
-#   BENCH_SYSTEMS="erdtree nghttpd etcd"   subset to bench (rows lacking a side print —)
-#   BENCH_WAL_SYNC=VALUE    Erdtree wal.sync_interval ("always" = fsync per batch,
-#                           as etcd does); unset: the server's default
+#   BENCH_SYSTEMS="erdtree nghttpd etcd redis"   subset to bench (rows lacking a side print —)
+#   BENCH_SUITES="grpc durable recovery"         subset of the suites:
+#                           grpc: Get/Set against nghttpd and etcd;
+#                           durable: Set with wal.sync_interval "always" and "1s"
+#                           against etcd Put and Redis appendfsync always/everysec;
+#                           recovery: restart on 1,000,000 logged writes, Erdtree
+#                           replaying its WAL, Redis its AOF
+#   BENCH_RECOVERY_RECORDS=1000000   writes in the recovery data sets
 #   BENCH_EVENT_LOOPS=1     Erdtree server.event_loops; 1 matches nghttpd's single
 #                           worker and leaves the other core to h2load (0 = per core)
 #   BENCH_OUT=FILE          also write the report (markdown) to FILE
@@ -36,8 +44,9 @@ helpers=$repo/scripts/bench
 rounds=${BENCH_ROUNDS:-3}
 seconds=${BENCH_SECONDS:-6}
 fixed_requests=${BENCH_REQUESTS:-}
-systems=" ${BENCH_SYSTEMS:-erdtree nghttpd etcd} "
-wal_sync=${BENCH_WAL_SYNC:-}
+systems=" ${BENCH_SYSTEMS:-erdtree nghttpd etcd redis} "
+suites=" ${BENCH_SUITES:-grpc durable recovery} "
+recovery_records=${BENCH_RECOVERY_RECORDS:-1000000}
 event_loops=${BENCH_EVENT_LOOPS:-1}
 profile=${BENCH_PROFILE:-0}
 profile_requests=${BENCH_PROFILE_REQUESTS:-20000}
@@ -45,20 +54,36 @@ profile_requests=${BENCH_PROFILE_REQUESTS:-20000}
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
 has() { [[ $systems == *" $1 "* ]]; }
+suite() { [[ $suites == *" $1 "* ]]; }
 need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found (package $2): run scripts/install-deps.sh bench"; }
 
 [[ $rounds =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer, got '$rounds'"
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer, got '$seconds'"
 [[ -z $fixed_requests || $fixed_requests =~ ^[1-9][0-9]*$ ]] \
   || die "BENCH_REQUESTS must be a positive integer, got '$fixed_requests'"
+[[ $recovery_records =~ ^[1-9][0-9]*$ ]] \
+  || die "BENCH_RECOVERY_RECORDS must be a positive integer, got '$recovery_records'"
 for s in $systems; do
-  case $s in erdtree | nghttpd | etcd) ;; *) die "BENCH_SYSTEMS: unknown system '$s' (erdtree, nghttpd, etcd)" ;; esac
+  case $s in erdtree | nghttpd | etcd | redis) ;; *) die "BENCH_SYSTEMS: unknown system '$s' (erdtree, nghttpd, etcd, redis)" ;; esac
 done
+for s in $suites; do
+  case $s in grpc | durable | recovery) ;; *) die "BENCH_SUITES: unknown suite '$s' (grpc, durable, recovery)" ;; esac
+done
+# The durable suite runs Erdtree with both settings side by side, so one
+# setting for the whole run no longer means anything.
+if [ -n "${BENCH_WAL_SYNC:-}" ]; then
+  die "BENCH_WAL_SYNC is gone: the durable suite benches wal.sync_interval \"always\" and \"1s\" in the same run"
+fi
 need h2load nghttp2-client
 need curl curl
 need python3 python3
 if has nghttpd; then need nghttpd nghttp2-server; fi
 if has etcd; then need etcd etcd-server; fi
+if has redis; then
+  need redis-server redis-server
+  need redis-cli redis-tools
+  need redis-benchmark redis-tools
+fi
 if has erdtree; then need protoc protobuf-compiler; fi
 if has erdtree && [ "$profile" = 1 ]; then
   need valgrind valgrind
@@ -81,10 +106,10 @@ stop_pid() {
   kill -KILL "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
 }
-h2load_pid=
+client_pid=
 cleanup() {
   local pid
-  if [ -n "$h2load_pid" ]; then kill -KILL "$h2load_pid" 2>/dev/null || true; fi
+  if [ -n "$client_pid" ]; then kill -KILL "$client_pid" 2>/dev/null || true; fi
   for pid in "${pids[@]}"; do stop_pid "$pid"; done
   if [ "${BENCH_KEEP:-0}" = 1 ]; then note "kept $tmp"; else rm -rf "$tmp"; fi
 }
@@ -94,9 +119,10 @@ trap 'exit 143' TERM
 
 # Ports the kernel just handed out; a race with another tenant is possible but
 # shows up as a server that fails to start, which wait_port reports.
-read -r port_erdtree port_nghttpd port_etcd port_etcd_peer port_profile < <(
+read -r port_erdtree port_erdtree_always port_nghttpd port_etcd port_etcd_peer \
+  port_redis_always port_redis_everysec port_recovery_erdtree port_recovery_redis port_profile < <(
   python3 -c 'import socket
-socks = [socket.socket() for _ in range(5)]
+socks = [socket.socket() for _ in range(10)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))'
 )
@@ -146,31 +172,60 @@ if has etcd; then
 fi
 
 # --- loads ----------------------------------------------------------------
-# id: system, path, body, clients, streams per client, gRPC headers?
+# id: system (server instance), path, body, clients, streams per client, gRPC
+# headers?, label, suites it belongs to. Redis loads are driven by
+# redis-benchmark (kind redis): 128 connections with one request each, the
+# same 128 requests in flight as h2load's c4 m32.
 
-declare -A load_system load_path load_body load_clients load_streams load_grpc load_label
+declare -A load_system load_path load_body load_clients load_streams load_grpc load_label load_suites
 define_load() {
   load_system[$1]=$2 load_path[$1]=$3 load_body[$1]=$4
-  load_clients[$1]=$5 load_streams[$1]=$6 load_grpc[$1]=$7 load_label[$1]=$8
+  load_clients[$1]=$5 load_streams[$1]=$6 load_grpc[$1]=$7 load_label[$1]=$8 load_suites[$1]=" $9 "
 }
-define_load get erdtree /erdtree.v1.KVStore/Get "$tmp/get.bin" 4 32 1 "Erdtree Get (c4 m32)"
-define_load ngpost nghttpd /file20 "$tmp/post.bin" 4 32 0 "nghttpd POST 100 B (c4 m32)"
-define_load range etcd /etcdserverpb.KV/Range "$tmp/range.bin" 4 32 1 "etcd Range serializable (c4 m32)"
-define_load set erdtree /erdtree.v1.KVStore/Set "$tmp/set.bin" 4 32 1 "Erdtree Set 100 B (c4 m32)"
-define_load put etcd /etcdserverpb.KV/Put "$tmp/put.bin" 4 32 1 "etcd Put 100 B (c4 m32)"
-define_load get1 erdtree /erdtree.v1.KVStore/Get "$tmp/get.bin" 1 1 1 "Erdtree Get (c1 m1)"
-define_load ngpost1 nghttpd /file20 "$tmp/post.bin" 1 1 0 "nghttpd POST 100 B (c1 m1)"
+define_load get erdtree /erdtree.v1.KVStore/Get "$tmp/get.bin" 4 32 1 "Erdtree Get (c4 m32)" grpc
+define_load ngpost nghttpd /file20 "$tmp/post.bin" 4 32 0 "nghttpd POST 100 B (c4 m32)" grpc
+define_load range etcd /etcdserverpb.KV/Range "$tmp/range.bin" 4 32 1 "etcd Range serializable (c4 m32)" grpc
+define_load put etcd /etcdserverpb.KV/Put "$tmp/put.bin" 4 32 1 "etcd Put 100 B (c4 m32)" "grpc durable"
+define_load set_always erdtree_always /erdtree.v1.KVStore/Set "$tmp/set.bin" 4 32 1 \
+  "Erdtree Set 100 B, wal always (c4 m32)" durable
+define_load redis_always redis_always - - 128 1 0 "Redis SET 100 B, appendfsync always (c128)" durable
+define_load set erdtree /erdtree.v1.KVStore/Set "$tmp/set.bin" 4 32 1 "Erdtree Set 100 B, wal 1s (c4 m32)" "grpc durable"
+define_load redis_everysec redis_everysec - - 128 1 0 "Redis SET 100 B, appendfsync everysec (c128)" durable
+define_load get1 erdtree /erdtree.v1.KVStore/Get "$tmp/get.bin" 1 1 1 "Erdtree Get (c1 m1)" grpc
+define_load ngpost1 nghttpd /file20 "$tmp/post.bin" 1 1 0 "nghttpd POST 100 B (c1 m1)" grpc
+
+# Server instances and the system each belongs to: Erdtree runs twice (the
+# main instance with wal.sync_interval "1s", another with "always"), Redis
+# twice (appendfsync always, everysec).
+declare -A instance_system=([erdtree]=erdtree [erdtree_always]=erdtree [nghttpd]=nghttpd [etcd]=etcd
+  [redis_always]=redis [redis_everysec]=redis)
+declare -A instance_port=([erdtree]=$port_erdtree [erdtree_always]=$port_erdtree_always
+  [nghttpd]=$port_nghttpd [etcd]=$port_etcd [redis_always]=$port_redis_always
+  [redis_everysec]=$port_redis_everysec)
+load_kind() { if [ "${instance_system[${load_system[$1]}]}" = redis ]; then echo redis; else echo h2load; fi; }
 
 # The order of a round: systems alternate, and each Erdtree load sits next to
-# the anchor it is compared with.
+# the anchors it is compared with.
+# suite_loads: what the selected suites hold, whatever BENCH_SYSTEMS says (the
+# report shows the rows of these, with — for a system left out).
 loads=()
-for id in get ngpost range set put get1 ngpost1; do
-  if has "${load_system[$id]}"; then loads+=("$id"); fi
+suite_loads=()
+declare -A instance_used
+for id in get ngpost range put set_always redis_always set redis_everysec get1 ngpost1; do
+  selected=0
+  for s in $suites; do
+    if [[ ${load_suites[$id]} == *" $s "* ]]; then selected=1; fi
+  done
+  if [ $selected = 1 ]; then suite_loads+=("$id"); fi
+  if [ $selected = 1 ] && has "${instance_system[${load_system[$id]}]}"; then
+    loads+=("$id")
+    instance_used[${load_system[$id]}]=1
+  fi
 done
-[ ${#loads[@]} -gt 0 ] || die "BENCH_SYSTEMS selects nothing to run"
+uses() { [ -n "${instance_used[$1]:-}" ]; }
+[ ${#loads[@]} -gt 0 ] || suite recovery || die "BENCH_SYSTEMS and BENCH_SUITES select nothing to run"
 
-declare -A system_port=([erdtree]=$port_erdtree [nghttpd]=$port_nghttpd [etcd]=$port_etcd)
-load_url() { echo "http://127.0.0.1:${system_port[${load_system[$1]}]}${load_path[$1]}"; }
+load_url() { echo "http://127.0.0.1:${instance_port[${load_system[$1]}]}${load_path[$1]}"; }
 
 h2load_run() { # load-id out-file h2load-args...
   local id=$1 out=$2
@@ -180,13 +235,13 @@ h2load_run() { # load-id out-file h2load-args...
   # In the background so that a signal to this script acts at once (bash
   # defers traps until a foreground child exits).
   h2load "${args[@]}" "$@" "$(load_url "$id")" > "$out" 2>&1 &
-  h2load_pid=$!
-  if ! wait "$h2load_pid"; then
-    h2load_pid=
+  client_pid=$!
+  if ! wait "$client_pid"; then
+    client_pid=
     cat "$out" >&2
     die "h2load failed on ${load_label[$id]}"
   fi
-  h2load_pid=
+  client_pid=
 }
 
 # h2load counts a response as succeeded from :status alone, so anything but
@@ -204,6 +259,41 @@ h2load_check() { # load-id out-file expected-requests (empty: timing-based)
 }
 
 h2load_rps() { awk '/^finished in/ {print $4}' "$1"; }
+
+# redis-benchmark has no duration option and prints its own percentiles: one
+# run gives req/s, p50 and p99 (its latency histogram costs it little, unlike
+# h2load's per-request log). It reports errors only on stderr and carries on,
+# so redis_run checks the server's own count of SET calls instead.
+redis_set_calls() { # port -> "calls failed+rejected"
+  redis-cli -h 127.0.0.1 -p "$1" info commandstats | tr -d '\r' | awk -F'[:,=]' '
+    $1 == "cmdstat_set" {
+      for (i = 2; i < NF; i += 2) v[$i] = $(i + 1)
+      print v["calls"] + 0, v["failed_calls"] + v["rejected_calls"]
+    }
+    END { if (!NR) print 0, 0 }' | tail -n 1
+}
+redis_run() { # load-id out-file requests
+  local id=$1 out=$2 n=$3 port=${instance_port[${load_system[$1]}]} calls0 bad0 calls1 bad1
+  read -r calls0 bad0 < <(redis_set_calls "$port")
+  redis-benchmark -h 127.0.0.1 -p "$port" -t set -d 100 -c "${load_clients[$id]}" -P 1 -n "$n" --csv \
+    > "$out" 2>&1 &
+  client_pid=$!
+  if ! wait "$client_pid"; then
+    client_pid=
+    cat "$out" >&2
+    die "redis-benchmark failed on ${load_label[$id]}"
+  fi
+  client_pid=
+  read -r calls1 bad1 < <(redis_set_calls "$port")
+  if [ $((calls1 - calls0)) != "$n" ] || [ "$bad1" != "$bad0" ] || ! grep -q '^"SET",' "$out"; then
+    cat "$out" >&2
+    die "${load_label[$id]}: Redis counted $((calls1 - calls0)) SETs ($((bad1 - bad0)) failed or rejected) for $n sent (redis-benchmark output above)"
+  fi
+}
+# -> "req/s p50_us p99_us" from the SET line of redis-benchmark --csv
+redis_figures() {
+  awk -F'","|"' '$2 == "SET" {printf "%s %.0f %.0f\n", $3, $6 * 1000, $8 * 1000}' "$1"
+}
 
 # --- correctness samples ----------------------------------------------------
 
@@ -253,10 +343,33 @@ preload_etcd() {
 read_check_etcd() {
   grpc_check "http://127.0.0.1:$port_etcd/etcdserverpb.KV/Range" "$tmp/range.bin" "etcd Range" "$value"
 }
+preload_redis() { # port what
+  local reply
+  reply=$(redis-cli -h 127.0.0.1 -p "$1" set "$key" "$value" 2>&1) || true
+  [ "$reply" = OK ] || die "$2: SET $key answered '$reply', want OK"
+  read_check_redis "$@"
+}
+read_check_redis() { # port what
+  local reply
+  reply=$(redis-cli -h 127.0.0.1 -p "$1" get "$key" 2>&1) || true
+  [ "$reply" = "$value" ] || die "$2: GET $key answered '$reply', want the preloaded value"
+}
+
+# Health/Check with an empty request; SERVING is HealthCheckResponse{status: 1},
+# i.e. the message bytes 08 01 behind the 5-byte gRPC frame header.
+printf '\0\0\0\0\0' > "$tmp/health.bin"
+erdtree_serving() { # port
+  local status
+  curl --http2-prior-knowledge -sS --max-time 10 -D "$tmp/health.headers" -o "$tmp/health.body" \
+    --data-binary @"$tmp/health.bin" -H 'content-type: application/grpc' -H 'te: trailers' \
+    "http://127.0.0.1:$1/grpc.health.v1.Health/Check" 2>/dev/null || return 1
+  status=$(tr -d '\r' < "$tmp/health.headers" | awk 'tolower($1) == "grpc-status:" {s = $2} END {print s}')
+  [ "$status" = 0 ] && [ "$(od -An -tx1 "$tmp/health.body" | tr -d ' \n')" = 00000000020801 ]
+}
 
 # --- servers ----------------------------------------------------------------
 
-erdtree_config() { # dir port
+erdtree_config() { # dir port sync-interval [storage.max_entries]
   mkdir -p "$1"
   {
     echo "server:"
@@ -265,8 +378,33 @@ erdtree_config() { # dir port
     echo "  event_loops: $event_loops"
     echo "wal:"
     echo "  directory: $1/wal"
-    if [ -n "$wal_sync" ]; then echo "  sync_interval: \"$wal_sync\""; fi
+    echo "  sync_interval: \"$3\""
+    if [ -n "${4:-}" ]; then
+      echo "storage:"
+      echo "  max_entries: $4"
+    fi
   } > "$1/erdtree.yaml"
+}
+
+# Starts a server in the background with its dir as cwd (so nothing it writes
+# by default lands in the repo); its pid ends up in started_pid and pids.
+started_pid=
+erdtree_start() { # dir
+  (cd "$1" && exec "$erdtree_bin" master --config "$1/erdtree.yaml") > "$1/server.log" 2>&1 &
+  started_pid=$!
+  pids+=("$started_pid")
+}
+redis_start() { # dir port appendfsync
+  mkdir -p "$1"
+  (cd "$1" && exec redis-server --bind 127.0.0.1 --port "$2" --dir "$1" --save '' \
+    --appendonly yes --appendfsync "$3") > "$1/server.log" 2>&1 &
+  started_pid=$!
+  pids+=("$started_pid")
+}
+forget_pid() { # pid: stopped already, so cleanup must not signal a reused pid
+  local kept=() p
+  for p in "${pids[@]}"; do if [ "$p" != "$1" ]; then kept+=("$p"); fi; done
+  pids=("${kept[@]}")
 }
 
 if has erdtree; then
@@ -288,23 +426,28 @@ if has erdtree; then
       erdtree_label+=" + uncommitted changes"
     fi
   fi
-  erdtree_config "$tmp/erdtree" "$port_erdtree"
-  # cwd is the temp dir so nothing the server writes by default lands in the repo.
-  (cd "$tmp/erdtree" && exec "$erdtree_bin" master --config "$tmp/erdtree/erdtree.yaml") \
-    > "$tmp/erdtree/server.log" 2>&1 &
-  pids+=($!)
-  wait_port "$port_erdtree" $! erdtree "$tmp/erdtree/server.log"
-  preload_erdtree "$port_erdtree" erdtree
 fi
 
-if has nghttpd; then
+# The main Erdtree (Get, and Set with the default "1s") and the "always" one.
+for instance in erdtree erdtree_always; do
+  if uses $instance; then
+    sync=1s
+    if [ $instance = erdtree_always ]; then sync=always; fi
+    erdtree_config "$tmp/$instance" "${instance_port[$instance]}" "$sync"
+    erdtree_start "$tmp/$instance"
+    wait_port "${instance_port[$instance]}" "$started_pid" "$instance" "$tmp/$instance/server.log"
+    preload_erdtree "${instance_port[$instance]}" "$instance (wal.sync_interval $sync)"
+  fi
+done
+
+if uses nghttpd; then
   nghttpd --no-tls -a 127.0.0.1 -d "$tmp/www" "$port_nghttpd" > "$tmp/nghttpd.log" 2>&1 &
   pids+=($!)
   wait_port "$port_nghttpd" $! nghttpd "$tmp/nghttpd.log"
   nghttpd_check
 fi
 
-if has etcd; then
+if uses etcd; then
   etcd --name bench --data-dir "$tmp/etcd" \
     --listen-client-urls "http://127.0.0.1:$port_etcd" \
     --advertise-client-urls "http://127.0.0.1:$port_etcd" \
@@ -323,24 +466,75 @@ if has etcd; then
   preload_etcd
 fi
 
+for instance in redis_always redis_everysec; do
+  if uses $instance; then
+    redis_start "$tmp/$instance" "${instance_port[$instance]}" "${instance#redis_}"
+    wait_port "${instance_port[$instance]}" "$started_pid" "$instance" "$tmp/$instance/server.log"
+    preload_redis "${instance_port[$instance]}" "$instance (appendfsync ${instance#redis_})"
+  fi
+done
+
+# What one durable append costs on this disk, next to the durable rows: both
+# Erdtree "always" and Redis "always" wait for an fsync per batch.
+fsync_figure=
+if suite durable; then
+  read -r fsync_p50 fsync_p99 < <(python3 "$helpers/fsync_latency.py" "$tmp" 200)
+  fsync_figure="write+fsync of 100 bytes in the bench temp dir ($(df --output=source "$tmp" | tail -n 1)),
+200 times: median ${fsync_p50} µs, p99 ${fsync_p99} µs"
+  note "fsync: median ${fsync_p50} µs, p99 ${fsync_p99} µs"
+fi
+
 # --- warm-up and sizing -------------------------------------------------------
 
+# One run of a load, into m_rps, m_p50, m_p99 (µs); not in a subshell, so
+# that cleanup on a signal sees client_pid. h2load loads do two runs:
+# throughput and latency come from separate runs, because h2load's per-request
+# log costs it enough CPU that, on 2 cores, a logged run measures h2load rather
+# than the server (both Erdtree and nghttpd then top out near the same figure).
+measure() { # load-id requests round
+  local id=$1 n=$2 round=$3 latency_requests
+  m_rps= m_p50= m_p99=
+  if [ "$(load_kind "$id")" = redis ]; then
+    redis_run "$id" "$tmp/load.out" "$n"
+    read -r m_rps m_p50 m_p99 < <(redis_figures "$tmp/load.out")
+  else
+    h2load_run "$id" "$tmp/load.out" -n "$n"
+    h2load_check "$id" "$tmp/load.out" "$n"
+    m_rps=$(h2load_rps "$tmp/load.out")
+    latency_requests=$(( n / 4 < 200 ? 200 : n / 4 ))
+    h2load_run "$id" "$tmp/load.latency.out" -n "$latency_requests" --log-file "$tmp/requests.log"
+    h2load_check "$id" "$tmp/load.latency.out" "$latency_requests"
+    read -r m_p50 m_p99 < <(python3 "$helpers/report.py" percentiles "$tmp/requests.log")
+    rm -f "$tmp/requests.log"
+  fi
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then cp "$tmp/load.out" "$tmp/load.$round.$id.out"; fi
+  [ -n "$m_p99" ] || die "${load_label[$id]}: no figures in $tmp/load.out (round $round)"
+}
+
 declare -A requests
-if [ -n "$fixed_requests" ]; then
-  note "warming up each load for 2 s; $fixed_requests requests per run"
-else
-  note "warming up each load for 2 s, sizing runs to ~${seconds}s"
+if [ ${#loads[@]} -gt 0 ]; then
+  if [ -n "$fixed_requests" ]; then
+    note "warming up each load for ~2 s; $fixed_requests requests per run"
+  else
+    note "warming up each load for ~2 s, sizing runs to ~${seconds}s"
+  fi
 fi
 for id in "${loads[@]}"; do
-  h2load_run "$id" "$tmp/h2load.out" -D 2
-  h2load_check "$id" "$tmp/h2load.out" ""
+  if [ "$(load_kind "$id")" = redis ]; then
+    # No duration option: 200,000 SETs is ~2 s at what Redis does here.
+    redis_run "$id" "$tmp/load.out" 200000
+    read -r rps _ < <(redis_figures "$tmp/load.out")
+  else
+    h2load_run "$id" "$tmp/load.out" -D 2
+    h2load_check "$id" "$tmp/load.out" ""
+    rps=$(h2load_rps "$tmp/load.out")
+  fi
   if [ -n "$fixed_requests" ]; then
     requests[$id]=$fixed_requests
   else
-    rps=$(h2load_rps "$tmp/h2load.out")
     requests[$id]=$(awk -v r="$rps" -v s="$seconds" 'BEGIN {n = int(r * s / 100) * 100; print (n < 200 ? 200 : n)}')
   fi
-  note "  ${load_label[$id]}: $(printf '%.0f' "$(h2load_rps "$tmp/h2load.out")") req/s warm-up -> ${requests[$id]} requests per run"
+  note "  ${load_label[$id]}: $(printf '%.0f' "$rps") req/s warm-up -> ${requests[$id]} requests per run"
 done
 
 # --- rounds -------------------------------------------------------------------
@@ -350,57 +544,182 @@ results=$tmp/results.tsv
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((round = 1; round <= rounds; round++)); do
   for id in "${loads[@]}"; do
-    # Throughput and latency come from separate runs: h2load's per-request log
-    # costs it enough CPU that, on 2 cores, a logged run measures h2load rather
-    # than the server (both Erdtree and nghttpd then top out near the same figure).
-    h2load_run "$id" "$tmp/h2load.out" -n "${requests[$id]}"
-    h2load_check "$id" "$tmp/h2load.out" "${requests[$id]}"
-    rps=$(h2load_rps "$tmp/h2load.out")
-    latency_requests=$(( requests[$id] / 4 < 200 ? 200 : requests[$id] / 4 ))
-    h2load_run "$id" "$tmp/h2load.latency.out" -n "$latency_requests" --log-file "$tmp/requests.log"
-    h2load_check "$id" "$tmp/h2load.latency.out" "$latency_requests"
-    read -r p50 p99 < <(python3 "$helpers/report.py" percentiles "$tmp/requests.log")
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$id" "${requests[$id]}" "$rps" "$p50" "$p99" >> "$results"
-    note "round $round/$rounds  ${load_label[$id]}: $(printf '%.0f' "$rps") req/s, p50 ${p50} µs, p99 ${p99} µs"
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then
-      cp "$tmp/h2load.out" "$tmp/h2load.$round.$id.out"
-    fi
-    rm -f "$tmp/requests.log"
+    measure "$id" "${requests[$id]}" "$round"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$id" "${requests[$id]}" "$m_rps" "$m_p50" "$m_p99" >> "$results"
+    note "round $round/$rounds  ${load_label[$id]}: $(printf '%.0f' "$m_rps") req/s, p50 ${m_p50} µs, p99 ${m_p99} µs"
   done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # The sampled answers must still be right after the load (a server that
 # broke mid-run would otherwise only show up as a fast number).
-if has erdtree; then read_check_erdtree "$port_erdtree" erdtree; fi
-if has nghttpd; then nghttpd_check; fi
-if has etcd; then read_check_etcd; fi
+for instance in erdtree erdtree_always; do
+  if uses $instance; then read_check_erdtree "${instance_port[$instance]}" "$instance"; fi
+done
+if uses nghttpd; then nghttpd_check; fi
+if uses etcd; then read_check_etcd; fi
+for instance in redis_always redis_everysec; do
+  if uses $instance; then read_check_redis "${instance_port[$instance]}" "$instance"; fi
+done
+
+# An Erdtree that wrote nothing under wal.directory had no WAL: its Set rows
+# then measure memory-only writes. Checked before the servers stop.
+no_wal=()
+for instance in erdtree erdtree_always; do
+  if uses $instance && [ -z "$(ls -A "$tmp/$instance/wal" 2>/dev/null)" ]; then no_wal+=("$instance"); fi
+done
+
+# --- recovery -------------------------------------------------------------------
+# Each system restarts BENCH_ROUNDS times, alternating, on the same
+# BENCH_RECOVERY_RECORDS logged writes: Erdtree replays WAL segments written by
+# erdtree_wal.py after docs/wal-format.md, Redis an AOF of SET commands. The
+# clock runs from the exec of the server to its first answer that says it is
+# ready (Erdtree: Health/Check SERVING; Redis: INFO loading:0), polled every
+# 10 ms; the server's own log line is kept next to it.
+
+recovery_results=$tmp/recovery.tsv
+: > "$recovery_results"
+recovery_notes=()
+now_us() { local t=${EPOCHREALTIME/[.,]/}; echo "$t"; }
+
+recover_erdtree() { # round
+  local dir=$tmp/recovery/erdtree port=$port_recovery_erdtree t0 t1 pid i log_s
+  t0=$(now_us)
+  erdtree_start "$dir"
+  pid=$started_pid
+  for ((i = 0; ; i++)); do
+    if erdtree_serving "$port"; then break; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$dir/server.log" >&2
+      die "erdtree exited while recovering $recovery_records records (log above: $dir/server.log)"
+    fi
+    [ $i -lt 30000 ] || die "erdtree did not report SERVING within 300 s of recovery (log: $dir/server.log)"
+    sleep 0.01
+  done
+  t1=$(now_us)
+  # The first and the last record must be there, with their values.
+  for i in 0 $((recovery_records - 1)); do
+    printf 'key: "%s"\n' "$(recovery_key "$i")" \
+      | protoc --encode=erdtree.v1.GetRequest -Iapi erdtree/v1/kvstore.proto > "$tmp/recovery-get.pb"
+    python3 "$helpers/grpc_body.py" frame < "$tmp/recovery-get.pb" > "$tmp/recovery-get.bin"
+    grpc_check "http://127.0.0.1:$port/erdtree.v1.KVStore/Get" "$tmp/recovery-get.bin" \
+      "erdtree after recovery, Get $(recovery_key "$i")" "$(recovery_value "$i")"
+  done
+  log_s=$(python3 "$helpers/report.py" recovery-log erdtree "$dir/server.log")
+  stop_pid "$pid"
+  forget_pid "$pid"
+  cp "$dir/server.log" "$dir/server.$1.log"
+  printf '%s\terdtree\t%s\t%s\t%s\n' "$1" "$recovery_records" "$(((t1 - t0) / 1000))" "$log_s" >> "$recovery_results"
+  note "recovery round $1/$rounds  erdtree: $(((t1 - t0) / 1000)) ms to SERVING (log: ${log_s} s)"
+}
+
+recover_redis() { # round
+  local dir=$tmp/recovery/redis port=$port_recovery_redis t0 t1 pid i log_s reply
+  t0=$(now_us)
+  redis_start "$dir" "$port" everysec
+  pid=$started_pid
+  for ((i = 0; ; i++)); do
+    if redis-cli -h 127.0.0.1 -p "$port" info persistence 2>/dev/null | grep -q '^loading:0'; then break; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$dir/server.log" >&2
+      die "redis-server exited while loading its AOF (log above: $dir/server.log)"
+    fi
+    [ $i -lt 30000 ] || die "redis-server did not finish loading within 300 s (log: $dir/server.log)"
+    sleep 0.01
+  done
+  t1=$(now_us)
+  reply=$(redis-cli -h 127.0.0.1 -p "$port" dbsize)
+  [ "$reply" = "$recovery_records" ] || die "redis after loading its AOF holds $reply keys, want $recovery_records"
+  reply=$(redis-cli -h 127.0.0.1 -p "$port" get "$(recovery_key $((recovery_records - 1)))")
+  [ "$reply" = "$(recovery_value $((recovery_records - 1)))" ] || die "redis after loading its AOF: wrong value for the last key"
+  log_s=$(python3 "$helpers/report.py" recovery-log redis "$dir/server.log")
+  stop_pid "$pid"
+  forget_pid "$pid"
+  cp "$dir/server.log" "$dir/server.$1.log"
+  printf '%s\tredis\t%s\t%s\t%s\n' "$1" "$recovery_records" "$(((t1 - t0) / 1000))" "$log_s" >> "$recovery_results"
+  note "recovery round $1/$rounds  redis: $(((t1 - t0) / 1000)) ms to loading:0 (log: ${log_s} s)"
+}
+recovery_key() { python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import recovery_data as d; sys.stdout.write(d.key(int(sys.argv[2])).decode())' "$helpers" "$1"; }
+recovery_value() { python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import recovery_data as d; sys.stdout.write(d.value(int(sys.argv[2])).decode())' "$helpers" "$1"; }
+
+recovery_systems=()
+if suite recovery; then
+  # The load servers are done: stop them so the restarts have the machine.
+  for pid in "${pids[@]}"; do stop_pid "$pid"; done
+  pids=()
+  if has erdtree; then
+    if python3 "$helpers/erdtree_wal.py" selftest 2> "$tmp/erdtree_wal.err"; then
+      t0=$(now_us)
+      erdtree_config "$tmp/recovery/erdtree" "$port_recovery_erdtree" 1s $((recovery_records * 2))
+      python3 "$helpers/recovery_data.py" erdtree-wal "$tmp/recovery/erdtree/wal" "$recovery_records" \
+        || die "could not write the Erdtree WAL for the recovery suite"
+      note "recovery: wrote $recovery_records WAL records ($(du -sh "$tmp/recovery/erdtree/wal" | cut -f1)) in $((($(now_us) - t0) / 1000)) ms"
+      recovery_systems+=(erdtree)
+    else
+      recovery_notes+=("Erdtree recovery not measured: $(tail -n 1 "$tmp/erdtree_wal.err")")
+      note "${recovery_notes[-1]}"
+    fi
+  fi
+  if has redis; then
+    t0=$(now_us)
+    python3 "$helpers/recovery_data.py" redis-aof "$tmp/recovery/redis" "$recovery_records" \
+      || die "could not write the Redis AOF for the recovery suite"
+    note "recovery: wrote $recovery_records SETs to an AOF ($(du -sh "$tmp/recovery/redis" | cut -f1)) in $((($(now_us) - t0) / 1000)) ms"
+    recovery_systems+=(redis)
+  fi
+  for ((round = 1; round <= rounds; round++)); do
+    for system in "${recovery_systems[@]}"; do "recover_$system" "$round"; done
+  done
+fi
 
 # --- report -------------------------------------------------------------------
 
 versions=()
-if has erdtree; then versions+=("$erdtree_label${wal_sync:+ (wal.sync_interval $wal_sync)}"); fi
-if has etcd; then versions+=("etcd $(etcd --version | awk '/^etcd Version/ {print $3}')"); fi
-if has nghttpd; then versions+=("$(nghttpd --version | awk '{print $NF}' | tr '/' ' ')"); fi
+if has erdtree; then versions+=("$erdtree_label"); fi
+if has etcd && { uses etcd; }; then versions+=("etcd $(etcd --version | awk '/^etcd Version/ {print $3}')"); fi
+if has redis; then versions+=("redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)"); fi
+if has nghttpd && uses nghttpd; then versions+=("$(nghttpd --version | awk '{print $NF}' | tr '/' ' ')"); fi
 report() {
   echo "## Erdtree benchmark ($(date -u '+%Y-%m-%d %H:%M UTC'))"
   echo
-  echo "Medians of $rounds alternated rounds on loopback; ratios are medians of per-round ratios."
-  echo "$(nproc) cores shared by every server and h2load (one thread), nothing pinned;"
+  echo "Suites: $(echo $suites). Medians of $rounds alternated rounds on loopback; ratios are medians of per-round ratios."
+  echo "$(nproc) cores shared by every server and the load generator (one thread), nothing pinned;"
   echo "load average ${load_before} before, ${load_after} after. $(IFS=,; echo "${versions[*]}" | sed 's/,/, /g')."
-  if has erdtree && [ -z "$(ls -A "$tmp/erdtree/wal" 2>/dev/null)" ]; then
+  if [ ${#no_wal[@]} -gt 0 ]; then
     echo
-    echo "**Erdtree wrote no file under its wal.directory: its Set figures are memory-only writes,"
-    echo "not comparable with etcd's fsynced Puts.**"
+    echo "**Erdtree wrote no file under its wal.directory (${no_wal[*]}): its Set figures are"
+    echo "memory-only writes, not comparable with etcd's or Redis's fsynced writes.**"
   fi
-  echo
-  python3 "$helpers/report.py" summary "$results"
-  echo
-  echo "<details><summary>every run</summary>"
-  echo
-  python3 "$helpers/report.py" rounds "$results"
-  echo
-  echo "</details>"
+  if [ ${#loads[@]} -gt 0 ]; then
+    echo
+    python3 "$helpers/report.py" summary "$results" "${suite_loads[*]}"
+    if [ -n "$fsync_figure" ]; then
+      echo
+      echo "Durable rows: fsync on this virtual disk is fast, far faster than on a physical disk,"
+      echo "which flatters every \"always\" figure: $fsync_figure."
+    fi
+  fi
+  if suite recovery; then
+    echo
+    echo "### Recovery: restart on $(python3 -c 'import sys; print(f"{int(sys.argv[1]):,}")' "$recovery_records") logged writes (100-byte values, distinct keys)"
+    echo
+    python3 "$helpers/report.py" recovery "$recovery_results"
+    for n in "${recovery_notes[@]}"; do echo; echo "$n"; done
+  fi
+  if [ ${#loads[@]} -gt 0 ] || [ -s "$recovery_results" ]; then
+    echo
+    echo "<details><summary>every run</summary>"
+    if [ ${#loads[@]} -gt 0 ]; then
+      echo
+      python3 "$helpers/report.py" rounds "$results"
+    fi
+    if [ -s "$recovery_results" ]; then
+      echo
+      python3 "$helpers/report.py" recovery-rounds "$recovery_results"
+    fi
+    echo
+    echo "</details>"
+  fi
 }
 report_file=$tmp/report.md
 report > "$report_file"
@@ -412,7 +731,7 @@ if [ -n "${BENCH_OUT:-}" ]; then cp "$report_file" "$BENCH_OUT"; fi
 if [ "$profile" = 1 ] && has erdtree; then
   note "profiling: Erdtree Get (c4 m32, $profile_requests requests) under callgrind"
   dir=$tmp/profile
-  erdtree_config "$dir" "$port_profile"
+  erdtree_config "$dir" "$port_profile" 1s
   # Valgrind 3.19 cannot read the DWARF Swift 6 emits ("possibly corrupted
   # debuginfo"), so it profiles a copy without it; the symbol table stays.
   objcopy --strip-debug "$erdtree_bin" "$dir/erdtree" || die "objcopy could not strip a copy of $erdtree_bin"
@@ -430,7 +749,7 @@ if [ "$profile" = 1 ] && has erdtree; then
   preload_erdtree "$port_profile" "erdtree (callgrind)"
   # Count only the load: zero the counters now, dump them right after.
   callgrind_control -z "$profile_pid" > /dev/null
-  system_port[erdtree]=$port_profile
+  instance_port[erdtree]=$port_profile
   h2load_run get "$dir/h2load.out" -n "$profile_requests"
   h2load_check get "$dir/h2load.out" "$profile_requests"
   callgrind_control -d "$profile_pid" > /dev/null

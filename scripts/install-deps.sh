@@ -5,7 +5,7 @@
 #
 #   scripts/install-deps.sh          build + run deps (libraries, protoc-gen-c)
 #   scripts/install-deps.sh test     also the test tools and the Python venv
-#   scripts/install-deps.sh bench    also the benchmark anchors (etcd, nghttpd)
+#   scripts/install-deps.sh bench    also the benchmark anchors (etcd, nghttpd, redis)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ mode="${1:-build}"
 
 build_pkgs=(pkg-config libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler)
 test_pkgs=(nghttp2-client curl python3-venv)
-bench_pkgs=(nghttp2-client nghttp2-server etcd-server etcd-client protobuf-compiler valgrind binutils gcc)
+bench_pkgs=(nghttp2-client nghttp2-server etcd-server etcd-client redis-server redis-tools protobuf-compiler valgrind binutils gcc)
 
 wanted=("${build_pkgs[@]}")
 case "$mode" in

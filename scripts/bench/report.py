@@ -3,36 +3,55 @@
 
   report.py percentiles LOG_FILE      -> "p50_us p99_us" from h2load --log-file
   report.py rounds RESULTS_TSV        -> markdown table of every run
-  report.py summary RESULTS_TSV       -> markdown table of medians, ratios, goals
+  report.py summary RESULTS_TSV [LOADS]
+                                      -> markdown table of medians, ratios, goals; with
+                                         LOADS (space-separated ids the selected suites
+                                         hold), only the rows of those
+  report.py recovery-log erdtree|redis SERVER_LOG
+                                      -> seconds the server says recovery took, or "-"
+  report.py recovery RECOVERY_TSV     -> markdown table of recovery medians and goal
+  report.py recovery-rounds RECOVERY_TSV -> markdown table of every restart
 
 RESULTS_TSV rows: round, load id, requests, req/s, p50 µs, p99 µs.
+RECOVERY_TSV rows: round, system, records, ms from exec to ready, log seconds or "-".
 
 Ratios are the median of per-round ratios, not the ratio of medians: the two
 sides of a round ran back to back, so their quotient cancels most of what the
 other tenants of this shared machine did at that moment.
 """
 import math
+import re
 import statistics
 import sys
 
 # Load ids written by bench.sh, with what a reader should see.
+# (In a round's order, which bench.sh decides.)
 LOADS = {
     "get": "Erdtree Get (c4 m32)",
-    "set": "Erdtree Set 100 B (c4 m32)",
-    "get1": "Erdtree Get (c1 m1)",
     "ngpost": "nghttpd POST 100 B (c4 m32)",
-    "ngpost1": "nghttpd POST 100 B (c1 m1)",
     "range": "etcd Range serializable (c4 m32)",
     "put": "etcd Put 100 B (c4 m32)",
+    "set_always": "Erdtree Set 100 B, wal always (c4 m32)",
+    "redis_always": "Redis SET 100 B, appendfsync always (c128)",
+    "set": "Erdtree Set 100 B, wal 1s (c4 m32)",
+    "redis_everysec": "Redis SET 100 B, appendfsync everysec (c128)",
+    "get1": "Erdtree Get (c1 m1)",
+    "ngpost1": "nghttpd POST 100 B (c1 m1)",
 }
 
 # (label, erdtree load, anchor load, compared metric, goal operator, goal value)
 ROWS = [
     ("Get vs nghttpd POST", "get", "ngpost", "rps", ">=", 0.8),
     ("Get vs etcd Range", "get", "range", "rps", ">=", 10.0),
-    ("Set vs etcd Put", "set", "put", "rps", None, None),
+    ("Set (wal 1s) vs etcd Put (fsync per batch): not like for like", "set", "put", "rps", None, None),
+    ("Set (wal always) vs etcd Put", "set_always", "put", "rps", ">=", 1.5),
+    ("Set (wal always) vs Redis SET (appendfsync always)", "set_always", "redis_always", "rps", ">=", 1.0),
+    ("Set (wal 1s) vs Redis SET (appendfsync everysec)", "set", "redis_everysec", "rps", ">=", 1.0),
     ("Get vs nghttpd POST, c1 m1, p50", "get1", "ngpost1", "p50", "<=", 1.3),
 ]
+
+# Erdtree recovery goal, records per second from exec to SERVING.
+RECOVERY_GOAL = 1_000_000
 
 
 def percentiles(path: str) -> None:
@@ -83,7 +102,7 @@ def rounds_table(path: str) -> None:
         print(f"| {rnd} | {LOADS.get(load, load)} | {fmt_rps(rps)} | {fmt_us(p50)} | {fmt_us(p99)} |")
 
 
-def summary_table(path: str) -> None:
+def summary_table(path: str, wanted: set | None = None) -> None:
     runs = read_results(path)
 
     def medians(load: str):
@@ -104,6 +123,8 @@ def summary_table(path: str) -> None:
     print("| load | erdtree req/s | anchor req/s | ratio | goal | erdtree p50/p99 | anchor p50/p99 |")
     print("|---|---:|---:|---:|---|---:|---:|")
     for label, mine, anchor, metric, op, goal in ROWS:
+        if wanted is not None and not {mine, anchor} <= wanted:
+            continue  # a suite left out by BENCH_SUITES
         m, a = medians(mine), medians(anchor)
         ratio_txt, goal_txt = "—", "—" if op is None else f"{op.replace('>=', '≥').replace('<=', '≤')} {goal:g}×"
         if m is not None and a is not None:
@@ -122,13 +143,107 @@ def summary_table(path: str) -> None:
         print(f"| {label} | {mine_rps} | {anchor_rps} | {ratio_txt} | {goal_txt} | {mine_lat} | {anchor_lat} |")
 
 
+# What each server logs once its data is loaded. Erdtree's master logs
+# "WAL recovered" with swift-log metadata (records=N ... seconds=X); prose
+# ("recovered N records ... in X s") is accepted too. Redis 7 logs "DB loaded
+# from append only file: X seconds".
+RECOVERY_LOG = {
+    "erdtree": [
+        re.compile(r"\bseconds=([\d.]+)().*\bWAL recovered\b|\bWAL recovered\b.*\bseconds=([\d.]+)()"),
+        re.compile(r"recovered\s+[\d,_]+\s+records?\b.*?\bin\s+([\d.]+)\s*(ms|s|µs|us)\b", re.I),
+    ],
+    "redis": [re.compile(r"DB loaded from append only file:\s*([\d.]+)\s*(seconds)")],
+}
+
+
+def recovery_log(system: str, path: str) -> None:
+    seconds = None
+    with open(path, errors="replace") as f:
+        for line in f:
+            for pattern in RECOVERY_LOG[system]:
+                m = pattern.search(line)
+                if m:
+                    # (number, unit) from whichever alternative matched.
+                    number, unit = [g for g in m.groups() if g is not None][:2]
+                    scale = {"ms": 1e-3, "µs": 1e-6, "us": 1e-6}.get(unit, 1.0)
+                    seconds = float(number) * scale
+                    break
+    print("-" if seconds is None else f"{seconds:.3f}")
+
+
+def read_recovery(path: str) -> dict:
+    """system -> list of (round, records, wall seconds, log seconds or None)."""
+    runs: dict = {}
+    with open(path) as f:
+        for line in f:
+            rnd, system, records, wall_ms, log_s = line.split()
+            runs.setdefault(system, []).append(
+                (int(rnd), int(records), int(wall_ms) / 1000, None if log_s == "-" else float(log_s)))
+    return runs
+
+
+def fmt_rate(r: float) -> str:
+    return f"{r / 1e6:.2f} M/s" if r >= 1e6 else f"{r / 1e3:,.0f} k/s"
+
+
+def recovery_table(path: str) -> None:
+    runs = read_recovery(path)
+    mine, anchor = runs.get("erdtree"), runs.get("redis")
+
+    def cells(rs):
+        if not rs:
+            return "—", "—", "—"
+        wall = statistics.median(r[2] for r in rs)
+        rate = statistics.median(r[1] / r[2] for r in rs if r[2] > 0)
+        logged = [r[3] for r in rs if r[3] is not None]
+        log_txt = "—"
+        if logged:
+            log_s = statistics.median(logged)
+            log_txt = f"{log_s:.2f} s ({fmt_rate(rs[0][1] / log_s)})" if log_s > 0 else f"{log_s:.2f} s"
+        return f"{wall:.2f} s", fmt_rate(rate), log_txt
+
+    ratio_txt = "—"
+    if mine and anchor:
+        by_round = {r[0]: r[2] for r in anchor}
+        per_round = [by_round[r[0]] / r[2] for r in mine if r[0] in by_round and r[2] > 0]
+        if per_round:
+            ratio_txt = f"{statistics.median(per_round):.2f}×"
+    goal_txt = f"≥ {RECOVERY_GOAL / 1e6:g} M records/s"
+    if mine:
+        rate = statistics.median(r[1] / r[2] for r in mine if r[2] > 0)
+        goal_txt += ": **met**" if rate >= RECOVERY_GOAL else ": **missed**"
+    print("| system | exec → ready | records/s | server's own figure (log) |")
+    print("|---|---:|---:|---:|")
+    for name, rs, what in (("Erdtree (WAL replay)", mine, "Health SERVING"), ("Redis (AOF replay)", anchor, "loading:0")):
+        wall, rate, log_txt = cells(rs)
+        print(f"| {name}, to {what} | {wall} | {rate} | {log_txt} |")
+    print()
+    print(f"Erdtree speed ÷ Redis speed (median of per-round ratios): {ratio_txt}. Erdtree goal {goal_txt}.")
+
+
+def recovery_rounds(path: str) -> None:
+    runs = read_recovery(path)
+    print("| round | recovery | records | exec → ready | log |")
+    print("|---|---|---:|---:|---:|")
+    rows = sorted((r[0], system, r) for system, rs in runs.items() for r in rs)
+    for rnd, system, (_, records, wall, log_s) in rows:
+        log_txt = "—" if log_s is None else f"{log_s:.3f} s"
+        print(f"| {rnd} | {system} | {records:,} | {wall:.3f} s | {log_txt} |")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[1] == "percentiles":
         percentiles(argv[2])
+    elif len(argv) == 4 and argv[1] == "recovery-log" and argv[2] in RECOVERY_LOG:
+        recovery_log(argv[2], argv[3])
+    elif len(argv) == 3 and argv[1] == "recovery":
+        recovery_table(argv[2])
+    elif len(argv) == 3 and argv[1] == "recovery-rounds":
+        recovery_rounds(argv[2])
     elif len(argv) == 3 and argv[1] == "rounds":
         rounds_table(argv[2])
-    elif len(argv) == 3 and argv[1] == "summary":
-        summary_table(argv[2])
+    elif len(argv) in (3, 4) and argv[1] == "summary":
+        summary_table(argv[2], set(argv[3].split()) if len(argv) == 4 else None)
     else:
         sys.stderr.write(__doc__)
         return 2
