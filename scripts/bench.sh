@@ -223,7 +223,8 @@ for id in get ngpost range put set_always redis_always set redis_everysec get1 n
   fi
 done
 uses() { [ -n "${instance_used[$1]:-}" ]; }
-[ ${#loads[@]} -gt 0 ] || suite recovery || die "BENCH_SYSTEMS and BENCH_SUITES select nothing to run"
+[ ${#loads[@]} -gt 0 ] || { suite recovery && { has erdtree || has redis; }; } \
+  || die "BENCH_SYSTEMS and BENCH_SUITES select nothing to run"
 
 load_url() { echo "http://127.0.0.1:${instance_port[${load_system[$1]}]}${load_path[$1]}"; }
 
@@ -676,9 +677,11 @@ fi
 
 versions=()
 if has erdtree; then versions+=("$erdtree_label"); fi
-if has etcd && { uses etcd; }; then versions+=("etcd $(etcd --version | awk '/^etcd Version/ {print $3}')"); fi
-if has redis; then versions+=("redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)"); fi
-if has nghttpd && uses nghttpd; then versions+=("$(nghttpd --version | awk '{print $NF}' | tr '/' ' ')"); fi
+if uses etcd; then versions+=("etcd $(etcd --version | awk '/^etcd Version/ {print $3}')"); fi
+if uses redis_always || uses redis_everysec || [[ " ${recovery_systems[*]} " == *" redis "* ]]; then
+  versions+=("redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)")
+fi
+if uses nghttpd; then versions+=("$(nghttpd --version | awk '{print $NF}' | tr '/' ' ')"); fi
 report() {
   echo "## Erdtree benchmark ($(date -u '+%Y-%m-%d %H:%M UTC'))"
   echo
