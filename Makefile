@@ -3,7 +3,7 @@
 #
 #   make run       release build, then a local master on 127.0.0.1:8080 (Ctrl-C stops it)
 #   make test      generated-code check, buf lint/format, swift build + test, interop pytest
-#   make bench     release build, then scripts/bench.sh (Erdtree vs etcd and nghttpd)
+#   make bench     release build, then scripts/bench.sh (Erdtree vs nghttpd, etcd and Redis)
 #   make generate  regenerate ErdtreeProto from api/
 #   make build     debug build;  make release: release build of the erdtree product
 #   make clean     remove build products (never ./data or .venv)

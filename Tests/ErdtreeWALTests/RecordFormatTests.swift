@@ -27,6 +27,31 @@ import Testing
         value: Array("hello, world".utf8)
     )
 
+    /// The two records of the worked example in docs/wal-format.md, byte for byte, so the
+    /// document cannot drift from the code.
+    @Test func workedExampleOfTheFormatDocumentEncodesAsPrinted() {
+        let set = encoded(
+            WALRecord(
+                lsn: 1, timestampMs: 1_700_000_000_000, op: .set, expiresAtMs: 0, key: Array("user:42".utf8),
+                value: Array("hello".utf8)))
+        let delete = encoded(
+            WALRecord(
+                lsn: 2, timestampMs: 1_700_000_000_250, op: .delete, expiresAtMs: 0, key: Array("user:42".utf8),
+                value: []))
+        let printed: [UInt8] =
+            [
+                0xd8, 0x79, 0x54, 0x15, 0x2d, 0x00, 0x00, 0x00,
+                0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                0x00, 0x68, 0xe5, 0xcf, 0x8b, 0x01, 0x00, 0x00,
+                0x01,
+                0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                0x07, 0x00, 0x00, 0x00, 0x05, 0x00, 0x00, 0x00,
+            ] + Array("user:42hello".utf8)
+        #expect(set == printed)
+        #expect(delete.count == 48)
+        #expect(Array(delete.prefix(8)) == [0xde, 0x2b, 0xcd, 0x7a, 0x28, 0x00, 0x00, 0x00])
+    }
+
     @Test func recordRoundTrips() throws {
         let bytes = encoded(sample)
         #expect(bytes.count == RecordFormat.recordSize(keyCount: 7, valueCount: 12))
