@@ -51,6 +51,33 @@ public struct KVClient: Sendable {
         if key.utf8.contains(0) { throw RequestError.keyContainsNUL.status }
     }
 
+    /// The node's `Admin/Status`, as the CLI prints it.
+    public struct Status: Sendable {
+        public var role: String
+        public var replicationID: String
+        public var lastLSN: UInt64
+        public var durableLSN: UInt64
+        public var keys: UInt64
+        public var memoryBytes: UInt64
+        public var segments: UInt32
+        public var diskBytes: UInt64
+        public var expiredReclaimed: UInt64
+        public var version: String
+        public var uptimeMs: Int64
+    }
+
+    public func status() async throws -> Status {
+        let response = try StatusResponse(
+            decoding: try await rpc.unary(
+                path: "/erdtree.v1.Admin/Status", request: encodeStatusRequest(allocator: rpc.channel.allocator),
+                timeout: timeout))
+        return Status(
+            role: response.isMaster ? "master" : "slave", replicationID: response.replicationID,
+            lastLSN: response.lastLSN, durableLSN: response.durableLSN, keys: response.keys,
+            memoryBytes: response.memoryBytes, segments: response.segments, diskBytes: response.diskBytes,
+            expiredReclaimed: response.expiredReclaimed, version: response.version, uptimeMs: response.uptimeMs)
+    }
+
     public func health(service: String = "") async throws -> ServingStatus {
         let request = HealthCheckRequest(service: service).encode(allocator: rpc.channel.allocator)
         return try HealthCheckResponse(

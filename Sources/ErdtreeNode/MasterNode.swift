@@ -15,6 +15,7 @@ public final class MasterNode: Sendable {
     public let kv: KVStoreService
     public let health: HealthService
     public let recovery: WALRecoveryReport
+    public let sweeper: ExpirySweeper
     private let wal: WriteAheadLog
     private let server: RPCServer
     private let logger: Logger
@@ -30,10 +31,12 @@ public final class MasterNode: Sendable {
             Self.replay($0, into: store)
         }
         kv = KVStoreService(store: store, wal: wal, limits: config.limits)
+        sweeper = ExpirySweeper(store: store)
+        sweeper.start(on: group.next())
 
         var router = RPCRouter()
         kv.register(in: &router)
-        AdminService(kv: kv).register(in: &router)
+        AdminService(kv: kv, sweeper: sweeper).register(in: &router)
         // Health answers for every service registered so far and for itself.
         let served = router.serviceNames + ["grpc.health.v1.Health"]
         health = HealthService(services: served)
@@ -59,6 +62,7 @@ public final class MasterNode: Sendable {
         health.setStatus(.notServing)
         health.finishWatchers()
         await server.shutdownGracefully(gracePeriod: gracePeriod)
+        sweeper.stop()
         wal.close()
         logger.info("master stopped")
     }

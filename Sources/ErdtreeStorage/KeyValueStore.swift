@@ -102,6 +102,12 @@ public final class KeyValueStore: Sendable {
         shards.reduce(0) { sum, shard in sum + shard.state.withLock { $0.count } }
     }
 
+    /// Bytes of keys and values held (expired-but-unswept ones included), without the hash
+    /// tables' overhead: what status reports as memory in use by data.
+    public var payloadBytes: Int {
+        shards.reduce(0) { sum, shard in sum + shard.state.withLock { $0.payloadBytes } }
+    }
+
     /// The number of keys in each shard (expired-but-unswept ones included),
     /// for metrics on how evenly keys spread.
     public var shardCounts: [Int] {

@@ -13,6 +13,9 @@ struct ShardState: Sendable {
     /// deadline: with the slack, compaction costs O(1) amortized per write.
     private static let staleDeadlineSlack = 64
 
+    /// Key and value bytes held, without the dictionary's own overhead.
+    private(set) var payloadBytes = 0
+
     var count: Int { entries.count }
 
     var scheduledExpiryCount: Int { expiryQueue.count }
@@ -37,6 +40,7 @@ struct ShardState: Sendable {
         let outcome = Self.replace(&entries[key], with: new)
         guard outcome.applied else { return false }
         if outcome.previousHadExpiry { entriesWithExpiry -= 1 }
+        payloadBytes += value.count - (outcome.previousValueBytes ?? -key.bytes.count)
         if new.hasExpiry {
             entriesWithExpiry += 1
             expiryQueue.insert(Deadline(expiresAtMs: expiresAtMs, key: key, lsn: lsn))
@@ -85,6 +89,7 @@ struct ShardState: Sendable {
 
     private mutating func removeEntry(forKey key: StoreKey) {
         guard let removed = entries.removeValue(forKey: key) else { return }
+        payloadBytes -= key.bytes.count + removed.value.count
         // Its deadline, if any, stays queued and is skipped as stale.
         if removed.hasExpiry { entriesWithExpiry -= 1 }
     }
@@ -101,13 +106,13 @@ struct ShardState: Sendable {
     /// Writes `new` into `slot` if it is newer by LSN (last writer wins).
     private static func replace(
         _ slot: inout IndexEntry?, with new: IndexEntry
-    ) -> (applied: Bool, previousHadExpiry: Bool) {
+    ) -> (applied: Bool, previousHadExpiry: Bool, previousValueBytes: Int?) {
         if let current = slot {
-            guard new.lsn > current.lsn else { return (false, false) }
+            guard new.lsn > current.lsn else { return (false, false, nil) }
             slot = new
-            return (true, current.hasExpiry)
+            return (true, current.hasExpiry, current.value.count)
         }
         slot = new
-        return (true, false)
+        return (true, false, nil)
     }
 }

@@ -98,6 +98,13 @@ public final class WriteAheadLog: Sendable {
     }
 
     /// The last LSN known to be fsynced (survives power loss).
+    /// Segments on disk and the bytes they hold (written bytes only), for status reports.
+    public var diskUsage: (segments: Int, bytes: Int64) {
+        let segments = shared.segments.withLock { $0 }
+        let bytes = segments.reduce(Int64(0)) { $0 + $1.committedBytes.load(ordering: .relaxed) }
+        return (segments.count, bytes)
+    }
+
     public var durableLSN: UInt64 {
         shared.durableLSN.load(ordering: .acquiring)
     }

@@ -19,7 +19,10 @@ struct Erdtree: AsyncParsableCommand {
             Run a node with `erdtree master`; talk to one with get, set, del and health.
             """,
         version: AdminService.version,
-        subcommands: [MasterCommand.self, GetCommand.self, SetCommand.self, DelCommand.self, HealthCommand.self]
+        subcommands: [
+            MasterCommand.self, GetCommand.self, SetCommand.self, DelCommand.self, HealthCommand.self,
+            StatusCommand.self,
+        ]
     )
 }
 
@@ -216,5 +219,31 @@ struct HealthCommand: AsyncParsableCommand {
         let status = try await client.withClient { try await $0.health(service: service) }
         print(status)
         if status != .serving { throw ExitCode(1) }
+    }
+}
+
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Print a node's status (erdtree.v1.Admin/Status): role, LSNs, keys, memory, disk.")
+
+    @OptionGroup var client: ClientOptions
+
+    func run() async throws {
+        let status = try await client.withClient { try await $0.status() }
+        print(
+            """
+            role:              \(status.role)
+            version:           \(status.version)
+            uptime:            \(status.uptimeMs / 1000) s
+            replication id:    \(status.replicationID)
+            last lsn:          \(status.lastLSN)
+            durable lsn:       \(status.durableLSN)
+            keys:              \(status.keys)
+            memory (data):     \(status.memoryBytes) bytes
+            wal segments:      \(status.segments)
+            wal bytes:         \(status.diskBytes)
+            expired reclaimed: \(status.expiredReclaimed)
+            """)
     }
 }

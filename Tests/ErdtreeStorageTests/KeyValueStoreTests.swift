@@ -27,6 +27,22 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
         #expect(store.count == 1)
     }
 
+    @Test func payloadBytesFollowSetsOverwritesDeletesAndSweeps() {
+        let store = KeyValueStore()
+        store.set(StoreKey("ab"), value: bytes("12345"), lsn: 1, expiresAtMs: 0)
+        #expect(store.payloadBytes == 7)
+        store.set(StoreKey("ab"), value: bytes("1"), lsn: 2, expiresAtMs: 0)
+        #expect(store.payloadBytes == 3)
+        store.set(StoreKey("ab"), value: bytes("stale"), lsn: 1, expiresAtMs: 0)
+        #expect(store.payloadBytes == 3, "a write that loses last-writer-wins changes nothing")
+        store.set(StoreKey("ttl"), value: bytes("xy"), lsn: 3, expiresAtMs: 100)
+        #expect(store.payloadBytes == 8)
+        #expect(store.sweepExpired(nowMs: 200, maxPerShard: 10) == 1)
+        #expect(store.payloadBytes == 3)
+        #expect(store.delete(StoreKey("ab"), lsn: 4, nowMs: 200))
+        #expect(store.payloadBytes == 0)
+    }
+
     @Test func emptyValueIsStoredAndFound() {
         let store = KeyValueStore()
         store.set(StoreKey("k"), value: [], lsn: 1, expiresAtMs: 0)

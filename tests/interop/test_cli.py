@@ -104,3 +104,33 @@ def test_port_in_use_is_reported(server, tmp_path: Path):
     done = cli("master", "--config", str(config))
     assert done.returncode != 0
     assert "cannot listen on 127.0.0.1" in done.stderr
+
+
+def test_status_reports_lsns_keys_and_wal(server):
+    assert cli("set", "a", "1", "--server", server.address).returncode == 0
+    assert cli("set", "b", "2", "--server", server.address).returncode == 0
+    done = cli("status", "--server", server.address)
+    assert done.returncode == 0, done.stderr
+    fields = dict(line.split(":", 1) for line in done.stdout.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    assert fields["role"] == "master"
+    assert fields["last lsn"] == "2"
+    assert fields["keys"] == "2"
+    assert int(fields["wal segments"]) >= 1
+    assert int(fields["wal bytes"]) > 0
+    assert len(fields["replication id"]) == 32
+
+
+def test_expired_keys_leave_the_status_counts_without_being_read(server):
+    import time
+
+    for i in range(50):
+        assert cli("set", f"ttl-{i}", "v", "--ttl", "200ms", "--server", server.address).returncode == 0
+    deadline = time.monotonic() + 5
+    while True:
+        done = cli("status", "--server", server.address)
+        fields = {k.strip(): v.strip() for k, v in (l.split(":", 1) for l in done.stdout.splitlines() if ":" in l)}
+        if fields.get("keys") == "0" and int(fields.get("expired reclaimed", "0")) >= 50:
+            break
+        assert time.monotonic() < deadline, f"expired keys still counted after 5 s:\n{done.stdout}"
+        time.sleep(0.2)

@@ -114,6 +114,13 @@ extension HealthCheckResponse {
     }
 }
 
+/// `erdtree.v1.StatusRequest` has no fields: its encoding is empty.
+func encodeStatusRequest(allocator: ByteBufferAllocator) -> ByteBuffer {
+    var message = Erdtree__V1__StatusRequest()
+    erdtree__v1__status_request__init(&message)
+    return ProtobufCCodec.pack(&message, allocator: allocator)
+}
+
 /// A NUL-terminated copy of `key` for a protobuf-c `string` field, valid inside `body`.
 private func withKey<Result>(_ key: [UInt8], _ body: (UnsafeMutablePointer<CChar>) -> Result) -> Result {
     withUnsafeTemporaryAllocation(of: CChar.self, capacity: key.count + 1) { buffer in

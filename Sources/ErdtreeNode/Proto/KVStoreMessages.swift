@@ -147,23 +147,69 @@ struct GetUpdatesResponse {
 
 struct StatusResponse {
     var isMaster: Bool
+    var replicationID: String
     var lastLSN: UInt64
+    var durableLSN: UInt64
     var keys: UInt64
+    var memoryBytes: UInt64
+    var segments: UInt32
+    var diskBytes: UInt64
+    var expiredReclaimed: UInt64
     var version: String
     var uptimeMs: Int64
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
+        let arena = CArena()
+        defer { arena.free() }
         var message = Erdtree__V1__StatusResponse()
         erdtree__v1__status_response__init(&message)
         message.role = isMaster ? ERDTREE__V1__ROLE__ROLE_MASTER : ERDTREE__V1__ROLE__ROLE_SLAVE
+        message.replication_id = arena.cString(replicationID)
         message.last_lsn = lastLSN
         message.applied_lsn = lastLSN
+        message.durable_lsn = durableLSN
         message.keys = keys
+        // Every value is resident until eviction lands.
         message.resident_values = keys
+        message.memory_bytes = memoryBytes
+        message.segments = segments
+        message.disk_bytes = diskBytes
+        message.expired_reclaimed = expiredReclaimed
+        message.version = arena.cString(version)
         message.uptime_ms = uptimeMs
-        return version.withCString { versionPointer in
-            message.version = UnsafeMutablePointer(mutating: versionPointer)
-            return ProtobufCCodec.pack(&message, allocator: allocator)
+        return ProtobufCCodec.pack(&message, allocator: allocator)
+    }
+
+    init(
+        isMaster: Bool, replicationID: String, lastLSN: UInt64, durableLSN: UInt64, keys: UInt64,
+        memoryBytes: UInt64, segments: UInt32, diskBytes: UInt64, expiredReclaimed: UInt64, version: String,
+        uptimeMs: Int64
+    ) {
+        self.isMaster = isMaster
+        self.replicationID = replicationID
+        self.lastLSN = lastLSN
+        self.durableLSN = durableLSN
+        self.keys = keys
+        self.memoryBytes = memoryBytes
+        self.segments = segments
+        self.diskBytes = diskBytes
+        self.expiredReclaimed = expiredReclaimed
+        self.version = version
+        self.uptimeMs = uptimeMs
+    }
+
+    init(decoding buffer: ByteBuffer) throws(RPCStatus) {
+        self = try ProtobufCCodec.withUnpacked(
+            buffer, typeName: "erdtree.v1.StatusResponse",
+            unpack: { erdtree__v1__status_response__unpack($0, $1, $2) }
+        ) { m throws(RPCStatus) in
+            let s = m.pointee
+            return StatusResponse(
+                isMaster: s.role == ERDTREE__V1__ROLE__ROLE_MASTER,
+                replicationID: ProtobufCCodec.string(s.replication_id),
+                lastLSN: s.last_lsn, durableLSN: s.durable_lsn, keys: s.keys, memoryBytes: s.memory_bytes,
+                segments: s.segments, diskBytes: s.disk_bytes, expiredReclaimed: s.expired_reclaimed,
+                version: ProtobufCCodec.string(s.version), uptimeMs: s.uptime_ms)
         }
     }
 }

@@ -9,15 +9,18 @@ public struct AdminService: Sendable {
     public static let version = "0.1.0"
 
     private let kv: KVStoreService
+    private let sweeper: ExpirySweeper
     private let startedAt: ContinuousClock.Instant
 
-    public init(kv: KVStoreService, startedAt: ContinuousClock.Instant = .now) {
+    public init(kv: KVStoreService, sweeper: ExpirySweeper, startedAt: ContinuousClock.Instant = .now) {
         self.kv = kv
+        self.sweeper = sweeper
         self.startedAt = startedAt
     }
 
     public func register(in router: inout RPCRouter) {
         let kv = self.kv
+        let sweeper = self.sweeper
         let startedAt = self.startedAt
         router.register(
             "/erdtree.v1.Admin/Status",
@@ -25,8 +28,12 @@ public struct AdminService: Sendable {
                 answer(call) { () throws(RPCStatus) in
                     try decodeStatusRequest(request)
                     let uptime = ContinuousClock.now - startedAt
+                    let disk = kv.wal.diskUsage
                     return StatusResponse(
-                        isMaster: true, lastLSN: kv.currentLSN, keys: UInt64(kv.store.count),
+                        isMaster: true, replicationID: kv.wal.replicationID, lastLSN: kv.currentLSN,
+                        durableLSN: kv.wal.durableLSN, keys: UInt64(kv.store.count),
+                        memoryBytes: UInt64(kv.store.payloadBytes), segments: UInt32(clamping: disk.segments),
+                        diskBytes: UInt64(max(disk.bytes, 0)), expiredReclaimed: sweeper.expiredReclaimed,
                         version: Self.version,
                         uptimeMs: uptime.components.seconds * 1000 + uptime.components.attoseconds
                             / 1_000_000_000_000_000
