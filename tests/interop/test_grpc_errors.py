@@ -14,7 +14,7 @@ import urllib.parse
 import grpc
 import pytest
 
-from support import GRPC_HEADERS, RawH2, curl_h2c, grpc_frame, grpc_unframe
+from support import GRPC_HEADERS, RawH2, curl_h2c, grpc_frame, grpc_unframe, parse_curl_headers, run, tool
 
 RPC_TIMEOUT_S = 10
 MESSAGE_LIMIT = 4194304  # 4 MiB
@@ -144,6 +144,17 @@ def test_wrong_content_type_is_http_415(module_server, tmp_path):
         f"{module_server.url}/erdtree.v1.KVStore/Get", None, ["content-type: text/plain", "te: trailers"], tmp_path
     )
     assert response.status == 415, f"expected HTTP 415 Unsupported Media Type:\n{response.raw_headers}"
+
+
+def test_non_post_method_is_http_405_allowing_post(module_server, tmp_path):
+    dump = tmp_path / "headers.txt"
+    done = run([tool("curl"), "--http2-prior-knowledge", "-sS", "--max-time", "10", "-D", str(dump), "-o", "/dev/null",
+                "-X", "GET", *[arg for h in GRPC_HEADERS for arg in ("-H", h)],
+                f"{module_server.url}/erdtree.v1.KVStore/Get"])
+    assert done.returncode == 0, done.stderr
+    response = parse_curl_headers(dump.read_text(), b"")
+    assert response.status == 405, f"expected HTTP 405 Method Not Allowed:\n{response.raw_headers}"
+    assert response.get("allow") == "POST", response.raw_headers
 
 
 def test_unknown_grpc_encoding_is_unimplemented_with_accept_encoding(pb, module_server, tmp_path):

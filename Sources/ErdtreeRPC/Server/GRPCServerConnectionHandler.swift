@@ -205,7 +205,8 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler {
     /// spec prescribes before any handler runs.
     private func startCall(_ call: ServerCall) {
         guard call.methodIsPost else {
-            rejectHTTP(call, status: "405")
+            // gRPC is POST only (PROTOCOL-HTTP2); RFC 9110 §15.5.6 asks for the allowed method.
+            rejectHTTP(call, status: "405", extra: [HTTPField("allow", "POST")])
             return
         }
         switch call.contentType {
@@ -291,10 +292,10 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler {
         }
     }
 
-    private func rejectHTTP(_ call: ServerCall, status: String) {
+    private func rejectHTTP(_ call: ServerCall, status: String, extra: [HTTPField] = []) {
         call.finalStatus = RPCStatus(.internal, "rejected with HTTP \(status)")
         call.responseHeadersSent = true
-        submit(call, headers: HeaderBlock([HTTPField(":status", status)]))
+        submit(call, headers: HeaderBlock([HTTPField(":status", status)] + extra))
     }
 
     private func submit(_ call: ServerCall, headers: HeaderBlock) {
