@@ -58,6 +58,7 @@ public struct KVClient: Sendable {
         public var lastLSN: UInt64
         public var durableLSN: UInt64
         public var keys: UInt64
+        public var residentValues: UInt64
         public var memoryBytes: UInt64
         public var segments: UInt32
         public var diskBytes: UInt64
@@ -74,7 +75,8 @@ public struct KVClient: Sendable {
         return Status(
             role: response.isMaster ? "master" : "slave", replicationID: response.replicationID,
             lastLSN: response.lastLSN, durableLSN: response.durableLSN, keys: response.keys,
-            memoryBytes: response.memoryBytes, segments: response.segments, diskBytes: response.diskBytes,
+            residentValues: response.residentValues, memoryBytes: response.memoryBytes, segments: response.segments,
+            diskBytes: response.diskBytes,
             expiredReclaimed: response.expiredReclaimed, version: response.version, uptimeMs: response.uptimeMs)
     }
 

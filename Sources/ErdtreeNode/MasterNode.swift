@@ -26,7 +26,7 @@ public final class MasterNode: Sendable {
     public init(config: NodeConfig, group: any EventLoopGroup, logger: Logger) throws {
         self.config = config
         self.logger = logger
-        let store = KeyValueStore()
+        let store = Self.store(config.storage)
         (wal, recovery) = try WriteAheadLog.open(Self.walConfiguration(config.wal), logger: logger) {
             Self.replay($0, into: store)
         }
@@ -67,6 +67,21 @@ public final class MasterNode: Sendable {
         logger.info("master stopped")
     }
 
+    /// An empty store bounded by `storage.max_entries` under `storage.eviction_policy`.
+    ///
+    /// CLOCK runs per shard, so a small bound gets fewer shards: at least 16 values per
+    /// shard (up to the default 64 shards) keeps the approximation of LRU meaningful.
+    static func store(_ storage: NodeConfig.Storage) -> KeyValueStore {
+        var shards = 64
+        while shards > 1 && storage.maxEntries / shards < 16 { shards /= 2 }
+        let policy: EvictionPolicy =
+            switch storage.evictionPolicy {
+            case .lru: .lru
+            case .noeviction: .noeviction
+            }
+        return KeyValueStore(shardCount: shards, maxResidentValues: storage.maxEntries, evictionPolicy: policy)
+    }
+
     static func walConfiguration(_ wal: NodeConfig.WAL) -> WALConfiguration {
         let policy: WALSyncPolicy =
             switch wal.syncInterval {
@@ -78,6 +93,9 @@ public final class MasterNode: Sendable {
 
     /// Applies one recovered record. A set whose expiry has passed acts as a delete: it
     /// still replaces what the key held before, so an older value cannot come back.
+    /// Replay goes through the same `set` as live writes, so it evicts as it goes and
+    /// memory stays within `storage.max_entries` during recovery. Under noeviction it
+    /// applies every logged key even past the bound (they were acknowledged).
     static func replay(_ record: WALRecord, into store: KeyValueStore) {
         let key = StoreKey(record.key)
         let nowMs = WallClock.nowMs()

@@ -34,36 +34,81 @@ import Synchronization
 /// current time as `nowMs`; the engine never reads a clock. An expired key
 /// reads as missing, is removed when a read or delete finds it, and is reclaimed
 /// in the background by `sweepExpired(nowMs:maxPerShard:)`.
+///
+/// ## Bounded memory
+///
+/// Every key stays indexed; `maxResidentValues` bounds how many **values** stay
+/// in memory (DESIGN §5, `storage.max_entries`). Under `.lru` a write past the
+/// bound evicts another value (its entry keeps LSN and expiry, `get` returns it
+/// with `value == nil`, the caller reads the value from the WAL and may hand it
+/// back with `restore(_:value:lsn:)`). Under `.noeviction` every value stays in
+/// memory and `admit(_:nowMs:)` refuses new keys once the store holds the bound.
+///
+/// LRU is approximated by CLOCK (second chance), per shard: each shard holds at
+/// most `maxResidentValues / shardCount` values (rounded so the shards' bounds
+/// sum to exactly `maxResidentValues`; pick fewer shards for small bounds), and a read only sets a
+/// reference bit, so reads never reorder a list or allocate. The approximation:
+/// a value read since the hand last passed it always survives the next sweep,
+/// but among values not read since then the one evicted is whichever the hand
+/// reaches first, not the least recently used; and the bound is per shard, so
+/// a shard that gets more than its share of hot keys evicts some while others
+/// have room. With keys spread evenly by a seeded hash, the store as a whole
+/// holds nearly `maxResidentValues` values once full, and never more.
 public final class KeyValueStore: Sendable {
     /// How many shards keys are spread over; a power of two.
     public let shardCount: Int
+
+    /// The bound on values in memory (`.lru`) or on keys (`.noeviction`); nil = unbounded.
+    public let maxResidentValues: Int?
+
+    public let evictionPolicy: EvictionPolicy
 
     private let shards: [Shard]
 
     /// Creates an empty store.
     ///
-    /// - Parameter shardCount: a power of two; more shards mean less lock
-    ///   contention between cores and a little more memory. The default suits
-    ///   machines up to a few dozen cores.
-    public init(shardCount: Int = 64) {
+    /// - Parameters:
+    ///   - shardCount: a power of two; more shards mean less lock contention
+    ///     between cores and a little more memory. The default suits machines
+    ///     up to a few dozen cores.
+    ///   - maxResidentValues: how many values may stay in memory, at least 1;
+    ///     nil keeps them all.
+    ///   - evictionPolicy: what happens at the bound (see the type's comment).
+    public init(shardCount: Int = 64, maxResidentValues: Int? = nil, evictionPolicy: EvictionPolicy = .lru) {
         precondition(
             shardCount > 0 && shardCount & (shardCount - 1) == 0,
             "KeyValueStore shardCount must be a power of two, got \(shardCount)"
         )
+        precondition(maxResidentValues.map { $0 > 0 } ?? true, "maxResidentValues must be positive")
         self.shardCount = shardCount
-        self.shards = (0..<shardCount).map { _ in Shard() }
+        self.maxResidentValues = maxResidentValues
+        self.evictionPolicy = evictionPolicy
+        // The bound is split exactly: shards get floor(max / shardCount) and the first
+        // max % shardCount get one more, so the shards' bounds sum to the store's. (A
+        // ceiling per shard would let the store hold up to shardCount - 1 values too many.)
+        self.shards = (0..<shardCount).map { index in
+            guard evictionPolicy == .lru, let max = maxResidentValues else { return Shard(maxResident: nil) }
+            return Shard(maxResident: max / shardCount + (index < max % shardCount ? 1 : 0))
+        }
     }
 
     /// Reads `key` as of `nowMs`.
     ///
-    /// - Returns: the key's value, LSN and expiry, or nil if the key is missing
-    ///   or expired (`expiresAtMs != 0 && expiresAtMs <= nowMs`). An expired key
-    ///   found here is removed.
+    /// Locks one shard and allocates nothing; marks the key recently used.
+    ///
+    /// - Returns: the key's value (nil if evicted: read the WAL record with the
+    ///   returned LSN), LSN and expiry, or nil if the key is missing or expired
+    ///   (`expiresAtMs != 0 && expiresAtMs <= nowMs`). An expired key found
+    ///   here is removed.
     public func get(_ key: StoreKey, nowMs: Int64) -> StoredValue? {
         shard(for: key).state.withLock { $0.get(key, nowMs: nowMs) }
     }
 
     /// Writes `value` to `key` at version `lsn`, if `lsn` is newer than the key's.
+    ///
+    /// Never refuses: the write is already logged. Under `.lru` it may evict
+    /// another value of the same shard; under `.noeviction` callers check
+    /// `admit(_:nowMs:)` before logging.
     ///
     /// A key whose current entry has expired but not yet been removed still
     /// counts with its LSN. Writing an expiry in the past stores a key that
@@ -79,6 +124,34 @@ public final class KeyValueStore: Sendable {
         shard(for: key).state.withLock {
             $0.set(key, value: value, lsn: lsn, expiresAtMs: expiresAtMs)
         }
+    }
+
+    /// Checks, before a write of `key` is logged, that the store can take it.
+    ///
+    /// Only `.noeviction` with a bound refuses, and only keys the store does not
+    /// hold live; overwrites are always admitted. Counting keys locks every shard
+    /// in turn, a cost only writes of new keys under `.noeviction` pay. Writes
+    /// admitted concurrently may each see room for one more key, so the bound
+    /// can be overshot by the number of new-key writes in flight at once.
+    ///
+    /// - Throws: `StorageError.limitExceeded` naming `storage.max_entries`.
+    public func admit(_ key: StoreKey, nowMs: Int64) throws(StorageError) {
+        guard evictionPolicy == .noeviction, let limit = maxResidentValues else { return }
+        if shard(for: key).state.withLock({ $0.contains(key, nowMs: nowMs) }) { return }
+        let held = count
+        if held >= limit {
+            throw .limitExceeded(name: "storage.max_entries", limit: limit, actual: held)
+        }
+    }
+
+    /// Puts a value read back from the WAL into memory, if `key` is still at
+    /// version `lsn` and evicted; may evict another value of the same shard.
+    ///
+    /// - Returns: whether the value was put back (false: the key was rewritten,
+    ///   deleted, or is already resident).
+    @discardableResult
+    public func restore(_ key: StoreKey, value: [UInt8], lsn: UInt64) -> Bool {
+        shard(for: key).state.withLock { $0.restore(key, value: value, lsn: lsn) }
     }
 
     /// Deletes `key` at version `lsn`.
@@ -102,7 +175,12 @@ public final class KeyValueStore: Sendable {
         shards.reduce(0) { sum, shard in sum + shard.state.withLock { $0.count } }
     }
 
-    /// Bytes of keys and values held (expired-but-unswept ones included), without the hash
+    /// How many values are in memory, summed over shards (expired-but-unswept ones included).
+    public var residentCount: Int {
+        shards.reduce(0) { sum, shard in sum + shard.state.withLock { $0.residentCount } }
+    }
+
+    /// Bytes of keys and resident values held (expired-but-unswept ones included), without the hash
     /// tables' overhead: what status reports as memory in use by data.
     public var payloadBytes: Int {
         shards.reduce(0) { sum, shard in sum + shard.state.withLock { $0.payloadBytes } }
@@ -137,7 +215,8 @@ public final class KeyValueStore: Sendable {
     /// is being visited copies that shard's table once. The result is
     /// consistent per shard, not across shards: a snapshot "as of LSN X" is
     /// this iteration started after X was applied, followed by the entries
-    /// after X, which last-writer-wins applies idempotently.
+    /// after X, which last-writer-wins applies idempotently. An evicted key is
+    /// passed with `value == nil`; its value is in the WAL at its LSN.
     public func forEach(
         nowMs: Int64,
         _ body: (StoreKey, StoredValue) throws -> Void
@@ -166,7 +245,11 @@ public final class KeyValueStore: Sendable {
 
 /// One shard: a mutex around its state, in its own heap object.
 private final class Shard: Sendable {
-    let state = Mutex(ShardState())
+    let state: Mutex<ShardState>
+
+    init(maxResident: Int?) {
+        state = Mutex(ShardState(maxResident: maxResident))
+    }
 
     /// Keeps neighbouring shards' mutexes off one cache line, so cores working
     /// on different shards do not invalidate each other's lines.

@@ -1,7 +1,19 @@
 /// The contents of one shard, always accessed under that shard's mutex.
 ///
 /// Every change to `entries` goes through the methods here, so that
-/// `entriesWithExpiry` and the expiry queue stay in step with the dictionary.
+/// `entriesWithExpiry`, the expiry queue and the CLOCK ring stay in step with
+/// the dictionary.
+///
+/// ## CLOCK
+///
+/// With a bound, every resident key has a slot in `clockKeys` and a reference
+/// bit in `clockReferenced` (parallel arrays; the entry stores its slot). A read
+/// sets the bit; a write or restore inserts the key with the bit set. Past the
+/// bound the hand sweeps: a set bit is cleared and passed, the first clear one
+/// is evicted and its slot refilled with the ring's last key (swap-remove, so
+/// removal is O(1); the moved key skips or repeats one sweep, which only blurs
+/// the approximation). Each bit cleared was set by one operation, so eviction
+/// is O(1) amortized per operation.
 struct ShardState: Sendable {
     private(set) var entries: [StoreKey: IndexEntry] = [:]
     private var expiryQueue = ExpiryQueue()
@@ -13,39 +25,93 @@ struct ShardState: Sendable {
     /// deadline: with the slack, compaction costs O(1) amortized per write.
     private static let staleDeadlineSlack = 64
 
-    /// Key and value bytes held, without the dictionary's own overhead.
+    /// Resident values this shard may hold; nil keeps every value resident.
+    private let maxResident: Int?
+    /// Resident keys, in ring order; empty when `maxResident` is nil.
+    private var clockKeys: [StoreKey] = []
+    /// Reference bits, parallel to `clockKeys`. Kept out of the entries so a
+    /// read never writes to the dictionary a snapshot may be iterating.
+    private var clockReferenced: [Bool] = []
+    private var clockHand = 0
+
+    /// Key and value bytes held (resident values only), without the dictionary's own overhead.
     private(set) var payloadBytes = 0
+
+    /// Entries whose value is in memory.
+    private(set) var residentCount = 0
+
+    init(maxResident: Int? = nil) {
+        // A bound of 0 (a store bounded below its shard count) evicts every value at once.
+        precondition(maxResident.map { $0 >= 0 } ?? true, "a shard's resident bound must not be negative")
+        self.maxResident = maxResident
+    }
 
     var count: Int { entries.count }
 
     var scheduledExpiryCount: Int { expiryQueue.count }
 
+    func contains(_ key: StoreKey, nowMs: Int64) -> Bool {
+        guard let entry = entries[key] else { return false }
+        return !entry.isExpired(atMs: nowMs)
+    }
+
     /// Reads `key`, removing it if it has expired.
     ///
     /// The plain read does not touch the dictionary mutably, so a reader never
-    /// forces a copy of a dictionary that a snapshot is still iterating.
+    /// forces a copy of a dictionary that a snapshot is still iterating; it sets
+    /// at most one reference bit, in an array no snapshot shares.
     mutating func get(_ key: StoreKey, nowMs: Int64) -> StoredValue? {
         guard let entry = entries[key] else { return nil }
         guard !entry.isExpired(atMs: nowMs) else {
             removeEntry(forKey: key)
             return nil
         }
+        let slot = entry.clockSlot
+        if slot >= 0 && !clockReferenced[slot] { clockReferenced[slot] = true }
         return entry.stored
     }
 
-    /// Writes `key` unless its current entry has an LSN at or above `lsn`.
+    /// Writes `key` unless its current entry has an LSN at or above `lsn`, then
+    /// evicts while the shard is over its bound.
     mutating func set(_ key: StoreKey, value: [UInt8], lsn: UInt64, expiresAtMs: Int64) -> Bool {
         let new = IndexEntry(value: value, lsn: lsn, expiresAtMs: expiresAtMs)
+        let freeSlot = maxResident == nil ? -1 : clockKeys.count
         // One hash probe on the common path: the slot is read and written in place.
-        let outcome = Self.replace(&entries[key], with: new)
+        let outcome = Self.replace(&entries[key], with: new, freeClockSlot: freeSlot)
         guard outcome.applied else { return false }
-        if outcome.previousHadExpiry { entriesWithExpiry -= 1 }
-        payloadBytes += value.count - (outcome.previousValueBytes ?? -key.bytes.count)
+        let previous = outcome.previous
+        if previous?.hasExpiry == true { entriesWithExpiry -= 1 }
+        payloadBytes += value.count - (previous.map { $0.value?.count ?? 0 } ?? -key.bytes.count)
+        if previous?.value == nil { residentCount += 1 }
+        if let previousSlot = previous?.clockSlot, previousSlot >= 0 {
+            clockReferenced[previousSlot] = true
+        } else if freeSlot >= 0 {
+            clockKeys.append(key)
+            clockReferenced.append(true)
+        }
         if new.hasExpiry {
             entriesWithExpiry += 1
             expiryQueue.insert(Deadline(expiresAtMs: expiresAtMs, key: key, lsn: lsn))
             compactExpiryQueueIfMostlyStale()
         }
+        evictWhileOverBound()
+        return true
+    }
+
+    /// Makes `value` resident again for `key`, if the key is still at `lsn` and evicted.
+    ///
+    /// - Returns: whether the value was put back.
+    mutating func restore(_ key: StoreKey, value: [UInt8], lsn: UInt64) -> Bool {
+        guard let entry = entries[key], entry.lsn == lsn, entry.value == nil else { return false }
+        let freeSlot = maxResident == nil ? -1 : clockKeys.count
+        Self.fill(&entries[key], with: value, clockSlot: freeSlot)
+        payloadBytes += value.count
+        residentCount += 1
+        if freeSlot >= 0 {
+            clockKeys.append(key)
+            clockReferenced.append(true)
+        }
+        evictWhileOverBound()
         return true
     }
 
@@ -89,9 +155,43 @@ struct ShardState: Sendable {
 
     private mutating func removeEntry(forKey key: StoreKey) {
         guard let removed = entries.removeValue(forKey: key) else { return }
-        payloadBytes -= key.bytes.count + removed.value.count
+        payloadBytes -= key.bytes.count + (removed.value?.count ?? 0)
+        if removed.value != nil { residentCount -= 1 }
+        if removed.clockSlot >= 0 { removeClockSlot(removed.clockSlot) }
         // Its deadline, if any, stays queued and is skipped as stale.
         if removed.hasExpiry { entriesWithExpiry -= 1 }
+    }
+
+    /// Advances the CLOCK hand until the shard is back within its bound.
+    private mutating func evictWhileOverBound() {
+        guard let maxResident else { return }
+        while clockKeys.count > maxResident {
+            if clockHand >= clockKeys.count { clockHand = 0 }
+            if clockReferenced[clockHand] {
+                clockReferenced[clockHand] = false
+                clockHand += 1
+                continue
+            }
+            let victim = clockKeys[clockHand]
+            let freed = Self.evict(&entries[victim])
+            payloadBytes -= freed
+            residentCount -= 1
+            // The ring's last key moves into this slot; the hand looks at it next.
+            removeClockSlot(clockHand)
+        }
+    }
+
+    /// Swap-removes ring slot `slot`, updating the slot of the key moved into it.
+    private mutating func removeClockSlot(_ slot: Int) {
+        let last = clockKeys.count - 1
+        if slot != last {
+            let moved = clockKeys[last]
+            clockKeys[slot] = moved
+            clockReferenced[slot] = clockReferenced[last]
+            entries[moved]?.clockSlot = slot
+        }
+        clockKeys.removeLast()
+        clockReferenced.removeLast()
     }
 
     private mutating func compactExpiryQueueIfMostlyStale() {
@@ -103,16 +203,33 @@ struct ShardState: Sendable {
         }
     }
 
-    /// Writes `new` into `slot` if it is newer by LSN (last writer wins).
+    /// Writes `new` into `slot` if it is newer by LSN (last writer wins), keeping
+    /// the ring slot of a resident predecessor or taking `freeClockSlot`.
     private static func replace(
-        _ slot: inout IndexEntry?, with new: IndexEntry
-    ) -> (applied: Bool, previousHadExpiry: Bool, previousValueBytes: Int?) {
+        _ slot: inout IndexEntry?, with new: IndexEntry, freeClockSlot: Int
+    ) -> (applied: Bool, previous: IndexEntry?) {
+        var new = new
         if let current = slot {
-            guard new.lsn > current.lsn else { return (false, false, nil) }
+            guard new.lsn > current.lsn else { return (false, nil) }
+            new.clockSlot = current.clockSlot >= 0 ? current.clockSlot : freeClockSlot
             slot = new
-            return (true, current.hasExpiry, current.value.count)
+            return (true, current)
         }
+        new.clockSlot = freeClockSlot
         slot = new
-        return (true, false, nil)
+        return (true, nil)
+    }
+
+    private static func fill(_ slot: inout IndexEntry?, with value: [UInt8], clockSlot: Int) {
+        slot?.value = value
+        slot?.clockSlot = clockSlot
+    }
+
+    /// Drops the value in `slot` and returns how many bytes that freed.
+    private static func evict(_ slot: inout IndexEntry?) -> Int {
+        let freed = slot?.value?.count ?? 0
+        slot?.value = nil
+        slot?.clockSlot = -1
+        return freed
     }
 }

@@ -1,16 +1,21 @@
-/// What a read of one key returns: its value and the version it was written at.
+/// What a read of one key returns: its value, if resident, and the version it was written at.
 ///
 /// `value` shares its storage with the engine (copy-on-write), so returning it
 /// costs a reference-count increment, not a copy of the bytes.
 public struct StoredValue: Sendable, Equatable {
-    /// The value bytes, as last written.
-    public let value: [UInt8]
+    /// The value bytes, as last written; nil when the value was evicted from
+    /// memory. The caller then reads the WAL record with LSN `lsn` and may hand
+    /// it back with `KeyValueStore.restore(_:value:lsn:)`.
+    public let value: [UInt8]?
     /// The LSN of the write that produced `value` (the key's version).
     public let lsn: UInt64
     /// Absolute expiry in Unix milliseconds; 0 means the key never expires.
     public let expiresAtMs: Int64
 
-    public init(value: [UInt8], lsn: UInt64, expiresAtMs: Int64) {
+    /// Whether the value was evicted and must be read from the WAL.
+    public var isEvicted: Bool { value == nil }
+
+    public init(value: [UInt8]?, lsn: UInt64, expiresAtMs: Int64) {
         self.value = value
         self.lsn = lsn
         self.expiresAtMs = expiresAtMs

@@ -240,6 +240,7 @@ struct StatusCommand: AsyncParsableCommand {
             last lsn:          \(status.lastLSN)
             durable lsn:       \(status.durableLSN)
             keys:              \(status.keys)
+            resident values:   \(status.residentValues)
             memory (data):     \(status.memoryBytes) bytes
             wal segments:      \(status.segments)
             wal bytes:         \(status.diskBytes)

@@ -151,6 +151,7 @@ struct StatusResponse {
     var lastLSN: UInt64
     var durableLSN: UInt64
     var keys: UInt64
+    var residentValues: UInt64
     var memoryBytes: UInt64
     var segments: UInt32
     var diskBytes: UInt64
@@ -169,8 +170,7 @@ struct StatusResponse {
         message.applied_lsn = lastLSN
         message.durable_lsn = durableLSN
         message.keys = keys
-        // Every value is resident until eviction lands.
-        message.resident_values = keys
+        message.resident_values = residentValues
         message.memory_bytes = memoryBytes
         message.segments = segments
         message.disk_bytes = diskBytes
@@ -182,7 +182,8 @@ struct StatusResponse {
 
     init(
         isMaster: Bool, replicationID: String, lastLSN: UInt64, durableLSN: UInt64, keys: UInt64,
-        memoryBytes: UInt64, segments: UInt32, diskBytes: UInt64, expiredReclaimed: UInt64, version: String,
+        residentValues: UInt64, memoryBytes: UInt64, segments: UInt32, diskBytes: UInt64, expiredReclaimed: UInt64,
+        version: String,
         uptimeMs: Int64
     ) {
         self.isMaster = isMaster
@@ -190,6 +191,7 @@ struct StatusResponse {
         self.lastLSN = lastLSN
         self.durableLSN = durableLSN
         self.keys = keys
+        self.residentValues = residentValues
         self.memoryBytes = memoryBytes
         self.segments = segments
         self.diskBytes = diskBytes
@@ -207,7 +209,8 @@ struct StatusResponse {
             return StatusResponse(
                 isMaster: s.role == ERDTREE__V1__ROLE__ROLE_MASTER,
                 replicationID: ProtobufCCodec.string(s.replication_id),
-                lastLSN: s.last_lsn, durableLSN: s.durable_lsn, keys: s.keys, memoryBytes: s.memory_bytes,
+                lastLSN: s.last_lsn, durableLSN: s.durable_lsn, keys: s.keys,
+                residentValues: s.resident_values, memoryBytes: s.memory_bytes,
                 segments: s.segments, diskBytes: s.disk_bytes, expiredReclaimed: s.expired_reclaimed,
                 version: ProtobufCCodec.string(s.version), uptimeMs: s.uptime_ms)
         }

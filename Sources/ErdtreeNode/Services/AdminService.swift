@@ -32,6 +32,7 @@ public struct AdminService: Sendable {
                     return StatusResponse(
                         isMaster: true, replicationID: kv.wal.replicationID, lastLSN: kv.currentLSN,
                         durableLSN: kv.wal.durableLSN, keys: UInt64(kv.store.count),
+                        residentValues: UInt64(kv.store.residentCount),
                         memoryBytes: UInt64(kv.store.payloadBytes), segments: UInt32(clamping: disk.segments),
                         diskBytes: UInt64(max(disk.bytes, 0)), expiredReclaimed: sweeper.expiredReclaimed,
                         version: Self.version,

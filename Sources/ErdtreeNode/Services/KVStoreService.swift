@@ -8,7 +8,9 @@ import NIOPosix
 /// them to the in-memory store, and answers.
 ///
 /// Reads answer inline on the connection's event loop: a Get is a shard lock and a
-/// dictionary lookup, with no hop to another thread. A write is answered only after the
+/// dictionary lookup, with no hop to another thread. A Get of a key whose value was
+/// evicted (`storage.max_entries`) reads that key's record from the WAL on the blocking
+/// thread pool instead, answers with it and puts it back in memory. A write is answered only after the
 /// WAL writer has its record in the kernel (and on disk, with `sync_interval: always`);
 /// the writer completes it, the connection's event loop applies and answers it.
 public final class KVStoreService: Sendable {
@@ -34,7 +36,7 @@ public final class KVStoreService: Sendable {
         router.register(
             "/erdtree.v1.KVStore/Get",
             .unary { [self] request, call in
-                answer(call) { () throws(RPCStatus) in try get(request, allocator: call.allocator) }
+                do throws(RPCStatus) { try get(request, call: call) } catch { call.finish(error) }
             })
         router.register(
             "/erdtree.v1.KVStore/Set",
@@ -63,7 +65,9 @@ public final class KVStoreService: Sendable {
             })
     }
 
-    func get(_ request: ByteBuffer, allocator: ByteBufferAllocator) throws(RPCStatus) -> ByteBuffer {
+    /// Answers from memory on the event loop, or for an evicted value from the WAL on the
+    /// blocking thread pool.
+    func get(_ request: ByteBuffer, call: ServerCall) throws(RPCStatus) {
         let message = try GetRequest(decoding: request)
         try validate(key: message.key)
         let applied = currentLSN
@@ -72,13 +76,53 @@ public final class KVStoreService: Sendable {
                 .unavailable,
                 "min_lsn \(message.minLSN) is ahead of this node, which has applied up to LSN \(applied)")
         }
-        let response =
-            if let stored = store.get(StoreKey(message.key), nowMs: WallClock.nowMs()) {
-                GetResponse(value: stored.value, found: true, lsn: stored.lsn, expiresAtMs: stored.expiresAtMs)
-            } else {
-                GetResponse(value: [], found: false, lsn: 0, expiresAtMs: 0)
+        let key = StoreKey(message.key)
+        guard let stored = store.get(key, nowMs: WallClock.nowMs()) else {
+            call.respond(GetResponse(value: [], found: false, lsn: 0, expiresAtMs: 0).encode(allocator: call.allocator))
+            return
+        }
+        if let value = stored.value {
+            call.respond(
+                GetResponse(value: value, found: true, lsn: stored.lsn, expiresAtMs: stored.expiresAtMs)
+                    .encode(allocator: call.allocator))
+            return
+        }
+        // Reading a segment is file I/O: keep it off the event loop.
+        NIOThreadPool.singleton.submit { [self] _ in
+            answer(call) { () throws(RPCStatus) in
+                let value = try evictedValue(of: key, lsn: stored.lsn)
+                store.restore(key, value: value, lsn: stored.lsn)
+                return GetResponse(value: value, found: true, lsn: stored.lsn, expiresAtMs: stored.expiresAtMs)
+                    .encode(allocator: call.allocator)
             }
-        return response.encode(allocator: allocator)
+        }
+    }
+
+    /// Reads the value of `key` written at `lsn` back from the WAL. Blocking: call it off
+    /// the event loop.
+    ///
+    /// - Throws: INTERNAL when the log has no set of `key` at `lsn` (the index and the log
+    ///   disagree), UNAVAILABLE when the log cannot be read.
+    func evictedValue(of key: StoreKey, lsn: UInt64) throws(RPCStatus) -> [UInt8] {
+        let found: WALEntries
+        do {
+            found = try wal.entries(since: lsn - 1, limit: 1)
+        } catch {
+            throw RPCStatus(.unavailable, "cannot read the value of key \(key) back from the write-ahead log: \(error)")
+        }
+        guard let record = found.records.first else {
+            throw RPCStatus(
+                .internal,
+                "the value of key \(key) was evicted from memory, but the write-ahead log has no record at its "
+                    + "LSN \(lsn) (log ends at LSN \(found.lastLSN), resync required: \(found.resyncRequired))")
+        }
+        guard record.lsn == lsn, record.op == .set, record.key == key.bytes else {
+            throw RPCStatus(
+                .internal,
+                "the value of key \(key) was evicted from memory at LSN \(lsn), but the write-ahead log's record "
+                    + "there is a \(record.op) of key \(StoreKey(record.key)) at LSN \(record.lsn)")
+        }
+        return record.value
     }
 
     /// Validates, logs, then applies and answers on the call's event loop.
@@ -90,6 +134,12 @@ public final class KVStoreService: Sendable {
         }
         let expiresAtMs = try expiry(ttlMs: message.ttlMs)
         let store = self.store
+        // Under noeviction a new key past storage.max_entries is refused before it is logged.
+        do {
+            try store.admit(StoreKey(message.key), nowMs: WallClock.nowMs())
+        } catch {
+            throw RPCStatus(.resourceExhausted, error.description)
+        }
         wal.append(
             op: .set, key: message.key, value: message.value, expiresAtMs: expiresAtMs,
             timestampMs: WallClock.nowMs()

@@ -1,0 +1,8 @@
+/// What a bounded store does when another value would exceed its bound (DESIGN §5).
+public enum EvictionPolicy: Sendable, Equatable {
+    /// Drop values from memory, least recently used first (approximated by CLOCK);
+    /// the keys stay indexed and their values stay in the WAL.
+    case lru
+    /// Keep every value in memory and refuse new keys once the bound is reached.
+    case noeviction
+}
