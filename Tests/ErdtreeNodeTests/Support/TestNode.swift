@@ -17,14 +17,22 @@ struct TestNode {
     static var group: any EventLoopGroup { MultiThreadedEventLoopGroup.singleton }
     static let quietLogger = Logger(label: "erdtree.node.test") { _ in SwiftLogNoOpLogHandler() }
 
-    static func start(limits: NodeConfig.Limits = NodeConfig.Limits()) async throws -> TestNode {
-        let directory = FileManager.default.temporaryDirectory
+    /// - Parameter dataDirectory: an existing node's directory, to restart on its WAL;
+    ///   nil for a fresh temporary one.
+    static func start(
+        limits: NodeConfig.Limits = NodeConfig.Limits(), storage: NodeConfig.Storage = NodeConfig.Storage(),
+        dataDirectory: URL? = nil
+    ) async throws -> TestNode {
+        let directory =
+            dataDirectory
+            ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("erdtree-test-\(UUID().uuidString)", isDirectory: true)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var config = NodeConfig.defaults(for: .master)
         config.server = NodeConfig.Server(address: "127.0.0.1", port: 0)
         config.wal.directory = directory.appendingPathComponent("wal").path
         config.limits = limits
+        config.storage = storage
         let node = try MasterNode(config: config, group: group, logger: quietLogger)
         let address = try await node.start()
         guard let port = address.port else {
@@ -39,9 +47,10 @@ struct TestNode {
         return KVClient(rpc: rpc, timeout: .seconds(5))
     }
 
-    func stop() async {
+    /// Stops the node and, unless `keepingData`, removes its directory.
+    func stop(keepingData: Bool = false) async {
         await node.stop(gracePeriod: .seconds(1))
-        try? FileManager.default.removeItem(at: dataDirectory)
+        if !keepingData { try? FileManager.default.removeItem(at: dataDirectory) }
     }
 }
 
@@ -52,10 +61,10 @@ struct TestNodeError: Error, CustomStringConvertible {
 
 /// Starts a node and one client, runs `body`, then closes both, also when `body` throws.
 func withTestNode(
-    limits: NodeConfig.Limits = NodeConfig.Limits(),
+    limits: NodeConfig.Limits = NodeConfig.Limits(), storage: NodeConfig.Storage = NodeConfig.Storage(),
     _ body: (TestNode, KVClient) async throws -> Void
 ) async throws {
-    let node = try await TestNode.start(limits: limits)
+    let node = try await TestNode.start(limits: limits, storage: storage)
     let client: KVClient
     do {
         client = try await node.connect()
