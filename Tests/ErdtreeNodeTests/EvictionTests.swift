@@ -1,4 +1,5 @@
 import ErdtreeRPC
+import ErdtreeStorage
 import Foundation
 import Testing
 
@@ -85,6 +86,28 @@ import Testing
             let lsn = try await client.set("key-1", value: [9])
             #expect(lsn == 4)
             #expect(try await client.get("key-1")?.bytes == [9])
+        }
+    }
+
+    @Test func readBackRefusesARecordOfAnotherKeyOrLSN() async throws {
+        try await withTestNode { node, client in
+            _ = try await client.set("a", value: [1])
+            let kv = node.node.kv
+            #expect(try kv.evictedValue(of: StoreKey("a"), lsn: 1) == [1])
+            do throws(RPCStatus) {
+                _ = try kv.evictedValue(of: StoreKey("b"), lsn: 1)
+                Issue.record("a record of another key was accepted")
+            } catch {
+                #expect(error.code == .internal)
+                #expect(error.message.contains("a set of key \"a\" at LSN 1"), "\(error)")
+            }
+            do throws(RPCStatus) {
+                _ = try kv.evictedValue(of: StoreKey("a"), lsn: 7)
+                Issue.record("a missing record was accepted")
+            } catch {
+                #expect(error.code == .internal)
+                #expect(error.message.contains("no record at its LSN 7"), "\(error)")
+            }
         }
     }
 }

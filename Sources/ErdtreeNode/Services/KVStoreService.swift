@@ -10,9 +10,11 @@ import NIOPosix
 /// Reads answer inline on the connection's event loop: a Get is a shard lock and a
 /// dictionary lookup, with no hop to another thread. A Get of a key whose value was
 /// evicted (`storage.max_entries`) reads that key's record from the WAL on the blocking
-/// thread pool instead, answers with it and puts it back in memory. A write is answered only after the
-/// WAL writer has its record in the kernel (and on disk, with `sync_interval: always`);
-/// the writer completes it, the connection's event loop applies and answers it.
+/// thread pool instead, answers with it and puts it back in memory.
+///
+/// A write is answered only after the WAL writer has its record in the kernel (and on
+/// disk, with `sync_interval: always`); the writer completes it, the connection's event
+/// loop applies and answers it.
 public final class KVStoreService: Sendable {
     public static let serviceName = "erdtree.v1.KVStore"
     /// `GetUpdatesRequest.limit = 0` means this many; larger limits are capped at `maxUpdates`.
@@ -134,9 +136,10 @@ public final class KVStoreService: Sendable {
         }
         let expiresAtMs = try expiry(ttlMs: message.ttlMs)
         let store = self.store
+        let key = StoreKey(message.key)
         // Under noeviction a new key past storage.max_entries is refused before it is logged.
         do {
-            try store.admit(StoreKey(message.key), nowMs: WallClock.nowMs())
+            try store.admit(key, nowMs: WallClock.nowMs())
         } catch {
             throw RPCStatus(.resourceExhausted, error.description)
         }
@@ -147,7 +150,7 @@ public final class KVStoreService: Sendable {
             switch result {
             case .success(let lsn):
                 call.eventLoop.execute {
-                    store.set(StoreKey(message.key), value: message.value, lsn: lsn, expiresAtMs: expiresAtMs)
+                    store.set(key, value: message.value, lsn: lsn, expiresAtMs: expiresAtMs)
                     call.respond(SetResponse(lsn: lsn).encode(allocator: call.allocator))
                 }
             case .failure(let error):
