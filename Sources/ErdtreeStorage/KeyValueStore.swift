@@ -46,9 +46,10 @@ import Synchronization
 ///
 /// LRU is approximated by CLOCK (second chance), per shard: each shard holds at
 /// most `maxResidentValues / shardCount` values (rounded so the shards' bounds
-/// sum to exactly `maxResidentValues`; pick fewer shards for small bounds), and a read only sets a
-/// reference bit, so reads never reorder a list or allocate. The approximation:
-/// a value read since the hand last passed it always survives the next sweep,
+/// sum to exactly `maxResidentValues`; pick fewer shards for small bounds), and
+/// a read only sets a reference bit, so reads never reorder a list or allocate.
+/// A write or restore counts as one use. The approximation: a value used since
+/// the hand last passed it always survives the hand's next pass,
 /// but among values not read since then the one evicted is whichever the hand
 /// reaches first, not the least recently used; and the bound is per shard, so
 /// a shard that gets more than its share of hot keys evicts some while others
@@ -132,7 +133,9 @@ public final class KeyValueStore: Sendable {
     /// hold live; overwrites are always admitted. Counting keys locks every shard
     /// in turn, a cost only writes of new keys under `.noeviction` pay. Writes
     /// admitted concurrently may each see room for one more key, so the bound
-    /// can be overshot by the number of new-key writes in flight at once.
+    /// can be overshot by the number of new-key writes in flight at once. Keys
+    /// that have expired but not yet been swept still count until the sweep
+    /// (or a read) removes them.
     ///
     /// - Throws: `StorageError.limitExceeded` naming `storage.max_entries`.
     public func admit(_ key: StoreKey, nowMs: Int64) throws(StorageError) {
