@@ -586,20 +586,32 @@ recovery_results=$tmp/recovery.tsv
 recovery_notes=()
 now_us() { local t=${EPOCHREALTIME/[.,]/}; echo "$t"; }
 
+redis_loaded() { # port
+  redis-cli -h 127.0.0.1 -p "$1" info persistence 2>/dev/null | grep -q '^loading:0'
+}
+
+# Polls `ready ARGS...` every 10 ms until it succeeds; dies with the server's
+# log tail if the server exits first, or after 300 s.
+wait_recovered() { # pid dir what ready-command args...
+  local pid=$1 dir=$2 what=$3 i
+  shift 3
+  for ((i = 0; ; i++)); do
+    if "$@"; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$dir/server.log" >&2
+      die "$what: the server exited (log above: $dir/server.log)"
+    fi
+    [ $i -lt 30000 ] || die "$what: not ready within 300 s (log: $dir/server.log)"
+    sleep 0.01
+  done
+}
+
 recover_erdtree() { # round
   local dir=$tmp/recovery/erdtree port=$port_recovery_erdtree t0 t1 pid i log_s
   t0=$(now_us)
   erdtree_start "$dir"
   pid=$started_pid
-  for ((i = 0; ; i++)); do
-    if erdtree_serving "$port"; then break; fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 20 "$dir/server.log" >&2
-      die "erdtree exited while recovering $recovery_records records (log above: $dir/server.log)"
-    fi
-    [ $i -lt 30000 ] || die "erdtree did not report SERVING within 300 s of recovery (log: $dir/server.log)"
-    sleep 0.01
-  done
+  wait_recovered "$pid" "$dir" "erdtree recovering $recovery_records records" erdtree_serving "$port"
   t1=$(now_us)
   # The first and the last record must be there, with their values.
   for i in 0 $((recovery_records - 1)); do
@@ -622,15 +634,7 @@ recover_redis() { # round
   t0=$(now_us)
   redis_start "$dir" "$port" everysec
   pid=$started_pid
-  for ((i = 0; ; i++)); do
-    if redis-cli -h 127.0.0.1 -p "$port" info persistence 2>/dev/null | grep -q '^loading:0'; then break; fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 20 "$dir/server.log" >&2
-      die "redis-server exited while loading its AOF (log above: $dir/server.log)"
-    fi
-    [ $i -lt 30000 ] || die "redis-server did not finish loading within 300 s (log: $dir/server.log)"
-    sleep 0.01
-  done
+  wait_recovered "$pid" "$dir" "redis-server loading its AOF" redis_loaded "$port"
   t1=$(now_us)
   reply=$(redis-cli -h 127.0.0.1 -p "$port" dbsize)
   [ "$reply" = "$recovery_records" ] || die "redis after loading its AOF holds $reply keys, want $recovery_records"

@@ -16,7 +16,7 @@ struct Erdtree: AsyncParsableCommand {
         commandName: "erdtree",
         abstract: "A replicated key-value store served over gRPC.",
         discussion: """
-            Run a node with `erdtree master`; talk to one with get, set, del and health.
+            Run a node with `erdtree master`; talk to one with get, set, del, health and status.
             """,
         version: AdminService.version,
         subcommands: [

@@ -26,7 +26,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from conftest import ERDTREE_BIN, ErdtreeServer, start_server, stop_server, write_config
+from conftest import ERDTREE_BIN, ErdtreeServer, _failed, start_server, stop_server, write_config
 from support import free_port
 
 RPC_TIMEOUT_S = 10
@@ -99,8 +99,7 @@ def nodes(tmp_path, request):
     try:
         yield n
     finally:
-        report = getattr(request.node, "rep_call", None)
-        n.close(failed=report is not None and report.failed)
+        n.close(failed=_failed(request.node))
 
 
 def segments(wal_dir: Path) -> list[Path]:
