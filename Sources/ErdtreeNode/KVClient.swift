@@ -62,22 +62,42 @@ public struct KVClient: Sendable {
         public var memoryBytes: UInt64
         public var segments: UInt32
         public var diskBytes: UInt64
+        public var deadBytes: UInt64
+        public var lastCompactionMs: Int64
+        public var compactions: UInt64
+        public var oldestStreamableLSN: UInt64
         public var expiredReclaimed: UInt64
+        public var diskReads: UInt64
         public var version: String
         public var uptimeMs: Int64
+
+        init(_ response: StatusResponse) {
+            role = response.isMaster ? "master" : "slave"
+            replicationID = response.replicationID
+            lastLSN = response.lastLSN
+            durableLSN = response.durableLSN
+            keys = response.keys
+            residentValues = response.residentValues
+            memoryBytes = response.memoryBytes
+            segments = response.segments
+            diskBytes = response.diskBytes
+            deadBytes = response.deadBytes
+            lastCompactionMs = response.lastCompactionMs
+            compactions = response.compactions
+            oldestStreamableLSN = response.oldestStreamableLSN
+            expiredReclaimed = response.expiredReclaimed
+            diskReads = response.diskReads
+            version = response.version
+            uptimeMs = response.uptimeMs
+        }
     }
 
     public func status() async throws -> Status {
-        let response = try StatusResponse(
-            decoding: try await rpc.unary(
-                path: "/erdtree.v1.Admin/Status", request: encodeStatusRequest(allocator: rpc.channel.allocator),
-                timeout: timeout))
-        return Status(
-            role: response.isMaster ? "master" : "slave", replicationID: response.replicationID,
-            lastLSN: response.lastLSN, durableLSN: response.durableLSN, keys: response.keys,
-            residentValues: response.residentValues, memoryBytes: response.memoryBytes, segments: response.segments,
-            diskBytes: response.diskBytes,
-            expiredReclaimed: response.expiredReclaimed, version: response.version, uptimeMs: response.uptimeMs)
+        Status(
+            try StatusResponse(
+                decoding: try await rpc.unary(
+                    path: "/erdtree.v1.Admin/Status", request: encodeStatusRequest(allocator: rpc.channel.allocator),
+                    timeout: timeout)))
     }
 
     public func health(service: String = "") async throws -> ServingStatus {

@@ -245,6 +245,7 @@ struct StatusCommand: AsyncParsableCommand {
             wal segments:      \(status.segments)
             wal bytes:         \(status.diskBytes)
             expired reclaimed: \(status.expiredReclaimed)
+            disk reads:        \(status.diskReads)
             """)
     }
 }

@@ -145,19 +145,27 @@ struct GetUpdatesResponse {
     }
 }
 
+/// `erdtree.v1.StatusResponse`; fields left at their defaults are sent as proto3 defaults.
 struct StatusResponse {
-    var isMaster: Bool
-    var replicationID: String
-    var lastLSN: UInt64
-    var durableLSN: UInt64
-    var keys: UInt64
-    var residentValues: UInt64
-    var memoryBytes: UInt64
-    var segments: UInt32
-    var diskBytes: UInt64
-    var expiredReclaimed: UInt64
-    var version: String
-    var uptimeMs: Int64
+    var isMaster = true
+    var replicationID = ""
+    var lastLSN: UInt64 = 0
+    var durableLSN: UInt64 = 0
+    var keys: UInt64 = 0
+    var residentValues: UInt64 = 0
+    var memoryBytes: UInt64 = 0
+    var segments: UInt32 = 0
+    var diskBytes: UInt64 = 0
+    var deadBytes: UInt64 = 0
+    var lastCompactionMs: Int64 = 0
+    var expiredReclaimed: UInt64 = 0
+    var version = ""
+    var uptimeMs: Int64 = 0
+    var diskReads: UInt64 = 0
+    var compactions: UInt64 = 0
+    var oldestStreamableLSN: UInt64 = 0
+
+    init() {}
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
         let arena = CArena()
@@ -174,30 +182,15 @@ struct StatusResponse {
         message.memory_bytes = memoryBytes
         message.segments = segments
         message.disk_bytes = diskBytes
+        message.dead_bytes = deadBytes
+        message.last_compaction_ms = lastCompactionMs
         message.expired_reclaimed = expiredReclaimed
         message.version = arena.cString(version)
         message.uptime_ms = uptimeMs
+        message.disk_reads = diskReads
+        message.compactions = compactions
+        message.oldest_streamable_lsn = oldestStreamableLSN
         return ProtobufCCodec.pack(&message, allocator: allocator)
-    }
-
-    init(
-        isMaster: Bool, replicationID: String, lastLSN: UInt64, durableLSN: UInt64, keys: UInt64,
-        residentValues: UInt64, memoryBytes: UInt64, segments: UInt32, diskBytes: UInt64, expiredReclaimed: UInt64,
-        version: String,
-        uptimeMs: Int64
-    ) {
-        self.isMaster = isMaster
-        self.replicationID = replicationID
-        self.lastLSN = lastLSN
-        self.durableLSN = durableLSN
-        self.keys = keys
-        self.residentValues = residentValues
-        self.memoryBytes = memoryBytes
-        self.segments = segments
-        self.diskBytes = diskBytes
-        self.expiredReclaimed = expiredReclaimed
-        self.version = version
-        self.uptimeMs = uptimeMs
     }
 
     init(decoding buffer: ByteBuffer) throws(RPCStatus) {
@@ -206,13 +199,25 @@ struct StatusResponse {
             unpack: { erdtree__v1__status_response__unpack($0, $1, $2) }
         ) { m throws(RPCStatus) in
             let s = m.pointee
-            return StatusResponse(
-                isMaster: s.role == ERDTREE__V1__ROLE__ROLE_MASTER,
-                replicationID: ProtobufCCodec.string(s.replication_id),
-                lastLSN: s.last_lsn, durableLSN: s.durable_lsn, keys: s.keys,
-                residentValues: s.resident_values, memoryBytes: s.memory_bytes,
-                segments: s.segments, diskBytes: s.disk_bytes, expiredReclaimed: s.expired_reclaimed,
-                version: ProtobufCCodec.string(s.version), uptimeMs: s.uptime_ms)
+            var status = StatusResponse()
+            status.isMaster = s.role == ERDTREE__V1__ROLE__ROLE_MASTER
+            status.replicationID = ProtobufCCodec.string(s.replication_id)
+            status.lastLSN = s.last_lsn
+            status.durableLSN = s.durable_lsn
+            status.keys = s.keys
+            status.residentValues = s.resident_values
+            status.memoryBytes = s.memory_bytes
+            status.segments = s.segments
+            status.diskBytes = s.disk_bytes
+            status.deadBytes = s.dead_bytes
+            status.lastCompactionMs = s.last_compaction_ms
+            status.expiredReclaimed = s.expired_reclaimed
+            status.version = ProtobufCCodec.string(s.version)
+            status.uptimeMs = s.uptime_ms
+            status.diskReads = s.disk_reads
+            status.compactions = s.compactions
+            status.oldestStreamableLSN = s.oldest_streamable_lsn
+            return status
         }
     }
 }

@@ -29,16 +29,21 @@ public struct AdminService: Sendable {
                     try decodeStatusRequest(request)
                     let uptime = ContinuousClock.now - startedAt
                     let disk = kv.wal.diskUsage
-                    return StatusResponse(
-                        isMaster: true, replicationID: kv.wal.replicationID, lastLSN: kv.currentLSN,
-                        durableLSN: kv.wal.durableLSN, keys: UInt64(kv.store.count),
-                        residentValues: UInt64(kv.store.residentCount),
-                        memoryBytes: UInt64(kv.store.payloadBytes), segments: UInt32(clamping: disk.segments),
-                        diskBytes: UInt64(max(disk.bytes, 0)), expiredReclaimed: sweeper.expiredReclaimed,
-                        version: Self.version,
-                        uptimeMs: uptime.components.seconds * 1000 + uptime.components.attoseconds
-                            / 1_000_000_000_000_000
-                    ).encode(allocator: call.allocator)
+                    var status = StatusResponse()
+                    status.replicationID = kv.wal.replicationID
+                    status.lastLSN = kv.currentLSN
+                    status.durableLSN = kv.wal.durableLSN
+                    status.keys = UInt64(kv.store.count)
+                    status.residentValues = UInt64(kv.store.residentCount)
+                    status.memoryBytes = UInt64(kv.store.payloadBytes)
+                    status.segments = UInt32(clamping: disk.segments)
+                    status.diskBytes = UInt64(max(disk.bytes, 0))
+                    status.expiredReclaimed = sweeper.expiredReclaimed
+                    status.diskReads = kv.diskReads.load(ordering: .relaxed)
+                    status.version = Self.version
+                    status.uptimeMs =
+                        uptime.components.seconds * 1000 + uptime.components.attoseconds / 1_000_000_000_000_000
+                    return status.encode(allocator: call.allocator)
                 }
             })
         router.register(

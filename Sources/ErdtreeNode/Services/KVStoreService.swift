@@ -3,6 +3,7 @@ import ErdtreeStorage
 import ErdtreeWAL
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// `erdtree.v1.KVStore` on a master: validates requests, logs writes to the WAL, applies
 /// them to the in-memory store, and answers.
@@ -24,6 +25,8 @@ public final class KVStoreService: Sendable {
     let store: KeyValueStore
     let wal: WriteAheadLog
     let limits: NodeConfig.Limits
+    /// Gets answered by reading an evicted value back from disk, for status.
+    let diskReads = Atomic<UInt64>(0)
 
     public init(store: KeyValueStore, wal: WriteAheadLog, limits: NodeConfig.Limits) {
         self.store = store
@@ -93,6 +96,7 @@ public final class KVStoreService: Sendable {
         NIOThreadPool.singleton.submit { [self] _ in
             answer(call) { () throws(RPCStatus) in
                 let value = try evictedValue(of: key, lsn: stored.lsn)
+                diskReads.add(1, ordering: .relaxed)
                 store.restore(key, value: value, lsn: stored.lsn)
                 return GetResponse(value: value, found: true, lsn: stored.lsn, expiresAtMs: stored.expiresAtMs)
                     .encode(allocator: call.allocator)

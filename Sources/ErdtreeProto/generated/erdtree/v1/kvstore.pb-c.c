@@ -2231,7 +2231,7 @@ const ProtobufCMessageDescriptor erdtree__v1__status_request__descriptor =
   (ProtobufCMessageInit) erdtree__v1__status_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor erdtree__v1__status_response__field_descriptors[18] =
+static const ProtobufCFieldDescriptor erdtree__v1__status_response__field_descriptors[21] =
 {
   {
     "role",
@@ -2449,11 +2449,49 @@ static const ProtobufCFieldDescriptor erdtree__v1__status_response__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "disk_reads",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__StatusResponse, disk_reads),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "compactions",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__StatusResponse, compactions),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "oldest_streamable_lsn",
+    21,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__StatusResponse, oldest_streamable_lsn),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned erdtree__v1__status_response__field_indices_by_name[] = {
   3,   /* field[3] = applied_lsn */
+  19,   /* field[19] = compactions */
   13,   /* field[13] = dead_bytes */
   12,   /* field[12] = disk_bytes */
+  18,   /* field[18] = disk_reads */
   4,   /* field[4] = durable_lsn */
   15,   /* field[15] = expired_reclaimed */
   8,   /* field[8] = keys */
@@ -2463,6 +2501,7 @@ static const unsigned erdtree__v1__status_response__field_indices_by_name[] = {
   2,   /* field[2] = last_lsn */
   5,   /* field[5] = master_address */
   10,   /* field[10] = memory_bytes */
+  20,   /* field[20] = oldest_streamable_lsn */
   1,   /* field[1] = replication_id */
   9,   /* field[9] = resident_values */
   0,   /* field[0] = role */
@@ -2473,7 +2512,7 @@ static const unsigned erdtree__v1__status_response__field_indices_by_name[] = {
 static const ProtobufCIntRange erdtree__v1__status_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 18 }
+  { 0, 21 }
 };
 const ProtobufCMessageDescriptor erdtree__v1__status_response__descriptor =
 {
@@ -2483,7 +2522,7 @@ const ProtobufCMessageDescriptor erdtree__v1__status_response__descriptor =
   "Erdtree__V1__StatusResponse",
   "erdtree.v1",
   sizeof(Erdtree__V1__StatusResponse),
-  18,
+  21,
   erdtree__v1__status_response__field_descriptors,
   erdtree__v1__status_response__field_indices_by_name,
   1,  erdtree__v1__status_response__number_ranges,

@@ -642,10 +642,24 @@ struct  Erdtree__V1__StatusResponse
    * Milliseconds since the node started.
    */
   int64_t uptime_ms;
+  /*
+   * Gets answered by reading an evicted value back from its WAL segment since
+   * the node started.
+   */
+  uint64_t disk_reads;
+  /*
+   * Compactions finished since the node started.
+   */
+  uint64_t compactions;
+  /*
+   * The oldest LSN GetUpdates (and replication) can still stream from; older
+   * positions need a full resync because compaction dropped their records.
+   */
+  uint64_t oldest_streamable_lsn;
 };
 #define ERDTREE__V1__STATUS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__status_response__descriptor) \
-    , ERDTREE__V1__ROLE__ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0 }
+    , ERDTREE__V1__ROLE__ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
 
 
 /*
