@@ -16,6 +16,7 @@ public final class MasterNode: Sendable {
     public let health: HealthService
     public let recovery: WALRecoveryReport
     public let sweeper: ExpirySweeper
+    public let compactor: Compactor
     private let wal: WriteAheadLog
     private let server: RPCServer
     private let logger: Logger
@@ -28,15 +29,19 @@ public final class MasterNode: Sendable {
         self.logger = logger
         let store = Self.store(config.storage)
         (wal, recovery) = try WriteAheadLog.open(Self.walConfiguration(config.wal), logger: logger) {
-            Self.replay($0, into: store)
+            Self.replay($0, at: $1, into: store)
         }
         kv = KVStoreService(store: store, wal: wal, limits: config.limits)
         sweeper = ExpirySweeper(store: store)
         sweeper.start(on: group.next())
+        compactor = Compactor(
+            store: store, wal: wal, retentionBytes: config.wal.retentionBytes,
+            minDeadBytes: config.wal.maxFileSizeBytes, logger: logger)
+        compactor.start(on: group.next())
 
         var router = RPCRouter()
         kv.register(in: &router)
-        AdminService(kv: kv, sweeper: sweeper).register(in: &router)
+        AdminService(kv: kv, sweeper: sweeper, compactor: compactor).register(in: &router)
         // Health answers for every service registered so far and for itself.
         let served = router.serviceNames + ["grpc.health.v1.Health"]
         health = HealthService(services: served)
@@ -63,6 +68,7 @@ public final class MasterNode: Sendable {
         health.finishWatchers()
         await server.shutdownGracefully(gracePeriod: gracePeriod)
         sweeper.stop()
+        compactor.stop()
         wal.close()
         logger.info("master stopped")
     }
@@ -96,16 +102,31 @@ public final class MasterNode: Sendable {
     /// Replay goes through the same `set` as live writes, so it evicts as it goes and
     /// memory stays within `storage.max_entries` during recovery. Under noeviction it
     /// applies every logged key even past the bound (they were acknowledged).
-    static func replay(_ record: WALRecord, into store: KeyValueStore) {
+    static func replay(_ record: WALRecord, at location: WALLocation, into store: KeyValueStore) {
         let key = StoreKey(record.key)
         let nowMs = WallClock.nowMs()
         switch record.op {
         case .set where record.expiresAtMs != 0 && record.expiresAtMs <= nowMs:
             store.delete(key, lsn: record.lsn, nowMs: nowMs)
         case .set:
-            store.set(key, value: record.value, lsn: record.lsn, expiresAtMs: record.expiresAtMs)
+            store.set(
+                key, value: record.value, lsn: record.lsn, expiresAtMs: record.expiresAtMs,
+                location: DiskLocation(location))
         case .delete:
             store.delete(key, lsn: record.lsn, nowMs: nowMs)
         }
+    }
+}
+
+extension DiskLocation {
+    /// The store's copy of a WAL location (the store does not depend on the WAL).
+    init(_ location: WALLocation) {
+        self.init(segment: location.segment, offset: location.offset, length: location.length)
+    }
+}
+
+extension WALLocation {
+    init(_ location: DiskLocation) {
+        self.init(segment: location.segment, offset: location.offset, length: location.length)
     }
 }

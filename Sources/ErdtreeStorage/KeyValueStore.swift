@@ -121,10 +121,38 @@ public final class KeyValueStore: Sendable {
     /// - Returns: whether the write was applied (false: the key already has
     ///   this or a newer LSN).
     @discardableResult
-    public func set(_ key: StoreKey, value: [UInt8], lsn: UInt64, expiresAtMs: Int64) -> Bool {
+    public func set(
+        _ key: StoreKey, value: [UInt8], lsn: UInt64, expiresAtMs: Int64, location: DiskLocation = .none
+    ) -> Bool {
         shard(for: key).state.withLock {
-            $0.set(key, value: value, lsn: lsn, expiresAtMs: expiresAtMs)
+            $0.set(key, value: value, lsn: lsn, expiresAtMs: expiresAtMs, location: location)
         }
+    }
+
+    /// Whether `key` is live at `nowMs` and still at version `lsn`: compaction keeps a record
+    /// exactly when this holds for it.
+    public func isCurrent(_ key: StoreKey, lsn: UInt64, nowMs: Int64) -> Bool {
+        shard(for: key).state.withLock { $0.isCurrent(key, lsn: lsn, nowMs: nowMs) }
+    }
+
+    /// Points `key` at the new location of its record (compaction moved it), if the key is
+    /// still at version `lsn`.
+    ///
+    /// - Returns: whether the entry was updated (false: rewritten or deleted meanwhile).
+    @discardableResult
+    public func relocate(_ key: StoreKey, lsn: UInt64, to location: DiskLocation) -> Bool {
+        shard(for: key).state.withLock { $0.relocate(key, lsn: lsn, to: location) }
+    }
+
+    /// Bytes of each segment that hold some key's current record (the rest of a segment is
+    /// dead: overwritten, deleted or expired-and-reclaimed). Locks each shard in turn for one
+    /// pass over its entries; keys that expired but were not yet swept still count.
+    public func liveBytesBySegment() -> [UInt32: Int64] {
+        var bytes: [UInt32: Int64] = [:]
+        for shard in shards {
+            shard.state.withLock { $0.addLiveBytes(to: &bytes) }
+        }
+        return bytes
     }
 
     /// Checks, before a write of `key` is logged, that the store can take it.

@@ -73,8 +73,10 @@ struct ShardState: Sendable {
 
     /// Writes `key` unless its current entry has an LSN at or above `lsn`, then
     /// evicts while the shard is over its bound.
-    mutating func set(_ key: StoreKey, value: [UInt8], lsn: UInt64, expiresAtMs: Int64) -> Bool {
-        let new = IndexEntry(value: value, lsn: lsn, expiresAtMs: expiresAtMs)
+    mutating func set(
+        _ key: StoreKey, value: [UInt8], lsn: UInt64, expiresAtMs: Int64, location: DiskLocation
+    ) -> Bool {
+        let new = IndexEntry(value: value, lsn: lsn, expiresAtMs: expiresAtMs, location: location)
         let freeSlot = maxResident == nil ? -1 : clockKeys.count
         // One hash probe on the common path: the slot is read and written in place.
         let outcome = Self.replace(&entries[key], with: new, freeClockSlot: freeSlot)
@@ -113,6 +115,26 @@ struct ShardState: Sendable {
         }
         evictWhileOverBound()
         return true
+    }
+
+    /// Whether `key` is live at `nowMs` and still at version `lsn`.
+    func isCurrent(_ key: StoreKey, lsn: UInt64, nowMs: Int64) -> Bool {
+        guard let entry = entries[key] else { return false }
+        return entry.lsn == lsn && !entry.isExpired(atMs: nowMs)
+    }
+
+    /// Points `key`'s entry at `location` if the key is still at version `lsn`.
+    mutating func relocate(_ key: StoreKey, lsn: UInt64, to location: DiskLocation) -> Bool {
+        guard entries[key]?.lsn == lsn else { return false }
+        entries[key]?.location = location
+        return true
+    }
+
+    /// Adds each entry's record length to its segment's total in `bytes`.
+    func addLiveBytes(to bytes: inout [UInt32: Int64]) {
+        for entry in entries.values where entry.location.segment != 0 {
+            bytes[entry.location.segment, default: 0] += Int64(entry.location.length)
+        }
     }
 
     /// Removes `key` if it is live and older than `lsn`; an expired entry is

@@ -4,20 +4,23 @@
 /// costs a reference-count increment, not a copy of the bytes.
 public struct StoredValue: Sendable, Equatable {
     /// The value bytes, as last written; nil when the value was evicted from
-    /// memory. The caller then reads the WAL record with LSN `lsn` and may hand
+    /// memory. The caller then reads the record at `location` and may hand
     /// it back with `KeyValueStore.restore(_:value:lsn:)`.
     public let value: [UInt8]?
     /// The LSN of the write that produced `value` (the key's version).
     public let lsn: UInt64
     /// Absolute expiry in Unix milliseconds; 0 means the key never expires.
     public let expiresAtMs: Int64
+    /// Where the write's record is on disk.
+    public let location: DiskLocation
 
     /// Whether the value was evicted and must be read from the WAL.
     public var isEvicted: Bool { value == nil }
 
-    public init(value: [UInt8]?, lsn: UInt64, expiresAtMs: Int64) {
+    public init(value: [UInt8]?, lsn: UInt64, expiresAtMs: Int64, location: DiskLocation = .none) {
         self.value = value
         self.lsn = lsn
         self.expiresAtMs = expiresAtMs
+        self.location = location
     }
 }

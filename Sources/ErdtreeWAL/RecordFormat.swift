@@ -20,7 +20,10 @@ enum RecordFormat {
 
     /// "ERDTWAL1".
     static let magic: [UInt8] = [0x45, 0x52, 0x44, 0x54, 0x57, 0x41, 0x4C, 0x31]
+    /// Version 1: a segment as the writer wrote it, every LSN from its first one on, consecutive.
     static let version: UInt32 = 1
+    /// Version 2: a segment compaction wrote: only live records, LSNs increasing with gaps.
+    static let compactedVersion: UInt32 = 2
     static let replicationIDSize = 16
 
     static let headerMagicOffset = 0
@@ -78,6 +81,8 @@ enum RecordFormat {
     struct SegmentHeader: Equatable {
         var firstLSN: UInt64
         var replicationID: [UInt8]
+        /// Written by compaction (version 2): records have gaps between their LSNs.
+        var compacted = false
     }
 
     static func encodeHeader(_ header: SegmentHeader) -> [UInt8] {
@@ -85,7 +90,8 @@ enum RecordFormat {
         var bytes = [UInt8](repeating: 0, count: headerSize)
         bytes.withUnsafeMutableBytes { raw in
             for (index, byte) in magic.enumerated() { raw[headerMagicOffset + index] = byte }
-            raw.storeBytes(of: version.littleEndian, toByteOffset: headerVersionOffset, as: UInt32.self)
+            let fileVersion = header.compacted ? compactedVersion : version
+            raw.storeBytes(of: fileVersion.littleEndian, toByteOffset: headerVersionOffset, as: UInt32.self)
             raw.storeBytes(of: header.firstLSN.littleEndian, toByteOffset: headerFirstLSNOffset, as: UInt64.self)
             for (index, byte) in header.replicationID.enumerated() { raw[headerReplicationIDOffset + index] = byte }
             let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<headerCRCOffset]))
@@ -108,15 +114,19 @@ enum RecordFormat {
             return .failure(HeaderProblem("header checksum mismatch (stored \(hex(stored)), computed \(hex(actual)))"))
         }
         let fileVersion = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: headerVersionOffset, as: UInt32.self))
-        guard fileVersion == version else {
-            return .failure(HeaderProblem("format version \(fileVersion) is not the supported version \(version)"))
+        guard fileVersion == version || fileVersion == compactedVersion else {
+            return .failure(
+                HeaderProblem(
+                    "format version \(fileVersion) is not a supported version (\(version), or \(compactedVersion) "
+                        + "for compacted segments)"))
         }
         let firstLSN = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: headerFirstLSNOffset, as: UInt64.self))
         guard firstLSN >= 1 else {
             return .failure(HeaderProblem("the first LSN is 0, but LSNs start at 1"))
         }
         let id = Array(raw[headerReplicationIDOffset..<headerReplicationIDOffset + replicationIDSize])
-        return .success(SegmentHeader(firstLSN: firstLSN, replicationID: id))
+        return .success(
+            SegmentHeader(firstLSN: firstLSN, replicationID: id, compacted: fileVersion == compactedVersion))
     }
 
     struct HeaderProblem: Error {

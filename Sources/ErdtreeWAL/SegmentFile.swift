@@ -6,6 +6,10 @@ import Synchronization
 ///
 /// The writer thread is the only one that stores `committedBytes` and adds index points; readers
 /// load them from any thread and never read past `committedBytes`.
+///
+/// Readers share one read-only descriptor, opened on first use and closed when the last reference
+/// to the segment goes away. A reader holding a `SegmentFile` can therefore finish its reads even
+/// after compaction deleted the file: the descriptor keeps the unlinked file's bytes alive.
 final class SegmentFile: Sendable {
     struct IndexPoint: Sendable {
         var lsn: UInt64
@@ -15,16 +19,71 @@ final class SegmentFile: Sendable {
     /// Records at least this far apart get an index point, so a lookup reads at most this much extra.
     static let indexSpacingBytes: Int64 = 64 << 10
 
+    /// The log's number for this file (`WALLocation.segment`); unique within the process.
+    let id: UInt32
     let firstLSN: UInt64
     let path: String
+    /// Written by compaction: holds only live records, with gaps between their LSNs.
+    let compacted: Bool
     /// Bytes that reached the kernel, header included.
     let committedBytes: Atomic<Int64>
     private let index = Mutex<[IndexPoint]>([])
+    /// The shared read-only descriptor, -1 until the first read opens it.
+    private let readFD = Mutex<Int32>(-1)
 
-    init(firstLSN: UInt64, path: String, committedBytes: Int64) {
+    private static let nextID = Atomic<UInt32>(1)
+
+    init(firstLSN: UInt64, path: String, committedBytes: Int64, compacted: Bool = false, readFD: Int32 = -1) {
+        self.id = Self.nextID.wrappingAdd(1, ordering: .relaxed).oldValue
         self.firstLSN = firstLSN
         self.path = path
+        self.compacted = compacted
         self.committedBytes = Atomic(committedBytes)
+        self.readFD.withLock { $0 = readFD }
+    }
+
+    deinit {
+        let fd = readFD.withLock { $0 }
+        if fd >= 0 { try? System.close(fd, path: path) }
+    }
+
+    /// The shared read-only descriptor, opened on first use. Do not close it.
+    func descriptor() throws(WALError) -> Int32 {
+        try readFD.withLock { (fd: inout Int32) throws(WALError) -> Int32 in
+            if fd < 0 { fd = try System.open(path, flags: O_RDONLY) }
+            return fd
+        }
+    }
+
+    /// Reads the record at `offset` of `length` bytes with one `pread`.
+    ///
+    /// - Throws: `.corruptRecord` when the bytes there are not one whole valid record (the caller's
+    ///   location is stale or the file is damaged), `.io` when the read fails.
+    func record(at offset: Int64, length: Int) throws(WALError) -> WALRecord {
+        let end = committedBytes.load(ordering: .acquiring)
+        guard offset >= Int64(RecordFormat.headerSize), length > 0, offset + Int64(length) <= end else {
+            throw .corruptRecord(
+                segment: path, offset: offset, lsn: nil,
+                reason: "a \(length)-byte record at offset \(offset) lies outside the \(end) committed bytes")
+        }
+        let fd = try descriptor()
+        let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 16)
+        defer { bytes.deallocate() }
+        let read = try System.pread(fd, into: bytes, offset: offset, path: path)
+        switch RecordFormat.decodeRecord(UnsafeRawBufferPointer(rebasing: bytes[0..<read])) {
+        case .record(let record, let size) where size == length:
+            return record
+        case .record(let record, let size):
+            throw .corruptRecord(
+                segment: path, offset: offset, lsn: record.lsn,
+                reason: "the record there is \(size) bytes, not the \(length) the index says")
+        case .incomplete(let needed):
+            throw .corruptRecord(
+                segment: path, offset: offset, lsn: nil,
+                reason: "the record there needs \(needed) bytes but \(read) were read")
+        case .corrupt(let lsn, let reason):
+            throw .corruptRecord(segment: path, offset: offset, lsn: lsn, reason: reason)
+        }
     }
 
     func addIndexPoints(_ points: [IndexPoint]) {

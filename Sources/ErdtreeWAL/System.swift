@@ -116,8 +116,17 @@ enum System {
         return Int64(info.st_size)
     }
 
-    static func unlink(_ path: String) throws(WALError) {
-        guard Glibc.unlink(path) == 0 else { throw .io(call: "unlink", path: path, errno: errno) }
+    static func unlink(_ path: String, ignoringMissing: Bool = false) throws(WALError) {
+        guard Glibc.unlink(path) == 0 else {
+            let code = errno
+            if ignoringMissing && code == ENOENT { return }
+            throw .io(call: "unlink", path: path, errno: code)
+        }
+    }
+
+    /// Renames `path` to `target` atomically, replacing `target` if it exists.
+    static func rename(_ path: String, to target: String) throws(WALError) {
+        guard Glibc.rename(path, target) == 0 else { throw .io(call: "rename", path: path, errno: errno) }
     }
 
     /// Makes sure a directory entry change in `path` (a create, a delete) survives power loss.

@@ -16,8 +16,16 @@ public struct WALConfiguration: Sendable {
     public var syncPolicy: WALSyncPolicy
     /// A segment is sealed and a new one started once it reaches this size. A batch is split
     /// across segments at record boundaries, so a segment exceeds it only by its last record.
-    /// The module accepts any positive size; the configuration layer enforces a sane minimum.
+    /// The module accepts any positive size up to `maxFileSizeLimit`; the configuration layer
+    /// enforces a sane minimum.
     public var maxFileSizeBytes: Int64
+
+    /// The largest segment size the log uses: record locations hold 32-bit offsets, so a larger
+    /// configured size is cut down to this.
+    public static let maxFileSizeLimit: Int64 = 1 << 30
+
+    /// `maxFileSizeBytes` within `1...maxFileSizeLimit`.
+    var effectiveMaxFileSizeBytes: Int64 { min(max(1, maxFileSizeBytes), Self.maxFileSizeLimit) }
 
     public init(
         directory: String,

@@ -11,6 +11,11 @@ public enum WALError: Error, Equatable, CustomStringConvertible {
     case io(call: String, path: String, errno: Int32)
     /// The log was closed before the operation.
     case closed
+    /// A location names a segment that compaction has since replaced; look the key up again.
+    case segmentGone(UInt32)
+    /// Compaction's commit record (`compaction.commit`) is unreadable; recovery cannot tell
+    /// which files are current, so it refuses to start.
+    case badCompactionRecord(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -23,6 +28,10 @@ public enum WALError: Error, Equatable, CustomStringConvertible {
             return "\(call)(\(path)) failed: \(String(cString: strerror(code))) (errno \(code))."
         case .closed:
             return "The write-ahead log is closed."
+        case .segmentGone(let id):
+            return "WAL segment number \(id) was replaced by compaction."
+        case .badCompactionRecord(let path, let reason):
+            return "WAL compaction record \(path) is unreadable: \(reason)."
         }
     }
 }

@@ -20,21 +20,32 @@ import Logging
 ///    header) refuses to start with `.corruptRecord` or `.badSegmentHeader` naming the file, the
 ///    offset and the LSN: acknowledged data is never dropped silently.
 /// 7. An empty directory starts a fresh log: segment 1 with a new random replication id.
+/// 8. A compaction that committed (`compaction.commit` exists) is finished: the segments it
+///    replaced are deleted and its output renamed into place. One that did not commit is undone:
+///    its `.compacting` files are deleted. See `WALCompaction`.
+/// 9. Segments compaction wrote (header version 2) hold only live records, so their LSNs may skip
+///    (rule 3 then asks only that they increase, and the next segment may start past the last
+///    one's end). They form a prefix of the log: a compacted segment after a written one, or as
+///    the newest segment, is corruption.
 struct WALRecovery {
     struct Recovered {
         var replicationID: [UInt8]
         var segments: [SegmentFile]
         var activeFD: Int32
         var lastLSN: UInt64
+        /// The first LSN of the first segment compaction did not write.
+        var oldestStreamableLSN: UInt64
         var report: WALRecoveryReport
     }
 
     let directory: String
     let logger: Logger
 
-    func run(replay: (WALRecord) -> Void) throws(WALError) -> Recovered {
+    func run(replay: (WALRecord, WALLocation) -> Void) throws(WALError) -> Recovered {
         let started = ContinuousClock.now
         try System.makeDirectories(directory)
+        // Rule 8: an interrupted compaction is finished or undone before segments are listed.
+        try WALCompaction.recover(directory: directory, logger: logger)
         var names = try System.listDirectory(directory)
             .compactMap { name in RecordFormat.firstLSN(segmentName: name).map { (firstLSN: $0, name: name) } }
             .sorted { $0.firstLSN < $1.firstLSN }
@@ -51,6 +62,7 @@ struct WALRecovery {
         var truncatedTail: WALTruncatedTail?
         var progress = Progress(started: started)
         var activeFD: Int32 = -1
+        var oldestStreamableLSN: UInt64?
 
         for (position, entry) in names.enumerated() {
             let path = System.join(directory, entry.name)
@@ -72,6 +84,18 @@ struct WALRecovery {
                     reason: "the header says the first LSN is \(header.firstLSN) but the name says \(entry.firstLSN)"
                 )
             }
+            // Rule 9: compacted segments come first, and the newest segment is one the writer wrote.
+            if header.compacted {
+                if oldestStreamableLSN != nil || isNewest {
+                    throw .badSegmentHeader(
+                        segment: path,
+                        reason: isNewest
+                            ? "it is a compacted segment, but the newest segment must be one the writer wrote"
+                            : "it is a compacted segment after segments the writer wrote")
+                }
+            } else if oldestStreamableLSN == nil {
+                oldestStreamableLSN = header.firstLSN
+            }
             if position == 0 {
                 replicationID = header.replicationID
             } else {
@@ -82,7 +106,8 @@ struct WALRecovery {
                             + "\(hexString(replicationID))"
                     )
                 }
-                guard header.firstLSN == nextLSN else {
+                let previousCompacted = segments.last?.compacted == true
+                guard header.firstLSN == nextLSN || (previousCompacted && header.firstLSN > nextLSN) else {
                     throw .badSegmentHeader(
                         segment: path,
                         reason:
@@ -92,7 +117,8 @@ struct WALRecovery {
             }
             nextLSN = header.firstLSN
 
-            let segment = SegmentFile(firstLSN: header.firstLSN, path: path, committedBytes: fileSize)
+            let segment = SegmentFile(
+                firstLSN: header.firstLSN, path: path, committedBytes: fileSize, compacted: header.compacted)
             var points: [SegmentFile.IndexPoint] = []
             var lastIndexed = Int64(RecordFormat.headerSize)
             var goodEnd = Int64(RecordFormat.headerSize)
@@ -101,20 +127,23 @@ struct WALRecovery {
                 switch event {
                 case .record(let record, let offset, let size):
                     // Rule 3.
-                    guard record.lsn == nextLSN else {
+                    guard record.lsn == nextLSN || (header.compacted && record.lsn > nextLSN) else {
                         throw .corruptRecord(
                             segment: path,
                             offset: offset,
                             lsn: record.lsn,
-                            reason: "LSN \(record.lsn) is where LSN \(nextLSN) should be; LSNs must be consecutive"
+                            reason: header.compacted
+                                ? "LSN \(record.lsn) follows LSN \(nextLSN - 1); LSNs must increase"
+                                : "LSN \(record.lsn) is where LSN \(nextLSN) should be; LSNs must be consecutive"
                         )
                     }
                     if offset - lastIndexed >= SegmentFile.indexSpacingBytes {
                         points.append(.init(lsn: record.lsn, offset: offset))
                         lastIndexed = offset
                     }
-                    replay(record)
-                    nextLSN += 1
+                    replay(
+                        record, WALLocation(segment: segment.id, offset: UInt32(offset), length: UInt32(size)))
+                    nextLSN = record.lsn + 1
                     records += 1
                     goodEnd = offset + Int64(size)
                     progress.recordReplayed(logger: logger, segment: path)
@@ -186,6 +215,7 @@ struct WALRecovery {
             segments: segments,
             activeFD: activeFD,
             lastLSN: lastLSN,
+            oldestStreamableLSN: oldestStreamableLSN ?? 1,
             report: WALRecoveryReport(
                 segments: segments.count,
                 records: records,
@@ -212,6 +242,7 @@ struct WALRecovery {
             segments: [segment],
             activeFD: fd,
             lastLSN: 0,
+            oldestStreamableLSN: 1,
             report: WALRecoveryReport(segments: 1, records: 0, lastLSN: 0, truncatedTail: nil, seconds: seconds)
         )
     }

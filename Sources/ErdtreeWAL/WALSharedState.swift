@@ -7,7 +7,37 @@ struct PendingAppend: Sendable {
     var value: [UInt8]
     var expiresAtMs: Int64
     var timestampMs: Int64
-    var completion: @Sendable (Result<UInt64, WALError>) -> Void
+    var completion: @Sendable (Result<WALAppended, WALError>) -> Void
+}
+
+/// Every segment in LSN order, the active one last, and the same segments by number.
+struct SegmentTable {
+    private(set) var ordered: [SegmentFile]
+    private var byID: [UInt32: SegmentFile]
+
+    init(_ segments: [SegmentFile]) {
+        ordered = segments
+        byID = Dictionary(uniqueKeysWithValues: segments.map { ($0.id, $0) })
+    }
+
+    subscript(id id: UInt32) -> SegmentFile? { byID[id] }
+
+    /// Makes `segment` resolvable by number before it takes its place in `ordered`.
+    mutating func register(_ segment: SegmentFile) {
+        byID[segment.id] = segment
+    }
+
+    mutating func append(_ segment: SegmentFile) {
+        ordered.append(segment)
+        byID[segment.id] = segment
+    }
+
+    /// Swaps the oldest `count` segments for `replacements` (compaction's output, same LSN range).
+    mutating func replacePrefix(_ count: Int, with replacements: [SegmentFile]) {
+        for segment in ordered[0..<count] { byID[segment.id] = nil }
+        ordered.replaceSubrange(0..<count, with: replacements)
+        for segment in replacements { byID[segment.id] = segment }
+    }
 }
 
 /// What the public `WriteAheadLog` and its writer thread share.
@@ -20,18 +50,27 @@ final class WALSharedState: Sendable {
 
     let queue = Mutex(Queue())
     let wakeup = WakeupSignal()
-    /// Every segment in LSN order, the active one last. Only the writer thread appends.
-    let segments: Mutex<[SegmentFile]>
+    /// Every segment in LSN order, the active one last. Only the writer thread appends; only
+    /// compaction replaces (a prefix of sealed segments).
+    let segments: Mutex<SegmentTable>
+    /// The oldest LSN `entries(since:)` can still return: the first LSN after what compaction
+    /// rewrote (1 when nothing was compacted). Older positions need a snapshot.
+    let oldestStreamableLSN: Atomic<UInt64>
     /// Last LSN written to the kernel; stored after the segment's `committedBytes`.
     let lastLSN: Atomic<UInt64>
     /// Last LSN known to be fsynced.
     let durableLSN: Atomic<UInt64>
+    /// Last LSN whose completion has returned: whatever a completion does with its record (the
+    /// node applies it to the store) is done for every LSN up to this one.
+    let completedLSN: Atomic<UInt64>
     /// Tests only: an errno the next batch write fails with after writing half its bytes.
     let injectedWriteErrno = Atomic<Int32>(0)
 
-    init(segments: [SegmentFile], lastLSN: UInt64) {
-        self.segments = Mutex(segments)
+    init(segments: [SegmentFile], lastLSN: UInt64, oldestStreamableLSN: UInt64) {
+        self.segments = Mutex(SegmentTable(segments))
+        self.oldestStreamableLSN = Atomic(oldestStreamableLSN)
         self.lastLSN = Atomic(lastLSN)
         self.durableLSN = Atomic(lastLSN)
+        self.completedLSN = Atomic(lastLSN)
     }
 }

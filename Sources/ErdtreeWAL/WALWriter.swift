@@ -32,6 +32,8 @@ final class WALWriter: @unchecked Sendable {
     private var batch: [PendingAppend] = []
     private var buffer: [UInt8] = []
     private var points: [SegmentFile.IndexPoint] = []
+    /// Where each record of `batch` was written, by batch index.
+    private var locations: [WALLocation] = []
 
     init(
         shared: WALSharedState,
@@ -45,7 +47,7 @@ final class WALWriter: @unchecked Sendable {
         self.shared = shared
         self.directory = configuration.directory
         self.syncPolicy = configuration.syncPolicy
-        self.maxFileSizeBytes = max(1, configuration.maxFileSizeBytes)
+        self.maxFileSizeBytes = configuration.effectiveMaxFileSizeBytes
         self.replicationID = replicationID
         self.logger = logger
         self.fd = activeFD
@@ -83,6 +85,7 @@ final class WALWriter: @unchecked Sendable {
             return
         }
         let firstLSN = lastLSN + 1
+        locations.removeAll(keepingCapacity: true)
         var next = 0
         var failure: WALError?
         while next < batch.count {
@@ -110,11 +113,12 @@ final class WALWriter: @unchecked Sendable {
         }
         for (index, item) in batch.enumerated() {
             if index < written {
-                item.completion(.success(firstLSN + UInt64(index)))
+                item.completion(.success(WALAppended(lsn: firstLSN + UInt64(index), location: locations[index])))
             } else {
                 item.completion(.failure(failure ?? .closed))
             }
         }
+        shared.completedLSN.store(lastLSN, ordering: .releasing)
     }
 
     /// Encodes records from `batch[next...]` until the active segment would be full, writes them
@@ -133,6 +137,8 @@ final class WALWriter: @unchecked Sendable {
                 points.append(.init(lsn: lsn, offset: offset))
                 indexed = offset
             }
+            let recordSize = RecordFormat.recordSize(keyCount: item.key.count, valueCount: item.value.count)
+            locations.append(WALLocation(segment: active.id, offset: UInt32(offset), length: UInt32(recordSize)))
             RecordFormat.appendRecord(
                 lsn: lsn,
                 timestampMs: item.timestampMs,
@@ -156,6 +162,7 @@ final class WALWriter: @unchecked Sendable {
             }
         }
         if let failure {
+            locations.removeLast(next - chunkStart)
             rollBack(after: failure, records: next - chunkStart)
             return failure
         }

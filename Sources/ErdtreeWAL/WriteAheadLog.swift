@@ -16,18 +16,29 @@ import Synchronization
 ///
 /// Reads: `entries(since:limit:)` reads from any thread, only bytes the writer has committed.
 public final class WriteAheadLog: Sendable {
-    private let shared: WALSharedState
+    let shared: WALSharedState
     private let writerThread: Mutex<pthread_t?>
-    private let directory: String
+    let directory: String
+    let maxFileSizeBytes: Int64
+    let replicationIDBytes: [UInt8]
+    /// Set while a compaction runs; one at a time.
+    let compactionRunning = Atomic<Bool>(false)
+    /// A failure after a compaction committed: the rest is left to recovery, and compaction stops
+    /// until a restart.
+    let compactionStoppedBy = Mutex<WALError?>(nil)
     /// The history this log belongs to: 128 random bits in hex, chosen when the first segment is
     /// created and kept in every segment header, so it is stable across restarts.
     public let replicationID: String
 
-    private init(shared: WALSharedState, writerThread: pthread_t, directory: String, replicationID: String) {
+    private init(
+        shared: WALSharedState, writerThread: pthread_t, configuration: WALConfiguration, replicationID: [UInt8]
+    ) {
         self.shared = shared
         self.writerThread = Mutex(writerThread)
-        self.directory = directory
-        self.replicationID = replicationID
+        self.directory = configuration.directory
+        self.maxFileSizeBytes = configuration.effectiveMaxFileSizeBytes
+        self.replicationIDBytes = replicationID
+        self.replicationID = hexString(replicationID)
     }
 
     deinit {
@@ -54,19 +65,22 @@ public final class WriteAheadLog: Sendable {
     /// - Parameters:
     ///   - configuration: Where the log lives, the sync policy and the segment size.
     ///   - logger: Receives recovery progress (about once a second), repairs, and write failures.
-    ///   - replay: Called once per recovered record, in LSN order, on the calling thread.
+    ///   - replay: Called once per recovered record with where it sits, in LSN order, on the
+    ///     calling thread.
     /// - Returns: The open log and what recovery found.
     /// - Throws: `WALError` when the log is corrupt or the disk refuses.
     public static func open(
         _ configuration: WALConfiguration,
         logger: Logger,
-        replay: (WALRecord) -> Void
+        replay: (WALRecord, WALLocation) -> Void
     ) throws(WALError) -> (WriteAheadLog, WALRecoveryReport) {
         let recovered = try WALRecovery(directory: configuration.directory, logger: logger).run(replay: replay)
         guard let active = recovered.segments.last else {
             preconditionFailure("recovery always leaves an active segment")
         }
-        let shared = WALSharedState(segments: recovered.segments, lastLSN: recovered.lastLSN)
+        let shared = WALSharedState(
+            segments: recovered.segments, lastLSN: recovered.lastLSN,
+            oldestStreamableLSN: recovered.oldestStreamableLSN)
         let writer = WALWriter(
             shared: shared,
             configuration: configuration,
@@ -84,11 +98,7 @@ public final class WriteAheadLog: Sendable {
             throw error
         }
         let log = WriteAheadLog(
-            shared: shared,
-            writerThread: thread,
-            directory: configuration.directory,
-            replicationID: hexString(recovered.replicationID)
-        )
+            shared: shared, writerThread: thread, configuration: configuration, replicationID: recovered.replicationID)
         return (log, recovered.report)
     }
 
@@ -97,14 +107,32 @@ public final class WriteAheadLog: Sendable {
         shared.lastLSN.load(ordering: .acquiring)
     }
 
-    /// The last LSN known to be fsynced (survives power loss).
     /// Segments on disk and the bytes they hold (written bytes only), for status reports.
     public var diskUsage: (segments: Int, bytes: Int64) {
-        let segments = shared.segments.withLock { $0 }
+        let segments = shared.segments.withLock { $0.ordered }
         let bytes = segments.reduce(Int64(0)) { $0 + $1.committedBytes.load(ordering: .relaxed) }
         return (segments.count, bytes)
     }
 
+    /// Every segment, oldest first: its number (`WALLocation.segment`), committed bytes (header
+    /// included), whether compaction wrote it and whether it is the active one.
+    public var segments: [WALSegmentInfo] {
+        let segments = shared.segments.withLock { $0.ordered }
+        return segments.enumerated().map { index, segment in
+            WALSegmentInfo(
+                id: segment.id, firstLSN: segment.firstLSN,
+                bytes: segment.committedBytes.load(ordering: .relaxed),
+                compacted: segment.compacted, active: index == segments.count - 1)
+        }
+    }
+
+    /// The oldest LSN `entries(since:)` still returns; older positions get `resyncRequired`
+    /// because compaction dropped their records.
+    public var oldestStreamableLSN: UInt64 {
+        shared.oldestStreamableLSN.load(ordering: .acquiring)
+    }
+
+    /// The last LSN known to be fsynced (survives power loss).
     public var durableLSN: UInt64 {
         shared.durableLSN.load(ordering: .acquiring)
     }
@@ -125,7 +153,7 @@ public final class WriteAheadLog: Sendable {
         value: [UInt8],
         expiresAtMs: Int64,
         timestampMs: Int64,
-        completion: @escaping @Sendable (Result<UInt64, WALError>) -> Void
+        completion: @escaping @Sendable (Result<WALAppended, WALError>) -> Void
     ) {
         let item = PendingAppend(
             op: op,
@@ -151,16 +179,16 @@ public final class WriteAheadLog: Sendable {
     ///
     /// Safe from any thread while the writer runs: it reads only bytes the writer has committed
     /// (written to the kernel), starting from the segment and indexed offset nearest `since + 1`.
-    /// `resyncRequired` is set when the oldest segment starts after `since + 1`, i.e. the records
-    /// the caller needs are gone and it needs a snapshot instead.
+    /// `resyncRequired` is set when `since + 1` is older than `oldestStreamableLSN`, i.e. the records
+    /// the caller needs were dropped by compaction and it needs a snapshot instead.
     ///
     /// - Throws: `.corruptRecord` when a committed record does not decode, `.io` when a read fails.
     public func entries(since: UInt64, limit: Int) throws(WALError) -> WALEntries {
         let last = lastLSN
-        let segments = shared.segments.withLock { $0 }
+        let segments = shared.segments.withLock { $0.ordered }
         guard let oldest = segments.first else { return WALEntries(records: [], resyncRequired: false, lastLSN: last) }
         let wanted = since &+ 1
-        if oldest.firstLSN > wanted {
+        if max(oldest.firstLSN, oldestStreamableLSN) > wanted {
             return WALEntries(records: [], resyncRequired: true, lastLSN: last)
         }
         guard limit > 0, since < last else { return WALEntries(records: [], resyncRequired: false, lastLSN: last) }
@@ -186,8 +214,7 @@ public final class WriteAheadLog: Sendable {
         let end = segment.committedBytes.load(ordering: .acquiring)
         let start = segment.startOffset(forLSN: since &+ 1)
         guard start < end else { return }
-        let fd = try System.open(segment.path, flags: O_RDONLY)
-        defer { try? System.close(fd, path: segment.path) }
+        let fd = try segment.descriptor()
         let reader = SegmentReader(fd: fd, path: segment.path, start: start, end: end, chunkBytes: 256 << 10)
         while records.count < limit, let event = try reader.next() {
             switch event {
@@ -204,6 +231,20 @@ public final class WriteAheadLog: Sendable {
                 throw .corruptRecord(segment: segment.path, offset: offset, lsn: lsn, reason: reason)
             }
         }
+    }
+
+    /// Reads the record at `location` with one positioned read.
+    ///
+    /// Safe from any thread. A location from before a compaction that has since finished names a
+    /// segment that no longer exists: `.segmentGone`, and the caller looks the key up again.
+    ///
+    /// - Throws: `.segmentGone`, `.corruptRecord` when the bytes there are not the whole record the
+    ///   location promises, `.io` when the read fails.
+    public func read(at location: WALLocation) throws(WALError) -> WALRecord {
+        guard let segment = shared.segments.withLock({ $0[id: location.segment] }) else {
+            throw .segmentGone(location.segment)
+        }
+        return try segment.record(at: Int64(location.offset), length: Int(location.length))
     }
 
     /// Stops accepting appends, writes and fsyncs what is queued, completes every caller, and

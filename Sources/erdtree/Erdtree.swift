@@ -244,6 +244,10 @@ struct StatusCommand: AsyncParsableCommand {
             memory (data):     \(status.memoryBytes) bytes
             wal segments:      \(status.segments)
             wal bytes:         \(status.diskBytes)
+            wal dead bytes:    \(status.deadBytes)
+            compactions:       \(status.compactions)
+            last compaction:   \(status.lastCompactionMs == 0 ? "never" : "\(status.lastCompactionMs) ms since the Unix epoch")
+            oldest streamable: \(status.oldestStreamableLSN)
             expired reclaimed: \(status.expiredReclaimed)
             disk reads:        \(status.diskReads)
             """)

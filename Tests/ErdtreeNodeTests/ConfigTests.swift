@@ -34,7 +34,8 @@ import Testing
 
     @Test func emptyFileMeansAllDefaultsForAMaster() throws {
         #expect(try NodeConfig.parse(yaml: "", role: .master, source: "empty.yaml") == .defaults(for: .master))
-        #expect(try NodeConfig.parse(yaml: "# nothing\n", role: .master, source: "empty.yaml") == .defaults(for: .master))
+        #expect(
+            try NodeConfig.parse(yaml: "# nothing\n", role: .master, source: "empty.yaml") == .defaults(for: .master))
     }
 
     @Test func eventLoopsDefaultsToOnePerCoreAndParses() throws {
@@ -224,7 +225,8 @@ import Testing
         let error = #expect(throws: ConfigError.self) {
             try NodeConfig.parse(yaml: "server:\n  port: 70000", role: .master, source: "config.yaml")
         }
-        #expect(error?.description == "config.yaml: invalid value '70000' for 'server.port': must be between 0 and 65535")
+        #expect(
+            error?.description == "config.yaml: invalid value '70000' for 'server.port': must be between 0 and 65535")
     }
 
     @Test(arguments: [
@@ -394,8 +396,10 @@ import Testing
         }
     }
 
-    @Test(arguments: ["", "localhost", ":8080", "host:", "host:0", "host:65536", "host:80x", "::1:8080",
-        "[::1]8080", "[::1", "[]:80", "http://host:80", "host :80"])
+    @Test(arguments: [
+        "", "localhost", ":8080", "host:", "host:0", "host:65536", "host:80x", "::1:8080",
+        "[::1]8080", "[::1", "[]:80", "http://host:80", "host :80",
+    ])
     func badAddressesNameTheInput(text: String) {
         let error = #expect(throws: ConfigError.self) { try SocketAddressSpec(parsing: text) }
         guard case .invalidAddress(let input, _) = error else {

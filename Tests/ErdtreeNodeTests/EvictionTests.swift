@@ -89,25 +89,49 @@ import Testing
         }
     }
 
-    @Test func readBackRefusesARecordOfAnotherKeyOrLSN() async throws {
+    @Test func readBackChecksTheRecordAtTheLocation() async throws {
         try await withTestNode { node, client in
             _ = try await client.set("a", value: [1])
             let kv = node.node.kv
-            #expect(try kv.evictedValue(of: StoreKey("a"), lsn: 1) == [1])
-            do throws(RPCStatus) {
-                _ = try kv.evictedValue(of: StoreKey("b"), lsn: 1)
-                Issue.record("a record of another key was accepted")
-            } catch {
-                #expect(error.code == .internal)
-                #expect(error.message.contains("a set of key \"a\" at LSN 1"), "\(error)")
+            let a = try #require(kv.store.get(StoreKey("a"), nowMs: 0))
+            #expect(a.location.length > 0)
+            #expect(try kv.readEvicted(StoreKey("a"), a)?.0 == [1])
+
+            func refusal(_ key: String, _ stored: StoredValue) -> RPCStatus? {
+                do throws(RPCStatus) {
+                    _ = try kv.readEvicted(StoreKey(key), stored)
+                    return nil
+                } catch {
+                    return error
+                }
             }
-            do throws(RPCStatus) {
-                _ = try kv.evictedValue(of: StoreKey("a"), lsn: 7)
-                Issue.record("a missing record was accepted")
-            } catch {
-                #expect(error.code == .internal)
-                #expect(error.message.contains("no record at its LSN 7"), "\(error)")
-            }
+            let otherKey = refusal("b", a)
+            #expect(otherKey?.code == .internal)
+            #expect(
+                otherKey?.message.contains("is a set of key \"a\" at LSN 1") == true, "\(String(describing: otherKey))")
+            let otherLSN = refusal("a", StoredValue(value: nil, lsn: 7, expiresAtMs: 0, location: a.location))
+            #expect(otherLSN?.code == .internal)
+            #expect(
+                otherLSN?.message.contains("evicted from memory at LSN 7") == true, "\(String(describing: otherLSN))")
+            var pastTheEnd = a.location
+            pastTheEnd.offset += 1_000_000
+            let outside = refusal("a", StoredValue(value: nil, lsn: 1, expiresAtMs: 0, location: pastTheEnd))
+            #expect(outside?.code == .internal)
+            #expect(outside?.message.contains("lies outside the") == true, "\(String(describing: outside))")
+            var misaligned = a.location
+            misaligned.offset += 1
+            let torn = refusal("a", StoredValue(value: nil, lsn: 1, expiresAtMs: 0, location: misaligned))
+            #expect(torn?.code == .internal, "\(String(describing: torn))")
+
+            // A segment compaction replaced: the key is looked up again (here: gone, or resident).
+            var gone = a.location
+            gone.segment = 999_999
+            #expect(
+                try kv.readEvicted(StoreKey("missing"), StoredValue(value: nil, lsn: 1, expiresAtMs: 0, location: gone))
+                    == nil)
+            #expect(
+                try kv.readEvicted(StoreKey("a"), StoredValue(value: nil, lsn: 1, expiresAtMs: 0, location: gone))?.0
+                    == [1])
         }
     }
 }

@@ -163,8 +163,8 @@ import Testing
             for index in 0..<1000 {
                 let key = Array("t\(thread)-\(index)".utf8)
                 log.append(op: .set, key: key, value: [UInt8(thread)], expiresAtMs: 0, timestampMs: 0) { result in
-                    completions.record(result)
-                    if case .success(let lsn) = result { keysByLSN.withLock { $0[lsn] = key } }
+                    completions.record(result.map(\.lsn))
+                    if case .success(let appended) = result { keysByLSN.withLock { $0[appended.lsn] = key } }
                 }
             }
             // Readers run alongside the writer and see only whole records.
@@ -206,7 +206,7 @@ import Testing
                     return try await withCheckedThrowingContinuation { continuation in
                         log.append(op: .set, key: key, value: value, expiresAtMs: 0, timestampMs: 0) { result in
                             durableAtCompletion.withLock { $0.append(log.durableLSN) }
-                            continuation.resume(with: result)
+                            continuation.resume(with: result.map(\.lsn))
                         }
                     }
                 }
@@ -282,7 +282,7 @@ import Testing
         for index in 0..<200 {
             let (key, value) = testRecord(index)
             opened.log.append(op: .set, key: key, value: value, expiresAtMs: 0, timestampMs: 0) {
-                completions.record($0)
+                completions.record($0.map(\.lsn))
             }
         }
         opened.log.close()

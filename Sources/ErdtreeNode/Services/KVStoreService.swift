@@ -14,8 +14,9 @@ import Synchronization
 /// thread pool instead, answers with it and puts it back in memory.
 ///
 /// A write is answered only after the WAL writer has its record in the kernel (and on
-/// disk, with `sync_interval: always`); the writer completes it, the connection's event
-/// loop applies and answers it.
+/// disk, with `sync_interval: always`); the writer's completion applies it to the store
+/// (so the store holds every write the log has completed, which compaction relies on) and
+/// the connection's event loop answers it.
 public final class KVStoreService: Sendable {
     public static let serviceName = "erdtree.v1.KVStore"
     /// `GetUpdatesRequest.limit = 0` means this many; larger limits are capped at `maxUpdates`.
@@ -95,40 +96,58 @@ public final class KVStoreService: Sendable {
         // Reading a segment is file I/O: keep it off the event loop.
         NIOThreadPool.singleton.submit { [self] _ in
             answer(call) { () throws(RPCStatus) in
-                let value = try evictedValue(of: key, lsn: stored.lsn)
-                diskReads.add(1, ordering: .relaxed)
-                store.restore(key, value: value, lsn: stored.lsn)
-                return GetResponse(value: value, found: true, lsn: stored.lsn, expiresAtMs: stored.expiresAtMs)
+                guard let (value, current) = try readEvicted(key, stored) else {
+                    return GetResponse(value: [], found: false, lsn: 0, expiresAtMs: 0).encode(
+                        allocator: call.allocator)
+                }
+                return GetResponse(value: value, found: true, lsn: current.lsn, expiresAtMs: current.expiresAtMs)
                     .encode(allocator: call.allocator)
             }
         }
     }
 
-    /// Reads the value of `key` written at `lsn` back from the WAL. Blocking: call it off
-    /// the event loop.
+    /// Reads an evicted value back with one positioned read at its record's location and puts
+    /// it back in memory. Blocking: call it off the event loop.
     ///
-    /// - Throws: INTERNAL when the log has no set of `key` at `lsn` (the index and the log
-    ///   disagree), UNAVAILABLE when the log cannot be read.
-    func evictedValue(of key: StoreKey, lsn: UInt64) throws(RPCStatus) -> [UInt8] {
-        let found: WALEntries
-        do {
-            found = try wal.entries(since: lsn - 1, limit: 1)
-        } catch {
-            throw RPCStatus(.unavailable, "cannot read the value of key \(key) back from the write-ahead log: \(error)")
+    /// A compaction that finished since `stored` was looked up has moved the record (its old
+    /// segment is gone); the key is then looked up again, which also catches a rewrite or delete
+    /// in between.
+    ///
+    /// - Returns: the value and the entry it belongs to, or nil if the key is gone by now.
+    /// - Throws: INTERNAL when the bytes there are not this key's write at its LSN (the index and
+    ///   the log disagree), UNAVAILABLE when the log cannot be read.
+    func readEvicted(_ key: StoreKey, _ stored: StoredValue) throws(RPCStatus) -> ([UInt8], StoredValue)? {
+        var current = stored
+        // Each retry follows one finished compaction; three in a row means something is wrong.
+        for _ in 0..<3 {
+            let record: WALRecord
+            switch Result(catching: { () throws(WALError) in try wal.read(at: WALLocation(current.location)) }) {
+            case .success(let read):
+                record = read
+            case .failure(.segmentGone):
+                guard let again = store.get(key, nowMs: WallClock.nowMs()) else { return nil }
+                if let value = again.value { return (value, again) }
+                current = again
+                continue
+            case .failure(let error):
+                // Bytes that are not the promised record mean the index and the log disagree;
+                // anything else is the disk failing, which may pass.
+                let code: RPCStatus.Code = if case .corruptRecord = error { .internal } else { .unavailable }
+                throw RPCStatus(code, "cannot read the value of key \(key) back from the write-ahead log: \(error)")
+            }
+            guard record.lsn == current.lsn, record.op == .set, record.key == key.bytes else {
+                throw RPCStatus(
+                    .internal,
+                    "the value of key \(key) was evicted from memory at LSN \(current.lsn), but the write-ahead "
+                        + "log's record at its location is a \(record.op) of key \(StoreKey(record.key)) at LSN "
+                        + "\(record.lsn)")
+            }
+            diskReads.add(1, ordering: .relaxed)
+            store.restore(key, value: record.value, lsn: current.lsn)
+            return (record.value, current)
         }
-        guard let record = found.records.first else {
-            throw RPCStatus(
-                .internal,
-                "the value of key \(key) was evicted from memory, but the write-ahead log has no record at its "
-                    + "LSN \(lsn) (log ends at LSN \(found.lastLSN), resync required: \(found.resyncRequired))")
-        }
-        guard record.lsn == lsn, record.op == .set, record.key == key.bytes else {
-            throw RPCStatus(
-                .internal,
-                "the value of key \(key) was evicted from memory at LSN \(lsn), but the write-ahead log's record "
-                    + "there is a \(record.op) of key \(StoreKey(record.key)) at LSN \(record.lsn)")
-        }
-        return record.value
+        throw RPCStatus(
+            .unavailable, "the record of key \(key) moved three times while being read (compaction); try again")
     }
 
     /// Validates, logs, then applies and answers on the call's event loop.
@@ -152,10 +171,14 @@ public final class KVStoreService: Sendable {
             timestampMs: WallClock.nowMs()
         ) { result in
             switch result {
-            case .success(let lsn):
+            case .success(let appended):
+                // Applied here, on the writer thread, so that compaction (which only looks at
+                // records whose completion has returned) sees every logged write in the store.
+                store.set(
+                    key, value: message.value, lsn: appended.lsn, expiresAtMs: expiresAtMs,
+                    location: DiskLocation(appended.location))
                 call.eventLoop.execute {
-                    store.set(key, value: message.value, lsn: lsn, expiresAtMs: expiresAtMs)
-                    call.respond(SetResponse(lsn: lsn).encode(allocator: call.allocator))
+                    call.respond(SetResponse(lsn: appended.lsn).encode(allocator: call.allocator))
                 }
             case .failure(let error):
                 call.finish(Self.notLogged(error))
@@ -176,10 +199,10 @@ public final class KVStoreService: Sendable {
         wal.append(op: .delete, key: message.key, value: [], expiresAtMs: 0, timestampMs: WallClock.nowMs()) {
             result in
             switch result {
-            case .success(let lsn):
+            case .success(let appended):
+                let deleted = store.delete(key, lsn: appended.lsn, nowMs: WallClock.nowMs())
                 call.eventLoop.execute {
-                    let deleted = store.delete(key, lsn: lsn, nowMs: WallClock.nowMs())
-                    call.respond(DeleteResponse(deleted: deleted, lsn: lsn).encode(allocator: call.allocator))
+                    call.respond(DeleteResponse(deleted: deleted, lsn: appended.lsn).encode(allocator: call.allocator))
                 }
             case .failure(let error):
                 call.finish(Self.notLogged(error))

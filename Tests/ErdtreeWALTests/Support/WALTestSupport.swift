@@ -31,6 +31,8 @@ let quietLogger = Logger(label: "erdtree.wal.test") { _ in SwiftLogNoOpLogHandle
 struct OpenedLog {
     let log: WriteAheadLog
     let replayed: [WALRecord]
+    /// Where each replayed record sits, parallel to `replayed`.
+    let locations: [WALLocation]
     let report: WALRecoveryReport
 }
 
@@ -40,13 +42,17 @@ func openLog(
     maxFileSizeBytes: Int64 = 1 << 20
 ) throws -> OpenedLog {
     var replayed: [WALRecord] = []
+    var locations: [WALLocation] = []
     let configuration = WALConfiguration(
         directory: directory,
         syncPolicy: syncPolicy,
         maxFileSizeBytes: maxFileSizeBytes
     )
-    let (log, report) = try WriteAheadLog.open(configuration, logger: quietLogger) { replayed.append($0) }
-    return OpenedLog(log: log, replayed: replayed, report: report)
+    let (log, report) = try WriteAheadLog.open(configuration, logger: quietLogger) {
+        replayed.append($0)
+        locations.append($1)
+    }
+    return OpenedLog(log: log, replayed: replayed, locations: locations, report: report)
 }
 
 /// The record a test appends as its `index`-th write: key "key-<index>", a value of `valueBytes`.
@@ -65,6 +71,18 @@ extension WriteAheadLog {
         expiresAtMs: Int64 = 0,
         timestampMs: Int64 = 1_700_000_000_000
     ) async -> Result<UInt64, WALError> {
+        await appendAndLocate(op: op, key: key, value: value, expiresAtMs: expiresAtMs, timestampMs: timestampMs)
+            .map(\.lsn)
+    }
+
+    /// Appends and waits for the completion, which says where the record went.
+    func appendAndLocate(
+        op: WALOp = .set,
+        key: [UInt8],
+        value: [UInt8],
+        expiresAtMs: Int64 = 0,
+        timestampMs: Int64 = 1_700_000_000_000
+    ) async -> Result<WALAppended, WALError> {
         await withCheckedContinuation { continuation in
             append(op: op, key: key, value: value, expiresAtMs: expiresAtMs, timestampMs: timestampMs) {
                 continuation.resume(returning: $0)

@@ -1,0 +1,152 @@
+import ErdtreeStorage
+import ErdtreeWAL
+import Glibc
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Keeps the WAL's disk use bounded: rewrites old segments with only their live records.
+///
+/// Every `interval` it weighs the compactable segments — every sealed segment except the newest
+/// ones totalling at most `wal.retention`, which stay as written so that slaves and `GetUpdates`
+/// can stream from them (DESIGN §6) — against the store: a record is live when its key's index
+/// entry still points at it. When their dead bytes are at least half of them and at least one
+/// `wal.max_file_size`, it compacts them (`WriteAheadLog.compact`) on the blocking thread pool,
+/// relocating the index entries of the records it moves. The half-dead rule bounds the work:
+/// each byte rewritten pays for at least one byte reclaimed. Expired keys the sweep reclaimed
+/// and deleted keys count as dead; keys that expired but were not swept yet still count as live.
+public final class Compactor: Sendable {
+    public static let interval = TimeAmount.seconds(1)
+
+    /// Which segments one compaction replaces and what it should reclaim.
+    struct Plan: Equatable {
+        /// How many of the oldest segments to replace.
+        var count: Int
+        var recordBytes: Int64
+        var deadBytes: Int64
+    }
+
+    private let store: KeyValueStore
+    private let wal: WriteAheadLog
+    private let retentionBytes: Int64
+    private let minDeadBytes: Int64
+    private let logger: Logger
+    private let task: Mutex<RepeatedTask?> = Mutex(nil)
+    private let running = Atomic<Bool>(false)
+    private let stopped = Atomic<Bool>(false)
+    private let finished = Atomic<UInt64>(0)
+    private let lastFinishedMs = Atomic<Int64>(0)
+
+    public init(store: KeyValueStore, wal: WriteAheadLog, retentionBytes: Int64, minDeadBytes: Int64, logger: Logger) {
+        self.store = store
+        self.wal = wal
+        self.retentionBytes = retentionBytes
+        self.minDeadBytes = minDeadBytes
+        self.logger = logger
+    }
+
+    /// Compactions finished since start.
+    public var compactions: UInt64 { finished.load(ordering: .relaxed) }
+
+    /// When the last compaction finished, Unix milliseconds; 0 if none since start.
+    public var lastCompactionMs: Int64 { lastFinishedMs.load(ordering: .relaxed) }
+
+    /// Bytes of records in all segments that no key's index entry points at.
+    public func deadBytes() -> Int64 {
+        let live = store.liveBytesBySegment()
+        return wal.segments.reduce(0) { $0 + max(0, $1.recordBytes - (live[$1.id] ?? 0)) }
+    }
+
+    public func start(on eventLoop: any EventLoop) {
+        let repeated = eventLoop.scheduleRepeatedTask(initialDelay: Self.interval, delay: Self.interval) {
+            [self] _ in
+            guard !stopped.load(ordering: .relaxed),
+                running.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged
+            else { return }
+            NIOThreadPool.singleton.submit { [self] _ in
+                defer { running.store(false, ordering: .releasing) }
+                guard !stopped.load(ordering: .relaxed) else { return }
+                runOnce()
+            }
+        }
+        task.withLock { $0 = repeated }
+    }
+
+    /// Cancels future runs and waits for one in progress to finish.
+    public func stop() {
+        stopped.store(true, ordering: .relaxed)
+        task.withLock { task in
+            task?.cancel()
+            task = nil
+        }
+        while running.load(ordering: .acquiring) {
+            usleep(10_000)
+        }
+    }
+
+    /// Compacts if the plan says so. Blocking: runs on a thread-pool thread.
+    /// - Returns: what the compaction did, or nil when nothing was due.
+    @discardableResult
+    func runOnce() -> WALCompactionResult? {
+        let segments = wal.segments
+        guard
+            let plan = Self.plan(
+                segments: segments, live: store.liveBytesBySegment(), retentionBytes: retentionBytes,
+                minDeadBytes: minDeadBytes)
+        else { return nil }
+        let started = ContinuousClock.now
+        let store = self.store
+        do {
+            guard
+                let result = try wal.compact(
+                    segments: plan.count,
+                    isLive: { record in
+                        record.op == .set
+                            && store.isCurrent(StoreKey(record.key), lsn: record.lsn, nowMs: WallClock.nowMs())
+                    },
+                    moved: { record, location in
+                        store.relocate(StoreKey(record.key), lsn: record.lsn, to: DiskLocation(location))
+                    })
+            else { return nil }
+            finished.add(1, ordering: .relaxed)
+            lastFinishedMs.store(WallClock.nowMs(), ordering: .relaxed)
+            logger.info(
+                "WAL compacted",
+                metadata: [
+                    "segments_in": "\(result.segmentsIn)", "bytes_in": "\(result.bytesIn)",
+                    "segments_out": "\(result.segmentsOut)", "bytes_out": "\(result.bytesOut)",
+                    "records_in": "\(result.recordsIn)", "records_kept": "\(result.recordsKept)",
+                    "lsn_range": "\(result.firstLSN)-\(result.lastLSN)",
+                    "ms": "\(Int((ContinuousClock.now - started) / .milliseconds(1)))",
+                ])
+            return result
+        } catch {
+            logger.error("WAL compaction failed", metadata: ["error": "\(error)"])
+            return nil
+        }
+    }
+
+    /// Which prefix of `segments` (oldest first, the active one last) to compact, if any.
+    ///
+    /// The newest sealed segments totalling at most `retentionBytes` are kept as written; of the
+    /// older ones, the plan takes them all once their dead bytes reach both half their record
+    /// bytes and `minDeadBytes`.
+    static func plan(
+        segments: [WALSegmentInfo], live: [UInt32: Int64], retentionBytes: Int64, minDeadBytes: Int64
+    ) -> Plan? {
+        let sealed = segments.filter { !$0.active }
+        var retained: Int64 = 0
+        var count = sealed.count
+        while count > 0, retained + sealed[count - 1].bytes <= retentionBytes {
+            retained += sealed[count - 1].bytes
+            count -= 1
+        }
+        guard count > 0 else { return nil }
+        let candidates = sealed[0..<count]
+        let recordBytes = candidates.reduce(Int64(0)) { $0 + $1.recordBytes }
+        let deadBytes = candidates.reduce(Int64(0)) { $0 + max(0, $1.recordBytes - (live[$1.id] ?? 0)) }
+        guard deadBytes >= minDeadBytes, deadBytes * 2 >= recordBytes else { return nil }
+        return Plan(count: count, recordBytes: recordBytes, deadBytes: deadBytes)
+    }
+}
