@@ -92,7 +92,9 @@ extension WriteAheadLog {
                 compacted: true, readFD: part.readFD)
         }
         for (part, written) in zip(parts, writer.parts) { part.addIndexPoints(written.points) }
-        shared.segments.withLock { table in parts.forEach { table.register($0) } }
+        shared.segments.withLock { table in
+            for part in parts { table.register(part) }
+        }
         do throws(WALError) {
             for part in parts {
                 let reader = SegmentReader(
