@@ -193,12 +193,13 @@ def _child_setup(extra):
     return setup
 
 
-def start_server(workdir: Path, preexec_fn=None, **config_sections) -> ErdtreeServer:
+def start_server(workdir: Path, preexec_fn=None, env=None, **config_sections) -> ErdtreeServer:
     """Start `erdtree master --config` in `workdir`; returns once health says SERVING.
 
     Starting again in the same `workdir` reuses its WAL directory (a restart);
     each start logs to a new `erdtree-N.log` so earlier runs' logs survive.
-    `preexec_fn` runs in the child before exec (e.g. to set an rlimit).
+    `preexec_fn` runs in the child before exec (e.g. to set an rlimit); `env`
+    adds environment variables (e.g. a test hook).
     """
     if not ERDTREE_BIN.is_file() or not os.access(ERDTREE_BIN, os.X_OK):
         pytest.fail(f"{ERDTREE_BIN} is not an executable: run `swift build` or set ERDTREE_BIN")
@@ -219,6 +220,7 @@ def start_server(workdir: Path, preexec_fn=None, **config_sections) -> ErdtreeSe
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 preexec_fn=_child_setup(preexec_fn),
+                env={**os.environ, **(env or {})},
             )
         server = ErdtreeServer(proc, "127.0.0.1", port, workdir, config_path, log_path)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S

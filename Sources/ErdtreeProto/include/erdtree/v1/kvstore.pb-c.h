@@ -246,8 +246,8 @@ struct  Erdtree__V1__GetUpdatesRequest
 {
   ProtobufCMessage base;
   /*
-   * Return entries with lsn > since_lsn; 0 starts from the first entry the
-   * node still has.
+   * Return entries with lsn > since_lsn; 0 asks for the whole history, which
+   * answers resync_required once compaction has dropped its beginning.
    */
   uint64_t since_lsn;
   /*
