@@ -41,4 +41,12 @@ public struct WALSegmentInfo: Sendable, Equatable {
     public var compacted: Bool
     /// The segment the writer appends to; never compacted.
     public var active: Bool
+
+    public init(id: UInt32, firstLSN: UInt64, bytes: Int64, compacted: Bool, active: Bool) {
+        self.id = id
+        self.firstLSN = firstLSN
+        self.bytes = bytes
+        self.compacted = compacted
+        self.active = active
+    }
 }

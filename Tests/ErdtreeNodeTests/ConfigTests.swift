@@ -205,7 +205,11 @@ import Testing
         ("limits:\n  max_key_bytes: 0", "limits.max_key_bytes", "0", "at least 1 byte"),
         ("limits:\n  max_message_bytes: 1MB", "limits.max_message_bytes", "1MB", "largest Set fits"),
         ("limits:\n  max_value_bytes: 8MB", "limits.max_message_bytes", "4MB", "4MB is its default, so set it"),
-        ("wal:\n  max_file_size: 2GB", "wal.retention", "1GB", "at least wal.max_file_size (2GB); 1GB is its default"),
+        ("wal:\n  max_file_size: 2GB", "wal.max_file_size", "2GB", "at most 1GB"),
+        (
+            "wal:\n  max_file_size: 1GB\n  retention: 512MB", "wal.retention", "512MB",
+            "at least wal.max_file_size (1GB)"
+        ),
     ])
     func badValuesAreNamed(yaml: String, key: String, value: String, reason: String) {
         let error = #expect(throws: ConfigError.self) {

@@ -57,7 +57,7 @@ extension NodeConfig {
               directory: "\(defaults.wal.directory)"
               sync_interval: 1s        # or "always"
               max_file_size: 100MB     # KB/MB/GB are powers of 1024
-              retention: 1GB
+              retention: 1GB           # newest log kept as written for slaves; older is compacted
 
             storage:
               max_entries: 1000000

@@ -1,3 +1,4 @@
+import ErdtreeWAL
 internal import Foundation
 internal import Yams
 
@@ -46,9 +47,11 @@ extension NodeConfig {
                     ConfigUnits.trimmed(raw).lowercased() == "always"
                     ? .always : .interval(try wal.positiveDuration("sync_interval", raw))
             }
-            // Below 64KB a segment holds too few records to be worth its header and rotation.
+            // Below 64KB a segment holds too few records to be worth its header and rotation; above
+            // 1GB record offsets would not fit the index's 32 bits (WALConfiguration.maxFileSizeLimit).
             config.wal.maxFileSizeBytes =
-                try wal.byteSize("max_file_size", in: (64 << 10)...Int64.max) ?? config.wal.maxFileSizeBytes
+                try wal.byteSize("max_file_size", in: (64 << 10)...WALConfiguration.maxFileSizeLimit)
+                ?? config.wal.maxFileSizeBytes
             config.wal.retentionBytes = try wal.byteSize("retention", in: 1...Int64.max) ?? config.wal.retentionBytes
             if config.wal.retentionBytes < config.wal.maxFileSizeBytes {
                 // Retention is counted in whole segments; less than one would keep nothing for slaves.
