@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Compares Erdtree with what users would run instead, in one run on this
 # machine: etcd 3.4 (a gRPC key-value store), Redis 7 with its append-only
-# file (the durable-write and recovery anchors) and nghttpd (the HTTP/2
-# ceiling of the box). All servers listen on loopback from a temp dir; h2load
+# file (the durable-write, recovery and memory anchors) and nghttpd (the HTTP/2
+# ceiling of the box); Gets of evicted values are compared with Erdtree's own
+# resident Gets. All servers listen on loopback from a temp dir; h2load
 # (redis-benchmark for Redis) drives each load in turn, alternating systems
 # round by round, and the summary quotes medians and per-round ratios, never a
 # lone absolute figure (the machine is shared). docs/benchmarks.md explains
@@ -18,13 +19,18 @@
 #                           from a warm-up so one run takes ~BENCH_SECONDS
 #   BENCH_SECONDS=6         target length of one run
 #   BENCH_SYSTEMS="erdtree nghttpd etcd redis"   subset to bench (rows lacking a side print —)
-#   BENCH_SUITES="grpc durable recovery"         subset of the suites:
+#   BENCH_SUITES="grpc durable recovery memory evicted"   subset of the suites:
 #                           grpc: Get/Set against nghttpd and etcd;
 #                           durable: Set with wal.sync_interval "always" and "1s"
 #                           against etcd Put and Redis appendfsync always/everysec;
 #                           recovery: restart on 1,000,000 logged writes, Erdtree
-#                           replaying its WAL, Redis its AOF
-#   BENCH_RECOVERY_RECORDS=1000000   writes in the recovery data sets
+#                           replaying its WAL, Redis its AOF;
+#                           memory: RSS per key with those 1,000,000 keys loaded
+#                           (by the same replay), Erdtree vs Redis;
+#                           evicted: Get of keys whose values were evicted
+#                           (storage.max_entries 1, read back from the WAL) vs
+#                           Get of resident keys, Erdtree vs Erdtree
+#   BENCH_RECOVERY_RECORDS=1000000   writes in the recovery and memory data sets
 #   BENCH_EVENT_LOOPS=1     Erdtree server.event_loops; 1 matches nghttpd's single
 #                           worker and leaves the other core to h2load (0 = per core)
 #   BENCH_OUT=FILE          also write the report (markdown) to FILE
@@ -45,7 +51,7 @@ rounds=${BENCH_ROUNDS:-3}
 seconds=${BENCH_SECONDS:-6}
 fixed_requests=${BENCH_REQUESTS:-}
 systems=" ${BENCH_SYSTEMS:-erdtree nghttpd etcd redis} "
-suites=" ${BENCH_SUITES:-grpc durable recovery} "
+suites=" ${BENCH_SUITES:-grpc durable recovery memory evicted} "
 recovery_records=${BENCH_RECOVERY_RECORDS:-1000000}
 event_loops=${BENCH_EVENT_LOOPS:-1}
 profile=${BENCH_PROFILE:-0}
@@ -67,7 +73,10 @@ for s in $systems; do
   case $s in erdtree | nghttpd | etcd | redis) ;; *) die "BENCH_SYSTEMS: unknown system '$s' (erdtree, nghttpd, etcd, redis)" ;; esac
 done
 for s in $suites; do
-  case $s in grpc | durable | recovery) ;; *) die "BENCH_SUITES: unknown suite '$s' (grpc, durable, recovery)" ;; esac
+  case $s in
+    grpc | durable | recovery | memory | evicted) ;;
+    *) die "BENCH_SUITES: unknown suite '$s' (grpc, durable, recovery, memory, evicted)" ;;
+  esac
 done
 # The durable suite runs Erdtree with both settings side by side, so one
 # setting for the whole run no longer means anything.
@@ -107,9 +116,11 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 client_pid=
+client_pids=()
 cleanup() {
   local pid
   if [ -n "$client_pid" ]; then kill -KILL "$client_pid" 2>/dev/null || true; fi
+  for pid in "${client_pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do stop_pid "$pid"; done
   if [ "${BENCH_KEEP:-0}" = 1 ]; then note "kept $tmp"; else rm -rf "$tmp"; fi
 }
@@ -120,9 +131,10 @@ trap 'exit 143' TERM
 # Ports the kernel just handed out; a race with another tenant is possible but
 # shows up as a server that fails to start, which wait_port reports.
 read -r port_erdtree port_erdtree_always port_nghttpd port_etcd port_etcd_peer \
-  port_redis_always port_redis_everysec port_recovery_erdtree port_recovery_redis port_profile < <(
+  port_redis_always port_redis_everysec port_recovery_erdtree port_recovery_redis port_profile \
+  port_erdtree_evicted port_erdtree_resident < <(
   python3 -c 'import socket
-socks = [socket.socket() for _ in range(10)]
+socks = [socket.socket() for _ in range(12)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))'
 )
@@ -164,6 +176,17 @@ if has erdtree; then
   encode GetRequest "key: \"$key\"" "$tmp/get.bin"
   encode SetRequest "key: \"$key\" value: \"$value\"" "$tmp/preload-set.bin"
   encode SetRequest "key: \"$write_key\" value: \"$value\"" "$tmp/set.bin"
+  # The evicted suite: evicted_keys keys with a value each that names its key,
+  # so a read-back of the wrong record shows. Process i of a load Gets key i.
+  evicted_keys=16
+  evicted_values=()
+  if suite evicted; then
+    for ((i = 0; i < evicted_keys; i++)); do
+      evicted_values[i]=$(python3 -c 'import sys; print(("erdtree-evicted-value-%s-" % sys.argv[1] + "v" * 100)[:100], end="")' "$i")
+      encode GetRequest "key: \"evicted-key-$i\"" "$tmp/evicted-get.$i.bin"
+      encode SetRequest "key: \"evicted-key-$i\" value: \"${evicted_values[i]}\"" "$tmp/evicted-set.$i.bin"
+    done
+  fi
 fi
 if has etcd; then
   python3 "$helpers/grpc_body.py" etcd-range "$key" > "$tmp/range.bin"
@@ -175,9 +198,12 @@ fi
 # id: system (server instance), path, body, clients, streams per client, gRPC
 # headers?, label, suites it belongs to. Redis loads are driven by
 # redis-benchmark (kind redis): 128 connections with one request each, the
-# same 128 requests in flight as h2load's c4 m32.
+# same 128 requests in flight as h2load's c4 m32. A load with load_procs set
+# (kind multi) runs that many h2load processes at once, process i sending
+# BODY.i.bin for body BODY: h2load repeats one body, and the evicted suite
+# needs one key per client.
 
-declare -A load_system load_path load_body load_clients load_streams load_grpc load_label load_suites
+declare -A load_system load_path load_body load_clients load_streams load_grpc load_label load_suites load_procs
 define_load() {
   load_system[$1]=$2 load_path[$1]=$3 load_body[$1]=$4
   load_clients[$1]=$5 load_streams[$1]=$6 load_grpc[$1]=$7 load_label[$1]=$8 load_suites[$1]=" $9 "
@@ -193,16 +219,43 @@ define_load set erdtree /erdtree.v1.KVStore/Set "$tmp/set.bin" 4 32 1 "Erdtree S
 define_load redis_everysec redis_everysec - - 128 1 0 "Redis SET 100 B, appendfsync everysec (c128)" durable
 define_load get1 erdtree /erdtree.v1.KVStore/Get "$tmp/get.bin" 1 1 1 "Erdtree Get (c1 m1)" grpc
 define_load ngpost1 nghttpd /file20 "$tmp/post.bin" 1 1 0 "nghttpd POST 100 B (c1 m1)" grpc
+# The evicted suite: the same loads against storage.max_entries 1 (the keys
+# evict one another: a Get whose value another key's read-back evicted reads
+# it back from the WAL) and against a bound that keeps every key resident.
+# 16 processes x c1 m2 (32 in flight): each connection has at most 2 Gets of
+# its key outstanding, so nearly every Get finds its value evicted. 4 x c1 m32
+# has the 128 in flight of c4 m32, but the server reads a connection's Gets in
+# bursts, and after the first read-back the rest of a burst finds the value
+# resident: from a tenth to three quarters of its Gets go to disk, so that row
+# is shown without a goal.
+define_load get_evicted erdtree_evicted /erdtree.v1.KVStore/Get "$tmp/evicted-get" 1 2 1 \
+  "Erdtree Get, 16 keys, max_entries 1 (16 × c1 m2)" evicted
+define_load get_resident erdtree_resident /erdtree.v1.KVStore/Get "$tmp/evicted-get" 1 2 1 \
+  "Erdtree Get, 16 keys, all resident (16 × c1 m2)" evicted
+define_load get_evicted4 erdtree_evicted /erdtree.v1.KVStore/Get "$tmp/evicted-get" 1 32 1 \
+  "Erdtree Get, 4 keys, max_entries 1 (4 × c1 m32)" evicted
+define_load get_resident4 erdtree_resident /erdtree.v1.KVStore/Get "$tmp/evicted-get" 1 32 1 \
+  "Erdtree Get, 4 keys, all resident (4 × c1 m32)" evicted
+load_procs[get_evicted]=16 load_procs[get_resident]=16 load_procs[get_evicted4]=4 load_procs[get_resident4]=4
 
 # Server instances and the system each belongs to: Erdtree runs twice (the
 # main instance with wal.sync_interval "1s", another with "always"), Redis
 # twice (appendfsync always, everysec).
 declare -A instance_system=([erdtree]=erdtree [erdtree_always]=erdtree [nghttpd]=nghttpd [etcd]=etcd
-  [redis_always]=redis [redis_everysec]=redis)
+  [redis_always]=redis [redis_everysec]=redis [erdtree_evicted]=erdtree [erdtree_resident]=erdtree)
 declare -A instance_port=([erdtree]=$port_erdtree [erdtree_always]=$port_erdtree_always
   [nghttpd]=$port_nghttpd [etcd]=$port_etcd [redis_always]=$port_redis_always
-  [redis_everysec]=$port_redis_everysec)
-load_kind() { if [ "${instance_system[${load_system[$1]}]}" = redis ]; then echo redis; else echo h2load; fi; }
+  [redis_everysec]=$port_redis_everysec [erdtree_evicted]=$port_erdtree_evicted
+  [erdtree_resident]=$port_erdtree_resident)
+load_kind() {
+  if [ "${instance_system[${load_system[$1]}]}" = redis ]; then
+    echo redis
+  elif [ -n "${load_procs[$1]:-}" ]; then
+    echo multi
+  else
+    echo h2load
+  fi
+}
 
 # The order of a round: systems alternate, and each Erdtree load sits next to
 # the anchors it is compared with.
@@ -211,7 +264,8 @@ load_kind() { if [ "${instance_system[${load_system[$1]}]}" = redis ]; then echo
 loads=()
 suite_loads=()
 declare -A instance_used
-for id in get ngpost range put set_always redis_always set redis_everysec get1 ngpost1; do
+for id in get ngpost range put set_always redis_always set redis_everysec get1 ngpost1 get_evicted get_resident \
+  get_evicted4 get_resident4; do
   selected=0
   for s in $suites; do
     if [[ ${load_suites[$id]} == *" $s "* ]]; then selected=1; fi
@@ -223,7 +277,7 @@ for id in get ngpost range put set_always redis_always set redis_everysec get1 n
   fi
 done
 uses() { [ -n "${instance_used[$1]:-}" ]; }
-[ ${#loads[@]} -gt 0 ] || { suite recovery && { has erdtree || has redis; }; } \
+[ ${#loads[@]} -gt 0 ] || { { suite recovery || suite memory; } && { has erdtree || has redis; }; } \
   || die "BENCH_SYSTEMS and BENCH_SUITES select nothing to run"
 
 load_url() { echo "http://127.0.0.1:${instance_port[${load_system[$1]}]}${load_path[$1]}"; }
@@ -243,6 +297,46 @@ h2load_run() { # load-id out-file h2load-args...
     die "h2load failed on ${load_label[$id]}"
   fi
   client_pid=
+}
+
+# A multi load: load_procs[id] h2load processes at once, process i with body
+# BODY.i.bin, output OUT.i and, given a log prefix, --log-file LOG.i; the
+# same other h2load arguments for all.
+h2load_multi_run() { # load-id out-prefix log-prefix-or-empty h2load-args...
+  local id=$1 out=$2 log=$3 i pid failed=
+  shift 3
+  local args=(-c "${load_clients[$id]}" -m "${load_streams[$id]}" -t 1) log_args=()
+  if [ "${load_grpc[$id]}" = 1 ]; then args+=(-H 'content-type: application/grpc' -H 'te: trailers'); fi
+  client_pids=()
+  for ((i = 0; i < load_procs[$id]; i++)); do
+    if [ -n "$log" ]; then log_args=(--log-file "$log.$i"); fi
+    h2load "${args[@]}" "${log_args[@]}" -d "${load_body[$id]}.$i.bin" "$@" "$(load_url "$id")" > "$out.$i" 2>&1 &
+    client_pids+=($!)
+  done
+  for i in "${!client_pids[@]}"; do
+    pid=${client_pids[$i]}
+    if ! wait "$pid"; then failed+=" $i"; fi
+  done
+  client_pids=()
+  for i in $failed; do
+    cat "$out.$i" >&2
+    die "h2load process $i failed on ${load_label[$id]}"
+  done
+}
+# -> "succeeded seconds" over the processes of a multi load: every request
+# that succeeded, and the time until the last process finished.
+h2load_multi_total() { # load-id out-prefix
+  local i
+  for ((i = 0; i < load_procs[$1]; i++)); do
+    # h2load prints the duration as 1.23s, 456.78ms or 901us.
+    awk '/^requests:/ {n = $8}
+      /^finished in/ {
+        t = $3; sub(/,$/, "", t)
+        scale = t ~ /ms$/ ? 1e-3 : t ~ /us$/ ? 1e-6 : 1
+        sub(/[mu]?s$/, "", t); t *= scale
+      }
+      END {print n, t}' "$2.$i"
+  done | awk '{n += $1; if ($2 > t) t = $2} END {print n, t}'
 }
 
 # h2load counts a response as succeeded from :status alone, so anything but
@@ -337,6 +431,35 @@ preload_erdtree() { # port what
 }
 read_check_erdtree() { # port what
   grpc_check "http://127.0.0.1:$1/erdtree.v1.KVStore/Get" "$tmp/get.bin" "$2 Get" "$value"
+}
+# The evicted suite's keys: Set in order, so that under max_entries 1 only the
+# last stays resident, then each read back with its own value.
+preload_evicted() { # port what
+  local i
+  for ((i = 0; i < evicted_keys; i++)); do
+    grpc_check "http://127.0.0.1:$1/erdtree.v1.KVStore/Set" "$tmp/evicted-set.$i.bin" "$2 Set evicted-key-$i"
+  done
+  read_check_evicted "$@"
+}
+read_check_evicted() { # port what
+  local i
+  for ((i = 0; i < evicted_keys; i++)); do
+    grpc_check "http://127.0.0.1:$1/erdtree.v1.KVStore/Get" "$tmp/evicted-get.$i.bin" \
+      "$2 Get evicted-key-$i" "${evicted_values[i]}"
+  done
+}
+# Admin/Status through the CLI: "disk reads: N" counts the Gets answered by
+# reading an evicted value back from the WAL; "resident values: N".
+erdtree_status_field() { # port field-name
+  local out
+  out=$("$erdtree_bin" status --server "127.0.0.1:$1") || die "erdtree status --server 127.0.0.1:$1 failed"
+  awk -v f="$2:" 'index($0, f) == 1 {sub(/^[^:]*:[ \t]*/, ""); print $1}' <<< "$out"
+}
+erdtree_disk_reads() { # port
+  local n
+  n=$(erdtree_status_field "$1" "disk reads")
+  [[ $n =~ ^[0-9]+$ ]] || die "erdtree status on 127.0.0.1:$1 has no 'disk reads:' count"
+  echo "$n"
 }
 preload_etcd() {
   local base="http://127.0.0.1:$port_etcd/etcdserverpb.KV"
@@ -444,6 +567,29 @@ for instance in erdtree erdtree_always; do
   fi
 done
 
+# The evicted suite's pair: storage.max_entries 1 (one shard holding one
+# value: the keys evict one another) and a bound that holds them all.
+for instance in erdtree_evicted erdtree_resident; do
+  if uses $instance; then
+    max=1000000
+    if [ $instance = erdtree_evicted ]; then max=1; fi
+    erdtree_config "$tmp/$instance" "${instance_port[$instance]}" 1s $max
+    erdtree_start "$tmp/$instance"
+    wait_port "${instance_port[$instance]}" "$started_pid" "$instance" "$tmp/$instance/server.log"
+    preload_evicted "${instance_port[$instance]}" "$instance (storage.max_entries $max)"
+    resident=$(erdtree_status_field "${instance_port[$instance]}" "resident values")
+    reads=$(erdtree_disk_reads "${instance_port[$instance]}")
+    # The read-back of all keys above must have gone to disk on the bounded
+    # one and never on the other, or the comparison measures something else.
+    if [ $instance = erdtree_evicted ] && { [ "$resident" != 1 ] || [ "$reads" -lt 1 ]; }; then
+      die "$instance: $resident resident values and $reads disk reads after Setting and Getting $evicted_keys keys, want 1 and at least 1"
+    fi
+    if [ $instance = erdtree_resident ] && { [ "$resident" != "$evicted_keys" ] || [ "$reads" != 0 ]; }; then
+      die "$instance: $resident resident values and $reads disk reads after Setting and Getting $evicted_keys keys, want $evicted_keys and 0"
+    fi
+  fi
+done
+
 if uses nghttpd; then
   nghttpd --no-tls -a 127.0.0.1 -d "$tmp/www" "$port_nghttpd" > "$tmp/nghttpd.log" 2>&1 &
   pids+=($!)
@@ -501,6 +647,8 @@ measure() { # load-id requests round
   if [ "$(load_kind "$id")" = redis ]; then
     redis_run "$id" "$tmp/load.out" "$n"
     read -r m_rps m_p50 m_p99 < <(redis_figures "$tmp/load.out")
+  elif [ "$(load_kind "$id")" = multi ]; then
+    measure_multi "$id" "$round"
   else
     h2load_run "$id" "$tmp/load.out" -n "$n"
     h2load_check "$id" "$tmp/load.out" "$n"
@@ -511,8 +659,44 @@ measure() { # load-id requests round
     read -r m_p50 m_p99 < <(python3 "$helpers/report.py" percentiles "$tmp/requests.log")
     rm -f "$tmp/requests.log"
   fi
-  if [ "${BENCH_KEEP:-0}" = 1 ]; then cp "$tmp/load.out" "$tmp/load.$round.$id.out"; fi
+  # (measure_multi keeps its own outputs, one per process.)
+  if [ "${BENCH_KEEP:-0}" = 1 ] && [ "$(load_kind "$id")" != multi ]; then
+    cp "$tmp/load.out" "$tmp/load.$round.$id.out"
+  fi
   [ -n "$m_p99" ] || die "${load_label[$id]}: no figures in $tmp/load.out (round $round)"
+}
+
+# A multi load runs its processes for BENCH_SECONDS each (-D), so that all of
+# them run the whole time and req/s is every Get that succeeded over the
+# time until the last process finished (with BENCH_REQUESTS, N/processes
+# each). Its Erdtree's Admin/Status disk_reads before and after the run give
+# how many of those Gets were read back from disk (m_gets, m_reads). Latency
+# comes from a second, quarter-length run with a request log per process.
+measure_multi() { # load-id round
+  local id=$1 round=$2 procs=${load_procs[$1]} port=${instance_port[${load_system[$1]}]}
+  local want='' latency_want='' run=(-D "$seconds") latency=(-D "$((seconds * 250))ms") reads0 reads1 secs i
+  if [ -n "$fixed_requests" ]; then
+    want=$((fixed_requests / procs < 1 ? 1 : fixed_requests / procs))
+    latency_want=$((want / 4 < 50 ? 50 : want / 4))
+    run=(-n "$want")
+    latency=(-n "$latency_want")
+  fi
+  reads0=$(erdtree_disk_reads "$port")
+  h2load_multi_run "$id" "$tmp/load.out" "" "${run[@]}"
+  for ((i = 0; i < procs; i++)); do h2load_check "$id" "$tmp/load.out.$i" "$want"; done
+  reads1=$(erdtree_disk_reads "$port")
+  read -r m_gets secs < <(h2load_multi_total "$id" "$tmp/load.out")
+  m_reads=$((reads1 - reads0))
+  m_rps=$(awk -v n="$m_gets" -v t="$secs" 'BEGIN {if (t > 0) printf "%.2f\n", n / t}')
+  [ -n "$m_rps" ] || die "${load_label[$id]}: no duration in $tmp/load.out.* (round $round)"
+  h2load_multi_run "$id" "$tmp/load.latency.out" "$tmp/requests.log" "${latency[@]}"
+  for ((i = 0; i < procs; i++)); do h2load_check "$id" "$tmp/load.latency.out.$i" "$latency_want"; done
+  cat "$tmp/requests.log".* > "$tmp/requests.log"
+  read -r m_p50 m_p99 < <(python3 "$helpers/report.py" percentiles "$tmp/requests.log")
+  rm -f "$tmp/requests.log" "$tmp/requests.log".*
+  if [ "${BENCH_KEEP:-0}" = 1 ]; then
+    for ((i = 0; i < procs; i++)); do cp "$tmp/load.out.$i" "$tmp/load.$round.$id.$i.out"; done
+  fi
 }
 
 declare -A requests
@@ -528,6 +712,11 @@ for id in "${loads[@]}"; do
     # No duration option: 200,000 SETs is ~2 s at what Redis does here.
     redis_run "$id" "$tmp/load.out" 200000
     read -r rps _ < <(redis_figures "$tmp/load.out")
+  elif [ "$(load_kind "$id")" = multi ]; then
+    h2load_multi_run "$id" "$tmp/load.out" "" -D 2
+    for ((i = 0; i < load_procs[$id]; i++)); do h2load_check "$id" "$tmp/load.out.$i" ""; done
+    read -r done_total secs < <(h2load_multi_total "$id" "$tmp/load.out")
+    rps=$(awk -v n="$done_total" -v t="$secs" 'BEGIN {print (t > 0 ? n / t : 0)}')
   else
     h2load_run "$id" "$tmp/load.out" -D 2
     h2load_check "$id" "$tmp/load.out" ""
@@ -535,22 +724,37 @@ for id in "${loads[@]}"; do
   fi
   if [ -n "$fixed_requests" ]; then
     requests[$id]=$fixed_requests
+  elif [ "$(load_kind "$id")" = multi ]; then
+    requests[$id]=timed # see measure_multi
   else
     requests[$id]=$(awk -v r="$rps" -v s="$seconds" 'BEGIN {n = int(r * s / 100) * 100; print (n < 200 ? 200 : n)}')
   fi
-  note "  ${load_label[$id]}: $(printf '%.0f' "$rps") req/s warm-up -> ${requests[$id]} requests per run"
+  if [ "${requests[$id]}" = timed ]; then
+    note "  ${load_label[$id]}: $(printf '%.0f' "$rps") req/s warm-up -> runs of ${seconds}s, ${load_procs[$id]} h2load processes"
+  else
+    note "  ${load_label[$id]}: $(printf '%.0f' "$rps") req/s warm-up -> ${requests[$id]} requests per run"
+  fi
 done
 
 # --- rounds -------------------------------------------------------------------
 
 results=$tmp/results.tsv
 : > "$results"
+# Multi loads: round, load id, Gets that succeeded, disk reads among them.
+disk_reads=$tmp/disk_reads.tsv
+: > "$disk_reads"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((round = 1; round <= rounds; round++)); do
   for id in "${loads[@]}"; do
     measure "$id" "${requests[$id]}" "$round"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$id" "${requests[$id]}" "$m_rps" "$m_p50" "$m_p99" >> "$results"
-    note "round $round/$rounds  ${load_label[$id]}: $(printf '%.0f' "$m_rps") req/s, p50 ${m_p50} µs, p99 ${m_p99} µs"
+    if [ "$(load_kind "$id")" = multi ]; then
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$id" "$m_gets" "$m_rps" "$m_p50" "$m_p99" >> "$results"
+      printf '%s\t%s\t%s\t%s\n' "$round" "$id" "$m_gets" "$m_reads" >> "$disk_reads"
+      note "round $round/$rounds  ${load_label[$id]}: $(printf '%.0f' "$m_rps") req/s, p50 ${m_p50} µs, p99 ${m_p99} µs, $m_reads disk reads in $m_gets Gets"
+    else
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$id" "${requests[$id]}" "$m_rps" "$m_p50" "$m_p99" >> "$results"
+      note "round $round/$rounds  ${load_label[$id]}: $(printf '%.0f' "$m_rps") req/s, p50 ${m_p50} µs, p99 ${m_p99} µs"
+    fi
   done
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -559,6 +763,9 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 # broke mid-run would otherwise only show up as a fast number).
 for instance in erdtree erdtree_always; do
   if uses $instance; then read_check_erdtree "${instance_port[$instance]}" "$instance"; fi
+done
+for instance in erdtree_evicted erdtree_resident; do
+  if uses $instance; then read_check_evicted "${instance_port[$instance]}" "$instance"; fi
 done
 if uses nghttpd; then nghttpd_check; fi
 if uses etcd; then read_check_etcd; fi
@@ -583,7 +790,7 @@ done
 
 recovery_results=$tmp/recovery.tsv
 : > "$recovery_results"
-recovery_notes=()
+data_notes=()
 now_us() { local t=${EPOCHREALTIME/[.,]/}; echo "$t"; }
 
 redis_loaded() { # port
@@ -650,8 +857,65 @@ recover_redis() { # round
 recovery_key() { python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import recovery_data as d; sys.stdout.write(d.key(int(sys.argv[2])).decode())' "$helpers" "$1"; }
 recovery_value() { python3 -c 'import sys; sys.path.insert(0, sys.argv[1]); import recovery_data as d; sys.stdout.write(d.value(int(sys.argv[2])).decode())' "$helpers" "$1"; }
 
-recovery_systems=()
-if suite recovery; then
+# --- memory -------------------------------------------------------------------
+# RSS per key: each round starts each system twice, alternating, with the
+# recovery suite's config: on an empty data dir (removed first, so every start
+# is fresh), then on the recovery data set, where it loads every key by
+# replaying its log (Erdtree applies WAL records through the same set as live
+# writes; Redis replays its AOF). VmRSS (RssAnon and RssFile too) is read from
+# /proc/PID/status once the server is ready, then the key count is checked
+# (and Erdtree's Status memory_bytes, Redis's INFO used_memory, are kept).
+
+memory_results=$tmp/memory.tsv
+: > "$memory_results"
+rss_kb() { # pid -> "VmRSS RssAnon RssFile", kB
+  awk '$1 == "VmRSS:" {r = $2} $1 == "RssAnon:" {a = $2} $1 == "RssFile:" {f = $2} END {print r, a, f}' "/proc/$1/status"
+}
+
+memory_erdtree() { # round empty|loaded
+  local dir=$tmp/recovery/erdtree port=$port_recovery_erdtree pid rss anon file keys data want=$recovery_records
+  if [ "$2" = empty ]; then
+    dir=$tmp/memory/erdtree-empty want=0
+    rm -rf "$dir"
+    erdtree_config "$dir" "$port" 1s $((recovery_records * 2))
+  fi
+  erdtree_start "$dir"
+  pid=$started_pid
+  wait_recovered "$pid" "$dir" "erdtree ($2) for the memory suite" erdtree_serving "$port"
+  read -r rss anon file < <(rss_kb "$pid")
+  keys=$(erdtree_status_field "$port" keys)
+  data=$(erdtree_status_field "$port" "memory (data)")
+  stop_pid "$pid"
+  forget_pid "$pid"
+  [ "$keys" = "$want" ] || die "erdtree ($2) for the memory suite holds $keys keys, want $want (log: $dir/server.log)"
+  printf '%s\terdtree\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$keys" "$rss" "$anon" "$file" "$data" >> "$memory_results"
+  note "memory round $1/$rounds  erdtree $2: $keys keys, VmRSS $rss kB, Status memory_bytes $data"
+}
+
+memory_redis() { # round empty|loaded
+  local dir=$tmp/recovery/redis port=$port_recovery_redis pid rss anon file keys used want=$recovery_records
+  if [ "$2" = empty ]; then
+    dir=$tmp/memory/redis-empty want=0
+    rm -rf "$dir"
+  fi
+  redis_start "$dir" "$port" everysec
+  pid=$started_pid
+  wait_recovered "$pid" "$dir" "redis-server ($2) for the memory suite" redis_loaded "$port"
+  read -r rss anon file < <(rss_kb "$pid")
+  keys=$(redis-cli -h 127.0.0.1 -p "$port" dbsize)
+  used=$(redis-cli -h 127.0.0.1 -p "$port" info memory | tr -d '\r' | awk -F: '$1 == "used_memory" {print $2}')
+  stop_pid "$pid"
+  forget_pid "$pid"
+  [ "$keys" = "$want" ] || die "redis ($2) for the memory suite holds $keys keys, want $want (log: $dir/server.log)"
+  printf '%s\tredis\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$keys" "$rss" "$anon" "$file" "$used" >> "$memory_results"
+  note "memory round $1/$rounds  redis $2: $keys keys, VmRSS $rss kB, used_memory $used"
+}
+
+# --- data sets, then the restarts -------------------------------------------------
+# The recovery and memory suites start from the same files, written once.
+
+data_systems=()
+if suite recovery || suite memory; then
   # The load servers are done: stop them so the restarts have the machine.
   for pid in "${pids[@]}"; do stop_pid "$pid"; done
   pids=()
@@ -660,24 +924,34 @@ if suite recovery; then
       t0=$(now_us)
       erdtree_config "$tmp/recovery/erdtree" "$port_recovery_erdtree" 1s $((recovery_records * 2))
       python3 "$helpers/recovery_data.py" erdtree-wal "$tmp/recovery/erdtree/wal" "$recovery_records" \
-        || die "could not write the Erdtree WAL for the recovery suite"
-      note "recovery: wrote $recovery_records WAL records ($(du -sh "$tmp/recovery/erdtree/wal" | cut -f1)) in $((($(now_us) - t0) / 1000)) ms"
-      recovery_systems+=(erdtree)
+        || die "could not write the Erdtree WAL for the recovery and memory suites"
+      note "data set: wrote $recovery_records WAL records ($(du -sh "$tmp/recovery/erdtree/wal" | cut -f1)) in $((($(now_us) - t0) / 1000)) ms"
+      data_systems+=(erdtree)
     else
-      recovery_notes+=("Erdtree recovery not measured: $(tail -n 1 "$tmp/erdtree_wal.err")")
-      note "${recovery_notes[-1]}"
+      data_notes+=("Erdtree not measured (recovery, memory): $(tail -n 1 "$tmp/erdtree_wal.err")")
+      note "${data_notes[-1]}"
     fi
   fi
   if has redis; then
     t0=$(now_us)
     python3 "$helpers/recovery_data.py" redis-aof "$tmp/recovery/redis" "$recovery_records" \
-      || die "could not write the Redis AOF for the recovery suite"
-    note "recovery: wrote $recovery_records SETs to an AOF ($(du -sh "$tmp/recovery/redis" | cut -f1)) in $((($(now_us) - t0) / 1000)) ms"
-    recovery_systems+=(redis)
+      || die "could not write the Redis AOF for the recovery and memory suites"
+    note "data set: wrote $recovery_records SETs to an AOF ($(du -sh "$tmp/recovery/redis" | cut -f1)) in $((($(now_us) - t0) / 1000)) ms"
+    data_systems+=(redis)
   fi
-  for ((round = 1; round <= rounds; round++)); do
-    for system in "${recovery_systems[@]}"; do "recover_$system" "$round"; done
-  done
+  if suite recovery; then
+    for ((round = 1; round <= rounds; round++)); do
+      for system in "${data_systems[@]}"; do "recover_$system" "$round"; done
+    done
+  fi
+  if suite memory; then
+    for ((round = 1; round <= rounds; round++)); do
+      for system in "${data_systems[@]}"; do
+        "memory_$system" "$round" empty
+        "memory_$system" "$round" loaded
+      done
+    done
+  fi
 fi
 
 # --- report -------------------------------------------------------------------
@@ -685,7 +959,7 @@ fi
 versions=()
 if has erdtree; then versions+=("$erdtree_label"); fi
 if uses etcd; then versions+=("etcd $(etcd --version | awk '/^etcd Version/ {print $3}')"); fi
-if uses redis_always || uses redis_everysec || [[ " ${recovery_systems[*]} " == *" redis "* ]]; then
+if uses redis_always || uses redis_everysec || [[ " ${data_systems[*]} " == *" redis "* ]]; then
   versions+=("redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)")
 fi
 if uses nghttpd; then versions+=("$(nghttpd --version | awk '{print $NF}' | tr '/' ' ')"); fi
@@ -702,11 +976,21 @@ report() {
   fi
   if [ ${#loads[@]} -gt 0 ]; then
     echo
-    python3 "$helpers/report.py" summary "$results" "${suite_loads[*]}"
+    python3 "$helpers/report.py" summary "$results" "${suite_loads[*]}" "$disk_reads"
     if [ -n "$fsync_figure" ]; then
       echo
       echo "Durable rows: fsync on this virtual disk is fast, far faster than on a physical disk,"
       echo "which flatters every \"always\" figure: $fsync_figure."
+    fi
+    if [ -s "$disk_reads" ]; then
+      echo
+      echo "Evicted rows: $evicted_keys keys Set once; N h2load processes at once (N × c1 mM), process i"
+      echo "Getting key i, against Erdtree with storage.max_entries 1 (one shard holding one value) and"
+      echo "with 1000000 (every key resident). req/s: every Get that succeeded over the time until"
+      echo "the last process ended. Disk reads: Admin/Status disk_reads, after the run minus before."
+      echo "The WAL holds a few records just written, so the read-backs hit the page cache. A goal is"
+      echo "judged only when most Gets (over half) were disk reads."
+      python3 "$helpers/report.py" disk-reads "$disk_reads"
     fi
   fi
   if suite recovery; then
@@ -714,9 +998,21 @@ report() {
     echo "### Recovery: restart on $(python3 -c 'import sys; print(f"{int(sys.argv[1]):,}")' "$recovery_records") logged writes (100-byte values, distinct keys)"
     echo
     python3 "$helpers/report.py" recovery "$recovery_results"
-    for n in "${recovery_notes[@]}"; do echo; echo "$n"; done
+    for n in "${data_notes[@]}"; do echo; echo "$n"; done
   fi
-  if [ ${#loads[@]} -gt 0 ] || [ -s "$recovery_results" ]; then
+  if suite memory; then
+    echo
+    echo "### Memory: $(python3 -c 'import sys; print(f"{int(sys.argv[1]):,}")' "$recovery_records") distinct keys with 100-byte values, loaded by replay"
+    echo
+    echo "Each server started on the recovery data set and loaded every key by replaying its log"
+    echo "(Erdtree its WAL, through the same set as live writes; Redis its AOF), storage.max_entries"
+    echo "$((recovery_records * 2)) so every value stays resident. RSS per key = (VmRSS once ready − VmRSS of a"
+    echo "fresh start on an empty dir, same config) ÷ keys, per round."
+    echo
+    python3 "$helpers/report.py" memory "$memory_results"
+    if ! suite recovery; then for n in "${data_notes[@]}"; do echo; echo "$n"; done; fi
+  fi
+  if [ ${#loads[@]} -gt 0 ] || [ -s "$recovery_results" ] || [ -s "$memory_results" ]; then
     echo
     echo "<details><summary>every run</summary>"
     if [ ${#loads[@]} -gt 0 ]; then
@@ -726,6 +1022,10 @@ report() {
     if [ -s "$recovery_results" ]; then
       echo
       python3 "$helpers/report.py" recovery-rounds "$recovery_results"
+    fi
+    if [ -s "$memory_results" ]; then
+      echo
+      python3 "$helpers/report.py" memory-rounds "$memory_results"
     fi
     echo
     echo "</details>"
