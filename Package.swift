@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Dependencies point one way (docs/DESIGN.md §1):
-// erdtree → ErdtreeNode → {ErdtreeRPC, ErdtreeWAL, ErdtreeStorage} → {CNGHTTP2, ErdtreeProto → CProtobufC}
+// erdtree → ErdtreeNode → {ErdtreeRPC, ErdtreeWAL, ErdtreeStorage} → {CNGHTTP2, ErdtreeProto → CProtobufC,
+// CErdtreeSystem}
 let package = Package(
     name: "erdtree",
     platforms: [.macOS(.v15)],
@@ -42,10 +43,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Linux calls Glibc does not export (preadv2 needs _GNU_SOURCE).
+        .target(
+            name: "CErdtreeSystem",
+            dependencies: []
+        ),
         .target(
             name: "ErdtreeWAL",
             dependencies: [
-                .product(name: "Logging", package: "swift-log")
+                "CErdtreeSystem",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(

@@ -1,3 +1,4 @@
+import CErdtreeSystem
 import Glibc
 import Synchronization
 
@@ -60,6 +61,25 @@ final class SegmentFile: Sendable {
     /// - Throws: `.corruptRecord` when the bytes there are not one whole valid record (the caller's
     ///   location is stale or the file is damaged), `.io` when the read fails.
     func record(at offset: Int64, length: Int) throws(WALError) -> WALRecord {
+        try readRecord(at: offset, length: length) { fd, bytes throws(WALError) in
+            try System.pread(fd, into: bytes, offset: offset, path: path)
+        }
+    }
+
+    /// The record at `offset`, if all its bytes are in the page cache: never waits for the disk
+    /// (preadv2 with RWF_NOWAIT), so an event loop may call it. Nil on any miss or problem; the
+    /// blocking `record(at:length:)` then reports the problem properly.
+    func cachedRecord(at offset: Int64, length: Int) -> WALRecord? {
+        try? readRecord(at: offset, length: length) { fd, bytes throws(WALError) in
+            let read = erdtree_pread_nowait(fd, bytes.baseAddress, bytes.count, off_t(offset))
+            guard read == bytes.count else { throw .io(call: "preadv2", path: path, errno: read < 0 ? errno : EIO) }
+            return read
+        }
+    }
+
+    private func readRecord(
+        at offset: Int64, length: Int, _ read: (Int32, UnsafeMutableRawBufferPointer) throws(WALError) -> Int
+    ) throws(WALError) -> WALRecord {
         let end = committedBytes.load(ordering: .acquiring)
         guard offset >= Int64(RecordFormat.headerSize), length > 0, offset + Int64(length) <= end else {
             throw .corruptRecord(
@@ -69,8 +89,8 @@ final class SegmentFile: Sendable {
         let fd = try descriptor()
         let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: length, alignment: 16)
         defer { bytes.deallocate() }
-        let read = try System.pread(fd, into: bytes, offset: offset, path: path)
-        switch RecordFormat.decodeRecord(UnsafeRawBufferPointer(rebasing: bytes[0..<read])) {
+        let count = try read(fd, bytes)
+        switch RecordFormat.decodeRecord(UnsafeRawBufferPointer(rebasing: bytes[0..<count])) {
         case .record(let record, let size) where size == length:
             return record
         case .record(let record, let size):
@@ -80,7 +100,7 @@ final class SegmentFile: Sendable {
         case .incomplete(let needed):
             throw .corruptRecord(
                 segment: path, offset: offset, lsn: nil,
-                reason: "the record there needs \(needed) bytes but \(read) were read")
+                reason: "the record there needs \(needed) bytes but \(count) were read")
         case .corrupt(let lsn, let reason):
             throw .corruptRecord(segment: path, offset: offset, lsn: lsn, reason: reason)
         }

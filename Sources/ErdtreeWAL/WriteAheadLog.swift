@@ -247,6 +247,13 @@ public final class WriteAheadLog: Sendable {
         return try segment.record(at: Int64(location.offset), length: Int(location.length))
     }
 
+    /// The record at `location` if every byte of it is in the page cache, else nil, without ever
+    /// waiting for the disk: an event loop may call it and fall back to `read(at:)` elsewhere.
+    public func readIfCached(at location: WALLocation) -> WALRecord? {
+        guard let segment = shared.segments.withLock({ $0[id: location.segment] }) else { return nil }
+        return segment.cachedRecord(at: Int64(location.offset), length: Int(location.length))
+    }
+
     /// Stops accepting appends, writes and fsyncs what is queued, completes every caller, and
     /// stops the writer thread. Idempotent; returns once the writer has finished, except when
     /// called from a completion (on the writer thread itself), where it only asks it to stop.

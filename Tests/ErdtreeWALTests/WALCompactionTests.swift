@@ -41,7 +41,9 @@ import Testing
         defer { temp.remove() }
         let opened = try openLog(temp.wal, maxFileSizeBytes: 2048)
         let log = opened.log
-        let latest = try await overwrite(log, rounds: 30)
+        let cold = try await log.appendAndLocate(key: Array("cold".utf8), value: [7]).get()
+        var latest = try await overwrite(log, rounds: 30)
+        latest[Array("cold".utf8)] = cold.lsn
         let before = log.diskUsage
         let activeFirstLSN = try #require(log.segments.last?.firstLSN)
 
@@ -49,16 +51,22 @@ import Testing
         let result = try #require(compacted)
         #expect(result.lastLSN == activeFirstLSN - 1)
         #expect(result.recordsIn == Int(activeFirstLSN - 1))
+        #expect(moved.first?.key == Array("cold".utf8))
         let liveInRange = latest.values.filter { $0 < activeFirstLSN }.count
         #expect(result.recordsKept == liveInRange)
         #expect(moved.count == liveInRange)
         #expect(log.diskUsage.bytes < before.bytes / 2, "\(log.diskUsage) vs \(before)")
         #expect(log.segments.first?.compacted == true)
         #expect(log.oldestStreamableLSN == activeFirstLSN)
+        // The cold record's old segment is gone: its old location says so.
+        #expect(throws: WALError.segmentGone(cold.location.segment)) { try log.read(at: cold.location) }
+        #expect(log.readIfCached(at: cold.location) == nil)
 
         // Each moved record reads back from its new location with one positioned read.
         for (record, location) in zip(moved, locations) {
             #expect(try log.read(at: location) == record)
+            // Just written, so in the page cache: the read that never waits finds it too.
+            #expect(log.readIfCached(at: location) == record)
         }
         // Positions compaction dropped need a snapshot; later ones still stream.
         #expect(try log.entries(since: 0, limit: 10).resyncRequired)
@@ -74,12 +82,12 @@ import Testing
         #expect(Array(reopened.replayed.prefix(moved.count)) == moved)
         #expect(reopened.replayed.dropFirst(moved.count).first?.lsn == activeFirstLSN)
         #expect(reopened.log.oldestStreamableLSN == activeFirstLSN)
-        #expect(reopened.log.lastLSN == 300)
+        #expect(reopened.log.lastLSN == 301)
         var state: [[UInt8]: UInt64] = [:]
         for record in reopened.replayed { state[record.key] = record.lsn }
         #expect(state == latest)
         // And it keeps writing after the compacted prefix.
-        #expect(try await reopened.log.appendAndWait(key: [1], value: [2]).get() == 301)
+        #expect(try await reopened.log.appendAndWait(key: [1], value: [2]).get() == 302)
     }
 
     @Test func compactingAgainFoldsTheEarlierOutputIn() async throws {

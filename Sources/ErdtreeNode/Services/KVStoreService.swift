@@ -10,8 +10,10 @@ import Synchronization
 ///
 /// Reads answer inline on the connection's event loop: a Get is a shard lock and a
 /// dictionary lookup, with no hop to another thread. A Get of a key whose value was
-/// evicted (`storage.max_entries`) reads that key's record from the WAL on the blocking
-/// thread pool instead, answers with it and puts it back in memory.
+/// evicted (`storage.max_entries`) reads that key's record back with one positioned read
+/// at the location its index entry holds, answers with it and puts it back in memory:
+/// inline when the record is in the page cache (a read that cannot wait), else on the
+/// blocking thread pool.
 ///
 /// A write is answered only after the WAL writer has its record in the kernel (and on
 /// disk, with `sync_interval: always`); the writer's completion applies it to the store
@@ -93,7 +95,17 @@ public final class KVStoreService: Sendable {
                     .encode(allocator: call.allocator))
             return
         }
-        // Reading a segment is file I/O: keep it off the event loop.
+        // A record in the page cache is read right here: RWF_NOWAIT never waits for the disk.
+        if let record = wal.readIfCached(at: WALLocation(stored.location)),
+            Self.isWrite(record, of: key, at: stored.lsn)
+        {
+            readBack(record, of: key)
+            call.respond(
+                GetResponse(value: record.value, found: true, lsn: stored.lsn, expiresAtMs: stored.expiresAtMs)
+                    .encode(allocator: call.allocator))
+            return
+        }
+        // Otherwise the read may wait for the disk: keep it off the event loop.
         NIOThreadPool.singleton.submit { [self] _ in
             answer(call) { () throws(RPCStatus) in
                 guard let (value, current) = try readEvicted(key, stored) else {
@@ -135,19 +147,29 @@ public final class KVStoreService: Sendable {
                 let code: RPCStatus.Code = if case .corruptRecord = error { .internal } else { .unavailable }
                 throw RPCStatus(code, "cannot read the value of key \(key) back from the write-ahead log: \(error)")
             }
-            guard record.lsn == current.lsn, record.op == .set, record.key == key.bytes else {
+            guard Self.isWrite(record, of: key, at: current.lsn) else {
                 throw RPCStatus(
                     .internal,
                     "the value of key \(key) was evicted from memory at LSN \(current.lsn), but the write-ahead "
                         + "log's record at its location is a \(record.op) of key \(StoreKey(record.key)) at LSN "
                         + "\(record.lsn)")
             }
-            diskReads.add(1, ordering: .relaxed)
-            store.restore(key, value: record.value, lsn: current.lsn)
+            readBack(record, of: key)
             return (record.value, current)
         }
         throw RPCStatus(
             .unavailable, "the record of key \(key) moved three times while being read (compaction); try again")
+    }
+
+    /// Whether `record` is the set of `key` at `lsn`, i.e. what the index entry promised.
+    private static func isWrite(_ record: WALRecord, of key: StoreKey, at lsn: UInt64) -> Bool {
+        record.lsn == lsn && record.op == .set && record.key == key.bytes
+    }
+
+    /// Counts a value read back from disk and makes it resident again.
+    private func readBack(_ record: WALRecord, of key: StoreKey) {
+        diskReads.add(1, ordering: .relaxed)
+        store.restore(key, value: record.value, lsn: record.lsn)
     }
 
     /// Validates, logs, then applies and answers on the call's event loop.
