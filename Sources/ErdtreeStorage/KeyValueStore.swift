@@ -124,8 +124,10 @@ public final class KeyValueStore: Sendable {
     public func set(
         _ key: StoreKey, value: [UInt8], lsn: UInt64, expiresAtMs: Int64, location: DiskLocation = .none
     ) -> Bool {
-        shard(for: key).state.withLock {
-            $0.set(key, value: value, lsn: lsn, expiresAtMs: expiresAtMs, location: location)
+        value.withUnsafeBytes { bytes in
+            shard(for: key).state.withLock {
+                $0.set(key, value: bytes, lsn: lsn, expiresAtMs: expiresAtMs, location: location)
+            }
         }
     }
 
@@ -182,7 +184,7 @@ public final class KeyValueStore: Sendable {
     ///   deleted, or is already resident).
     @discardableResult
     public func restore(_ key: StoreKey, value: [UInt8], lsn: UInt64) -> Bool {
-        shard(for: key).state.withLock { $0.restore(key, value: value, lsn: lsn) }
+        value.withUnsafeBytes { bytes in shard(for: key).state.withLock { $0.restore(key, value: bytes, lsn: lsn) } }
     }
 
     /// Deletes `key` at version `lsn`.
@@ -240,10 +242,9 @@ public final class KeyValueStore: Sendable {
 
     /// Calls `body` with every key that is live at `nowMs`, shard by shard.
     ///
-    /// Each shard is captured at one instant with an O(1) copy-on-write copy
-    /// and visited with no lock held, so `body` may call back into the store
-    /// and writers are not blocked; the first write to a shard while its copy
-    /// is being visited copies that shard's table once. The result is
+    /// Each shard's live entries are copied out under its lock at one instant
+    /// (keys copied, values shared) and visited with no lock held, so `body`
+    /// may call back into the store and writers wait only for the copy. The result is
     /// consistent per shard, not across shards: a snapshot "as of LSN X" is
     /// this iteration started after X was applied, followed by the entries
     /// after X, which last-writer-wins applies idempotently. An evicted key is
@@ -253,9 +254,8 @@ public final class KeyValueStore: Sendable {
         _ body: (StoreKey, StoredValue) throws -> Void
     ) rethrows {
         for shard in shards {
-            let entries = shard.state.withLock { $0.entries }
-            for (key, entry) in entries where !entry.isExpired(atMs: nowMs) {
-                try body(key, entry.stored)
+            for (key, stored) in shard.state.withLock({ $0.snapshot(nowMs: nowMs) }) {
+                try body(key, stored)
             }
         }
     }

@@ -1,21 +1,40 @@
 /// The contents of one shard, always accessed under that shard's mutex.
 ///
-/// Every change to `entries` goes through the methods here, so that
-/// `entriesWithExpiry`, the expiry queue and the CLOCK ring stay in step with
-/// the dictionary.
+/// ## The table
+///
+/// An open-addressing hash table with linear probing: `boxes[i]` holds one key's `EntryBox` (key,
+/// value and index fields in one allocation) and `control[i]` one byte about it — 0 for an empty
+/// slot, else `occupied`, the CLOCK bits and 5 bits of the key's hash, so a probe compares bytes
+/// in one small array and touches a box only when the tag matches (1 in 32 for a wrong key). The
+/// table grows by doubling past 4/5 full; removal shifts the probe chain back (no tombstones).
+/// Per key that is a 9-byte slot at 40–80% load plus the box, against a `Dictionary` slot of 56
+/// bytes plus separately allocated key and value arrays.
 ///
 /// ## CLOCK
 ///
-/// With a bound, every resident key has a slot in `clockKeys` and a reference
-/// bit in `clockReferenced` (parallel arrays; the entry stores its slot). A read
-/// sets the bit; a write or restore inserts the key with the bit set. Past the
-/// bound the hand sweeps: a set bit is cleared and passed, the first clear one
-/// is evicted and its slot refilled with the ring's last key (swap-remove, so
-/// removal is O(1); the moved key skips or repeats one sweep, which only blurs
-/// the approximation). Each bit cleared was set by one operation, so eviction
-/// is O(1) amortized per operation.
-struct ShardState: Sendable {
-    private(set) var entries: [StoreKey: IndexEntry] = [:]
+/// With a bound, the hand sweeps the table's slots themselves: a resident value with its
+/// `referenced` bit set has it cleared and is passed, the first resident one without is evicted
+/// (its box is swapped for one without the value). A read sets the bit; a write or restore
+/// inserts the value with the bit set. Each bit cleared was set by one operation, so eviction is
+/// O(1) amortized per operation, plus the empty and evicted slots the hand skips, one byte each.
+///
+/// Every change goes through the methods here, so that the counts, the expiry queue and the
+/// control bytes stay in step with the boxes. `@unchecked Sendable`: a shard lives in its
+/// mutex, and the boxes it hands out are immutable but for what the mutex guards (`EntryBox`).
+struct ShardState: @unchecked Sendable {
+    private var control: [UInt8]
+    private var boxes: [EntryBox?]
+    /// log2 of the capacity, for Fibonacci hashing of a digest into a slot.
+    private var capacityBits: Int
+    private(set) var count = 0
+    private var hand = 0
+
+    private static let occupied: UInt8 = 0x80
+    private static let resident: UInt8 = 0x40
+    private static let referenced: UInt8 = 0x20
+    private static let tagMask: UInt8 = 0x1F
+    private static let initialCapacityBits = 4
+
     private var expiryQueue = ExpiryQueue()
     /// How many entries have an expiry, i.e. how many deadlines in the queue
     /// can still be live; the rest of the queue is stale.
@@ -27,14 +46,8 @@ struct ShardState: Sendable {
 
     /// Resident values this shard may hold; nil keeps every value resident.
     private let maxResident: Int?
-    /// Resident keys, in ring order; empty when `maxResident` is nil.
-    private var clockKeys: [StoreKey] = []
-    /// Reference bits, parallel to `clockKeys`. Kept out of the entries so a
-    /// read never writes to the dictionary a snapshot may be iterating.
-    private var clockReferenced: [Bool] = []
-    private var clockHand = 0
 
-    /// Key and value bytes held (resident values only), without the dictionary's own overhead.
+    /// Key and value bytes held (resident values only), without the table's own overhead.
     private(set) var payloadBytes = 0
 
     /// Entries whose value is in memory.
@@ -44,54 +57,94 @@ struct ShardState: Sendable {
         // A bound of 0 (a store bounded below its shard count) evicts every value at once.
         precondition(maxResident.map { $0 >= 0 } ?? true, "a shard's resident bound must not be negative")
         self.maxResident = maxResident
+        capacityBits = Self.initialCapacityBits
+        control = Array(repeating: 0, count: 1 << capacityBits)
+        boxes = Array(repeating: nil, count: 1 << capacityBits)
     }
-
-    var count: Int { entries.count }
 
     var scheduledExpiryCount: Int { expiryQueue.count }
 
+    // MARK: Reads
+
     func contains(_ key: StoreKey, nowMs: Int64) -> Bool {
-        guard let entry = entries[key] else { return false }
-        return !entry.isExpired(atMs: nowMs)
+        guard let slot = find(key) else { return false }
+        return !boxes[slot]!.fields.isExpired(atMs: nowMs)
     }
 
-    /// Reads `key`, removing it if it has expired.
-    ///
-    /// The plain read does not touch the dictionary mutably, so a reader never
-    /// forces a copy of a dictionary that a snapshot is still iterating; it sets
-    /// at most one reference bit, in an array no snapshot shares.
+    /// Reads `key`, removing it if it has expired; marks a resident value recently used.
     mutating func get(_ key: StoreKey, nowMs: Int64) -> StoredValue? {
-        guard let entry = entries[key] else { return nil }
-        guard !entry.isExpired(atMs: nowMs) else {
-            removeEntry(forKey: key)
+        guard let slot = find(key) else { return nil }
+        let box = boxes[slot]!
+        let fields = box.fields
+        guard !fields.isExpired(atMs: nowMs) else {
+            remove(at: slot)
             return nil
         }
-        let slot = entry.clockSlot
-        if slot >= 0 && !clockReferenced[slot] { clockReferenced[slot] = true }
-        return entry.stored
+        if maxResident != nil && control[slot] & Self.referenced == 0 && fields.isResident {
+            control[slot] |= Self.referenced
+        }
+        return StoredValue(box: box, fields: fields)
     }
+
+    /// Whether `key` is live at `nowMs` and still at version `lsn`.
+    func isCurrent(_ key: StoreKey, lsn: UInt64, nowMs: Int64) -> Bool {
+        guard let slot = find(key) else { return false }
+        let fields = boxes[slot]!.fields
+        return fields.lsn == lsn && !fields.isExpired(atMs: nowMs)
+    }
+
+    /// Adds each entry's record length to its segment's total in `bytes`.
+    func addLiveBytes(to bytes: inout [UInt32: Int64]) {
+        for case let box? in boxes {
+            let location = box.fields.location
+            if location.segment != 0 { bytes[location.segment, default: 0] += Int64(location.length) }
+        }
+    }
+
+    /// Every entry live at `nowMs`, copied out so the caller can visit them without the lock.
+    func snapshot(nowMs: Int64) -> [(StoreKey, StoredValue)] {
+        var entries: [(StoreKey, StoredValue)] = []
+        entries.reserveCapacity(count)
+        for case let box? in boxes {
+            let fields = box.fields
+            guard !fields.isExpired(atMs: nowMs) else { continue }
+            entries.append((box.withKey { StoreKey($0) }, StoredValue(box: box, fields: fields)))
+        }
+        return entries
+    }
+
+    // MARK: Writes
 
     /// Writes `key` unless its current entry has an LSN at or above `lsn`, then
     /// evicts while the shard is over its bound.
     mutating func set(
-        _ key: StoreKey, value: [UInt8], lsn: UInt64, expiresAtMs: Int64, location: DiskLocation
+        _ key: StoreKey, value: UnsafeRawBufferPointer, lsn: UInt64, expiresAtMs: Int64, location: DiskLocation
     ) -> Bool {
-        let new = IndexEntry(value: value, lsn: lsn, expiresAtMs: expiresAtMs, location: location)
-        let freeSlot = maxResident == nil ? -1 : clockKeys.count
-        // One hash probe on the common path: the slot is read and written in place.
-        let outcome = Self.replace(&entries[key], with: new, freeClockSlot: freeSlot)
-        guard outcome.applied else { return false }
-        let previous = outcome.previous
-        if previous?.hasExpiry == true { entriesWithExpiry -= 1 }
-        payloadBytes += value.count - (previous.map { $0.value?.count ?? 0 } ?? -key.bytes.count)
-        if previous?.value == nil { residentCount += 1 }
-        if let previousSlot = previous?.clockSlot, previousSlot >= 0 {
-            clockReferenced[previousSlot] = true
-        } else if freeSlot >= 0 {
-            clockKeys.append(key)
-            clockReferenced.append(true)
+        let slot: Int
+        var previous: EntryHeader?
+        if let found = find(key) {
+            let fields = boxes[found]!.fields
+            guard lsn > fields.lsn else { return false }
+            slot = found
+            previous = fields
+        } else {
+            slot = insertionSlot(for: key)
         }
-        if new.hasExpiry {
+        let box = key.withUnsafeBytes {
+            EntryBox.make(key: $0, value: value, lsn: lsn, expiresAtMs: expiresAtMs, location: location)
+        }
+        boxes[slot] = box
+        control[slot] = Self.occupied | Self.resident | Self.referenced | Self.tag(key.digest)
+        if let previous {
+            payloadBytes += value.count - previous.residentValueBytes
+            if !previous.isResident { residentCount += 1 }
+            if previous.expiresAtMs != 0 { entriesWithExpiry -= 1 }
+        } else {
+            count += 1
+            payloadBytes += key.bytes.count + value.count
+            residentCount += 1
+        }
+        if expiresAtMs != 0 {
             entriesWithExpiry += 1
             expiryQueue.insert(Deadline(expiresAtMs: expiresAtMs, key: key, lsn: lsn))
             compactExpiryQueueIfMostlyStale()
@@ -103,38 +156,26 @@ struct ShardState: Sendable {
     /// Makes `value` resident again for `key`, if the key is still at `lsn` and evicted.
     ///
     /// - Returns: whether the value was put back.
-    mutating func restore(_ key: StoreKey, value: [UInt8], lsn: UInt64) -> Bool {
-        guard let entry = entries[key], entry.lsn == lsn, entry.value == nil else { return false }
-        let freeSlot = maxResident == nil ? -1 : clockKeys.count
-        Self.fill(&entries[key], with: value, clockSlot: freeSlot)
+    mutating func restore(_ key: StoreKey, value: UnsafeRawBufferPointer, lsn: UInt64) -> Bool {
+        guard let slot = find(key) else { return false }
+        let box = boxes[slot]!
+        let fields = box.fields
+        guard fields.lsn == lsn, !fields.isResident else { return false }
+        boxes[slot] = box.with(value: value)
+        control[slot] |= Self.resident | Self.referenced
         payloadBytes += value.count
         residentCount += 1
-        if freeSlot >= 0 {
-            clockKeys.append(key)
-            clockReferenced.append(true)
-        }
         evictWhileOverBound()
         return true
     }
 
-    /// Whether `key` is live at `nowMs` and still at version `lsn`.
-    func isCurrent(_ key: StoreKey, lsn: UInt64, nowMs: Int64) -> Bool {
-        guard let entry = entries[key] else { return false }
-        return entry.lsn == lsn && !entry.isExpired(atMs: nowMs)
-    }
-
     /// Points `key`'s entry at `location` if the key is still at version `lsn`.
     mutating func relocate(_ key: StoreKey, lsn: UInt64, to location: DiskLocation) -> Bool {
-        guard entries[key]?.lsn == lsn else { return false }
-        entries[key]?.location = location
+        guard let slot = find(key) else { return false }
+        let box = boxes[slot]!
+        guard box.fields.lsn == lsn else { return false }
+        box.fields.location = location
         return true
-    }
-
-    /// Adds each entry's record length to its segment's total in `bytes`.
-    func addLiveBytes(to bytes: inout [UInt32: Int64]) {
-        for entry in entries.values where entry.location.segment != 0 {
-            bytes[entry.location.segment, default: 0] += Int64(entry.location.length)
-        }
     }
 
     /// Removes `key` if it is live and older than `lsn`; an expired entry is
@@ -142,13 +183,14 @@ struct ShardState: Sendable {
     ///
     /// - Returns: whether a live key was removed.
     mutating func delete(_ key: StoreKey, lsn: UInt64, nowMs: Int64) -> Bool {
-        guard let entry = entries[key] else { return false }
-        if entry.isExpired(atMs: nowMs) {
-            removeEntry(forKey: key)
+        guard let slot = find(key) else { return false }
+        let fields = boxes[slot]!.fields
+        if fields.isExpired(atMs: nowMs) {
+            remove(at: slot)
             return false
         }
-        guard lsn > entry.lsn else { return false }
-        removeEntry(forKey: key)
+        guard lsn > fields.lsn else { return false }
+        remove(at: slot)
         return true
     }
 
@@ -166,92 +208,129 @@ struct ShardState: Sendable {
             examined += 1
             // The LSN tells whether the deadline still belongs to the current
             // entry; a rewritten key keeps its value until its own deadline.
-            guard let entry = entries[deadline.key], entry.lsn == deadline.lsn,
-                entry.isExpired(atMs: nowMs)
-            else { continue }
-            removeEntry(forKey: deadline.key)
+            guard let slot = find(deadline.key) else { continue }
+            let fields = boxes[slot]!.fields
+            guard fields.lsn == deadline.lsn, fields.isExpired(atMs: nowMs) else { continue }
+            remove(at: slot)
             removed += 1
         }
         return removed
     }
 
-    private mutating func removeEntry(forKey key: StoreKey) {
-        guard let removed = entries.removeValue(forKey: key) else { return }
-        payloadBytes -= key.bytes.count + (removed.value?.count ?? 0)
-        if removed.value != nil { residentCount -= 1 }
-        if removed.clockSlot >= 0 { removeClockSlot(removed.clockSlot) }
+    // MARK: Table
+
+    private static func tag(_ digest: Int) -> UInt8 {
+        // The low 6 bits picked the shard; the next 5 tell keys of one shard apart.
+        UInt8(truncatingIfNeeded: digest >> 6) & tagMask
+    }
+
+    private func home(_ digest: Int) -> Int {
+        // Fibonacci hashing: the top bits of the product mix every bit of the digest.
+        Int(truncatingIfNeeded: (UInt64(UInt(bitPattern: digest)) &* 0x9E37_79B9_7F4A_7C15) >> (64 - capacityBits))
+    }
+
+    private var mask: Int { (1 << capacityBits) - 1 }
+
+    /// The slot holding `key`, if any.
+    private func find(_ key: StoreKey) -> Int? {
+        let tag = Self.occupied | Self.tag(key.digest)
+        var slot = home(key.digest)
+        while true {
+            let byte = control[slot]
+            if byte == 0 { return nil }
+            if byte & (Self.occupied | Self.tagMask) == tag && boxes[slot]!.keyEquals(key) { return slot }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// The empty slot a new `key` goes to, growing the table first if it is 4/5 full.
+    private mutating func insertionSlot(for key: StoreKey) -> Int {
+        if (count + 1) * 5 > (1 << capacityBits) * 4 { grow() }
+        var slot = home(key.digest)
+        while control[slot] != 0 { slot = (slot + 1) & mask }
+        return slot
+    }
+
+    private mutating func grow() {
+        let oldControl = control
+        let oldBoxes = boxes
+        capacityBits += 1
+        control = Array(repeating: 0, count: 1 << capacityBits)
+        boxes = Array(repeating: nil, count: 1 << capacityBits)
+        hand = 0
+        for (index, box) in oldBoxes.enumerated() {
+            guard let box else { continue }
+            var slot = home(box.withKey { StoreKey.digest(of: $0) })
+            while control[slot] != 0 { slot = (slot + 1) & mask }
+            control[slot] = oldControl[index]
+            boxes[slot] = box
+        }
+    }
+
+    /// Empties `slot` and shifts later members of its probe chain back, so every key stays
+    /// reachable from its home slot without tombstones.
+    private mutating func remove(at slot: Int) {
+        let fields = boxes[slot]!.fields
+        payloadBytes -= Int(fields.keyCount) + fields.residentValueBytes
+        if fields.isResident { residentCount -= 1 }
         // Its deadline, if any, stays queued and is skipped as stale.
-        if removed.hasExpiry { entriesWithExpiry -= 1 }
+        if fields.expiresAtMs != 0 { entriesWithExpiry -= 1 }
+        count -= 1
+
+        var hole = slot
+        var next = slot
+        while true {
+            next = (next + 1) & mask
+            guard control[next] != 0 else { break }
+            let home = home(boxes[next]!.withKey { StoreKey.digest(of: $0) })
+            // Move `next` into the hole unless its home lies cyclically in (hole, next].
+            let homeAfterHole = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next)
+            if !homeAfterHole {
+                control[hole] = control[next]
+                boxes[hole] = boxes[next]
+                hole = next
+            }
+        }
+        control[hole] = 0
+        boxes[hole] = nil
     }
 
     /// Advances the CLOCK hand until the shard is back within its bound.
     private mutating func evictWhileOverBound() {
         guard let maxResident else { return }
-        while clockKeys.count > maxResident {
-            if clockHand >= clockKeys.count { clockHand = 0 }
-            if clockReferenced[clockHand] {
-                clockReferenced[clockHand] = false
-                clockHand += 1
-                continue
+        while residentCount > maxResident {
+            let byte = control[hand]
+            if byte & Self.resident != 0 {
+                if byte & Self.referenced != 0 {
+                    control[hand] = byte & ~Self.referenced
+                } else {
+                    let box = boxes[hand]!
+                    payloadBytes -= box.fields.residentValueBytes
+                    residentCount -= 1
+                    boxes[hand] = box.withoutValue()
+                    control[hand] = byte & ~Self.resident
+                }
             }
-            let victim = clockKeys[clockHand]
-            let freed = Self.evict(&entries[victim])
-            payloadBytes -= freed
-            residentCount -= 1
-            // The ring's last key moves into this slot; the hand looks at it next.
-            removeClockSlot(clockHand)
+            hand = (hand + 1) & mask
         }
-    }
-
-    /// Swap-removes ring slot `slot`, updating the slot of the key moved into it.
-    private mutating func removeClockSlot(_ slot: Int) {
-        let last = clockKeys.count - 1
-        if slot != last {
-            let moved = clockKeys[last]
-            clockKeys[slot] = moved
-            clockReferenced[slot] = clockReferenced[last]
-            entries[moved]?.clockSlot = slot
-        }
-        clockKeys.removeLast()
-        clockReferenced.removeLast()
     }
 
     private mutating func compactExpiryQueueIfMostlyStale() {
         guard expiryQueue.count > 2 * entriesWithExpiry + Self.staleDeadlineSlack else { return }
-        let entries = self.entries
+        let state = self
         expiryQueue.retain { deadline in
-            guard let entry = entries[deadline.key] else { return false }
-            return entry.lsn == deadline.lsn && entry.expiresAtMs == deadline.expiresAtMs
+            guard let slot = state.find(deadline.key) else { return false }
+            let fields = state.boxes[slot]!.fields
+            return fields.lsn == deadline.lsn && fields.expiresAtMs == deadline.expiresAtMs
         }
     }
+}
 
-    /// Writes `new` into `slot` if it is newer by LSN (last writer wins), keeping
-    /// the ring slot of a resident predecessor or taking `freeClockSlot`.
-    private static func replace(
-        _ slot: inout IndexEntry?, with new: IndexEntry, freeClockSlot: Int
-    ) -> (applied: Bool, previous: IndexEntry?) {
-        var new = new
-        if let current = slot {
-            guard new.lsn > current.lsn else { return (false, nil) }
-            new.clockSlot = current.clockSlot >= 0 ? current.clockSlot : freeClockSlot
-            slot = new
-            return (true, current)
-        }
-        new.clockSlot = freeClockSlot
-        slot = new
-        return (true, nil)
-    }
-
-    private static func fill(_ slot: inout IndexEntry?, with value: [UInt8], clockSlot: Int) {
-        slot?.value = value
-        slot?.clockSlot = clockSlot
-    }
-
-    /// Drops the value in `slot` and returns how many bytes that freed.
-    private static func evict(_ slot: inout IndexEntry?) -> Int {
-        let freed = slot?.value?.count ?? 0
-        slot?.value = nil
-        slot?.clockSlot = -1
-        return freed
+extension StoredValue {
+    /// The entry as a read returns it; `fields` must be `box`'s, read under the lock.
+    init(box: EntryBox, fields: EntryHeader) {
+        self.init(
+            value: fields.isResident ? box.value : nil, lsn: fields.lsn, expiresAtMs: fields.expiresAtMs,
+            location: fields.location)
     }
 }

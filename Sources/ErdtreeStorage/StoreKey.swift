@@ -20,9 +20,14 @@ public struct StoreKey: Hashable, Sendable {
     /// Creates a key over `bytes`, keeping a reference rather than copying.
     public init(_ bytes: [UInt8]) {
         self.bytes = bytes
+        self.digest = bytes.withUnsafeBytes { Self.digest(of: $0) }
+    }
+
+    /// The digest a key with these bytes has (in this process).
+    static func digest(of bytes: UnsafeRawBufferPointer) -> Int {
         var hasher = Hasher()
-        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
-        self.digest = hasher.finalize()
+        hasher.combine(bytes: bytes)
+        return hasher.finalize()
     }
 
     /// Creates a key by copying `buffer`, e.g. straight out of a decoded message.

@@ -74,7 +74,7 @@ import Testing
             let response = try GetResponse(decoding: raw)
             #expect(!response.found)
             #expect(response.lsn == 0)
-            #expect(response.value.isEmpty)
+            #expect(response.value.count == 0)
         }
     }
 

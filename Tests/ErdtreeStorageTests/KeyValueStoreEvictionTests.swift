@@ -25,7 +25,7 @@ import Testing
         let evicted = store.get(key(1), nowMs: 0)
         #expect(evicted == StoredValue(value: nil, lsn: 1, expiresAtMs: 9_000))
         #expect(evicted?.isEvicted == true)
-        #expect(store.get(key(2), nowMs: 0)?.value == value(2))
+        #expect(store.get(key(2), nowMs: 0)?.value?.bytes == value(2))
         // An evicted key still expires and can still be deleted.
         #expect(store.get(key(1), nowMs: 9_000) == nil)
         #expect(store.count == 1)
@@ -81,7 +81,7 @@ import Testing
         store.set(key(2), value: value(2), lsn: 2, expiresAtMs: 0)
         store.set(key(1), value: [7], lsn: 3, expiresAtMs: 0)
         #expect(!store.restore(key(1), value: value(1), lsn: 1))
-        #expect(store.get(key(1), nowMs: 0)?.value == [7])
+        #expect(store.get(key(1), nowMs: 0)?.value?.bytes == [7])
     }
 
     @Test func payloadBytesCountOnlyResidentValues() {
@@ -111,8 +111,8 @@ import Testing
         #expect(store.sweepExpired(nowMs: 50, maxPerShard: 1_000) > 0)
         #expect(store.residentCount <= 8)
         for index in 0..<200 {
-            if let stored = store.get(key(index), nowMs: 100), let bytes = stored.value {
-                #expect(bytes == value(index))
+            if let stored = store.get(key(index), nowMs: 100), let stored = stored.value?.bytes {
+                #expect(stored == value(index))
             }
         }
     }
@@ -121,7 +121,7 @@ import Testing
         let store = KeyValueStore(shardCount: 4)
         for index in 0..<100 { store.set(key(index), value: value(index), lsn: UInt64(index + 1), expiresAtMs: 0) }
         #expect(store.residentCount == 100)
-        #expect(store.get(key(0), nowMs: 0)?.value == value(0))
+        #expect(store.get(key(0), nowMs: 0)?.value?.bytes == value(0))
     }
 
     @Test func noevictionRefusesNewKeysAtTheBound() throws {

@@ -46,7 +46,7 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
     @Test func emptyValueIsStoredAndFound() {
         let store = KeyValueStore()
         store.set(StoreKey("k"), value: [], lsn: 1, expiresAtMs: 0)
-        #expect(store.get(StoreKey("k"), nowMs: 0)?.value == [])
+        #expect(store.get(StoreKey("k"), nowMs: 0)?.value?.bytes == [])
     }
 
     // MARK: Last writer wins by LSN
@@ -63,14 +63,14 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
         let store = KeyValueStore()
         store.set(StoreKey("k"), value: bytes("v"), lsn: 7, expiresAtMs: 0)
         #expect(!store.set(StoreKey("k"), value: bytes("other"), lsn: 7, expiresAtMs: 0))
-        #expect(store.get(StoreKey("k"), nowMs: 0)?.value == bytes("v"))
+        #expect(store.get(StoreKey("k"), nowMs: 0)?.value?.bytes == bytes("v"))
     }
 
     @Test func newerLSNReplacesAnExpiredButUnsweptKey() {
         let store = KeyValueStore()
         store.set(StoreKey("k"), value: bytes("old"), lsn: 1, expiresAtMs: 10)
         #expect(store.set(StoreKey("k"), value: bytes("new"), lsn: 2, expiresAtMs: 0))
-        #expect(store.get(StoreKey("k"), nowMs: 100)?.value == bytes("new"))
+        #expect(store.get(StoreKey("k"), nowMs: 100)?.value?.bytes == bytes("new"))
     }
 
     // MARK: Delete
@@ -111,7 +111,7 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
         store.set(StoreKey("k"), value: bytes("first"), lsn: 1, expiresAtMs: 0)
         store.delete(StoreKey("k"), lsn: 2, nowMs: 0)
         #expect(store.set(StoreKey("k"), value: bytes("second"), lsn: 3, expiresAtMs: 0))
-        #expect(store.get(StoreKey("k"), nowMs: 0)?.value == bytes("second"))
+        #expect(store.get(StoreKey("k"), nowMs: 0)?.value?.bytes == bytes("second"))
     }
 
     // MARK: TTL
@@ -120,7 +120,7 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
         let store = KeyValueStore()
         store.set(StoreKey("k"), value: bytes("v"), lsn: 1, expiresAtMs: 1_000)
 
-        #expect(store.get(StoreKey("k"), nowMs: 999)?.value == bytes("v"))
+        #expect(store.get(StoreKey("k"), nowMs: 999)?.value?.bytes == bytes("v"))
         #expect(store.get(StoreKey("k"), nowMs: 1_000) == nil)
         // The read that found it expired also removed it.
         #expect(store.count == 0)
@@ -130,7 +130,7 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
     @Test func zeroExpiryNeverExpires() {
         let store = KeyValueStore()
         store.set(StoreKey("k"), value: bytes("v"), lsn: 1, expiresAtMs: 0)
-        #expect(store.get(StoreKey("k"), nowMs: .max)?.value == bytes("v"))
+        #expect(store.get(StoreKey("k"), nowMs: .max)?.value?.bytes == bytes("v"))
     }
 
     @Test func countIncludesExpiredKeysUntilSwept() {
@@ -153,8 +153,8 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
         #expect(store.sweepExpired(nowMs: 1_500, maxPerShard: 1_000) == 50)
         #expect(store.count == 100)
-        #expect(store.get(StoreKey("later-7"), nowMs: 1_500)?.value == bytes("l"))
-        #expect(store.get(StoreKey("never-7"), nowMs: 1_500)?.value == bytes("n"))
+        #expect(store.get(StoreKey("later-7"), nowMs: 1_500)?.value?.bytes == bytes("l"))
+        #expect(store.get(StoreKey("never-7"), nowMs: 1_500)?.value?.bytes == bytes("n"))
 
         #expect(store.sweepExpired(nowMs: 2_000, maxPerShard: 1_000) == 50)
         #expect(store.count == 50)
@@ -193,8 +193,8 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
         store.set(StoreKey("j"), value: bytes("extended"), lsn: 4, expiresAtMs: 5_000)
 
         #expect(store.sweepExpired(nowMs: 1_000, maxPerShard: 100) == 0)
-        #expect(store.get(StoreKey("k"), nowMs: 1_000)?.value == bytes("forever"))
-        #expect(store.get(StoreKey("j"), nowMs: 1_000)?.value == bytes("extended"))
+        #expect(store.get(StoreKey("k"), nowMs: 1_000)?.value?.bytes == bytes("forever"))
+        #expect(store.get(StoreKey("j"), nowMs: 1_000)?.value?.bytes == bytes("extended"))
 
         #expect(store.sweepExpired(nowMs: 5_000, maxPerShard: 100) == 1)
         #expect(store.get(StoreKey("j"), nowMs: 0) == nil)
@@ -242,7 +242,7 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
         #expect(store.count == keys.count)
         for (index, key) in keys.enumerated() {
-            #expect(store.get(StoreKey(key), nowMs: 0)?.value == [UInt8(index)], "key \(StoreKey(key))")
+            #expect(store.get(StoreKey(key), nowMs: 0)?.value?.bytes == [UInt8(index)], "key \(StoreKey(key))")
         }
     }
 
@@ -252,9 +252,9 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
         store.set(StoreKey(text), value: bytes("v"), lsn: 1, expiresAtMs: 0)
 
         let utf8 = Array(text.utf8)
-        #expect(store.get(StoreKey(utf8), nowMs: 0)?.value == bytes("v"))
+        #expect(store.get(StoreKey(utf8), nowMs: 0)?.value?.bytes == bytes("v"))
         let fromBuffer = utf8.withUnsafeBytes { StoreKey($0) }
-        #expect(store.get(fromBuffer, nowMs: 0)?.value == bytes("v"))
+        #expect(store.get(fromBuffer, nowMs: 0)?.value?.bytes == bytes("v"))
         #expect(fromBuffer == StoreKey(text))
     }
 
@@ -286,7 +286,7 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
             store.set(key, value: bytes("rewritten"), lsn: stored.lsn + 100, expiresAtMs: 0)
         }
         #expect(visited == 20)
-        #expect(store.get(StoreKey("k3"), nowMs: 0)?.value == bytes("rewritten"))
+        #expect(store.get(StoreKey("k3"), nowMs: 0)?.value?.bytes == bytes("rewritten"))
     }
 
     // MARK: Sharding
@@ -370,7 +370,7 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
                             outcome.highestSharedLSN[shared] = lsn
                         default:
                             // Whatever wins, value and LSN must come from the same write.
-                            if let read = store.get(sharedKey(shared), nowMs: 0), read.value != encode(read.lsn) {
+                            if let read = store.get(sharedKey(shared), nowMs: 0), read.value?.bytes != encode(read.lsn) {
                                 outcome.mismatches.append("get shared/\(shared) torn: \(read)")
                             }
                         }

@@ -1,6 +1,7 @@
 internal import CProtobufC
 internal import ErdtreeProto
 import ErdtreeRPC
+import ErdtreeStorage
 import NIOCore
 
 // The client side of the KVStore and Health messages: requests out, responses in.
@@ -28,7 +29,7 @@ extension GetResponse {
             buffer, typeName: "erdtree.v1.GetResponse", unpack: { erdtree__v1__get_response__unpack($0, $1, $2) }
         ) { message throws(RPCStatus) in
             GetResponse(
-                value: ProtobufCCodec.bytes(of: message.pointee.value), found: message.pointee.found != 0,
+                value: ValueBytes(ProtobufCCodec.bytes(of: message.pointee.value)), found: message.pointee.found != 0,
                 lsn: message.pointee.lsn, expiresAtMs: message.pointee.expires_at_ms)
         }
     }

@@ -1,5 +1,6 @@
 internal import CProtobufC
 internal import ErdtreeProto
+import ErdtreeStorage
 import ErdtreeRPC
 import NIOCore
 
@@ -20,7 +21,7 @@ struct GetRequest {
 }
 
 struct GetResponse {
-    var value: [UInt8]
+    var value: ValueBytes
     var found: Bool
     var lsn: UInt64
     var expiresAtMs: Int64
@@ -31,9 +32,11 @@ struct GetResponse {
         message.found = found ? 1 : 0
         message.lsn = lsn
         message.expires_at_ms = expiresAtMs
-        return ProtobufCCodec.withBinaryData(value) { data in
-            message.value = data
-            return ProtobufCCodec.pack(&message, allocator: allocator)
+        return value.withUnsafeBytes { bytes in
+            ProtobufCCodec.withBinaryData(bytes) { data in
+                message.value = data
+                return ProtobufCCodec.pack(&message, allocator: allocator)
+            }
         }
     }
 }

@@ -135,8 +135,13 @@ enum ProtobufCCodec {
 
     /// Runs `body` with a `ProtobufCBinaryData` view of `bytes`, valid only inside `body`.
     static func withBinaryData<Result>(_ bytes: [UInt8], _ body: (ProtobufCBinaryData) -> Result) -> Result {
-        bytes.withUnsafeBufferPointer { buffer in
-            body(ProtobufCBinaryData(len: buffer.count, data: UnsafeMutablePointer(mutating: buffer.baseAddress)))
-        }
+        bytes.withUnsafeBytes { withBinaryData($0, body) }
+    }
+
+    static func withBinaryData<Result>(_ bytes: UnsafeRawBufferPointer, _ body: (ProtobufCBinaryData) -> Result)
+        -> Result
+    {
+        let data = UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        return body(ProtobufCBinaryData(len: bytes.count, data: data))
     }
 }

@@ -101,7 +101,9 @@ public final class KVStoreService: Sendable {
         {
             readBack(record, of: key)
             call.respond(
-                GetResponse(value: record.value, found: true, lsn: stored.lsn, expiresAtMs: stored.expiresAtMs)
+                GetResponse(
+                    value: ValueBytes(record.value), found: true, lsn: stored.lsn, expiresAtMs: stored.expiresAtMs
+                )
                     .encode(allocator: call.allocator))
             return
         }
@@ -128,7 +130,7 @@ public final class KVStoreService: Sendable {
     /// - Returns: the value and the entry it belongs to, or nil if the key is gone by now.
     /// - Throws: INTERNAL when the bytes there are not this key's write at its LSN (the index and
     ///   the log disagree), UNAVAILABLE when the log cannot be read.
-    func readEvicted(_ key: StoreKey, _ stored: StoredValue) throws(RPCStatus) -> ([UInt8], StoredValue)? {
+    func readEvicted(_ key: StoreKey, _ stored: StoredValue) throws(RPCStatus) -> (ValueBytes, StoredValue)? {
         var current = stored
         // Each retry follows one finished compaction; three in a row means something is wrong.
         for _ in 0..<3 {
@@ -155,7 +157,7 @@ public final class KVStoreService: Sendable {
                         + "\(record.lsn)")
             }
             readBack(record, of: key)
-            return (record.value, current)
+            return (ValueBytes(record.value), current)
         }
         throw RPCStatus(
             .unavailable, "the record of key \(key) moved three times while being read (compaction); try again")
