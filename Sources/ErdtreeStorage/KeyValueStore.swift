@@ -39,22 +39,31 @@ import Synchronization
 ///
 /// Every key stays indexed; `maxResidentValues` bounds how many **values** stay
 /// in memory (DESIGN §5, `storage.max_entries`). Under `.lru` a write past the
-/// bound evicts another value (its entry keeps LSN and expiry, `get` returns it
-/// with `value == nil`, the caller reads the value from the WAL and may hand it
-/// back with `restore(_:value:lsn:)`). Under `.noeviction` every value stays in
+/// bound evicts another value (its entry keeps LSN, expiry and disk location,
+/// `get` returns it with `value == nil`, the caller reads the value from the WAL
+/// and may hand it back with `restore(_:value:lsn:)`). Under `.noeviction` every value stays in
 /// memory and `admit(_:nowMs:)` refuses new keys once the store holds the bound.
 ///
 /// LRU is approximated by CLOCK (second chance), per shard: each shard holds at
 /// most `maxResidentValues / shardCount` values (rounded so the shards' bounds
 /// sum to exactly `maxResidentValues`; pick fewer shards for small bounds), and
-/// a read only sets a reference bit, so reads never reorder a list or allocate.
-/// A write or restore counts as one use. The approximation: a value used since
-/// the hand last passed it always survives the hand's next pass,
+/// a read only sets a reference bit (in the shard table's control byte), so reads
+/// never reorder a list or allocate; the hand sweeps the table's slots. A write
+/// or restore counts as one use. The approximation: a value used since the hand
+/// last passed it always survives the hand's next pass,
 /// but among values not read since then the one evicted is whichever the hand
 /// reaches first, not the least recently used; and the bound is per shard, so
 /// a shard that gets more than its share of hot keys evicts some while others
 /// have room. With keys spread evenly by a seeded hash, the store as a whole
 /// holds nearly `maxResidentValues` values once full, and never more.
+///
+/// ## Memory
+///
+/// A key costs one allocation (`EntryBox`: a 36-byte header with LSN, expiry and
+/// disk location, then the key and value bytes; an evicted key's box holds no
+/// value) and one 9-byte slot of an open-addressing table kept 40–80% full, so
+/// about 16 bytes of table per key. With 15-byte keys and 100-byte values that
+/// measured 196 bytes of RSS per key against Redis 7's 208 (`make bench`, memory).
 public final class KeyValueStore: Sendable {
     /// How many shards keys are spread over; a power of two.
     public let shardCount: Int
