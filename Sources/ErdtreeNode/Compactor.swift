@@ -16,6 +16,9 @@ import Synchronization
 /// relocating the index entries of the records it moves. The half-dead rule bounds the work:
 /// each byte rewritten pays for at least one byte reclaimed. Expired keys the sweep reclaimed
 /// and deleted keys count as dead; keys that expired but were not swept yet still count as live.
+/// Weighing takes a pass over every key (`KeyValueStore.liveBytesBySegment()`), skipped while the
+/// compactable segments are too small to matter and spaced `scanBackoff` times its own duration
+/// apart, so a large idle store is not rescanned every second.
 public final class Compactor: Sendable {
     public static let interval = TimeAmount.seconds(1)
 
@@ -37,6 +40,12 @@ public final class Compactor: Sendable {
     private let stopped = Atomic<Bool>(false)
     private let finished = Atomic<UInt64>(0)
     private let lastFinishedMs = Atomic<Int64>(0)
+    /// When the next pass over the index may start; runs on one pool thread at a time.
+    private let nextScan = Mutex<ContinuousClock.Instant>(.now)
+
+    /// A pass over the index costs O(keys); waiting this many times its duration before the next
+    /// one keeps the compactor's share of a core near 1/20 however large the store.
+    static let scanBackoff = 20
 
     public init(store: KeyValueStore, wal: WriteAheadLog, retentionBytes: Int64, minDeadBytes: Int64, logger: Logger) {
         self.store = store
@@ -90,10 +99,18 @@ public final class Compactor: Sendable {
     @discardableResult
     func runOnce() -> WALCompactionResult? {
         let segments = wal.segments
+        // Without enough compactable bytes no amount of dead ones reaches the threshold: skip
+        // the pass over the index.
+        let compactable = Self.compactable(segments, retentionBytes: retentionBytes)
+        guard compactable.reduce(0, { $0 + $1.recordBytes }) >= minDeadBytes else { return nil }
+        let scanStarted = ContinuousClock.now
+        guard nextScan.withLock({ $0 }) <= scanStarted else { return nil }
+        let live = store.liveBytesBySegment()
+        let scanned = ContinuousClock.now - scanStarted
+        nextScan.withLock { $0 = ContinuousClock.now + scanned * Self.scanBackoff }
         guard
             let plan = Self.plan(
-                segments: segments, live: store.liveBytesBySegment(), retentionBytes: retentionBytes,
-                minDeadBytes: minDeadBytes)
+                segments: segments, live: live, retentionBytes: retentionBytes, minDeadBytes: minDeadBytes)
         else { return nil }
         let started = ContinuousClock.now
         let store = self.store
@@ -135,6 +152,17 @@ public final class Compactor: Sendable {
     static func plan(
         segments: [WALSegmentInfo], live: [UInt32: Int64], retentionBytes: Int64, minDeadBytes: Int64
     ) -> Plan? {
+        let candidates = compactable(segments, retentionBytes: retentionBytes)
+        guard !candidates.isEmpty else { return nil }
+        let recordBytes = candidates.reduce(Int64(0)) { $0 + $1.recordBytes }
+        let deadBytes = candidates.reduce(Int64(0)) { $0 + max(0, $1.recordBytes - (live[$1.id] ?? 0)) }
+        guard deadBytes >= minDeadBytes, deadBytes * 2 >= recordBytes else { return nil }
+        return Plan(count: candidates.count, recordBytes: recordBytes, deadBytes: deadBytes)
+    }
+
+    /// The oldest segments outside the retention window: every sealed one but the newest
+    /// totalling at most `retentionBytes`.
+    static func compactable(_ segments: [WALSegmentInfo], retentionBytes: Int64) -> ArraySlice<WALSegmentInfo> {
         let sealed = segments.filter { !$0.active }
         var retained: Int64 = 0
         var count = sealed.count
@@ -142,11 +170,6 @@ public final class Compactor: Sendable {
             retained += sealed[count - 1].bytes
             count -= 1
         }
-        guard count > 0 else { return nil }
-        let candidates = sealed[0..<count]
-        let recordBytes = candidates.reduce(Int64(0)) { $0 + $1.recordBytes }
-        let deadBytes = candidates.reduce(Int64(0)) { $0 + max(0, $1.recordBytes - (live[$1.id] ?? 0)) }
-        guard deadBytes >= minDeadBytes, deadBytes * 2 >= recordBytes else { return nil }
-        return Plan(count: count, recordBytes: recordBytes, deadBytes: deadBytes)
+        return sealed[0..<count]
     }
 }

@@ -23,7 +23,8 @@ public struct KVClient: Sendable {
         let request = GetRequest(key: Array(key.utf8), minLSN: minLSN).encode(allocator: rpc.channel.allocator)
         let response = try GetResponse(
             decoding: try await rpc.unary(path: "/erdtree.v1.KVStore/Get", request: request, timeout: timeout))
-        return response.found ? Value(bytes: response.value.bytes, lsn: response.lsn, expiresAtMs: response.expiresAtMs) : nil
+        return response.found
+            ? Value(bytes: response.value.bytes, lsn: response.lsn, expiresAtMs: response.expiresAtMs) : nil
     }
 
     /// - Returns: the write's LSN.

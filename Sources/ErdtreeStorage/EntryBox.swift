@@ -50,8 +50,9 @@ final class EntryBox: ManagedBuffer<EntryHeader, UInt8> {
     func keyEquals(_ key: StoreKey) -> Bool {
         withKey { stored in
             key.withUnsafeBytes { wanted in
-                stored.count == wanted.count
-                    && (stored.count == 0 || memcmp(stored.baseAddress!, wanted.baseAddress!, stored.count) == 0)
+                guard stored.count == wanted.count else { return false }
+                guard let left = stored.baseAddress, let right = wanted.baseAddress else { return true }
+                return memcmp(left, right, stored.count) == 0
             }
         }
     }
@@ -120,7 +121,8 @@ public struct ValueBytes: @unchecked Sendable, Equatable, CustomStringConvertibl
     /// A standalone value (e.g. to compare with what the store returns).
     public init(_ bytes: [UInt8]) {
         let box = bytes.withUnsafeBytes {
-            EntryBox.make(key: UnsafeRawBufferPointer(start: nil, count: 0), value: $0, lsn: 0, expiresAtMs: 0, location: .none)
+            EntryBox.make(
+                key: UnsafeRawBufferPointer(start: nil, count: 0), value: $0, lsn: 0, expiresAtMs: 0, location: .none)
         }
         self.init(box: box, offset: 0, count: UInt32(bytes.count))
     }

@@ -3,12 +3,13 @@
 /// ## The table
 ///
 /// An open-addressing hash table with linear probing: `boxes[i]` holds one key's `EntryBox` (key,
-/// value and index fields in one allocation) and `control[i]` one byte about it — 0 for an empty
-/// slot, else `occupied`, the CLOCK bits and 5 bits of the key's hash, so a probe compares bytes
-/// in one small array and touches a box only when the tag matches (1 in 32 for a wrong key). The
-/// table grows by doubling past 4/5 full; removal shifts the probe chain back (no tombstones).
-/// Per key that is a 9-byte slot at 40–80% load plus the box, against a `Dictionary` slot of 56
-/// bytes plus separately allocated key and value arrays.
+/// value and index fields in one allocation) and `control[i]` a word about it — 0 for an empty
+/// slot, else `occupied`, the CLOCK bits and 29 bits of the key's mixed hash. A probe compares
+/// words in one small array and touches a box only when all 29 bits match; growing and removal
+/// find a key's home slot from its word alone, never reading the box (a cache miss per key).
+/// The table grows by doubling past 4/5 full; removal shifts the probe chain back (no
+/// tombstones). Per key that is a 12-byte slot at 40–80% load plus the box, against a
+/// `Dictionary` slot of 56 bytes plus separately allocated key and value arrays.
 ///
 /// ## CLOCK
 ///
@@ -16,23 +17,24 @@
 /// `referenced` bit set has it cleared and is passed, the first resident one without is evicted
 /// (its box is swapped for one without the value). A read sets the bit; a write or restore
 /// inserts the value with the bit set. Each bit cleared was set by one operation, so eviction is
-/// O(1) amortized per operation, plus the empty and evicted slots the hand skips, one byte each.
+/// O(1) amortized per operation, plus the empty and evicted slots the hand skips, one word each.
 ///
 /// Every change goes through the methods here, so that the counts, the expiry queue and the
-/// control bytes stay in step with the boxes. `@unchecked Sendable`: a shard lives in its
+/// control words stay in step with the boxes. `@unchecked Sendable`: a shard lives in its
 /// mutex, and the boxes it hands out are immutable but for what the mutex guards (`EntryBox`).
 struct ShardState: @unchecked Sendable {
-    private var control: [UInt8]
+    private var control: [UInt32]
     private var boxes: [EntryBox?]
     /// log2 of the capacity, for Fibonacci hashing of a digest into a slot.
     private var capacityBits: Int
     private(set) var count = 0
     private var hand = 0
 
-    private static let occupied: UInt8 = 0x80
-    private static let resident: UInt8 = 0x40
-    private static let referenced: UInt8 = 0x20
-    private static let tagMask: UInt8 = 0x1F
+    private static let occupied: UInt32 = 1 << 31
+    private static let resident: UInt32 = 1 << 30
+    private static let referenced: UInt32 = 1 << 29
+    private static let hashBits = 29
+    private static let hashMask: UInt32 = (1 << 29) - 1
     private static let initialCapacityBits = 4
 
     private var expiryQueue = ExpiryQueue()
@@ -68,13 +70,13 @@ struct ShardState: @unchecked Sendable {
 
     func contains(_ key: StoreKey, nowMs: Int64) -> Bool {
         guard let slot = find(key) else { return false }
-        return !boxes[slot]!.fields.isExpired(atMs: nowMs)
+        return !box(at: slot).fields.isExpired(atMs: nowMs)
     }
 
     /// Reads `key`, removing it if it has expired; marks a resident value recently used.
     mutating func get(_ key: StoreKey, nowMs: Int64) -> StoredValue? {
         guard let slot = find(key) else { return nil }
-        let box = boxes[slot]!
+        let box = box(at: slot)
         let fields = box.fields
         guard !fields.isExpired(atMs: nowMs) else {
             remove(at: slot)
@@ -89,7 +91,7 @@ struct ShardState: @unchecked Sendable {
     /// Whether `key` is live at `nowMs` and still at version `lsn`.
     func isCurrent(_ key: StoreKey, lsn: UInt64, nowMs: Int64) -> Bool {
         guard let slot = find(key) else { return false }
-        let fields = boxes[slot]!.fields
+        let fields = box(at: slot).fields
         return fields.lsn == lsn && !fields.isExpired(atMs: nowMs)
     }
 
@@ -123,7 +125,7 @@ struct ShardState: @unchecked Sendable {
         let slot: Int
         var previous: EntryHeader?
         if let found = find(key) {
-            let fields = boxes[found]!.fields
+            let fields = box(at: found).fields
             guard lsn > fields.lsn else { return false }
             slot = found
             previous = fields
@@ -134,7 +136,7 @@ struct ShardState: @unchecked Sendable {
             EntryBox.make(key: $0, value: value, lsn: lsn, expiresAtMs: expiresAtMs, location: location)
         }
         boxes[slot] = box
-        control[slot] = Self.occupied | Self.resident | Self.referenced | Self.tag(key.digest)
+        control[slot] = Self.occupied | Self.resident | Self.referenced | Self.hash(key.digest)
         if let previous {
             payloadBytes += value.count - previous.residentValueBytes
             if !previous.isResident { residentCount += 1 }
@@ -158,7 +160,7 @@ struct ShardState: @unchecked Sendable {
     /// - Returns: whether the value was put back.
     mutating func restore(_ key: StoreKey, value: UnsafeRawBufferPointer, lsn: UInt64) -> Bool {
         guard let slot = find(key) else { return false }
-        let box = boxes[slot]!
+        let box = box(at: slot)
         let fields = box.fields
         guard fields.lsn == lsn, !fields.isResident else { return false }
         boxes[slot] = box.with(value: value)
@@ -172,7 +174,7 @@ struct ShardState: @unchecked Sendable {
     /// Points `key`'s entry at `location` if the key is still at version `lsn`.
     mutating func relocate(_ key: StoreKey, lsn: UInt64, to location: DiskLocation) -> Bool {
         guard let slot = find(key) else { return false }
-        let box = boxes[slot]!
+        let box = box(at: slot)
         guard box.fields.lsn == lsn else { return false }
         box.fields.location = location
         return true
@@ -184,7 +186,7 @@ struct ShardState: @unchecked Sendable {
     /// - Returns: whether a live key was removed.
     mutating func delete(_ key: StoreKey, lsn: UInt64, nowMs: Int64) -> Bool {
         guard let slot = find(key) else { return false }
-        let fields = boxes[slot]!.fields
+        let fields = box(at: slot).fields
         if fields.isExpired(atMs: nowMs) {
             remove(at: slot)
             return false
@@ -209,7 +211,7 @@ struct ShardState: @unchecked Sendable {
             // The LSN tells whether the deadline still belongs to the current
             // entry; a rewritten key keeps its value until its own deadline.
             guard let slot = find(deadline.key) else { continue }
-            let fields = boxes[slot]!.fields
+            let fields = box(at: slot).fields
             guard fields.lsn == deadline.lsn, fields.isExpired(atMs: nowMs) else { continue }
             remove(at: slot)
             removed += 1
@@ -219,26 +221,34 @@ struct ShardState: @unchecked Sendable {
 
     // MARK: Table
 
-    private static func tag(_ digest: Int) -> UInt8 {
-        // The low 6 bits picked the shard; the next 5 tell keys of one shard apart.
-        UInt8(truncatingIfNeeded: digest >> 6) & tagMask
+    /// The top 29 bits of the digest after Fibonacci mixing: the bits that pick the home slot
+    /// (for any capacity up to 2^29) and tell keys apart in `control`.
+    private static func hash(_ digest: Int) -> UInt32 {
+        UInt32(truncatingIfNeeded: (UInt64(UInt(bitPattern: digest)) &* 0x9E37_79B9_7F4A_7C15) >> (64 - hashBits))
     }
 
-    private func home(_ digest: Int) -> Int {
-        // Fibonacci hashing: the top bits of the product mix every bit of the digest.
-        Int(truncatingIfNeeded: (UInt64(UInt(bitPattern: digest)) &* 0x9E37_79B9_7F4A_7C15) >> (64 - capacityBits))
+    private func home(_ hash: UInt32) -> Int {
+        Int(hash >> UInt32(Self.hashBits - capacityBits))
     }
 
     private var mask: Int { (1 << capacityBits) - 1 }
 
+    /// The box of an occupied slot.
+    @inline(__always)
+    private func box(at slot: Int) -> EntryBox {
+        guard let box = boxes[slot] else { preconditionFailure("slot \(slot) is marked occupied but holds no box") }
+        return box
+    }
+
     /// The slot holding `key`, if any.
     private func find(_ key: StoreKey) -> Int? {
-        let tag = Self.occupied | Self.tag(key.digest)
-        var slot = home(key.digest)
+        let hash = Self.hash(key.digest)
+        let wanted = Self.occupied | hash
+        var slot = home(hash)
         while true {
-            let byte = control[slot]
-            if byte == 0 { return nil }
-            if byte & (Self.occupied | Self.tagMask) == tag && boxes[slot]!.keyEquals(key) { return slot }
+            let word = control[slot]
+            if word == 0 { return nil }
+            if word & (Self.occupied | Self.hashMask) == wanted && box(at: slot).keyEquals(key) { return slot }
             slot = (slot + 1) & mask
         }
     }
@@ -246,31 +256,50 @@ struct ShardState: @unchecked Sendable {
     /// The empty slot a new `key` goes to, growing the table first if it is 4/5 full.
     private mutating func insertionSlot(for key: StoreKey) -> Int {
         if (count + 1) * 5 > (1 << capacityBits) * 4 { grow() }
-        var slot = home(key.digest)
+        var slot = home(Self.hash(key.digest))
         while control[slot] != 0 { slot = (slot + 1) & mask }
         return slot
     }
 
     private mutating func grow() {
-        let oldControl = control
-        let oldBoxes = boxes
+        precondition(capacityBits < Self.hashBits, "a shard's table cannot grow past 2^29 slots")
+        var oldControl: [UInt32] = []
+        var oldBoxes: [EntryBox?] = []
+        swap(&oldControl, &control)
+        swap(&oldBoxes, &boxes)
         capacityBits += 1
-        control = Array(repeating: 0, count: 1 << capacityBits)
-        boxes = Array(repeating: nil, count: 1 << capacityBits)
-        hand = 0
-        for (index, box) in oldBoxes.enumerated() {
-            guard let box else { continue }
-            var slot = home(box.withKey { StoreKey.digest(of: $0) })
-            while control[slot] != 0 { slot = (slot + 1) & mask }
-            control[slot] = oldControl[index]
-            boxes[slot] = box
+        let mask = self.mask
+        let shift = UInt32(Self.hashBits - capacityBits)
+        var newControl = [UInt32](repeating: 0, count: 1 << capacityBits)
+        var newBoxes = [EntryBox?](repeating: nil, count: 1 << capacityBits)
+        // Boxes are moved, not copied (no reference counting per key) and never read: the home
+        // slot comes from the control word. No bounds or uniqueness checks in the loop either.
+        newControl.withUnsafeMutableBufferPointer { control in
+            newBoxes.withUnsafeMutableBufferPointer { boxes in
+                oldBoxes.withUnsafeMutableBufferPointer { old in
+                    guard let first = old.baseAddress else { return }
+                    for index in old.indices {
+                        let word = oldControl[index]
+                        let box = (first + index).move()
+                        (first + index).initialize(to: nil)
+                        guard word != 0 else { continue }
+                        var slot = Int((word & Self.hashMask) >> shift)
+                        while control[slot] != 0 { slot = (slot + 1) & mask }
+                        control[slot] = word
+                        boxes[slot] = box
+                    }
+                }
+            }
         }
+        control = newControl
+        boxes = newBoxes
+        hand = 0
     }
 
     /// Empties `slot` and shifts later members of its probe chain back, so every key stays
     /// reachable from its home slot without tombstones.
     private mutating func remove(at slot: Int) {
-        let fields = boxes[slot]!.fields
+        let fields = box(at: slot).fields
         payloadBytes -= Int(fields.keyCount) + fields.residentValueBytes
         if fields.isResident { residentCount -= 1 }
         // Its deadline, if any, stays queued and is skipped as stale.
@@ -282,7 +311,7 @@ struct ShardState: @unchecked Sendable {
         while true {
             next = (next + 1) & mask
             guard control[next] != 0 else { break }
-            let home = home(boxes[next]!.withKey { StoreKey.digest(of: $0) })
+            let home = home(control[next] & Self.hashMask)
             // Move `next` into the hole unless its home lies cyclically in (hole, next].
             let homeAfterHole = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next)
             if !homeAfterHole {
@@ -299,16 +328,16 @@ struct ShardState: @unchecked Sendable {
     private mutating func evictWhileOverBound() {
         guard let maxResident else { return }
         while residentCount > maxResident {
-            let byte = control[hand]
-            if byte & Self.resident != 0 {
-                if byte & Self.referenced != 0 {
-                    control[hand] = byte & ~Self.referenced
+            let word = control[hand]
+            if word & Self.resident != 0 {
+                if word & Self.referenced != 0 {
+                    control[hand] = word & ~Self.referenced
                 } else {
-                    let box = boxes[hand]!
+                    let box = box(at: hand)
                     payloadBytes -= box.fields.residentValueBytes
                     residentCount -= 1
                     boxes[hand] = box.withoutValue()
-                    control[hand] = byte & ~Self.resident
+                    control[hand] = word & ~Self.resident
                 }
             }
             hand = (hand + 1) & mask
@@ -320,7 +349,7 @@ struct ShardState: @unchecked Sendable {
         let state = self
         expiryQueue.retain { deadline in
             guard let slot = state.find(deadline.key) else { return false }
-            let fields = state.boxes[slot]!.fields
+            let fields = state.box(at: slot).fields
             return fields.lsn == deadline.lsn && fields.expiresAtMs == deadline.expiresAtMs
         }
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Dispatch
 import ErdtreeNode
 import ErdtreeRPC
+import Glibc
 import Logging
 import NIOCore
 import NIOPosix
@@ -223,6 +224,16 @@ struct HealthCommand: AsyncParsableCommand {
 }
 
 struct StatusCommand: AsyncParsableCommand {
+    /// `ms` since the Unix epoch as an ISO 8601 UTC time.
+    static func utc(ms: Int64) -> String {
+        var seconds = time_t(ms / 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        var text = [CChar](repeating: 0, count: 32)
+        let length = strftime(&text, text.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
+        return String(decoding: text[0..<length].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Print a node's status (erdtree.v1.Admin/Status): role, LSNs, keys, memory, disk.")
@@ -246,7 +257,7 @@ struct StatusCommand: AsyncParsableCommand {
             wal bytes:         \(status.diskBytes)
             wal dead bytes:    \(status.deadBytes)
             compactions:       \(status.compactions)
-            last compaction:   \(status.lastCompactionMs == 0 ? "never" : "\(status.lastCompactionMs) ms since the Unix epoch")
+            last compaction:   \(status.lastCompactionMs == 0 ? "never" : Self.utc(ms: status.lastCompactionMs))
             oldest streamable: \(status.oldestStreamableLSN)
             expired reclaimed: \(status.expiredReclaimed)
             disk reads:        \(status.diskReads)

@@ -404,8 +404,8 @@ private func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
     }
 }
 
-/// A tiny deterministic generator so each task's operation mix is reproducible.
-private struct SplitMix64: RandomNumberGenerator {
+/// A tiny deterministic generator so each test's operation mix is reproducible.
+struct SplitMix64: RandomNumberGenerator {
     private var state: UInt64
 
     init(seed: UInt64) { state = seed }

@@ -13,21 +13,9 @@ import Testing
         var location: DiskLocation
     }
 
-    /// A deterministic generator, so a failure replays.
-    private struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     @Test(arguments: [nil, 7] as [Int?], [1, 2, 3] as [UInt64])
     func randomOperationsMatchADictionary(bound: Int?, seed: UInt64) {
-        var random = SplitMix(state: seed)
+        var random = SplitMix64(seed: seed)
         let store = KeyValueStore(shardCount: 1, maxResidentValues: bound)
         var model: [Int: Model] = [:]
         var lsn: UInt64 = 0

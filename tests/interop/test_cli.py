@@ -119,6 +119,16 @@ def test_status_reports_lsns_keys_and_wal(server):
     assert int(fields["wal segments"]) >= 1
     assert int(fields["wal bytes"]) > 0
     assert len(fields["replication id"]) == 32
+    # Overwriting "a" left its first record dead on disk; nothing was compacted yet.
+    assert fields["wal dead bytes"] == "0"
+    assert cli("set", "a", "3", "--server", server.address).returncode == 0
+    done = cli("status", "--server", server.address)
+    fields = {k.strip(): v.strip() for k, v in (l.split(":", 1) for l in done.stdout.splitlines() if ":" in l)}
+    assert int(fields["wal dead bytes"]) > 0
+    assert fields["compactions"] == "0"
+    assert fields["last compaction"] == "never"
+    assert fields["oldest streamable"] == "1"
+    assert fields["disk reads"] == "0"
 
 
 def test_expired_keys_leave_the_status_counts_without_being_read(server):

@@ -1,7 +1,7 @@
 internal import CProtobufC
 internal import ErdtreeProto
-import ErdtreeStorage
 import ErdtreeRPC
+import ErdtreeStorage
 import NIOCore
 
 // Swift mirrors of the erdtree.v1 KVStore and Admin messages, and their translation to and

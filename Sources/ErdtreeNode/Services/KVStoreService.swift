@@ -104,7 +104,7 @@ public final class KVStoreService: Sendable {
                 GetResponse(
                     value: ValueBytes(record.value), found: true, lsn: stored.lsn, expiresAtMs: stored.expiresAtMs
                 )
-                    .encode(allocator: call.allocator))
+                .encode(allocator: call.allocator))
             return
         }
         // Otherwise the read may wait for the disk: keep it off the event loop.
