@@ -86,6 +86,19 @@ struct MasterCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    /// Lifts the soft limit on open files to the hard one (as Go does for etcd): every client
+    /// connection and every WAL segment read through its index holds a descriptor, and the
+    /// default soft limit of 1024 is easy to reach with small `wal.max_file_size`.
+    static func raiseOpenFileLimit(logger: Logger) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        let soft = limit.rlim_cur
+        limit.rlim_cur = limit.rlim_max
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
+            logger.warning("could not raise the open-file limit", metadata: ["soft": "\(soft)", "errno": "\(errno)"])
+        }
+    }
+
     func run() async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError(
@@ -97,6 +110,7 @@ struct MasterCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "erdtree.master")
+        Self.raiseOpenFileLimit(logger: logger)
         let nodeConfig: NodeConfig
         do {
             nodeConfig = try NodeConfig.load(path: config, role: .master)
