@@ -19,7 +19,7 @@
 #                           from a warm-up so one run takes ~BENCH_SECONDS
 #   BENCH_SECONDS=6         target length of one run
 #   BENCH_SYSTEMS="erdtree nghttpd etcd redis"   subset to bench (rows lacking a side print —)
-#   BENCH_SUITES="grpc durable recovery memory evicted"   subset of the suites:
+#   BENCH_SUITES="grpc durable recovery memory evicted compacted"   subset of the suites:
 #                           grpc: Get/Set against nghttpd and etcd;
 #                           durable: Set with wal.sync_interval "always" and "1s"
 #                           against etcd Put and Redis appendfsync always/everysec;
@@ -29,8 +29,11 @@
 #                           (by the same replay), Erdtree vs Redis;
 #                           evicted: Get of keys whose values were evicted
 #                           (storage.max_entries 1, read back from the WAL) vs
-#                           Get of resident keys, Erdtree vs Erdtree
-#   BENCH_RECOVERY_RECORDS=1000000   writes in the recovery and memory data sets
+#                           Get of resident keys, Erdtree vs Erdtree;
+#                           compacted: startup with 1,000,000 keys after the
+#                           server compacted a log where each was written twice
+#   BENCH_RECOVERY_RECORDS=1000000   writes in the recovery and memory data sets,
+#                           keys in the compacted one
 #   BENCH_EVENT_LOOPS=1     Erdtree server.event_loops; 1 matches nghttpd's single
 #                           worker and leaves the other core to h2load (0 = per core)
 #   BENCH_OUT=FILE          also write the report (markdown) to FILE
@@ -51,7 +54,7 @@ rounds=${BENCH_ROUNDS:-3}
 seconds=${BENCH_SECONDS:-6}
 fixed_requests=${BENCH_REQUESTS:-}
 systems=" ${BENCH_SYSTEMS:-erdtree nghttpd etcd redis} "
-suites=" ${BENCH_SUITES:-grpc durable recovery memory evicted} "
+suites=" ${BENCH_SUITES:-grpc durable recovery memory evicted compacted} "
 recovery_records=${BENCH_RECOVERY_RECORDS:-1000000}
 event_loops=${BENCH_EVENT_LOOPS:-1}
 profile=${BENCH_PROFILE:-0}
@@ -74,8 +77,8 @@ for s in $systems; do
 done
 for s in $suites; do
   case $s in
-    grpc | durable | recovery | memory | evicted) ;;
-    *) die "BENCH_SUITES: unknown suite '$s' (grpc, durable, recovery, memory, evicted)" ;;
+    grpc | durable | recovery | memory | evicted | compacted) ;;
+    *) die "BENCH_SUITES: unknown suite '$s' (grpc, durable, recovery, memory, evicted, compacted)" ;;
   esac
 done
 # The durable suite runs Erdtree with both settings side by side, so one
@@ -132,9 +135,9 @@ trap 'exit 143' TERM
 # shows up as a server that fails to start, which wait_port reports.
 read -r port_erdtree port_erdtree_always port_nghttpd port_etcd port_etcd_peer \
   port_redis_always port_redis_everysec port_recovery_erdtree port_recovery_redis port_profile \
-  port_erdtree_evicted port_erdtree_resident < <(
+  port_erdtree_evicted port_erdtree_resident port_compacted < <(
   python3 -c 'import socket
-socks = [socket.socket() for _ in range(12)]
+socks = [socket.socket() for _ in range(13)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))'
 )
@@ -278,6 +281,7 @@ for id in get ngpost range put set_always redis_always set redis_everysec get1 n
 done
 uses() { [ -n "${instance_used[$1]:-}" ]; }
 [ ${#loads[@]} -gt 0 ] || { { suite recovery || suite memory; } && { has erdtree || has redis; }; } \
+  || { suite compacted && has erdtree; } \
   || die "BENCH_SYSTEMS and BENCH_SUITES select nothing to run"
 
 load_url() { echo "http://127.0.0.1:${instance_port[${load_system[$1]}]}${load_path[$1]}"; }
@@ -496,7 +500,10 @@ erdtree_serving() { # port
 
 # --- servers ----------------------------------------------------------------
 
-erdtree_config() { # dir port sync-interval [storage.max_entries]
+# With a wal.max_file_size (e.g. 64MB), wal.retention gets the same size, the
+# least the server accepts: only the newest sealed segments within it are kept
+# as written, everything older may be compacted.
+erdtree_config() { # dir port sync-interval [storage.max_entries] [wal.max_file_size]
   mkdir -p "$1"
   {
     echo "server:"
@@ -506,6 +513,10 @@ erdtree_config() { # dir port sync-interval [storage.max_entries]
     echo "wal:"
     echo "  directory: $1/wal"
     echo "  sync_interval: \"$3\""
+    if [ -n "${5:-}" ]; then
+      echo "  max_file_size: $5"
+      echo "  retention: $5"
+    fi
     if [ -n "${4:-}" ]; then
       echo "storage:"
       echo "  max_entries: $4"
@@ -911,16 +922,167 @@ memory_redis() { # round empty|loaded
   note "memory round $1/$rounds  redis $2: $keys keys, VmRSS $rss kB, used_memory $used"
 }
 
+# --- compacted ------------------------------------------------------------------
+# Startup after compaction, reached the way a store reaches it: the data set
+# holds each of BENCH_RECOVERY_RECORDS keys written twice (an old value, then
+# the final one), so half the log is dead; an Erdtree with wal.max_file_size
+# and wal.retention at 64MB starts on a copy of it and compacts it itself (its
+# compactor looks every second and rewrites the sealed segments outside the
+# retention once half their bytes are dead). Once Admin/Status says it has
+# compacted and the WAL holds next to no dead bytes, it is stopped with
+# SIGTERM and must exit 0. Then it restarts BENCH_ROUNDS times on that
+# directory, timed like the recovery suite (exec -> Health SERVING).
+
+compacted_results=$tmp/compacted.tsv
+: > "$compacted_results"
+compacted_notes=()
+# 64MB with 1,000,000 keys (a log of ~300 MiB as written, 4 sealed segments
+# and the active one), the same shape with other counts: 64 MiB per million
+# keys, at least the 64KB the server accepts. KB and MB are powers of 1024.
+compacted_file_kb=$((recovery_records * 65536 / 1000000))
+if [ $compacted_file_kb -lt 64 ]; then compacted_file_kb=64; fi
+if [ $((compacted_file_kb % 1024)) = 0 ]; then
+  compacted_file_size=$((compacted_file_kb / 1024))MB
+else
+  compacted_file_size=${compacted_file_kb}KB
+fi
+compacted_file_bytes=$((compacted_file_kb << 10))
+# Dead bytes left after the compaction, as a share of the WAL's bytes, under
+# which the log counts as compacted (the data set leaves none: every old
+# value lies in the compactable segments).
+compacted_dead_percent=1
+compacted_wait_s=180
+
+commas() { python3 -c 'import sys; print(f"{int(sys.argv[1]):,}")' "$1"; }
+mib() { python3 -c 'import sys; print(f"{int(sys.argv[1]) / 2**20:,.1f} MiB")' "$1"; }
+
+# Admin/Status once, through the CLI, into the file $2.
+erdtree_status_to() { # port file
+  "$erdtree_bin" status --server "127.0.0.1:$1" > "$2" 2> "$2.err" || return 1
+}
+status_field() { # file field-name
+  awk -v f="$2:" 'index($0, f) == 1 {sub(/^[^:]*:[ \t]*/, ""); print $1}' "$1"
+}
+# A key of the data set must read back with its final value, not the old one.
+compacted_check_key() { # port index what
+  printf 'key: "%s"\n' "$(recovery_key "$2")" \
+    | protoc --encode=erdtree.v1.GetRequest -Iapi erdtree/v1/kvstore.proto > "$tmp/compacted-get.pb"
+  python3 "$helpers/grpc_body.py" frame < "$tmp/compacted-get.pb" > "$tmp/compacted-get.bin"
+  grpc_check "http://127.0.0.1:$1/erdtree.v1.KVStore/Get" "$tmp/compacted-get.bin" \
+    "$3, Get $(recovery_key "$2")" "$(recovery_value "$2")"
+}
+compacted_check_keys() { # port what
+  local i
+  for i in 0 $((recovery_records / 2)) $((recovery_records - 1)); do compacted_check_key "$1" "$i" "$2"; done
+}
+
+# Writes the data set, lets the server compact it, stops the server; sets
+# compacted_ok=1 when the directory is ready for the restarts.
+compacted_ok=0
+compacted_prepare() {
+  local written=$tmp/compacted/written dir=$tmp/compacted/erdtree port=$port_compacted
+  local t0 t_serving t_done pid i dead bytes segs compactions keys rc files
+  t0=$(now_us)
+  python3 "$helpers/recovery_data.py" erdtree-wal-overwritten "$written/wal" "$recovery_records" \
+    "$compacted_file_bytes" || die "could not write the Erdtree WAL for the compacted suite"
+  read -r files bytes _ _ < <(python3 "$helpers/erdtree_wal.py" segments "$written/wal") \
+    || die "erdtree_wal.py segments $written/wal failed"
+  compacted_written="$files segments, $(mib "$bytes")"
+  note "compacted: wrote $((recovery_records * 2)) WAL records, $compacted_written, in $((($(now_us) - t0) / 1000)) ms"
+  erdtree_config "$dir" "$port" 1s $((recovery_records * 2)) "$compacted_file_size"
+  cp -r "$written/wal" "$dir/wal"
+  if [ "${BENCH_KEEP:-0}" != 1 ]; then rm -rf "$written"; fi
+
+  t0=$(now_us)
+  erdtree_start "$dir"
+  pid=$started_pid
+  wait_recovered "$pid" "$dir" "erdtree starting on the overwritten log" erdtree_serving "$port"
+  t_serving=$(now_us)
+  # Every poll is one Admin/Status, whose dead-bytes figure is a pass over
+  # the index: once a second is enough.
+  for ((i = 0; ; i++)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$dir/server.log" >&2
+      die "compacted: the server exited while compacting (log above: $dir/server.log)"
+    fi
+    if erdtree_status_to "$port" "$tmp/compacted-status.txt"; then
+      compactions=$(status_field "$tmp/compacted-status.txt" compactions)
+      dead=$(status_field "$tmp/compacted-status.txt" "wal dead bytes")
+      bytes=$(status_field "$tmp/compacted-status.txt" "wal bytes")
+      segs=$(status_field "$tmp/compacted-status.txt" "wal segments")
+      if [[ $compactions =~ ^[0-9]+$ && $dead =~ ^[0-9]+$ && $bytes =~ ^[0-9]+$ ]] \
+        && [ "$compactions" -ge 1 ] && [ $((dead * 100)) -le $((bytes * compacted_dead_percent)) ]; then
+        break
+      fi
+    fi
+    [ $i -lt $compacted_wait_s ] || {
+      cat "$tmp/compacted-status.txt" >&2
+      die "compacted: no compaction down to ${compacted_dead_percent}% dead bytes within ${compacted_wait_s} s (status above, log: $dir/server.log)"
+    }
+    sleep 1
+  done
+  t_done=$(now_us)
+  keys=$(status_field "$tmp/compacted-status.txt" keys)
+  [ "$keys" = "$recovery_records" ] \
+    || die "compacted: the server holds $keys keys after compacting, want $recovery_records (log: $dir/server.log)"
+  compacted_check_keys "$port" "erdtree after compacting"
+  compacted_status="$segs segments, $(mib "$bytes"), $dead dead bytes, $compactions compaction(s)"
+  compacted_timing="SERVING $(((t_serving - t0) / 1000)) ms after exec, compacted $(((t_done - t_serving) / 1000)) ms later (status polled every second)"
+  # Graceful stop: SIGTERM, and the server must exit 0 by itself within 60 s.
+  kill -TERM "$pid"
+  for ((i = 0; i < 600; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$pid" 2>/dev/null && die "compacted: the server did not exit within 60 s of SIGTERM (log: $dir/server.log)"
+  rc=0
+  wait "$pid" || rc=$?
+  forget_pid "$pid"
+  [ "$rc" = 0 ] || { tail -n 20 "$dir/server.log" >&2; die "compacted: the server exited $rc on SIGTERM, want 0 (log above)"; }
+  cp "$dir/server.log" "$dir/server.compacting.log"
+  compacted_log=$(python3 "$helpers/report.py" compaction-log "$dir/server.log")
+  read -r files bytes segs i < <(python3 "$helpers/erdtree_wal.py" segments "$dir/wal") \
+    || die "erdtree_wal.py segments $dir/wal failed"
+  [ "$i" = 0 ] || die "compacted: $i files other than segments left in $dir/wal after a graceful stop: $(ls "$dir/wal")"
+  [ "$segs" -ge 1 ] || die "compacted: no segment in $dir/wal has the compacted (version 2) header"
+  compacted_after="$files segments ($segs compacted, version 2), $(mib "$bytes")"
+  note "compacted: $compacted_timing; status: $compacted_status; on disk after SIGTERM: $compacted_after"
+  compacted_ok=1
+}
+
+restart_compacted() { # round
+  local dir=$tmp/compacted/erdtree port=$port_compacted t0 t1 pid log_s
+  t0=$(now_us)
+  erdtree_start "$dir"
+  pid=$started_pid
+  wait_recovered "$pid" "$dir" "erdtree restarting on its compacted log" erdtree_serving "$port"
+  t1=$(now_us)
+  compacted_check_keys "$port" "erdtree restarted after compaction"
+  log_s=$(python3 "$helpers/report.py" recovery-log erdtree "$dir/server.log")
+  stop_pid "$pid"
+  forget_pid "$pid"
+  cp "$dir/server.log" "$dir/server.$1.log"
+  printf '%s\terdtree\t%s\t%s\t%s\n' "$1" "$recovery_records" "$(((t1 - t0) / 1000))" "$log_s" >> "$compacted_results"
+  note "compacted round $1/$rounds  erdtree: $(((t1 - t0) / 1000)) ms to SERVING (log: ${log_s} s)"
+}
+
 # --- data sets, then the restarts -------------------------------------------------
-# The recovery and memory suites start from the same files, written once.
+# The recovery and memory suites start from the same files, written once; the
+# compacted suite from its own.
 
 data_systems=()
-if suite recovery || suite memory; then
+erdtree_wal_ok=0
+if suite recovery || suite memory || suite compacted; then
   # The load servers are done: stop them so the restarts have the machine.
   for pid in "${pids[@]}"; do stop_pid "$pid"; done
   pids=()
   if has erdtree; then
-    if python3 "$helpers/erdtree_wal.py" selftest 2> "$tmp/erdtree_wal.err"; then
+    if python3 "$helpers/erdtree_wal.py" selftest 2> "$tmp/erdtree_wal.err"; then erdtree_wal_ok=1; fi
+  fi
+fi
+if suite recovery || suite memory; then
+  if has erdtree; then
+    if [ $erdtree_wal_ok = 1 ]; then
       t0=$(now_us)
       erdtree_config "$tmp/recovery/erdtree" "$port_recovery_erdtree" 1s $((recovery_records * 2))
       python3 "$helpers/recovery_data.py" erdtree-wal "$tmp/recovery/erdtree/wal" "$recovery_records" \
@@ -952,6 +1114,17 @@ if suite recovery || suite memory; then
       done
     done
   fi
+fi
+if suite compacted && has erdtree; then
+  if [ $erdtree_wal_ok = 1 ]; then
+    compacted_prepare
+    for ((round = 1; round <= rounds; round++)); do restart_compacted "$round"; done
+  else
+    compacted_notes+=("Erdtree not measured (compacted): $(tail -n 1 "$tmp/erdtree_wal.err")")
+    note "${compacted_notes[-1]}"
+  fi
+elif suite compacted; then
+  compacted_notes+=("Not measured: the compacted suite runs Erdtree only, and BENCH_SYSTEMS leaves it out.")
 fi
 
 # --- report -------------------------------------------------------------------
@@ -1012,7 +1185,27 @@ report() {
     python3 "$helpers/report.py" memory "$memory_results"
     if ! suite recovery; then for n in "${data_notes[@]}"; do echo; echo "$n"; done; fi
   fi
-  if [ ${#loads[@]} -gt 0 ] || [ -s "$recovery_results" ] || [ -s "$memory_results" ]; then
+  if suite compacted; then
+    echo
+    echo "### Startup after compaction: $(python3 -c 'import sys; print(f"{int(sys.argv[1]):,}")' "$recovery_records") keys, each written twice, compacted by the server"
+    echo
+    if [ "$compacted_ok" = 1 ]; then
+      echo "Log as written: $(commas $((recovery_records * 2))) set records (every key with an old 100-byte value,"
+      echo "then every key again with its final one), $compacted_written, segments sealed at $compacted_file_size."
+      echo "Erdtree (\`wal.max_file_size\` and \`wal.retention\` $compacted_file_size, \`storage.max_entries\`"
+      echo "$((recovery_records * 2)), \`server.event_loops\` $event_loops) started on a copy and compacted it by itself:"
+      echo "$compacted_timing."
+      echo "Its \"WAL compacted\" log line: $compacted_log."
+      echo "Admin/Status then: $compacted_status."
+      echo "Stopped with SIGTERM (exit 0); on disk: $compacted_after."
+      echo "Restarted $rounds times on that directory; keys 0, $((recovery_records / 2)) and $((recovery_records - 1)) read back"
+      echo "with their final values each time."
+      echo
+      python3 "$helpers/report.py" compacted "$compacted_results"
+    fi
+    for n in "${compacted_notes[@]}"; do echo; echo "$n"; done
+  fi
+  if [ ${#loads[@]} -gt 0 ] || [ -s "$recovery_results" ] || [ -s "$memory_results" ] || [ -s "$compacted_results" ]; then
     echo
     echo "<details><summary>every run</summary>"
     if [ ${#loads[@]} -gt 0 ]; then
@@ -1026,6 +1219,10 @@ report() {
     if [ -s "$memory_results" ]; then
       echo
       python3 "$helpers/report.py" memory-rounds "$memory_results"
+    fi
+    if [ -s "$compacted_results" ]; then
+      echo
+      python3 "$helpers/report.py" compacted-rounds "$compacted_results"
     fi
     echo
     echo "</details>"

@@ -23,6 +23,13 @@ a minute per million records). op 1 is a set, expiresAtMs 0 never expires.
   erdtree_wal.py selftest       checks the CRC against known values and the
                                 C checksum against the Python one; exits 1 and
                                 says why when the generator cannot be used
+  erdtree_wal.py segments DIR   prints "segments bytes compacted other" for the
+                                WAL directory DIR: its *.log segment files,
+                                their total size, how many of them have a
+                                version 2 header (written by compaction), and
+                                the other files (an unfinished compaction's
+                                *.compacting or compaction.commit, *.broken);
+                                exits 1 on a file without a segment header
   (recovery_data.py erdtree-wal DIR N calls write_segments)
 """
 import ctypes
@@ -219,9 +226,31 @@ def selftest() -> int:
     return 0
 
 
+def segments(directory: str) -> int:
+    count = total = compacted = other = 0
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if not name.endswith(".log"):
+            other += 1
+            continue
+        with open(path, "rb") as f:
+            head = f.read(HEADER.size)
+        if len(head) < HEADER.size or head[:8] != MAGIC:
+            print(f"erdtree_wal.py: {path} has no segment header", file=sys.stderr)
+            return 1
+        version = struct.unpack_from("<I", head, 8)[0]
+        count += 1
+        total += os.path.getsize(path)
+        compacted += version == 2
+    print(count, total, compacted, other)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[1] == "selftest":
         return selftest()
+    if len(argv) == 3 and argv[1] == "segments":
+        return segments(argv[2])
     sys.stderr.write(__doc__)
     return 2
 
