@@ -1188,8 +1188,8 @@ report() {
   if suite compacted; then
     echo
     echo "### Startup after compaction: $(python3 -c 'import sys; print(f"{int(sys.argv[1]):,}")' "$recovery_records") keys, each written twice, compacted by the server"
-    echo
     if [ "$compacted_ok" = 1 ]; then
+      echo
       echo "Log as written: $(commas $((recovery_records * 2))) set records (every key with an old 100-byte value,"
       echo "then every key again with its final one), $compacted_written, segments sealed at $compacted_file_size."
       echo "Erdtree (\`wal.max_file_size\` and \`wal.retention\` $compacted_file_size, \`storage.max_entries\`"
@@ -1198,7 +1198,7 @@ report() {
       echo "Its \"WAL compacted\" log line: $compacted_log."
       echo "Admin/Status then: $compacted_status."
       echo "Stopped with SIGTERM (exit 0); on disk: $compacted_after."
-      echo "Restarted $rounds times on that directory; keys 0, $((recovery_records / 2)) and $((recovery_records - 1)) read back"
+      echo "Restarted $rounds time$([ "$rounds" = 1 ] || echo s) on that directory; keys 0, $((recovery_records / 2)) and $((recovery_records - 1)) read back"
       echo "with their final values each time."
       echo
       python3 "$helpers/report.py" compacted "$compacted_results"
