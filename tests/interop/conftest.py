@@ -183,14 +183,25 @@ def _unused_log_path(workdir: Path) -> Path:
 
 
 def _child_setup(extra):
+    """What runs in the child between fork and exec, if anything.
+
+    Python code there can deadlock when the parent has other threads (grpcio's do)
+    holding a lock at fork time, which hung whole test runs now and then. So by
+    default nothing runs: `setpriv --pdeathsig KILL` (util-linux, always on
+    Debian) sets the parent-death signal and execs the server. Only a test that
+    needs more (an rlimit with a signal disposition) pays the risk."""
     if extra is None:
-        return _die_with_parent
+        return None
 
     def setup() -> None:
         _die_with_parent()
         extra()
 
     return setup
+
+
+# The server dies with the test process even if pytest is killed (CI timeout).
+_DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL"]
 
 
 def start_server(workdir: Path, preexec_fn=None, env=None, **config_sections) -> ErdtreeServer:
@@ -214,7 +225,7 @@ def start_server(workdir: Path, preexec_fn=None, env=None, **config_sections) ->
         write_config(config_path, port, workdir / "wal", **config_sections)
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [str(ERDTREE_BIN), "master", "--config", str(config_path)],
+                [*_DIE_WITH_PARENT, str(ERDTREE_BIN), "master", "--config", str(config_path)],
                 cwd=workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
