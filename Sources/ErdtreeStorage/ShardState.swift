@@ -16,7 +16,7 @@
 /// With a bound, the hand sweeps the table's slots themselves: a resident value with its
 /// `referenced` bit set has it cleared and is passed, the first resident one without is evicted
 /// (its box is swapped for one without the value). A read sets the bit; a write or restore
-/// inserts the value with the bit set. Each bit cleared was set by one operation, so eviction is
+/// inserts the value with the bit set, and the eviction it triggers never takes that value. Each bit cleared was set by one operation, so eviction is
 /// O(1) amortized per operation, plus the empty and evicted slots the hand skips, one word each.
 ///
 /// Every change goes through the methods here, so that the counts, the expiry queue and the
@@ -151,7 +151,7 @@ struct ShardState: @unchecked Sendable {
             expiryQueue.insert(Deadline(expiresAtMs: expiresAtMs, key: key, lsn: lsn))
             compactExpiryQueueIfMostlyStale()
         }
-        evictWhileOverBound()
+        evictWhileOverBound(sparing: slot)
         return true
     }
 
@@ -167,7 +167,7 @@ struct ShardState: @unchecked Sendable {
         control[slot] |= Self.resident | Self.referenced
         payloadBytes += value.count
         residentCount += 1
-        evictWhileOverBound()
+        evictWhileOverBound(sparing: slot)
         return true
     }
 
@@ -324,12 +324,14 @@ struct ShardState: @unchecked Sendable {
         boxes[hole] = nil
     }
 
-    /// Advances the CLOCK hand until the shard is back within its bound.
-    private mutating func evictWhileOverBound() {
+    /// Advances the CLOCK hand until the shard is back within its bound, never evicting the
+    /// value just written or restored at `spared` (unless the bound is 0): the hand's order is
+    /// the table's, so without this a fresh value could be the first one it reaches.
+    private mutating func evictWhileOverBound(sparing spared: Int) {
         guard let maxResident else { return }
         while residentCount > maxResident {
             let word = control[hand]
-            if word & Self.resident != 0 {
+            if word & Self.resident != 0 && (hand != spared || maxResident == 0) {
                 if word & Self.referenced != 0 {
                     control[hand] = word & ~Self.referenced
                 } else {
