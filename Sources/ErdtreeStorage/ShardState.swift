@@ -16,8 +16,9 @@
 /// With a bound, the hand sweeps the table's slots themselves: a resident value with its
 /// `referenced` bit set has it cleared and is passed, the first resident one without is evicted
 /// (its box is swapped for one without the value). A read sets the bit; a write or restore
-/// inserts the value with the bit set, and the eviction it triggers never takes that value. Each bit cleared was set by one operation, so eviction is
-/// O(1) amortized per operation, plus the empty and evicted slots the hand skips, one word each.
+/// inserts the value with the bit set, and the eviction it triggers never takes that value.
+/// Each bit cleared was set by one operation, so eviction is O(1) amortized per operation,
+/// plus the empty and evicted slots the hand skips, one word each.
 ///
 /// Every change goes through the methods here, so that the counts, the expiry queue and the
 /// control words stay in step with the boxes. `@unchecked Sendable`: a shard lives in its
