@@ -71,6 +71,10 @@ public struct KVClient: Sendable {
         public var diskReads: UInt64
         public var version: String
         public var uptimeMs: Int64
+        /// On a slave, its master's address; empty on a master.
+        public var masterAddress: String
+        public var lagEntries: UInt64
+        public var lagMs: Int64
 
         init(_ response: StatusResponse) {
             role = response.isMaster ? "master" : "slave"
@@ -90,6 +94,9 @@ public struct KVClient: Sendable {
             diskReads = response.diskReads
             version = response.version
             uptimeMs = response.uptimeMs
+            masterAddress = response.masterAddress
+            lagEntries = response.lagEntries
+            lagMs = response.lagMs
         }
     }
 

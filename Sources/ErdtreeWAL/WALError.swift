@@ -11,6 +11,8 @@ public enum WALError: Error, Equatable, CustomStringConvertible {
     case io(call: String, path: String, errno: Int32)
     /// The log was closed before the operation.
     case closed
+    /// An append that must get a given LSN (a replica's) does not continue the log there.
+    case lsnMismatch(expected: UInt64, got: UInt64)
     /// A location names a segment that compaction has since replaced; look the key up again.
     case segmentGone(UInt32)
     /// Compaction's commit record (`compaction.commit`) is unreadable; recovery cannot tell
@@ -28,6 +30,8 @@ public enum WALError: Error, Equatable, CustomStringConvertible {
             return "\(call)(\(path)) failed: \(String(cString: strerror(code))) (errno \(code))."
         case .closed:
             return "The write-ahead log is closed."
+        case .lsnMismatch(let expected, let got):
+            return "The record for LSN \(got) does not continue the write-ahead log, whose next LSN is \(expected)."
         case .segmentGone(let id):
             return "WAL segment number \(id) was replaced by compaction."
         case .badCompactionRecord(let path, let reason):

@@ -7,6 +7,8 @@ struct PendingAppend: Sendable {
     var value: [UInt8]
     var expiresAtMs: Int64
     var timestampMs: Int64
+    /// The LSN the record must get (a replica copying its master's log), or 0 for the next one.
+    var lsn: UInt64 = 0
     var completion: @Sendable (Result<WALAppended, WALError>) -> Void
 }
 
@@ -63,10 +65,16 @@ final class WALSharedState: Sendable {
     /// Last LSN whose completion has returned: whatever a completion does with its record (the
     /// node applies it to the store) is done for every LSN up to this one.
     let completedLSN: Atomic<UInt64>
+    /// The history's id, in every segment header. Changes only when an empty log adopts its
+    /// master's (`WriteAheadLog.adoptReplicationID`).
+    let replicationID: Mutex<[UInt8]>
+    /// Called on the writer thread with the last LSN after each batch that wrote something.
+    let commitObserver = Mutex<(@Sendable (UInt64) -> Void)?>(nil)
     /// Tests only: an errno the next batch write fails with after writing half its bytes.
     let injectedWriteErrno = Atomic<Int32>(0)
 
-    init(segments: [SegmentFile], lastLSN: UInt64, oldestStreamableLSN: UInt64) {
+    init(segments: [SegmentFile], lastLSN: UInt64, oldestStreamableLSN: UInt64, replicationID: [UInt8]) {
+        self.replicationID = Mutex(replicationID)
         self.segments = Mutex(SegmentTable(segments))
         self.oldestStreamableLSN = Atomic(oldestStreamableLSN)
         self.lastLSN = Atomic(lastLSN)

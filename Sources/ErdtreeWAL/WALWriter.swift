@@ -15,7 +15,6 @@ final class WALWriter: @unchecked Sendable {
     private let directory: String
     private let syncPolicy: WALSyncPolicy
     private let maxFileSizeBytes: Int64
-    private let replicationID: [UInt8]
     private let logger: Logger
 
     private var fd: Int32
@@ -38,7 +37,6 @@ final class WALWriter: @unchecked Sendable {
     init(
         shared: WALSharedState,
         configuration: WALConfiguration,
-        replicationID: [UInt8],
         logger: Logger,
         activeFD: Int32,
         active: SegmentFile,
@@ -48,7 +46,6 @@ final class WALWriter: @unchecked Sendable {
         self.directory = configuration.directory
         self.syncPolicy = configuration.syncPolicy
         self.maxFileSizeBytes = configuration.effectiveMaxFileSizeBytes
-        self.replicationID = replicationID
         self.logger = logger
         self.fd = activeFD
         self.active = active
@@ -85,6 +82,12 @@ final class WALWriter: @unchecked Sendable {
             return
         }
         let firstLSN = lastLSN + 1
+        // A replica's appends carry the master's LSNs; they must continue this log exactly.
+        for (index, item) in batch.enumerated() where item.lsn != 0 && item.lsn != firstLSN + UInt64(index) {
+            let error = WALError.lsnMismatch(expected: firstLSN + UInt64(index), got: item.lsn)
+            for item in batch { item.completion(.failure(error)) }
+            return
+        }
         locations.removeAll(keepingCapacity: true)
         var next = 0
         var failure: WALError?
@@ -119,6 +122,7 @@ final class WALWriter: @unchecked Sendable {
             }
         }
         shared.completedLSN.store(lastLSN, ordering: .releasing)
+        if written > 0, let observer = shared.commitObserver.withLock({ $0 }) { observer(lastLSN) }
     }
 
     /// Encodes records from `batch[next...]` until the active segment would be full, writes them
@@ -205,7 +209,7 @@ final class WALWriter: @unchecked Sendable {
         let (segment, newFD) = try SegmentFile.create(
             directory: directory,
             firstLSN: lastLSN + 1,
-            replicationID: replicationID
+            replicationID: shared.replicationID.withLock { $0 }
         )
         do throws(WALError) {
             try System.close(fd, path: active.path)

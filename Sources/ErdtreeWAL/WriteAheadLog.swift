@@ -20,7 +20,6 @@ public final class WriteAheadLog: Sendable {
     private let writerThread: Mutex<pthread_t?>
     let directory: String
     let maxFileSizeBytes: Int64
-    let replicationIDBytes: [UInt8]
     /// Set while a compaction runs; one at a time.
     let compactionRunning = Atomic<Bool>(false)
     /// A failure after a compaction committed: the rest is left to recovery, and compaction stops
@@ -28,7 +27,9 @@ public final class WriteAheadLog: Sendable {
     let compactionStoppedBy = Mutex<WALError?>(nil)
     /// The history this log belongs to: 128 random bits in hex, chosen when the first segment is
     /// created and kept in every segment header, so it is stable across restarts.
-    public let replicationID: String
+    public var replicationID: String { hexString(replicationIDBytes) }
+
+    var replicationIDBytes: [UInt8] { shared.replicationID.withLock { $0 } }
 
     private init(
         shared: WALSharedState, writerThread: pthread_t, configuration: WALConfiguration, replicationID: [UInt8]
@@ -37,8 +38,6 @@ public final class WriteAheadLog: Sendable {
         self.writerThread = Mutex(writerThread)
         self.directory = configuration.directory
         self.maxFileSizeBytes = configuration.effectiveMaxFileSizeBytes
-        self.replicationIDBytes = replicationID
-        self.replicationID = hexString(replicationID)
     }
 
     deinit {
@@ -80,11 +79,10 @@ public final class WriteAheadLog: Sendable {
         }
         let shared = WALSharedState(
             segments: recovered.segments, lastLSN: recovered.lastLSN,
-            oldestStreamableLSN: recovered.oldestStreamableLSN)
+            oldestStreamableLSN: recovered.oldestStreamableLSN, replicationID: recovered.replicationID)
         let writer = WALWriter(
             shared: shared,
             configuration: configuration,
-            replicationID: recovered.replicationID,
             logger: logger,
             activeFD: recovered.activeFD,
             active: active,
@@ -147,12 +145,17 @@ public final class WriteAheadLog: Sendable {
     /// later records. After `close`, `completion` runs at once on the calling thread with `.closed`.
     ///
     /// Completions run on the writer thread and hold up the next batch: keep them short.
+    ///
+    /// `lsn` (a replica copying its master's log) makes the record take exactly that LSN: when it
+    /// does not continue the log, the whole batch it lands in fails with `.lsnMismatch` and nothing
+    /// of it is written. 0, the default, takes the next LSN.
     public func append(
         op: WALOp,
         key: [UInt8],
         value: [UInt8],
         expiresAtMs: Int64,
         timestampMs: Int64,
+        lsn: UInt64 = 0,
         completion: @escaping @Sendable (Result<WALAppended, WALError>) -> Void
     ) {
         let item = PendingAppend(
@@ -161,6 +164,7 @@ public final class WriteAheadLog: Sendable {
             value: value,
             expiresAtMs: expiresAtMs,
             timestampMs: timestampMs,
+            lsn: lsn,
             completion: completion
         )
         let accepted = shared.queue.withLock { queue in
@@ -173,6 +177,63 @@ public final class WriteAheadLog: Sendable {
             return
         }
         shared.wakeup.raise()
+    }
+
+    /// Makes an empty log (nothing appended, one segment) part of the history `hex`: a slave's
+    /// new log taking its master's id before the first entry arrives. Rewrites the segment's
+    /// header in place and fsyncs it; a crash midway leaves a header-only segment with a bad
+    /// header, which recovery deletes (rule 4) and replaces with a fresh log.
+    ///
+    /// - Throws: `.badSegmentHeader` when `hex` is not 32 hex digits or the log is not empty,
+    ///   `.io` when the rewrite fails.
+    public func adoptReplicationID(_ hex: String) throws(WALError) {
+        let segments = shared.segments.withLock { $0.ordered }
+        guard let id = Self.bytes(ofHex: hex), id.count == RecordFormat.replicationIDSize else {
+            throw .badSegmentHeader(segment: directory, reason: "replication id \"\(hex)\" is not 32 hex digits")
+        }
+        guard lastLSN == 0, segments.count == 1, let segment = segments.first,
+            segment.committedBytes.load(ordering: .acquiring) == Int64(RecordFormat.headerSize)
+        else {
+            throw .badSegmentHeader(
+                segment: directory, reason: "only an empty log can take another history's id, and this one has records")
+        }
+        let header = RecordFormat.encodeHeader(.init(firstLSN: segment.firstLSN, replicationID: id))
+        let fd = try System.open(segment.path, flags: O_WRONLY)
+        do throws(WALError) {
+            let written = header.withUnsafeBytes { Glibc.pwrite(fd, $0.baseAddress, $0.count, 0) }
+            guard written == header.count else { throw .io(call: "pwrite", path: segment.path, errno: errno) }
+            try System.fsync(fd, path: segment.path)
+            try System.close(fd, path: segment.path)
+        } catch {
+            try? System.close(fd, path: segment.path)
+            throw error
+        }
+        shared.replicationID.withLock { $0 = id }
+    }
+
+    private static func bytes(ofHex hex: String) -> [UInt8]? {
+        let digits = Array(hex.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        func value(_ digit: UInt8) -> UInt8? {
+            switch digit {
+            case 0x30...0x39: digit - 0x30
+            case 0x61...0x66: digit - 0x61 + 10
+            default: nil
+            }
+        }
+        var bytes: [UInt8] = []
+        for index in stride(from: 0, to: digits.count, by: 2) {
+            guard let high = value(digits[index]), let low = value(digits[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        return bytes
+    }
+
+    /// Calls `observer` on the writer thread with the last LSN after every batch that wrote records,
+    /// once their completions have run (replication pushes from it). Replaces any earlier observer;
+    /// keep it short, like a completion.
+    public func onCommit(_ observer: @escaping @Sendable (UInt64) -> Void) {
+        shared.commitObserver.withLock { $0 = observer }
     }
 
     /// Records with `lsn > since`, in LSN order, at most `limit`, from sealed and active segments.

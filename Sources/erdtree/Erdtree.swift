@@ -21,7 +21,8 @@ struct Erdtree: AsyncParsableCommand {
             """,
         version: AdminService.version,
         subcommands: [
-            MasterCommand.self, GetCommand.self, SetCommand.self, DelCommand.self, HealthCommand.self,
+            MasterCommand.self, SlaveCommand.self, GetCommand.self, SetCommand.self, DelCommand.self,
+            HealthCommand.self,
             StatusCommand.self,
         ]
     )
@@ -71,13 +72,40 @@ struct CLIError: Error, CustomStringConvertible {
 struct MasterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "master",
-        abstract: "Run a master node: it takes every write and serves reads.",
+        abstract: "Run a master node: it takes every write, serves reads and feeds its slaves.",
         discussion: """
-            With no config file the node uses the embedded default: 127.0.0.1:8080, data under ./data.
+            With no config file the node uses the embedded default: 127.0.0.1:8080, data under ./data/master.
             SIGTERM or SIGINT stops it gracefully: GOAWAY, in-flight calls finish, exit 0.
             """
     )
 
+    @OptionGroup var options: NodeOptions
+
+    func run() async throws {
+        try await options.run(role: .master)
+    }
+}
+
+struct SlaveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "slave",
+        abstract: "Run a slave node: it follows master.address, serves reads and refuses writes.",
+        discussion: """
+            With no config file the node uses the embedded default: 127.0.0.1:8081, data under ./data/slave,
+            following 127.0.0.1:8080. Health is NOT_SERVING until the first sync with the master completes.
+            SIGTERM or SIGINT stops it gracefully.
+            """
+    )
+
+    @OptionGroup var options: NodeOptions
+
+    func run() async throws {
+        try await options.run(role: .slave)
+    }
+}
+
+/// The options and the run loop the node commands share.
+struct NodeOptions: ParsableArguments {
     @Option(
         name: [.customLong("config"), .customLong("config", withSingleDash: true)],
         help: "YAML config file (see docs/configuration.md).")
@@ -99,7 +127,7 @@ struct MasterCommand: AsyncParsableCommand {
         }
     }
 
-    func run() async throws {
+    func run(role: Role) async throws {
         guard let level = Logger.Level(rawValue: logLevel) else {
             throw ValidationError(
                 "--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
@@ -109,20 +137,20 @@ struct MasterCommand: AsyncParsableCommand {
             handler.logLevel = level
             return handler
         }
-        let logger = Logger(label: "erdtree.master")
+        let logger = Logger(label: "erdtree.\(role)")
         Self.raiseOpenFileLimit(logger: logger)
         let nodeConfig: NodeConfig
         do {
-            nodeConfig = try NodeConfig.load(path: config, role: .master)
+            nodeConfig = try NodeConfig.load(path: config, role: role)
         } catch {
             throw CLIError("\(error)")
         }
         let loops = nodeConfig.server.eventLoops
         let group =
             loops == 0 ? MultiThreadedEventLoopGroup.singleton : MultiThreadedEventLoopGroup(numberOfThreads: loops)
-        let node: MasterNode
+        let node: ServerNode
         do {
-            node = try MasterNode(config: nodeConfig, group: group, logger: logger)
+            node = try ServerNode(config: nodeConfig, role: role, group: group, logger: logger)
         } catch {
             throw CLIError("cannot recover the write-ahead log in \(nodeConfig.wal.directory): \(error)")
         }
@@ -258,7 +286,8 @@ struct StatusCommand: AsyncParsableCommand {
         let status = try await client.withClient { try await $0.status() }
         print(
             """
-            role:              \(status.role)
+            role:              \(status.role)\(status.masterAddress.isEmpty ? "" : " of \(status.masterAddress)")
+            lag:               \(status.lagEntries) entries, \(status.lagMs) ms
             version:           \(status.version)
             uptime:            \(status.uptimeMs / 1000) s
             replication id:    \(status.replicationID)

@@ -129,17 +129,7 @@ struct GetUpdatesResponse {
         defer { arena.free() }
         var message = Erdtree__V1__GetUpdatesResponse()
         erdtree__v1__get_updates_response__init(&message)
-        let list = arena.array(of: UnsafeMutablePointer<Erdtree__V1__Entry>?.self, count: entries.count)
-        for (i, update) in entries.enumerated() {
-            let entry = arena.make(Erdtree__V1__Entry.self) { erdtree__v1__entry__init($0) }
-            entry.pointee.lsn = update.lsn
-            entry.pointee.timestamp_ms = update.timestampMs
-            entry.pointee.op = update.isDelete ? ERDTREE__V1__OP__OP_DELETE : ERDTREE__V1__OP__OP_SET
-            entry.pointee.key = arena.cString(update.key)
-            entry.pointee.value = ProtobufCBinaryData(len: update.value.count, data: arena.copy(update.value))
-            entry.pointee.expires_at_ms = update.expiresAtMs
-            list[i] = entry
-        }
+        let list = arena.entries(entries)
         message.n_entries = entries.count
         message.entries = list
         message.master_lsn = masterLSN
@@ -167,6 +157,9 @@ struct StatusResponse {
     var diskReads: UInt64 = 0
     var compactions: UInt64 = 0
     var oldestStreamableLSN: UInt64 = 0
+    var masterAddress = ""
+    var lagEntries: UInt64 = 0
+    var lagMs: Int64 = 0
 
     init() {}
 
@@ -193,6 +186,9 @@ struct StatusResponse {
         message.disk_reads = diskReads
         message.compactions = compactions
         message.oldest_streamable_lsn = oldestStreamableLSN
+        message.master_address = arena.cString(masterAddress)
+        message.lag_entries = lagEntries
+        message.lag_ms = lagMs
         return ProtobufCCodec.pack(&message, allocator: allocator)
     }
 
@@ -220,15 +216,45 @@ struct StatusResponse {
             status.diskReads = s.disk_reads
             status.compactions = s.compactions
             status.oldestStreamableLSN = s.oldest_streamable_lsn
+            status.masterAddress = ProtobufCCodec.string(s.master_address)
+            status.lagEntries = s.lag_entries
+            status.lagMs = s.lag_ms
             return status
         }
     }
 }
 
 struct ListSlavesResponse {
+    struct Slave {
+        var slaveID: String
+        var address: String
+        var appliedLSN: UInt64
+        var durableLSN: UInt64
+        var lagEntries: UInt64
+        var connectedSinceMs: Int64
+    }
+
+    var slaves: [Slave] = []
+
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
+        let arena = CArena()
+        defer { arena.free() }
         var message = Erdtree__V1__ListSlavesResponse()
         erdtree__v1__list_slaves_response__init(&message)
+        let list = arena.array(of: UnsafeMutablePointer<Erdtree__V1__SlaveInfo>?.self, count: slaves.count)
+        for (index, slave) in slaves.enumerated() {
+            let info = arena.make(Erdtree__V1__SlaveInfo.self) { erdtree__v1__slave_info__init($0) }
+            info.pointee.slave_id = arena.cString(slave.slaveID)
+            info.pointee.address = arena.cString(slave.address)
+            info.pointee.applied_lsn = slave.appliedLSN
+            info.pointee.durable_lsn = slave.durableLSN
+            info.pointee.lag_entries = slave.lagEntries
+            info.pointee.connected_since_ms = slave.connectedSinceMs
+            info.pointee.state = ERDTREE__V1__SLAVE_STATE__SLAVE_STATE_CONNECTED
+            list[index] = info
+        }
+        message.n_slaves = slaves.count
+        message.slaves = list
         return ProtobufCCodec.pack(&message, allocator: allocator)
     }
 }

@@ -4,22 +4,27 @@ import NIOPosix
 
 /// `erdtree.v1.Admin`: what a node reports about itself.
 ///
-/// Until replication lands a node is always a master without slaves: `ListSlaves` is
-/// empty and `AddSlave`/`RemoveSlave` answer UNIMPLEMENTED, saying why.
+/// On a master `ListSlaves` lists the connected slaves; `AddSlave`/`RemoveSlave` answer
+/// UNIMPLEMENTED (slaves register themselves by dialling in).
 public struct AdminService: Sendable {
     public static let version = "0.1.0"
 
     private let kv: KVStoreService
     private let sweeper: ExpirySweeper
     private let compactor: Compactor
+    private let replication: ReplicationHub?
+    private let replicator: Replicator?
     private let startedAt: ContinuousClock.Instant
 
     public init(
-        kv: KVStoreService, sweeper: ExpirySweeper, compactor: Compactor, startedAt: ContinuousClock.Instant = .now
+        kv: KVStoreService, sweeper: ExpirySweeper, compactor: Compactor, replication: ReplicationHub? = nil,
+        replicator: Replicator? = nil, startedAt: ContinuousClock.Instant = .now
     ) {
         self.kv = kv
         self.sweeper = sweeper
         self.compactor = compactor
+        self.replication = replication
+        self.replicator = replicator
         self.startedAt = startedAt
     }
 
@@ -27,6 +32,8 @@ public struct AdminService: Sendable {
         let kv = self.kv
         let sweeper = self.sweeper
         let compactor = self.compactor
+        let replication = self.replication
+        let replicator = self.replicator
         let startedAt = self.startedAt
         router.register(
             "/erdtree.v1.Admin/Status",
@@ -53,6 +60,18 @@ public struct AdminService: Sendable {
                         status.lastCompactionMs = compactor.lastCompactionMs
                         status.oldestStreamableLSN = kv.wal.oldestStreamableLSN
                         status.version = Self.version
+                        if let replicator {
+                            status.isMaster = false
+                            status.masterAddress = replicator.masterAddress
+                            let masterLSN = max(replicator.masterLSN, kv.currentLSN)
+                            status.lagEntries = masterLSN - kv.currentLSN
+                            status.lagMs =
+                                status.lagEntries == 0 ? 0 : max(0, WallClock.nowMs() - replicator.lastContactMs)
+                        } else if let replication {
+                            let slaves = replication.slaves
+                            status.lagEntries =
+                                slaves.map { kv.currentLSN - min(kv.currentLSN, $0.appliedLSN) }.max() ?? 0
+                        }
                         status.uptimeMs =
                             uptime.components.seconds * 1000 + uptime.components.attoseconds / 1_000_000_000_000_000
                         return status.encode(allocator: call.allocator)
@@ -64,7 +83,14 @@ public struct AdminService: Sendable {
             .unary { request, call in
                 answer(call) { () throws(RPCStatus) in
                     try decodeListSlavesRequest(request)
-                    return ListSlavesResponse().encode(allocator: call.allocator)
+                    let lastLSN = kv.currentLSN
+                    let slaves = (replication?.slaves ?? []).map { slave in
+                        ListSlavesResponse.Slave(
+                            slaveID: slave.slaveID, address: slave.address, appliedLSN: slave.appliedLSN,
+                            durableLSN: slave.durableLSN, lagEntries: lastLSN - min(lastLSN, slave.appliedLSN),
+                            connectedSinceMs: slave.connectedSinceMs)
+                    }
+                    return ListSlavesResponse(slaves: slaves).encode(allocator: call.allocator)
                 }
             })
         for method in ["AddSlave", "RemoveSlave"] {
@@ -74,7 +100,7 @@ public struct AdminService: Sendable {
                     call.finish(
                         RPCStatus(
                             .unimplemented,
-                            "\(method) needs replication, which this version of erdtree does not have yet"))
+                            "\(method) is not supported: slaves register themselves by dialling the master"))
                 })
         }
     }

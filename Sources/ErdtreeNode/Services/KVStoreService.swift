@@ -31,10 +31,14 @@ public final class KVStoreService: Sendable {
     /// Gets answered by reading an evicted value back from disk, for status.
     let diskReads = Atomic<UInt64>(0)
 
-    public init(store: KeyValueStore, wal: WriteAheadLog, limits: NodeConfig.Limits) {
+    /// On a slave, the master's `host:port`: writes are refused and pointed there.
+    let masterAddress: String?
+
+    public init(store: KeyValueStore, wal: WriteAheadLog, limits: NodeConfig.Limits, masterAddress: String? = nil) {
         self.store = store
         self.wal = wal
         self.limits = limits
+        self.masterAddress = masterAddress
     }
 
     /// The last LSN in the log; every write up to it has been applied or is being answered.
@@ -176,6 +180,7 @@ public final class KVStoreService: Sendable {
 
     /// Validates, logs, then applies and answers on the call's event loop.
     func set(_ request: ByteBuffer, call: ServerCall) throws(RPCStatus) {
+        try refuseOnSlave("Set")
         let message = try SetRequest(decoding: request)
         try validate(key: message.key)
         if message.value.count > limits.maxValueBytes {
@@ -211,6 +216,7 @@ public final class KVStoreService: Sendable {
     }
 
     func delete(_ request: ByteBuffer, call: ServerCall) throws(RPCStatus) {
+        try refuseOnSlave("Delete")
         let message = try DeleteRequest(decoding: request)
         try validate(key: message.key)
         let key = StoreKey(message.key)
@@ -265,6 +271,13 @@ public final class KVStoreService: Sendable {
         }
         return GetUpdatesResponse(entries: entries, masterLSN: found.lastLSN, resyncRequired: found.resyncRequired)
             .encode(allocator: allocator)
+    }
+
+    private func refuseOnSlave(_ method: String) throws(RPCStatus) {
+        guard let masterAddress else { return }
+        throw RPCStatus(
+            .failedPrecondition,
+            "this node is a slave and takes no writes; send \(method) to the master at \(masterAddress)")
     }
 
     static func notLogged(_ error: WALError) -> RPCStatus {

@@ -10,7 +10,7 @@ import Synchronization
 /// A master node on a loopback port chosen by the OS, with its data in a fresh temporary
 /// directory, and clients connected to it.
 struct TestNode {
-    let node: MasterNode
+    let node: ServerNode
     let port: Int
     let dataDirectory: URL
 
@@ -33,7 +33,7 @@ struct TestNode {
         config.wal.directory = directory.appendingPathComponent("wal").path
         config.limits = limits
         config.storage = storage
-        let node = try MasterNode(config: config, group: group, logger: quietLogger)
+        let node = try ServerNode(config: config, group: group, logger: quietLogger)
         let address = try await node.start()
         guard let port = address.port else {
             await node.stop(gracePeriod: .seconds(1))

@@ -5,18 +5,24 @@ import Logging
 import NIOCore
 import NIOPosix
 
-/// A master: the write-ahead log, the store rebuilt from it, the services over them, and
-/// the server that exposes them.
+/// A master or a slave: the write-ahead log, the store rebuilt from it, the services over them,
+/// and the server that exposes them. A master also serves `Replication/Replicate`; a slave
+/// refuses writes and follows its master through a `Replicator`.
 ///
 /// `init` recovers the log (so a node with a corrupt log never binds its port); `start()`
 /// binds and returns; `stop()` drains and closes the log. The CLI owns signals and the process.
-public final class MasterNode: Sendable {
+public final class ServerNode: Sendable {
     public let config: NodeConfig
+    public let role: Role
     public let kv: KVStoreService
     public let health: HealthService
     public let recovery: WALRecoveryReport
     public let sweeper: ExpirySweeper
     public let compactor: Compactor
+    /// The master's side of replication; nil on a slave.
+    public let replication: ReplicationHub?
+    /// The slave's link to its master; nil on a master.
+    public let replicator: Replicator?
     private let wal: WriteAheadLog
     private let server: RPCServer
     private let logger: Logger
@@ -24,14 +30,16 @@ public final class MasterNode: Sendable {
     /// Opens and replays the WAL in `config.wal.directory`, then builds the services.
     /// - Throws: `WALError` when the log is corrupt (naming file, offset and LSN) or cannot
     ///   be read or created.
-    public init(config: NodeConfig, group: any EventLoopGroup, logger: Logger) throws {
+    public init(config: NodeConfig, role: Role = .master, group: any EventLoopGroup, logger: Logger) throws {
         self.config = config
+        self.role = role
         self.logger = logger
         let store = Self.store(config.storage)
         (wal, recovery) = try WriteAheadLog.open(Self.walConfiguration(config.wal), logger: logger) {
             Self.replay($0, at: $1, into: store)
         }
-        kv = KVStoreService(store: store, wal: wal, limits: config.limits)
+        let master = role == .slave ? config.master : nil
+        kv = KVStoreService(store: store, wal: wal, limits: config.limits, masterAddress: master?.address)
         sweeper = ExpirySweeper(store: store)
         sweeper.start(on: group.next())
         compactor = Compactor(
@@ -41,11 +49,28 @@ public final class MasterNode: Sendable {
 
         var router = RPCRouter()
         kv.register(in: &router)
-        AdminService(kv: kv, sweeper: sweeper, compactor: compactor).register(in: &router)
+        if let master {
+            replication = nil
+            replicator = Replicator(
+                master: master, kv: kv, group: group, slaveID: "\(config.server.address):\(config.server.port)",
+                logger: logger)
+        } else {
+            let hub = ReplicationHub(wal: wal, logger: logger)
+            hub.register(in: &router)
+            replication = hub
+            replicator = nil
+        }
+        AdminService(kv: kv, sweeper: sweeper, compactor: compactor, replication: replication, replicator: replicator)
+            .register(in: &router)
         // Health answers for every service registered so far and for itself.
         let served = router.serviceNames + ["grpc.health.v1.Health"]
         health = HealthService(services: served)
         health.register(in: &router)
+        // A slave serves reads only once its first sync with the master completed.
+        if let replicator {
+            health.setStatus(.notServing)
+            replicator.onFirstSync { [health] in health.setStatus(.serving) }
+        }
         ReflectionService().register(in: &router)
 
         server = RPCServer(
@@ -57,7 +82,8 @@ public final class MasterNode: Sendable {
     /// - Returns: the bound address (the real port when the config says 0).
     public func start() async throws -> SocketAddress {
         let address = try await server.start(host: config.server.address, port: config.server.port)
-        logger.info("master serving on \(address)")
+        logger.info("\(role) serving on \(address)")
+        replicator?.start()
         return address
     }
 
@@ -66,11 +92,12 @@ public final class MasterNode: Sendable {
     public func stop(gracePeriod: Duration = .seconds(10)) async {
         health.setStatus(.notServing)
         health.finishWatchers()
+        await replicator?.stop()
         await server.shutdownGracefully(gracePeriod: gracePeriod)
         sweeper.stop()
         compactor.stop()
         wal.close()
-        logger.info("master stopped")
+        logger.info("\(role) stopped")
     }
 
     /// An empty store bounded by `storage.max_entries` under `storage.eviction_policy`.

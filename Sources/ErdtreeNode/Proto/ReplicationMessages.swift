@@ -1,0 +1,152 @@
+internal import CProtobufC
+internal import ErdtreeProto
+import ErdtreeRPC
+import NIOCore
+
+/// `erdtree.v1.ReplicateRequest`: what a slave sends on `Replicate`.
+enum ReplicateRequest: Equatable {
+    case hello(replicationID: String, lastLSN: UInt64, slaveID: String, advertiseAddress: String)
+    case ack(appliedLSN: UInt64, durableLSN: UInt64)
+
+    init(decoding buffer: ByteBuffer) throws(RPCStatus) {
+        self = try ProtobufCCodec.withUnpacked(
+            buffer, typeName: "erdtree.v1.ReplicateRequest",
+            unpack: { erdtree__v1__replicate_request__unpack($0, $1, $2) }
+        ) { message throws(RPCStatus) in
+            switch message.pointee.kind_case {
+            case ERDTREE__V1__REPLICATE_REQUEST__KIND_HELLO:
+                let hello = message.pointee.hello.pointee
+                return .hello(
+                    replicationID: ProtobufCCodec.string(hello.replication_id), lastLSN: hello.last_lsn,
+                    slaveID: ProtobufCCodec.string(hello.slave_id),
+                    advertiseAddress: ProtobufCCodec.string(hello.advertise_address))
+            case ERDTREE__V1__REPLICATE_REQUEST__KIND_ACK:
+                let ack = message.pointee.ack.pointee
+                return .ack(appliedLSN: ack.applied_lsn, durableLSN: ack.durable_lsn)
+            default:
+                throw RPCStatus(.invalidArgument, "a ReplicateRequest must hold a hello or an ack")
+            }
+        }
+    }
+
+    func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
+        let arena = CArena()
+        defer { arena.free() }
+        var message = Erdtree__V1__ReplicateRequest()
+        erdtree__v1__replicate_request__init(&message)
+        switch self {
+        case .hello(let replicationID, let lastLSN, let slaveID, let advertiseAddress):
+            let hello = arena.make(Erdtree__V1__Hello.self) { erdtree__v1__hello__init($0) }
+            hello.pointee.replication_id = arena.cString(replicationID)
+            hello.pointee.last_lsn = lastLSN
+            hello.pointee.slave_id = arena.cString(slaveID)
+            hello.pointee.advertise_address = arena.cString(advertiseAddress)
+            message.kind_case = ERDTREE__V1__REPLICATE_REQUEST__KIND_HELLO
+            message.hello = hello
+        case .ack(let applied, let durable):
+            let ack = arena.make(Erdtree__V1__Ack.self) { erdtree__v1__ack__init($0) }
+            ack.pointee.applied_lsn = applied
+            ack.pointee.durable_lsn = durable
+            message.kind_case = ERDTREE__V1__REPLICATE_REQUEST__KIND_ACK
+            message.ack = ack
+        }
+        return ProtobufCCodec.pack(&message, allocator: allocator)
+    }
+}
+
+/// `erdtree.v1.ReplicateResponse`: what a master sends on `Replicate`.
+enum ReplicateResponse {
+    case welcome(replicationID: String, fullResync: Bool, snapshotLSN: UInt64, masterLSN: UInt64)
+    case batch(entries: [UpdateEntry], masterLSN: UInt64)
+    case heartbeat(masterLSN: UInt64, timestampMs: Int64)
+
+    func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
+        let arena = CArena()
+        defer { arena.free() }
+        var message = Erdtree__V1__ReplicateResponse()
+        erdtree__v1__replicate_response__init(&message)
+        switch self {
+        case .welcome(let replicationID, let fullResync, let snapshotLSN, let masterLSN):
+            let welcome = arena.make(Erdtree__V1__Welcome.self) { erdtree__v1__welcome__init($0) }
+            welcome.pointee.replication_id = arena.cString(replicationID)
+            welcome.pointee.full_resync = fullResync ? 1 : 0
+            welcome.pointee.snapshot_lsn = snapshotLSN
+            welcome.pointee.master_lsn = masterLSN
+            message.kind_case = ERDTREE__V1__REPLICATE_RESPONSE__KIND_WELCOME
+            message.welcome = welcome
+        case .batch(let entries, let masterLSN):
+            let batch = arena.make(Erdtree__V1__Batch.self) { erdtree__v1__batch__init($0) }
+            batch.pointee.n_entries = entries.count
+            batch.pointee.entries = arena.entries(entries)
+            batch.pointee.master_lsn = masterLSN
+            message.kind_case = ERDTREE__V1__REPLICATE_RESPONSE__KIND_BATCH
+            message.batch = batch
+        case .heartbeat(let masterLSN, let timestampMs):
+            let heartbeat = arena.make(Erdtree__V1__Heartbeat.self) { erdtree__v1__heartbeat__init($0) }
+            heartbeat.pointee.master_lsn = masterLSN
+            heartbeat.pointee.timestamp_ms = timestampMs
+            message.kind_case = ERDTREE__V1__REPLICATE_RESPONSE__KIND_HEARTBEAT
+            message.heartbeat = heartbeat
+        }
+        return ProtobufCCodec.pack(&message, allocator: allocator)
+    }
+
+    init(decoding buffer: ByteBuffer) throws(RPCStatus) {
+        self = try ProtobufCCodec.withUnpacked(
+            buffer, typeName: "erdtree.v1.ReplicateResponse",
+            unpack: { erdtree__v1__replicate_response__unpack($0, $1, $2) }
+        ) { message throws(RPCStatus) in
+            switch message.pointee.kind_case {
+            case ERDTREE__V1__REPLICATE_RESPONSE__KIND_WELCOME:
+                let welcome = message.pointee.welcome.pointee
+                return .welcome(
+                    replicationID: ProtobufCCodec.string(welcome.replication_id), fullResync: welcome.full_resync != 0,
+                    snapshotLSN: welcome.snapshot_lsn, masterLSN: welcome.master_lsn)
+            case ERDTREE__V1__REPLICATE_RESPONSE__KIND_BATCH:
+                let batch = message.pointee.batch.pointee
+                return .batch(
+                    entries: UpdateEntry.decode(batch.entries, count: batch.n_entries), masterLSN: batch.master_lsn)
+            case ERDTREE__V1__REPLICATE_RESPONSE__KIND_HEARTBEAT:
+                let heartbeat = message.pointee.heartbeat.pointee
+                return .heartbeat(masterLSN: heartbeat.master_lsn, timestampMs: heartbeat.timestamp_ms)
+            default:
+                throw RPCStatus(
+                    .unimplemented,
+                    "this slave does not understand ReplicateResponse kind \(message.pointee.kind_case.rawValue)")
+            }
+        }
+    }
+}
+
+extension UpdateEntry {
+    static func decode(
+        _ list: UnsafeMutablePointer<UnsafeMutablePointer<Erdtree__V1__Entry>?>?, count: Int
+    ) -> [UpdateEntry] {
+        guard let list else { return [] }
+        return (0..<count).compactMap { index in
+            guard let entry = list[index]?.pointee else { return nil }
+            return UpdateEntry(
+                lsn: entry.lsn, timestampMs: entry.timestamp_ms, isDelete: entry.op == ERDTREE__V1__OP__OP_DELETE,
+                key: ProtobufCCodec.bytes(ofString: entry.key), value: ProtobufCCodec.bytes(of: entry.value),
+                expiresAtMs: entry.expires_at_ms)
+        }
+    }
+}
+
+extension CArena {
+    /// A protobuf-c `Entry*` array holding `entries`, allocated in the arena.
+    func entries(_ entries: [UpdateEntry]) -> UnsafeMutablePointer<UnsafeMutablePointer<Erdtree__V1__Entry>?> {
+        let list = array(of: UnsafeMutablePointer<Erdtree__V1__Entry>?.self, count: entries.count)
+        for (i, update) in entries.enumerated() {
+            let entry = make(Erdtree__V1__Entry.self) { erdtree__v1__entry__init($0) }
+            entry.pointee.lsn = update.lsn
+            entry.pointee.timestamp_ms = update.timestampMs
+            entry.pointee.op = update.isDelete ? ERDTREE__V1__OP__OP_DELETE : ERDTREE__V1__OP__OP_SET
+            entry.pointee.key = cString(update.key)
+            entry.pointee.value = ProtobufCBinaryData(len: update.value.count, data: copy(update.value))
+            entry.pointee.expires_at_ms = update.expiresAtMs
+            list[i] = entry
+        }
+        return list
+    }
+}

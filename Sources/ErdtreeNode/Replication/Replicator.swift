@@ -1,0 +1,292 @@
+import ErdtreeRPC
+import ErdtreeStorage
+import ErdtreeWAL
+import Logging
+import NIOCore
+import Synchronization
+
+/// A slave's link to its master: dials `master.address`, opens `Replicate`, says Hello with its
+/// log's replication id and last LSN, and writes every entry the master sends to its own WAL
+/// (with the master's LSN) and store, acking its applied and durable LSNs after each batch and
+/// each heartbeat. A dropped stream is redialled with capped exponential backoff and jitter,
+/// always from the LSN the slave's own log has reached.
+public final class Replicator: Sendable {
+    /// Backoff between dial attempts: doubles from `firstRetry` up to `maxRetry`, each wait
+    /// drawn from its upper half so that many slaves do not redial in step.
+    static let firstRetry = Duration.milliseconds(100)
+    static let maxRetry = Duration.seconds(5)
+
+    private let master: NodeConfig.Master
+    private let kv: KVStoreService
+    private let group: any EventLoopGroup
+    private let slaveID: String
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let masterLSNValue = Atomic<UInt64>(0)
+    private let lastContactMsValue = Atomic<Int64>(0)
+
+    private struct State {
+        var stopped = false
+        var task: Task<Void, Never>?
+        var call: ClientCall?
+        var client: RPCClient?
+        var firstSync: (@Sendable () -> Void)?
+        var synced = false
+        var connected = false
+    }
+
+    init(master: NodeConfig.Master, kv: KVStoreService, group: any EventLoopGroup, slaveID: String, logger: Logger) {
+        self.master = master
+        self.kv = kv
+        self.group = group
+        self.slaveID = slaveID
+        var logger = logger
+        logger[metadataKey: "master"] = "\(master.address)"
+        self.logger = logger
+    }
+
+    /// The master's address, as configured.
+    public var masterAddress: String { master.address }
+
+    /// The master's last LSN as of the last message from it; 0 before the first.
+    public var masterLSN: UInt64 { masterLSNValue.load(ordering: .relaxed) }
+
+    /// When the master was last heard from (Unix ms); 0 if never.
+    public var lastContactMs: Int64 { lastContactMsValue.load(ordering: .relaxed) }
+
+    /// Whether a stream to the master is open now.
+    public var isConnected: Bool { state.withLock { $0.connected } }
+
+    /// `body` runs once, when the slave has first caught up with the master.
+    func onFirstSync(_ body: @escaping @Sendable () -> Void) {
+        state.withLock { $0.firstSync = body }
+    }
+
+    func start() {
+        let task = Task { [self] in await run() }
+        state.withLock { $0.task = task }
+    }
+
+    func stop() async {
+        let (task, call, client) = state.withLock { state in
+            state.stopped = true
+            return (state.task, state.call, state.client)
+        }
+        call?.cancel()
+        await client?.close()
+        task?.cancel()
+        await task?.value
+    }
+
+    private var stopped: Bool { state.withLock { $0.stopped } }
+
+    private func run() async {
+        var retry = Self.firstRetry
+        while !stopped {
+            let status = await session()
+            state.withLock { $0.connected = false }
+            if stopped { return }
+            if status.code == .ok {
+                retry = Self.firstRetry
+                logger.info("replication stream ended; redialling")
+            } else {
+                logger.warning(
+                    "replication stream failed; redialling",
+                    metadata: [
+                        "status": "\(status.code)", "message": "\(status.message)", "retry_in": "\(retry)",
+                    ])
+            }
+            let jittered = retry / 2 + retry / 2 * Double.random(in: 0...1)
+            try? await Task.sleep(for: jittered)
+            retry = min(retry * 2, Self.maxRetry)
+        }
+    }
+
+    /// One connection: dial, Hello, follow the stream until it ends. Returns how it ended.
+    private func session() async -> RPCStatus {
+        let address: SocketAddressSpec
+        do {
+            address = try SocketAddressSpec(parsing: master.address)
+        } catch {
+            return RPCStatus(.invalidArgument, "master.address: \(error)")
+        }
+        let client: RPCClient
+        do {
+            client = try await RPCClient.connect(host: address.host, port: address.port, group: group)
+        } catch {
+            return RPCStatus(.unavailable, "cannot connect to the master at \(master.address): \(error)")
+        }
+        defer { Task { await client.close() } }
+        let follower = Follower(replicator: self, kv: kv, logger: logger)
+        let status: RPCStatus = await withCheckedContinuation { continuation in
+            let call = client.makeCall(
+                path: "/erdtree.v1.Replication/Replicate",
+                onMessage: { message in follower.received(message) },
+                onFinish: { status in continuation.resume(returning: status) })
+            follower.call = call
+            let proceed = state.withLock { state in
+                guard !state.stopped else { return false }
+                state.call = call
+                state.client = client
+                state.connected = true
+                return true
+            }
+            guard proceed else {
+                call.cancel()
+                return
+            }
+            let wal = kv.wal
+            let hello = ReplicateRequest.hello(
+                replicationID: wal.lastLSN == 0 ? "" : wal.replicationID, lastLSN: wal.lastLSN, slaveID: slaveID,
+                advertiseAddress: slaveID)
+            logger.info("dialled the master", metadata: ["last_lsn": "\(wal.lastLSN)"])
+            call.send(hello.encode(allocator: client.channel.allocator))
+        }
+        state.withLock { state in
+            state.call = nil
+            state.client = nil
+        }
+        return status
+    }
+
+    // MARK: For the follower
+
+    func heard(masterLSN: UInt64) {
+        masterLSNValue.store(masterLSN, ordering: .relaxed)
+        lastContactMsValue.store(WallClock.nowMs(), ordering: .relaxed)
+    }
+
+    func caughtUp() {
+        let body: (@Sendable () -> Void)? = state.withLock { state in
+            guard !state.synced else { return nil }
+            state.synced = true
+            return state.firstSync
+        }
+        if let body {
+            logger.info("first sync with the master complete; serving reads")
+            body()
+        }
+    }
+}
+
+/// One stream's worth of following: checks and applies what the master sends.
+///
+/// `received` runs on the connection's event loop; WAL completions run on the writer thread.
+/// Appends are queued in LSN order and completed in order, so the completion of a batch's last
+/// entry means the whole batch is applied; only then is it acked.
+private final class Follower: @unchecked Sendable {
+    private unowned let replicator: Replicator
+    private let kv: KVStoreService
+    private let logger: Logger
+    var call: ClientCall?
+    /// Event loop only.
+    private var welcomed = false
+    private var nextLSN: UInt64 = 0
+    private var syncTarget: UInt64 = 0
+    private let failed = Atomic<Bool>(false)
+
+    init(replicator: Replicator, kv: KVStoreService, logger: Logger) {
+        self.replicator = replicator
+        self.kv = kv
+        self.logger = logger
+    }
+
+    func received(_ message: ByteBuffer) {
+        let response: ReplicateResponse
+        do throws(RPCStatus) {
+            response = try ReplicateResponse(decoding: message)
+        } catch {
+            fail("the master sent a message that does not decode: \(error.message)")
+            return
+        }
+        switch response {
+        case .welcome(let replicationID, let fullResync, _, let masterLSN):
+            welcome(replicationID: replicationID, fullResync: fullResync, masterLSN: masterLSN)
+        case .batch(let entries, let masterLSN):
+            guard welcomed else { return fail("the master sent a batch before its Welcome") }
+            replicator.heard(masterLSN: masterLSN)
+            apply(entries)
+        case .heartbeat(let masterLSN, _):
+            replicator.heard(masterLSN: masterLSN)
+            ack()
+            if kv.wal.lastLSN >= syncTarget && welcomed { replicator.caughtUp() }
+        }
+    }
+
+    private func welcome(replicationID: String, fullResync: Bool, masterLSN: UInt64) {
+        guard !welcomed else { return fail("the master sent a second Welcome") }
+        guard !fullResync else {
+            return fail("the master asks for a full resync, which this version of the slave cannot load yet")
+        }
+        let wal = kv.wal
+        if replicationID != wal.replicationID {
+            do throws(WALError) {
+                try wal.adoptReplicationID(replicationID)
+                logger.info("empty log joined the master's history", metadata: ["replication_id": "\(replicationID)"])
+            } catch {
+                return fail("cannot take the master's history \(replicationID): \(error)")
+            }
+        }
+        welcomed = true
+        nextLSN = wal.lastLSN + 1
+        syncTarget = masterLSN
+        replicator.heard(masterLSN: masterLSN)
+        logger.info(
+            "streaming from the master", metadata: ["from_lsn": "\(nextLSN)", "master_lsn": "\(masterLSN)"])
+        if wal.lastLSN >= masterLSN { replicator.caughtUp() }
+    }
+
+    private func apply(_ entries: [UpdateEntry]) {
+        guard let last = entries.last else { return }
+        for (index, entry) in entries.enumerated() where entry.lsn != nextLSN + UInt64(index) {
+            return fail("the master sent LSN \(entry.lsn) where LSN \(nextLSN + UInt64(index)) was due")
+        }
+        nextLSN = last.lsn + 1
+        let store = kv.store
+        for entry in entries {
+            let isLast = entry.lsn == last.lsn
+            kv.wal.append(
+                op: entry.isDelete ? .delete : .set, key: entry.key, value: entry.value,
+                expiresAtMs: entry.expiresAtMs, timestampMs: entry.timestampMs, lsn: entry.lsn
+            ) { [self] result in
+                switch result {
+                case .success(let appended):
+                    Self.apply(entry, at: appended.location, to: store)
+                    if isLast {
+                        ack()
+                        if appended.lsn >= syncTarget { replicator.caughtUp() }
+                    }
+                case .failure(let error):
+                    fail("cannot write LSN \(entry.lsn) to this slave's log: \(error)")
+                }
+            }
+        }
+    }
+
+    /// Applies one replicated entry as replay does: an already expired set acts as a delete.
+    private static func apply(_ entry: UpdateEntry, at location: WALLocation, to store: KeyValueStore) {
+        let key = StoreKey(entry.key)
+        let nowMs = WallClock.nowMs()
+        if entry.isDelete || (entry.expiresAtMs != 0 && entry.expiresAtMs <= nowMs) {
+            store.delete(key, lsn: entry.lsn, nowMs: nowMs)
+        } else {
+            store.set(
+                key, value: entry.value, lsn: entry.lsn, expiresAtMs: entry.expiresAtMs,
+                location: DiskLocation(location))
+        }
+    }
+
+    private func ack() {
+        guard let call else { return }
+        let wal = kv.wal
+        call.send(
+            ReplicateRequest.ack(appliedLSN: wal.lastLSN, durableLSN: wal.durableLSN)
+                .encode(allocator: ByteBufferAllocator()))
+    }
+
+    private func fail(_ reason: String) {
+        guard failed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        logger.error("replication stream abandoned", metadata: ["reason": "\(reason)"])
+        call?.cancel()
+    }
+}

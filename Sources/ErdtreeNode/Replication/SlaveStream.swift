@@ -1,0 +1,223 @@
+import ErdtreeRPC
+import ErdtreeWAL
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// One slave's `Replicate` stream on the master.
+///
+/// All mutable state lives on the call's event loop (hence `@unchecked Sendable`), except
+/// `info`, which `ListSlaves` reads from anywhere under its own lock. The stream answers the
+/// slave's Hello with a Welcome, then sends batches read from the WAL after the last LSN it
+/// sent, one read at a time on the blocking pool, while the connection has room; heartbeats
+/// fill idle periods.
+final class SlaveStream: @unchecked Sendable {
+    struct Info: Sendable, Equatable {
+        var slaveID: String
+        var address: String
+        var appliedLSN: UInt64
+        var durableLSN: UInt64
+        var sentLSN: UInt64
+        var connectedSinceMs: Int64
+    }
+
+    private let call: ServerCall
+    private unowned let hub: ReplicationHub
+    private var logger: Logger
+    private let shared = Mutex<Info?>(nil)
+
+    /// Set once the Hello was accepted; batches flow from then on.
+    private var streaming = false
+    private var sentLSN: UInt64 = 0
+    private var reading = false
+    private var stalledSince: NIODeadline?
+    private var lastSend = NIODeadline.now()
+    private var heartbeat: RepeatedTask?
+
+    init(call: ServerCall, hub: ReplicationHub) {
+        self.call = call
+        self.hub = hub
+        self.logger = hub.logger
+    }
+
+    var info: Info? { shared.withLock { $0 } }
+
+    func start() {
+        call.onMessage { [self] message in received(message) }
+        call.onRequestEnd { [self] in end(.ok, because: "the slave closed the stream") }
+        call.onCancel { [self] in end(nil, because: "the slave went away") }
+    }
+
+    /// Called from any thread when the log has new entries.
+    func wake() {
+        call.eventLoop.execute { [self] in pump() }
+    }
+
+    // MARK: From the slave
+
+    private func received(_ message: ByteBuffer) {
+        let request: ReplicateRequest
+        do throws(RPCStatus) {
+            request = try ReplicateRequest(decoding: message)
+        } catch {
+            end(error, because: "it sent a message that does not decode")
+            return
+        }
+        switch request {
+        case .hello(let replicationID, let lastLSN, let slaveID, let address):
+            guard !streaming else {
+                end(RPCStatus(.invalidArgument, "Hello may be sent only once, first"), because: "a second Hello")
+                return
+            }
+            do throws(RPCStatus) {
+                try accept(replicationID: replicationID, lastLSN: lastLSN, slaveID: slaveID, address: address)
+            } catch {
+                end(error, because: "its Hello was refused")
+            }
+        case .ack(let applied, let durable):
+            guard streaming else {
+                end(RPCStatus(.invalidArgument, "the first message must be a Hello"), because: "an Ack before Hello")
+                return
+            }
+            shared.withLock {
+                $0?.appliedLSN = applied
+                $0?.durableLSN = durable
+            }
+        }
+    }
+
+    private func accept(replicationID: String, lastLSN: UInt64, slaveID: String, address: String) throws(RPCStatus) {
+        let wal = hub.wal
+        guard !slaveID.isEmpty else { throw RPCStatus(.invalidArgument, "Hello.slave_id must not be empty") }
+        guard replicationID.isEmpty || Self.isReplicationID(replicationID) else {
+            throw RPCStatus(
+                .invalidArgument, "Hello.replication_id \"\(replicationID.prefix(64))\" is not 32 hexadecimal digits")
+        }
+        let masterLSN = wal.lastLSN
+        // An empty slave may take this history from its start if the log still has it all.
+        let sameHistory = replicationID == wal.replicationID || (replicationID.isEmpty && lastLSN == 0)
+        guard sameHistory, lastLSN <= masterLSN, lastLSN + 1 >= wal.oldestStreamableLSN else {
+            let why =
+                !sameHistory
+                ? "its replication id \(replicationID) is not this master's \(wal.replicationID)"
+                : lastLSN > masterLSN
+                    ? "its last LSN \(lastLSN) is ahead of this master's \(masterLSN)"
+                    : "the entries after its last LSN \(lastLSN) were compacted away (oldest streamable: "
+                        + "\(wal.oldestStreamableLSN))"
+            logger.warning(
+                "slave needs a full resync, which this master cannot send yet",
+                metadata: ["slave": "\(slaveID)", "reason": "\(why)"])
+            throw RPCStatus(.failedPrecondition, "a full resync is needed (\(why)), and this version cannot send one")
+        }
+        logger = hub.logger
+        logger[metadataKey: "slave"] = "\(slaveID)"
+        logger.info(
+            "slave connected; streaming from its last LSN",
+            metadata: ["address": "\(address)", "from_lsn": "\(lastLSN + 1)", "master_lsn": "\(masterLSN)"])
+        streaming = true
+        sentLSN = lastLSN
+        shared.withLock {
+            $0 = Info(
+                slaveID: slaveID, address: address, appliedLSN: lastLSN, durableLSN: lastLSN, sentLSN: lastLSN,
+                connectedSinceMs: WallClock.nowMs())
+        }
+        send(
+            .welcome(replicationID: wal.replicationID, fullResync: false, snapshotLSN: 0, masterLSN: masterLSN))
+        let interval = TimeAmount(hub.settings.heartbeatInterval)
+        heartbeat = call.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
+            beat()
+        }
+        pump()
+    }
+
+    // MARK: To the slave
+
+    /// Reads and sends the next batch if there is one and the connection has room.
+    private func pump() {
+        guard streaming, !reading, !call.isFinished else { return }
+        let wal = hub.wal
+        guard sentLSN < wal.lastLSN else { return }
+        if call.pendingOutboundBytes >= hub.settings.sendBufferBytes {
+            let now = NIODeadline.now()
+            let since = stalledSince ?? now
+            stalledSince = since
+            if now - since >= TimeAmount(hub.settings.stallTimeout) {
+                end(
+                    RPCStatus(.resourceExhausted, "the slave stopped reading; reconnect to catch up from the log"),
+                    because: "it kept its send buffer full for \(hub.settings.stallTimeout)")
+                return
+            }
+            call.eventLoop.scheduleTask(in: .milliseconds(5)) { [self] in pump() }
+            return
+        }
+        stalledSince = nil
+        reading = true
+        let since = sentLSN
+        let limit = hub.settings.batchEntries
+        NIOThreadPool.singleton.submit { [self] _ in
+            let read = Result { () throws(WALError) in try wal.entries(since: since, limit: limit) }
+            call.eventLoop.execute { [self] in
+                reading = false
+                switch read {
+                case .success(let found) where found.resyncRequired:
+                    end(
+                        RPCStatus(.failedPrecondition, "the entries after LSN \(since) were compacted away; resync"),
+                        because: "its position was compacted away while it streamed")
+                case .success(let found):
+                    guard let last = found.records.last else { return }
+                    let entries = found.records.map(UpdateEntry.init)
+                    send(.batch(entries: entries, masterLSN: max(found.lastLSN, last.lsn)))
+                    sentLSN = last.lsn
+                    shared.withLock { $0?.sentLSN = last.lsn }
+                    pump()
+                case .failure(let error):
+                    end(RPCStatus(.unavailable, "the master cannot read its log: \(error)"), because: "\(error)")
+                }
+            }
+        }
+    }
+
+    private func beat() {
+        guard streaming, !call.isFinished else { return }
+        if NIODeadline.now() - lastSend >= TimeAmount(hub.settings.heartbeatInterval / 2) {
+            send(.heartbeat(masterLSN: hub.wal.lastLSN, timestampMs: WallClock.nowMs()))
+        }
+        pump()
+    }
+
+    private func send(_ response: ReplicateResponse) {
+        lastSend = .now()
+        call.send(response.encode(allocator: call.allocator))
+    }
+
+    /// Ends the stream with `status` (nil: it is already gone) and forgets the slave.
+    private func end(_ status: RPCStatus?, because reason: String) {
+        heartbeat?.cancel()
+        heartbeat = nil
+        streaming = false
+        if let status, !call.isFinished {
+            if status.code != .ok {
+                logger.warning(
+                    "replication stream dropped",
+                    metadata: ["reason": "\(reason)", "status": "\(status.code)", "message": "\(status.message)"])
+            }
+            call.finish(status)
+        } else {
+            logger.info("replication stream closed", metadata: ["reason": "\(reason)"])
+        }
+        hub.remove(self)
+    }
+
+    static func isReplicationID(_ text: String) -> Bool {
+        text.utf8.count == 32 && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+}
+
+extension UpdateEntry {
+    init(_ record: WALRecord) {
+        self.init(
+            lsn: record.lsn, timestampMs: record.timestampMs, isDelete: record.op == .delete, key: record.key,
+            value: record.value, expiresAtMs: record.expiresAtMs)
+    }
+}
