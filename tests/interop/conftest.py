@@ -204,13 +204,16 @@ def _child_setup(extra):
 _DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL"]
 
 
-def start_server(workdir: Path, preexec_fn=None, env=None, **config_sections) -> ErdtreeServer:
+def start_server(
+    workdir: Path, preexec_fn=None, env=None, role="master", port=None, **config_sections
+) -> ErdtreeServer:
     """Start `erdtree master --config` in `workdir`; returns once health says SERVING.
 
     Starting again in the same `workdir` reuses its WAL directory (a restart);
     each start logs to a new `erdtree-N.log` so earlier runs' logs survive.
     `preexec_fn` runs in the child before exec (e.g. to set an rlimit); `env`
-    adds environment variables (e.g. a test hook).
+    adds environment variables (e.g. a test hook); `role` "slave" runs `erdtree
+    slave` (pass master={"address": ...}), which reports SERVING once synced.
     """
     if not ERDTREE_BIN.is_file() or not os.access(ERDTREE_BIN, os.X_OK):
         pytest.fail(f"{ERDTREE_BIN} is not an executable: run `swift build` or set ERDTREE_BIN")
@@ -218,14 +221,15 @@ def start_server(workdir: Path, preexec_fn=None, env=None, **config_sections) ->
     last_error = ""
     # A free port can be taken by someone else between probing and binding:
     # retry with a new one rather than failing the test.
-    for attempt in range(3):
-        port = free_port()
+    fixed_port = port
+    for attempt in range(1 if fixed_port else 3):
+        port = fixed_port or free_port()
         config_path = workdir / "erdtree.yaml"
         log_path = _unused_log_path(workdir)
         write_config(config_path, port, workdir / "wal", **config_sections)
         with open(log_path, "wb") as log:
             proc = subprocess.Popen(
-                [*_DIE_WITH_PARENT, str(ERDTREE_BIN), "master", "--config", str(config_path)],
+                [*_DIE_WITH_PARENT, str(ERDTREE_BIN), role, "--config", str(config_path)],
                 cwd=workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
