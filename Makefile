@@ -1,7 +1,7 @@
 # Erdtree developer entry points. Every target works unattended (CI=true, no
 # stdin) and installs what it needs first through scripts/install-deps.sh.
 #
-#   make run       release build, then a local master on 127.0.0.1:8080 (Ctrl-C stops it)
+#   make run       release build, then a local master on 127.0.0.1:8080 and slaves on :8081, :8082 (Ctrl-C stops all)
 #   make test      generated-code check, buf lint/format, swift build + test, interop pytest
 #   make bench     release build, then scripts/bench.sh (Erdtree vs nghttpd, etcd and Redis)
 #   make generate  regenerate ErdtreeProto from api/

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Runs a local Erdtree in the foreground until Ctrl-C (or until any node exits),
-# each node's log lines prefixed with its name. Today that is one master on the
-# embedded default (127.0.0.1:8080, data under ./data); to add a node, add a
-# start_node line below, e.g.
-#   start_node slave1 slave --config deploy/slave1.yaml
+# Runs a local Erdtree cluster in the foreground until Ctrl-C (or until any node
+# exits), each node's log lines prefixed with its name: a master on the embedded
+# default (127.0.0.1:8080, data under ./data/master) and two slaves following it
+# on 127.0.0.1:8081 and :8082 (data under ./data/slave1 and ./data/slave2, their
+# config files written there at start).
 #
 #   ERDTREE_BIN=path/to/erdtree scripts/run-local.sh   (default: .build/release/erdtree)
 set -euo pipefail
@@ -57,7 +57,27 @@ start_node() {
   echo "run-local: started $name (pid $!): $bin $*" >&2
 }
 
+# A slave's config: the embedded default's keys, with its own port and directory.
+slave_config() { # name port
+  mkdir -p "data/$1"
+  cat > "data/$1/config.yaml" <<EOF
+# Written by scripts/run-local.sh at each start; edit the script, not this file.
+server:
+  address: "127.0.0.1"
+  port: $2
+wal:
+  directory: "./data/$1/wal"
+master:
+  address: "127.0.0.1:8080"
+  sync_interval: 1s
+EOF
+}
+
 start_node master master
+slave_config slave1 8081
+slave_config slave2 8082
+start_node slave1 slave --config data/slave1/config.yaml
+start_node slave2 slave --config data/slave2/config.yaml
 
 # Return as soon as any node exits (a crash should not leave the rest running
 # unnoticed), with that node's exit status.

@@ -17,7 +17,7 @@ struct Erdtree: AsyncParsableCommand {
         commandName: "erdtree",
         abstract: "A replicated key-value store served over gRPC.",
         discussion: """
-            Run a node with `erdtree master`; talk to one with get, set, del, health and status.
+            Run a node with `erdtree master` or `erdtree slave`; talk to one with get, set, del, health and status.
             """,
         version: AdminService.version,
         subcommands: [
