@@ -39,7 +39,10 @@ public final class ServerNode: Sendable {
             Self.replay($0, at: $1, into: store)
         }
         let master = role == .slave ? config.master : nil
-        kv = KVStoreService(store: store, wal: wal, limits: config.limits, masterAddress: master?.address)
+        let hub = master == nil ? ReplicationHub(wal: wal, logger: logger) : nil
+        kv = KVStoreService(
+            store: store, wal: wal, limits: config.limits, masterAddress: master?.address, replicationHub: hub,
+            replication: config.replication)
         sweeper = ExpirySweeper(store: store)
         sweeper.start(on: group.next())
         compactor = Compactor(
@@ -55,8 +58,7 @@ public final class ServerNode: Sendable {
                 master: master, kv: kv, group: group, slaveID: "\(config.server.address):\(config.server.port)",
                 logger: logger)
         } else {
-            let hub = ReplicationHub(wal: wal, logger: logger)
-            hub.register(in: &router)
+            hub?.register(in: &router)
             replication = hub
             replicator = nil
         }

@@ -70,6 +70,8 @@ final class WALSharedState: Sendable {
     let replicationID: Mutex<[UInt8]>
     /// Called on the writer thread with the last LSN after each batch that wrote something.
     let commitObserver = Mutex<(@Sendable (UInt64) -> Void)?>(nil)
+    /// Called on the writer thread with the durable LSN after each fsync that advanced it.
+    let durableObserver = Mutex<(@Sendable (UInt64) -> Void)?>(nil)
     /// Tests only: an errno the next batch write fails with after writing half its bytes.
     let injectedWriteErrno = Atomic<Int32>(0)
 

@@ -231,6 +231,7 @@ final class WALWriter: @unchecked Sendable {
             needsSync = false
             lastSync = .now
             shared.durableLSN.store(lastLSN, ordering: .releasing)
+            if let observer = shared.durableObserver.withLock({ $0 }) { observer(lastLSN) }
         } catch {
             // After a failed fsync the kernel may have dropped the dirty pages: what is on disk is
             // unknown, so the log must not pretend later writes are durable (PostgreSQL's fsyncgate).

@@ -236,6 +236,12 @@ public final class WriteAheadLog: Sendable {
         shared.commitObserver.withLock { $0 = observer }
     }
 
+    /// Calls `observer` on the writer thread with the durable LSN after every fsync that advanced
+    /// it (a slave acks durability with it). Replaces any earlier observer; keep it short.
+    public func onDurable(_ observer: (@Sendable (UInt64) -> Void)?) {
+        shared.durableObserver.withLock { $0 = observer }
+    }
+
     /// Records with `lsn > since`, in LSN order, at most `limit`, from sealed and active segments.
     ///
     /// Safe from any thread while the writer runs: it reads only bytes the writer has committed

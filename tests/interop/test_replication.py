@@ -182,3 +182,38 @@ def test_bad_peers_are_dropped_and_the_master_keeps_serving(pb, cluster):
     # Still serving, and still replicating to the real slaves.
     lsns = write_many(pb, master.address, range(10), prefix="still")
     wait_converged(pb, master, cluster["slaves"], list(lsns))
+
+
+def test_min_acks_waits_for_a_slave_and_times_out_without_one(pb, tmp_path, request):
+    master = start_server(tmp_path / "master", replication={"min_acks": 1, "ack_timeout": "500ms"})
+    slave = None
+    try:
+        channel, stub = kv_stub(pb, master.address)
+        with channel:
+            started = time.monotonic()
+            with pytest.raises(grpc.RpcError) as refused:
+                stub.Set(pb.kv.SetRequest(key="alone", value=b"1"), timeout=10)
+            waited = time.monotonic() - started
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert "only 0 of the 1 slave acks" in refused.value.details(), refused.value.details()
+            assert waited >= 0.45, f"answered after {waited:.2f} s, before ack_timeout"
+            # The write itself stays (as with PostgreSQL synchronous commit).
+            assert stub.Get(pb.kv.GetRequest(key="alone"), timeout=10).found
+
+            # Acks are of durability: a slave fsyncing every batch acks at once (with 1s it
+            # would ack at its next fsync, up to a second later).
+            slave = start_server(
+                tmp_path / "slave",
+                role="slave",
+                master={"address": master.address, "sync_interval": "100ms"},
+                wal={"sync_interval": "always"},
+            )
+            reply = stub.Set(pb.kv.SetRequest(key="acked", value=b"2"), timeout=10)
+            assert reply.lsn == 2
+            # Acked means durable on the slave: it reads there at once.
+            _, slave_stub = kv_stub(pb, slave.address)
+            assert slave_stub.Get(pb.kv.GetRequest(key="acked"), timeout=10).value == b"2"
+    finally:
+        if slave is not None:
+            stop_server(slave, _failed(request.node))
+        stop_server(master, _failed(request.node))

@@ -30,6 +30,8 @@ public final class ReplicationHub: Sendable {
     let settings: Settings
     let logger: Logger
     private let streams = Mutex<[ObjectIdentifier: SlaveStream]>([:])
+    /// Writes waiting for slave acks (`replication.min_acks`), oldest first.
+    private let waiters = Mutex<[AckWaiter]>([])
 
     init(wal: WriteAheadLog, settings: Settings = Settings(), logger: Logger) {
         self.wal = wal
@@ -57,7 +59,64 @@ public final class ReplicationHub: Sendable {
         streams.withLock { $0[ObjectIdentifier(stream)] = nil }
     }
 
+    /// Calls `done` once `count` connected slaves have acked `durable_lsn >= lsn`, or after
+    /// `timeout` on `eventLoop` with how many had: semi-synchronous replication. The write itself
+    /// stays logged and applied either way (PostgreSQL's synchronous commit works the same).
+    func awaitAcks(
+        lsn: UInt64, count: Int, timeout: Duration, on eventLoop: any EventLoop,
+        _ done: @escaping @Sendable (_ acked: Int, _ enough: Bool) -> Void
+    ) {
+        let waiter = AckWaiter(lsn: lsn, count: count, done: done)
+        waiters.withLock { $0.append(waiter) }
+        checkWaiters()
+        eventLoop.scheduleTask(in: TimeAmount(timeout)) { [self] in
+            waiters.withLock { $0.removeAll { $0 === waiter } }
+            waiter.finish(acked: ackedCount(lsn), enough: false)
+        }
+    }
+
+    /// A slave acked: completes every waiter that now has enough acks.
+    func checkWaiters() {
+        let pending = waiters.withLock { $0 }
+        guard !pending.isEmpty else { return }
+        let durable = streams.withLock { Array($0.values) }.compactMap(\.info?.durableLSN)
+        var finished: [AckWaiter] = []
+        for waiter in pending {
+            let acked = durable.filter { $0 >= waiter.lsn }.count
+            if acked >= waiter.count {
+                waiter.finish(acked: acked, enough: true)
+                finished.append(waiter)
+            }
+        }
+        guard !finished.isEmpty else { return }
+        waiters.withLock { $0.removeAll { waiter in finished.contains { $0 === waiter } } }
+    }
+
+    private func ackedCount(_ lsn: UInt64) -> Int {
+        streams.withLock { Array($0.values) }.compactMap(\.info?.durableLSN).filter { $0 >= lsn }.count
+    }
+
     private func wakeAll() {
         for stream in streams.withLock({ Array($0.values) }) { stream.wake() }
+    }
+}
+
+/// One write waiting for slave acks; finishes exactly once.
+final class AckWaiter: Sendable {
+    let lsn: UInt64
+    let count: Int
+    private let done: @Sendable (Int, Bool) -> Void
+    private let finished = Atomic<Bool>(false)
+
+    init(lsn: UInt64, count: Int, done: @escaping @Sendable (Int, Bool) -> Void) {
+        self.lsn = lsn
+        self.count = count
+        self.done = done
+    }
+
+    func finish(acked: Int, enough: Bool) {
+        guard finished.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        else { return }
+        done(acked, enough)
     }
 }

@@ -228,6 +228,9 @@ private final class Follower: @unchecked Sendable {
             }
         }
         welcomed = true
+        // With an interval sync policy durability trails the appends: ack again as it advances,
+        // so a master waiting for durable acks (min_acks) hears at once.
+        wal.onDurable { [weak self] _ in self?.ack() }
         nextLSN = wal.lastLSN + 1
         syncTarget = masterLSN
         replicator.heard(masterLSN: masterLSN)

@@ -84,6 +84,7 @@ final class SlaveStream: @unchecked Sendable {
                 $0?.appliedLSN = applied
                 $0?.durableLSN = durable
             }
+            hub.checkWaiters()
         }
     }
 

@@ -34,11 +34,46 @@ public final class KVStoreService: Sendable {
     /// On a slave, the master's `host:port`: writes are refused and pointed there.
     let masterAddress: String?
 
-    public init(store: KeyValueStore, wal: WriteAheadLog, limits: NodeConfig.Limits, masterAddress: String? = nil) {
+    /// On a master with `replication.min_acks > 0`: where writes wait for slave acks.
+    let acks: (hub: ReplicationHub, replication: NodeConfig.Replication)?
+
+    public init(
+        store: KeyValueStore, wal: WriteAheadLog, limits: NodeConfig.Limits, masterAddress: String? = nil,
+        replicationHub: ReplicationHub? = nil, replication: NodeConfig.Replication? = nil
+    ) {
         self.store = store
         self.wal = wal
         self.limits = limits
         self.masterAddress = masterAddress
+        if let replicationHub, let replication, replication.minAcks > 0 {
+            acks = (replicationHub, replication)
+        } else {
+            acks = nil
+        }
+    }
+
+    /// Answers a logged write with `response`, after `replication.min_acks` slaves acked its LSN
+    /// when that is set; UNAVAILABLE saying how many did when `ack_timeout` passes first.
+    private func answerWrite(_ call: ServerCall, lsn: UInt64, _ response: @escaping @Sendable () -> ByteBuffer) {
+        guard let (hub, replication) = acks else {
+            call.eventLoop.execute { call.respond(response()) }
+            return
+        }
+        hub.awaitAcks(lsn: lsn, count: replication.minAcks, timeout: replication.ackTimeout, on: call.eventLoop) {
+            acked, enough in
+            call.eventLoop.execute {
+                if enough {
+                    call.respond(response())
+                } else {
+                    call.finish(
+                        RPCStatus(
+                            .unavailable,
+                            "the write is logged and applied on the master at LSN \(lsn), but only \(acked) of the "
+                                + "\(replication.minAcks) slave acks replication.min_acks asks for arrived within "
+                                + "replication.ack_timeout (\(replication.ackTimeout))"))
+                }
+            }
+        }
     }
 
     /// The last LSN in the log; every write up to it has been applied or is being answered.
@@ -206,8 +241,8 @@ public final class KVStoreService: Sendable {
                 store.set(
                     key, value: message.value, lsn: appended.lsn, expiresAtMs: expiresAtMs,
                     location: DiskLocation(appended.location))
-                call.eventLoop.execute {
-                    call.respond(SetResponse(lsn: appended.lsn).encode(allocator: call.allocator))
+                self.answerWrite(call, lsn: appended.lsn) {
+                    SetResponse(lsn: appended.lsn).encode(allocator: call.allocator)
                 }
             case .failure(let error):
                 call.finish(Self.notLogged(error))
@@ -231,8 +266,8 @@ public final class KVStoreService: Sendable {
             switch result {
             case .success(let appended):
                 let deleted = store.delete(key, lsn: appended.lsn, nowMs: WallClock.nowMs())
-                call.eventLoop.execute {
-                    call.respond(DeleteResponse(deleted: deleted, lsn: appended.lsn).encode(allocator: call.allocator))
+                self.answerWrite(call, lsn: appended.lsn) {
+                    DeleteResponse(deleted: deleted, lsn: appended.lsn).encode(allocator: call.allocator)
                 }
             case .failure(let error):
                 call.finish(Self.notLogged(error))
