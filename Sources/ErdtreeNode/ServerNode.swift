@@ -39,7 +39,7 @@ public final class ServerNode: Sendable {
             Self.replay($0, at: $1, into: store)
         }
         let master = role == .slave ? config.master : nil
-        let hub = master == nil ? ReplicationHub(wal: wal, logger: logger) : nil
+        let hub = master == nil ? ReplicationHub(wal: wal, store: store, logger: logger) : nil
         kv = KVStoreService(
             store: store, wal: wal, limits: config.limits, masterAddress: master?.address, replicationHub: hub,
             replication: config.replication)

@@ -208,6 +208,11 @@ public final class KeyValueStore: Sendable {
         shard(for: key).state.withLock { $0.delete(key, lsn: lsn, nowMs: nowMs) }
     }
 
+    /// Forgets every key: a slave's full resync starts from an empty store.
+    public func removeAll() {
+        for shard in shards { shard.state.withLock { $0.removeAll() } }
+    }
+
     /// How many keys the store holds, summed over shards.
     ///
     /// Includes keys that have expired but have not been read or swept since,

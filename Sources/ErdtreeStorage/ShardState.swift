@@ -67,6 +67,11 @@ struct ShardState: @unchecked Sendable {
 
     var scheduledExpiryCount: Int { expiryQueue.count }
 
+    /// Forgets every key (a slave about to load a full snapshot).
+    mutating func removeAll() {
+        self = ShardState(maxResident: maxResident)
+    }
+
     // MARK: Reads
 
     func contains(_ key: StoreKey, nowMs: Int64) -> Bool {

@@ -172,7 +172,7 @@ extension WriteAheadLog {
 }
 
 /// Writes compaction's output: `.compacting` files of at most `maxBytes`, each fsynced when full.
-private struct PartWriter {
+struct PartWriter {
     struct Part {
         var name: String
         var firstLSN: UInt64

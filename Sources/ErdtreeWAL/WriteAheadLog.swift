@@ -17,7 +17,9 @@ import Synchronization
 /// Reads: `entries(since:limit:)` reads from any thread, only bytes the writer has committed.
 public final class WriteAheadLog: Sendable {
     let shared: WALSharedState
-    private let writerThread: Mutex<pthread_t?>
+    let writerThread: Mutex<pthread_t?>
+    let configuration: WALConfiguration
+    let logger: Logger
     let directory: String
     let maxFileSizeBytes: Int64
     /// Set while a compaction runs; one at a time.
@@ -32,10 +34,12 @@ public final class WriteAheadLog: Sendable {
     var replicationIDBytes: [UInt8] { shared.replicationID.withLock { $0 } }
 
     private init(
-        shared: WALSharedState, writerThread: pthread_t, configuration: WALConfiguration, replicationID: [UInt8]
+        shared: WALSharedState, writerThread: pthread_t, configuration: WALConfiguration, logger: Logger
     ) {
         self.shared = shared
         self.writerThread = Mutex(writerThread)
+        self.configuration = configuration
+        self.logger = logger
         self.directory = configuration.directory
         self.maxFileSizeBytes = configuration.effectiveMaxFileSizeBytes
     }
@@ -96,7 +100,7 @@ public final class WriteAheadLog: Sendable {
             throw error
         }
         let log = WriteAheadLog(
-            shared: shared, writerThread: thread, configuration: configuration, replicationID: recovered.replicationID)
+            shared: shared, writerThread: thread, configuration: configuration, logger: logger)
         return (log, recovered.report)
     }
 
@@ -128,6 +132,11 @@ public final class WriteAheadLog: Sendable {
     /// because compaction dropped their records.
     public var oldestStreamableLSN: UInt64 {
         shared.oldestStreamableLSN.load(ordering: .acquiring)
+    }
+
+    /// The last LSN whose `append` completion has returned.
+    public var completedLSN: UInt64 {
+        shared.completedLSN.load(ordering: .acquiring)
     }
 
     /// The last LSN known to be fsynced (survives power loss).
@@ -211,7 +220,7 @@ public final class WriteAheadLog: Sendable {
         shared.replicationID.withLock { $0 = id }
     }
 
-    private static func bytes(ofHex hex: String) -> [UInt8]? {
+    static func bytes(ofHex hex: String) -> [UInt8]? {
         let digits = Array(hex.utf8)
         guard digits.count % 2 == 0 else { return nil }
         func value(_ digit: UInt8) -> UInt8? {
@@ -325,6 +334,11 @@ public final class WriteAheadLog: Sendable {
     /// stops the writer thread. Idempotent; returns once the writer has finished, except when
     /// called from a completion (on the writer thread itself), where it only asks it to stop.
     public func close() {
+        stopWriter()
+    }
+
+    /// Closes the queue and waits for the writer thread to finish what it holds.
+    func stopWriter() {
         shared.queue.withLock { $0.closed = true }
         shared.wakeup.raise()
         let thread = writerThread.withLock { thread in

@@ -1,8 +1,7 @@
 """Replication with real processes on loopback: a master and two `erdtree slave`s.
 
 Convergence is checked by reading every key the test wrote from every node and
-comparing values and LSNs. What this version cannot do yet (full resync, min_acks)
-is asserted as a clear refusal, not skipped."""
+comparing values and LSNs."""
 
 from __future__ import annotations
 
@@ -172,12 +171,16 @@ def test_bad_peers_are_dropped_and_the_master_keeps_serving(pb, cluster):
             list(replicate(iter([ack_first]), timeout=10))
         assert dropped.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
-        # A slave from another history needs a full resync, which this version refuses clearly.
+        # A Hello from another history is answered with a full resync: a Welcome saying so,
+        # then the snapshot, ending with its last chunk.
         other = pb.kv.ReplicateRequest(hello=pb.kv.Hello(replication_id="0" * 32, last_lsn=5, slave_id="stranger"))
-        with pytest.raises(grpc.RpcError) as dropped:
-            list(replicate(iter([other]), timeout=10))
-        assert dropped.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "full resync" in dropped.value.details()
+        responses = replicate(iter([other]), timeout=10)
+        welcome = next(responses)
+        assert welcome.WhichOneof("kind") == "welcome" and welcome.welcome.full_resync
+        for response in responses:
+            if response.WhichOneof("kind") == "snapshot" and response.snapshot.last:
+                break
+        responses.cancel()
 
     # Still serving, and still replicating to the real slaves.
     lsns = write_many(pb, master.address, range(10), prefix="still")
@@ -217,3 +220,83 @@ def test_min_acks_waits_for_a_slave_and_times_out_without_one(pb, tmp_path, requ
         if slave is not None:
             stop_server(slave, _failed(request.node))
         stop_server(master, _failed(request.node))
+
+
+def test_min_lsn_reads_your_writes_on_a_slave(pb, cluster):
+    master, slave = cluster["master"], cluster["slaves"][0]
+    m_channel, m_stub = kv_stub(pb, master.address)
+    s_channel, s_stub = kv_stub(pb, slave.address)
+    with m_channel, s_channel:
+        for i in range(20):
+            lsn = m_stub.Set(pb.kv.SetRequest(key=f"ryw-{i}", value=b"%d" % i), timeout=10).lsn
+            # Asked right after the master answered: the slave waits until it has applied it.
+            reply = s_stub.Get(pb.kv.GetRequest(key=f"ryw-{i}", min_lsn=lsn), timeout=10)
+            assert reply.found and reply.value == b"%d" % i and reply.lsn == lsn
+        # An LSN nobody wrote: the slave waits within the call's deadline, then says so.
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as behind:
+            s_stub.Get(pb.kv.GetRequest(key="ryw-0", min_lsn=lsn + 1000), timeout=1.5)
+        assert behind.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+        assert time.monotonic() - started >= 1.0
+        # The master has every LSN it logged: one ahead of it is refused at once.
+        with pytest.raises(grpc.RpcError) as ahead:
+            m_stub.Get(pb.kv.GetRequest(key="ryw-0", min_lsn=lsn + 1000), timeout=10)
+        assert ahead.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "ahead of this node" in ahead.value.details()
+
+
+def test_wiped_and_compacted_away_slaves_converge_through_a_full_resync(pb, tmp_path, request):
+    import shutil
+
+    # Small segments and retention, so old history is compacted away quickly.
+    small = {"max_file_size": "64KB", "retention": "64KB"}
+    master = start_server(tmp_path / "master", wal=small)
+    slaves = []
+    try:
+        slaves = [
+            start_server(
+                tmp_path / f"slave{i}", role="slave", wal=small,
+                master={"address": master.address, "sync_interval": "200ms"},
+            )
+            for i in (1, 2)
+        ]
+        keys = list(write_many(pb, master.address, range(300)))
+        wait_converged(pb, master, slaves, keys)
+
+        # Slave 1 loses its directory; slave 2 falls behind past what the master keeps.
+        slaves[0].kill()
+        shutil.rmtree(tmp_path / "slave1" / "wal")
+        slaves[1].kill()
+        for round_ in range(40):
+            write_many(pb, master.address, range(300), round_=round_ + 1)
+        deadline = time.monotonic() + 30
+        while status(pb, master.address).oldest_streamable_lsn <= 300:
+            assert time.monotonic() < deadline, "the master never compacted its old history"
+            time.sleep(0.2)
+
+        slaves = [
+            start_server(
+                tmp_path / f"slave{i}", role="slave", wal=small,
+                master={"address": master.address, "sync_interval": "200ms"},
+            )
+            for i in (1, 2)
+        ]
+        later = list(write_many(pb, master.address, range(20), prefix="after-resync"))
+        wait_converged(pb, master, slaves, keys + later)
+        for slave in slaves:
+            assert "FULL RESYNC" in slave.log(), slave.log_tail()
+            assert status(pb, slave.address).replication_id == status(pb, master.address).replication_id
+        assert master.log().count("sending a snapshot") >= 2
+
+        # A resynced slave restarts from its own log, incrementally.
+        slaves[1].terminate()
+        slaves[1] = start_server(
+            tmp_path / "slave2", role="slave", wal=small, master={"address": master.address, "sync_interval": "200ms"}
+        )
+        more = list(write_many(pb, master.address, range(10), prefix="after-restart"))
+        wait_converged(pb, master, slaves, keys + later + more)
+        assert "FULL RESYNC" not in slaves[1].log()
+    finally:
+        for node in slaves + [master]:
+            if node.alive():
+                stop_server(node, _failed(request.node))

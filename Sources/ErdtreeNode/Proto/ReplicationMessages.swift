@@ -58,6 +58,7 @@ enum ReplicateRequest: Equatable {
 enum ReplicateResponse {
     case welcome(replicationID: String, fullResync: Bool, snapshotLSN: UInt64, masterLSN: UInt64)
     case batch(entries: [UpdateEntry], masterLSN: UInt64)
+    case snapshot(snapshotLSN: UInt64, entries: [UpdateEntry], last: Bool)
     case heartbeat(masterLSN: UInt64, timestampMs: Int64)
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
@@ -81,6 +82,14 @@ enum ReplicateResponse {
             batch.pointee.master_lsn = masterLSN
             message.kind_case = ERDTREE__V1__REPLICATE_RESPONSE__KIND_BATCH
             message.batch = batch
+        case .snapshot(let snapshotLSN, let entries, let last):
+            let chunk = arena.make(Erdtree__V1__SnapshotChunk.self) { erdtree__v1__snapshot_chunk__init($0) }
+            chunk.pointee.snapshot_lsn = snapshotLSN
+            chunk.pointee.n_entries = entries.count
+            chunk.pointee.entries = arena.entries(entries)
+            chunk.pointee.last = last ? 1 : 0
+            message.kind_case = ERDTREE__V1__REPLICATE_RESPONSE__KIND_SNAPSHOT
+            message.snapshot = chunk
         case .heartbeat(let masterLSN, let timestampMs):
             let heartbeat = arena.make(Erdtree__V1__Heartbeat.self) { erdtree__v1__heartbeat__init($0) }
             heartbeat.pointee.master_lsn = masterLSN
@@ -106,6 +115,11 @@ enum ReplicateResponse {
                 let batch = message.pointee.batch.pointee
                 return .batch(
                     entries: UpdateEntry.decode(batch.entries, count: batch.n_entries), masterLSN: batch.master_lsn)
+            case ERDTREE__V1__REPLICATE_RESPONSE__KIND_SNAPSHOT:
+                let chunk = message.pointee.snapshot.pointee
+                return .snapshot(
+                    snapshotLSN: chunk.snapshot_lsn, entries: UpdateEntry.decode(chunk.entries, count: chunk.n_entries),
+                    last: chunk.last != 0)
             case ERDTREE__V1__REPLICATE_RESPONSE__KIND_HEARTBEAT:
                 let heartbeat = message.pointee.heartbeat.pointee
                 return .heartbeat(masterLSN: heartbeat.master_lsn, timestampMs: heartbeat.timestamp_ms)

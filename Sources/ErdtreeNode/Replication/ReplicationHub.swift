@@ -1,4 +1,5 @@
 import ErdtreeRPC
+import ErdtreeStorage
 import ErdtreeWAL
 import Logging
 import NIOCore
@@ -27,14 +28,16 @@ public final class ReplicationHub: Sendable {
     }
 
     let wal: WriteAheadLog
+    let store: KeyValueStore
     let settings: Settings
     let logger: Logger
     private let streams = Mutex<[ObjectIdentifier: SlaveStream]>([:])
     /// Writes waiting for slave acks (`replication.min_acks`), oldest first.
     private let waiters = Mutex<[AckWaiter]>([])
 
-    init(wal: WriteAheadLog, settings: Settings = Settings(), logger: Logger) {
+    init(wal: WriteAheadLog, store: KeyValueStore, settings: Settings = Settings(), logger: Logger) {
         self.wal = wal
+        self.store = store
         self.settings = settings
         self.logger = logger
         wal.onCommit { [weak self] _ in self?.wakeAll() }

@@ -3,6 +3,7 @@ import ErdtreeStorage
 import ErdtreeWAL
 import Logging
 import NIOCore
+import NIOPosix
 import Synchronization
 
 /// A slave's link to its master: dials `master.address`, opens `Replicate`, says Hello with its
@@ -183,6 +184,9 @@ private final class Follower: @unchecked Sendable {
     private var welcomed = false
     private var nextLSN: UInt64 = 0
     private var syncTarget: UInt64 = 0
+    /// During a full resync: the snapshot so far, and batches that arrived before it was loaded.
+    private var resync: (lsn: UInt64, records: [WALRecord], replicationID: String)?
+    private var heldBatches: [[UpdateEntry]] = []
     private let failed = Atomic<Bool>(false)
 
     init(replicator: Replicator, kv: KVStoreService, logger: Logger) {
@@ -200,25 +204,56 @@ private final class Follower: @unchecked Sendable {
             return
         }
         switch response {
-        case .welcome(let replicationID, let fullResync, _, let masterLSN):
-            welcome(replicationID: replicationID, fullResync: fullResync, masterLSN: masterLSN)
+        case .welcome(let replicationID, let fullResync, let snapshotLSN, let masterLSN):
+            welcome(
+                replicationID: replicationID, fullResync: fullResync, snapshotLSN: snapshotLSN, masterLSN: masterLSN)
         case .batch(let entries, let masterLSN):
             guard welcomed else { return fail("the master sent a batch before its Welcome") }
             replicator.heard(masterLSN: masterLSN)
-            apply(entries)
+            if resync != nil {
+                heldBatches.append(entries)
+            } else {
+                apply(entries)
+            }
+        case .snapshot(let snapshotLSN, let entries, let last):
+            guard resync?.lsn == snapshotLSN else {
+                return fail("the master sent a snapshot chunk for LSN \(snapshotLSN) outside a full resync")
+            }
+            resync?.records.append(
+                contentsOf: entries.map {
+                    WALRecord(
+                        lsn: $0.lsn, timestampMs: $0.timestampMs, op: .set, expiresAtMs: $0.expiresAtMs, key: $0.key,
+                        value: $0.value)
+                })
+            if last { loadSnapshot() }
         case .heartbeat(let masterLSN, _):
             replicator.heard(masterLSN: masterLSN)
+            guard resync == nil else { return }
             ack()
             if kv.wal.lastLSN >= syncTarget && welcomed { replicator.caughtUp() }
         }
     }
 
-    private func welcome(replicationID: String, fullResync: Bool, masterLSN: UInt64) {
+    private func welcome(replicationID: String, fullResync: Bool, snapshotLSN: UInt64, masterLSN: UInt64) {
         guard !welcomed else { return fail("the master sent a second Welcome") }
-        guard !fullResync else {
-            return fail("the master asks for a full resync, which this version of the slave cannot load yet")
-        }
         let wal = kv.wal
+        if fullResync {
+            logger.warning(
+                """
+                FULL RESYNC: the master cannot stream from this slave's position; its data will be replaced by \
+                the master's snapshot
+                """,
+                metadata: [
+                    "slave_last_lsn": "\(wal.lastLSN)", "slave_replication_id": "\(wal.replicationID)",
+                    "master_replication_id": "\(replicationID)", "snapshot_lsn": "\(snapshotLSN)",
+                ])
+            welcomed = true
+            resync = (snapshotLSN, [], replicationID)
+            syncTarget = masterLSN
+            replicator.heard(masterLSN: masterLSN)
+            wal.onDurable { [weak self] _ in self?.ack() }
+            return
+        }
         if replicationID != wal.replicationID {
             do throws(WALError) {
                 try wal.adoptReplicationID(replicationID)
@@ -261,6 +296,41 @@ private final class Follower: @unchecked Sendable {
                     }
                 case .failure(let error):
                     fail("cannot write LSN \(entry.lsn) to this slave's log: \(error)")
+                }
+            }
+        }
+    }
+
+    /// Replaces this slave's log and store with the snapshot (blocking work, on the pool), then
+    /// applies the batches that arrived meanwhile.
+    private func loadSnapshot() {
+        guard let (snapshotLSN, records, replicationID) = resync else { return }
+        let kv = self.kv
+        NIOThreadPool.singleton.submit { [self] _ in
+            let sorted = records.sorted { $0.lsn < $1.lsn }
+            let loaded = Result { () throws(WALError) in
+                try kv.wal.reset(replicationID: replicationID, snapshot: sorted, through: snapshotLSN)
+            }
+            if case .success(let locations) = loaded {
+                kv.store.removeAll()
+                for (record, location) in zip(sorted, locations) {
+                    Self.apply(UpdateEntry(record), at: location, to: kv.store)
+                }
+            }
+            call?.eventLoop.execute { [self] in
+                switch loaded {
+                case .success:
+                    logger.warning(
+                        "full resync loaded", metadata: ["keys": "\(sorted.count)", "snapshot_lsn": "\(snapshotLSN)"])
+                    resync = nil
+                    nextLSN = snapshotLSN + 1
+                    let held = heldBatches
+                    heldBatches = []
+                    for entries in held { apply(entries) }
+                    ack()
+                    if kv.wal.lastLSN >= syncTarget { replicator.caughtUp() }
+                case .failure(let error):
+                    fail("cannot load the master's snapshot into this slave's log: \(error)")
                 }
             }
         }

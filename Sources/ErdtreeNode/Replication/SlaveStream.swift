@@ -1,5 +1,7 @@
 import ErdtreeRPC
+import ErdtreeStorage
 import ErdtreeWAL
+import Glibc
 import Logging
 import NIOCore
 import NIOPosix
@@ -31,6 +33,8 @@ final class SlaveStream: @unchecked Sendable {
     private var streaming = false
     private var sentLSN: UInt64 = 0
     private var reading = false
+    /// Set while a snapshot is being sent: batches wait until it is done.
+    private var snapshotting = false
     private var stalledSince: NIODeadline?
     private var lastSend = NIODeadline.now()
     private var heartbeat: RepeatedTask?
@@ -98,6 +102,17 @@ final class SlaveStream: @unchecked Sendable {
         let masterLSN = wal.lastLSN
         // An empty slave may take this history from its start if the log still has it all.
         let sameHistory = replicationID == wal.replicationID || (replicationID.isEmpty && lastLSN == 0)
+        logger = hub.logger
+        logger[metadataKey: "slave"] = "\(slaveID)"
+        shared.withLock {
+            $0 = Info(
+                slaveID: slaveID, address: address, appliedLSN: lastLSN, durableLSN: lastLSN, sentLSN: lastLSN,
+                connectedSinceMs: WallClock.nowMs())
+        }
+        let interval = TimeAmount(hub.settings.heartbeatInterval)
+        heartbeat = call.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
+            beat()
+        }
         guard sameHistory, lastLSN <= masterLSN, lastLSN + 1 >= wal.oldestStreamableLSN else {
             let why =
                 !sameHistory
@@ -106,10 +121,8 @@ final class SlaveStream: @unchecked Sendable {
                     ? "its last LSN \(lastLSN) is ahead of this master's \(masterLSN)"
                     : "the entries after its last LSN \(lastLSN) were compacted away (oldest streamable: "
                         + "\(wal.oldestStreamableLSN))"
-            logger.warning(
-                "slave needs a full resync, which this master cannot send yet",
-                metadata: ["slave": "\(slaveID)", "reason": "\(why)"])
-            throw RPCStatus(.failedPrecondition, "a full resync is needed (\(why)), and this version cannot send one")
+            sendSnapshot(because: why)
+            return
         }
         logger = hub.logger
         logger[metadataKey: "slave"] = "\(slaveID)"
@@ -118,25 +131,106 @@ final class SlaveStream: @unchecked Sendable {
             metadata: ["address": "\(address)", "from_lsn": "\(lastLSN + 1)", "master_lsn": "\(masterLSN)"])
         streaming = true
         sentLSN = lastLSN
-        shared.withLock {
-            $0 = Info(
-                slaveID: slaveID, address: address, appliedLSN: lastLSN, durableLSN: lastLSN, sentLSN: lastLSN,
-                connectedSinceMs: WallClock.nowMs())
-        }
         send(
             .welcome(replicationID: wal.replicationID, fullResync: false, snapshotLSN: 0, masterLSN: masterLSN))
-        let interval = TimeAmount(hub.settings.heartbeatInterval)
-        heartbeat = call.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
-            beat()
-        }
         pump()
+    }
+
+    /// Full resync: a Welcome saying so, every live key as of LSN X in snapshot chunks, then
+    /// batches from X + 1. X is the last LSN the store has applied, so the snapshot holds every
+    /// write up to X; keys written after X are left out (their records follow in batches), which
+    /// keeps every snapshot record at or below X.
+    private func sendSnapshot(because reason: String) {
+        let wal = hub.wal
+        let snapshotLSN = wal.completedLSN
+        logger.warning(
+            "slave needs a full resync; sending a snapshot",
+            metadata: ["reason": "\(reason)", "snapshot_lsn": "\(snapshotLSN)"])
+        streaming = true
+        snapshotting = true
+        send(
+            .welcome(
+                replicationID: wal.replicationID, fullResync: true, snapshotLSN: snapshotLSN, masterLSN: wal.lastLSN))
+        let store = hub.store
+        let limit = hub.settings.sendBufferBytes
+        NIOThreadPool.singleton.submit { [self] _ in
+            var chunk: [UpdateEntry] = []
+            var bytes = 0
+            var failure: RPCStatus?
+            var keys = 0
+            store.forEach(nowMs: WallClock.nowMs()) { key, stored in
+                guard failure == nil, stored.lsn <= snapshotLSN else { return }
+                let value: [UInt8]
+                if let resident = stored.value {
+                    value = resident.bytes
+                } else {
+                    switch Result(catching: { () throws(WALError) in try wal.read(at: WALLocation(stored.location)) }) {
+                    case .success(let record) where record.lsn == stored.lsn:
+                        value = record.value
+                    case .success, .failure(.segmentGone):
+                        // Rewritten or compacted meanwhile: its newer record is above X and
+                        // reaches the slave in a batch; an older one is still the key's, so read it.
+                        guard let again = store.get(key, nowMs: WallClock.nowMs()), again.lsn == stored.lsn,
+                            let read = try? wal.read(at: WALLocation(again.location))
+                        else { return }
+                        value = read.value
+                    case .failure(let error):
+                        failure = RPCStatus(.unavailable, "the master cannot read its log for a snapshot: \(error)")
+                        return
+                    }
+                }
+                keys += 1
+                chunk.append(
+                    UpdateEntry(
+                        lsn: stored.lsn, timestampMs: 0, isDelete: false, key: key.bytes, value: value,
+                        expiresAtMs: stored.expiresAtMs))
+                bytes += key.bytes.count + value.count + 32
+                if chunk.count >= hub.settings.batchEntries || bytes >= 1 << 20 {
+                    if !sendChunk(chunk, snapshotLSN: snapshotLSN, last: false, roomFor: limit) {
+                        failure = RPCStatus(.cancelled, "the slave went away during the snapshot")
+                    }
+                    chunk.removeAll(keepingCapacity: true)
+                    bytes = 0
+                }
+            }
+            if let failure {
+                call.eventLoop.execute { [self] in end(failure, because: "the snapshot failed: \(failure.message)") }
+                return
+            }
+            _ = sendChunk(chunk, snapshotLSN: snapshotLSN, last: true, roomFor: limit)
+            let sent = keys
+            call.eventLoop.execute { [self] in
+                logger.info(
+                    "snapshot sent; streaming from its LSN",
+                    metadata: ["keys": "\(sent)", "snapshot_lsn": "\(snapshotLSN)"])
+                snapshotting = false
+                sentLSN = snapshotLSN
+                shared.withLock { $0?.sentLSN = snapshotLSN }
+                pump()
+            }
+        }
+    }
+
+    /// Sends one snapshot chunk from the blocking pool, first waiting while the connection's
+    /// buffer is full. Returns false once the call is over.
+    private func sendChunk(_ entries: [UpdateEntry], snapshotLSN: UInt64, last: Bool, roomFor limit: Int) -> Bool {
+        while true {
+            let (finished, pending) =
+                (try? call.eventLoop.submit { [call] in (call.isFinished, call.pendingOutboundBytes) }.wait())
+                ?? (true, 0)
+            if finished { return false }
+            if pending < limit { break }
+            usleep(5_000)
+        }
+        call.eventLoop.execute { [self] in send(.snapshot(snapshotLSN: snapshotLSN, entries: entries, last: last)) }
+        return true
     }
 
     // MARK: To the slave
 
     /// Reads and sends the next batch if there is one and the connection has room.
     private func pump() {
-        guard streaming, !reading, !call.isFinished else { return }
+        guard streaming, !reading, !snapshotting, !call.isFinished else { return }
         let wal = hub.wal
         guard sentLSN < wal.lastLSN else { return }
         if call.pendingOutboundBytes >= hub.settings.sendBufferBytes {

@@ -117,13 +117,44 @@ public final class KVStoreService: Sendable {
     func get(_ request: ByteBuffer, call: ServerCall) throws(RPCStatus) {
         let message = try GetRequest(decoding: request)
         try validate(key: message.key)
-        let applied = currentLSN
-        if message.minLSN > applied {
-            throw RPCStatus(
-                .unavailable,
-                "min_lsn \(message.minLSN) is ahead of this node, which has applied up to LSN \(applied)")
+        if message.minLSN > appliedLSN {
+            // A slave may be about to apply it: wait (within the call's deadline, at most
+            // `minLSNWait`); a master has every LSN it ever logged, so it refuses at once.
+            guard masterAddress != nil else { throw Self.behind(message.minLSN, applied: appliedLSN) }
+            let limit = NIODeadline.now() + TimeAmount(Self.minLSNWait)
+            awaitApplied(message.minLSN, until: min(limit, call.deadline ?? limit), call: call) { [self] in
+                do throws(RPCStatus) { try read(message.key, call: call) } catch { call.finish(error) }
+            }
+            return
         }
-        let key = StoreKey(message.key)
+        try read(message.key, call: call)
+    }
+
+    /// The longest a Get with `min_lsn` waits on a slave for that LSN to be applied.
+    static let minLSNWait = Duration.seconds(5)
+
+    /// The last LSN whose write is visible to reads (its WAL completion applied it).
+    var appliedLSN: UInt64 { wal.completedLSN }
+
+    private static func behind(_ minLSN: UInt64, applied: UInt64) -> RPCStatus {
+        RPCStatus(.unavailable, "min_lsn \(minLSN) is ahead of this node, which has applied up to LSN \(applied)")
+    }
+
+    /// Runs `then` on the call's event loop once `lsn` is applied; UNAVAILABLE at `deadline`.
+    private func awaitApplied(
+        _ lsn: UInt64, until deadline: NIODeadline, call: ServerCall, then: @escaping () -> Void
+    ) {
+        if appliedLSN >= lsn { return then() }
+        if NIODeadline.now() >= deadline { return call.finish(Self.behind(lsn, applied: appliedLSN)) }
+        // Polling every millisecond costs little next to replication's own latency and needs no
+        // waiter list on the apply path.
+        call.eventLoop.scheduleTask(in: .milliseconds(1)) { [self] in
+            awaitApplied(lsn, until: deadline, call: call, then: then)
+        }
+    }
+
+    private func read(_ keyBytes: [UInt8], call: ServerCall) throws(RPCStatus) {
+        let key = StoreKey(keyBytes)
         guard let stored = store.get(key, nowMs: WallClock.nowMs()) else {
             call.respond(GetResponse(value: [], found: false, lsn: 0, expiresAtMs: 0).encode(allocator: call.allocator))
             return
