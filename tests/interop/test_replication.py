@@ -300,3 +300,66 @@ def test_wiped_and_compacted_away_slaves_converge_through_a_full_resync(pb, tmp_
         for node in slaves + [master]:
             if node.alive():
                 stop_server(node, _failed(request.node))
+
+
+def test_add_and_remove_slave(pb, cluster):
+    master, slaves = cluster["master"], cluster["slaves"]
+    with grpc.insecure_channel(master.address) as channel:
+        admin = pb.kv_grpc.AdminStub(channel)
+        added = admin.AddSlave(pb.kv.AddSlaveRequest(slave_id="expected", address="10.0.0.9:8081"), timeout=10)
+        assert added.slave.state == pb.kv.SLAVE_STATE_DISCONNECTED
+        listed = {s.slave_id: s for s in admin.ListSlaves(pb.kv.ListSlavesRequest(), timeout=10).slaves}
+        assert listed["expected"].state == pb.kv.SLAVE_STATE_DISCONNECTED
+        assert sum(s.state == pb.kv.SLAVE_STATE_CONNECTED for s in listed.values()) == 2
+
+        for bad in (pb.kv.AddSlaveRequest(address="h:1"), pb.kv.AddSlaveRequest(slave_id="x", address="no port")):
+            with pytest.raises(grpc.RpcError) as refused:
+                admin.AddSlave(bad, timeout=10)
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+        assert admin.RemoveSlave(pb.kv.RemoveSlaveRequest(slave_id="expected"), timeout=10).removed
+        assert not admin.RemoveSlave(pb.kv.RemoveSlaveRequest(slave_id="never-heard-of"), timeout=10).removed
+        # Removing a connected slave drops its stream; it redials and is listed again.
+        victim = next(s.slave_id for s in listed.values() if s.state == pb.kv.SLAVE_STATE_CONNECTED)
+        assert admin.RemoveSlave(pb.kv.RemoveSlaveRequest(slave_id=victim), timeout=10).removed
+        keys = list(write_many(pb, master.address, range(10), prefix="after-remove"))
+        wait_converged(pb, master, slaves, keys)
+
+    with grpc.insecure_channel(slaves[0].address) as channel:
+        with pytest.raises(grpc.RpcError) as refused:
+            pb.kv_grpc.AdminStub(channel).AddSlave(pb.kv.AddSlaveRequest(slave_id="x", address="h:1"), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert master.address in refused.value.details()
+
+
+def test_a_slave_that_stops_reading_is_dropped_without_stalling_the_master(pb, cluster):
+    from support import RawH2, grpc_frame
+
+    master, slaves = cluster["master"], cluster["slaves"]
+    stuck = RawH2(master.host, master.port)
+    try:
+        stream = stuck.start_grpc("/erdtree.v1.Replication/Replicate")
+        hello = pb.kv.ReplicateRequest(hello=pb.kv.Hello(slave_id="stuck", last_lsn=0))
+        stuck.send_data(stream, grpc_frame(hello.SerializeToString()), end_stream=False)
+        # From here on it reads nothing, so it never opens its HTTP/2 window again.
+        started = time.monotonic()
+        value = b"x" * 1024
+        channel, stub = kv_stub(pb, master.address)
+        with channel:
+            for round_ in range(8):
+                futures = [
+                    stub.Set.future(pb.kv.SetRequest(key=f"big-{i}", value=value), timeout=30) for i in range(1000)
+                ]
+                for future in futures:
+                    future.result()
+        writing = time.monotonic() - started
+        assert writing < 20, f"8,000 writes took {writing:.1f} s with a stuck slave attached"
+        deadline = time.monotonic() + 30
+        while "kept its send buffer full" not in master.log():
+            assert time.monotonic() < deadline, f"the stuck slave was never dropped:\n{master.log_tail()}"
+            time.sleep(0.5)
+        # The healthy slaves have everything, and the master still answers.
+        wait_converged(pb, master, slaves, [f"big-{i}" for i in range(1000)])
+        assert status(pb, master.address).last_lsn >= 8000
+    finally:
+        stuck.close()

@@ -224,17 +224,33 @@ struct StatusResponse {
     }
 }
 
-struct ListSlavesResponse {
-    struct Slave {
-        var slaveID: String
-        var address: String
-        var appliedLSN: UInt64
-        var durableLSN: UInt64
-        var lagEntries: UInt64
-        var connectedSinceMs: Int64
-    }
+/// `erdtree.v1.SlaveInfo`: a master's view of one slave.
+struct SlaveListing {
+    var slaveID: String
+    var address: String
+    var appliedLSN: UInt64
+    var durableLSN: UInt64
+    var lagEntries: UInt64
+    var connectedSinceMs: Int64
+    var connected: Bool
 
-    var slaves: [Slave] = []
+    func make(in arena: CArena) -> UnsafeMutablePointer<Erdtree__V1__SlaveInfo> {
+        let info = arena.make(Erdtree__V1__SlaveInfo.self) { erdtree__v1__slave_info__init($0) }
+        info.pointee.slave_id = arena.cString(slaveID)
+        info.pointee.address = arena.cString(address)
+        info.pointee.applied_lsn = appliedLSN
+        info.pointee.durable_lsn = durableLSN
+        info.pointee.lag_entries = lagEntries
+        info.pointee.connected_since_ms = connectedSinceMs
+        info.pointee.state =
+            connected
+            ? ERDTREE__V1__SLAVE_STATE__SLAVE_STATE_CONNECTED : ERDTREE__V1__SLAVE_STATE__SLAVE_STATE_DISCONNECTED
+        return info
+    }
+}
+
+struct ListSlavesResponse {
+    var slaves: [SlaveListing] = []
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
         let arena = CArena()
@@ -242,19 +258,52 @@ struct ListSlavesResponse {
         var message = Erdtree__V1__ListSlavesResponse()
         erdtree__v1__list_slaves_response__init(&message)
         let list = arena.array(of: UnsafeMutablePointer<Erdtree__V1__SlaveInfo>?.self, count: slaves.count)
-        for (index, slave) in slaves.enumerated() {
-            let info = arena.make(Erdtree__V1__SlaveInfo.self) { erdtree__v1__slave_info__init($0) }
-            info.pointee.slave_id = arena.cString(slave.slaveID)
-            info.pointee.address = arena.cString(slave.address)
-            info.pointee.applied_lsn = slave.appliedLSN
-            info.pointee.durable_lsn = slave.durableLSN
-            info.pointee.lag_entries = slave.lagEntries
-            info.pointee.connected_since_ms = slave.connectedSinceMs
-            info.pointee.state = ERDTREE__V1__SLAVE_STATE__SLAVE_STATE_CONNECTED
-            list[index] = info
-        }
+        for (index, slave) in slaves.enumerated() { list[index] = slave.make(in: arena) }
         message.n_slaves = slaves.count
         message.slaves = list
+        return ProtobufCCodec.pack(&message, allocator: allocator)
+    }
+}
+
+/// `erdtree.v1.AddSlaveRequest` in, `AddSlaveResponse` out.
+struct AddSlave {
+    var slaveID: String
+    var address: String
+
+    init(decoding buffer: ByteBuffer) throws(RPCStatus) {
+        (slaveID, address) = try ProtobufCCodec.withUnpacked(
+            buffer, typeName: "erdtree.v1.AddSlaveRequest",
+            unpack: { erdtree__v1__add_slave_request__unpack($0, $1, $2) }
+        ) { message throws(RPCStatus) in
+            (ProtobufCCodec.string(message.pointee.slave_id), ProtobufCCodec.string(message.pointee.address))
+        }
+    }
+
+    static func response(_ slave: SlaveListing, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let arena = CArena()
+        defer { arena.free() }
+        var message = Erdtree__V1__AddSlaveResponse()
+        erdtree__v1__add_slave_response__init(&message)
+        message.slave = slave.make(in: arena)
+        return ProtobufCCodec.pack(&message, allocator: allocator)
+    }
+}
+
+/// `erdtree.v1.RemoveSlaveRequest` in, `RemoveSlaveResponse` out.
+struct RemoveSlave {
+    var slaveID: String
+
+    init(decoding buffer: ByteBuffer) throws(RPCStatus) {
+        slaveID = try ProtobufCCodec.withUnpacked(
+            buffer, typeName: "erdtree.v1.RemoveSlaveRequest",
+            unpack: { erdtree__v1__remove_slave_request__unpack($0, $1, $2) }
+        ) { message throws(RPCStatus) in ProtobufCCodec.string(message.pointee.slave_id) }
+    }
+
+    static func response(removed: Bool, allocator: ByteBufferAllocator) -> ByteBuffer {
+        var message = Erdtree__V1__RemoveSlaveResponse()
+        erdtree__v1__remove_slave_response__init(&message)
+        message.removed = removed ? 1 : 0
         return ProtobufCCodec.pack(&message, allocator: allocator)
     }
 }

@@ -32,6 +32,8 @@ public final class ReplicationHub: Sendable {
     let settings: Settings
     let logger: Logger
     private let streams = Mutex<[ObjectIdentifier: SlaveStream]>([:])
+    /// Slaves pre-registered with `AddSlave` (id → address), listed even while disconnected.
+    private let registered = Mutex<[String: String]>([:])
     /// Writes waiting for slave acks (`replication.min_acks`), oldest first.
     private let waiters = Mutex<[AckWaiter]>([])
 
@@ -53,9 +55,41 @@ public final class ReplicationHub: Sendable {
             })
     }
 
-    /// The connected slaves, as `ListSlaves` reports them.
+    /// The connected slaves.
     var slaves: [SlaveStream.Info] {
         streams.withLock { Array($0.values) }.compactMap(\.info).sorted { $0.slaveID < $1.slaveID }
+    }
+
+    /// Every slave `ListSlaves` shows: the connected ones, and the registered ones not connected.
+    func listing(lastLSN: UInt64) -> [SlaveListing] {
+        let connected = slaves
+        var listed = connected.map { slave in
+            SlaveListing(
+                slaveID: slave.slaveID, address: slave.address, appliedLSN: slave.appliedLSN,
+                durableLSN: slave.durableLSN, lagEntries: lastLSN - min(lastLSN, slave.appliedLSN),
+                connectedSinceMs: slave.connectedSinceMs, connected: true)
+        }
+        let ids = Set(connected.map(\.slaveID))
+        for (id, address) in registered.withLock({ $0 }) where !ids.contains(id) {
+            listed.append(
+                SlaveListing(
+                    slaveID: id, address: address, appliedLSN: 0, durableLSN: 0, lagEntries: lastLSN,
+                    connectedSinceMs: 0, connected: false))
+        }
+        return listed.sorted { $0.slaveID < $1.slaveID }
+    }
+
+    /// Pre-registers a slave (DESIGN §2): listed as disconnected until it dials in.
+    func add(slaveID: String, address: String) {
+        registered.withLock { $0[slaveID] = address }
+    }
+
+    /// Forgets a slave and drops its stream. Returns whether one had that id.
+    func remove(slaveID: String) -> Bool {
+        let wasRegistered = registered.withLock { $0.removeValue(forKey: slaveID) != nil }
+        let connected = streams.withLock { Array($0.values) }.filter { $0.info?.slaveID == slaveID }
+        for stream in connected { stream.drop(RPCStatus(.cancelled, "removed by Admin.RemoveSlave")) }
+        return wasRegistered || !connected.isEmpty
     }
 
     func remove(_ stream: SlaveStream) {

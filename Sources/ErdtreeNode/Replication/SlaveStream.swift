@@ -53,6 +53,11 @@ final class SlaveStream: @unchecked Sendable {
         call.onCancel { [self] in end(nil, because: "the slave went away") }
     }
 
+    /// Ends the stream from any thread (Admin.RemoveSlave).
+    func drop(_ status: RPCStatus) {
+        call.eventLoop.execute { [self] in end(status, because: status.message) }
+    }
+
     /// Called from any thread when the log has new entries.
     func wake() {
         call.eventLoop.execute { [self] in pump() }

@@ -83,25 +83,54 @@ public struct AdminService: Sendable {
             .unary { request, call in
                 answer(call) { () throws(RPCStatus) in
                     try decodeListSlavesRequest(request)
-                    let lastLSN = kv.currentLSN
-                    let slaves = (replication?.slaves ?? []).map { slave in
-                        ListSlavesResponse.Slave(
-                            slaveID: slave.slaveID, address: slave.address, appliedLSN: slave.appliedLSN,
-                            durableLSN: slave.durableLSN, lagEntries: lastLSN - min(lastLSN, slave.appliedLSN),
-                            connectedSinceMs: slave.connectedSinceMs)
-                    }
+                    let slaves = replication?.listing(lastLSN: kv.currentLSN) ?? []
                     return ListSlavesResponse(slaves: slaves).encode(allocator: call.allocator)
                 }
             })
-        for method in ["AddSlave", "RemoveSlave"] {
-            router.register(
-                "/erdtree.v1.Admin/\(method)",
-                .unary { _, call in
-                    call.finish(
-                        RPCStatus(
-                            .unimplemented,
-                            "\(method) is not supported: slaves register themselves by dialling the master"))
-                })
+        router.register(
+            "/erdtree.v1.Admin/AddSlave",
+            .unary { request, call in
+                answer(call) { () throws(RPCStatus) in
+                    let hub = try Self.master(replication, replicator, for: "AddSlave")
+                    let add = try AddSlave(decoding: request)
+                    guard !add.slaveID.isEmpty else {
+                        throw RPCStatus(.invalidArgument, "AddSlaveRequest.slave_id must not be empty")
+                    }
+                    do {
+                        _ = try SocketAddressSpec(parsing: add.address)
+                    } catch {
+                        throw RPCStatus(.invalidArgument, "AddSlaveRequest.address: \(error)")
+                    }
+                    hub.add(slaveID: add.slaveID, address: add.address)
+                    let listed = hub.listing(lastLSN: kv.currentLSN).first { $0.slaveID == add.slaveID }
+                    return AddSlave.response(
+                        listed
+                            ?? SlaveListing(
+                                slaveID: add.slaveID, address: add.address, appliedLSN: 0, durableLSN: 0,
+                                lagEntries: 0, connectedSinceMs: 0, connected: false),
+                        allocator: call.allocator)
+                }
+            })
+        router.register(
+            "/erdtree.v1.Admin/RemoveSlave",
+            .unary { request, call in
+                answer(call) { () throws(RPCStatus) in
+                    let hub = try Self.master(replication, replicator, for: "RemoveSlave")
+                    let remove = try RemoveSlave(decoding: request)
+                    return RemoveSlave.response(removed: hub.remove(slaveID: remove.slaveID), allocator: call.allocator)
+                }
+            })
+    }
+
+    /// The master's replication hub, or FAILED_PRECONDITION on a slave.
+    private static func master(_ hub: ReplicationHub?, _ replicator: Replicator?, for method: String) throws(RPCStatus)
+        -> ReplicationHub
+    {
+        guard let hub else {
+            let master = replicator.map { " of \($0.masterAddress); call it there" } ?? ""
+            throw RPCStatus(
+                .failedPrecondition, "\(method) manages a master's slaves, and this node is a slave\(master)")
         }
+        return hub
     }
 }
