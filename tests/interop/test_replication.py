@@ -363,3 +363,24 @@ def test_a_slave_that_stops_reading_is_dropped_without_stalling_the_master(pb, c
         assert status(pb, master.address).last_lsn >= 8000
     finally:
         stuck.close()
+
+
+def test_a_silent_master_is_given_up_on_and_redialled(pb, cluster):
+    import os
+    import signal
+
+    master, slaves = cluster["master"], cluster["slaves"]
+    keys = list(write_many(pb, master.address, range(20), prefix="before-freeze"))
+    wait_converged(pb, master, slaves, keys)
+    os.kill(master.proc.pid, signal.SIGSTOP)  # alive but silent, like a cut network
+    try:
+        deadline = time.monotonic() + 10
+        while not all("no word from the master" in s.log() for s in slaves):
+            assert time.monotonic() < deadline, "a slave kept waiting on a silent master"
+            time.sleep(0.2)
+        # Slaves keep serving reads meanwhile, and report their master.
+        assert read_all(pb, slaves[0].address, keys[:1])[keys[0]] is not None
+    finally:
+        os.kill(master.proc.pid, signal.SIGCONT)
+    later = list(write_many(pb, master.address, range(20), prefix="after-thaw"))
+    wait_converged(pb, master, slaves, keys + later)

@@ -5,7 +5,8 @@ import NIOCore
 
 /// `erdtree.v1.ReplicateRequest`: what a slave sends on `Replicate`.
 enum ReplicateRequest: Equatable {
-    case hello(replicationID: String, lastLSN: UInt64, slaveID: String, advertiseAddress: String)
+    case hello(
+        replicationID: String, lastLSN: UInt64, slaveID: String, advertiseAddress: String, heartbeatIntervalMs: UInt32)
     case ack(appliedLSN: UInt64, durableLSN: UInt64)
 
     init(decoding buffer: ByteBuffer) throws(RPCStatus) {
@@ -19,7 +20,8 @@ enum ReplicateRequest: Equatable {
                 return .hello(
                     replicationID: ProtobufCCodec.string(hello.replication_id), lastLSN: hello.last_lsn,
                     slaveID: ProtobufCCodec.string(hello.slave_id),
-                    advertiseAddress: ProtobufCCodec.string(hello.advertise_address))
+                    advertiseAddress: ProtobufCCodec.string(hello.advertise_address),
+                    heartbeatIntervalMs: hello.heartbeat_interval_ms)
             case ERDTREE__V1__REPLICATE_REQUEST__KIND_ACK:
                 let ack = message.pointee.ack.pointee
                 return .ack(appliedLSN: ack.applied_lsn, durableLSN: ack.durable_lsn)
@@ -35,12 +37,13 @@ enum ReplicateRequest: Equatable {
         var message = Erdtree__V1__ReplicateRequest()
         erdtree__v1__replicate_request__init(&message)
         switch self {
-        case .hello(let replicationID, let lastLSN, let slaveID, let advertiseAddress):
+        case .hello(let replicationID, let lastLSN, let slaveID, let advertiseAddress, let heartbeatIntervalMs):
             let hello = arena.make(Erdtree__V1__Hello.self) { erdtree__v1__hello__init($0) }
             hello.pointee.replication_id = arena.cString(replicationID)
             hello.pointee.last_lsn = lastLSN
             hello.pointee.slave_id = arena.cString(slaveID)
             hello.pointee.advertise_address = arena.cString(advertiseAddress)
+            hello.pointee.heartbeat_interval_ms = heartbeatIntervalMs
             message.kind_case = ERDTREE__V1__REPLICATE_REQUEST__KIND_HELLO
             message.hello = hello
         case .ack(let applied, let durable):

@@ -139,10 +139,28 @@ public final class Replicator: Sendable {
             let wal = kv.wal
             let hello = ReplicateRequest.hello(
                 replicationID: wal.lastLSN == 0 ? "" : wal.replicationID, lastLSN: wal.lastLSN, slaveID: slaveID,
-                advertiseAddress: slaveID)
+                advertiseAddress: slaveID,
+                heartbeatIntervalMs: UInt32(
+                    clamping: master.syncInterval.components.seconds * 1000
+                        + master.syncInterval.components.attoseconds / 1_000_000_000_000_000))
+            // A master that falls silent (network cut, frozen process) is given up on after a
+            // few missed heartbeats, and redialled.
+            let silence = max(master.syncInterval * 4, .seconds(1))
+            heard(masterLSN: masterLSN)
+            let watchdog = call.eventLoop.scheduleRepeatedTask(
+                initialDelay: TimeAmount(silence), delay: TimeAmount(silence)
+            ) { [self] task in
+                if WallClock.nowMs() - lastContactMs > Int64(silence / .milliseconds(1)) {
+                    logger.warning("no word from the master in \(silence); redialling")
+                    task.cancel()
+                    call.cancel()
+                }
+            }
+            follower.watchdog = watchdog
             logger.info("dialled the master", metadata: ["last_lsn": "\(wal.lastLSN)"])
             call.send(hello.encode(allocator: client.channel.allocator))
         }
+        follower.watchdog?.cancel()
         state.withLock { state in
             state.call = nil
             state.client = nil
@@ -180,6 +198,7 @@ private final class Follower: @unchecked Sendable {
     private let kv: KVStoreService
     private let logger: Logger
     var call: ClientCall?
+    var watchdog: RepeatedTask?
     /// Event loop only.
     private var welcomed = false
     private var nextLSN: UInt64 = 0

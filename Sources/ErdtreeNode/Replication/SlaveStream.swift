@@ -38,6 +38,8 @@ final class SlaveStream: @unchecked Sendable {
     private var stalledSince: NIODeadline?
     private var lastSend = NIODeadline.now()
     private var heartbeat: RepeatedTask?
+    /// The slave's `master.sync_interval` from its Hello, or the hub's default.
+    private lazy var heartbeatInterval: Duration = hub.settings.heartbeatInterval
 
     init(call: ServerCall, hub: ReplicationHub) {
         self.call = call
@@ -74,12 +76,15 @@ final class SlaveStream: @unchecked Sendable {
             return
         }
         switch request {
-        case .hello(let replicationID, let lastLSN, let slaveID, let address):
+        case .hello(let replicationID, let lastLSN, let slaveID, let address, let heartbeatMs):
             guard !streaming else {
                 end(RPCStatus(.invalidArgument, "Hello may be sent only once, first"), because: "a second Hello")
                 return
             }
             do throws(RPCStatus) {
+                if heartbeatMs != 0 {
+                    heartbeatInterval = .milliseconds(Int64(min(max(heartbeatMs, 10), 60_000)))
+                }
                 try accept(replicationID: replicationID, lastLSN: lastLSN, slaveID: slaveID, address: address)
             } catch {
                 end(error, because: "its Hello was refused")
@@ -114,7 +119,7 @@ final class SlaveStream: @unchecked Sendable {
                 slaveID: slaveID, address: address, appliedLSN: lastLSN, durableLSN: lastLSN, sentLSN: lastLSN,
                 connectedSinceMs: WallClock.nowMs())
         }
-        let interval = TimeAmount(hub.settings.heartbeatInterval)
+        let interval = TimeAmount(heartbeatInterval)
         heartbeat = call.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
             beat()
         }
@@ -280,7 +285,7 @@ final class SlaveStream: @unchecked Sendable {
 
     private func beat() {
         guard streaming, !call.isFinished else { return }
-        if NIODeadline.now() - lastSend >= TimeAmount(hub.settings.heartbeatInterval / 2) {
+        if NIODeadline.now() - lastSend >= TimeAmount(heartbeatInterval / 2) {
             send(.heartbeat(masterLSN: hub.wal.lastLSN, timestampMs: WallClock.nowMs()))
         }
         pump()

@@ -1765,7 +1765,7 @@ const ProtobufCMessageDescriptor erdtree__v1__replicate_request__descriptor =
   (ProtobufCMessageInit) erdtree__v1__replicate_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor erdtree__v1__hello__field_descriptors[4] =
+static const ProtobufCFieldDescriptor erdtree__v1__hello__field_descriptors[5] =
 {
   {
     "replication_id",
@@ -1815,9 +1815,22 @@ static const ProtobufCFieldDescriptor erdtree__v1__hello__field_descriptors[4] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "heartbeat_interval_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__Hello, heartbeat_interval_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned erdtree__v1__hello__field_indices_by_name[] = {
   3,   /* field[3] = advertise_address */
+  4,   /* field[4] = heartbeat_interval_ms */
   1,   /* field[1] = last_lsn */
   0,   /* field[0] = replication_id */
   2,   /* field[2] = slave_id */
@@ -1825,7 +1838,7 @@ static const unsigned erdtree__v1__hello__field_indices_by_name[] = {
 static const ProtobufCIntRange erdtree__v1__hello__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor erdtree__v1__hello__descriptor =
 {
@@ -1835,7 +1848,7 @@ const ProtobufCMessageDescriptor erdtree__v1__hello__descriptor =
   "Erdtree__V1__Hello",
   "erdtree.v1",
   sizeof(Erdtree__V1__Hello),
-  4,
+  5,
   erdtree__v1__hello__field_descriptors,
   erdtree__v1__hello__field_indices_by_name,
   1,  erdtree__v1__hello__number_ranges,

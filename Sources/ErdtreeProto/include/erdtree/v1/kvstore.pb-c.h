@@ -382,10 +382,16 @@ struct  Erdtree__V1__Hello
    * The host:port the slave serves clients on, shown by Admin.ListSlaves.
    */
   char *advertise_address;
+  /*
+   * How often the slave wants a heartbeat while no entries flow (its
+   * master.sync_interval), in milliseconds; 0 leaves it to the master (1 s).
+   * The master clamps it to 10 ms .. 60 s.
+   */
+  uint32_t heartbeat_interval_ms;
 };
 #define ERDTREE__V1__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__hello__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
 
 
 /*
