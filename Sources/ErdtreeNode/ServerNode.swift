@@ -95,6 +95,7 @@ public final class ServerNode: Sendable {
         health.setStatus(.notServing)
         health.finishWatchers()
         await replicator?.stop()
+        replication?.stop()
         await server.shutdownGracefully(gracePeriod: gracePeriod)
         sweeper.stop()
         compactor.stop()

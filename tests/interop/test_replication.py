@@ -59,7 +59,8 @@ def wait_converged(pb, master, slaves, keys, timeout=STREAM_TIMEOUT_S):
 
 @pytest.fixture
 def cluster(tmp_path, request):
-    master = start_server(tmp_path / "master")
+    # "always": every acknowledged write is on disk, so nothing acknowledged may be missing anywhere.
+    master = start_server(tmp_path / "master", wal={"sync_interval": "always"})
     slaves = [
         start_server(tmp_path / f"slave{i}", role="slave", master={"address": master.address, "sync_interval": "200ms"})
         for i in (1, 2)
@@ -140,7 +141,7 @@ def test_slaves_follow_a_master_killed_under_load_and_restarted(pb, cluster):
     assert acked, "no write was acknowledged before the kill"
 
     # Same directory and port: the slaves redial the address they were given.
-    restarted = start_server(tmp / "master", port=master.port)
+    restarted = start_server(tmp / "master", port=master.port, wal={"sync_interval": "always"})
     cluster["master"] = restarted
     after = write_many(pb, restarted.address, range(50), prefix="after")
     state = wait_converged(pb, restarted, slaves, list(acked) + list(after))
@@ -384,3 +385,57 @@ def test_a_silent_master_is_given_up_on_and_redialled(pb, cluster):
         os.kill(master.proc.pid, signal.SIGCONT)
     later = list(write_many(pb, master.address, range(20), prefix="after-thaw"))
     wait_converged(pb, master, slaves, keys + later)
+
+
+def test_a_slave_serves_only_after_its_first_sync(pb, tmp_path, request):
+    import subprocess
+
+    from conftest import ERDTREE_BIN, _DIE_WITH_PARENT, _health_serving, write_config
+    from support import free_port
+
+    master_port, slave_port = free_port(), free_port()
+    workdir = tmp_path / "slave"
+    workdir.mkdir()
+    write_config(
+        workdir / "erdtree.yaml", slave_port, workdir / "wal",
+        master={"address": f"127.0.0.1:{master_port}", "sync_interval": "100ms"},
+    )
+    with open(workdir / "erdtree.log", "wb") as log:
+        slave = subprocess.Popen(
+            [*_DIE_WITH_PARENT, str(ERDTREE_BIN), "slave", "--config", str(workdir / "erdtree.yaml")],
+            cwd=workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        )
+    master = None
+    try:
+        time.sleep(1.5)  # up, dialling a master that is not there
+        assert slave.poll() is None
+        assert not _health_serving(f"127.0.0.1:{slave_port}"), "a slave that never synced reported SERVING"
+        master = start_server(tmp_path / "master", port=master_port)
+        deadline = time.monotonic() + 15
+        while not _health_serving(f"127.0.0.1:{slave_port}"):
+            assert time.monotonic() < deadline, "the slave never became SERVING after the master came up"
+            time.sleep(0.1)
+    finally:
+        slave.terminate()
+        assert slave.wait(timeout=10) == 0
+        if master is not None:
+            stop_server(master, _failed(request.node))
+
+
+def test_a_wiped_master_forces_slaves_into_a_full_resync(pb, cluster):
+    import shutil
+
+    master, slaves, tmp = cluster["master"], cluster["slaves"], cluster["tmp"]
+    old = list(write_many(pb, master.address, range(50), prefix="old-history"))
+    wait_converged(pb, master, slaves, old)
+    old_id = status(pb, master.address).replication_id
+    stop_server(master, False)
+    shutil.rmtree(tmp / "master" / "wal")
+    fresh = start_server(tmp / "master", port=master.port, wal={"sync_interval": "always"})
+    cluster["master"] = fresh
+    new = list(write_many(pb, fresh.address, range(10), prefix="new-history"))
+    state = wait_converged(pb, fresh, slaves, old + new)
+    assert all(state[key] is None for key in old), "keys of the wiped history must be gone"
+    for slave in slaves:
+        assert status(pb, slave.address).replication_id == status(pb, fresh.address).replication_id != old_id
+        assert "FULL RESYNC" in slave.log()

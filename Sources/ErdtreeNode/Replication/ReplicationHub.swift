@@ -79,6 +79,14 @@ public final class ReplicationHub: Sendable {
         return listed.sorted { $0.slaveID < $1.slaveID }
     }
 
+    /// Ends every stream (UNAVAILABLE, so slaves redial): a graceful shutdown waits for open
+    /// calls, and these never end by themselves.
+    func stop() {
+        for stream in streams.withLock({ Array($0.values) }) {
+            stream.drop(RPCStatus(.unavailable, "the master is shutting down"))
+        }
+    }
+
     /// Pre-registers a slave (DESIGN §2): listed as disconnected until it dials in.
     func add(slaveID: String, address: String) {
         registered.withLock { $0[slaveID] = address }
