@@ -122,7 +122,7 @@ final class WALWriter: @unchecked Sendable {
             }
         }
         shared.completedLSN.store(lastLSN, ordering: .releasing)
-        if written > 0, let observer = shared.commitObserver.withLock({ $0 }) { observer(lastLSN) }
+        if written > 0, let observer = shared.commitObserver.withLock({ $0 }) { observer.call(lastLSN) }
     }
 
     /// Encodes records from `batch[next...]` until the active segment would be full, writes them
@@ -231,7 +231,7 @@ final class WALWriter: @unchecked Sendable {
             needsSync = false
             lastSync = .now
             shared.durableLSN.store(lastLSN, ordering: .releasing)
-            if let observer = shared.durableObserver.withLock({ $0 }) { observer(lastLSN) }
+            if let observer = shared.durableObserver.withLock({ $0 }) { observer.call(lastLSN) }
         } catch {
             // After a failed fsync the kernel may have dropped the dirty pages: what is on disk is
             // unknown, so the log must not pretend later writes are durable (PostgreSQL's fsyncgate).

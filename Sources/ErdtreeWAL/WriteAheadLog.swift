@@ -242,13 +242,15 @@ public final class WriteAheadLog: Sendable {
     /// once their completions have run (replication pushes from it). Replaces any earlier observer;
     /// keep it short, like a completion.
     public func onCommit(_ observer: @escaping @Sendable (UInt64) -> Void) {
-        shared.commitObserver.withLock { $0 = observer }
+        let boxed = LSNObserver(observer)
+        shared.commitObserver.withLock { $0 = boxed }
     }
 
     /// Calls `observer` on the writer thread with the durable LSN after every fsync that advanced
     /// it (a slave acks durability with it). Replaces any earlier observer; keep it short.
     public func onDurable(_ observer: (@Sendable (UInt64) -> Void)?) {
-        shared.durableObserver.withLock { $0 = observer }
+        let boxed = observer.map(LSNObserver.init)
+        shared.durableObserver.withLock { $0 = boxed }
     }
 
     /// Records with `lsn > since`, in LSN order, at most `limit`, from sealed and active segments.
