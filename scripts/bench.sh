@@ -19,7 +19,7 @@
 #                           from a warm-up so one run takes ~BENCH_SECONDS
 #   BENCH_SECONDS=6         target length of one run
 #   BENCH_SYSTEMS="erdtree nghttpd etcd redis"   subset to bench (rows lacking a side print —)
-#   BENCH_SUITES="grpc durable recovery memory evicted compacted"   subset of the suites:
+#   BENCH_SUITES="grpc durable recovery memory evicted compacted replication"   subset of the suites:
 #                           grpc: Get/Set against nghttpd and etcd;
 #                           durable: Set with wal.sync_interval "always" and "1s"
 #                           against etcd Put and Redis appendfsync always/everysec;
@@ -31,9 +31,16 @@
 #                           (storage.max_entries 1, read back from the WAL) vs
 #                           Get of resident keys, Erdtree vs Erdtree;
 #                           compacted: startup with 1,000,000 keys after the
-#                           server compacted a log where each was written twice
+#                           server compacted a log where each was written twice;
+#                           replication: a master with 2 slaves vs Redis with 2
+#                           replicas: lag under a fixed write rate (probes),
+#                           catch-up of an empty slave 1,000,000 entries behind,
+#                           master Set throughput with 2 slaves vs without
 #   BENCH_RECOVERY_RECORDS=1000000   writes in the recovery and memory data sets,
-#                           keys in the compacted one
+#                           keys in the compacted one (and the entries an empty
+#                           slave catches up on)
+#   BENCH_REPL_RATE=20000   writes/s of the background load while lag is probed
+#   BENCH_REPL_SAMPLES=300  lag probes per system over all rounds
 #   BENCH_EVENT_LOOPS=1     Erdtree server.event_loops; 1 matches nghttpd's single
 #                           worker and leaves the other core to h2load (0 = per core)
 #   BENCH_OUT=FILE          also write the report (markdown) to FILE
@@ -54,8 +61,10 @@ rounds=${BENCH_ROUNDS:-3}
 seconds=${BENCH_SECONDS:-6}
 fixed_requests=${BENCH_REQUESTS:-}
 systems=" ${BENCH_SYSTEMS:-erdtree nghttpd etcd redis} "
-suites=" ${BENCH_SUITES:-grpc durable recovery memory evicted compacted} "
+suites=" ${BENCH_SUITES:-grpc durable recovery memory evicted compacted replication} "
 recovery_records=${BENCH_RECOVERY_RECORDS:-1000000}
+repl_rate=${BENCH_REPL_RATE:-20000}
+repl_samples=${BENCH_REPL_SAMPLES:-300}
 event_loops=${BENCH_EVENT_LOOPS:-1}
 profile=${BENCH_PROFILE:-0}
 profile_requests=${BENCH_PROFILE_REQUESTS:-20000}
@@ -72,13 +81,15 @@ need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found (package $2): run 
   || die "BENCH_REQUESTS must be a positive integer, got '$fixed_requests'"
 [[ $recovery_records =~ ^[1-9][0-9]*$ ]] \
   || die "BENCH_RECOVERY_RECORDS must be a positive integer, got '$recovery_records'"
+[[ $repl_rate =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPL_RATE must be a positive integer, got '$repl_rate'"
+[[ $repl_samples =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPL_SAMPLES must be a positive integer, got '$repl_samples'"
 for s in $systems; do
   case $s in erdtree | nghttpd | etcd | redis) ;; *) die "BENCH_SYSTEMS: unknown system '$s' (erdtree, nghttpd, etcd, redis)" ;; esac
 done
 for s in $suites; do
   case $s in
-    grpc | durable | recovery | memory | evicted | compacted) ;;
-    *) die "BENCH_SUITES: unknown suite '$s' (grpc, durable, recovery, memory, evicted, compacted)" ;;
+    grpc | durable | recovery | memory | evicted | compacted | replication) ;;
+    *) die "BENCH_SUITES: unknown suite '$s' (grpc, durable, recovery, memory, evicted, compacted, replication)" ;;
   esac
 done
 # The durable suite runs Erdtree with both settings side by side, so one
@@ -97,6 +108,13 @@ if has redis; then
   need redis-benchmark redis-tools
 fi
 if has erdtree; then need protoc protobuf-compiler; fi
+# The replication probes are compiled here (scripts/bench/repl_probe.c) against
+# libnghttp2, which the build dependencies install.
+if suite replication && { has erdtree || has redis; }; then
+  cc=${CC:-cc}
+  command -v "$cc" > /dev/null 2>&1 || cc=gcc
+  need "$cc" gcc
+fi
 if has erdtree && [ "$profile" = 1 ]; then
   need valgrind valgrind
   need callgrind_control valgrind
@@ -105,6 +123,10 @@ fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/erdtree-bench.XXXXXX")
 pids=()
+# Slaves and replicas (also in pids), stopped before the other servers: an
+# Erdtree master drains its Replicate streams for its whole grace period
+# (10 s) while its slaves are connected.
+follower_pids=()
 
 # Servers get SIGTERM (Erdtree drains and exits; callgrind writes its file),
 # then SIGKILL if they are still there after 5 s.
@@ -124,7 +146,7 @@ cleanup() {
   local pid
   if [ -n "$client_pid" ]; then kill -KILL "$client_pid" 2>/dev/null || true; fi
   for pid in "${client_pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do stop_pid "$pid"; done
+  for pid in "${follower_pids[@]}" "${pids[@]}"; do stop_pid "$pid"; done
   if [ "${BENCH_KEEP:-0}" = 1 ]; then note "kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -135,9 +157,10 @@ trap 'exit 143' TERM
 # shows up as a server that fails to start, which wait_port reports.
 read -r port_erdtree port_erdtree_always port_nghttpd port_etcd port_etcd_peer \
   port_redis_always port_redis_everysec port_recovery_erdtree port_recovery_redis port_profile \
-  port_erdtree_evicted port_erdtree_resident port_compacted < <(
+  port_erdtree_evicted port_erdtree_resident port_compacted port_erdtree_repl port_erdtree_slave1 port_erdtree_slave2 \
+  port_redis_repl port_redis_replica1 port_redis_replica2 port_catchup_slave port_catchup_replica < <(
   python3 -c 'import socket
-socks = [socket.socket() for _ in range(13)]
+socks = [socket.socket() for _ in range(21)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))'
 )
@@ -154,6 +177,24 @@ wait_port() { # port pid name log [seconds]
   done
   tail -n 20 "$log" >&2
   die "$name did not listen on 127.0.0.1:$port within ${limit}s (log above: $log)"
+}
+
+now_us() { local t=${EPOCHREALTIME/[.,]/}; echo "$t"; }
+
+# Polls `ready ARGS...` every 10 ms until it succeeds; dies with the server's
+# log tail if the server exits first, or after 300 s.
+wait_recovered() { # pid dir what ready-command args...
+  local pid=$1 dir=$2 what=$3 i
+  shift 3
+  for ((i = 0; ; i++)); do
+    if "$@"; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$dir/server.log" >&2
+      die "$what: the server exited (log above: $dir/server.log)"
+    fi
+    [ $i -lt 30000 ] || die "$what: not ready within 300 s (log: $dir/server.log)"
+    sleep 0.01
+  done
 }
 
 # --- request bodies -------------------------------------------------------
@@ -206,7 +247,7 @@ fi
 # BODY.i.bin for body BODY: h2load repeats one body, and the evicted suite
 # needs one key per client.
 
-declare -A load_system load_path load_body load_clients load_streams load_grpc load_label load_suites load_procs
+declare -A load_system load_path load_body load_clients load_streams load_grpc load_label load_suites load_procs load_lag
 define_load() {
   load_system[$1]=$2 load_path[$1]=$3 load_body[$1]=$4
   load_clients[$1]=$5 load_streams[$1]=$6 load_grpc[$1]=$7 load_label[$1]=$8 load_suites[$1]=" $9 "
@@ -240,18 +281,42 @@ define_load get_evicted4 erdtree_evicted /erdtree.v1.KVStore/Get "$tmp/evicted-g
 define_load get_resident4 erdtree_resident /erdtree.v1.KVStore/Get "$tmp/evicted-get" 1 32 1 \
   "Erdtree Get, 4 keys, all resident (4 × c1 m32)" evicted
 load_procs[get_evicted]=16 load_procs[get_resident]=16 load_procs[get_evicted4]=4 load_procs[get_resident4]=4
+# The replication suite (see "replication" below). The lag loads (kind lag) are
+# a background write load at BENCH_REPL_RATE on a master with 2 slaves while
+# repl_probe writes its own keys there and reads each back from a slave until
+# it shows: h2load --rps for Erdtree (4 clients × m32, the grpc suite's shape),
+# repl_probe redis-load for Redis (4 connections, at most 32 SETs in flight
+# each: redis-benchmark has no rate option). The other four are the master's
+# Set throughput with its 2 slaves attached and without (the grpc suite's and
+# the durable suite's everysec shapes), each master with wal 1s / everysec.
+define_load lag_erdtree erdtree_repl /erdtree.v1.KVStore/Set "$tmp/set.bin" 4 32 1 \
+  "Erdtree lag, 2 slaves" replication
+define_load lag_redis redis_repl - - 4 32 0 "Redis lag, 2 replicas" replication
+define_load set_alone erdtree /erdtree.v1.KVStore/Set "$tmp/set.bin" 4 32 1 \
+  "Erdtree Set 100 B, wal 1s, no slaves (c4 m32)" replication
+define_load set_slaves erdtree_repl /erdtree.v1.KVStore/Set "$tmp/set.bin" 4 32 1 \
+  "Erdtree Set 100 B, wal 1s, 2 slaves (c4 m32)" replication
+define_load redis_alone redis_everysec - - 128 1 0 "Redis SET 100 B, everysec, no replicas (c128)" replication
+define_load redis_replicas redis_repl - - 128 1 0 "Redis SET 100 B, everysec, 2 replicas (c128)" replication
+load_lag[lag_erdtree]=1 load_lag[lag_redis]=1
+# Timed (h2load -D BENCH_SECONDS) rather than sized from the warm-up: the
+# suite stays about as long when another tenant slows the machine down.
+declare -A load_timed=([set_alone]=1 [set_slaves]=1)
 
 # Server instances and the system each belongs to: Erdtree runs twice (the
 # main instance with wal.sync_interval "1s", another with "always"), Redis
 # twice (appendfsync always, everysec).
 declare -A instance_system=([erdtree]=erdtree [erdtree_always]=erdtree [nghttpd]=nghttpd [etcd]=etcd
-  [redis_always]=redis [redis_everysec]=redis [erdtree_evicted]=erdtree [erdtree_resident]=erdtree)
+  [redis_always]=redis [redis_everysec]=redis [erdtree_evicted]=erdtree [erdtree_resident]=erdtree
+  [erdtree_repl]=erdtree [redis_repl]=redis)
 declare -A instance_port=([erdtree]=$port_erdtree [erdtree_always]=$port_erdtree_always
   [nghttpd]=$port_nghttpd [etcd]=$port_etcd [redis_always]=$port_redis_always
   [redis_everysec]=$port_redis_everysec [erdtree_evicted]=$port_erdtree_evicted
-  [erdtree_resident]=$port_erdtree_resident)
+  [erdtree_resident]=$port_erdtree_resident [erdtree_repl]=$port_erdtree_repl [redis_repl]=$port_redis_repl)
 load_kind() {
-  if [ "${instance_system[${load_system[$1]}]}" = redis ]; then
+  if [ -n "${load_lag[$1]:-}" ]; then
+    echo lag
+  elif [ "${instance_system[${load_system[$1]}]}" = redis ]; then
     echo redis
   elif [ -n "${load_procs[$1]:-}" ]; then
     echo multi
@@ -268,7 +333,7 @@ loads=()
 suite_loads=()
 declare -A instance_used
 for id in get ngpost range put set_always redis_always set redis_everysec get1 ngpost1 get_evicted get_resident \
-  get_evicted4 get_resident4; do
+  get_evicted4 get_resident4 lag_erdtree lag_redis set_alone set_slaves redis_alone redis_replicas; do
   selected=0
   for s in $suites; do
     if [[ ${load_suites[$id]} == *" $s "* ]]; then selected=1; fi
@@ -524,20 +589,31 @@ erdtree_config() { # dir port sync-interval [storage.max_entries] [wal.max_file_
   } > "$1/erdtree.yaml"
 }
 
+# A slave's config: erdtree_config's, plus the master it follows.
+erdtree_slave_config() { # dir port master-port [storage.max_entries]
+  erdtree_config "$1" "$2" 1s "${4:-}"
+  printf 'master:\n  address: 127.0.0.1:%s\n' "$3" >> "$1/erdtree.yaml"
+}
+
 # Starts a server in the background with its dir as cwd (so nothing it writes
 # by default lands in the repo); its pid ends up in started_pid and pids.
 started_pid=
-erdtree_start() { # dir
-  (cd "$1" && exec "$erdtree_bin" master --config "$1/erdtree.yaml") > "$1/server.log" 2>&1 &
+erdtree_start() { # dir [master|slave]
+  (cd "$1" && exec "$erdtree_bin" "${2:-master}" --config "$1/erdtree.yaml") > "$1/server.log" 2>&1 &
   started_pid=$!
   pids+=("$started_pid")
 }
-redis_start() { # dir port appendfsync
+redis_start() { # dir port appendfsync [more redis-server arguments]
   mkdir -p "$1"
   (cd "$1" && exec redis-server --bind 127.0.0.1 --port "$2" --dir "$1" --save '' \
-    --appendonly yes --appendfsync "$3") > "$1/server.log" 2>&1 &
+    --appendonly yes --appendfsync "$3" "${@:4}") > "$1/server.log" 2>&1 &
   started_pid=$!
   pids+=("$started_pid")
+}
+redis_linked() { # port: a replica whose link to its master is up and not syncing
+  local info
+  info=$(redis-cli -h 127.0.0.1 -p "$1" info replication 2>/dev/null | tr -d '\r') || return 1
+  grep -q '^master_link_status:up$' <<< "$info" && grep -q '^master_sync_in_progress:0$' <<< "$info"
 }
 forget_pid() { # pid: stopped already, so cleanup must not signal a reused pid
   local kept=() p
@@ -601,6 +677,48 @@ for instance in erdtree_evicted erdtree_resident; do
   fi
 done
 
+# The replication suite's pairs: Erdtree erdtree_repl (wal 1s) with two
+# `erdtree slave`s, Redis redis_repl (appendfsync everysec) with two
+# `--replicaof` replicas; each follower persists as its master does (slaves:
+# wal 1s; replicas: AOF everysec). repl-diskless-sync-delay 0: Redis 7 would
+# otherwise wait 5 s for more replicas before a full sync. A slave is ready
+# once Health says SERVING (its first sync done), a replica once its link is up.
+if suite replication && { uses erdtree_repl || uses redis_repl; }; then
+  "$cc" -O2 -o "$tmp/repl_probe" "$helpers/repl_probe.c" -lnghttp2 \
+    || die "could not compile $helpers/repl_probe.c with $cc (it needs libnghttp2-dev: scripts/install-deps.sh)"
+fi
+declare -A repl_followers=([erdtree_repl]="$port_erdtree_slave1,$port_erdtree_slave2"
+  [redis_repl]="$port_redis_replica1,$port_redis_replica2")
+
+if uses erdtree_repl; then
+  erdtree_config "$tmp/erdtree_repl" "$port_erdtree_repl" 1s
+  erdtree_start "$tmp/erdtree_repl"
+  wait_port "$port_erdtree_repl" "$started_pid" erdtree_repl "$tmp/erdtree_repl/server.log"
+  preload_erdtree "$port_erdtree_repl" "erdtree_repl (master, wal.sync_interval 1s)"
+  for i in 1 2; do
+    port_var=port_erdtree_slave$i
+    erdtree_slave_config "$tmp/erdtree_slave$i" "${!port_var}" "$port_erdtree_repl"
+    erdtree_start "$tmp/erdtree_slave$i" slave
+    follower_pids+=("$started_pid")
+    wait_port "${!port_var}" "$started_pid" "erdtree_slave$i" "$tmp/erdtree_slave$i/server.log"
+    wait_recovered "$started_pid" "$tmp/erdtree_slave$i" "erdtree_slave$i: first sync" erdtree_serving "${!port_var}"
+    read_check_erdtree "${!port_var}" "erdtree_slave$i (slave of erdtree_repl)"
+  done
+fi
+if uses redis_repl; then
+  redis_start "$tmp/redis_repl" "$port_redis_repl" everysec --repl-diskless-sync-delay 0
+  wait_port "$port_redis_repl" "$started_pid" redis_repl "$tmp/redis_repl/server.log"
+  preload_redis "$port_redis_repl" "redis_repl (master, appendfsync everysec)"
+  for i in 1 2; do
+    port_var=port_redis_replica$i
+    redis_start "$tmp/redis_replica$i" "${!port_var}" everysec --replicaof 127.0.0.1 "$port_redis_repl"
+    follower_pids+=("$started_pid")
+    wait_port "${!port_var}" "$started_pid" "redis_replica$i" "$tmp/redis_replica$i/server.log"
+    wait_recovered "$started_pid" "$tmp/redis_replica$i" "redis_replica$i: sync" redis_linked "${!port_var}"
+    read_check_redis "${!port_var}" "redis_replica$i (replica of redis_repl)"
+  done
+fi
+
 if uses nghttpd; then
   nghttpd --no-tls -a 127.0.0.1 -d "$tmp/www" "$port_nghttpd" > "$tmp/nghttpd.log" 2>&1 &
   pids+=($!)
@@ -660,6 +778,14 @@ measure() { # load-id requests round
     read -r m_rps m_p50 m_p99 < <(redis_figures "$tmp/load.out")
   elif [ "$(load_kind "$id")" = multi ]; then
     measure_multi "$id" "$round"
+  elif [ "$n" = timed ]; then
+    h2load_run "$id" "$tmp/load.out" -D "$seconds"
+    h2load_check "$id" "$tmp/load.out" ""
+    m_rps=$(h2load_rps "$tmp/load.out")
+    h2load_run "$id" "$tmp/load.latency.out" -D "$((seconds * 250))ms" --log-file "$tmp/requests.log"
+    h2load_check "$id" "$tmp/load.latency.out" ""
+    read -r m_p50 m_p99 < <(python3 "$helpers/report.py" percentiles "$tmp/requests.log")
+    rm -f "$tmp/requests.log"
   else
     h2load_run "$id" "$tmp/load.out" -n "$n"
     h2load_check "$id" "$tmp/load.out" "$n"
@@ -710,6 +836,92 @@ measure_multi() { # load-id round
   fi
 }
 
+# --- replication: lag probes ---------------------------------------------------
+# A lag run: wait until the followers hold everything (repl_barrier), start the
+# background load at BENCH_REPL_RATE writes/s on the master, let it run 0.5 s,
+# then repl_probe writes repl_per_round keys on the master, each read back from
+# one of the followers (alternately) until it shows; the load runs on past the
+# last probe. Every probe's lag goes to repl_lag, the load's achieved rate to
+# repl_load (with 1 if the probes outlasted the load).
+
+repl_lag=$tmp/repl_lag.tsv       # round, system, lag µs, reads, Set µs, last read µs
+repl_load=$tmp/repl_load.tsv     # round, system, target writes/s, achieved writes/s, probes outlasted the load
+repl_drain=$tmp/repl_drain.tsv   # round, load id, ms until both followers showed a write made after the run
+: > "$repl_lag"
+: > "$repl_load"
+: > "$repl_drain"
+repl_per_round=$(((repl_samples + rounds - 1) / rounds))
+repl_gap_ms=20
+# h2load's --rps is per client: 4 clients.
+repl_rate_per_client=$(((repl_rate + 3) / 4))
+repl_rate_target=$((repl_rate_per_client * 4))
+
+# Runs repl_probe ARGS... in the background (so a signal acts at once) with
+# its output in OUT; dies with its error if it fails.
+probe_run() { # out args...
+  local out=$1
+  shift
+  "$tmp/repl_probe" "$@" > "$out" 2> "$out.err" &
+  client_pid=$!
+  if ! wait "$client_pid"; then
+    client_pid=
+    die "repl_probe $1: $(tail -n 1 "$out.err")"
+  fi
+  client_pid=
+}
+
+# Writes one key per follower on the master and waits until each follower
+# returns it: entries apply in order, so then the followers hold everything the
+# master had before. barrier_ms: how long that took.
+barrier_ms=
+repl_barrier() { # instance tag
+  local t0 system=${instance_system[$1]}
+  t0=$(now_us)
+  probe_run "$tmp/barrier.out" "$system-lag" "${instance_port[$1]}" "${repl_followers[$1]}" 2 0 "$2" 120
+  barrier_ms=$((($(now_us) - t0) / 1000))
+}
+
+measure_lag() { # load-id round
+  local id=$1 round=$2 instance=${load_system[$1]} system=${instance_system[${load_system[$1]}]}
+  local port=${instance_port[${load_system[$1]}]} out=$tmp/lag.$2.$1 load_ms load_pid outlasted=0
+  local sent answered secs achieved
+  repl_barrier "$instance" "barrier-$round-$id"
+  # The probes take about per_round × (gap + a few ms); the load runs half as
+  # long again, and 1.5 s more.
+  load_ms=$((500 + repl_per_round * (repl_gap_ms + 2) * 3 / 2 + 1000))
+  if [ "$system" = erdtree ]; then
+    h2load -c 4 -m 32 -t 1 --rps "$repl_rate_per_client" -D "${load_ms}ms" -d "$tmp/set.bin" \
+      -H 'content-type: application/grpc' -H 'te: trailers' "$(load_url "$id")" > "$out.load" 2>&1 &
+  else
+    "$tmp/repl_probe" redis-load "$port" "$repl_rate_target" "$(awk -v ms="$load_ms" 'BEGIN {print ms / 1000}')" 4 \
+      "$write_key" > "$out.load" 2>&1 &
+  fi
+  load_pid=$!
+  client_pids=("$load_pid")
+  sleep 0.5
+  probe_run "$out" "$system-lag" "$port" "${repl_followers[$instance]}" "$repl_per_round" "$repl_gap_ms" \
+    "lag-$round" 10
+  kill -0 "$load_pid" 2>/dev/null || outlasted=1
+  if ! wait "$load_pid"; then
+    client_pids=()
+    cat "$out.load" >&2
+    die "${load_label[$id]}: the background load failed (output above)"
+  fi
+  client_pids=()
+  if [ "$system" = erdtree ]; then
+    h2load_check "$id" "$out.load" ""
+    achieved=$(h2load_rps "$out.load")
+  else
+    read -r sent answered secs < "$out.load"
+    [ -n "$secs" ] && [ "$sent" = "$answered" ] || { cat "$out.load" >&2; die "${load_label[$id]}: the background load did not finish cleanly"; }
+    achieved=$(awk -v n="$answered" -v t="$secs" 'BEGIN {printf "%.2f\n", n / t}')
+  fi
+  awk -v r="$round" -v s="$system" '{printf "%s\t%s\t%s\t%s\t%s\t%s\n", r, s, $3, $4, $5, $6}' "$out" >> "$repl_lag"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$system" "$repl_rate_target" "$achieved" "$outlasted" >> "$repl_load"
+  read -r m_p50 m_p99 < <(python3 "$helpers/report.py" probe-percentiles "$out")
+  m_rps=$achieved
+}
+
 declare -A requests
 if [ ${#loads[@]} -gt 0 ]; then
   if [ -n "$fixed_requests" ]; then
@@ -719,7 +931,11 @@ if [ ${#loads[@]} -gt 0 ]; then
   fi
 fi
 for id in "${loads[@]}"; do
-  if [ "$(load_kind "$id")" = redis ]; then
+  if [ "$(load_kind "$id")" = lag ]; then
+    requests[$id]=$repl_per_round
+    note "  ${load_label[$id]}: no warm-up; $repl_per_round probes per round under $repl_rate_target writes/s"
+    continue
+  elif [ "$(load_kind "$id")" = redis ]; then
     # No duration option: 200,000 SETs is ~2 s at what Redis does here.
     redis_run "$id" "$tmp/load.out" 200000
     read -r rps _ < <(redis_figures "$tmp/load.out")
@@ -735,12 +951,14 @@ for id in "${loads[@]}"; do
   fi
   if [ -n "$fixed_requests" ]; then
     requests[$id]=$fixed_requests
-  elif [ "$(load_kind "$id")" = multi ]; then
-    requests[$id]=timed # see measure_multi
+  elif [ "$(load_kind "$id")" = multi ] || [ -n "${load_timed[$id]:-}" ]; then
+    requests[$id]=timed # see measure_multi, measure
   else
     requests[$id]=$(awk -v r="$rps" -v s="$seconds" 'BEGIN {n = int(r * s / 100) * 100; print (n < 200 ? 200 : n)}')
   fi
-  if [ "${requests[$id]}" = timed ]; then
+  if [ "${requests[$id]}" = timed ] && [ -n "${load_timed[$id]:-}" ]; then
+    note "  ${load_label[$id]}: $(printf '%.0f' "$rps") req/s warm-up -> runs of ${seconds}s"
+  elif [ "${requests[$id]}" = timed ]; then
     note "  ${load_label[$id]}: $(printf '%.0f' "$rps") req/s warm-up -> runs of ${seconds}s, ${load_procs[$id]} h2load processes"
   else
     note "  ${load_label[$id]}: $(printf '%.0f' "$rps") req/s warm-up -> ${requests[$id]} requests per run"
@@ -757,7 +975,18 @@ disk_reads=$tmp/disk_reads.tsv
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for ((round = 1; round <= rounds; round++)); do
   for id in "${loads[@]}"; do
+    if [ "$(load_kind "$id")" = lag ]; then
+      measure_lag "$id" "$round"
+      note "round $round/$rounds  ${load_label[$id]}: lag p50 ${m_p50} µs, p99 ${m_p99} µs over $repl_per_round probes, background $(printf '%.0f' "$m_rps") writes/s"
+      continue
+    fi
     measure "$id" "${requests[$id]}" "$round"
+    # How far the followers fell behind: the time until both show a write
+    # made once the load (and measure's latency run) ended.
+    if [ "$id" = set_slaves ] || [ "$id" = redis_replicas ]; then
+      repl_barrier "${load_system[$id]}" "drain-$round-$id"
+      printf '%s\t%s\t%s\n' "$round" "$id" "$barrier_ms" >> "$repl_drain"
+    fi
     if [ "$(load_kind "$id")" = multi ]; then
       printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$id" "$m_gets" "$m_rps" "$m_p50" "$m_p99" >> "$results"
       printf '%s\t%s\t%s\t%s\n' "$round" "$id" "$m_gets" "$m_reads" >> "$disk_reads"
@@ -783,11 +1012,21 @@ if uses etcd; then read_check_etcd; fi
 for instance in redis_always redis_everysec; do
   if uses $instance; then read_check_redis "${instance_port[$instance]}" "$instance"; fi
 done
+if uses erdtree_repl; then
+  for port in "$port_erdtree_repl" "$port_erdtree_slave1" "$port_erdtree_slave2"; do
+    read_check_erdtree "$port" "erdtree_repl and its slaves (127.0.0.1:$port)"
+  done
+fi
+if uses redis_repl; then
+  for port in "$port_redis_repl" "$port_redis_replica1" "$port_redis_replica2"; do
+    read_check_redis "$port" "redis_repl and its replicas (127.0.0.1:$port)"
+  done
+fi
 
 # An Erdtree that wrote nothing under wal.directory had no WAL: its Set rows
 # then measure memory-only writes. Checked before the servers stop.
 no_wal=()
-for instance in erdtree erdtree_always; do
+for instance in erdtree erdtree_always erdtree_repl; do
   if uses $instance && [ -z "$(ls -A "$tmp/$instance/wal" 2>/dev/null)" ]; then no_wal+=("$instance"); fi
 done
 
@@ -802,26 +1041,9 @@ done
 recovery_results=$tmp/recovery.tsv
 : > "$recovery_results"
 data_notes=()
-now_us() { local t=${EPOCHREALTIME/[.,]/}; echo "$t"; }
 
 redis_loaded() { # port
   redis-cli -h 127.0.0.1 -p "$1" info persistence 2>/dev/null | grep -q '^loading:0'
-}
-
-# Polls `ready ARGS...` every 10 ms until it succeeds; dies with the server's
-# log tail if the server exits first, or after 300 s.
-wait_recovered() { # pid dir what ready-command args...
-  local pid=$1 dir=$2 what=$3 i
-  shift 3
-  for ((i = 0; ; i++)); do
-    if "$@"; then return 0; fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 20 "$dir/server.log" >&2
-      die "$what: the server exited (log above: $dir/server.log)"
-    fi
-    [ $i -lt 30000 ] || die "$what: not ready within 300 s (log: $dir/server.log)"
-    sleep 0.01
-  done
 }
 
 recover_erdtree() { # round
@@ -1066,21 +1288,100 @@ restart_compacted() { # round
   note "compacted round $1/$rounds  erdtree: $(((t1 - t0) / 1000)) ms to SERVING (log: ${log_s} s)"
 }
 
+# --- replication: catch-up ------------------------------------------------------
+# A master on the recovery data set (Erdtree: its WAL of
+# BENCH_RECOVERY_RECORDS entries, complete from LSN 1; Redis: its AOF, loaded),
+# started once; each round starts a follower on an empty dir and times it from
+# the exec to the moment it returns the last key written (repl_probe
+# *-catchup reads it every 5 ms; entries apply in order, so everything is
+# there by then). Erdtree's slave streams every entry from LSN 1
+# (incrementally, the master's log being complete); a Redis replica has only
+# a full sync: the master forks and streams an RDB snapshot (diskless), which
+# the replica writes to disk and loads. Afterwards Erdtree's Admin/Status must
+# say lag 0, the master's last LSN and every key; Redis's DBSIZE every key.
+# Status is not what the clock polls: on a million keys each call takes about
+# 0.2 s (its dead-bytes figure walks every key), and polling it every few ms
+# slowed the slave's catch-up about threefold when this was written.
+
+repl_catchup=$tmp/repl_catchup.tsv   # round, system, entries, ms from exec to the last key readable
+: > "$repl_catchup"
+catchup_master_lsn=
+
+catchup_master_erdtree() {
+  local dir=$tmp/recovery/erdtree port=$port_recovery_erdtree
+  erdtree_start "$dir"
+  catchup_master_pid=$started_pid
+  wait_recovered "$started_pid" "$dir" "erdtree master for the catch-up" erdtree_serving "$port"
+  catchup_master_lsn=$(erdtree_status_field "$port" "last lsn")
+  [ "$catchup_master_lsn" = "$recovery_records" ] \
+    || die "erdtree master for the catch-up: last lsn $catchup_master_lsn, want $recovery_records"
+}
+catchup_master_redis() {
+  redis_start "$tmp/recovery/redis" "$port_recovery_redis" everysec --repl-diskless-sync-delay 0
+  catchup_master_pid=$started_pid
+  wait_recovered "$started_pid" "$tmp/recovery/redis" "redis master for the catch-up" redis_loaded "$port_recovery_redis"
+}
+
+catchup_erdtree() { # round
+  local dir=$tmp/catchup/erdtree-slave port=$port_catchup_slave t0 t1 pid last lag keys
+  local k v
+  k=$(recovery_key $((recovery_records - 1)))
+  v=$(recovery_value $((recovery_records - 1)))
+  rm -rf "$dir"
+  erdtree_slave_config "$dir" "$port" "$port_recovery_erdtree" $((recovery_records * 2))
+  t0=$(now_us)
+  erdtree_start "$dir" slave
+  pid=$started_pid
+  probe_run "$tmp/catchup.out" erdtree-catchup "$port" "$k" "$v" 300
+  read -r t1 < "$tmp/catchup.out"
+  last=$(erdtree_status_field "$port" "last lsn")
+  lag=$(erdtree_status_field "$port" "lag")
+  keys=$(erdtree_status_field "$port" keys)
+  stop_pid "$pid"
+  forget_pid "$pid"
+  cp "$dir/server.log" "$tmp/catchup/erdtree-slave.$1.log"
+  [ "$last" = "$catchup_master_lsn" ] && [ "$lag" = 0 ] && [ "$keys" = "$recovery_records" ] \
+    || die "erdtree slave after catching up: last lsn $last (master: $catchup_master_lsn), lag $lag, $keys keys (want $recovery_records)"
+  printf '%s\terdtree\t%s\t%s\n' "$1" "$recovery_records" "$(((t1 - t0) / 1000))" >> "$repl_catchup"
+  note "catch-up round $1/$rounds  erdtree slave: $(((t1 - t0) / 1000)) ms to the last of $recovery_records entries"
+}
+
+catchup_redis() { # round
+  local dir=$tmp/catchup/redis-replica port=$port_catchup_replica t0 t1 pid keys k v
+  k=$(recovery_key $((recovery_records - 1)))
+  v=$(recovery_value $((recovery_records - 1)))
+  rm -rf "$dir"
+  t0=$(now_us)
+  redis_start "$dir" "$port" everysec --replicaof 127.0.0.1 "$port_recovery_redis"
+  pid=$started_pid
+  probe_run "$tmp/catchup.out" redis-catchup "$port" "$k" "$v" 300
+  read -r t1 < "$tmp/catchup.out"
+  keys=$(redis-cli -h 127.0.0.1 -p "$port" dbsize)
+  redis_linked "$port" || die "redis replica after catching up: its link to the master is not up (log: $dir/server.log)"
+  stop_pid "$pid"
+  forget_pid "$pid"
+  mkdir -p "$tmp/catchup"
+  cp "$dir/server.log" "$tmp/catchup/redis-replica.$1.log"
+  [ "$keys" = "$recovery_records" ] || die "redis replica after catching up holds $keys keys, want $recovery_records"
+  printf '%s\tredis\t%s\t%s\n' "$1" "$recovery_records" "$(((t1 - t0) / 1000))" >> "$repl_catchup"
+  note "catch-up round $1/$rounds  redis replica: $(((t1 - t0) / 1000)) ms to the last of $recovery_records keys"
+}
+
 # --- data sets, then the restarts -------------------------------------------------
-# The recovery and memory suites start from the same files, written once; the
-# compacted suite from its own.
+# The recovery and memory suites, and the replication suite's catch-up, start
+# from the same files, written once; the compacted suite from its own.
 
 data_systems=()
 erdtree_wal_ok=0
-if suite recovery || suite memory || suite compacted; then
+if suite recovery || suite memory || suite compacted || suite replication; then
   # The load servers are done: stop them so the restarts have the machine.
-  for pid in "${pids[@]}"; do stop_pid "$pid"; done
-  pids=()
+  for pid in "${follower_pids[@]}" "${pids[@]}"; do stop_pid "$pid"; done
+  pids=() follower_pids=()
   if has erdtree; then
     if python3 "$helpers/erdtree_wal.py" selftest 2> "$tmp/erdtree_wal.err"; then erdtree_wal_ok=1; fi
   fi
 fi
-if suite recovery || suite memory; then
+if suite recovery || suite memory || suite replication; then
   if has erdtree; then
     if [ $erdtree_wal_ok = 1 ]; then
       t0=$(now_us)
@@ -1090,7 +1391,7 @@ if suite recovery || suite memory; then
       note "data set: wrote $recovery_records WAL records ($(du -sh "$tmp/recovery/erdtree/wal" | cut -f1)) in $((($(now_us) - t0) / 1000)) ms"
       data_systems+=(erdtree)
     else
-      data_notes+=("Erdtree not measured (recovery, memory): $(tail -n 1 "$tmp/erdtree_wal.err")")
+      data_notes+=("Erdtree not measured (recovery, memory, replication catch-up): $(tail -n 1 "$tmp/erdtree_wal.err")")
       note "${data_notes[-1]}"
     fi
   fi
@@ -1114,6 +1415,21 @@ if suite recovery || suite memory; then
       done
     done
   fi
+  if suite replication && [ ${#data_systems[@]} -gt 0 ]; then
+    mkdir -p "$tmp/catchup"
+    declare -A catchup_masters
+    for system in "${data_systems[@]}"; do
+      "catchup_master_$system"
+      catchup_masters[$system]=$catchup_master_pid
+    done
+    for ((round = 1; round <= rounds; round++)); do
+      for system in "${data_systems[@]}"; do "catchup_$system" "$round"; done
+    done
+    for system in "${data_systems[@]}"; do
+      stop_pid "${catchup_masters[$system]}"
+      forget_pid "${catchup_masters[$system]}"
+    done
+  fi
 fi
 if suite compacted && has erdtree; then
   if [ $erdtree_wal_ok = 1 ]; then
@@ -1132,7 +1448,7 @@ fi
 versions=()
 if has erdtree; then versions+=("$erdtree_label"); fi
 if uses etcd; then versions+=("etcd $(etcd --version | awk '/^etcd Version/ {print $3}')"); fi
-if uses redis_always || uses redis_everysec || [[ " ${data_systems[*]} " == *" redis "* ]]; then
+if uses redis_always || uses redis_everysec || uses redis_repl || [[ " ${data_systems[*]} " == *" redis "* ]]; then
   versions+=("redis $(redis-server --version | grep -o 'v=[0-9.]*' | cut -d= -f2)")
 fi
 if uses nghttpd; then versions+=("$(nghttpd --version | awk '{print $NF}' | tr '/' ' ')"); fi
@@ -1147,7 +1463,7 @@ report() {
     echo "**Erdtree wrote no file under its wal.directory (${no_wal[*]}): its Set figures are"
     echo "memory-only writes, not comparable with etcd's or Redis's fsynced writes.**"
   fi
-  if [ ${#loads[@]} -gt 0 ]; then
+  if [ ${#loads[@]} -gt 0 ] && [ -n "$(python3 "$helpers/report.py" summary "$results" "${suite_loads[*]}" "$disk_reads")" ]; then
     echo
     python3 "$helpers/report.py" summary "$results" "${suite_loads[*]}" "$disk_reads"
     if [ -n "$fsync_figure" ]; then
@@ -1205,7 +1521,23 @@ report() {
     fi
     for n in "${compacted_notes[@]}"; do echo; echo "$n"; done
   fi
-  if [ ${#loads[@]} -gt 0 ] || [ -s "$recovery_results" ] || [ -s "$memory_results" ] || [ -s "$compacted_results" ]; then
+  if suite replication; then
+    echo
+    echo "### Replication: a master with 2 followers, Erdtree vs Redis"
+    echo
+    echo "Erdtree: a master (wal 1s) and two \`erdtree slave\`s (wal 1s); Redis: a master and two"
+    echo "\`--replicaof\` replicas (AOF, appendfsync everysec). All on this machine's $(nproc) cores, with"
+    echo "the load generator and the probe: followers here take CPU from their master, which they would"
+    echo "not on their own machines. Lag: $repl_per_round probes per round and system (a key written on the"
+    echo "master, then read back from one follower, alternately, until it shows; probes $repl_gap_ms ms ± 50 % apart),"
+    echo "under a background write load of $repl_rate_target writes/s on the master (Erdtree: h2load c4 m32"
+    echo "--rps $repl_rate_per_client per client; Redis: repl_probe redis-load, 4 connections, ≤ 32 in flight each)."
+    echo
+    python3 "$helpers/report.py" replication "$repl_lag" "$repl_load" "$repl_catchup" "$results" "$repl_drain"
+    if ! suite recovery && ! suite memory; then for n in "${data_notes[@]}"; do echo; echo "$n"; done; fi
+  fi
+  if [ ${#loads[@]} -gt 0 ] || [ -s "$recovery_results" ] || [ -s "$memory_results" ] || [ -s "$compacted_results" ] \
+    || [ -s "$repl_catchup" ]; then
     echo
     echo "<details><summary>every run</summary>"
     if [ ${#loads[@]} -gt 0 ]; then
@@ -1223,6 +1555,10 @@ report() {
     if [ -s "$compacted_results" ]; then
       echo
       python3 "$helpers/report.py" compacted-rounds "$compacted_results"
+    fi
+    if [ -s "$repl_lag" ] || [ -s "$repl_catchup" ]; then
+      echo
+      python3 "$helpers/report.py" replication-rounds "$repl_lag" "$repl_load" "$repl_catchup"
     fi
     echo
     echo "</details>"

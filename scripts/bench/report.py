@@ -19,6 +19,11 @@
   report.py compaction-log SERVER_LOG -> what the server's "WAL compacted" lines say, or "-"
   report.py compacted COMPACTED_TSV   -> markdown table of the startups after compaction and goal
   report.py compacted-rounds COMPACTED_TSV -> markdown table of every such startup
+  report.py probe-percentiles PROBE_OUT -> "p50_us p99_us" of the lags in repl_probe *-lag output
+  report.py replication LAG_TSV LOAD_TSV CATCHUP_TSV RESULTS_TSV DRAIN_TSV
+                                      -> the replication suite's tables and goals
+  report.py replication-rounds LAG_TSV LOAD_TSV CATCHUP_TSV
+                                      -> markdown tables of every lag run and catch-up
 
 RESULTS_TSV rows: round, load id, requests, req/s, p50 µs, p99 µs.
 RECOVERY_TSV rows: round, system, records, ms from exec to ready, log seconds or "-".
@@ -27,6 +32,11 @@ DISK_READS_TSV rows: round, load id, Gets that succeeded, disk reads (Admin/Stat
 disk_reads after the run minus before).
 MEMORY_TSV rows: round, system, empty|loaded, keys, VmRSS kB, RssAnon kB, RssFile kB,
 data bytes (Erdtree: Status memory_bytes, key and value bytes; Redis: INFO used_memory).
+LAG_TSV rows (one per probe): round, system, lag µs, reads, Set round trip µs, last read
+round trip µs. LOAD_TSV rows: round, system, target writes/s, achieved writes/s, 1 if the
+probes outlasted the background load. CATCHUP_TSV rows: round, system, entries, ms from
+exec to the last entry readable. DRAIN_TSV rows: round, load id, ms until both followers
+showed a write made after the with-followers run.
 
 Ratios are the median of per-round ratios, not the ratio of medians: the two
 sides of a round ran back to back, so their quotient cancels most of what the
@@ -55,6 +65,10 @@ LOADS = {
     "get_resident": "Erdtree Get, 16 keys, all resident (16 × c1 m2)",
     "get_evicted4": "Erdtree Get, 4 keys, max_entries 1 (4 × c1 m32)",
     "get_resident4": "Erdtree Get, 4 keys, all resident (4 × c1 m32)",
+    "set_alone": "Erdtree Set 100 B, wal 1s, no slaves (c4 m32)",
+    "set_slaves": "Erdtree Set 100 B, wal 1s, 2 slaves (c4 m32)",
+    "redis_alone": "Redis SET 100 B, everysec, no replicas (c128)",
+    "redis_replicas": "Redis SET 100 B, everysec, 2 replicas (c128)",
 }
 
 # (label, erdtree load, anchor load, compared metric, goal operator, goal value)
@@ -75,6 +89,12 @@ ROWS = [
 # A row whose Erdtree load is in the disk-reads file is judged only when at
 # least this share of its Gets (median over rounds) were read back from disk.
 MOSTLY_DISK_READS = 0.5
+
+# Replication goals: lag p99 (and at most Redis's), catch-up speed, and master
+# Set throughput with 2 slaves attached over without.
+LAG_GOAL_US = 5000
+CATCHUP_GOAL = 500_000
+REPL_THROUGHPUT_GOAL = 0.8
 
 # Erdtree recovery goal, records per second from exec to SERVING.
 RECOVERY_GOAL = 1_000_000
@@ -152,11 +172,12 @@ def summary_table(path: str, wanted: set | None = None, disk_reads_path: str | N
             return "—", "—"
         return fmt_rps(m["rps"]), f"{fmt_us(m['p50'])} / {fmt_us(m['p99'])}"
 
+    rows = [row for row in ROWS if wanted is None or {row[1], row[2]} <= wanted]  # else a suite left out
+    if not rows:
+        return
     print("| load | erdtree req/s | anchor req/s | ratio | goal | erdtree p50/p99 | anchor p50/p99 |")
     print("|---|---:|---:|---:|---|---:|---:|")
-    for label, mine, anchor, metric, op, goal in ROWS:
-        if wanted is not None and not {mine, anchor} <= wanted:
-            continue  # a suite left out by BENCH_SUITES
+    for label, mine, anchor, metric, op, goal in rows:
         m, a = medians(mine), medians(anchor)
         ratio_txt, goal_txt = "—", "—" if op is None else f"{op.replace('>=', '≥').replace('<=', '≤')} {goal:g}×"
         if m is not None and a is not None:
@@ -436,6 +457,203 @@ def memory_rounds(path: str) -> None:
         print(f"| {rnd} | {system} | {state} | {keys:,} | {rss:,} kB | {anon:,} kB | {file_kb:,} kB | {data:,} |")
 
 
+def nearest_rank(values: list, q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def probe_percentiles(path: str) -> None:
+    lags = []
+    with open(path) as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) >= 6:
+                lags.append(int(fields[2]))
+    if not lags:
+        sys.exit(f"report.py: no probes in {path}")
+    print(nearest_rank(lags, 0.50), nearest_rank(lags, 0.99))
+
+
+def read_rows(path: str, types: tuple) -> list:
+    rows = []
+    if path and os.path.exists(path):
+        with open(path) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) == len(types):
+                    rows.append(tuple(t(v) for t, v in zip(types, fields)))
+    return rows
+
+
+SYSTEM_NAMES = {"erdtree": "Erdtree", "redis": "Redis"}
+
+
+def replication(lag_path: str, load_path: str, catchup_path: str, results_path: str, drain_path: str) -> None:
+    lags = read_rows(lag_path, (int, str, int, int, int, int))
+    loads = read_rows(load_path, (int, str, int, float, int))
+    catchups = read_rows(catchup_path, (int, str, int, int))
+    drains = read_rows(drain_path, (int, str, int))
+    results = read_results(results_path) if results_path and os.path.exists(results_path) else {}
+
+    # Lag.
+    print("#### Lag at a fixed write rate")
+    print()
+    print("| system | probes | lag p50 | lag p99 | max | over 5 ms | background writes/s (target) "
+          "| read round trip p50 | Set round trip p50 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    pooled, per_round_p99 = {}, {}
+    for system, name in (("erdtree", "Erdtree master, 2 slaves (Get on a slave)"),
+                         ("redis", "Redis master, 2 replicas (GET on a replica)")):
+        mine = [r for r in lags if r[1] == system]
+        mine_loads = [r for r in loads if r[1] == system]
+        if not mine:
+            print(f"| {name} | — | — | — | — | — | — | — | — |")
+            continue
+        values = [r[2] for r in mine]
+        pooled[system] = nearest_rank(values, 0.99)
+        per_round_p99[system] = {rnd: nearest_rank([r[2] for r in mine if r[0] == rnd], 0.99)
+                                 for rnd in sorted({r[0] for r in mine})}
+        over = sum(1 for v in values if v > LAG_GOAL_US)
+        rate = statistics.median(r[3] for r in mine_loads) if mine_loads else 0
+        target = mine_loads[0][2] if mine_loads else 0
+        print(f"| {name} | {len(values)} | {fmt_us(nearest_rank(values, 0.5))} | {fmt_us(pooled[system])} | "
+              f"{fmt_us(max(values))} | {over} | {fmt_rps(rate)} ({fmt_rps(target)}) | "
+              f"{fmt_us(statistics.median(r[5] for r in mine))} | {fmt_us(statistics.median(r[4] for r in mine))} |")
+    print()
+    print("Lag: from the master's answer to the arrival of the first read answer on the follower that held the")
+    print("value, so it includes up to one read round trip (its median is in the table). Percentiles over every")
+    print("probe of every round (nearest rank).")
+    if "erdtree" in pooled:
+        goal = f"Erdtree p99 ≤ Redis p99 and ≤ {LAG_GOAL_US / 1000:g} ms"
+        line = ""
+        if "redis" in pooled and pooled["redis"] > 0:
+            ratios = [per_round_p99["erdtree"][rnd] / per_round_p99["redis"][rnd]
+                      for rnd in per_round_p99["erdtree"] if rnd in per_round_p99["redis"]
+                      and per_round_p99["redis"][rnd] > 0]
+            line = (f"Erdtree p99 ÷ Redis p99: {pooled['erdtree'] / pooled['redis']:.2f}× over all probes"
+                    + (f", {statistics.median(ratios):.2f}× as the median of per-round ratios" if ratios else "")
+                    + ". ")
+            met = pooled["erdtree"] <= pooled["redis"] and pooled["erdtree"] <= LAG_GOAL_US
+            goal += ": **met**" if met else ": **missed**"
+            if not met:
+                why = []
+                if pooled["erdtree"] > pooled["redis"]:
+                    why.append(f"{fmt_us(pooled['erdtree'])} > Redis's {fmt_us(pooled['redis'])}")
+                if pooled["erdtree"] > LAG_GOAL_US:
+                    why.append(f"{fmt_us(pooled['erdtree'])} > {LAG_GOAL_US / 1000:g} ms")
+                goal += " (" + "; ".join(why) + ")"
+        else:
+            goal += ": not judged without Redis"
+        print()
+        print(f"{line}Goal: {goal}.")
+    short = [r for r in loads if r[3] < 0.95 * r[2]]
+    outlasted = [r for r in loads if r[4]]
+    if short:
+        print()
+        print("**The background load fell short of its target** in " + ", ".join(
+            f"round {r[0]} ({SYSTEM_NAMES.get(r[1], r[1])}: {fmt_rps(r[3])} of {fmt_rps(r[2])} writes/s)"
+            for r in short) + ": those probes ran under less load.")
+    if outlasted:
+        print()
+        print("The probes outlasted the background load in " + ", ".join(
+            f"round {r[0]} ({SYSTEM_NAMES.get(r[1], r[1])})" for r in outlasted)
+            + ": the last probes of those rounds ran without it.")
+
+    # Catch-up.
+    if catchups:
+        entries = catchups[0][2]
+        print()
+        print(f"#### Catch-up: an empty follower {entries:,} entries behind")
+        print()
+        print("| follower | exec → last entry readable | entries/s | how it catches up |")
+        print("|---|---:|---:|---|")
+        speed = {}
+        for system, name, how in (
+                ("erdtree", "Erdtree slave", "streams the master's WAL from LSN 1 (incremental)"),
+                ("redis", "Redis replica", "full sync: the master forks and streams an RDB snapshot (diskless)")):
+            rs = [r for r in catchups if r[1] == system]
+            if not rs:
+                print(f"| {name} | — | — | {how} |")
+                continue
+            speed[system] = {r[0]: r[2] / (r[3] / 1000) for r in rs if r[3] > 0}
+            print(f"| {name} | {statistics.median(r[3] for r in rs) / 1000:.2f} s | "
+                  f"{fmt_rate(statistics.median(speed[system].values()))} | {how} |")
+        print()
+        line = ""
+        if "erdtree" in speed and "redis" in speed:
+            ratios = [speed["erdtree"][rnd] / speed["redis"][rnd] for rnd in speed["erdtree"] if rnd in speed["redis"]]
+            if ratios:
+                line = f"Erdtree speed ÷ Redis speed (median of per-round ratios): {statistics.median(ratios):.2f}×. "
+        goal = f"Erdtree ≥ {CATCHUP_GOAL:,} entries/s"
+        if "erdtree" in speed and speed["erdtree"]:
+            rate = statistics.median(speed["erdtree"].values())
+            goal += ": **met**" if rate >= CATCHUP_GOAL else ": **missed**"
+        print(f"{line}Goal: {goal}.")
+
+    # Master throughput with followers vs without.
+    pairs = (("Erdtree Set 100 B, wal 1s (c4 m32)", "set_alone", "set_slaves", "slaves", True),
+             ("Redis SET 100 B, everysec (c128)", "redis_alone", "redis_replicas", "replicas", False))
+    if any(alone in results or attached in results for _, alone, attached, _, _ in pairs):
+        print()
+        print("#### Master write throughput with 2 followers attached vs without")
+        print()
+        print("| master | alone req/s | with 2 followers req/s | ratio | goal | p99 alone / with "
+              "| followers caught up after the run |")
+        print("|---|---:|---:|---:|---|---:|---|")
+        for label, alone, attached, what, judged in pairs:
+            a, w = results.get(alone), results.get(attached)
+            cells = ["—", "—"]
+            p99 = "—"
+            ratio_txt = "—"
+            goal_txt = f"≥ {REPL_THROUGHPUT_GOAL:g}×" if judged else "— (reference)"
+            if a:
+                cells[0] = fmt_rps(statistics.median(r[1] for r in a))
+            if w:
+                cells[1] = fmt_rps(statistics.median(r[1] for r in w))
+            if a and w:
+                by_round = {r[0]: r[1] for r in a}
+                ratios = [r[1] / by_round[r[0]] for r in w if r[0] in by_round and by_round[r[0]] > 0]
+                if ratios:
+                    ratio = statistics.median(ratios)
+                    ratio_txt = f"{ratio:.2f}×"
+                    if judged:
+                        goal_txt += ": **met**" if ratio >= REPL_THROUGHPUT_GOAL else ": **missed**"
+                p99 = (f"{fmt_us(statistics.median(r[3] for r in a))} / "
+                       f"{fmt_us(statistics.median(r[3] for r in w))}")
+            drained = sorted(r[2] for r in drains if r[1] == attached)
+            drain_txt = "—" if not drained else (
+                f"{statistics.median(drained) / 1000:.2f} s (median; " + ", ".join(f"{d / 1000:.2f}" for d in drained)
+                + " s)")
+            print(f"| {label} | {cells[0]} | {cells[1]} | {ratio_txt} | {goal_txt} | {p99} | {drain_txt} |")
+        print()
+        print("Followers caught up: from the end of the with-followers measurement (its throughput run,")
+        print("then, for Erdtree, its shorter latency run) until both followers returned a key written")
+        print("on the master right then; replication is asynchronous, so a master that outruns its")
+        print("followers shows it here rather than in its req/s.")
+
+
+def replication_rounds(lag_path: str, load_path: str, catchup_path: str) -> None:
+    lags = read_rows(lag_path, (int, str, int, int, int, int))
+    loads = {(r[0], r[1]): r for r in read_rows(load_path, (int, str, int, float, int))}
+    if lags:
+        print("| round | lag | probes | p50 | p99 | max | background writes/s |")
+        print("|---|---|---:|---:|---:|---:|---:|")
+        for rnd, system in sorted({(r[0], r[1]) for r in lags}, key=lambda k: (k[0], k[1] != "erdtree")):
+            values = [r[2] for r in lags if r[0] == rnd and r[1] == system]
+            load = loads.get((rnd, system))
+            rate = "—" if load is None else fmt_rps(load[3]) + (" (probes outlasted it)" if load[4] else "")
+            print(f"| {rnd} | {system} | {len(values)} | {fmt_us(nearest_rank(values, 0.5))} | "
+                  f"{fmt_us(nearest_rank(values, 0.99))} | {fmt_us(max(values))} | {rate} |")
+    catchups = read_rows(catchup_path, (int, str, int, int))
+    if catchups:
+        if lags:
+            print()
+        print("| round | catch-up | entries | exec → last entry readable | entries/s |")
+        print("|---|---|---:|---:|---:|")
+        for rnd, system, entries, ms in sorted(catchups, key=lambda r: (r[0], r[1] != "erdtree")):
+            print(f"| {rnd} | {system} | {entries:,} | {ms / 1000:.3f} s | {fmt_rate(entries / (ms / 1000)) if ms else '—'} |")
+
+
 def main(argv: list[str]) -> int:
     if len(argv) == 3 and argv[1] == "percentiles":
         percentiles(argv[2])
@@ -457,6 +675,12 @@ def main(argv: list[str]) -> int:
         compacted_table(argv[2])
     elif len(argv) == 3 and argv[1] == "compacted-rounds":
         compacted_rounds(argv[2])
+    elif len(argv) == 3 and argv[1] == "probe-percentiles":
+        probe_percentiles(argv[2])
+    elif len(argv) == 7 and argv[1] == "replication":
+        replication(*argv[2:7])
+    elif len(argv) == 5 and argv[1] == "replication-rounds":
+        replication_rounds(*argv[2:5])
     elif len(argv) == 3 and argv[1] == "rounds":
         rounds_table(argv[2])
     elif len(argv) in (3, 4, 5) and argv[1] == "summary":

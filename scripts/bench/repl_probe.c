@@ -1,0 +1,587 @@
+/*
+ * Replication probes and the Redis fixed-rate load for the replication suite
+ * of bench.sh.
+ *
+ *   cc -O2 -o repl_probe repl_probe.c -lnghttp2
+ *
+ *   repl_probe erdtree-lag MASTER_PORT SLAVE_PORTS SAMPLES GAP_MS PREFIX [LIMIT_S]
+ *   repl_probe redis-lag   MASTER_PORT SLAVE_PORTS SAMPLES GAP_MS PREFIX [LIMIT_S]
+ *       SLAVE_PORTS: comma-separated. Sample i writes key PREFIX-i (a 100-byte
+ *       value naming i) on the master, and from the moment the answer arrives
+ *       reads it on slave i % n (Get / GET), back to back, until the slave
+ *       returns that value; then sleeps GAP_MS ± 50 % (uniform, so that samples
+ *       do not fall in step with anything periodic in the servers, such as a
+ *       once-a-second fsync). One line per sample on stdout:
+ *         i slave lag_us polls set_rtt_us get_rtt_us
+ *       lag_us: master's answer -> arrival of the first read answer that held
+ *       the value (so it includes up to one read round trip, get_rtt_us, the
+ *       round trip of that last read). A sample not seen within LIMIT_S
+ *       (default 10) seconds stops the probe with an error.
+ *
+ *   repl_probe erdtree-catchup SLAVE_PORT KEY VALUE TIMEOUT_S
+ *   repl_probe redis-catchup   REPLICA_PORT KEY VALUE TIMEOUT_S
+ *       Dials the node (retrying while it does not listen yet) and reads KEY
+ *       (Get / GET) every 5 ms until it returns VALUE; prints that instant,
+ *       CLOCK_REALTIME in µs. Answers that are errors (a slave not serving
+ *       yet, Redis -LOADING) count as not yet. A slave applies its master's
+ *       entries in LSN order, so with KEY the last key written, every entry is
+ *       readable by then.
+ *
+ *   repl_probe redis-load PORT RATE SECONDS CONNECTIONS KEY
+ *       SET KEY to a 100-byte value RATE times a second in all, for SECONDS,
+ *       over CONNECTIONS connections (round robin, pipelined, at most 32
+ *       unanswered per connection, like h2load's m32; writes due while a
+ *       connection is at that bound are sent when it has room). Writes go out
+ *       in ticks of about 1 ms, what is due by then. Prints
+ *       "sent answered seconds" at the end; every answer must be +OK.
+ *
+ * Everything is loopback, one connection per node, blocking I/O with
+ * TCP_NODELAY for the probes (the probe sleeps in recv while a request is in
+ * flight, so it takes little CPU from the servers on a 2-core machine).
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define VALUE_BYTES 100
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "repl_probe: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(1);
+}
+
+static int64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void sleep_us(int64_t us) {
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+static int dial(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) die("socket: %s", strerror(errno));
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) die("connect 127.0.0.1:%d: %s", port, strerror(errno));
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    return fd;
+}
+
+static void write_all(int fd, const void *data, size_t len) {
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) die("write: %s", n < 0 ? strerror(errno) : "closed");
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+/* The value of sample i, and of the load: 100 bytes naming it. */
+static void make_value(char *out, const char *tag, long i) {
+    char head[64];
+    int n = snprintf(head, sizeof head, "erdtree-repl-%s-%ld-", tag, i);
+    memset(out, 'v', VALUE_BYTES);
+    memcpy(out, head, (size_t)n < VALUE_BYTES ? (size_t)n : VALUE_BYTES);
+}
+
+/* ---- gRPC over HTTP/2 (libnghttp2), one unary call at a time ---------------- */
+
+struct h2 {
+    int fd, port;
+    nghttp2_session *session;
+    int32_t stream;
+    int done, grpc_status;
+    uint8_t body[8192];
+    size_t body_len;
+    const uint8_t *req;
+    size_t req_len, req_off;
+};
+
+static ssize_t h2_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *user) {
+    (void)s, (void)flags;
+    write_all(((struct h2 *)user)->fd, data, len);
+    return (ssize_t)len;
+}
+
+static int h2_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen, uint8_t flags, void *user) {
+    (void)s, (void)flags;
+    struct h2 *c = user;
+    if (frame->hd.stream_id == c->stream && namelen == 11 && memcmp(name, "grpc-status", 11) == 0) {
+        char text[16] = {0};
+        memcpy(text, value, valuelen < 15 ? valuelen : 15);
+        c->grpc_status = atoi(text);
+    }
+    return 0;
+}
+
+static int h2_data(nghttp2_session *s, uint8_t flags, int32_t stream, const uint8_t *data, size_t len, void *user) {
+    (void)s, (void)flags;
+    struct h2 *c = user;
+    if (stream == c->stream) {
+        if (c->body_len + len > sizeof c->body) die("a response on 127.0.0.1:%d is larger than expected", c->port);
+        memcpy(c->body + c->body_len, data, len);
+        c->body_len += len;
+    }
+    return 0;
+}
+
+static int h2_close(nghttp2_session *s, int32_t stream, uint32_t error, void *user) {
+    (void)s;
+    struct h2 *c = user;
+    if (stream == c->stream) {
+        if (error != 0) die("127.0.0.1:%d reset the stream (HTTP/2 error %u)", c->port, error);
+        c->done = 1;
+    }
+    return 0;
+}
+
+static ssize_t h2_read_body(nghttp2_session *s, int32_t stream, uint8_t *buf, size_t len, uint32_t *flags,
+                            nghttp2_data_source *source, void *user) {
+    (void)s, (void)stream, (void)source;
+    struct h2 *c = user;
+    size_t n = c->req_len - c->req_off;
+    if (n > len) n = len;
+    memcpy(buf, c->req + c->req_off, n);
+    c->req_off += n;
+    if (c->req_off == c->req_len) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+static void h2_open(struct h2 *c, int port) {
+    memset(c, 0, sizeof *c);
+    c->port = port;
+    c->fd = dial(port);
+    nghttp2_session_callbacks *cb;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_send_callback(cb, h2_send);
+    nghttp2_session_callbacks_set_on_header_callback(cb, h2_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_close);
+    if (nghttp2_session_client_new(&c->session, cb, c) != 0) die("nghttp2_session_client_new failed");
+    nghttp2_session_callbacks_del(cb);
+    nghttp2_settings_entry window = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20};
+    nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, &window, 1);
+}
+
+#define HDR(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
+
+/* One unary call: sends the framed message; returns its grpc-status (-1 for
+ * none), and for 0 the response message (without its 5-byte frame header) in
+ * c->body / c->body_len. */
+static int h2_try_call(struct h2 *c, const char *path, const uint8_t *msg, size_t len) {
+    static uint8_t framed[8192];
+    if (len + 5 > sizeof framed) die("request too large");
+    framed[0] = 0;
+    framed[1] = (uint8_t)(len >> 24), framed[2] = (uint8_t)(len >> 16), framed[3] = (uint8_t)(len >> 8),
+    framed[4] = (uint8_t)len;
+    if (len > 0) memcpy(framed + 5, msg, len);
+    c->req = framed, c->req_len = len + 5, c->req_off = 0;
+    c->done = 0, c->grpc_status = -1, c->body_len = 0;
+    char authority[32];
+    snprintf(authority, sizeof authority, "127.0.0.1:%d", c->port);
+    nghttp2_nv headers[] = {
+        HDR(":method", "POST"), HDR(":scheme", "http"), HDR(":path", path), HDR(":authority", authority),
+        HDR("content-type", "application/grpc"), HDR("te", "trailers"),
+    };
+    nghttp2_data_provider provider = {.read_callback = h2_read_body};
+    c->stream = nghttp2_submit_request(c->session, NULL, headers, sizeof headers / sizeof headers[0], &provider, c);
+    if (c->stream < 0) die("nghttp2_submit_request: %s", nghttp2_strerror(c->stream));
+    uint8_t buf[16384];
+    while (!c->done) {
+        int rv = nghttp2_session_send(c->session);
+        if (rv != 0) die("nghttp2_session_send: %s", nghttp2_strerror(rv));
+        if (c->done) break;
+        ssize_t n = read(c->fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) die("127.0.0.1:%d closed the connection", c->port);
+        ssize_t used = nghttp2_session_mem_recv(c->session, buf, (size_t)n);
+        if (used < 0) die("nghttp2_session_mem_recv: %s", nghttp2_strerror((int)used));
+    }
+    nghttp2_session_send(c->session); /* window updates, acks */
+    if (c->grpc_status != 0) return c->grpc_status;
+    if (c->body_len < 5) die("%s on 127.0.0.1:%d answered no message", path, c->port);
+    memmove(c->body, c->body + 5, c->body_len - 5);
+    c->body_len -= 5;
+    return 0;
+}
+
+static void h2_call(struct h2 *c, const char *path, const uint8_t *msg, size_t len) {
+    int status = h2_try_call(c, path, msg, len);
+    if (status != 0) die("%s on 127.0.0.1:%d answered grpc-status %d", path, c->port, status);
+}
+
+static size_t put_varint(uint8_t *out, uint64_t v) {
+    size_t n = 0;
+    do {
+        out[n] = (uint8_t)(v & 0x7F);
+        v >>= 7;
+        if (v) out[n] |= 0x80;
+        n++;
+    } while (v);
+    return n;
+}
+
+static size_t put_bytes(uint8_t *out, int field, const void *data, size_t len) {
+    size_t n = put_varint(out, (uint64_t)field << 3 | 2);
+    n += put_varint(out + n, len);
+    memcpy(out + n, data, len);
+    return n + len;
+}
+
+static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+    *v = 0;
+    for (int shift = 0; *p < end && shift < 64; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80)) return 1;
+    }
+    return 0;
+}
+
+/* GetResponse{1: value bytes, 2: found bool, 3: lsn, 4: expires_at_ms}: found and value. */
+static int get_response_has(const uint8_t *msg, size_t len, const char *value) {
+    const uint8_t *p = msg, *end = msg + len;
+    const uint8_t *got = NULL;
+    uint64_t got_len = 0, found = 0;
+    while (p < end) {
+        uint64_t tag, v;
+        if (!get_varint(&p, end, &tag)) die("GetResponse does not decode");
+        switch (tag & 7) {
+        case 0:
+            if (!get_varint(&p, end, &v)) die("GetResponse does not decode");
+            if (tag >> 3 == 2) found = v;
+            break;
+        case 2:
+            if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p)) die("GetResponse does not decode");
+            if (tag >> 3 == 1) got = p, got_len = v;
+            p += v;
+            break;
+        default: die("GetResponse has an unexpected wire type %llu", (unsigned long long)(tag & 7));
+        }
+    }
+    if (!found) return 0;
+    if (got_len != VALUE_BYTES || memcmp(got, value, VALUE_BYTES) != 0) die("a slave returned another value for a probe key");
+    return 1;
+}
+
+/* ---- RESP ------------------------------------------------------------------- */
+
+struct resp {
+    int fd, port;
+    char buf[65536];
+    size_t len, off;
+};
+
+static void resp_open(struct resp *c, int port) {
+    memset(c, 0, sizeof *c);
+    c->port = port;
+    c->fd = dial(port);
+}
+
+static int resp_fill(struct resp *c) {
+    if (c->off > 0) {
+        memmove(c->buf, c->buf + c->off, c->len - c->off);
+        c->len -= c->off, c->off = 0;
+    }
+    ssize_t n = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
+    if (n < 0 && errno == EINTR) return 1;
+    if (n <= 0) die("redis 127.0.0.1:%d closed the connection", c->port);
+    c->len += (size_t)n;
+    return 1;
+}
+
+/* The next reply line (without CRLF) if a whole one is buffered, else NULL. */
+static char *resp_line(struct resp *c, size_t *len) {
+    char *start = c->buf + c->off;
+    char *crlf = memmem(start, c->len - c->off, "\r\n", 2);
+    if (!crlf) return NULL;
+    *len = (size_t)(crlf - start);
+    c->off += *len + 2;
+    return start;
+}
+
+/* Reads one reply; returns 1 for +OK, 0 for a nil bulk, 2 for a bulk equal to want. */
+static int resp_reply(struct resp *c, const char *want) {
+    size_t len;
+    char *line;
+    while (!(line = resp_line(c, &len))) resp_fill(c);
+    if (len == 3 && memcmp(line, "+OK", 3) == 0) return 1;
+    if (len == 3 && memcmp(line, "$-1", 3) == 0) return 0;
+    if (line[0] == '$') {
+        long n = strtol(line + 1, NULL, 10);
+        while (c->len - c->off < (size_t)n + 2) resp_fill(c);
+        int same = want && n == VALUE_BYTES && memcmp(c->buf + c->off, want, VALUE_BYTES) == 0;
+        c->off += (size_t)n + 2;
+        if (!same) die("a replica returned another value for a probe key");
+        return 2;
+    }
+    die("redis 127.0.0.1:%d answered '%.*s'", c->port, (int)len, line);
+    return -1;
+}
+
+/* resp_reply, except that an error reply (-LOADING ...) returns -1. */
+static int resp_reply_or_error(struct resp *c, const char *want) {
+    size_t len;
+    while (!memmem(c->buf + c->off, c->len - c->off, "\r\n", 2)) resp_fill(c);
+    if (c->buf[c->off] == '-') {
+        resp_line(c, &len);
+        return -1;
+    }
+    return resp_reply(c, want);
+}
+
+static size_t resp_set(char *out, const char *key, const char *value) {
+    size_t k = strlen(key);
+    int n = sprintf(out, "*3\r\n$3\r\nSET\r\n$%zu\r\n%s\r\n$%d\r\n", k, key, VALUE_BYTES);
+    memcpy(out + n, value, VALUE_BYTES);
+    memcpy(out + n + VALUE_BYTES, "\r\n", 2);
+    return (size_t)n + VALUE_BYTES + 2;
+}
+
+/* ---- probes ------------------------------------------------------------------ */
+
+static int parse_ports(const char *list, int *ports, int max) {
+    int n = 0;
+    char *copy = strdup(list), *save = NULL;
+    for (char *t = strtok_r(copy, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save)) ports[n++] = atoi(t);
+    free(copy);
+    if (n == 0) die("no slave ports in '%s'", list);
+    return n;
+}
+
+static int lag(int erdtree, int argc, char **argv) {
+    if (argc != 7 && argc != 8)
+        die("usage: %s-lag MASTER_PORT SLAVE_PORTS SAMPLES GAP_MS PREFIX [LIMIT_S]", erdtree ? "erdtree" : "redis");
+    int64_t limit_us = (argc == 8 ? atol(argv[7]) : 10) * 1000000LL;
+    srand48((long)now_us());
+    int master_port = atoi(argv[2]), slave_ports[8];
+    int slaves = parse_ports(argv[3], slave_ports, 8);
+    long samples = atol(argv[4]);
+    int64_t gap_us = atol(argv[5]) * 1000LL;
+    const char *prefix = argv[6];
+    struct h2 h2_master, h2_slave[8];
+    struct resp r_master, r_slave[8];
+    if (erdtree) {
+        h2_open(&h2_master, master_port);
+        for (int s = 0; s < slaves; s++) h2_open(&h2_slave[s], slave_ports[s]);
+    } else {
+        resp_open(&r_master, master_port);
+        for (int s = 0; s < slaves; s++) resp_open(&r_slave[s], slave_ports[s]);
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    for (long i = 0; i < samples; i++) {
+        int s = (int)(i % slaves);
+        char key[128], value[VALUE_BYTES];
+        snprintf(key, sizeof key, "%s-%ld", prefix, i);
+        make_value(value, prefix, i);
+        uint8_t set_msg[512], get_msg[256];
+        size_t set_len = put_bytes(set_msg, 1, key, strlen(key));
+        set_len += put_bytes(set_msg + set_len, 2, value, VALUE_BYTES);
+        size_t get_len = put_bytes(get_msg, 1, key, strlen(key));
+        char resp_cmd[512], get_cmd[256];
+        size_t resp_len = resp_set(resp_cmd, key, value);
+        int get_cmd_len = sprintf(get_cmd, "*2\r\n$3\r\nGET\r\n$%zu\r\n%s\r\n", strlen(key), key);
+
+        int64_t t_send = now_us();
+        if (erdtree) {
+            h2_call(&h2_master, "/erdtree.v1.KVStore/Set", set_msg, set_len);
+        } else {
+            write_all(r_master.fd, resp_cmd, resp_len);
+            if (resp_reply(&r_master, NULL) != 1) die("SET on the master did not answer +OK");
+        }
+        int64_t t_answer = now_us(), t_get = 0, t_seen = 0;
+        long polls = 0;
+        for (;;) {
+            t_get = now_us();
+            int seen;
+            if (erdtree) {
+                h2_call(&h2_slave[s], "/erdtree.v1.KVStore/Get", get_msg, get_len);
+                seen = get_response_has(h2_slave[s].body, h2_slave[s].body_len, value);
+            } else {
+                write_all(r_slave[s].fd, get_cmd, (size_t)get_cmd_len);
+                seen = resp_reply(&r_slave[s], value) == 2;
+            }
+            polls++;
+            t_seen = now_us();
+            if (seen) break;
+            if (t_seen - t_answer > limit_us)
+                die("sample %ld (%s) not readable on slave 127.0.0.1:%d %lld ms after the master answered", i, key,
+                    slave_ports[s], (long long)((t_seen - t_answer) / 1000));
+        }
+        printf("%ld %d %lld %ld %lld %lld\n", i, s, (long long)(t_seen - t_answer), polls,
+               (long long)(t_answer - t_send), (long long)(t_seen - t_get));
+        sleep_us(gap_us / 2 + (int64_t)(drand48() * (double)gap_us));
+    }
+    return 0;
+}
+
+/* ---- catch-up ------------------------------------------------------------------- */
+
+static int64_t wall_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Waits until 127.0.0.1:port accepts a connection; dies after the deadline. */
+static void wait_listening(int port, int64_t deadline) {
+    for (;;) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int ok = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
+        close(fd);
+        if (ok) return;
+        if (now_us() > deadline) die("127.0.0.1:%d did not listen in time", port);
+        sleep_us(2000);
+    }
+}
+
+static int catchup(int erdtree, int argc, char **argv) {
+    if (argc != 6) die("usage: %s-catchup PORT KEY VALUE TIMEOUT_S", erdtree ? "erdtree" : "redis");
+    int port = atoi(argv[2]);
+    const char *key = argv[3], *value = argv[4];
+    if (strlen(value) != VALUE_BYTES) die("catch-up: the value must be %d bytes", VALUE_BYTES);
+    int64_t deadline = now_us() + atol(argv[5]) * 1000000LL;
+    wait_listening(port, deadline);
+    struct h2 h;
+    struct resp r;
+    uint8_t get_msg[256];
+    size_t get_len = put_bytes(get_msg, 1, key, strlen(key));
+    char get_cmd[256];
+    int get_cmd_len = snprintf(get_cmd, sizeof get_cmd, "*2\r\n$3\r\nGET\r\n$%zu\r\n%s\r\n", strlen(key), key);
+    if (erdtree) h2_open(&h, port);
+    else resp_open(&r, port);
+    for (;;) {
+        int seen;
+        if (erdtree) {
+            seen = h2_try_call(&h, "/erdtree.v1.KVStore/Get", get_msg, get_len) == 0
+                   && get_response_has(h.body, h.body_len, value);
+        } else {
+            write_all(r.fd, get_cmd, (size_t)get_cmd_len);
+            seen = resp_reply_or_error(&r, value) == 2;
+        }
+        if (seen) {
+            printf("%lld\n", (long long)wall_us());
+            return 0;
+        }
+        if (now_us() > deadline) die("%s not readable on 127.0.0.1:%d after %s s", key, port, argv[5]);
+        sleep_us(5000);
+    }
+}
+
+/* ---- Redis fixed-rate load ------------------------------------------------------ */
+
+#define LOAD_WINDOW 32
+
+static int redis_load(int argc, char **argv) {
+    if (argc != 7) die("usage: redis-load PORT RATE SECONDS CONNECTIONS KEY");
+    int port = atoi(argv[2]), conns = atoi(argv[5]);
+    double rate = atof(argv[3]), seconds = atof(argv[4]);
+    if (conns < 1 || conns > 64 || rate <= 0 || seconds <= 0) die("redis-load: bad arguments");
+    char value[VALUE_BYTES], cmd[512];
+    make_value(value, "load", 0);
+    size_t cmd_len = resp_set(cmd, argv[6], value);
+    struct resp *c = calloc((size_t)conns, sizeof *c);
+    long inflight[64] = {0};
+    for (int i = 0; i < conns; i++) {
+        resp_open(&c[i], port);
+        fcntl(c[i].fd, F_SETFL, O_NONBLOCK);
+    }
+    long sent = 0, answered = 0, due_total = (long)(rate * seconds);
+    int next = 0;
+    int64_t start = now_us(), end = start + (int64_t)(seconds * 1e6);
+    static char out[LOAD_WINDOW * 512];
+    for (;;) {
+        int64_t now = now_us();
+        long due = now >= end ? due_total : (long)((double)(now - start) * rate / 1e6);
+        if (due > due_total) due = due_total;
+        /* Send what is due, round robin over connections with room. */
+        while (sent < due) {
+            int tried = 0;
+            while (tried < conns && inflight[next] >= LOAD_WINDOW) next = (next + 1) % conns, tried++;
+            if (tried == conns) break;
+            long batch = due - sent, room = LOAD_WINDOW - inflight[next];
+            if (batch > room) batch = room;
+            for (long k = 0; k < batch; k++) memcpy(out + k * cmd_len, cmd, cmd_len);
+            /* Blocking-ish write of a small batch on a non-blocking socket. */
+            size_t total = (size_t)batch * cmd_len, off = 0;
+            while (off < total) {
+                ssize_t n = write(c[next].fd, out + off, total - off);
+                if (n > 0) off += (size_t)n;
+                else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+                    struct pollfd p = {c[next].fd, POLLOUT, 0};
+                    poll(&p, 1, 100);
+                } else die("redis-load: write: %s", strerror(errno));
+            }
+            inflight[next] += batch;
+            sent += batch;
+            next = (next + 1) % conns;
+        }
+        if (sent >= due_total && answered >= sent) break;
+        /* Wait for replies; writes go out in ticks of about 1 ms (never a busy
+         * loop: the probe shares 2 cores with the servers). */
+        struct pollfd p[64];
+        for (int i = 0; i < conns; i++) p[i] = (struct pollfd){c[i].fd, POLLIN, 0};
+        int timeout_ms = sent < due_total ? 1 : 100;
+        if (poll(p, (nfds_t)conns, timeout_ms) < 0 && errno != EINTR) die("redis-load: poll: %s", strerror(errno));
+        for (int i = 0; i < conns; i++) {
+            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+            ssize_t n = read(c[i].fd, c[i].buf + c[i].len, sizeof c[i].buf - c[i].len);
+            if (n == 0) die("redis-load: the server closed a connection");
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR) continue;
+                die("redis-load: read: %s", strerror(errno));
+            }
+            c[i].len += (size_t)n;
+            size_t len;
+            char *line;
+            while ((line = resp_line(&c[i], &len))) {
+                if (len != 3 || memcmp(line, "+OK", 3) != 0) die("redis-load: SET answered '%.*s'", (int)len, line);
+                inflight[i]--;
+                answered++;
+            }
+            memmove(c[i].buf, c[i].buf + c[i].off, c[i].len - c[i].off);
+            c[i].len -= c[i].off, c[i].off = 0;
+        }
+        if (now_us() - end > 10000000LL) die("redis-load: %ld SETs unanswered 10 s after the end", sent - answered);
+    }
+    printf("%ld %ld %.3f\n", sent, answered, (double)(now_us() - start) / 1e6);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 2 && strcmp(argv[1], "erdtree-lag") == 0) return lag(1, argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "redis-lag") == 0) return lag(0, argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "redis-load") == 0) return redis_load(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "erdtree-catchup") == 0) return catchup(1, argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "redis-catchup") == 0) return catchup(0, argc, argv);
+    fprintf(stderr, "usage: repl_probe erdtree-lag|redis-lag|redis-load|erdtree-catchup|redis-catchup ... (see repl_probe.c)\n");
+    return 2;
+}
