@@ -12,10 +12,12 @@
  *       returns that value; then sleeps GAP_MS ± 50 % (uniform, so that samples
  *       do not fall in step with anything periodic in the servers, such as a
  *       once-a-second fsync). One line per sample on stdout:
- *         i slave lag_us polls set_rtt_us get_rtt_us
+ *         i slave lag_us polls set_rtt_us get_rtt_us at_us
  *       lag_us: master's answer -> arrival of the first read answer that held
  *       the value (so it includes up to one read round trip, get_rtt_us, the
- *       round trip of that last read). A sample not seen within LIMIT_S
+ *       round trip of that last read); at_us: when the master answered, µs since the
+ *       first sample started (to line lags up with anything periodic). A
+ *       sample not seen within LIMIT_S
  *       (default 10) seconds stops the probe with an error.
  *
  *   repl_probe erdtree-catchup SLAVE_PORT KEY VALUE TIMEOUT_S
@@ -395,6 +397,7 @@ static int lag(int erdtree, int argc, char **argv) {
         for (int s = 0; s < slaves; s++) resp_open(&r_slave[s], slave_ports[s]);
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
+    int64_t start = now_us();
     for (long i = 0; i < samples; i++) {
         int s = (int)(i % slaves);
         char key[128], value[VALUE_BYTES];
@@ -434,8 +437,8 @@ static int lag(int erdtree, int argc, char **argv) {
                 die("sample %ld (%s) not readable on slave 127.0.0.1:%d %lld ms after the master answered", i, key,
                     slave_ports[s], (long long)((t_seen - t_answer) / 1000));
         }
-        printf("%ld %d %lld %ld %lld %lld\n", i, s, (long long)(t_seen - t_answer), polls,
-               (long long)(t_answer - t_send), (long long)(t_seen - t_get));
+        printf("%ld %d %lld %ld %lld %lld %lld\n", i, s, (long long)(t_seen - t_answer), polls,
+               (long long)(t_answer - t_send), (long long)(t_seen - t_get), (long long)(t_answer - start));
         sleep_us(gap_us / 2 + (int64_t)(drand48() * (double)gap_us));
     }
     return 0;
