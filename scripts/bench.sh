@@ -123,9 +123,8 @@ fi
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/erdtree-bench.XXXXXX")
 pids=()
-# Slaves and replicas (also in pids), stopped before the other servers: an
-# Erdtree master drains its Replicate streams for its whole grace period
-# (10 s) while its slaves are connected.
+# Slaves and replicas (also in pids), stopped before the other servers, so
+# that no master stops with followers attached (they would redial it).
 follower_pids=()
 
 # Servers get SIGTERM (Erdtree drains and exits; callgrind writes its file),

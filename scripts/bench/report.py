@@ -622,14 +622,14 @@ def replication(lag_path: str, load_path: str, catchup_path: str, results_path: 
                        f"{fmt_us(statistics.median(r[3] for r in w))}")
             drained = sorted(r[2] for r in drains if r[1] == attached)
             drain_txt = "—" if not drained else (
-                f"{statistics.median(drained) / 1000:.2f} s (median; " + ", ".join(f"{d / 1000:.2f}" for d in drained)
-                + " s)")
+                f"{statistics.median(drained):.0f} ms (median; " + ", ".join(str(d) for d in drained) + " ms)")
             print(f"| {label} | {cells[0]} | {cells[1]} | {ratio_txt} | {goal_txt} | {p99} | {drain_txt} |")
         print()
         print("Followers caught up: from the end of the with-followers measurement (its throughput run,")
         print("then, for Erdtree, its shorter latency run) until both followers returned a key written")
-        print("on the master right then; replication is asynchronous, so a master that outruns its")
-        print("followers shows it here rather than in its req/s.")
+        print("on the master right then (the probe's start and two writes and reads: ~2 ms at the least);")
+        print("replication is asynchronous, so a master that outruns its followers shows it here rather")
+        print("than in its req/s.")
 
 
 def replication_rounds(lag_path: str, load_path: str, catchup_path: str) -> None:
