@@ -57,6 +57,8 @@ public struct KVClient: Sendable {
         public var role: String
         public var replicationID: String
         public var lastLSN: UInt64
+        /// The last LSN visible to reads (trails `lastLSN` while a slave applies a backlog).
+        public var appliedLSN: UInt64
         public var durableLSN: UInt64
         public var keys: UInt64
         public var residentValues: UInt64
@@ -80,6 +82,7 @@ public struct KVClient: Sendable {
             role = response.isMaster ? "master" : "slave"
             replicationID = response.replicationID
             lastLSN = response.lastLSN
+            appliedLSN = response.appliedLSN
             durableLSN = response.durableLSN
             keys = response.keys
             residentValues = response.residentValues

@@ -292,6 +292,7 @@ struct StatusCommand: AsyncParsableCommand {
             uptime:            \(status.uptimeMs / 1000) s
             replication id:    \(status.replicationID)
             last lsn:          \(status.lastLSN)
+            applied lsn:       \(status.appliedLSN)
             durable lsn:       \(status.durableLSN)
             keys:              \(status.keys)
             resident values:   \(status.residentValues)

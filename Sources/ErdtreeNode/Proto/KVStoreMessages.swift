@@ -143,6 +143,7 @@ struct StatusResponse {
     var isMaster = true
     var replicationID = ""
     var lastLSN: UInt64 = 0
+    var appliedLSN: UInt64 = 0
     var durableLSN: UInt64 = 0
     var keys: UInt64 = 0
     var residentValues: UInt64 = 0
@@ -171,7 +172,7 @@ struct StatusResponse {
         message.role = isMaster ? ERDTREE__V1__ROLE__ROLE_MASTER : ERDTREE__V1__ROLE__ROLE_SLAVE
         message.replication_id = arena.cString(replicationID)
         message.last_lsn = lastLSN
-        message.applied_lsn = lastLSN
+        message.applied_lsn = appliedLSN
         message.durable_lsn = durableLSN
         message.keys = keys
         message.resident_values = residentValues
@@ -202,6 +203,7 @@ struct StatusResponse {
             status.isMaster = s.role == ERDTREE__V1__ROLE__ROLE_MASTER
             status.replicationID = ProtobufCCodec.string(s.replication_id)
             status.lastLSN = s.last_lsn
+            status.appliedLSN = s.applied_lsn
             status.durableLSN = s.durable_lsn
             status.keys = s.keys
             status.residentValues = s.resident_values

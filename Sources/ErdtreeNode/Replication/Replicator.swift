@@ -194,7 +194,7 @@ public final class Replicator: Sendable {
 /// Appends are queued in LSN order and completed in order, so the completion of a batch's last
 /// entry means the whole batch is applied; only then is it acked.
 private final class Follower: @unchecked Sendable {
-    private unowned let replicator: Replicator
+    private let replicator: Replicator
     private let kv: KVStoreService
     private let logger: Logger
     var call: ClientCall?
@@ -310,7 +310,9 @@ private final class Follower: @unchecked Sendable {
                 case .success(let appended):
                     Self.apply(entry, at: appended.location, to: store)
                     if isLast {
-                        ack()
+                        // Completions run in LSN order: everything up to here is applied, even
+                        // though the WAL publishes its completed LSN only after the whole batch.
+                        ack(applied: appended.lsn)
                         if appended.lsn >= syncTarget { replicator.caughtUp() }
                     }
                 case .failure(let error):
@@ -368,11 +370,11 @@ private final class Follower: @unchecked Sendable {
         }
     }
 
-    private func ack() {
+    private func ack(applied: UInt64 = 0) {
         guard let call else { return }
         let wal = kv.wal
         call.send(
-            ReplicateRequest.ack(appliedLSN: wal.lastLSN, durableLSN: wal.durableLSN)
+            ReplicateRequest.ack(appliedLSN: max(applied, wal.completedLSN), durableLSN: wal.durableLSN)
                 .encode(allocator: ByteBufferAllocator()))
     }
 

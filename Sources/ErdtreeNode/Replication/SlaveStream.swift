@@ -25,7 +25,7 @@ final class SlaveStream: @unchecked Sendable {
     }
 
     private let call: ServerCall
-    private unowned let hub: ReplicationHub
+    private let hub: ReplicationHub
     private var logger: Logger
     private let shared = Mutex<Info?>(nil)
 

@@ -47,6 +47,9 @@ public struct AdminService: Sendable {
                         var status = StatusResponse()
                         status.replicationID = kv.wal.replicationID
                         status.lastLSN = kv.currentLSN
+                        // Applied (visible to reads) trails written while a slave catches up.
+                        let applied = kv.appliedLSN
+                        status.appliedLSN = applied
                         status.durableLSN = kv.wal.durableLSN
                         status.keys = UInt64(kv.store.count)
                         status.residentValues = UInt64(kv.store.residentCount)
@@ -63,8 +66,8 @@ public struct AdminService: Sendable {
                         if let replicator {
                             status.isMaster = false
                             status.masterAddress = replicator.masterAddress
-                            let masterLSN = max(replicator.masterLSN, kv.currentLSN)
-                            status.lagEntries = masterLSN - kv.currentLSN
+                            let masterLSN = max(replicator.masterLSN, applied)
+                            status.lagEntries = masterLSN - applied
                             status.lagMs =
                                 status.lagEntries == 0 ? 0 : max(0, WallClock.nowMs() - replicator.lastContactMs)
                         } else if let replication {
