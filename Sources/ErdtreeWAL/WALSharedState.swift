@@ -69,7 +69,7 @@ final class WALSharedState: Sendable {
     /// master's (`WriteAheadLog.adoptReplicationID`).
     let replicationID: Mutex<[UInt8]>
     /// Called on the writer thread with the last LSN after each batch that wrote something.
-    let commitObserver = Mutex<LSNObserver?>(nil)
+    let commitObserver = Mutex<CommitObserver?>(nil)
     /// Called on the writer thread with the durable LSN after each fsync that advanced it.
     let durableObserver = Mutex<LSNObserver?>(nil)
     /// Tests only: an errno the next batch write fails with after writing half its bytes.
@@ -93,6 +93,15 @@ final class LSNObserver: Sendable {
     let call: @Sendable (UInt64) -> Void
 
     init(_ call: @escaping @Sendable (UInt64) -> Void) {
+        self.call = call
+    }
+}
+
+/// The commit observer, boxed like `LSNObserver`; it receives the records just committed.
+final class CommitObserver: Sendable {
+    let call: @Sendable ([WALRecord]) -> Void
+
+    init(_ call: @escaping @Sendable ([WALRecord]) -> Void) {
         self.call = call
     }
 }

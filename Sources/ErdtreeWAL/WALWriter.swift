@@ -122,7 +122,16 @@ final class WALWriter: @unchecked Sendable {
             }
         }
         shared.completedLSN.store(lastLSN, ordering: .releasing)
-        if written > 0, let observer = shared.commitObserver.withLock({ $0 }) { observer.call(lastLSN) }
+        if written > 0, let observer = shared.commitObserver.withLock({ $0 }) {
+            // The records as committed (keys and values are shared, not copied), so replication
+            // can push them without reading the segment back.
+            observer.call(
+                batch.prefix(written).enumerated().map { index, item in
+                    WALRecord(
+                        lsn: firstLSN + UInt64(index), timestampMs: item.timestampMs, op: item.op,
+                        expiresAtMs: item.expiresAtMs, key: item.key, value: item.value)
+                })
+        }
     }
 
     /// Encodes records from `batch[next...]` until the active segment would be full, writes them

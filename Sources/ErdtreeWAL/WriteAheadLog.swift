@@ -238,11 +238,11 @@ public final class WriteAheadLog: Sendable {
         return bytes
     }
 
-    /// Calls `observer` on the writer thread with the last LSN after every batch that wrote records,
-    /// once their completions have run (replication pushes from it). Replaces any earlier observer;
+    /// Calls `observer` on the writer thread with the records of every batch that wrote some, in
+    /// LSN order, once their completions have run (replication pushes them to slaves). Replaces any earlier observer;
     /// keep it short, like a completion.
-    public func onCommit(_ observer: @escaping @Sendable (UInt64) -> Void) {
-        let boxed = LSNObserver(observer)
+    public func onCommit(_ observer: @escaping @Sendable ([WALRecord]) -> Void) {
+        let boxed = CommitObserver(observer)
         shared.commitObserver.withLock { $0 = boxed }
     }
 

@@ -42,7 +42,7 @@ public final class ReplicationHub: Sendable {
         self.store = store
         self.settings = settings
         self.logger = logger
-        wal.onCommit { [weak self] _ in self?.wakeAll() }
+        wal.onCommit { [weak self] records in self?.push(records) }
     }
 
     public func register(in router: inout RPCRouter) {
@@ -141,8 +141,14 @@ public final class ReplicationHub: Sendable {
         streams.withLock { Array($0.values) }.compactMap(\.info?.durableLSN).filter { $0 >= lsn }.count
     }
 
-    private func wakeAll() {
-        for stream in streams.withLock({ Array($0.values) }) { stream.wake() }
+    /// A batch was committed: encoded once, offered to every stream. A stream that has sent
+    /// everything before it sends it as is; one that is behind (or busy) reads the log instead.
+    private func push(_ records: [WALRecord]) {
+        let targets = streams.withLock { Array($0.values) }
+        guard !targets.isEmpty, let first = records.first?.lsn, let last = records.last?.lsn else { return }
+        let encoded = ReplicateResponse.batch(entries: records.map(UpdateEntry.init), masterLSN: last)
+            .encode(allocator: ByteBufferAllocator())
+        for stream in targets { stream.offer(encoded, from: first, through: last) }
     }
 }
 

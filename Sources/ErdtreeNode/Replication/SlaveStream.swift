@@ -60,9 +60,18 @@ final class SlaveStream: @unchecked Sendable {
         call.eventLoop.execute { [self] in end(status, because: status.message) }
     }
 
-    /// Called from any thread when the log has new entries.
-    func wake() {
-        call.eventLoop.execute { [self] in pump() }
+    /// Called from any thread with a committed batch already encoded: sent as is when it is the
+    /// next thing this slave needs and the connection has room, else the log is read instead.
+    func offer(_ batch: ByteBuffer, from first: UInt64, through last: UInt64) {
+        call.eventLoop.execute { [self] in
+            guard streaming, !reading, !snapshotting, !call.isFinished, sentLSN + 1 == first,
+                call.pendingOutboundBytes < hub.settings.sendBufferBytes
+            else { return pump() }
+            lastSend = .now()
+            call.send(batch)
+            sentLSN = last
+            shared.withLock { $0?.sentLSN = last }
+        }
     }
 
     // MARK: From the slave
