@@ -188,6 +188,33 @@ public final class WriteAheadLog: Sendable {
         shared.wakeup.raise()
     }
 
+    /// Queues a replica's batch: every record at its own (the master's) LSN, with one lock and one
+    /// wake-up for the whole batch. `each` runs on the writer thread as each record is written
+    /// (index, location), in its own completion, so whatever it applies is done before the WAL
+    /// counts that record as completed; `completion` runs once after the last (or at the first
+    /// failure, after which `each` runs no more). The records must continue the log exactly
+    /// (`.lsnMismatch` otherwise).
+    public func append(
+        replicated records: [WALRecord],
+        each: @escaping @Sendable (Int, WALLocation) -> Void,
+        completion: @escaping @Sendable (Result<UInt64, WALError>) -> Void
+    ) {
+        guard !records.isEmpty else { return completion(.success(lastLSN)) }
+        let collector = BatchCollector(count: records.count, each: each, completion: completion)
+        let items = records.map { record in
+            PendingAppend(
+                op: record.op, key: record.key, value: record.value, expiresAtMs: record.expiresAtMs,
+                timestampMs: record.timestampMs, lsn: record.lsn, completion: collector.complete)
+        }
+        let accepted = shared.queue.withLock { queue in
+            guard !queue.closed else { return false }
+            queue.pending.append(contentsOf: items)
+            return true
+        }
+        guard accepted else { return completion(.failure(.closed)) }
+        shared.wakeup.raise()
+    }
+
     /// Makes an empty log (nothing appended, one segment) part of the history `hex`: a slave's
     /// new log taking its master's id before the first entry arrives. Rewrites the segment's
     /// header in place and fsyncs it; a crash midway leaves a header-only segment with a bad
@@ -358,5 +385,38 @@ public final class WriteAheadLog: Sendable {
     /// Tests only: the next batch write stores half its bytes and then fails with `code`.
     func failNextWrite(errno code: Int32) {
         shared.injectedWriteErrno.store(code, ordering: .relaxed)
+    }
+}
+
+/// Gathers the per-record completions of one replicated batch into one. They all run on the
+/// writer thread, in order, so it needs no lock.
+private final class BatchCollector: @unchecked Sendable {
+    private var done = 0
+    private let count: Int
+    private let each: @Sendable (Int, WALLocation) -> Void
+    private var completion: (@Sendable (Result<UInt64, WALError>) -> Void)?
+
+    init(
+        count: Int, each: @escaping @Sendable (Int, WALLocation) -> Void,
+        completion: @escaping @Sendable (Result<UInt64, WALError>) -> Void
+    ) {
+        self.count = count
+        self.each = each
+        self.completion = completion
+    }
+
+    func complete(_ result: Result<WALAppended, WALError>) {
+        guard let completion else { return }
+        switch result {
+        case .success(let appended):
+            each(done, appended.location)
+            done += 1
+            guard done == count else { return }
+            self.completion = nil
+            completion(.success(appended.lsn))
+        case .failure(let error):
+            self.completion = nil
+            completion(.failure(error))
+        }
     }
 }

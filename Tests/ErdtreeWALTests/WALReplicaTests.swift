@@ -66,6 +66,39 @@ import Testing
         }
     }
 
+    @Test func aReplicatedBatchReportsEachRecordThenTheBatch() async throws {
+        let temp = TemporaryDirectory()
+        defer { temp.remove() }
+        let log = try openLog(temp.wal).log
+        defer { log.close() }
+        let records = (1...3).map { lsn in
+            WALRecord(lsn: UInt64(lsn), timestampMs: 0, op: .set, expiresAtMs: 0, key: [UInt8(lsn)], value: [9])
+        }
+        let seen = Locked<[(Int, WALLocation)]>([])
+        let last = try await appendBatch(log, records, seen: seen).get()
+        #expect(last == 3)
+        #expect(seen.withLock { $0.map(\.0) } == [0, 1, 2])
+        for (index, location) in seen.withLock({ $0 }) { #expect(try log.read(at: location) == records[index]) }
+
+        // A batch that does not continue the log writes nothing and reports no record.
+        let skipped = Locked<[(Int, WALLocation)]>([])
+        let gap = [WALRecord(lsn: 9, timestampMs: 0, op: .set, expiresAtMs: 0, key: [1], value: [])]
+        let refused = await appendBatch(log, gap, seen: skipped)
+        #expect(throws: WALError.lsnMismatch(expected: 4, got: 9)) { try refused.get() }
+        #expect(skipped.withLock { $0.isEmpty })
+        #expect(log.lastLSN == 3)
+    }
+
+    private func appendBatch(
+        _ log: WriteAheadLog, _ records: [WALRecord], seen: Locked<[(Int, WALLocation)]>
+    ) async -> Result<UInt64, WALError> {
+        await withCheckedContinuation { continuation in
+            log.append(
+                replicated: records, each: { index, location in seen.withLock { $0.append((index, location)) } }
+            ) { continuation.resume(returning: $0) }
+        }
+    }
+
     private func append(_ log: WriteAheadLog, lsn: UInt64) async -> Result<UInt64, WALError> {
         await withCheckedContinuation { continuation in
             log.append(op: .set, key: [1], value: [2], expiresAtMs: 0, timestampMs: 0, lsn: lsn) {

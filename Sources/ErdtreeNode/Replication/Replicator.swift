@@ -300,24 +300,24 @@ private final class Follower: @unchecked Sendable {
         }
         nextLSN = last.lsn + 1
         let store = kv.store
-        for entry in entries {
-            let isLast = entry.lsn == last.lsn
-            kv.wal.append(
-                op: entry.isDelete ? .delete : .set, key: entry.key, value: entry.value,
-                expiresAtMs: entry.expiresAtMs, timestampMs: entry.timestampMs, lsn: entry.lsn
-            ) { [self] result in
-                switch result {
-                case .success(let appended):
-                    Self.apply(entry, at: appended.location, to: store)
-                    if isLast {
-                        // Completions run in LSN order: everything up to here is applied, even
-                        // though the WAL publishes its completed LSN only after the whole batch.
-                        ack(applied: appended.lsn)
-                        if appended.lsn >= syncTarget { replicator.caughtUp() }
-                    }
-                case .failure(let error):
-                    fail("cannot write LSN \(entry.lsn) to this slave's log: \(error)")
-                }
+        let records = entries.map {
+            WALRecord(
+                lsn: $0.lsn, timestampMs: $0.timestampMs, op: $0.isDelete ? .delete : .set,
+                expiresAtMs: $0.expiresAtMs, key: $0.key, value: $0.value)
+        }
+        kv.wal.append(
+            replicated: records,
+            // Applied record by record in the WAL's completions, before it counts them completed.
+            each: { index, location in Self.apply(entries[index], at: location, to: store) }
+        ) { [self] result in
+            switch result {
+            case .success:
+                // Every record of the batch is applied; the WAL publishes its completed LSN only
+                // after its whole group commit, so say so here.
+                ack(applied: last.lsn)
+                if last.lsn >= syncTarget { replicator.caughtUp() }
+            case .failure(let error):
+                fail("cannot write LSNs \(entries[0].lsn)...\(last.lsn) to this slave's log: \(error)")
             }
         }
     }
