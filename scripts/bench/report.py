@@ -655,34 +655,28 @@ def replication_rounds(lag_path: str, load_path: str, catchup_path: str) -> None
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) == 3 and argv[1] == "percentiles":
-        percentiles(argv[2])
+    # Subcommands that take exactly one file.
+    one_file = {
+        "percentiles": percentiles,
+        "recovery": recovery_table,
+        "recovery-rounds": recovery_rounds,
+        "disk-reads": disk_reads,
+        "memory": memory_table,
+        "memory-rounds": memory_rounds,
+        "compaction-log": compaction_log,
+        "compacted": compacted_table,
+        "compacted-rounds": compacted_rounds,
+        "probe-percentiles": probe_percentiles,
+        "rounds": rounds_table,
+    }
+    if len(argv) == 3 and argv[1] in one_file:
+        one_file[argv[1]](argv[2])
     elif len(argv) == 4 and argv[1] == "recovery-log" and argv[2] in RECOVERY_LOG:
         recovery_log(argv[2], argv[3])
-    elif len(argv) == 3 and argv[1] == "recovery":
-        recovery_table(argv[2])
-    elif len(argv) == 3 and argv[1] == "recovery-rounds":
-        recovery_rounds(argv[2])
-    elif len(argv) == 3 and argv[1] == "disk-reads":
-        disk_reads(argv[2])
-    elif len(argv) == 3 and argv[1] == "memory":
-        memory_table(argv[2])
-    elif len(argv) == 3 and argv[1] == "memory-rounds":
-        memory_rounds(argv[2])
-    elif len(argv) == 3 and argv[1] == "compaction-log":
-        compaction_log(argv[2])
-    elif len(argv) == 3 and argv[1] == "compacted":
-        compacted_table(argv[2])
-    elif len(argv) == 3 and argv[1] == "compacted-rounds":
-        compacted_rounds(argv[2])
-    elif len(argv) == 3 and argv[1] == "probe-percentiles":
-        probe_percentiles(argv[2])
     elif len(argv) == 7 and argv[1] == "replication":
         replication(*argv[2:7])
     elif len(argv) == 5 and argv[1] == "replication-rounds":
         replication_rounds(*argv[2:5])
-    elif len(argv) == 3 and argv[1] == "rounds":
-        rounds_table(argv[2])
     elif len(argv) in (3, 4, 5) and argv[1] == "summary":
         summary_table(argv[2], set(argv[3].split()) if len(argv) >= 4 else None,
                       argv[4] if len(argv) == 5 and os.path.getsize(argv[4]) > 0 else None)
