@@ -266,10 +266,11 @@ public final class WriteAheadLog: Sendable {
     }
 
     /// Calls `observer` on the writer thread with the records of every batch that wrote some, in
-    /// LSN order, once their completions have run (replication pushes them to slaves). Replaces any earlier observer;
-    /// keep it short, like a completion.
-    public func onCommit(_ observer: @escaping @Sendable ([WALRecord]) -> Void) {
-        let boxed = CommitObserver(observer)
+    /// LSN order, once their completions have run (replication pushes them to slaves). Replaces
+    /// any earlier observer; nil removes it, so that the writer builds no record list while no
+    /// one listens. Keep it short, like a completion.
+    public func onCommit(_ observer: (@Sendable ([WALRecord]) -> Void)?) {
+        let boxed = observer.map(CommitObserver.init)
         shared.commitObserver.withLock { $0 = boxed }
     }
 

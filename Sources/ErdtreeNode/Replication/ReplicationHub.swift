@@ -42,7 +42,6 @@ public final class ReplicationHub: Sendable {
         self.store = store
         self.settings = settings
         self.logger = logger
-        wal.onCommit { [weak self] records in self?.push(records) }
     }
 
     public func register(in router: inout RPCRouter) {
@@ -50,7 +49,12 @@ public final class ReplicationHub: Sendable {
             "/erdtree.v1.Replication/Replicate",
             .bidirectional { [self] call in
                 let stream = SlaveStream(call: call, hub: self)
-                streams.withLock { $0[ObjectIdentifier(stream)] = stream }
+                streams.withLock { streams in
+                    // The first stream makes the WAL hand over committed batches (before, the
+                    // writer builds no record list for anyone).
+                    if streams.isEmpty { wal.onCommit { [weak self] records in self?.push(records) } }
+                    streams[ObjectIdentifier(stream)] = stream
+                }
                 stream.start()
             })
     }
@@ -101,7 +105,10 @@ public final class ReplicationHub: Sendable {
     }
 
     func remove(_ stream: SlaveStream) {
-        streams.withLock { $0[ObjectIdentifier(stream)] = nil }
+        streams.withLock { streams in
+            guard streams.removeValue(forKey: ObjectIdentifier(stream)) != nil, streams.isEmpty else { return }
+            wal.onCommit(nil)
+        }
     }
 
     /// Calls `done` once `count` connected slaves have acked `durable_lsn >= lsn`, or after
