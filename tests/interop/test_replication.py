@@ -331,6 +331,9 @@ def test_add_and_remove_slave(pb, cluster):
             pb.kv_grpc.AdminStub(channel).AddSlave(pb.kv.AddSlaveRequest(slave_id="x", address="h:1"), timeout=10)
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert master.address in refused.value.details()
+        with pytest.raises(grpc.RpcError) as refused:
+            pb.kv_grpc.AdminStub(channel).RemoveSlave(pb.kv.RemoveSlaveRequest(slave_id="x"), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
 def test_a_slave_that_stops_reading_is_dropped_without_stalling_the_master(pb, cluster):
