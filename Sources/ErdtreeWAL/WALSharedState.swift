@@ -12,6 +12,19 @@ struct PendingAppend: Sendable {
     var completion: @Sendable (Result<WALAppended, WALError>) -> Void
 }
 
+/// What the writer encodes of a record: a queued append or a replica's record.
+protocol AppendedRecord {
+    var lsn: UInt64 { get }
+    var timestampMs: Int64 { get }
+    var op: WALOp { get }
+    var expiresAtMs: Int64 { get }
+    var key: [UInt8] { get }
+    var value: [UInt8] { get }
+}
+
+extension PendingAppend: AppendedRecord {}
+extension WALRecord: AppendedRecord {}
+
 /// Every segment in LSN order, the active one last, and the same segments by number.
 struct SegmentTable {
     private(set) var ordered: [SegmentFile]

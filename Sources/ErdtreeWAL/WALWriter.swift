@@ -1,11 +1,14 @@
 import Logging
+import Synchronization
 
 /// The writer thread's half of the log: group commit, rotation and fsync.
 ///
-/// Owned by the writer thread alone once `run()` starts (hence `@unchecked Sendable`: it is handed
-/// to that thread once and touched by no one else). Each wake-up drains the whole queue, encodes
-/// the batch into one reused buffer, writes it with one call per segment it lands in, fsyncs per
-/// policy, then completes the callers in LSN order on this thread.
+/// Its state is guarded by `lock` (hence `@unchecked Sendable`). The writer thread holds it for
+/// each batch: a wake-up drains the whole queue, encodes the batch into one reused buffer,
+/// writes it with one call per segment it lands in, fsyncs per policy, then completes the
+/// callers in LSN order on this thread. A replica's batch (`commitReplicated`) takes the same
+/// lock and is written on the caller's thread instead, with no hand-off to the writer thread
+/// and back; only its fsync is left to the writer thread.
 ///
 /// Invariant: the active file is exactly `size` bytes, all of them whole records, whenever the
 /// writer is between batches. A failed write is cut back to `size`; if that cut fails the writer
@@ -27,6 +30,13 @@ final class WALWriter: @unchecked Sendable {
     private var lastSync = ContinuousClock.now
     /// Set when the log can no longer be kept consistent; every later append fails with it.
     private var poisoned: WALError?
+
+    /// Guards everything below and the active file. Never held while waiting for work.
+    private let lock = Mutex(())
+    /// Set by `finish`: the file is closed and every later append fails with `.closed`.
+    private var finished = false
+    /// A replica's batch was written under `.always`; the writer thread fsyncs it.
+    private var syncRequested = false
 
     private var batch: [PendingAppend] = []
     private var buffer: [UInt8] = []
@@ -61,58 +71,39 @@ final class WALWriter: @unchecked Sendable {
                 swap(&queue.pending, &batch)
                 return queue.closed
             }
-            if !batch.isEmpty {
-                commit()
-                batch.removeAll(keepingCapacity: true)
+            let timeout: Duration? = lock.withLock { _ in
+                if !batch.isEmpty {
+                    commit()
+                    batch.removeAll(keepingCapacity: true)
+                }
+                if closing {
+                    finish()
+                    return nil
+                }
+                if syncRequested {
+                    syncRequested = false
+                    sync()
+                }
+                syncIfDue()
+                return syncTimeout()
             }
-            if closing {
-                finish()
-                return
-            }
-            syncIfDue()
-            shared.wakeup.wait(timeout: syncTimeout())
+            if closing { return }
+            shared.wakeup.wait(timeout: timeout)
         }
     }
 
     // MARK: Batches
 
     private func commit() {
-        if let poisoned {
-            for item in batch { item.completion(.failure(poisoned)) }
-            return
-        }
         let firstLSN = lastLSN + 1
-        // A replica's appends carry the master's LSNs; they must continue this log exactly.
-        for (index, item) in batch.enumerated() where item.lsn != 0 && item.lsn != firstLSN + UInt64(index) {
-            let error = WALError.lsnMismatch(expected: firstLSN + UInt64(index), got: item.lsn)
-            for item in batch { item.completion(.failure(error)) }
-            return
-        }
-        locations.removeAll(keepingCapacity: true)
-        var next = 0
-        var failure: WALError?
-        while next < batch.count {
-            if size >= maxFileSizeBytes {
-                do throws(WALError) {
-                    try rotate()
-                } catch {
-                    failure = error
-                    break
-                }
-            }
-            if let error = writeChunk(from: &next) {
-                failure = error
-                break
-            }
-        }
-        var written = Int(lastLSN - (firstLSN - 1))
+        var (written, failure) = write(batch)
         if written > 0, syncPolicy == .always {
             sync()
-        }
-        if let poisoned {
-            // Nothing is acknowledged once the log's state on disk is unknown.
-            failure = poisoned
-            written = 0
+            if let poisoned {
+                // Nothing is acknowledged once the log's state on disk is unknown.
+                failure = poisoned
+                written = 0
+            }
         }
         for (index, item) in batch.enumerated() {
             if index < written {
@@ -134,16 +125,77 @@ final class WALWriter: @unchecked Sendable {
         }
     }
 
-    /// Encodes records from `batch[next...]` until the active segment would be full, writes them
+    /// Writes a replica's batch (every record at its master's LSN) on the calling thread, then
+    /// calls `apply` for each record written, in order, before counting it completed. Under
+    /// `.always` the fsync is the writer thread's (`durableLSN` and the durable observer report
+    /// it), so the caller never waits for the disk.
+    ///
+    /// - Returns: how many records were written and applied (all of them, unless it throws).
+    /// - Throws: `.closed`, `.lsnMismatch` (nothing written), or the write error that stopped the
+    ///   batch — after applying the records written before it.
+    func commitReplicated(_ records: [WALRecord], apply: (Int, WALLocation) -> Void) throws(WALError) {
+        let failure: WALError? = lock.withLock { _ in
+            if finished { return .closed }
+            let (written, failure) = write(records)
+            if written > 0, syncPolicy == .always {
+                syncRequested = true
+                shared.wakeup.raise()
+            }
+            for index in 0..<written { apply(index, locations[index]) }
+            shared.completedLSN.store(lastLSN, ordering: .releasing)
+            if written > 0, let observer = shared.commitObserver.withLock({ $0 }) {
+                observer.call(written == records.count ? records : Array(records.prefix(written)))
+            }
+            return failure
+        }
+        if let failure { throw failure }
+    }
+
+    /// Writes `items` at the next LSNs, rotating as segments fill, and fills `locations`. Returns
+    /// how many were written and acknowledgeable (none once the log is poisoned), and the error
+    /// that stopped the rest. Never fsyncs except when rotating.
+    private func write<Item: AppendedRecord>(_ items: [Item]) -> (written: Int, failure: WALError?) {
+        if let poisoned { return (0, poisoned) }
+        let firstLSN = lastLSN + 1
+        // A replica's appends carry the master's LSNs; they must continue this log exactly.
+        for (index, item) in items.enumerated() where item.lsn != 0 && item.lsn != firstLSN + UInt64(index) {
+            return (0, WALError.lsnMismatch(expected: firstLSN + UInt64(index), got: item.lsn))
+        }
+        locations.removeAll(keepingCapacity: true)
+        var next = 0
+        var failure: WALError?
+        while next < items.count {
+            if size >= maxFileSizeBytes {
+                do throws(WALError) {
+                    try rotate()
+                } catch {
+                    failure = error
+                    break
+                }
+            }
+            if let error = writeChunk(items, from: &next) {
+                failure = error
+                break
+            }
+        }
+        let written = Int(lastLSN - (firstLSN - 1))
+        if let poisoned {
+            // Nothing is acknowledged once the log's state on disk is unknown.
+            return (0, poisoned)
+        }
+        return (written, failure)
+    }
+
+    /// Encodes records from `items[next...]` until the active segment would be full, writes them
     /// with one call, and publishes them. Returns the error when the write failed.
-    private func writeChunk(from next: inout Int) -> WALError? {
+    private func writeChunk<Item: AppendedRecord>(_ items: [Item], from next: inout Int) -> WALError? {
         buffer.removeAll(keepingCapacity: true)
         points.removeAll(keepingCapacity: true)
         let chunkStart = next
         var lsn = lastLSN
         var indexed = lastIndexedOffset
         repeat {
-            let item = batch[next]
+            let item = items[next]
             lsn += 1
             let offset = size + Int64(buffer.count)
             if offset - indexed >= SegmentFile.indexSpacingBytes {
@@ -162,7 +214,7 @@ final class WALWriter: @unchecked Sendable {
                 to: &buffer
             )
             next += 1
-        } while next < batch.count && size + Int64(buffer.count) < maxFileSizeBytes
+        } while next < items.count && size + Int64(buffer.count) < maxFileSizeBytes
 
         let path = active.path
         let injected = shared.injectedWriteErrno.exchange(0, ordering: .relaxed)
@@ -269,6 +321,7 @@ final class WALWriter: @unchecked Sendable {
     }
 
     private func finish() {
+        finished = true
         sync()
         do throws(WALError) {
             try System.close(fd, path: active.path)

@@ -85,6 +85,7 @@ extension WriteAheadLog {
             lastLSN: lastLSN)
         let thread = try System.startThread(path: directory) { writerState.run() }
         writerThread.withLock { $0 = thread }
+        self.writer.withLock { $0 = writerState }
         logger.warning(
             "WAL replaced by a snapshot (full resync)",
             metadata: [

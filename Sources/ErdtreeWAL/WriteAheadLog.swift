@@ -13,11 +13,16 @@ import Synchronization
 /// Writes: `append` queues a record; one writer thread drains the queue on each wake-up (group
 /// commit), assigns consecutive LSNs, writes the batch with one `write` per segment it lands in,
 /// fsyncs per `WALSyncPolicy`, then runs the completions in LSN order on the writer thread.
+/// A replica's batch, already grouped by its master, is written on the caller's thread instead
+/// (`append(replicated:apply:)`), leaving only its fsync to the writer thread.
 ///
 /// Reads: `entries(since:limit:)` reads from any thread, only bytes the writer has committed.
 public final class WriteAheadLog: Sendable {
     let shared: WALSharedState
     let writerThread: Mutex<pthread_t?>
+    /// The writer's state, for replicated batches written on the caller's thread; `reset`
+    /// replaces it along with the thread.
+    let writer: Mutex<WALWriter>
     let configuration: WALConfiguration
     let logger: Logger
     let directory: String
@@ -34,10 +39,12 @@ public final class WriteAheadLog: Sendable {
     var replicationIDBytes: [UInt8] { shared.replicationID.withLock { $0 } }
 
     private init(
-        shared: WALSharedState, writerThread: pthread_t, configuration: WALConfiguration, logger: Logger
+        shared: WALSharedState, writerThread: pthread_t, writer: WALWriter, configuration: WALConfiguration,
+        logger: Logger
     ) {
         self.shared = shared
         self.writerThread = Mutex(writerThread)
+        self.writer = Mutex(writer)
         self.configuration = configuration
         self.logger = logger
         self.directory = configuration.directory
@@ -100,7 +107,7 @@ public final class WriteAheadLog: Sendable {
             throw error
         }
         let log = WriteAheadLog(
-            shared: shared, writerThread: thread, configuration: configuration, logger: logger)
+            shared: shared, writerThread: thread, writer: writer, configuration: configuration, logger: logger)
         return (log, recovered.report)
     }
 
@@ -188,31 +195,23 @@ public final class WriteAheadLog: Sendable {
         shared.wakeup.raise()
     }
 
-    /// Queues a replica's batch: every record at its own (the master's) LSN, with one lock and one
-    /// wake-up for the whole batch. `each` runs on the writer thread as each record is written
-    /// (index, location), in its own completion, so whatever it applies is done before the WAL
-    /// counts that record as completed; `completion` runs once after the last (or at the first
-    /// failure, after which `each` runs no more). The records must continue the log exactly
-    /// (`.lsnMismatch` otherwise).
-    public func append(
-        replicated records: [WALRecord],
-        each: @escaping @Sendable (Int, WALLocation) -> Void,
-        completion: @escaping @Sendable (Result<UInt64, WALError>) -> Void
-    ) {
-        guard !records.isEmpty else { return completion(.success(lastLSN)) }
-        let collector = BatchCollector(count: records.count, each: each, completion: completion)
-        let items = records.map { record in
-            PendingAppend(
-                op: record.op, key: record.key, value: record.value, expiresAtMs: record.expiresAtMs,
-                timestampMs: record.timestampMs, lsn: record.lsn, completion: collector.complete)
-        }
-        let accepted = shared.queue.withLock { queue in
-            guard !queue.closed else { return false }
-            queue.pending.append(contentsOf: items)
-            return true
-        }
-        guard accepted else { return completion(.failure(.closed)) }
-        shared.wakeup.raise()
+    /// Writes a replica's batch, every record at its own (the master's) LSN, on the calling
+    /// thread: one `write` per segment it lands in, no hand-off to the writer thread. `apply` then
+    /// runs for each record written (index, location), in order, before the log counts it
+    /// completed, so a reader never sees `completedLSN` ahead of what was applied. The fsync is
+    /// left to the writer thread (at once under `.always`, else on its interval): watch
+    /// `durableLSN` or `onDurable`.
+    ///
+    /// Blocks on the log's lock while the writer thread commits a batch of its own; do not call
+    /// it from an `append` completion.
+    ///
+    /// - Throws: `.lsnMismatch` when the records do not continue the log (nothing is written),
+    ///   `.closed` after `close`, or the error of a failed write, after `apply` has run for the
+    ///   records written before it (the rest are not on disk).
+    public func append(replicated records: [WALRecord], apply: (Int, WALLocation) -> Void) throws(WALError) {
+        guard !records.isEmpty else { return }
+        let writer = writer.withLock { $0 }
+        try writer.commitReplicated(records, apply: apply)
     }
 
     /// Makes an empty log (nothing appended, one segment) part of the history `hex`: a slave's
@@ -386,38 +385,5 @@ public final class WriteAheadLog: Sendable {
     /// Tests only: the next batch write stores half its bytes and then fails with `code`.
     func failNextWrite(errno code: Int32) {
         shared.injectedWriteErrno.store(code, ordering: .relaxed)
-    }
-}
-
-/// Gathers the per-record completions of one replicated batch into one. They all run on the
-/// writer thread, in order, so it needs no lock.
-private final class BatchCollector: @unchecked Sendable {
-    private var done = 0
-    private let count: Int
-    private let each: @Sendable (Int, WALLocation) -> Void
-    private var completion: (@Sendable (Result<UInt64, WALError>) -> Void)?
-
-    init(
-        count: Int, each: @escaping @Sendable (Int, WALLocation) -> Void,
-        completion: @escaping @Sendable (Result<UInt64, WALError>) -> Void
-    ) {
-        self.count = count
-        self.each = each
-        self.completion = completion
-    }
-
-    func complete(_ result: Result<WALAppended, WALError>) {
-        guard let completion else { return }
-        switch result {
-        case .success(let appended):
-            each(done, appended.location)
-            done += 1
-            guard done == count else { return }
-            self.completion = nil
-            completion(.success(appended.lsn))
-        case .failure(let error):
-            self.completion = nil
-            completion(.failure(error))
-        }
     }
 }

@@ -66,7 +66,7 @@ import Testing
         }
     }
 
-    @Test func aReplicatedBatchReportsEachRecordThenTheBatch() async throws {
+    @Test func aReplicatedBatchIsWrittenAndAppliedOnTheCallersThread() throws {
         let temp = TemporaryDirectory()
         defer { temp.remove() }
         let log = try openLog(temp.wal).log
@@ -74,29 +74,52 @@ import Testing
         let records = (1...3).map { lsn in
             WALRecord(lsn: UInt64(lsn), timestampMs: 0, op: .set, expiresAtMs: 0, key: [UInt8(lsn)], value: [9])
         }
-        let seen = Locked<[(Int, WALLocation)]>([])
-        let last = try await appendBatch(log, records, seen: seen).get()
-        #expect(last == 3)
-        #expect(seen.withLock { $0.map(\.0) } == [0, 1, 2])
-        for (index, location) in seen.withLock({ $0 }) { #expect(try log.read(at: location) == records[index]) }
+        var seen: [(Int, WALLocation)] = []
+        try log.append(replicated: records) { index, location in
+            // Applied before the log counts the record completed.
+            #expect(log.completedLSN < records[index].lsn)
+            seen.append((index, location))
+        }
+        #expect(seen.map(\.0) == [0, 1, 2])
+        #expect(log.lastLSN == 3)
+        #expect(log.completedLSN == 3)
+        for (index, location) in seen { #expect(try log.read(at: location) == records[index]) }
 
-        // A batch that does not continue the log writes nothing and reports no record.
-        let skipped = Locked<[(Int, WALLocation)]>([])
+        // A batch that does not continue the log writes nothing and applies no record.
+        var applied = 0
         let gap = [WALRecord(lsn: 9, timestampMs: 0, op: .set, expiresAtMs: 0, key: [1], value: [])]
-        let refused = await appendBatch(log, gap, seen: skipped)
-        #expect(throws: WALError.lsnMismatch(expected: 4, got: 9)) { try refused.get() }
-        #expect(skipped.withLock { $0.isEmpty })
+        #expect(throws: WALError.lsnMismatch(expected: 4, got: 9)) {
+            try log.append(replicated: gap) { _, _ in applied += 1 }
+        }
+        #expect(applied == 0)
         #expect(log.lastLSN == 3)
     }
 
-    private func appendBatch(
-        _ log: WriteAheadLog, _ records: [WALRecord], seen: Locked<[(Int, WALLocation)]>
-    ) async -> Result<UInt64, WALError> {
-        await withCheckedContinuation { continuation in
-            log.append(
-                replicated: records, each: { index, location in seen.withLock { $0.append((index, location)) } }
-            ) { continuation.resume(returning: $0) }
+    @Test func aReplicatedBatchUnderAlwaysBecomesDurableWithoutTheCallerWaiting() async throws {
+        let temp = TemporaryDirectory()
+        defer { temp.remove() }
+        let log = try openLog(temp.wal, syncPolicy: .always).log
+        defer { log.close() }
+        let durable = Locked<[UInt64]>([])
+        log.onDurable { lsn in durable.withLock { $0.append(lsn) } }
+        let records = (1...2).map { lsn in
+            WALRecord(lsn: UInt64(lsn), timestampMs: 0, op: .set, expiresAtMs: 0, key: [UInt8(lsn)], value: [9])
         }
+        try log.append(replicated: records) { _, _ in }
+        // The writer thread fsyncs it; wait (bounded) for the durable LSN to reach the batch.
+        let deadline = ContinuousClock.now + .seconds(5)
+        while log.durableLSN < 2, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(1)) }
+        #expect(log.durableLSN == 2)
+        #expect(durable.withLock { $0.last } == 2)
+    }
+
+    @Test func aReplicatedBatchAfterCloseIsRefused() throws {
+        let temp = TemporaryDirectory()
+        defer { temp.remove() }
+        let log = try openLog(temp.wal).log
+        log.close()
+        let record = WALRecord(lsn: 1, timestampMs: 0, op: .set, expiresAtMs: 0, key: [1], value: [2])
+        #expect(throws: WALError.closed) { try log.append(replicated: [record]) { _, _ in } }
     }
 
     private func append(_ log: WriteAheadLog, lsn: UInt64) async -> Result<UInt64, WALError> {

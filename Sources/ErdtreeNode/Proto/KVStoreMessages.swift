@@ -2,6 +2,7 @@ internal import CProtobufC
 internal import ErdtreeProto
 import ErdtreeRPC
 import ErdtreeStorage
+import ErdtreeWAL
 import NIOCore
 
 // Swift mirrors of the erdtree.v1 KVStore and Admin messages, and their translation to and
@@ -109,18 +110,9 @@ struct GetUpdatesRequest {
     }
 }
 
-/// One logged write, as `erdtree.v1.Entry` carries it.
-struct UpdateEntry {
-    var lsn: UInt64
-    var timestampMs: Int64
-    var isDelete: Bool
-    var key: [UInt8]
-    var value: [UInt8]
-    var expiresAtMs: Int64
-}
-
 struct GetUpdatesResponse {
-    var entries: [UpdateEntry]
+    /// `erdtree.v1.Entry` is a WAL record on the wire, so the log's own type carries it.
+    var entries: [WALRecord]
     var masterLSN: UInt64
     var resyncRequired: Bool
 

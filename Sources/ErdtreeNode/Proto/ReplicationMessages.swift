@@ -1,6 +1,7 @@
 internal import CProtobufC
 internal import ErdtreeProto
 import ErdtreeRPC
+import ErdtreeWAL
 import NIOCore
 
 /// `erdtree.v1.ReplicateRequest`: what a slave sends on `Replicate`.
@@ -60,8 +61,8 @@ enum ReplicateRequest: Equatable {
 /// `erdtree.v1.ReplicateResponse`: what a master sends on `Replicate`.
 enum ReplicateResponse {
     case welcome(replicationID: String, fullResync: Bool, snapshotLSN: UInt64, masterLSN: UInt64)
-    case batch(entries: [UpdateEntry], masterLSN: UInt64)
-    case snapshot(snapshotLSN: UInt64, entries: [UpdateEntry], last: Bool)
+    case batch(entries: [WALRecord], masterLSN: UInt64)
+    case snapshot(snapshotLSN: UInt64, entries: [WALRecord], last: Bool)
     case heartbeat(masterLSN: UInt64, timestampMs: Int64)
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
@@ -103,9 +104,9 @@ enum ReplicateResponse {
         return ProtobufCCodec.pack(&message, allocator: allocator)
     }
 
-    init(decoding buffer: ByteBuffer) throws(RPCStatus) {
+    init(decoding buffer: ByteBuffer, scratch: DecodeScratch? = nil) throws(RPCStatus) {
         self = try ProtobufCCodec.withUnpacked(
-            buffer, typeName: "erdtree.v1.ReplicateResponse",
+            buffer, typeName: "erdtree.v1.ReplicateResponse", scratch: scratch,
             unpack: { erdtree__v1__replicate_response__unpack($0, $1, $2) }
         ) { message throws(RPCStatus) in
             switch message.pointee.kind_case {
@@ -117,11 +118,11 @@ enum ReplicateResponse {
             case ERDTREE__V1__REPLICATE_RESPONSE__KIND_BATCH:
                 let batch = message.pointee.batch.pointee
                 return .batch(
-                    entries: UpdateEntry.decode(batch.entries, count: batch.n_entries), masterLSN: batch.master_lsn)
+                    entries: WALRecord.decode(batch.entries, count: batch.n_entries), masterLSN: batch.master_lsn)
             case ERDTREE__V1__REPLICATE_RESPONSE__KIND_SNAPSHOT:
                 let chunk = message.pointee.snapshot.pointee
                 return .snapshot(
-                    snapshotLSN: chunk.snapshot_lsn, entries: UpdateEntry.decode(chunk.entries, count: chunk.n_entries),
+                    snapshotLSN: chunk.snapshot_lsn, entries: WALRecord.decode(chunk.entries, count: chunk.n_entries),
                     last: chunk.last != 0)
             case ERDTREE__V1__REPLICATE_RESPONSE__KIND_HEARTBEAT:
                 let heartbeat = message.pointee.heartbeat.pointee
@@ -135,30 +136,35 @@ enum ReplicateResponse {
     }
 }
 
-extension UpdateEntry {
+extension WALRecord {
+    /// `erdtree.v1.Entry`s as records (an unknown op reads as a set, as proto3 enums do).
     static func decode(
         _ list: UnsafeMutablePointer<UnsafeMutablePointer<Erdtree__V1__Entry>?>?, count: Int
-    ) -> [UpdateEntry] {
+    ) -> [WALRecord] {
         guard let list else { return [] }
-        return (0..<count).compactMap { index in
-            guard let entry = list[index]?.pointee else { return nil }
-            return UpdateEntry(
-                lsn: entry.lsn, timestampMs: entry.timestamp_ms, isDelete: entry.op == ERDTREE__V1__OP__OP_DELETE,
-                key: ProtobufCCodec.bytes(ofString: entry.key), value: ProtobufCCodec.bytes(of: entry.value),
-                expiresAtMs: entry.expires_at_ms)
+        var records: [WALRecord] = []
+        records.reserveCapacity(count)
+        for index in 0..<count {
+            guard let entry = list[index]?.pointee else { continue }
+            records.append(
+                WALRecord(
+                    lsn: entry.lsn, timestampMs: entry.timestamp_ms,
+                    op: entry.op == ERDTREE__V1__OP__OP_DELETE ? .delete : .set, expiresAtMs: entry.expires_at_ms,
+                    key: ProtobufCCodec.bytes(ofString: entry.key), value: ProtobufCCodec.bytes(of: entry.value)))
         }
+        return records
     }
 }
 
 extension CArena {
     /// A protobuf-c `Entry*` array holding `entries`, allocated in the arena.
-    func entries(_ entries: [UpdateEntry]) -> UnsafeMutablePointer<UnsafeMutablePointer<Erdtree__V1__Entry>?> {
+    func entries(_ entries: [WALRecord]) -> UnsafeMutablePointer<UnsafeMutablePointer<Erdtree__V1__Entry>?> {
         let list = array(of: UnsafeMutablePointer<Erdtree__V1__Entry>?.self, count: entries.count)
         for (i, update) in entries.enumerated() {
             let entry = make(Erdtree__V1__Entry.self) { erdtree__v1__entry__init($0) }
             entry.pointee.lsn = update.lsn
             entry.pointee.timestamp_ms = update.timestampMs
-            entry.pointee.op = update.isDelete ? ERDTREE__V1__OP__OP_DELETE : ERDTREE__V1__OP__OP_SET
+            entry.pointee.op = update.op == .delete ? ERDTREE__V1__OP__OP_DELETE : ERDTREE__V1__OP__OP_SET
             entry.pointee.key = cString(update.key)
             entry.pointee.value = ProtobufCBinaryData(len: update.value.count, data: copy(update.value))
             entry.pointee.expires_at_ms = update.expiresAtMs

@@ -153,7 +153,7 @@ public final class ReplicationHub: Sendable {
     private func push(_ records: [WALRecord]) {
         let targets = streams.withLock { Array($0.values) }
         guard !targets.isEmpty, let first = records.first?.lsn, let last = records.last?.lsn else { return }
-        let encoded = ReplicateResponse.batch(entries: records.map(UpdateEntry.init), masterLSN: last)
+        let encoded = ReplicateResponse.batch(entries: records, masterLSN: last)
             .encode(allocator: ByteBufferAllocator())
         for stream in targets { stream.offer(encoded, from: first, through: last) }
     }

@@ -190,9 +190,10 @@ public final class Replicator: Sendable {
 
 /// One stream's worth of following: checks and applies what the master sends.
 ///
-/// `received` runs on the connection's event loop; WAL completions run on the writer thread.
-/// Appends are queued in LSN order and completed in order, so the completion of a batch's last
-/// entry means the whole batch is applied; only then is it acked.
+/// Everything but durable acks runs on the connection's event loop: a batch is written to this
+/// slave's WAL there (one `write`, no hand-off to the writer thread, whose only part is the
+/// fsync), applied, and acked. Acks are coalesced to one per event-loop turn, so a burst of
+/// batches read together costs one ack.
 private final class Follower: @unchecked Sendable {
     private let replicator: Replicator
     private let kv: KVStoreService
@@ -205,7 +206,9 @@ private final class Follower: @unchecked Sendable {
     private var syncTarget: UInt64 = 0
     /// During a full resync: the snapshot so far, and batches that arrived before it was loaded.
     private var resync: (lsn: UInt64, records: [WALRecord], replicationID: String)?
-    private var heldBatches: [[UpdateEntry]] = []
+    private var heldBatches: [[WALRecord]] = []
+    private var ackScheduled = false
+    private let scratch = DecodeScratch()
     private let failed = Atomic<Bool>(false)
 
     init(replicator: Replicator, kv: KVStoreService, logger: Logger) {
@@ -217,7 +220,7 @@ private final class Follower: @unchecked Sendable {
     func received(_ message: ByteBuffer) {
         let response: ReplicateResponse
         do throws(RPCStatus) {
-            response = try ReplicateResponse(decoding: message)
+            response = try ReplicateResponse(decoding: message, scratch: scratch)
         } catch {
             fail("the master sent a message that does not decode: \(error.message)")
             return
@@ -238,12 +241,7 @@ private final class Follower: @unchecked Sendable {
             guard resync?.lsn == snapshotLSN else {
                 return fail("the master sent a snapshot chunk for LSN \(snapshotLSN) outside a full resync")
             }
-            resync?.records.append(
-                contentsOf: entries.map {
-                    WALRecord(
-                        lsn: $0.lsn, timestampMs: $0.timestampMs, op: .set, expiresAtMs: $0.expiresAtMs, key: $0.key,
-                        value: $0.value)
-                })
+            resync?.records.append(contentsOf: entries)
             if last { loadSnapshot() }
         case .heartbeat(let masterLSN, _):
             replicator.heard(masterLSN: masterLSN)
@@ -293,33 +291,25 @@ private final class Follower: @unchecked Sendable {
         if wal.lastLSN >= masterLSN { replicator.caughtUp() }
     }
 
-    private func apply(_ entries: [UpdateEntry]) {
+    private func apply(_ entries: [WALRecord]) {
         guard let last = entries.last else { return }
         for (index, entry) in entries.enumerated() where entry.lsn != nextLSN + UInt64(index) {
             return fail("the master sent LSN \(entry.lsn) where LSN \(nextLSN + UInt64(index)) was due")
         }
         nextLSN = last.lsn + 1
         let store = kv.store
-        let records = entries.map {
-            WALRecord(
-                lsn: $0.lsn, timestampMs: $0.timestampMs, op: $0.isDelete ? .delete : .set,
-                expiresAtMs: $0.expiresAtMs, key: $0.key, value: $0.value)
-        }
-        kv.wal.append(
-            replicated: records,
-            // Applied record by record in the WAL's completions, before it counts them completed.
-            each: { index, location in Self.apply(entries[index], at: location, to: store) }
-        ) { [self] result in
-            switch result {
-            case .success:
-                // Every record of the batch is applied; the WAL publishes its completed LSN only
-                // after its whole group commit, so say so here.
-                ack(applied: last.lsn)
-                if last.lsn >= syncTarget { replicator.caughtUp() }
-            case .failure(let error):
-                fail("cannot write LSNs \(entries[0].lsn)...\(last.lsn) to this slave's log: \(error)")
+        let nowMs = WallClock.nowMs()
+        do throws(WALError) {
+            try kv.wal.append(replicated: entries) { index, location in
+                Self.apply(entries[index], at: location, to: store, nowMs: nowMs)
             }
+        } catch {
+            // Whatever was written before the failure is applied; ack that much, then give up.
+            scheduleAck()
+            return fail("cannot write LSNs \(entries[0].lsn)...\(last.lsn) to this slave's log: \(error)")
         }
+        scheduleAck()
+        if last.lsn >= syncTarget { replicator.caughtUp() }
     }
 
     /// Replaces this slave's log and store with the snapshot (blocking work, on the pool), then
@@ -335,7 +325,7 @@ private final class Follower: @unchecked Sendable {
             if case .success(let locations) = loaded {
                 kv.store.removeAll()
                 for (record, location) in zip(sorted, locations) {
-                    Self.apply(UpdateEntry(record), at: location, to: kv.store)
+                    Self.apply(record, at: location, to: kv.store, nowMs: WallClock.nowMs())
                 }
             }
             call?.eventLoop.execute { [self] in
@@ -358,10 +348,9 @@ private final class Follower: @unchecked Sendable {
     }
 
     /// Applies one replicated entry as replay does: an already expired set acts as a delete.
-    private static func apply(_ entry: UpdateEntry, at location: WALLocation, to store: KeyValueStore) {
+    private static func apply(_ entry: WALRecord, at location: WALLocation, to store: KeyValueStore, nowMs: Int64) {
         let key = StoreKey(entry.key)
-        let nowMs = WallClock.nowMs()
-        if entry.isDelete || (entry.expiresAtMs != 0 && entry.expiresAtMs <= nowMs) {
+        if entry.op == .delete || (entry.expiresAtMs != 0 && entry.expiresAtMs <= nowMs) {
             store.delete(key, lsn: entry.lsn, nowMs: nowMs)
         } else {
             store.set(
@@ -370,11 +359,21 @@ private final class Follower: @unchecked Sendable {
         }
     }
 
-    private func ack(applied: UInt64 = 0) {
+    /// Acks once the event loop has handled what it read in this turn. Event loop only.
+    private func scheduleAck() {
+        guard !ackScheduled, let call else { return }
+        ackScheduled = true
+        call.eventLoop.execute { [self] in
+            ackScheduled = false
+            ack()
+        }
+    }
+
+    private func ack() {
         guard let call else { return }
         let wal = kv.wal
         call.send(
-            ReplicateRequest.ack(appliedLSN: max(applied, wal.completedLSN), durableLSN: wal.durableLSN)
+            ReplicateRequest.ack(appliedLSN: wal.completedLSN, durableLSN: wal.durableLSN)
                 .encode(allocator: ByteBufferAllocator()))
     }
 

@@ -173,7 +173,7 @@ final class SlaveStream: @unchecked Sendable {
         let store = hub.store
         let limit = hub.settings.sendBufferBytes
         NIOThreadPool.singleton.submit { [self] _ in
-            var chunk: [UpdateEntry] = []
+            var chunk: [WALRecord] = []
             var bytes = 0
             var failure: RPCStatus?
             var keys = 0
@@ -200,9 +200,9 @@ final class SlaveStream: @unchecked Sendable {
                 }
                 keys += 1
                 chunk.append(
-                    UpdateEntry(
-                        lsn: stored.lsn, timestampMs: 0, isDelete: false, key: key.bytes, value: value,
-                        expiresAtMs: stored.expiresAtMs))
+                    WALRecord(
+                        lsn: stored.lsn, timestampMs: 0, op: .set, expiresAtMs: stored.expiresAtMs, key: key.bytes,
+                        value: value))
                 bytes += key.bytes.count + value.count + 32
                 if chunk.count >= hub.settings.batchEntries || bytes >= 1 << 20 {
                     if !sendChunk(chunk, snapshotLSN: snapshotLSN, last: false, roomFor: limit) {
@@ -232,7 +232,7 @@ final class SlaveStream: @unchecked Sendable {
 
     /// Sends one snapshot chunk from the blocking pool, first waiting while the connection's
     /// buffer is full. Returns false once the call is over.
-    private func sendChunk(_ entries: [UpdateEntry], snapshotLSN: UInt64, last: Bool, roomFor limit: Int) -> Bool {
+    private func sendChunk(_ entries: [WALRecord], snapshotLSN: UInt64, last: Bool, roomFor limit: Int) -> Bool {
         while true {
             let (finished, pending) =
                 (try? call.eventLoop.submit { [call] in (call.isFinished, call.pendingOutboundBytes) }.wait())
@@ -280,8 +280,7 @@ final class SlaveStream: @unchecked Sendable {
                         because: "its position was compacted away while it streamed")
                 case .success(let found):
                     guard let last = found.records.last else { return }
-                    let entries = found.records.map(UpdateEntry.init)
-                    send(.batch(entries: entries, masterLSN: max(found.lastLSN, last.lsn)))
+                    send(.batch(entries: found.records, masterLSN: max(found.lastLSN, last.lsn)))
                     sentLSN = last.lsn
                     shared.withLock { $0?.sentLSN = last.lsn }
                     pump()
@@ -325,13 +324,5 @@ final class SlaveStream: @unchecked Sendable {
 
     static func isReplicationID(_ text: String) -> Bool {
         text.utf8.count == 32 && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
-    }
-}
-
-extension UpdateEntry {
-    init(_ record: WALRecord) {
-        self.init(
-            lsn: record.lsn, timestampMs: record.timestampMs, isDelete: record.op == .delete, key: record.key,
-            value: record.value, expiresAtMs: record.expiresAtMs)
     }
 }

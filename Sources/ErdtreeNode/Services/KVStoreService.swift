@@ -325,16 +325,13 @@ public final class KVStoreService: Sendable {
         // Stay under the message limit: a client asking for many 1 MiB values gets fewer
         // entries and asks again from the last LSN it saw.
         var budget = limits.maxMessageBytes - 1024
-        var entries: [UpdateEntry] = []
-        entries.reserveCapacity(found.records.count)
+        var count = 0
         for record in found.records {
             budget -= record.key.count + record.value.count + 64
-            if budget < 0 && !entries.isEmpty { break }
-            entries.append(
-                UpdateEntry(
-                    lsn: record.lsn, timestampMs: record.timestampMs, isDelete: record.op == .delete,
-                    key: record.key, value: record.value, expiresAtMs: record.expiresAtMs))
+            if budget < 0 && count > 0 { break }
+            count += 1
         }
+        let entries = Array(found.records.prefix(count))
         return GetUpdatesResponse(entries: entries, masterLSN: found.lastLSN, resyncRequired: found.resyncRequired)
             .encode(allocator: allocator)
     }
