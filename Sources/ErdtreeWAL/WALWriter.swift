@@ -105,6 +105,18 @@ final class WALWriter: @unchecked Sendable {
                 written = 0
             }
         }
+        if written > 0, let observer = shared.commitObserver.withLock({ $0 }) {
+            // The records as committed (keys and values are shared, not copied), so replication
+            // can push them without reading the segment back. Before the completions: the
+            // batch then leaves for the slaves ahead of the answers to its writers, so a client
+            // that reads a slave right after its write was answered rarely arrives first.
+            observer.call(
+                batch.prefix(written).enumerated().map { index, item in
+                    WALRecord(
+                        lsn: firstLSN + UInt64(index), timestampMs: item.timestampMs, op: item.op,
+                        expiresAtMs: item.expiresAtMs, key: item.key, value: item.value)
+                })
+        }
         for (index, item) in batch.enumerated() {
             if index < written {
                 item.completion(.success(WALAppended(lsn: firstLSN + UInt64(index), location: locations[index])))
@@ -113,16 +125,6 @@ final class WALWriter: @unchecked Sendable {
             }
         }
         shared.completedLSN.store(lastLSN, ordering: .releasing)
-        if written > 0, let observer = shared.commitObserver.withLock({ $0 }) {
-            // The records as committed (keys and values are shared, not copied), so replication
-            // can push them without reading the segment back.
-            observer.call(
-                batch.prefix(written).enumerated().map { index, item in
-                    WALRecord(
-                        lsn: firstLSN + UInt64(index), timestampMs: item.timestampMs, op: item.op,
-                        expiresAtMs: item.expiresAtMs, key: item.key, value: item.value)
-                })
-        }
     }
 
     /// Writes a replica's batch (every record at its master's LSN) on the calling thread, then

@@ -265,7 +265,8 @@ public final class WriteAheadLog: Sendable {
     }
 
     /// Calls `observer` on the writer thread with the records of every batch that wrote some, in
-    /// LSN order, once their completions have run (replication pushes them to slaves). Replaces
+    /// LSN order, after the write (and its fsync under `.always`) and just before the batch's
+    /// completions run (replication pushes them to slaves ahead of the answers). Replaces
     /// any earlier observer; nil removes it, so that the writer builds no record list while no
     /// one listens. Keep it short, like a completion.
     public func onCommit(_ observer: (@Sendable ([WALRecord]) -> Void)?) {
