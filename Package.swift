@@ -43,7 +43,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // Linux calls Glibc does not export (preadv2 needs _GNU_SOURCE).
+        // Linux calls Glibc does not export (preadv2 needs _GNU_SOURCE), and the CRC-32C instruction.
         .target(
             name: "CErdtreeSystem",
             dependencies: []

@@ -6,13 +6,14 @@ internal import CProtobufC
 /// pointers; building one in an arena and freeing it in one go after `pack` keeps the
 /// ownership in one place. Allocation bumps a pointer through blocks that double in size, so a
 /// replication batch of hundreds of entries (three pieces each: the `Entry`, its key, its value)
-/// costs a handful of `malloc`s rather than three per entry.
+/// costs a handful of `malloc`s rather than three per entry, and an arena kept for a stream of
+/// messages (`reset`) costs none once its block has grown to fit them.
 final class CArena {
     private static let firstBlockBytes = 1024
     private static let maxBlockBytes = 1 << 20
     private static let alignment = 16
 
-    private var blocks: [UnsafeMutableRawPointer] = []
+    private var blocks: [(start: UnsafeMutableRawPointer, bytes: Int)] = []
     private var next: UnsafeMutableRawPointer?
     private var remaining = 0
     private var blockBytes = CArena.firstBlockBytes
@@ -23,10 +24,10 @@ final class CArena {
             // An allocation larger than the next block gets a block of its own size.
             let capacity = max(blockBytes, size)
             let block = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: Self.alignment)
-            blocks.append(block)
+            blocks.append((block, capacity))
             next = block
             remaining = capacity
-            blockBytes = min(blockBytes * 2, Self.maxBlockBytes)
+            blockBytes = min(max(blockBytes, capacity) * 2, Self.maxBlockBytes)
         }
         guard let start = next else { preconditionFailure("an arena block was just allocated") }
         next = start + size
@@ -68,8 +69,19 @@ final class CArena {
         return pointer
     }
 
+    /// Forgets everything allocated but keeps the largest block for the next message: repeated
+    /// large allocations and frees of the same size are what make glibc consolidate its free
+    /// lists (measured: `malloc_consolidate` at 2% of a master's samples with slaves attached).
+    func reset() {
+        guard let largest = blocks.max(by: { $0.bytes < $1.bytes }) else { return }
+        for block in blocks where block.start != largest.start { block.start.deallocate() }
+        blocks = [largest]
+        next = largest.start
+        remaining = largest.bytes
+    }
+
     func free() {
-        for block in blocks { block.deallocate() }
+        for block in blocks { block.start.deallocate() }
         blocks.removeAll()
         next = nil
         remaining = 0

@@ -65,9 +65,11 @@ enum ReplicateResponse {
     case snapshot(snapshotLSN: UInt64, entries: [WALRecord], last: Bool)
     case heartbeat(masterLSN: UInt64, timestampMs: Int64)
 
-    func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
-        let arena = CArena()
-        defer { arena.free() }
+    /// Encodes the message; `reusing` is an arena kept across messages (reset afterwards),
+    /// else a fresh one is used and freed.
+    func encode(allocator: ByteBufferAllocator, reusing kept: CArena? = nil) -> ByteBuffer {
+        let arena = kept ?? CArena()
+        defer { if kept == nil { arena.free() } else { arena.reset() } }
         var message = Erdtree__V1__ReplicateResponse()
         erdtree__v1__replicate_response__init(&message)
         switch self {

@@ -36,6 +36,9 @@ public final class ReplicationHub: Sendable {
     private let registered = Mutex<[String: String]>([:])
     /// Writes waiting for slave acks (`replication.min_acks`), oldest first.
     private let waiters = Mutex<[AckWaiter]>([])
+    /// Where committed batches are encoded: pushes come one at a time from the WAL's commit
+    /// path, so the lock is uncontended; it only makes the reuse safe.
+    private let pushArena = Mutex(CArena())
 
     init(wal: WriteAheadLog, store: KeyValueStore, settings: Settings = Settings(), logger: Logger) {
         self.wal = wal
@@ -153,8 +156,10 @@ public final class ReplicationHub: Sendable {
     private func push(_ records: [WALRecord]) {
         let targets = streams.withLock { Array($0.values) }
         guard !targets.isEmpty, let first = records.first?.lsn, let last = records.last?.lsn else { return }
-        let encoded = ReplicateResponse.batch(entries: records, masterLSN: last)
-            .encode(allocator: ByteBufferAllocator())
+        let encoded = pushArena.withLock { arena in
+            ReplicateResponse.batch(entries: records, masterLSN: last)
+                .encode(allocator: ByteBufferAllocator(), reusing: arena)
+        }
         for stream in targets { stream.offer(encoded, from: first, through: last) }
     }
 }

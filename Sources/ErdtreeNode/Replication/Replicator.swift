@@ -192,8 +192,8 @@ public final class Replicator: Sendable {
 ///
 /// Everything but durable acks runs on the connection's event loop: a batch is written to this
 /// slave's WAL there (one `write`, no hand-off to the writer thread, whose only part is the
-/// fsync), applied, and acked. Acks are coalesced to one per event-loop turn, so a burst of
-/// batches read together costs one ack.
+/// fsync), applied, and acked. Applied acks are coalesced to one per millisecond at most: under
+/// a heavy write load each ack costs both nodes a loopback write and a wake-up.
 private final class Follower: @unchecked Sendable {
     private let replicator: Replicator
     private let kv: KVStoreService
@@ -359,11 +359,16 @@ private final class Follower: @unchecked Sendable {
         }
     }
 
-    /// Acks once the event loop has handled what it read in this turn. Event loop only.
+    /// How long an applied-only ack may wait for more batches to fold in.
+    static let ackDelay = TimeAmount.milliseconds(1)
+
+    /// Acks what is applied at most `ackDelay` from now, folding in every batch applied
+    /// meanwhile. Applied acks only inform (lag, ListSlaves); what a master's `min_acks` waits
+    /// for is durability, which is acked as soon as the WAL reports it. Event loop only.
     private func scheduleAck() {
         guard !ackScheduled, let call else { return }
         ackScheduled = true
-        call.eventLoop.execute { [self] in
+        call.eventLoop.scheduleTask(in: Self.ackDelay) { [self] in
             ackScheduled = false
             ack()
         }
