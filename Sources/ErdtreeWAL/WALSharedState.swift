@@ -85,6 +85,9 @@ final class WALSharedState: Sendable {
     let commitObserver = Mutex<CommitObserver?>(nil)
     /// Called on the writer thread with the durable LSN after each fsync that advanced it.
     let durableObserver = Mutex<LSNObserver?>(nil)
+    /// Set by the append that must see to `commitQueued` being called (the first one not
+    /// handed to the writer thread since the last such commit); cleared by that commit.
+    let commitClaimed = Atomic<Bool>(false)
     /// Tests only: an errno the next batch write fails with after writing half its bytes.
     let injectedWriteErrno = Atomic<Int32>(0)
 

@@ -31,8 +31,12 @@ final class WALWriter: @unchecked Sendable {
     /// Set when the log can no longer be kept consistent; every later append fails with it.
     private var poisoned: WALError?
 
-    /// Guards everything below and the active file. Never held while waiting for work.
+    /// Guards everything below and the active file. Never held while waiting for work, nor
+    /// during an interval fsync (so appends go on while the disk syncs).
     private let lock = Mutex(())
+    /// Held around an fsync done outside `lock` and around closing a descriptor, so a
+    /// rotation never closes the file such an fsync is still on.
+    private let syncLock = Mutex(())
     /// Set by `finish`: the file is closed and every later append fails with `.closed`.
     private var finished = false
     /// A replica's batch was written under `.always`; the writer thread fsyncs it.
@@ -43,6 +47,9 @@ final class WALWriter: @unchecked Sendable {
     private var points: [SegmentFile.IndexPoint] = []
     /// Where each record of `batch` was written, by batch index.
     private var locations: [WALLocation] = []
+    /// The commit observer's record list, refilled for each batch: a new array per commit is a
+    /// large allocation, and those make glibc consolidate its free lists.
+    private var committed: [WALRecord] = []
 
     init(
         shared: WALSharedState,
@@ -67,29 +74,63 @@ final class WALWriter: @unchecked Sendable {
     /// The thread's body: returns after `close` once everything queued is written and completed.
     func run() {
         while true {
-            let closing = shared.queue.withLock { queue in
-                swap(&queue.pending, &batch)
-                return queue.closed
-            }
-            let timeout: Duration? = lock.withLock { _ in
+            let (closing, timeout, due) = lock.withLock { _ -> (Bool, Duration?, PendingSync?) in
+                let closing = shared.queue.withLock { queue in
+                    swap(&queue.pending, &batch)
+                    return queue.closed
+                }
                 if !batch.isEmpty {
                     commit()
                     batch.removeAll(keepingCapacity: true)
                 }
                 if closing {
                     finish()
-                    return nil
+                    return (true, nil, nil)
                 }
-                if syncRequested {
-                    syncRequested = false
-                    sync()
-                }
-                syncIfDue()
-                return syncTimeout()
+                return (false, syncTimeout(), takeDueSync())
             }
             if closing { return }
+            if let due {
+                // Outside `lock`: a `1s` log fsyncs a second of writes at a time, which may take
+                // a while on a busy disk, and appends (an event loop's or this thread's next
+                // batch) must not wait for it.
+                let result = syncLock.withLock { _ in
+                    Result { () throws(WALError) in try System.fsync(due.fd, path: due.path) }
+                }
+                lock.withLock { _ in
+                    switch result {
+                    case .success: advanceDurable(to: due.lsn)
+                    case .failure(let error):
+                        poison(error, because: "fsync failed, so earlier writes may not be on disk")
+                    }
+                }
+                continue
+            }
             shared.wakeup.wait(timeout: timeout)
         }
+    }
+
+    /// Commits what is queued on the calling thread, for callers that append with
+    /// `wakeWriter: false` and finish their turn here (an event loop), instead of handing the
+    /// batch to the writer thread and being handed the completions back. Completions run here.
+    func commitQueued() {
+        lock.withLock { _ in
+            guard !finished else { return }
+            shared.commitClaimed.store(false, ordering: .sequentiallyConsistent)
+            shared.queue.withLock { queue in swap(&queue.pending, &batch) }
+            guard !batch.isEmpty else { return }
+            let wasSynced = !needsSync
+            commit()
+            batch.removeAll(keepingCapacity: true)
+            wakeWriterForSync(wasSynced: wasSynced)
+        }
+    }
+
+    /// After a write on another thread: the writer thread sleeps without a deadline while
+    /// nothing is unsynced, so the first unsynced write (or a requested fsync) must wake it to
+    /// start the interval clock.
+    private func wakeWriterForSync(wasSynced: Bool) {
+        if syncRequested || (wasSynced && needsSync) { shared.wakeup.raise() }
     }
 
     // MARK: Batches
@@ -110,12 +151,14 @@ final class WALWriter: @unchecked Sendable {
             // can push them without reading the segment back. Before the completions: the
             // batch then leaves for the slaves ahead of the answers to its writers, so a client
             // that reads a slave right after its write was answered rarely arrives first.
-            observer.call(
-                batch.prefix(written).enumerated().map { index, item in
+            for (index, item) in batch.prefix(written).enumerated() {
+                committed.append(
                     WALRecord(
                         lsn: firstLSN + UInt64(index), timestampMs: item.timestampMs, op: item.op,
-                        expiresAtMs: item.expiresAtMs, key: item.key, value: item.value)
-                })
+                        expiresAtMs: item.expiresAtMs, key: item.key, value: item.value))
+            }
+            observer.call(committed)
+            committed.removeAll(keepingCapacity: true)
         }
         for (index, item) in batch.enumerated() {
             if index < written {
@@ -138,11 +181,10 @@ final class WALWriter: @unchecked Sendable {
     func commitReplicated(_ records: [WALRecord], apply: (Int, WALLocation) -> Void) throws(WALError) {
         let failure: WALError? = lock.withLock { _ in
             if finished { return .closed }
+            let wasSynced = !needsSync
             let (written, failure) = write(records)
-            if written > 0, syncPolicy == .always {
-                syncRequested = true
-                shared.wakeup.raise()
-            }
+            if written > 0, syncPolicy == .always { syncRequested = true }
+            wakeWriterForSync(wasSynced: wasSynced)
             for index in 0..<written { apply(index, locations[index]) }
             shared.completedLSN.store(lastLSN, ordering: .releasing)
             if written > 0, let observer = shared.commitObserver.withLock({ $0 }) {
@@ -274,9 +316,10 @@ final class WALWriter: @unchecked Sendable {
             firstLSN: lastLSN + 1,
             replicationID: shared.replicationID.withLock { $0 }
         )
-        do throws(WALError) {
-            try System.close(fd, path: active.path)
-        } catch {
+        let closed = syncLock.withLock { _ in
+            Result { () throws(WALError) in try System.close(fd, path: active.path) }
+        }
+        if case .failure(let error) = closed {
             logger.warning("Closing a sealed WAL segment failed", metadata: ["error": "\(error)"])
         }
         logger.debug("WAL segment sealed", metadata: ["sealed": "\(active.path)", "active": "\(segment.path)"])
@@ -287,14 +330,37 @@ final class WALWriter: @unchecked Sendable {
         shared.segments.withLock { $0.append(segment) }
     }
 
+    /// An fsync to run outside `lock`: the file and the last LSN written before it started.
+    private struct PendingSync {
+        var fd: Int32
+        var lsn: UInt64
+        var path: String
+    }
+
+    /// The fsync due now (asked for by a replica's batch under `.always`, or the interval is
+    /// up), marked as started; nil when none is due.
+    private func takeDueSync() -> PendingSync? {
+        guard needsSync, poisoned == nil else {
+            syncRequested = false
+            return nil
+        }
+        var due = syncRequested
+        if case .interval(let interval) = syncPolicy, ContinuousClock.now - lastSync >= interval { due = true }
+        guard due else { return nil }
+        syncRequested = false
+        needsSync = false
+        lastSync = .now
+        return PendingSync(fd: fd, lsn: lastLSN, path: active.path)
+    }
+
+    /// Syncs the active file under `lock`: before rotating or closing it, and under `.always`.
     private func sync() {
         guard needsSync, poisoned == nil else { return }
         do throws(WALError) {
             try System.fsync(fd, path: active.path)
             needsSync = false
             lastSync = .now
-            shared.durableLSN.store(lastLSN, ordering: .releasing)
-            if let observer = shared.durableObserver.withLock({ $0 }) { observer.call(lastLSN) }
+            advanceDurable(to: lastLSN)
         } catch {
             // After a failed fsync the kernel may have dropped the dirty pages: what is on disk is
             // unknown, so the log must not pretend later writes are durable (PostgreSQL's fsyncgate).
@@ -302,9 +368,11 @@ final class WALWriter: @unchecked Sendable {
         }
     }
 
-    private func syncIfDue() {
-        guard case .interval(let interval) = syncPolicy, needsSync else { return }
-        if ContinuousClock.now - lastSync >= interval { sync() }
+    /// An fsync outside `lock` may finish after a later one under it: durability only moves up.
+    private func advanceDurable(to lsn: UInt64) {
+        guard lsn > shared.durableLSN.load(ordering: .acquiring) else { return }
+        shared.durableLSN.store(lsn, ordering: .releasing)
+        if let observer = shared.durableObserver.withLock({ $0 }) { observer.call(lsn) }
     }
 
     /// How long the writer may sleep before an `.interval` sync falls due; nil when nothing is unsynced.

@@ -13,8 +13,10 @@ import Synchronization
 /// Writes: `append` queues a record; one writer thread drains the queue on each wake-up (group
 /// commit), assigns consecutive LSNs, writes the batch with one `write` per segment it lands in,
 /// fsyncs per `WALSyncPolicy`, then runs the completions in LSN order on the writer thread.
-/// A replica's batch, already grouped by its master, is written on the caller's thread instead
-/// (`append(replicated:apply:)`), leaving only its fsync to the writer thread.
+/// Under an interval policy callers may commit instead (`append(byCaller:)`, then
+/// `commitQueued()`: a master's event loop, once per turn), and a replica's batch, already
+/// grouped by its master, is written on the caller's thread (`append(replicated:apply:)`);
+/// the writer thread then only fsyncs, outside the log's lock.
 ///
 /// Reads: `entries(since:limit:)` reads from any thread, only bytes the writer has committed.
 public final class WriteAheadLog: Sendable {
@@ -151,7 +153,7 @@ public final class WriteAheadLog: Sendable {
         shared.durableLSN.load(ordering: .acquiring)
     }
 
-    /// Queues one record for the writer thread.
+    /// Queues one record.
     ///
     /// The writer assigns the LSN (the next after the last written: LSNs start at 1 and never
     /// repeat), writes the batch, fsyncs first under `.always`, then calls `completion` on the
@@ -160,11 +162,19 @@ public final class WriteAheadLog: Sendable {
     /// is left as before the batch: nothing of it is on disk or acknowledged, and its LSNs go to
     /// later records. After `close`, `completion` runs at once on the calling thread with `.closed`.
     ///
-    /// Completions run on the writer thread and hold up the next batch: keep them short.
+    /// Completions run on the committing thread (the writer, or a `byCaller` appender in
+    /// `commitQueued`) under the log's lock and hold up the next batch: keep them short, and never
+    /// commit from one (`commitQueued`, `append(replicated:apply:)` would wait for that lock).
     ///
     /// `lsn` (a replica copying its master's log) makes the record take exactly that LSN: when it
     /// does not continue the log, the whole batch it lands in fails with `.lsnMismatch` and nothing
     /// of it is written. 0, the default, takes the next LSN.
+    ///
+    /// `byCaller` leaves the writer thread asleep: the record waits in the queue for a
+    /// `commitQueued()` on the caller's side, and the completions run there (see
+    /// `callersCommit`). Returns true when this append is the one that must see to that call
+    /// (the first since the last such commit); others ride along with it.
+    @discardableResult
     public func append(
         op: WALOp,
         key: [UInt8],
@@ -172,8 +182,9 @@ public final class WriteAheadLog: Sendable {
         expiresAtMs: Int64,
         timestampMs: Int64,
         lsn: UInt64 = 0,
+        byCaller: Bool = false,
         completion: @escaping @Sendable (Result<WALAppended, WALError>) -> Void
-    ) {
+    ) -> Bool {
         let item = PendingAppend(
             op: op,
             key: key,
@@ -190,9 +201,32 @@ public final class WriteAheadLog: Sendable {
         }
         guard accepted else {
             completion(.failure(.closed))
-            return
+            return false
         }
-        shared.wakeup.raise()
+        guard byCaller else {
+            shared.wakeup.raise()
+            return false
+        }
+        return shared.commitClaimed.compareExchange(
+            expected: false, desired: true, ordering: .sequentiallyConsistent
+        ).exchanged
+    }
+
+    /// Whether appenders should commit their own batches (`append(byCaller: true)`, then
+    /// `commitQueued()` at the end of their turn): true under an interval sync policy, where a
+    /// batch is answered without an fsync, so writing it on an event loop costs one `write`
+    /// and saves two thread hand-offs per batch (to the writer thread and back); false under
+    /// `.always`, whose fsync must not hold up an event loop.
+    public var callersCommit: Bool {
+        if case .interval = configuration.syncPolicy { return true }
+        return false
+    }
+
+    /// Writes everything queued on the calling thread, as the writer thread would (one group
+    /// commit; completions run here, in LSN order, before it returns). The interval fsync stays
+    /// the writer thread's and never holds this up.
+    public func commitQueued() {
+        writer.withLock { $0 }.commitQueued()
     }
 
     /// Writes a replica's batch, every record at its own (the master's) LSN, on the calling

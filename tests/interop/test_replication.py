@@ -223,6 +223,44 @@ def test_min_acks_waits_for_a_slave_and_times_out_without_one(pb, tmp_path, requ
         stop_server(master, _failed(request.node))
 
 
+def test_interval_fsyncs_make_master_and_slave_durable_and_min_acks_waits_for_them(pb, tmp_path, request):
+    # Under a sync interval the master writes on its event loop and a slave writes each batch
+    # on its connection's loop; the WAL's writer thread must still fsync both within the
+    # interval (it once slept through, and durable LSNs stayed at 0).
+    master = start_server(
+        tmp_path / "master",
+        wal={"sync_interval": "300ms"},
+        replication={"min_acks": 1, "ack_timeout": "10s"},
+    )
+    slave = start_server(
+        tmp_path / "slave",
+        role="slave",
+        master={"address": master.address, "sync_interval": "100ms"},
+        wal={"sync_interval": "300ms"},
+    )
+    try:
+        channel, stub = kv_stub(pb, master.address)
+        with channel:
+            for i in range(3):
+                started = time.monotonic()
+                reply = stub.Set(pb.kv.SetRequest(key=f"durable-{i}", value=b"x"), timeout=15)
+                waited = time.monotonic() - started
+                # min_acks waits for the slave's fsync: at most one interval, plus scheduling.
+                assert waited < 2.0, f"Set {i} waited {waited:.2f} s for the slave's durable ack"
+        deadline = time.monotonic() + 5
+        while True:
+            nodes = {"master": status(pb, master.address), "slave": status(pb, slave.address)}
+            if all(s.durable_lsn == reply.lsn and s.last_lsn == reply.lsn for s in nodes.values()):
+                break
+            assert time.monotonic() < deadline, {
+                name: (s.last_lsn, s.durable_lsn) for name, s in nodes.items()
+            }
+            time.sleep(0.05)
+    finally:
+        stop_server(slave, _failed(request.node))
+        stop_server(master, _failed(request.node))
+
+
 def test_min_lsn_reads_your_writes_on_a_slave(pb, cluster):
     master, slave = cluster["master"], cluster["slaves"][0]
     m_channel, m_stub = kv_stub(pb, master.address)

@@ -63,15 +63,23 @@ final class SlaveStream: @unchecked Sendable {
     /// Called from any thread with a committed batch already encoded: sent as is when it is the
     /// next thing this slave needs and the connection has room, else the log is read instead.
     func offer(_ batch: ByteBuffer, from first: UInt64, through last: UInt64) {
-        call.eventLoop.execute { [self] in
-            guard streaming, !reading, !snapshotting, !call.isFinished, sentLSN + 1 == first,
-                call.pendingOutboundBytes < hub.settings.sendBufferBytes
-            else { return pump() }
-            lastSend = .now()
-            call.send(batch)
-            sentLSN = last
-            shared.withLock { $0?.sentLSN = last }
+        // On the stream's own loop (a master whose event loop commits its writes) the batch is
+        // queued at once, so its flush comes before the answers to the writes in it.
+        guard call.eventLoop.inEventLoop else {
+            call.eventLoop.execute { [self] in offerOnLoop(batch, from: first, through: last) }
+            return
         }
+        offerOnLoop(batch, from: first, through: last)
+    }
+
+    private func offerOnLoop(_ batch: ByteBuffer, from first: UInt64, through last: UInt64) {
+        guard streaming, !reading, !snapshotting, !call.isFinished, sentLSN + 1 == first,
+            call.pendingOutboundBytes < hub.settings.sendBufferBytes
+        else { return pump() }
+        lastSend = .now()
+        call.send(batch)
+        sentLSN = last
+        shared.withLock { $0?.sentLSN = last }
     }
 
     // MARK: From the slave

@@ -36,6 +36,8 @@ public final class KVStoreService: Sendable {
 
     /// On a master with `replication.min_acks > 0`: where writes wait for slave acks.
     let acks: (hub: ReplicationHub, replication: NodeConfig.Replication)?
+    /// Whether writes are committed by the event loop that received them (`WriteAheadLog.callersCommit`).
+    let callersCommit: Bool
 
     public init(
         store: KeyValueStore, wal: WriteAheadLog, limits: NodeConfig.Limits, masterAddress: String? = nil,
@@ -45,6 +47,7 @@ public final class KVStoreService: Sendable {
         self.wal = wal
         self.limits = limits
         self.masterAddress = masterAddress
+        self.callersCommit = wal.callersCommit
         if let replicationHub, let replication, replication.minAcks > 0 {
             acks = (replicationHub, replication)
         } else {
@@ -56,7 +59,11 @@ public final class KVStoreService: Sendable {
     /// when that is set; UNAVAILABLE saying how many did when `ack_timeout` passes first.
     private func answerWrite(_ call: ServerCall, lsn: UInt64, _ response: @escaping @Sendable () -> ByteBuffer) {
         guard let (hub, replication) = acks else {
-            call.eventLoop.execute { call.respond(response()) }
+            if call.eventLoop.inEventLoop {
+                call.respond(response())
+            } else {
+                call.eventLoop.execute { call.respond(response()) }
+            }
             return
         }
         hub.awaitAcks(lsn: lsn, count: replication.minAcks, timeout: replication.ackTimeout, on: call.eventLoop) {
@@ -261,9 +268,9 @@ public final class KVStoreService: Sendable {
         } catch {
             throw RPCStatus(.resourceExhausted, error.description)
         }
-        wal.append(
+        let claimed = wal.append(
             op: .set, key: message.key, value: message.value, expiresAtMs: expiresAtMs,
-            timestampMs: WallClock.nowMs()
+            timestampMs: WallClock.nowMs(), byCaller: callersCommit
         ) { result in
             switch result {
             case .success(let appended):
@@ -279,6 +286,14 @@ public final class KVStoreService: Sendable {
                 call.finish(Self.notLogged(error))
             }
         }
+        if claimed { commitAtEndOfTurn(call) }
+    }
+
+    /// Under an interval sync policy the event loop writes its turn's writes itself, once all
+    /// the requests it read in this turn are queued: one group commit per turn.
+    private func commitAtEndOfTurn(_ call: ServerCall) {
+        let wal = self.wal
+        call.eventLoop.execute { wal.commitQueued() }
     }
 
     func delete(_ request: ByteBuffer, call: ServerCall) throws(RPCStatus) {
@@ -292,8 +307,10 @@ public final class KVStoreService: Sendable {
             return
         }
         let store = self.store
-        wal.append(op: .delete, key: message.key, value: [], expiresAtMs: 0, timestampMs: WallClock.nowMs()) {
-            result in
+        let claimed = wal.append(
+            op: .delete, key: message.key, value: [], expiresAtMs: 0, timestampMs: WallClock.nowMs(),
+            byCaller: callersCommit
+        ) { result in
             switch result {
             case .success(let appended):
                 let deleted = store.delete(key, lsn: appended.lsn, nowMs: WallClock.nowMs())
@@ -304,6 +321,7 @@ public final class KVStoreService: Sendable {
                 call.finish(Self.notLogged(error))
             }
         }
+        if claimed { commitAtEndOfTurn(call) }
     }
 
     /// Logged writes after `since_lsn`, read from the WAL's segments. Blocking: call it off
