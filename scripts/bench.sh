@@ -126,6 +126,9 @@ pids=()
 # Slaves and replicas (also in pids), stopped before the other servers, so
 # that no master stops with followers attached (they would redial it).
 follower_pids=()
+# The replication suite's servers, for CPU accounting: instance -> pid, and
+# instance -> its followers' pids (space-separated).
+declare -A instance_pid=() followers_of=()
 
 # Servers get SIGTERM (Erdtree drains and exits; callgrind writes its file),
 # then SIGKILL if they are still there after 5 s.
@@ -301,6 +304,7 @@ load_lag[lag_erdtree]=1 load_lag[lag_redis]=1
 # Timed (h2load -D BENCH_SECONDS) rather than sized from the warm-up: the
 # suite stays about as long when another tenant slows the machine down.
 declare -A load_timed=([set_alone]=1 [set_slaves]=1)
+declare -A load_cpu=([set_alone]=1 [set_slaves]=1 [redis_alone]=1 [redis_replicas]=1)
 
 # Server instances and the system each belongs to: Erdtree runs twice (the
 # main instance with wal.sync_interval "1s", another with "always"), Redis
@@ -648,6 +652,7 @@ for instance in erdtree erdtree_always; do
     if [ $instance = erdtree_always ]; then sync=always; fi
     erdtree_config "$tmp/$instance" "${instance_port[$instance]}" "$sync"
     erdtree_start "$tmp/$instance"
+    instance_pid[$instance]=$started_pid
     wait_port "${instance_port[$instance]}" "$started_pid" "$instance" "$tmp/$instance/server.log"
     preload_erdtree "${instance_port[$instance]}" "$instance (wal.sync_interval $sync)"
   fi
@@ -692,6 +697,7 @@ declare -A repl_followers=([erdtree_repl]="$port_erdtree_slave1,$port_erdtree_sl
 if uses erdtree_repl; then
   erdtree_config "$tmp/erdtree_repl" "$port_erdtree_repl" 1s
   erdtree_start "$tmp/erdtree_repl"
+  instance_pid[erdtree_repl]=$started_pid
   wait_port "$port_erdtree_repl" "$started_pid" erdtree_repl "$tmp/erdtree_repl/server.log"
   preload_erdtree "$port_erdtree_repl" "erdtree_repl (master, wal.sync_interval 1s)"
   for i in 1 2; do
@@ -699,6 +705,7 @@ if uses erdtree_repl; then
     erdtree_slave_config "$tmp/erdtree_slave$i" "${!port_var}" "$port_erdtree_repl"
     erdtree_start "$tmp/erdtree_slave$i" slave
     follower_pids+=("$started_pid")
+    followers_of[erdtree_repl]+=" $started_pid"
     wait_port "${!port_var}" "$started_pid" "erdtree_slave$i" "$tmp/erdtree_slave$i/server.log"
     wait_recovered "$started_pid" "$tmp/erdtree_slave$i" "erdtree_slave$i: first sync" erdtree_serving "${!port_var}"
     read_check_erdtree "${!port_var}" "erdtree_slave$i (slave of erdtree_repl)"
@@ -706,12 +713,14 @@ if uses erdtree_repl; then
 fi
 if uses redis_repl; then
   redis_start "$tmp/redis_repl" "$port_redis_repl" everysec --repl-diskless-sync-delay 0
+  instance_pid[redis_repl]=$started_pid
   wait_port "$port_redis_repl" "$started_pid" redis_repl "$tmp/redis_repl/server.log"
   preload_redis "$port_redis_repl" "redis_repl (master, appendfsync everysec)"
   for i in 1 2; do
     port_var=port_redis_replica$i
     redis_start "$tmp/redis_replica$i" "${!port_var}" everysec --replicaof 127.0.0.1 "$port_redis_repl"
     follower_pids+=("$started_pid")
+    followers_of[redis_repl]+=" $started_pid"
     wait_port "${!port_var}" "$started_pid" "redis_replica$i" "$tmp/redis_replica$i/server.log"
     wait_recovered "$started_pid" "$tmp/redis_replica$i" "redis_replica$i: sync" redis_linked "${!port_var}"
     read_check_redis "${!port_var}" "redis_replica$i (replica of redis_repl)"
@@ -747,6 +756,7 @@ fi
 for instance in redis_always redis_everysec; do
   if uses $instance; then
     redis_start "$tmp/$instance" "${instance_port[$instance]}" "${instance#redis_}"
+    instance_pid[$instance]=$started_pid
     wait_port "${instance_port[$instance]}" "$started_pid" "$instance" "$tmp/$instance/server.log"
     preload_redis "${instance_port[$instance]}" "$instance (appendfsync ${instance#redis_})"
   fi
@@ -769,18 +779,35 @@ fi
 # throughput and latency come from separate runs, because h2load's per-request
 # log costs it enough CPU that, on 2 cores, a logged run measures h2load rather
 # than the server (both Erdtree and nghttpd then top out near the same figure).
+# CPU time (utime + stime, in clock ticks) the processes have used so far.
+cpu_ticks() { # pid...
+  local total=0 pid
+  for pid in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat"))); done
+  echo "$total"
+}
+
 measure() { # load-id requests round
-  local id=$1 n=$2 round=$3 latency_requests
+  local id=$1 n=$2 round=$3 latency_requests instance=${load_system[$1]} master0='' followers0=''
   m_rps= m_p50= m_p99=
+  # The replication suite's throughput loads also count the CPU its master and followers
+  # spend per write (the throughput run only): what the ratio would be if each had cores
+  # of its own, which these 2 shared ones are not.
+  if [ -n "${load_cpu[$id]:-}" ]; then
+    # shellcheck disable=SC2086 # the follower pids are a list
+    master0=$(cpu_ticks "${instance_pid[$instance]}") followers0=$(cpu_ticks ${followers_of[$instance]:-})
+  fi
   if [ "$(load_kind "$id")" = redis ]; then
     redis_run "$id" "$tmp/load.out" "$n"
     read -r m_rps m_p50 m_p99 < <(redis_figures "$tmp/load.out")
+    cpu_account "$id" "$round" "$master0" "$followers0" "$n"
   elif [ "$(load_kind "$id")" = multi ]; then
     measure_multi "$id" "$round"
   elif [ "$n" = timed ]; then
     h2load_run "$id" "$tmp/load.out" -D "$seconds"
     h2load_check "$id" "$tmp/load.out" ""
     m_rps=$(h2load_rps "$tmp/load.out")
+    cpu_account "$id" "$round" "$master0" "$followers0" \
+      "$(awk '/^requests:/ {print $8}' "$tmp/load.out")"
     h2load_run "$id" "$tmp/load.latency.out" -D "$((seconds * 250))ms" --log-file "$tmp/requests.log"
     h2load_check "$id" "$tmp/load.latency.out" ""
     read -r m_p50 m_p99 < <(python3 "$helpers/report.py" percentiles "$tmp/requests.log")
@@ -800,6 +827,16 @@ measure() { # load-id requests round
     cp "$tmp/load.out" "$tmp/load.$round.$id.out"
   fi
   [ -n "$m_p99" ] || die "${load_label[$id]}: no figures in $tmp/load.out (round $round)"
+}
+
+# Appends a load's CPU figures to $repl_cpu: round, load id, master ticks,
+# followers' ticks, writes, ticks per second.
+cpu_account() { # load-id round master-ticks-before followers-ticks-before writes
+  [ -n "$3" ] || return 0
+  local instance=${load_system[$1]}
+  # shellcheck disable=SC2086
+  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$2" "$1" "$(($(cpu_ticks "${instance_pid[$instance]}") - $3))" \
+    "$(($(cpu_ticks ${followers_of[$instance]:-}) - $4))" "$5" "$(getconf CLK_TCK)" >> "$repl_cpu"
 }
 
 # A multi load runs its processes for BENCH_SECONDS each (-D), so that all of
@@ -846,9 +883,11 @@ measure_multi() { # load-id round
 repl_lag=$tmp/repl_lag.tsv       # round, system, lag µs, reads, Set µs, last read µs
 repl_load=$tmp/repl_load.tsv     # round, system, target writes/s, achieved writes/s, probes outlasted the load
 repl_drain=$tmp/repl_drain.tsv   # round, load id, ms until both followers showed a write made after the run
+repl_cpu=$tmp/repl_cpu.tsv       # see cpu_account
 : > "$repl_lag"
 : > "$repl_load"
 : > "$repl_drain"
+: > "$repl_cpu"
 repl_per_round=$(((repl_samples + rounds - 1) / rounds))
 repl_gap_ms=20
 # h2load's --rps is per client: 4 clients.
@@ -1532,7 +1571,7 @@ report() {
     echo "under a background write load of $repl_rate_target writes/s on the master (Erdtree: h2load c4 m32"
     echo "--rps $repl_rate_per_client per client; Redis: repl_probe redis-load, 4 connections, ≤ 32 in flight each)."
     echo
-    python3 "$helpers/report.py" replication "$repl_lag" "$repl_load" "$repl_catchup" "$results" "$repl_drain"
+    python3 "$helpers/report.py" replication "$repl_lag" "$repl_load" "$repl_catchup" "$results" "$repl_drain" "$repl_cpu"
     if ! suite recovery && ! suite memory; then for n in "${data_notes[@]}"; do echo; echo "$n"; done; fi
   fi
   if [ ${#loads[@]} -gt 0 ] || [ -s "$recovery_results" ] || [ -s "$memory_results" ] || [ -s "$compacted_results" ] \

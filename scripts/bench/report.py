@@ -20,7 +20,7 @@
   report.py compacted COMPACTED_TSV   -> markdown table of the startups after compaction and goal
   report.py compacted-rounds COMPACTED_TSV -> markdown table of every such startup
   report.py probe-percentiles PROBE_OUT -> "p50_us p99_us" of the lags in repl_probe *-lag output
-  report.py replication LAG_TSV LOAD_TSV CATCHUP_TSV RESULTS_TSV DRAIN_TSV
+  report.py replication LAG_TSV LOAD_TSV CATCHUP_TSV RESULTS_TSV DRAIN_TSV CPU_TSV
                                       -> the replication suite's tables and goals
   report.py replication-rounds LAG_TSV LOAD_TSV CATCHUP_TSV
                                       -> markdown tables of every lag run and catch-up
@@ -488,7 +488,8 @@ def read_rows(path: str, types: tuple) -> list:
 SYSTEM_NAMES = {"erdtree": "Erdtree", "redis": "Redis"}
 
 
-def replication(lag_path: str, load_path: str, catchup_path: str, results_path: str, drain_path: str) -> None:
+def replication(lag_path: str, load_path: str, catchup_path: str, results_path: str, drain_path: str,
+                cpu_path: str) -> None:
     lags = read_rows(lag_path, (int, str, int, int, int, int))
     loads = read_rows(load_path, (int, str, int, float, int))
     catchups = read_rows(catchup_path, (int, str, int, int))
@@ -630,6 +631,39 @@ def replication(lag_path: str, load_path: str, catchup_path: str, results_path: 
         print("on the master right then (the probe's start and two writes and reads: ~2 ms at the least);")
         print("replication is asynchronous, so a master that outruns its followers shows it here rather")
         print("than in its req/s.")
+        cpu_per_write(read_rows(cpu_path, (int, str, int, int, int, int)), pairs)
+
+
+def cpu_per_write(rows: list, pairs: tuple) -> None:
+    """CPU the master and its followers spent per write in those throughput runs (medians of rounds).
+
+    On 2 shared cores the with-followers req/s also measures how much CPU the followers take
+    from the master and the client; the master's own CPU per write, alone and with followers,
+    says what followers cost the master itself (as on machines of their own)."""
+    if not rows:
+        return
+    per = {}  # load id -> ([master µs/write], [followers µs/write])
+    for _, load, master, followers, writes, hz in rows:
+        if writes > 0 and hz > 0:
+            mine = per.setdefault(load, ([], []))
+            mine[0].append(master / hz / writes * 1e6)
+            mine[1].append(followers / hz / writes * 1e6)
+    print()
+    print("CPU per write in those runs (µs of user + system time, median of rounds): the master's")
+    print("own cost alone and with its followers, and what both followers spent together.")
+    print()
+    print("| master | master alone | master with 2 followers | alone ÷ with (master's own) | 2 followers |")
+    print("|---|---:|---:|---:|---:|")
+    for label, alone, attached, _, _ in pairs:
+        a, w = per.get(alone), per.get(attached)
+        if not a and not w:
+            continue
+        alone_us = statistics.median(a[0]) if a else None
+        with_us = statistics.median(w[0]) if w else None
+        followers_us = statistics.median(w[1]) if w else None
+        cell = lambda v: "—" if v is None else f"{v:.2f} µs"
+        ratio = f"{alone_us / with_us:.2f}×" if alone_us and with_us else "—"
+        print(f"| {label} | {cell(alone_us)} | {cell(with_us)} | {ratio} | {cell(followers_us)} |")
 
 
 def replication_rounds(lag_path: str, load_path: str, catchup_path: str) -> None:
@@ -673,8 +707,8 @@ def main(argv: list[str]) -> int:
         one_file[argv[1]](argv[2])
     elif len(argv) == 4 and argv[1] == "recovery-log" and argv[2] in RECOVERY_LOG:
         recovery_log(argv[2], argv[3])
-    elif len(argv) == 7 and argv[1] == "replication":
-        replication(*argv[2:7])
+    elif len(argv) == 8 and argv[1] == "replication":
+        replication(*argv[2:8])
     elif len(argv) == 5 and argv[1] == "replication-rounds":
         replication_rounds(*argv[2:5])
     elif len(argv) in (3, 4, 5) and argv[1] == "summary":
