@@ -38,6 +38,7 @@ let package = Package(
             name: "ErdtreeRPC",
             dependencies: [
                 "CNGHTTP2",
+                "CProtobufC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -87,6 +88,8 @@ let package = Package(
             name: "ErdtreeRPCTests",
             dependencies: [
                 "ErdtreeRPC",
+                "ErdtreeProto",
+                "CProtobufC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -1,6 +1,5 @@
-internal import CProtobufC
-
 /// Owns the C memory of one nested message while it is packed; `free()` releases it all.
+/// (Here in ErdtreeRPC for the Connect JSON codec; the node's message types use it too.)
 ///
 /// protobuf-c messages with nested messages, repeated fields and strings are graphs of C
 /// pointers; building one in an arena and freeing it in one go after `pack` keeps the
@@ -8,7 +7,9 @@ internal import CProtobufC
 /// replication batch of hundreds of entries (three pieces each: the `Entry`, its key, its value)
 /// costs a handful of `malloc`s rather than three per entry, and an arena kept for a stream of
 /// messages (`reset`) costs none once its block has grown to fit them.
-final class CArena {
+package final class CArena {
+    package init() {}
+
     private static let firstBlockBytes = 1024
     private static let maxBlockBytes = 1 << 20
     private static let alignment = 16
@@ -35,17 +36,17 @@ final class CArena {
         return start
     }
 
-    func make<T>(_ type: T.Type, initialize: (UnsafeMutablePointer<T>) -> Void) -> UnsafeMutablePointer<T> {
+    package func make<T>(_ type: T.Type, initialize: (UnsafeMutablePointer<T>) -> Void) -> UnsafeMutablePointer<T> {
         let pointer = allocate(bytes: MemoryLayout<T>.stride).bindMemory(to: T.self, capacity: 1)
         initialize(pointer)
         return pointer
     }
 
-    func array<T>(of type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
+    package func array<T>(of type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
         allocate(bytes: MemoryLayout<T>.stride * max(count, 1)).bindMemory(to: T.self, capacity: max(count, 1))
     }
 
-    func copy(_ bytes: [UInt8]) -> UnsafeMutablePointer<UInt8> {
+    package func copy(_ bytes: [UInt8]) -> UnsafeMutablePointer<UInt8> {
         let pointer = array(of: UInt8.self, count: bytes.count)
         bytes.withUnsafeBufferPointer { source in
             if let base = source.baseAddress { pointer.update(from: base, count: bytes.count) }
@@ -53,12 +54,12 @@ final class CArena {
         return pointer
     }
 
-    func cString(_ string: String) -> UnsafeMutablePointer<CChar> {
+    package func cString(_ string: String) -> UnsafeMutablePointer<CChar> {
         cString(Array(string.utf8))
     }
 
     /// A NUL-terminated copy of `utf8` (which holds no NUL: keys are checked on the way in).
-    func cString(_ utf8: [UInt8]) -> UnsafeMutablePointer<CChar> {
+    package func cString(_ utf8: [UInt8]) -> UnsafeMutablePointer<CChar> {
         let pointer = array(of: CChar.self, count: utf8.count + 1)
         utf8.withUnsafeBytes { source in
             if let base = source.baseAddress {
@@ -72,7 +73,7 @@ final class CArena {
     /// Forgets everything allocated but keeps the largest block for the next message: repeated
     /// large allocations and frees of the same size are what make glibc consolidate its free
     /// lists (measured: `malloc_consolidate` at 2% of a master's samples with slaves attached).
-    func reset() {
+    package func reset() {
         guard let largest = blocks.max(by: { $0.bytes < $1.bytes }) else { return }
         for block in blocks where block.start != largest.start { block.start.deallocate() }
         blocks = [largest]
@@ -80,7 +81,7 @@ final class CArena {
         remaining = largest.bytes
     }
 
-    func free() {
+    package func free() {
         for block in blocks { block.start.deallocate() }
         blocks.removeAll()
         next = nil

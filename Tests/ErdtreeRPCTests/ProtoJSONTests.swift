@@ -1,0 +1,182 @@
+import CProtobufC
+import ErdtreeProto
+import Testing
+
+@testable import ErdtreeRPC
+
+/// The proto3 JSON mapping over protobuf-c descriptors, checked against messages built and
+/// read with protobuf-c's generated code (not with the codec itself).
+@Suite struct ProtoJSONTests {
+    @Test func aSetRequestEncodesWithCamelCaseNamesBase64BytesAndQuotedInt64() throws {
+        var message = Erdtree__V1__SetRequest()
+        erdtree__v1__set_request__init(&message)
+        let json = try withPacked(&message, key: "user:42", value: [0xFF, 0x00, 0x41], ttlMs: 1500) { bytes in
+            try ProtoJSON.encode(bytes, as: setRequest)
+        }
+        #expect(String(decoding: json, as: UTF8.self) == #"{"key":"user:42","value":"/wBB","ttlMs":"1500"}"#)
+    }
+
+    @Test func defaultsAreLeftOut() throws {
+        var message = Erdtree__V1__SetRequest()
+        erdtree__v1__set_request__init(&message)
+        let json = try withPacked(&message, key: "", value: [], ttlMs: 0) { bytes in
+            try ProtoJSON.encode(bytes, as: setRequest)
+        }
+        #expect(String(decoding: json, as: UTF8.self) == "{}")
+    }
+
+    @Test func decodingTakesBothNamesIntegersAsNumbersOrStringsAndEitherBase64() throws {
+        for document in [
+            #"{"key":"k1","value":"aGk=","ttlMs":"250"}"#,
+            #"{"key":"k1","value":"aGk","ttl_ms":250}"#,
+            #" { "ttl_ms" : 2.5e2 , "value" : "aGk=" , "key" : "k1" } "#,
+        ] {
+            let binary = try ProtoJSON.decode(Array(document.utf8), as: setRequest)
+            let (key, value, ttl) = try unpackSetRequest(binary)
+            #expect(key == "k1", "\(document)")
+            #expect(value == Array("hi".utf8), "\(document)")
+            #expect(ttl == 250, "\(document)")
+        }
+        // URL-safe alphabet: "-_" are "+/".
+        let urlSafe = try ProtoJSON.decode(
+            Array(#"{"value":"-_8"}"#.utf8), as: setRequest)
+        #expect(try unpackSetRequest(urlSafe).1 == [0xFB, 0xFF])
+    }
+
+    @Test func badDocumentsAreRefusedNamingTheFieldOrThePosition() {
+        let cases: [(String, String)] = [
+            (#"{"key":"k","colour":"red"}"#, #"erdtree.v1.SetRequest: unknown field "colour""#),
+            (#"{"key":7}"#, "erdtree.v1.SetRequest.key: expected a string, got the number 7"),
+            (#"{"ttlMs":"soon"}"#, "erdtree.v1.SetRequest.ttl_ms: soon is not an integer in the range of Int64"),
+            (#"{"ttlMs":1.5}"#, "erdtree.v1.SetRequest.ttl_ms: 1.5 is not an integer in the range of Int64"),
+            (
+                #"{"value":"not base64!"}"#,
+                "erdtree.v1.SetRequest.value: expected base64 bytes in a string, got a string"
+            ),
+            (#"{"key":"a","key":"b"}"#, #"erdtree.v1.SetRequest: field "key" is given twice"#),
+            (#"{"key":"a\u0000b"}"#, "erdtree.v1.SetRequest.key: a string may not contain U+0000"),
+            (#"["key"]"#, "erdtree.v1.SetRequest: expected a JSON object, got an array"),
+            (#"{"key":"k",}"#, "malformed JSON at byte 11: expected a member name in double quotes"),
+            (#"{"key" "k"}"#, "malformed JSON at byte 7: expected ':'"),
+            (#"{"key":"k"} x"#, "malformed JSON at byte 12: unexpected data after the value"),
+            ("", "malformed JSON at byte 0: unexpected end of input, a value was expected"),
+            (String(repeating: "[", count: 100), "malformed JSON at byte 64: nested deeper than 64 levels"),
+            (#"{"key":"\x"}"#, #"malformed JSON at byte 8: invalid escape '\x'"#),
+        ]
+        for (document, message) in cases {
+            #expect(throws: ProtoJSON.Failure(message: message), "\(document)") {
+                try ProtoJSON.decode(Array(document.utf8), as: setRequest)
+            }
+        }
+    }
+
+    @Test func oneofsRepeatedMessagesAndEnumsRoundTrip() throws {
+        let document = #"""
+            {"batch":{"entries":[{"lsn":"1","op":"OP_SET","key":"a","value":"AQ=="},\#
+            {"lsn":"2","timestampMs":"-5","op":"OP_DELETE","key":"b"}],"masterLsn":"18446744073709551615"}}
+            """#
+        let response = replicateResponse
+        let binary = try ProtoJSON.decode(Array(document.utf8), as: response)
+        // Read back with the generated code.
+        let message = try #require(
+            binary.withUnsafeBufferPointer { erdtree__v1__replicate_response__unpack(nil, $0.count, $0.baseAddress) })
+        defer { erdtree__v1__replicate_response__free_unpacked(message, nil) }
+        #expect(message.pointee.kind_case == ERDTREE__V1__REPLICATE_RESPONSE__KIND_BATCH)
+        let batch = try #require(message.pointee.batch).pointee
+        #expect(batch.master_lsn == UInt64.max)
+        #expect(batch.n_entries == 2)
+        let second = try #require(batch.entries[1]).pointee
+        #expect(second.op == ERDTREE__V1__OP__OP_DELETE)
+        #expect(second.timestamp_ms == -5)
+        // And back to JSON: the same document, with defaults left out.
+        let json = try binary.withUnsafeBytes { try ProtoJSON.encode($0, as: response) }
+        #expect(
+            String(decoding: json, as: UTF8.self)
+                == #"{"batch":{"entries":[{"lsn":"1","op":"OP_SET","key":"a","value":"AQ=="},"#
+                + #"{"lsn":"2","timestampMs":"-5","op":"OP_DELETE","key":"b"}],"masterLsn":"18446744073709551615"}}"#)
+    }
+
+    @Test func twoMembersOfOneOneofAreRefused() {
+        #expect(throws: ProtoJSON.Failure.self) {
+            try ProtoJSON.decode(
+                Array(#"{"batch":{},"heartbeat":{}}"#.utf8),
+                as: replicateResponse)
+        }
+    }
+
+    @Test func enumsAreReadByNameOrNumberAndUnknownNamesAreRefused() throws {
+        let byNumber = try ProtoJSON.decode(Array(#"{"op":2}"#.utf8), as: entry)
+        let json = try byNumber.withUnsafeBytes { try ProtoJSON.encode($0, as: entry) }
+        #expect(String(decoding: json, as: UTF8.self) == #"{"op":"OP_DELETE"}"#)
+        #expect(throws: ProtoJSON.Failure.self) { try ProtoJSON.decode(Array(#"{"op":"OP_MAYBE"}"#.utf8), as: entry) }
+    }
+
+    @Test func stringsAreEscapedAndUnescaped() throws {
+        let text = "quote\" backslash\\ newline\n tab\t bell\u{07} é 🌳"
+        var out: [UInt8] = []
+        JSONWriter.appendString(text, to: &out)
+        #expect(try JSONParser.parse(out) == .string(text))
+        #expect(try JSONParser.parse(Array(#""\ud83c\udf33 \u00e9""#.utf8)) == .string("🌳 é"))
+    }
+
+    @Test func base64RoundTripsEveryLength() {
+        for count in 0..<10 {
+            let bytes = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 200) }
+            #expect(Base64.decode(Base64.encode(bytes)) == bytes, "\(count) bytes")
+        }
+        #expect(Base64.decode("a") == nil, "one sextet cannot end a quantum")
+        #expect(Base64.decode("ab=c") == nil, "padding only at the end")
+    }
+
+    // MARK: Helpers
+
+    /// A generated message type's descriptor (a C global Swift cannot take the address of):
+    /// the one an initialized message points to.
+    private func descriptor<Message>(_ type: Message.Type, _ initialize: (UnsafeMutablePointer<Message>) -> Void)
+        -> ProtoJSON.Descriptor
+    {
+        let message = UnsafeMutablePointer<Message>.allocate(capacity: 1)
+        defer { message.deallocate() }
+        initialize(message)
+        return UnsafeRawPointer(message).load(as: ProtobufCMessage.self).descriptor
+    }
+
+    private var setRequest: ProtoJSON.Descriptor {
+        descriptor(Erdtree__V1__SetRequest.self) { erdtree__v1__set_request__init($0) }
+    }
+    private var replicateResponse: ProtoJSON.Descriptor {
+        descriptor(Erdtree__V1__ReplicateResponse.self) { erdtree__v1__replicate_response__init($0) }
+    }
+    private var entry: ProtoJSON.Descriptor {
+        descriptor(Erdtree__V1__Entry.self) { erdtree__v1__entry__init($0) }
+    }
+
+    private func withPacked<R>(
+        _ message: inout Erdtree__V1__SetRequest, key: String, value: [UInt8], ttlMs: Int64,
+        _ body: (UnsafeRawBufferPointer) throws -> R
+    ) rethrows -> R {
+        try key.withCString { keyPointer in
+            var bytes = value
+            return try bytes.withUnsafeMutableBufferPointer { valuePointer in
+                message.key = UnsafeMutablePointer(mutating: keyPointer)
+                message.value = ProtobufCBinaryData(len: valuePointer.count, data: valuePointer.baseAddress)
+                message.ttl_ms = ttlMs
+                let size = erdtree__v1__set_request__get_packed_size(&message)
+                var packed = [UInt8](repeating: 0, count: size)
+                _ = packed.withUnsafeMutableBufferPointer { erdtree__v1__set_request__pack(&message, $0.baseAddress) }
+                return try packed.withUnsafeBytes(body)
+            }
+        }
+    }
+
+    private func unpackSetRequest(_ binary: [UInt8]) throws -> (String, [UInt8], Int64) {
+        let message = try #require(
+            binary.withUnsafeBufferPointer { erdtree__v1__set_request__unpack(nil, $0.count, $0.baseAddress) })
+        defer { erdtree__v1__set_request__free_unpacked(message, nil) }
+        let value = message.pointee.value
+        return (
+            String(cString: message.pointee.key),
+            value.data.map { Array(UnsafeBufferPointer(start: $0, count: value.len)) } ?? [], message.pointee.ttl_ms
+        )
+    }
+}
