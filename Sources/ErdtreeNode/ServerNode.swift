@@ -77,7 +77,7 @@ public final class ServerNode: Sendable {
 
         server = RPCServer(
             router: router, limits: RPCServer.Limits(maxMessageBytes: config.limits.maxMessageBytes),
-            group: group, logger: logger)
+            group: group, logger: logger, isServing: { [health] in health.status == .serving })
     }
 
     /// Binds `server.address:server.port` and starts serving.

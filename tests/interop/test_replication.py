@@ -451,11 +451,18 @@ def test_a_slave_serves_only_after_its_first_sync(pb, tmp_path, request):
         time.sleep(1.5)  # up, dialling a master that is not there
         assert slave.poll() is None
         assert not _health_serving(f"127.0.0.1:{slave_port}"), "a slave that never synced reported SERVING"
+        # Load balancers see the same over HTTP/1.1.
+        from support import run, tool
+
+        probe = [tool("curl"), "--http1.1", "-s", "--max-time", "5", "-w", " %{http_code}",
+                 f"http://127.0.0.1:{slave_port}/healthz"]
+        assert run(probe).stdout.decode() == "NOT_SERVING\n 503"
         master = start_server(tmp_path / "master", port=master_port)
         deadline = time.monotonic() + 15
         while not _health_serving(f"127.0.0.1:{slave_port}"):
             assert time.monotonic() < deadline, "the slave never became SERVING after the master came up"
             time.sleep(0.1)
+        assert run(probe).stdout.decode() == "SERVING\n 200"
     finally:
         slave.terminate()
         assert slave.wait(timeout=10) == 0

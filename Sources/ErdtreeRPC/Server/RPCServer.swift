@@ -1,12 +1,14 @@
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// Listens on one TCP port and serves the routes of an `RPCRouter` over HTTP/2.
+/// Listens on one TCP port and serves the routes of an `RPCRouter` over HTTP/2, and
+/// `/healthz` over HTTP/1.1 on the same port (`ProtocolSniffer` tells them apart).
 ///
-/// One `GRPCServerConnectionHandler` (one nghttp2 session) per accepted connection, on the
-/// event loop the connection was accepted on. `shutdownGracefully` stops accepting, sends
+/// One `GRPCServerConnectionHandler` (one nghttp2 session) per accepted HTTP/2 connection, on
+/// the event loop the connection was accepted on. `shutdownGracefully` stops accepting, sends
 /// GOAWAY on every connection, lets in-flight calls finish, and closes what is left when
 /// the grace period ends.
 public final class RPCServer: Sendable {
@@ -21,6 +23,7 @@ public final class RPCServer: Sendable {
 
     private let router: RPCRouter
     private let limits: Limits
+    private let isServing: @Sendable () -> Bool
     private let group: any EventLoopGroup
     private let logger: Logger
     private let state = Mutex(State())
@@ -30,9 +33,14 @@ public final class RPCServer: Sendable {
         var connections: [ObjectIdentifier: any Channel] = [:]
     }
 
-    public init(router: RPCRouter, limits: Limits = Limits(), group: any EventLoopGroup, logger: Logger) {
+    /// - Parameter isServing: what `GET /healthz` reports (200 when true, else 503).
+    public init(
+        router: RPCRouter, limits: Limits = Limits(), group: any EventLoopGroup, logger: Logger,
+        isServing: @escaping @Sendable () -> Bool = { true }
+    ) {
         self.router = router
         self.limits = limits
+        self.isServing = isServing
         self.group = group
         self.logger = logger
     }
@@ -44,6 +52,7 @@ public final class RPCServer: Sendable {
         let router = self.router
         let limits = self.limits
         let logger = self.logger
+        let isServing = self.isServing
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -52,8 +61,18 @@ public final class RPCServer: Sendable {
             .childChannelInitializer { [weak self] channel in
                 self?.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
-                    let handler = try GRPCServerConnectionHandler(router: router, limits: limits, logger: logger)
-                    try channel.pipeline.syncOperations.addHandler(handler)
+                    let sniffer = ProtocolSniffer { detected, channel in
+                        let pipeline = channel.pipeline.syncOperations
+                        switch detected {
+                        case .http2:
+                            try pipeline.addHandler(
+                                GRPCServerConnectionHandler(router: router, limits: limits, logger: logger))
+                        case .http1:
+                            try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
+                            try pipeline.addHandler(HTTP1ConnectionHandler(isServing: isServing))
+                        }
+                    }
+                    try channel.pipeline.syncOperations.addHandler(sniffer)
                 }
             }
         let listener = try await bootstrap.bind(host: host, port: port).get()
