@@ -1,3 +1,4 @@
+internal import ErdtreeProto
 import ErdtreeRPC
 import ErdtreeStorage
 import ErdtreeWAL
@@ -74,6 +75,13 @@ public final class ServerNode: Sendable {
             replicator.onFirstSync { [health] in health.setStatus(.serving) }
         }
         ReflectionService().register(in: &router)
+        // Message types per method, for Connect's JSON codec.
+        for service in [
+            erdtree__v1__kvstore__descriptor, erdtree__v1__admin__descriptor, erdtree__v1__replication__descriptor,
+            grpc__health__v1__health__descriptor,
+        ] {
+            router.describe(service)
+        }
 
         server = RPCServer(
             router: router, limits: RPCServer.Limits(maxMessageBytes: config.limits.maxMessageBytes),

@@ -7,7 +7,7 @@ import NIOCore
 /// `ServerCall`s and start their handlers; output is collected once per read burst
 /// (`channelReadComplete`), or once per event-loop tick when handlers answer later, so many
 /// streams answered together leave in one write. Everything runs on the channel's loop.
-final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler {
+final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner {
 
     /// Sent by the server through the pipeline to start a graceful shutdown.
     struct Drain {}

@@ -1,3 +1,4 @@
+import CProtobufC
 import NIOCore
 
 /// How a method exchanges messages, and the code that serves it.
@@ -23,22 +24,43 @@ public struct RPCRouter: Sendable {
         let path: String
         let pathBytes: [UInt8]
         let handler: RPCHandler
+        /// The request and response message types, when known: Connect's JSON codec needs them.
+        let messages: MessageTypes?
 
-        init(path: String, handler: RPCHandler) {
+        init(path: String, handler: RPCHandler, messages: MessageTypes?) {
             self.path = path
             self.pathBytes = Array(path.utf8)
             self.handler = handler
+            self.messages = messages
         }
     }
 
+    /// A method's request and response descriptors (static protobuf-c data, never written).
+    struct MessageTypes: @unchecked Sendable {
+        let input: ProtoJSON.Descriptor
+        let output: ProtoJSON.Descriptor
+    }
+
     private(set) var routes: [Route] = []
+    private var messageTypes: [String: MessageTypes] = [:]
 
     public init() {}
 
     /// Registers `handler` for `path`; a later registration of the same path replaces it.
     public mutating func register(_ path: String, _ handler: RPCHandler) {
         routes.removeAll { $0.path == path }
-        routes.append(Route(path: path, handler: handler))
+        routes.append(Route(path: path, handler: handler, messages: messageTypes[path]))
+    }
+
+    /// Learns the message types of every method of `service` (a protobuf-c generated service
+    /// descriptor), for routes registered before or after; Connect can then serve them as JSON.
+    public mutating func describe(_ service: ProtobufCServiceDescriptor) {
+        let name = String(cString: service.name)
+        for method in UnsafeBufferPointer(start: service.methods, count: Int(service.n_methods)) {
+            guard let input = method.input, let output = method.output else { continue }
+            messageTypes["/\(name)/\(String(cString: method.name))"] = MessageTypes(input: input, output: output)
+        }
+        routes = routes.map { Route(path: $0.path, handler: $0.handler, messages: messageTypes[$0.path]) }
     }
 
     /// Fully qualified service names (`package.Service`) that have at least one route.

@@ -69,7 +69,9 @@ public final class RPCServer: Sendable {
                                 GRPCServerConnectionHandler(router: router, limits: limits, logger: logger))
                         case .http1:
                             try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
-                            try pipeline.addHandler(HTTP1ConnectionHandler(isServing: isServing))
+                            try pipeline.addHandler(
+                                HTTP1ConnectionHandler(
+                                    router: router, limits: limits, logger: logger, isServing: isServing))
                         }
                     }
                     try channel.pipeline.syncOperations.addHandler(sniffer)

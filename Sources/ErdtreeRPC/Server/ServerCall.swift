@@ -1,5 +1,12 @@
 import NIOCore
 
+/// The transport a call answers through: the gRPC connection (one nghttp2 stream per call)
+/// or a Connect exchange over HTTP/1.1. Called on the event loop whenever the call queued a
+/// message or finished.
+protocol ServerCallOwner: AnyObject {
+    func callHasOutput(_ call: ServerCall)
+}
+
 /// One gRPC call on the server: what a handler sees of a request stream, and how it answers.
 ///
 /// Handlers may call `respond`, `send` and `finish` from any thread; each hops to the
@@ -17,7 +24,7 @@ public final class ServerCall: @unchecked Sendable {
 
     let streamID: Int32
     /// Cleared when the stream closes, which breaks the connection → call → connection cycle.
-    var connection: GRPCServerConnectionHandler?
+    var connection: (any ServerCallOwner)?
 
     // Request state, filled in by the connection while headers arrive.
     var route: RPCRouter.Route?
@@ -51,7 +58,7 @@ public final class ServerCall: @unchecked Sendable {
     }
 
     init(
-        streamID: Int32, connection: GRPCServerConnectionHandler, eventLoop: any EventLoop,
+        streamID: Int32, connection: any ServerCallOwner, eventLoop: any EventLoop,
         allocator: ByteBufferAllocator, maxMessageBytes: Int
     ) {
         self.streamID = streamID

@@ -1,0 +1,127 @@
+"""Connect unary over HTTP/1.1 on the gRPC port, driven by curl, `buf curl --protocol connect`
+and raw sockets: JSON and binary codecs, Connect's error body and HTTP statuses."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+from support import run, tool
+
+from test_http1 import read_responses
+
+
+def connect(server, method: str, body: bytes, content_type: str = "application/json", *headers: str):
+    """(HTTP status, body bytes, response headers) of a Connect unary POST over HTTP/1.1."""
+    args = [tool("curl"), "--http1.1", "-sS", "--max-time", "10", "-D", "-", "-X", "POST",
+            "-H", f"content-type: {content_type}", "--data-binary", "@-"]
+    for header in headers:
+        args += ["-H", header]
+    done = run([*args, f"http://{server.address}/{method}"], input=body)
+    assert done.returncode == 0, done.stderr
+    head, _, payload = done.stdout.partition(b"\r\n\r\n")
+    status = int(head.split(b"\r\n", 1)[0].split()[1])
+    return status, payload, head.decode().lower()
+
+
+def test_json_set_get_delete_over_http1(pb, server):
+    status, body, head = connect(server, "erdtree.v1.KVStore/Set", b'{"key":"k1","value":"aGVsbG8=","ttlMs":"60000"}')
+    assert status == 200 and "content-type: application/json" in head
+    assert json.loads(body) == {"lsn": "1"}
+    status, body, _ = connect(server, "erdtree.v1.KVStore/Get", b'{"key":"k1"}')
+    reply = json.loads(body)
+    assert status == 200 and reply["value"] == "aGVsbG8=" and reply["found"] is True and reply["lsn"] == "1"
+    assert int(reply["expiresAtMs"]) > 0
+    # Defaults are left out: a missing key is {} ("found": false is the default).
+    status, body, _ = connect(server, "erdtree.v1.KVStore/Get", b'{"key":"missing"}')
+    assert (status, json.loads(body)) == (200, {})
+    status, body, _ = connect(server, "erdtree.v1.KVStore/Delete", b'{"key":"k1"}')
+    assert (status, json.loads(body)) == (200, {"deleted": True, "lsn": "2"})
+
+
+def test_binary_codec_and_admin_and_health(pb, server):
+    request = pb.kv.SetRequest(key="bin", value=b"\x00\xff").SerializeToString()
+    status, body, head = connect(server, "erdtree.v1.KVStore/Set", request, "application/proto")
+    assert status == 200 and "content-type: application/proto" in head
+    assert pb.kv.SetResponse.FromString(body).lsn == 1
+    status, body, _ = connect(server, "erdtree.v1.KVStore/Get", pb.kv.GetRequest(key="bin").SerializeToString(),
+                              "application/proto")
+    assert pb.kv.GetResponse.FromString(body).value == b"\x00\xff"
+    status, body, _ = connect(server, "erdtree.v1.Admin/Status", b"{}", "application/json; charset=utf-8")
+    assert status == 200 and json.loads(body)["role"] == "ROLE_MASTER"
+    status, body, _ = connect(server, "grpc.health.v1.Health/Check", b"{}", "application/json", "connect-protocol-version: 1")
+    assert json.loads(body) == {"status": "SERVING"}
+
+
+def test_buf_curl_speaks_connect_over_http1(pb, server):
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    connect(server, "erdtree.v1.KVStore/Set", b'{"key":"b","value":"eA=="}')
+    done = run([tool("buf"), "curl", "--protocol", "connect", "--schema", str(root), "--data", '{"key":"b"}',
+                f"http://{server.address}/erdtree.v1.KVStore/Get"])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["value"] == "eA=="
+
+
+def error(server, method, body, content_type="application/json", *headers):
+    status, payload, _ = connect(server, method, body, content_type, *headers)
+    return status, json.loads(payload)
+
+
+def test_errors_carry_connect_codes_and_http_statuses(pb, server):
+    assert error(server, "erdtree.v1.KVStore/Get", b'{"key":""}') == (
+        400, {"code": "invalid_argument", "message": "key must not be empty (keys are 1 to 4096 bytes of UTF-8)"})
+    assert error(server, "erdtree.v1.KVStore/Get", b'{"key":"k","colour":1}') == (
+        400, {"code": "invalid_argument", "message": 'erdtree.v1.GetRequest: unknown field "colour"'})
+    assert error(server, "erdtree.v1.KVStore/Get", b'{"key":}') == (
+        400, {"code": "invalid_argument", "message": "malformed JSON at byte 7: unexpected character '}'"})
+    assert error(server, "erdtree.v1.KVStore/Set", b'{"key":"k","ttlMs":"soon"}')[1]["message"] == (
+        "erdtree.v1.SetRequest.ttl_ms: soon is not an integer in the range of Int64")
+    status, body = error(server, "erdtree.v1.KVStore/Nope", b"{}")
+    assert status == 404 and body["code"] == "unimplemented"
+    status, body = error(server, "erdtree.v1.KVStore/Get", b"{}", "text/plain")
+    assert status == 415 and body["code"] == "unimplemented"
+    status, body = error(server, "erdtree.v1.KVStore/Get", b'{"key":"k"}', "application/json",
+                         "connect-protocol-version: 2")
+    assert status == 400 and "connect-protocol-version" in body["message"]
+    status, body = error(server, "erdtree.v1.KVStore/Get", b'{"key":"k"}', "application/json",
+                         "connect-timeout-ms: soon")
+    assert status == 400 and "connect-timeout-ms" in body["message"]
+    status, body = error(server, "erdtree.v1.KVStore/Get", b"\xff\xff", "application/proto")
+    assert status == 400 and body["code"] == "invalid_argument"
+    # A body over limits.max_message_bytes (4 MB by default) is refused without being kept.
+    status, body = error(server, "erdtree.v1.KVStore/Set", b"x" * (5 << 20))
+    assert status == 429 and body["code"] == "resource_exhausted"
+    # A value over limits.max_value_bytes (1 MB) in a body under the message limit: the
+    # service's own refusal of its argument.
+    big = '{"key":"big","value":"' + "A" * (4 * ((1 << 20) // 3 + 2)) + '"}'
+    status, body = error(server, "erdtree.v1.KVStore/Set", big.encode())
+    assert status == 400 and body["code"] == "invalid_argument" and "max_value_bytes" in body["message"]
+    # The node keeps serving.
+    status, _, _ = connect(server, "erdtree.v1.KVStore/Get", b'{"key":"k"}')
+    assert status == 200
+
+
+def test_a_slave_refuses_writes_with_failed_precondition(pb, tmp_path, request):
+    from conftest import _failed, start_server, stop_server
+
+    master = start_server(tmp_path / "master")
+    slave = start_server(tmp_path / "slave", role="slave", master={"address": master.address})
+    try:
+        status, body = error(slave, "erdtree.v1.KVStore/Set", b'{"key":"x"}')
+        assert status == 400 and body["code"] == "failed_precondition" and master.address in body["message"]
+    finally:
+        stop_server(slave, _failed(request.node))
+        stop_server(master, _failed(request.node))
+
+
+def test_pipelined_connect_calls_are_answered_in_order(server):
+    def post(body: bytes) -> bytes:
+        return (b"POST /erdtree.v1.KVStore/Set HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(b"".join(post(b'{"key":"p%d","value":"eA=="}' % i) for i in range(5)))
+        replies = read_responses(sock, 5)
+    assert [(status, json.loads(body)["lsn"]) for status, body in replies] == [(200, str(i + 1)) for i in range(5)]
