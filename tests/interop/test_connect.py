@@ -1,19 +1,27 @@
-"""Connect unary over HTTP/1.1 on the gRPC port, driven by curl, `buf curl --protocol connect`
-and raw sockets: JSON and binary codecs, Connect's error body and HTTP statuses."""
+"""Connect unary on the gRPC port, over HTTP/1.1 and over HTTP/2 (h2c, prior knowledge),
+driven by curl, `buf curl --protocol connect` and raw sockets: JSON and binary codecs,
+Connect's error body and HTTP statuses."""
 
 from __future__ import annotations
 
 import json
 import socket
 
+import pytest
+
 from support import run, tool
 
-from test_http1 import read_responses
+from test_http1 import read_until_closed, split_responses
 
 
-def connect(server, method: str, body: bytes, content_type: str = "application/json", *headers: str):
-    """(HTTP status, body bytes, response headers) of a Connect unary POST over HTTP/1.1."""
-    args = [tool("curl"), "--http1.1", "-sS", "--max-time", "10", "-D", "-", "-X", "POST",
+# curl's switch for each transport.
+TRANSPORTS = {"http1": "--http1.1", "h2c": "--http2-prior-knowledge"}
+
+
+def connect(server, method: str, body: bytes, content_type: str = "application/json", *headers: str,
+            transport: str = "http1"):
+    """(HTTP status, body bytes, response headers) of a Connect unary POST."""
+    args = [tool("curl"), TRANSPORTS[transport], "-sS", "--max-time", "10", "-D", "-", "-X", "POST",
             "-H", f"content-type: {content_type}", "--data-binary", "@-"]
     for header in headers:
         args += ["-H", header]
@@ -24,52 +32,68 @@ def connect(server, method: str, body: bytes, content_type: str = "application/j
     return status, payload, head.decode().lower()
 
 
-def test_json_set_get_delete_over_http1(pb, server):
-    status, body, head = connect(server, "erdtree.v1.KVStore/Set", b'{"key":"k1","value":"aGVsbG8=","ttlMs":"60000"}')
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_json_set_get_delete(pb, server, transport):
+    def call(method, body):
+        return connect(server, method, body, transport=transport)
+
+    status, body, head = call("erdtree.v1.KVStore/Set", b'{"key":"k1","value":"aGVsbG8=","ttlMs":"60000"}')
     assert status == 200 and "content-type: application/json" in head
     assert json.loads(body) == {"lsn": "1"}
-    status, body, _ = connect(server, "erdtree.v1.KVStore/Get", b'{"key":"k1"}')
+    status, body, _ = call("erdtree.v1.KVStore/Get", b'{"key":"k1"}')
     reply = json.loads(body)
     assert status == 200 and reply["value"] == "aGVsbG8=" and reply["found"] is True and reply["lsn"] == "1"
     assert int(reply["expiresAtMs"]) > 0
     # Defaults are left out: a missing key is {} ("found": false is the default).
-    status, body, _ = connect(server, "erdtree.v1.KVStore/Get", b'{"key":"missing"}')
+    status, body, _ = call("erdtree.v1.KVStore/Get", b'{"key":"missing"}')
     assert (status, json.loads(body)) == (200, {})
-    status, body, _ = connect(server, "erdtree.v1.KVStore/Delete", b'{"key":"k1"}')
+    status, body, _ = call("erdtree.v1.KVStore/Delete", b'{"key":"k1"}')
     assert (status, json.loads(body)) == (200, {"deleted": True, "lsn": "2"})
 
 
-def test_binary_codec_and_admin_and_health(pb, server):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_binary_codec_and_admin_and_health(pb, server, transport):
     request = pb.kv.SetRequest(key="bin", value=b"\x00\xff").SerializeToString()
-    status, body, head = connect(server, "erdtree.v1.KVStore/Set", request, "application/proto")
+    status, body, head = connect(server, "erdtree.v1.KVStore/Set", request, "application/proto", transport=transport)
     assert status == 200 and "content-type: application/proto" in head
     assert pb.kv.SetResponse.FromString(body).lsn == 1
     status, body, _ = connect(server, "erdtree.v1.KVStore/Get", pb.kv.GetRequest(key="bin").SerializeToString(),
-                              "application/proto")
+                              "application/proto", transport=transport)
     assert pb.kv.GetResponse.FromString(body).value == b"\x00\xff"
-    status, body, _ = connect(server, "erdtree.v1.Admin/Status", b"{}", "application/json; charset=utf-8")
+    status, body, _ = connect(server, "erdtree.v1.Admin/Status", b"{}", "application/json; charset=utf-8",
+                              transport=transport)
     assert status == 200 and json.loads(body)["role"] == "ROLE_MASTER"
-    status, body, _ = connect(server, "grpc.health.v1.Health/Check", b"{}", "application/json", "connect-protocol-version: 1")
+    status, body, _ = connect(server, "grpc.health.v1.Health/Check", b"{}", "application/json",
+                              "connect-protocol-version: 1", transport=transport)
     assert json.loads(body) == {"status": "SERVING"}
 
 
-def test_buf_curl_speaks_connect_over_http1(pb, server):
+@pytest.mark.parametrize("extra", [[], ["--http2-prior-knowledge"]], ids=["http1", "h2c"])
+def test_buf_curl_speaks_connect(pb, server, extra):
     import pathlib
 
     root = pathlib.Path(__file__).resolve().parents[2]
     connect(server, "erdtree.v1.KVStore/Set", b'{"key":"b","value":"eA=="}')
-    done = run([tool("buf"), "curl", "--protocol", "connect", "--schema", str(root), "--data", '{"key":"b"}',
+    done = run([tool("buf"), "curl", "--protocol", "connect", *extra, "--schema", str(root), "--data", '{"key":"b"}',
                 f"http://{server.address}/erdtree.v1.KVStore/Get"])
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["value"] == "eA=="
+    # An error: buf curl exits non-zero and prints Connect's code.
+    done = run([tool("buf"), "curl", "--protocol", "connect", *extra, "--schema", str(root), "--data", '{"key":""}',
+                f"http://{server.address}/erdtree.v1.KVStore/Get"])
+    assert done.returncode != 0 and b"invalid_argument" in done.stdout + done.stderr
 
 
-def error(server, method, body, content_type="application/json", *headers):
-    status, payload, _ = connect(server, method, body, content_type, *headers)
+def error(server, method, body, content_type="application/json", *headers, transport="http1"):
+    status, payload, _ = connect(server, method, body, content_type, *headers, transport=transport)
     return status, json.loads(payload)
 
 
-def test_errors_carry_connect_codes_and_http_statuses(pb, server):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_errors_carry_connect_codes_and_http_statuses(pb, server, transport):
+    def error(*args, **kwargs):
+        return globals()["error"](*args, **kwargs, transport=transport)
+
     assert error(server, "erdtree.v1.KVStore/Get", b'{"key":""}') == (
         400, {"code": "invalid_argument", "message": "key must not be empty (keys are 1 to 4096 bytes of UTF-8)"})
     assert error(server, "erdtree.v1.KVStore/Get", b'{"key":"k","colour":1}') == (
@@ -80,8 +104,11 @@ def test_errors_carry_connect_codes_and_http_statuses(pb, server):
         "erdtree.v1.SetRequest.ttl_ms: soon is not an integer in the range of Int64")
     status, body = error(server, "erdtree.v1.KVStore/Nope", b"{}")
     assert status == 404 and body["code"] == "unimplemented"
-    status, body = error(server, "erdtree.v1.KVStore/Get", b"{}", "text/plain")
-    assert status == 415 and body["code"] == "unimplemented"
+    # Neither gRPC nor Connect: 415 (over HTTP/2 without a body, as the gRPC spec has it).
+    status, payload, _ = connect(server, "erdtree.v1.KVStore/Get", b"{}", "text/plain", transport=transport)
+    assert status == 415
+    if transport == "http1":
+        assert json.loads(payload)["code"] == "unimplemented"
     status, body = error(server, "erdtree.v1.KVStore/Get", b'{"key":"k"}', "application/json",
                          "connect-protocol-version: 2")
     assert status == 400 and "connect-protocol-version" in body["message"]
@@ -122,6 +149,7 @@ def test_pipelined_connect_calls_are_answered_in_order(server):
                 b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
     with socket.create_connection(("127.0.0.1", server.port)) as sock:
-        sock.sendall(b"".join(post(b'{"key":"p%d","value":"eA=="}' % i) for i in range(5)))
-        replies = read_responses(sock, 5)
+        sock.sendall(b"".join(post(b'{"key":"p%d","value":"eA=="}' % i) for i in range(5))
+                     + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        replies = split_responses(read_until_closed(sock), ["POST"] * 5 + ["GET"])[:5]
     assert [(status, json.loads(body)["lsn"]) for status, body in replies] == [(200, str(i + 1)) for i in range(5)]

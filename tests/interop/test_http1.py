@@ -44,26 +44,25 @@ def test_healthz_answers_over_http1_next_to_grpc(pb, server):
         assert stub.Set(pb.kv.SetRequest(key="k", value=b"v"), timeout=10).lsn == 1
 
 
-def read_responses(sock: socket.socket, count: int, timeout: float = 10) -> list[tuple[int, str]]:
-    """Reads `count` HTTP/1.1 responses (content-length bodies) off one connection."""
+def read_until_closed(sock: socket.socket, timeout: float = 10) -> bytes:
     sock.settimeout(timeout)
     data = b""
-    responses = []
-    while len(responses) < count:
-        head_end = data.find(b"\r\n\r\n")
-        if head_end >= 0:
-            head = data[:head_end].decode()
-            length = next(
-                int(line.split(":", 1)[1]) for line in head.split("\r\n") if line.lower().startswith("content-length:")
-            )
-            if len(data) >= head_end + 4 + length:
-                body = data[head_end + 4 : head_end + 4 + length].decode()
-                responses.append((int(head.split()[1]), body))
-                data = data[head_end + 4 + length :]
-                continue
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed after {len(responses)} of {count} responses"
+    while chunk := sock.recv(65536):
         data += chunk
+    return data
+
+
+def split_responses(data: bytes, methods: list[str]) -> list[tuple[int, str]]:
+    """The responses in `data`, one per request method (a HEAD answer has no body)."""
+    responses = []
+    for method in methods:
+        head, _, data = data.partition(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
+        length = 0 if method == "HEAD" else length
+        responses.append((int(lines[0].split()[1]), data[:length].decode()))
+        data = data[length:]
+    assert data == b"", f"unexpected bytes after the responses: {data!r}"
     return responses
 
 
@@ -73,22 +72,13 @@ def test_pipelined_requests_are_answered_in_order(server):
             b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
             b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
             b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-            b"GET /healthz?probe=lb HTTP/1.1\r\nHost: x\r\n\r\n"
+            b"GET /healthz?probe=lb HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
         )
-        # HEAD has a content-length but no body: read it apart.
-        first, second = read_responses(sock, 2)
-        assert first == (200, "SERVING\n")
-        assert second[0] == 404 and "/nope" in second[1]
-        sock.settimeout(10)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            data += sock.recv(65536)
-        head, _, rest = data.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200 OK")
-        # Keep-alive: the connection still serves the fourth request.
-        while rest.count(b"\r\n\r\n") < 1 or not rest.endswith(b"SERVING\n"):
-            rest += sock.recv(65536)
-        assert rest.startswith(b"HTTP/1.1 200 OK") and rest.endswith(b"SERVING\n")
+        responses = split_responses(read_until_closed(sock), ["GET", "GET", "HEAD", "GET"])
+    assert responses[0] == (200, "SERVING\n")
+    assert responses[1][0] == 404 and "/nope" in responses[1][1]
+    assert responses[2] == (200, "")
+    assert responses[3] == (200, "SERVING\n"), "the connection stayed open until the request that closed it"
 
 
 def test_malformed_and_stalled_http1_clients_do_not_affect_others(server):

@@ -27,7 +27,7 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
     private var bodyTooLarge = false
     /// The Connect call in progress, with the codec its answer uses.
     private var call: ServerCall?
-    private var codec: ConnectProtocol.Codec = .proto
+    private var exchange: ConnectUnary?
     private var keepAlive = true
 
     init(router: RPCRouter, limits: RPCServer.Limits, logger: Logger, isServing: @escaping @Sendable () -> Bool) {
@@ -101,48 +101,33 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
                     "content-type \(given) is not served; Connect unary takes application/proto or application/json"),
                 http: .unsupportedMediaType)
         }
-        self.codec = codec
-        if let version = head.headers.first(name: "connect-protocol-version"), version != "1" {
-            return fail(RPCStatus(.invalidArgument, "connect-protocol-version \(version) is not 1"))
-        }
+        exchange = ConnectUnary(codec: codec)
         if bodyTooLarge {
             return fail(
                 RPCStatus(.resourceExhausted, "request body larger than the \(limits.maxMessageBytes)-byte limit"))
         }
-        guard case .unary(let handler) = route.handler else {
-            return fail(
-                RPCStatus(
-                    .unimplemented, "\(path) is a streaming method; this server takes only unary calls over Connect"),
-                http: .unsupportedMediaType)
-        }
-        var request = body ?? context.channel.allocator.buffer(capacity: 0)
+        let prepared = ConnectUnary.prepare(
+            route: route, codec: codec, version: head.headers.first(name: "connect-protocol-version"),
+            timeout: head.headers.first(name: "connect-timeout-ms"),
+            body: body ?? context.channel.allocator.buffer(capacity: 0), allocator: context.channel.allocator)
         body = nil
-        if codec == .json {
-            guard let messages = route.messages else {
-                return fail(RPCStatus(.unimplemented, "\(path) has no JSON mapping; use application/proto"))
+        guard case .success(let (request, timeoutMs)) = prepared, case .unary(let handler) = route.handler else {
+            if case .failure(let status) = prepared {
+                fail(status, http: status.code == .unimplemented ? .unsupportedMediaType : nil)
             }
-            do throws(ProtoJSON.Failure) {
-                let json = request.readBytes(length: request.readableBytes) ?? []
-                request = context.channel.allocator.buffer(bytes: try ProtoJSON.decode(json, as: messages.input))
-            } catch {
-                return fail(RPCStatus(.invalidArgument, error.message))
-            }
+            return
         }
         let call = ServerCall(
             streamID: 0, connection: self, eventLoop: context.eventLoop, allocator: context.channel.allocator,
             maxMessageBytes: limits.maxMessageBytes)
         call.route = route
         self.call = call
-        if let timeout = head.headers.first(name: "connect-timeout-ms") {
-            guard let milliseconds = Int64(timeout), milliseconds >= 0, timeout.count <= 10 else {
-                return call.finishOnLoop(
-                    RPCStatus(.invalidArgument, "connect-timeout-ms \(timeout) is not 0-10 digits"))
-            }
-            call.setDeadline(fromNowNanos: milliseconds * 1_000_000)
-            call.deadlineTask = context.eventLoop.scheduleTask(in: .milliseconds(milliseconds)) { [weak call] in
+        if let timeoutMs {
+            call.setDeadline(fromNowNanos: timeoutMs * 1_000_000)
+            call.deadlineTask = context.eventLoop.scheduleTask(in: .milliseconds(timeoutMs)) { [weak call] in
                 guard let call, call.finalStatus == nil else { return }
                 call.cancel()
-                call.finishOnLoop(RPCStatus(.deadlineExceeded, "deadline of \(milliseconds) ms exceeded"))
+                call.finishOnLoop(RPCStatus(.deadlineExceeded, "deadline of \(timeoutMs) ms exceeded"))
             }
         }
         call.handlerStarted = true
@@ -167,37 +152,17 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
 
     /// The call queued its answer or finished: a unary call is answered once, when it finishes.
     func callHasOutput(_ call: ServerCall) {
-        guard call === self.call, let status = call.finalStatus, !call.closed else { return }
+        guard call === self.call, call.finalStatus != nil, !call.closed, let exchange else { return }
         call.closed = true
         self.call = nil
         call.connection = nil
-        guard status.code == .ok else { return fail(status) }
-        // The message was framed for gRPC (5-byte prefix); Connect unary sends it bare.
-        var framed = call.outbound
-        guard framed.readableBytes >= GRPCMessageFramer.headroomBytes else {
-            return fail(RPCStatus(.internal, "the method finished OK without a response message"))
-        }
-        framed.moveReaderIndex(forwardBy: GRPCMessageFramer.headroomBytes)
-        var message = framed.readBytes(length: framed.readableBytes) ?? []
-        if codec == .json {
-            guard let messages = call.route?.messages else {
-                return fail(RPCStatus(.internal, "no JSON mapping for the response"))
-            }
-            let encoded = message.withUnsafeBytes { bytes in
-                Result { () throws(ProtoJSON.Failure) in try ProtoJSON.encode(bytes, as: messages.output) }
-            }
-            switch encoded {
-            case .success(let json): message = json
-            case .failure(let error): return fail(RPCStatus(.internal, error.message))
-            }
-        }
-        write(.ok, body: message, contentType: codec.contentType, extra: [], omitBody: false)
+        let response = exchange.response(to: call)
+        write(response.status, body: response.body, contentType: response.contentType, extra: [], omitBody: false)
     }
 
     private func fail(_ status: RPCStatus, http: HTTPResponseStatus? = nil, extra: [(String, String)] = []) {
-        write(
-            http ?? ConnectProtocol.httpStatus(status.code), body: ConnectProtocol.errorBody(status),
-            contentType: "application/json", extra: extra, omitBody: false)
+        let response = ConnectUnary.error(status, http: http)
+        write(response.status, body: response.body, contentType: response.contentType, extra: extra, omitBody: false)
     }
 
     private func write(

@@ -1,7 +1,9 @@
 import Logging
 import NIOCore
+import NIOHTTP1
 
-/// Serves gRPC (PROTOCOL-HTTP2) on one HTTP/2 connection through an nghttp2 server session.
+/// Serves gRPC (PROTOCOL-HTTP2), and Connect unary calls, on one HTTP/2 connection through an
+/// nghttp2 server session.
 ///
 /// Bytes read from the socket go into the session; the session's callbacks build
 /// `ServerCall`s and start their handlers; output is collected once per read burst
@@ -74,6 +76,11 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     /// A call queued a message or finished: get its bytes onto the wire.
     func callHasOutput(_ call: ServerCall) {
         guard !call.closed else { return }
+        if let exchange = call.connect {
+            // A unary answer goes out whole, once the call has finished.
+            guard call.finalStatus != nil, !call.responseHeadersSent else { return }
+            return answerConnect(call, exchange.response(to: call))
+        }
         do {
             if !call.responseHeadersSent {
                 call.responseHeadersSent = true
@@ -125,7 +132,16 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
         case 7 where name.equals(":method"):
             call.methodIsPost = value.equals("POST")
         case 12 where name.equals("content-type"):
-            call.contentType = Self.isGRPCContentType(value) ? .grpc : .other(String(decoding: value, as: UTF8.self))
+            if Self.isGRPCContentType(value) {
+                call.contentType = .grpc
+            } else {
+                let text = String(decoding: value, as: UTF8.self)
+                call.contentType = ConnectProtocol.codec(contentType: text).map { .connect($0) } ?? .other(text)
+            }
+        case 18 where name.equals("connect-timeout-ms"):
+            call.connectTimeout = String(decoding: value, as: UTF8.self)
+        case 24 where name.equals("connect-protocol-version"):
+            call.connectVersion = String(decoding: value, as: UTF8.self)
         case 12 where name.equals("grpc-timeout"):
             // A malformed timeout is ignored rather than failing the call, as grpc-go does.
             call.timeoutNanos = GRPCTimeout.parse(value)
@@ -149,6 +165,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
 
     override func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer) {
         guard let call = call(streamID), call.finalStatus == nil, call.handlerStarted else { return }
+        if call.connect != nil { return receivedConnectBody(bytes, on: call) }
         call.deframer.append(bytes)
         do {
             while let message = try call.deframer.next() {
@@ -193,6 +210,10 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     override func sessionReadBody(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> BodyChunk {
         guard let call = call(streamID) else { return .data(count: 0, end: .endStream) }
         let count = call.outbound.drain(into: buffer)
+        if call.connect != nil {
+            // A Connect unary body is complete when submitted, and has no trailers.
+            return .data(count: count, end: call.outbound.readableBytes == 0 ? .endStream : nil)
+        }
         if call.outbound.readableBytes == 0, let status = call.finalStatus {
             return .data(count: count, end: .trailers(Self.trailers(status)))
         }
@@ -212,6 +233,9 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
         switch call.contentType {
         case .grpc:
             break
+        case .connect(let codec):
+            startConnect(call, codec: codec)
+            return
         case .missing, .other:
             rejectHTTP(call, status: "415")
             return
@@ -232,21 +256,96 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
             call.finishOnLoop(RPCStatus(.unimplemented, "unknown method \(call.unknownPath)"))
             return
         }
-        if let timeout = call.timeoutNanos {
-            call.setDeadline(fromNowNanos: timeout)
-            if let deadline = call.deadline, let context {
-                call.deadlineTask = context.eventLoop.scheduleTask(deadline: deadline) { [weak call] in
-                    guard let call, call.finalStatus == nil, !call.closed else { return }
-                    call.cancel()
-                    call.finishOnLoop(
-                        RPCStatus(.deadlineExceeded, "deadline exceeded after \(Self.describe(nanos: timeout))"))
-                }
-            }
-        }
+        armDeadline(call)
         call.handlerStarted = true
         if case .bidirectional(let handler) = route.handler {
             handler(call)
         }
+    }
+
+    /// Ends the call with DEADLINE_EXCEEDED when its timeout (`grpc-timeout`, or Connect's
+    /// `connect-timeout-ms`) passes first.
+    private func armDeadline(_ call: ServerCall) {
+        guard let timeout = call.timeoutNanos else { return }
+        call.setDeadline(fromNowNanos: timeout)
+        guard let deadline = call.deadline, let context else { return }
+        call.deadlineTask = context.eventLoop.scheduleTask(deadline: deadline) { [weak call] in
+            guard let call, call.finalStatus == nil, !call.closed else { return }
+            call.cancel()
+            call.finishOnLoop(RPCStatus(.deadlineExceeded, "deadline exceeded after \(Self.describe(nanos: timeout))"))
+        }
+    }
+
+    // MARK: Connect unary
+
+    private func startConnect(_ call: ServerCall, codec: ConnectProtocol.Codec) {
+        call.connect = ConnectUnary(codec: codec)
+        guard call.route != nil else {
+            // Connect: an unknown procedure is 404 with code unimplemented.
+            return failConnect(call, RPCStatus(.unimplemented, "unknown method \(call.unknownPath)"), http: .notFound)
+        }
+        call.connectBody = context?.channel.allocator.buffer(capacity: 0)
+        call.handlerStarted = true
+    }
+
+    private func receivedConnectBody(_ bytes: UnsafeRawBufferPointer, on call: ServerCall) {
+        guard !call.connectBodyTooLarge else { return }
+        if (call.connectBody?.readableBytes ?? 0) + bytes.count > limits.maxMessageBytes {
+            // Read on to the end of the request, keeping nothing, then refuse it.
+            call.connectBodyTooLarge = true
+            call.connectBody = nil
+        } else {
+            call.connectBody?.writeBytes(bytes)
+        }
+    }
+
+    private func requestEndedConnect(_ call: ServerCall, _ exchange: ConnectUnary) {
+        guard call.finalStatus == nil, let route = call.route, let context else { return }
+        if call.connectBodyTooLarge {
+            return failConnect(
+                call, RPCStatus(.resourceExhausted, "request body larger than the \(limits.maxMessageBytes)-byte limit")
+            )
+        }
+        let prepared = ConnectUnary.prepare(
+            route: route, codec: exchange.codec, version: call.connectVersion, timeout: call.connectTimeout,
+            body: call.connectBody ?? context.channel.allocator.buffer(capacity: 0),
+            allocator: context.channel.allocator)
+        call.connectBody = nil
+        switch prepared {
+        case .failure(let status):
+            failConnect(call, status, http: status.code == .unimplemented ? .unsupportedMediaType : nil)
+        case .success(let (request, timeoutMs)):
+            guard case .unary(let handler) = route.handler else { return }
+            if let timeoutMs { call.timeoutNanos = timeoutMs * 1_000_000 }
+            armDeadline(call)
+            handler(request, call)
+        }
+    }
+
+    /// Refuses a Connect call before its handler runs.
+    private func failConnect(_ call: ServerCall, _ status: RPCStatus, http: HTTPResponseStatus? = nil) {
+        call.finalStatus = status
+        answerConnect(call, ConnectUnary.error(status, http: http))
+    }
+
+    /// Submits a finished Connect call's response: headers with its length, then the body.
+    private func answerConnect(
+        _ call: ServerCall, _ response: (status: HTTPResponseStatus, contentType: String, body: [UInt8])
+    ) {
+        call.responseHeadersSent = true
+        call.outbound.clear()
+        call.outbound.writeBytes(response.body)
+        let headers = HeaderBlock([
+            HTTPField(":status", String(response.status.code)), HTTPField("content-type", response.contentType),
+            HTTPField("content-length", String(response.body.count)),
+        ])
+        do {
+            try session.submitResponse(streamID: call.streamID, headers: headers, hasBody: !response.body.isEmpty)
+        } catch {
+            session.resetStream(streamID: call.streamID)
+        }
+        call.releaseCallbacks()
+        scheduleFlush()
     }
 
     private func receivedMessage(_ message: ByteBuffer, on call: ServerCall) {
@@ -267,6 +366,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     private func requestEnded(_ call: ServerCall) {
         guard !call.requestEnded else { return }
         call.requestEnded = true
+        if let exchange = call.connect { return requestEndedConnect(call, exchange) }
         guard call.handlerStarted, call.finalStatus == nil, let route = call.route else { return }
         if call.deframer.hasPartialMessage {
             call.cancel()

@@ -39,6 +39,13 @@ public final class ServerCall: @unchecked Sendable {
     /// For unary and server-streaming methods: the single request message.
     var pendingRequest: ByteBuffer?
     var handlerStarted = false
+    /// A Connect unary call on HTTP/2 (set once its headers are checked): its raw body so far,
+    /// and the Connect request headers.
+    var connect: ConnectUnary?
+    var connectBody: ByteBuffer?
+    var connectBodyTooLarge = false
+    var connectVersion: String?
+    var connectTimeout: String?
 
     // Response state.
     var outbound: ByteBuffer
@@ -54,6 +61,7 @@ public final class ServerCall: @unchecked Sendable {
     enum ContentTypeCheck {
         case missing
         case grpc
+        case connect(ConnectProtocol.Codec)
         case other(String)
     }
 

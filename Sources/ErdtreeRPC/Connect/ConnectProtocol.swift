@@ -1,0 +1,142 @@
+import NIOCore
+import NIOHTTP1
+
+/// The Connect protocol's unary rules (connectrpc.com/docs/protocol): codecs by content type,
+/// error codes by name with their HTTP statuses, and the error body.
+enum ConnectProtocol {
+    enum Codec {
+        case proto
+        case json
+
+        var contentType: String {
+            switch self {
+            case .proto: "application/proto"
+            case .json: "application/json"
+            }
+        }
+    }
+
+    /// The codec of a unary request's `content-type` (parameters such as `charset=utf-8` allowed
+    /// for JSON); nil when Connect unary does not take it.
+    static func codec(contentType: String) -> Codec? {
+        // A media type holds no blanks, so dropping them trims it.
+        let media = contentType.split(separator: ";", maxSplits: 1).first?
+            .filter { $0 != " " && $0 != "\t" }.lowercased()
+        switch media {
+        case "application/proto": return .proto
+        case "application/json": return .json
+        default: return nil
+        }
+    }
+
+    /// Connect's name for a code (`invalid_argument`).
+    static func name(_ code: RPCStatus.Code) -> String {
+        code == .cancelled ? "canceled" : code.description.lowercased()
+    }
+
+    /// The HTTP status Connect gives an error code.
+    static func httpStatus(_ code: RPCStatus.Code) -> HTTPResponseStatus {
+        switch code {
+        case .cancelled: .custom(code: 499, reasonPhrase: "Client Closed Request")
+        case .invalidArgument, .failedPrecondition, .outOfRange: .badRequest
+        case .deadlineExceeded: .gatewayTimeout
+        case .notFound: .notFound
+        case .alreadyExists, .aborted: .conflict
+        case .permissionDenied: .forbidden
+        case .resourceExhausted: .tooManyRequests
+        case .unimplemented: .notImplemented
+        case .unavailable: .serviceUnavailable
+        case .unauthenticated: .unauthorized
+        default: .internalServerError
+        }
+    }
+
+    /// The JSON error body: `{"code":"…","message":"…"}` (no message member when empty).
+    static func errorBody(_ status: RPCStatus) -> [UInt8] {
+        var out = Array(#"{"code":"#.utf8)
+        JSONWriter.appendString(name(status.code), to: &out)
+        if !status.message.isEmpty {
+            out.append(contentsOf: Array(#","message":"#.utf8))
+            JSONWriter.appendString(status.message, to: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+}
+
+/// One Connect unary exchange, whatever carries it (HTTP/1.1 or HTTP/2): checks the request,
+/// turns its body into the binary request the handler takes, and the finished call into the
+/// response's status, content type and body.
+struct ConnectUnary {
+    let codec: ConnectProtocol.Codec
+
+    /// The request's checks in the protocol's order, then its body as the binary message.
+    /// - Parameters:
+    ///   - version: `connect-protocol-version`, when sent.
+    ///   - timeout: `connect-timeout-ms`, when sent; its value is returned as a deadline.
+    static func prepare(
+        route: RPCRouter.Route, codec: ConnectProtocol.Codec, version: String?, timeout: String?, body: ByteBuffer,
+        allocator: ByteBufferAllocator
+    ) -> Result<(request: ByteBuffer, timeoutMs: Int64?), RPCStatus> {
+        if let version, version != "1" {
+            return .failure(RPCStatus(.invalidArgument, "connect-protocol-version \(version) is not 1"))
+        }
+        var timeoutMs: Int64?
+        if let timeout {
+            guard timeout.count <= 10, let milliseconds = Int64(timeout), milliseconds >= 0 else {
+                return .failure(RPCStatus(.invalidArgument, "connect-timeout-ms \(timeout) is not 0-10 digits"))
+            }
+            timeoutMs = milliseconds
+        }
+        guard case .unary = route.handler else {
+            return .failure(
+                RPCStatus(
+                    .unimplemented,
+                    "\(route.path) is a streaming method; this server takes only unary calls over Connect"
+                ))
+        }
+        guard codec == .json else { return .success((body, timeoutMs)) }
+        guard let messages = route.messages else {
+            return .failure(RPCStatus(.unimplemented, "\(route.path) has no JSON mapping; use application/proto"))
+        }
+        var json = body
+        do throws(ProtoJSON.Failure) {
+            let binary = try ProtoJSON.decode(json.readBytes(length: json.readableBytes) ?? [], as: messages.input)
+            return .success((allocator.buffer(bytes: binary), timeoutMs))
+        } catch {
+            return .failure(RPCStatus(.invalidArgument, error.message))
+        }
+    }
+
+    /// The response to a finished call: its message (unframed, transcoded for JSON) with 200,
+    /// or its error as Connect's JSON body with the code's HTTP status.
+    func response(to call: ServerCall) -> (status: HTTPResponseStatus, contentType: String, body: [UInt8]) {
+        let status = call.finalStatus ?? RPCStatus(.internal, "the call ended without a status")
+        guard status.code == .ok else { return Self.error(status) }
+        // The message was framed for gRPC (5-byte prefix); Connect unary sends it bare.
+        var framed = call.outbound
+        guard framed.readableBytes >= GRPCMessageFramer.headroomBytes else {
+            return Self.error(RPCStatus(.internal, "the method finished OK without a response message"))
+        }
+        framed.moveReaderIndex(forwardBy: GRPCMessageFramer.headroomBytes)
+        let message = framed.readBytes(length: framed.readableBytes) ?? []
+        guard codec == .json else { return (.ok, codec.contentType, message) }
+        guard let messages = call.route?.messages else {
+            return Self.error(RPCStatus(.internal, "no JSON mapping for the response"))
+        }
+        let encoded = message.withUnsafeBytes { bytes in
+            Result { () throws(ProtoJSON.Failure) in try ProtoJSON.encode(bytes, as: messages.output) }
+        }
+        switch encoded {
+        case .success(let json): return (.ok, codec.contentType, json)
+        case .failure(let error): return Self.error(RPCStatus(.internal, error.message))
+        }
+    }
+
+    /// An error answer; `http` overrides the code's status (404 for an unknown path, 415 …).
+    static func error(_ status: RPCStatus, http: HTTPResponseStatus? = nil)
+        -> (status: HTTPResponseStatus, contentType: String, body: [UInt8])
+    {
+        (http ?? ConnectProtocol.httpStatus(status.code), "application/json", ConnectProtocol.errorBody(status))
+    }
+}
