@@ -82,6 +82,12 @@ public final class ServerNode: Sendable {
         ] {
             router.describe(service)
         }
+        // What the proto marks `idempotency_level = NO_SIDE_EFFECTS` (a test checks the list
+        // against the proto's options): Connect serves these to GET.
+        router.markNoSideEffects([
+            "/erdtree.v1.KVStore/Get", "/erdtree.v1.KVStore/GetUpdates", "/erdtree.v1.Admin/Status",
+            "/erdtree.v1.Admin/ListSlaves",
+        ])
 
         server = RPCServer(
             router: router, limits: RPCServer.Limits(maxMessageBytes: config.limits.maxMessageBytes),

@@ -153,3 +153,49 @@ def test_pipelined_connect_calls_are_answered_in_order(server):
                      + b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         replies = split_responses(read_until_closed(sock), ["POST"] * 5 + ["GET"])[:5]
     assert [(status, json.loads(body)["lsn"]) for status, body in replies] == [(200, str(i + 1)) for i in range(5)]
+
+
+def get(server, method: str, query: str, transport: str = "http1"):
+    """(HTTP status, body bytes) of a Connect GET."""
+    done = run([tool("curl"), TRANSPORTS[transport], "-sS", "--max-time", "10", "-w", "\n%{http_code}",
+                f"http://{server.address}/{method}?{query}"])
+    assert done.returncode == 0, done.stderr
+    body, _, status = done.stdout.rpartition(b"\n")
+    return int(status), body
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_connect_get_for_methods_without_side_effects(pb, server, transport):
+    import base64
+    from urllib.parse import quote
+
+    connect(server, "erdtree.v1.KVStore/Set", b'{"key":"a b&c","value":"aGk="}')
+    # JSON, percent-encoded, parameters in any order.
+    status, body = get(server, "erdtree.v1.KVStore/Get",
+                       f"connect=v1&message={quote(json.dumps({'key': 'a b&c'}))}&encoding=json", transport)
+    assert status == 200 and json.loads(body)["value"] == "aGk="
+    # Binary, URL-safe base64 without padding.
+    message = base64.urlsafe_b64encode(pb.kv.GetRequest(key="a b&c").SerializeToString()).rstrip(b"=").decode()
+    status, body = get(server, "erdtree.v1.KVStore/Get", f"encoding=proto&base64=1&message={message}", transport)
+    assert status == 200 and pb.kv.GetResponse.FromString(body).value == b"hi"
+    # Refusals.
+    status, body = get(server, "erdtree.v1.KVStore/Get", "message=%7B%7D", transport)
+    assert status == 400 and json.loads(body)["code"] == "invalid_argument"
+    status, body = get(server, "erdtree.v1.KVStore/Get", "encoding=json&message=%7B%7D&compression=br", transport)
+    assert status == 501 and json.loads(body)["code"] == "unimplemented"
+    status, body = get(server, "erdtree.v1.KVStore/Get", "encoding=json&message=%7B%22key%22%3A", transport)
+    assert status == 400 and "malformed JSON" in json.loads(body)["message"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_get_is_served_exactly_for_the_methods_the_proto_marks_side_effect_free(pb, server, transport):
+    from google.protobuf import descriptor_pb2
+
+    for service in ("KVStore", "Admin"):
+        descriptor = pb.kv.DESCRIPTOR.services_by_name[service]
+        for method in descriptor.methods:
+            if method.client_streaming or method.server_streaming:
+                continue
+            free = method.GetOptions().idempotency_level == descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS
+            status, _ = get(server, f"erdtree.v1.{service}/{method.name}", "encoding=json&message=%7B%7D", transport)
+            assert (status != 405) == free, f"{service}/{method.name}: GET answered {status}"

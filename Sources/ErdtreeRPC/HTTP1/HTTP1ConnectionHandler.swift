@@ -6,8 +6,9 @@ import NIOHTTP1
 /// pipelined requests in order and answers malformed ones with 400):
 /// - `GET /healthz` for load balancers: 200 `SERVING` or 503 `NOT_SERVING`;
 /// - Connect unary calls: `POST /package.Service/Method` with `application/proto` or
-///   `application/json`, served by the router's unary handlers (JSON is transcoded to and
-///   from the binary encoding by `ProtoJSON`), errors as Connect's JSON body and status.
+///   `application/json`, or `GET` with the message in the query for methods without side
+///   effects, served by the router's unary handlers (JSON is transcoded to and from the
+///   binary encoding by `ProtoJSON`), errors as Connect's JSON body and status.
 ///
 /// One request at a time per connection (the pipeline holds the next one back until this
 /// one's response is written), so the handler keeps a single exchange's state.
@@ -81,36 +82,52 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
 
     private func serve(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         keepAlive = head.isKeepAlive
-        let path = String(head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? "")
+        let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let path = String(parts.first ?? "")
         if path == "/healthz" { return healthz(head) }
         guard let index = Array(path.utf8).withUnsafeBytes({ router.routeIndex(for: $0) }) else {
             // Connect: an unknown procedure is 404 with code unimplemented.
             return fail(RPCStatus(.unimplemented, "\(path) is not a method this server has"), http: .notFound)
         }
         let route = router.route(at: index)
-        guard head.method == .POST else {
+        let codec: ConnectProtocol.Codec
+        var request = body ?? context.channel.allocator.buffer(capacity: 0)
+        body = nil
+        switch head.method {
+        case .POST:
+            guard let posted = ConnectProtocol.codec(contentType: head.headers.first(name: "content-type") ?? "") else {
+                let given = head.headers.first(name: "content-type") ?? "none"
+                return fail(
+                    RPCStatus(
+                        .unimplemented,
+                        "content-type \(given) is not served; Connect unary takes application/proto or application/json"
+                    ),
+                    http: .unsupportedMediaType)
+            }
+            if bodyTooLarge {
+                return fail(
+                    RPCStatus(.resourceExhausted, "request body larger than the \(limits.maxMessageBytes)-byte limit"))
+            }
+            codec = posted
+        case .GET where route.noSideEffects:
+            switch ConnectProtocol.getRequest(query: parts.count > 1 ? parts[1] : "") {
+            case .success(let (queried, message)):
+                codec = queried
+                request = context.channel.allocator.buffer(bytes: message)
+            case .failure(let status):
+                return fail(status)
+            }
+        default:
+            let allowed = route.noSideEffects ? "GET, POST" : "POST"
             return fail(
-                RPCStatus(.unimplemented, "\(path) takes POST over HTTP/1.1"), http: .methodNotAllowed,
-                extra: [("allow", "POST")])
-        }
-        guard let codec = ConnectProtocol.codec(contentType: head.headers.first(name: "content-type") ?? "") else {
-            let given = head.headers.first(name: "content-type") ?? "none"
-            return fail(
-                RPCStatus(
-                    .unimplemented,
-                    "content-type \(given) is not served; Connect unary takes application/proto or application/json"),
-                http: .unsupportedMediaType)
+                RPCStatus(.unimplemented, "\(path) takes \(allowed)"), http: .methodNotAllowed,
+                extra: [("allow", allowed)])
         }
         exchange = ConnectUnary(codec: codec)
-        if bodyTooLarge {
-            return fail(
-                RPCStatus(.resourceExhausted, "request body larger than the \(limits.maxMessageBytes)-byte limit"))
-        }
         let prepared = ConnectUnary.prepare(
             route: route, codec: codec, version: head.headers.first(name: "connect-protocol-version"),
-            timeout: head.headers.first(name: "connect-timeout-ms"),
-            body: body ?? context.channel.allocator.buffer(capacity: 0), allocator: context.channel.allocator)
-        body = nil
+            timeout: head.headers.first(name: "connect-timeout-ms"), body: request, allocator: context.channel.allocator
+        )
         guard case .success(let (request, timeoutMs)) = prepared, case .unary(let handler) = route.handler else {
             if case .failure(let status) = prepared {
                 fail(status, http: status.code == .unimplemented ? .unsupportedMediaType : nil)

@@ -124,13 +124,18 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
         guard let call = call(streamID), !call.requestHeadersDone else { return }
         switch name.count {
         case 5 where name.equals(":path"):
-            if let index = router.routeIndex(for: value) {
+            // A query only comes with a Connect GET; gRPC paths have none.
+            let question = value.firstIndex(of: UInt8(ascii: "?"))
+            let path = question.map { UnsafeRawBufferPointer(rebasing: value[..<$0]) } ?? value
+            if let index = router.routeIndex(for: path) {
                 call.route = router.route(at: index)
             } else {
-                call.unknownPath = String(decoding: value, as: UTF8.self)
+                call.unknownPath = String(decoding: path, as: UTF8.self)
             }
+            if let question { call.query = String(decoding: value[(question + 1)...], as: UTF8.self) }
         case 7 where name.equals(":method"):
             call.methodIsPost = value.equals("POST")
+            call.methodIsGet = value.equals("GET")
         case 12 where name.equals("content-type"):
             if Self.isGRPCContentType(value) {
                 call.contentType = .grpc
@@ -225,6 +230,9 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     /// Checks the request headers and starts the handler, or answers the error the gRPC
     /// spec prescribes before any handler runs.
     private func startCall(_ call: ServerCall) {
+        if call.methodIsGet, let route = call.route, route.noSideEffects {
+            return startConnectGet(call)
+        }
         guard call.methodIsPost else {
             // gRPC is POST only (PROTOCOL-HTTP2); RFC 9110 §15.5.6 asks for the allowed method.
             rejectHTTP(call, status: "405", extra: [HTTPField("allow", "POST")])
@@ -288,8 +296,21 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
         call.handlerStarted = true
     }
 
+    /// A Connect GET: the message comes in the query, and the request ends with its headers.
+    private func startConnectGet(_ call: ServerCall) {
+        switch ConnectProtocol.getRequest(query: Substring(call.query ?? "")) {
+        case .success(let (codec, message)):
+            call.connect = ConnectUnary(codec: codec)
+            call.connectBody = context?.channel.allocator.buffer(bytes: message)
+            call.handlerStarted = true
+        case .failure(let status):
+            call.connect = ConnectUnary(codec: .json)
+            failConnect(call, status)
+        }
+    }
+
     private func receivedConnectBody(_ bytes: UnsafeRawBufferPointer, on call: ServerCall) {
-        guard !call.connectBodyTooLarge else { return }
+        guard !call.methodIsGet, !call.connectBodyTooLarge else { return }
         if (call.connectBody?.readableBytes ?? 0) + bytes.count > limits.maxMessageBytes {
             // Read on to the end of the request, keeping nothing, then refuse it.
             call.connectBodyTooLarge = true

@@ -26,12 +26,15 @@ public struct RPCRouter: Sendable {
         let handler: RPCHandler
         /// The request and response message types, when known: Connect's JSON codec needs them.
         let messages: MessageTypes?
+        /// Marked `idempotency_level = NO_SIDE_EFFECTS`: Connect clients may call it with GET.
+        let noSideEffects: Bool
 
-        init(path: String, handler: RPCHandler, messages: MessageTypes?) {
+        init(path: String, handler: RPCHandler, messages: MessageTypes?, noSideEffects: Bool) {
             self.path = path
             self.pathBytes = Array(path.utf8)
             self.handler = handler
             self.messages = messages
+            self.noSideEffects = noSideEffects
         }
     }
 
@@ -43,13 +46,25 @@ public struct RPCRouter: Sendable {
 
     private(set) var routes: [Route] = []
     private var messageTypes: [String: MessageTypes] = [:]
+    private var sideEffectFree: Set<String> = []
 
     public init() {}
 
     /// Registers `handler` for `path`; a later registration of the same path replaces it.
     public mutating func register(_ path: String, _ handler: RPCHandler) {
         routes.removeAll { $0.path == path }
-        routes.append(Route(path: path, handler: handler, messages: messageTypes[path]))
+        routes.append(route(path, handler))
+    }
+
+    private func route(_ path: String, _ handler: RPCHandler) -> Route {
+        Route(path: path, handler: handler, messages: messageTypes[path], noSideEffects: sideEffectFree.contains(path))
+    }
+
+    /// Marks methods whose proto says `idempotency_level = NO_SIDE_EFFECTS` (protobuf-c's
+    /// descriptors do not carry method options), so Connect serves them to GET too.
+    public mutating func markNoSideEffects(_ paths: [String]) {
+        sideEffectFree.formUnion(paths)
+        routes = routes.map { route($0.path, $0.handler) }
     }
 
     /// Learns the message types of every method of `service` (a protobuf-c generated service
@@ -60,7 +75,7 @@ public struct RPCRouter: Sendable {
             guard let input = method.input, let output = method.output else { continue }
             messageTypes["/\(name)/\(String(cString: method.name))"] = MessageTypes(input: input, output: output)
         }
-        routes = routes.map { Route(path: $0.path, handler: $0.handler, messages: messageTypes[$0.path]) }
+        routes = routes.map { route($0.path, $0.handler) }
     }
 
     /// Fully qualified service names (`package.Service`) that have at least one route.

@@ -30,6 +30,9 @@ public final class ServerCall: @unchecked Sendable {
     var route: RPCRouter.Route?
     var unknownPath = ""
     var methodIsPost = false
+    var methodIsGet = false
+    /// What follows `?` in `:path` (a Connect GET's message), if anything.
+    var query: String?
     var contentType: ContentTypeCheck = .missing
     var timeoutNanos: Int64?
     var unsupportedEncoding: String?
