@@ -90,7 +90,9 @@ public final class ServerNode: Sendable {
         ])
 
         server = RPCServer(
-            router: router, limits: RPCServer.Limits(maxMessageBytes: config.limits.maxMessageBytes),
+            router: router,
+            limits: RPCServer.Limits(
+                maxMessageBytes: config.limits.maxMessageBytes, idleTimeout: config.server.idleTimeout),
             group: group, logger: logger, isServing: { [health] in health.status == .serving })
     }
 

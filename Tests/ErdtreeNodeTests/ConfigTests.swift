@@ -44,6 +44,12 @@ import Testing
         #expect(config.server.eventLoops == 1)
     }
 
+    @Test func idleTimeoutDefaultsToThirtySecondsAndParses() throws {
+        #expect(NodeConfig.defaults(for: .master).server.idleTimeout == .seconds(30))
+        let config = try NodeConfig.parse(yaml: "server:\n  idle_timeout: 250ms", role: .master, source: "c.yaml")
+        #expect(config.server.idleTimeout == .milliseconds(250))
+    }
+
     @Test func missingKeysKeepTheirDefaults() throws {
         let config = try NodeConfig.parse(yaml: "server:\n  port: 9000\nwal:\n", role: .master, source: "c.yaml")
         var expected = NodeConfig.defaults(for: .master)
@@ -190,6 +196,8 @@ import Testing
         ("server:\n  port: 70000", "server.port", "70000", "between 0 and 65535"),
         ("server:\n  port: -1", "server.port", "-1", "between 0 and 65535"),
         ("server:\n  event_loops: 5000", "server.event_loops", "5000", "between 0 and 1024"),
+        ("server:\n  idle_timeout: 0s", "server.idle_timeout", "0s", "greater than zero"),
+        ("server:\n  idle_timeout: later", "server.idle_timeout", "later", "expected a duration"),
         ("server:\n  address: \"\"", "server.address", "", "must not be empty"),
         ("server:\n  address: 0.0.0.0:8080", "server.address", "0.0.0.0:8080", "server.port"),
         ("wal:\n  directory: \"  \"", "wal.directory", "  ", "must not be empty"),

@@ -32,9 +32,11 @@ def test_healthz_answers_over_http1_next_to_grpc(pb, server):
 
     status, _, body = curl(f"http://{server.address}/no/such/path")
     assert status == 404 and '"code":"unimplemented"' in body
-    # Methods take Connect's POST here (Connect GET is not served yet).
-    status, head, _ = curl(f"http://{server.address}/erdtree.v1.KVStore/Get")
+    # Methods take Connect's POST; GET only those without side effects, with a query.
+    status, head, _ = curl(f"http://{server.address}/erdtree.v1.KVStore/Set")
     assert status == 405 and "allow: POST" in head
+    status, _, body = curl(f"http://{server.address}/erdtree.v1.KVStore/Get")
+    assert status == 400 and "encoding=json" in body
 
     # The same port still speaks gRPC.
     import grpc
@@ -95,3 +97,27 @@ def test_malformed_and_stalled_http1_clients_do_not_affect_others(server):
         status, _, body = curl(f"http://{server.address}/healthz")
         assert (status, body) == (200, "SERVING\n")
         assert time.monotonic() - started < 5
+
+
+def test_silent_and_stalled_http1_clients_are_disconnected_after_idle_timeout(tmp_path, request):
+    from conftest import _failed, start_server, stop_server
+
+    server = start_server(tmp_path / "node", server={"idle_timeout": "1s"})
+    try:
+        with socket.create_connection(("127.0.0.1", server.port)) as silent, \
+                socket.create_connection(("127.0.0.1", server.port)) as stalled, \
+                socket.create_connection(("127.0.0.1", server.port)) as kept:
+            stalled.sendall(b"GET /heal")
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            started = time.monotonic()
+            for sock in (silent, stalled):
+                assert read_until_closed(sock, timeout=10) == b""
+            assert read_until_closed(kept, timeout=10).startswith(b"HTTP/1.1 200 OK"), "answered, then closed idle"
+            waited = time.monotonic() - started
+            assert 0.9 <= waited < 5, f"closed after {waited:.2f} s with idle_timeout 1s"
+        # The node still serves new clients.
+        status, _, body = curl(f"http://{server.address}/healthz")
+        assert (status, body) == (200, "SERVING\n")
+    finally:
+        stop_server(server, _failed(request.node))
+

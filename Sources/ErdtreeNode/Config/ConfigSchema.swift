@@ -3,7 +3,7 @@
 enum ConfigSchema {
     /// Section names in file order, each with its keys.
     static let sections: [(name: String, keys: [String])] = [
-        ("server", ["address", "port", "event_loops"]),
+        ("server", ["address", "port", "event_loops", "idle_timeout"]),
         ("wal", ["directory", "sync_interval", "max_file_size", "retention"]),
         ("storage", ["max_entries", "eviction_policy"]),
         ("master", ["address", "sync_interval"]),

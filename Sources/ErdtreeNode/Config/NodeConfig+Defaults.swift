@@ -52,6 +52,7 @@ extension NodeConfig {
               address: "\(defaults.server.address)"
               port: \(defaults.server.port)
               event_loops: \(defaults.server.eventLoops)   # threads; 0 = one per core
+              idle_timeout: 30s        # an HTTP/1.1 client silent this long is disconnected
 
             wal:
               directory: "\(defaults.wal.directory)"

@@ -38,6 +38,9 @@ extension NodeConfig {
             // 0 is allowed: the OS picks a free port, which end-to-end tests rely on.
             config.server.port = try server.integer("port", in: 0...65535) ?? config.server.port
             config.server.eventLoops = try server.integer("event_loops", in: 0...1024) ?? config.server.eventLoops
+            if let raw = try server.text("idle_timeout") {
+                config.server.idleTimeout = try server.positiveDuration("idle_timeout", raw)
+            }
         }
 
         if let wal = try document.section("wal") {

@@ -38,11 +38,15 @@ public struct NodeConfig: Sendable, Equatable {
         /// Event-loop threads serving connections; 0 means one per core. Each connection
         /// lives on one loop, so more loops help only with more connections.
         public var eventLoops: Int
+        /// How long an HTTP/1.1 connection (or one that has not yet said which protocol it
+        /// speaks) may send nothing before it is closed, unless a call on it is in progress.
+        public var idleTimeout: Duration
 
-        public init(address: String, port: Int, eventLoops: Int = 0) {
+        public init(address: String, port: Int, eventLoops: Int = 0, idleTimeout: Duration = .seconds(30)) {
             self.address = address
             self.port = port
             self.eventLoops = eventLoops
+            self.idleTimeout = idleTimeout
         }
     }
 

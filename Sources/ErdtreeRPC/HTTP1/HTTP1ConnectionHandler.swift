@@ -54,6 +54,16 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
         context.fireChannelInactive()
     }
 
+    /// Nothing read for `limits.idleTimeout`: an idle keep-alive connection, or a client that
+    /// stalled inside a request, is closed; one waiting for its call's answer is left alone.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            if call == nil { context.close(promise: nil) }
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):

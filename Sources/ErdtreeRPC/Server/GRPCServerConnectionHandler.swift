@@ -230,7 +230,8 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     /// Checks the request headers and starts the handler, or answers the error the gRPC
     /// spec prescribes before any handler runs.
     private func startCall(_ call: ServerCall) {
-        if call.methodIsGet, let route = call.route, route.noSideEffects {
+        // A GET that is not gRPC (gRPC is POST only, and a gRPC client's GET gets its 405).
+        if call.methodIsGet, let route = call.route, route.noSideEffects, !call.contentType.isGRPC {
             return startConnectGet(call)
         }
         guard call.methodIsPost else {

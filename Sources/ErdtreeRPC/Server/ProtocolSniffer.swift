@@ -49,6 +49,15 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
+    /// A client that connected and went quiet before saying which protocol it speaks.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
     /// nil while every byte so far matches the start of the preface and it is not complete.
     static func detect(_ bytes: ByteBuffer) -> Detected? {
         let count = min(bytes.readableBytes, preface.count)

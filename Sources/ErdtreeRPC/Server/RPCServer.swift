@@ -15,9 +15,15 @@ public final class RPCServer: Sendable {
     public struct Limits: Sendable {
         /// Largest request message accepted; larger ones fail with RESOURCE_EXHAUSTED.
         public var maxMessageBytes: Int
+        /// An HTTP/1.1 connection, or one that has not yet shown its protocol, that sends
+        /// nothing this long while no call on it is in progress is closed (a client that sent
+        /// half a request and stalled holds nothing for longer). HTTP/2 connections are exempt:
+        /// gRPC streams such as `Replicate` and `Health/Watch` may be quiet for long.
+        public var idleTimeout: Duration
 
-        public init(maxMessageBytes: Int = 4 << 20) {
+        public init(maxMessageBytes: Int = 4 << 20, idleTimeout: Duration = .seconds(30)) {
             self.maxMessageBytes = maxMessageBytes
+            self.idleTimeout = idleTimeout
         }
     }
 
@@ -61,10 +67,12 @@ public final class RPCServer: Sendable {
             .childChannelInitializer { [weak self] channel in
                 self?.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
+                    let idle = IdleStateHandler(readTimeout: TimeAmount(limits.idleTimeout))
                     let sniffer = ProtocolSniffer { detected, channel in
                         let pipeline = channel.pipeline.syncOperations
                         switch detected {
                         case .http2:
+                            pipeline.removeHandler(idle, promise: nil)
                             try pipeline.addHandler(
                                 GRPCServerConnectionHandler(router: router, limits: limits, logger: logger))
                         case .http1:
@@ -74,7 +82,7 @@ public final class RPCServer: Sendable {
                                     router: router, limits: limits, logger: logger, isServing: isServing))
                         }
                     }
-                    try channel.pipeline.syncOperations.addHandler(sniffer)
+                    try channel.pipeline.syncOperations.addHandlers(idle, sniffer)
                 }
             }
         let listener = try await bootstrap.bind(host: host, port: port).get()

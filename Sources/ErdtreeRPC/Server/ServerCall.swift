@@ -66,6 +66,11 @@ public final class ServerCall: @unchecked Sendable {
         case grpc
         case connect(ConnectProtocol.Codec)
         case other(String)
+
+        var isGRPC: Bool {
+            if case .grpc = self { return true }
+            return false
+        }
     }
 
     init(
