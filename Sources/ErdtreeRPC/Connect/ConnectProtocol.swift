@@ -70,6 +70,13 @@ enum ConnectProtocol {
 struct ConnectUnary {
     let codec: ConnectProtocol.Codec
 
+    /// What a Connect unary call answers.
+    struct Response {
+        var status: HTTPResponseStatus
+        var contentType: String
+        var body: ByteBuffer
+    }
+
     /// The request's checks in the protocol's order, then its body as the binary message.
     /// - Parameters:
     ///   - version: `connect-protocol-version`, when sent.
@@ -110,34 +117,38 @@ struct ConnectUnary {
 
     /// The response to a finished call: its message (unframed, transcoded for JSON) with 200,
     /// or its error as Connect's JSON body with the code's HTTP status.
-    func response(to call: ServerCall) -> (status: HTTPResponseStatus, contentType: String, body: [UInt8]) {
+    func response(to call: ServerCall) -> Response {
         let status = call.finalStatus ?? RPCStatus(.internal, "the call ended without a status")
-        guard status.code == .ok else { return Self.error(status) }
-        // The message was framed for gRPC (5-byte prefix); Connect unary sends it bare.
-        var framed = call.outbound
-        guard framed.readableBytes >= GRPCMessageFramer.headroomBytes else {
-            return Self.error(RPCStatus(.internal, "the method finished OK without a response message"))
+        guard status.code == .ok else { return Self.error(status, allocator: call.allocator) }
+        // The message was framed for gRPC (5-byte prefix); Connect unary sends it bare, from
+        // the same buffer.
+        var message = call.outbound
+        guard message.readableBytes >= GRPCMessageFramer.headroomBytes else {
+            return Self.error(
+                RPCStatus(.internal, "the method finished OK without a response message"), allocator: call.allocator)
         }
-        framed.moveReaderIndex(forwardBy: GRPCMessageFramer.headroomBytes)
-        let message = framed.readBytes(length: framed.readableBytes) ?? []
-        guard codec == .json else { return (.ok, codec.contentType, message) }
+        message.moveReaderIndex(forwardBy: GRPCMessageFramer.headroomBytes)
+        guard codec == .json else { return Response(status: .ok, contentType: codec.contentType, body: message) }
         guard let messages = call.route?.messages else {
-            return Self.error(RPCStatus(.internal, "no JSON mapping for the response"))
+            return Self.error(RPCStatus(.internal, "no JSON mapping for the response"), allocator: call.allocator)
         }
-        let encoded = message.withUnsafeBytes { bytes in
+        let encoded = message.withUnsafeReadableBytes { bytes in
             Result { () throws(ProtoJSON.Failure) in try ProtoJSON.encode(bytes, as: messages.output) }
         }
         switch encoded {
-        case .success(let json): return (.ok, codec.contentType, json)
-        case .failure(let error): return Self.error(RPCStatus(.internal, error.message))
+        case .success(let json):
+            return Response(status: .ok, contentType: codec.contentType, body: call.allocator.buffer(bytes: json))
+        case .failure(let error):
+            return Self.error(RPCStatus(.internal, error.message), allocator: call.allocator)
         }
     }
 
     /// An error answer; `http` overrides the code's status (404 for an unknown path, 415 …).
-    static func error(_ status: RPCStatus, http: HTTPResponseStatus? = nil)
-        -> (status: HTTPResponseStatus, contentType: String, body: [UInt8])
+    static func error(_ status: RPCStatus, http: HTTPResponseStatus? = nil, allocator: ByteBufferAllocator) -> Response
     {
-        (http ?? ConnectProtocol.httpStatus(status.code), "application/json", ConnectProtocol.errorBody(status))
+        Response(
+            status: http ?? ConnectProtocol.httpStatus(status.code), contentType: "application/json",
+            body: allocator.buffer(bytes: ConnectProtocol.errorBody(status)))
     }
 }
 

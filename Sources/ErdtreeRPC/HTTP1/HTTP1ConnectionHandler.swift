@@ -164,13 +164,13 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
     private func healthz(_ head: HTTPRequestHead) {
         guard head.method == .GET || head.method == .HEAD else {
             return write(
-                .methodNotAllowed, body: Array("/healthz takes GET or HEAD\n".utf8),
+                .methodNotAllowed, body: ByteBuffer(string: "/healthz takes GET or HEAD\n"),
                 contentType: "text/plain; charset=utf-8",
                 extra: [("allow", "GET, HEAD")], omitBody: false)
         }
         let serving = isServing()
         write(
-            serving ? .ok : .serviceUnavailable, body: Array((serving ? "SERVING\n" : "NOT_SERVING\n").utf8),
+            serving ? .ok : .serviceUnavailable, body: ByteBuffer(string: serving ? "SERVING\n" : "NOT_SERVING\n"),
             contentType: "text/plain; charset=utf-8", extra: [("cache-control", "no-store")],
             omitBody: head.method == .HEAD)
     }
@@ -188,25 +188,23 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
     }
 
     private func fail(_ status: RPCStatus, http: HTTPResponseStatus? = nil, extra: [(String, String)] = []) {
-        let response = ConnectUnary.error(status, http: http)
+        let response = ConnectUnary.error(
+            status, http: http, allocator: context?.channel.allocator ?? ByteBufferAllocator())
         write(response.status, body: response.body, contentType: response.contentType, extra: extra, omitBody: false)
     }
 
     private func write(
-        _ status: HTTPResponseStatus, body: [UInt8], contentType: String, extra: [(String, String)], omitBody: Bool
+        _ status: HTTPResponseStatus, body: ByteBuffer, contentType: String, extra: [(String, String)], omitBody: Bool
     ) {
         guard let context else { return }
         var headers = HTTPHeaders(extra)
         headers.add(name: "content-type", value: contentType)
-        headers.add(name: "content-length", value: String(body.count))
+        headers.add(name: "content-length", value: String(body.readableBytes))
         if !keepAlive { headers.add(name: "connection", value: "close") }
         context.write(
             wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
             promise: nil)
-        if !omitBody, !body.isEmpty {
-            context.write(
-                wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
-        }
+        if !omitBody, body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !keepAlive {
             let channel = context.channel

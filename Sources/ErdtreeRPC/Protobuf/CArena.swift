@@ -19,7 +19,8 @@ package final class CArena {
     private var remaining = 0
     private var blockBytes = CArena.firstBlockBytes
 
-    private func allocate(bytes: Int) -> UnsafeMutableRawPointer {
+    /// `bytes` of raw memory, 16-byte aligned, released with the arena.
+    package func allocate(bytes: Int) -> UnsafeMutableRawPointer {
         let size = (max(bytes, 1) + Self.alignment - 1) & ~(Self.alignment - 1)
         if size > remaining {
             // An allocation larger than the next block gets a block of its own size.

@@ -2,48 +2,55 @@ import CProtobufC
 
 /// JSON value → protobuf-c message built in an arena (then packed by `ProtoJSON.decode`).
 extension ProtoJSON {
+    /// `path` names the message for errors (built only when one is thrown).
     static func readMessage(
-        _ json: JSONValue, _ descriptor: Descriptor, path: String, arena: CArena
+        _ json: JSONValue, _ descriptor: Descriptor, path: () -> String, arena: CArena
     ) throws(Failure) -> UnsafeMutableRawPointer {
         guard case .object(let members) = json else {
-            throw Failure(message: "\(path): expected a JSON object, got \(kind(json))")
+            throw Failure(message: "\(path()): expected a JSON object, got \(kind(json))")
         }
-        let message = UnsafeMutableRawPointer(arena.array(of: UInt8.self, count: descriptor.pointee.sizeof_message))
+        let message = arena.allocate(bytes: descriptor.pointee.sizeof_message)
         descriptor.pointee.message_init?(message.assumingMemoryBound(to: ProtobufCMessage.self))
         let fields = fields(of: descriptor)
-        var seen: Set<UInt32> = []
-        // oneof (its case member's offset) → the member already set
-        var oneofs: [UInt32: String] = [:]
+        let names = names(of: descriptor)
+        // Which fields were given, and each oneof's member (by its case offset): few members,
+        // so small arrays.
+        var seen: [Int] = []
+        var oneofs: [(offset: UInt32, name: String)] = []
         for (key, value) in members {
-            guard let field = fields.first(where: { Self.named($0, key) }) else {
-                throw Failure(message: "\(path): unknown field \"\(key)\"")
+            guard let index = names.json.firstIndex(of: key) ?? names.proto.firstIndex(of: key) else {
+                throw Failure(message: "\(path()): unknown field \"\(key)\"")
             }
-            let protoName = String(cString: field.name)
-            guard seen.insert(field.id).inserted else {
-                throw Failure(message: "\(path): field \"\(protoName)\" is given twice")
+            let field = fields[index]
+            let protoName = names.proto[index]
+            guard !seen.contains(index) else {
+                throw Failure(message: "\(path()): field \"\(protoName)\" is given twice")
             }
+            seen.append(index)
             if case .null = value { continue }  // proto3 JSON: null is the default
-            let fieldPath = "\(path).\(protoName)"
+            func fieldPath() -> String { "\(path()).\(protoName)" }
             let slot = message + Int(field.offset)
             let quantifier = message + Int(field.quantifier_offset)
             if field.label == PROTOBUF_C_LABEL_REPEATED {
                 guard case .array(let elements) = value else {
-                    throw Failure(message: "\(fieldPath): expected a JSON array, got \(kind(value))")
+                    throw Failure(message: "\(fieldPath()): expected a JSON array, got \(kind(value))")
                 }
                 let stride = elementSize(field.type)
-                let storage = UnsafeMutableRawPointer(arena.array(of: UInt8.self, count: stride * elements.count))
+                let storage = arena.allocate(bytes: stride * elements.count)
                 for (index, element) in elements.enumerated() {
-                    try readValue(element, field, into: storage + index * stride, path: "\(fieldPath)[\(index)]", arena)
+                    try readValue(
+                        element, field, into: storage + index * stride, path: { "\(fieldPath())[\(index)]" }, arena)
                 }
                 quantifier.storeBytes(of: elements.count, as: Int.self)
                 slot.storeBytes(of: storage, as: UnsafeMutableRawPointer.self)
                 continue
             }
             if isOneof(field) {
-                if let other = oneofs[field.quantifier_offset] {
-                    throw Failure(message: "\(path): \"\(other)\" and \"\(protoName)\" belong to one oneof; give one")
+                if let other = oneofs.first(where: { $0.offset == field.quantifier_offset }) {
+                    throw Failure(
+                        message: "\(path()): \"\(other.name)\" and \"\(protoName)\" belong to one oneof; give one")
                 }
-                oneofs[field.quantifier_offset] = protoName
+                oneofs.append((field.quantifier_offset, protoName))
                 quantifier.storeBytes(of: field.id, as: UInt32.self)
             } else if field.label == PROTOBUF_C_LABEL_OPTIONAL, field.type != PROTOBUF_C_TYPE_MESSAGE,
                 field.type != PROTOBUF_C_TYPE_STRING
@@ -55,14 +62,8 @@ extension ProtoJSON {
         return message
     }
 
-    /// Whether JSON member `key` names `field` (its lowerCamelCase name or its proto name).
-    private static func named(_ field: ProtobufCFieldDescriptor, _ key: String) -> Bool {
-        let protoName = String(cString: field.name)
-        return key == protoName || key == jsonName(protoName)
-    }
-
     private static func readValue(
-        _ json: JSONValue, _ field: ProtobufCFieldDescriptor, into slot: UnsafeMutableRawPointer, path: String,
+        _ json: JSONValue, _ field: ProtobufCFieldDescriptor, into slot: UnsafeMutableRawPointer, path: () -> String,
         _ arena: CArena
     ) throws(Failure) {
         switch field.type {
@@ -77,29 +78,29 @@ extension ProtoJSON {
         case PROTOBUF_C_TYPE_FLOAT:
             let number = try floating(json, path)
             guard !number.isFinite || abs(number) <= Double(Float.greatestFiniteMagnitude) else {
-                throw Failure(message: "\(path): \(number) is out of range for a float")
+                throw Failure(message: "\(path()): \(number) is out of range for a float")
             }
             slot.storeBytes(of: Float(number), as: Float.self)
         case PROTOBUF_C_TYPE_DOUBLE:
             slot.storeBytes(of: try floating(json, path), as: Double.self)
         case PROTOBUF_C_TYPE_BOOL:
             guard case .bool(let flag) = json else {
-                throw Failure(message: "\(path): expected true or false, got \(kind(json))")
+                throw Failure(message: "\(path()): expected true or false, got \(kind(json))")
             }
             slot.storeBytes(of: flag ? 1 : 0, as: Int32.self)
         case PROTOBUF_C_TYPE_ENUM:
             slot.storeBytes(of: try enumValue(json, field, path), as: Int32.self)
         case PROTOBUF_C_TYPE_STRING:
             guard case .string(let text) = json else {
-                throw Failure(message: "\(path): expected a string, got \(kind(json))")
+                throw Failure(message: "\(path()): expected a string, got \(kind(json))")
             }
             let utf8 = Array(text.utf8)
             // protobuf-c strings end at their first NUL.
-            guard !utf8.contains(0) else { throw Failure(message: "\(path): a string may not contain U+0000") }
+            guard !utf8.contains(0) else { throw Failure(message: "\(path()): a string may not contain U+0000") }
             slot.storeBytes(of: arena.cString(utf8), as: UnsafeMutablePointer<CChar>.self)
         case PROTOBUF_C_TYPE_BYTES:
             guard case .string(let text) = json, let bytes = Base64.decode(text) else {
-                throw Failure(message: "\(path): expected base64 bytes in a string, got \(kind(json))")
+                throw Failure(message: "\(path()): expected base64 bytes in a string, got \(kind(json))")
             }
             slot.storeBytes(
                 of: ProtobufCBinaryData(len: bytes.count, data: arena.copy(bytes)), as: ProtobufCBinaryData.self)
@@ -108,28 +109,28 @@ extension ProtoJSON {
             slot.storeBytes(
                 of: try readMessage(json, nested, path: path, arena: arena), as: UnsafeMutableRawPointer.self)
         default:
-            throw Failure(message: "\(path): this field's type is not supported in JSON")
+            throw Failure(message: "\(path()): this field's type is not supported in JSON")
         }
     }
 
     private static func integer<T: FixedWidthInteger>(
-        _ json: JSONValue, _ type: T.Type, _ path: String
+        _ json: JSONValue, _ type: T.Type, _ path: () -> String
     ) throws(Failure) -> T {
         let text: String
         switch json {
         case .number(let number): text = number
         case .string(let string): text = string
-        default: throw Failure(message: "\(path): expected an integer, got \(kind(json))")
+        default: throw Failure(message: "\(path()): expected an integer, got \(kind(json))")
         }
         if let value = T(text) { return value }
         // proto3 JSON also takes integral values written with a fraction or exponent ("1e3").
         if let number = Double(text), number.isFinite, number == number.rounded(), let value = T(exactly: number) {
             return value
         }
-        throw Failure(message: "\(path): \(text) is not an integer in the range of \(T.self)")
+        throw Failure(message: "\(path()): \(text) is not an integer in the range of \(T.self)")
     }
 
-    private static func floating(_ json: JSONValue, _ path: String) throws(Failure) -> Double {
+    private static func floating(_ json: JSONValue, _ path: () -> String) throws(Failure) -> Double {
         switch json {
         case .number(let text):
             if let number = Double(text) { return number }
@@ -140,11 +141,11 @@ extension ProtoJSON {
             if let number = Double(text), number.isFinite { return number }
         default: break
         }
-        throw Failure(message: "\(path): expected a number, got \(kind(json))")
+        throw Failure(message: "\(path()): expected a number, got \(kind(json))")
     }
 
     private static func enumValue(
-        _ json: JSONValue, _ field: ProtobufCFieldDescriptor, _ path: String
+        _ json: JSONValue, _ field: ProtobufCFieldDescriptor, _ path: () -> String
     ) throws(Failure) -> Int32 {
         let descriptor = field.descriptor.assumingMemoryBound(to: ProtobufCEnumDescriptor.self).pointee
         let values = UnsafeBufferPointer(start: descriptor.values, count: Int(descriptor.n_values))
@@ -152,14 +153,14 @@ extension ProtoJSON {
         case .string(let name):
             guard let match = values.first(where: { String(cString: $0.name) == name }) else {
                 let known = values.map { String(cString: $0.name) }.joined(separator: ", ")
-                throw Failure(message: "\(path): \"\(name)\" is not one of \(known)")
+                throw Failure(message: "\(path()): \"\(name)\" is not one of \(known)")
             }
             return match.value
         case .number:
             // Open enums: any number in range is kept, known or not.
             return try integer(json, Int32.self, path)
         default:
-            throw Failure(message: "\(path): expected an enum name, got \(kind(json))")
+            throw Failure(message: "\(path()): expected an enum name, got \(kind(json))")
         }
     }
 

@@ -5,7 +5,8 @@ extension ProtoJSON {
     static func writeMessage(_ message: UnsafeRawPointer, _ descriptor: Descriptor, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "{"))
         var first = true
-        for field in fields(of: descriptor) {
+        let prefixes = names(of: descriptor).memberPrefix
+        for (index, field) in fields(of: descriptor).enumerated() {
             let value = message + Int(field.offset)
             let quantifier = message + Int(field.quantifier_offset)
             let count: Int
@@ -28,8 +29,7 @@ extension ProtoJSON {
             }
             if !first { out.append(UInt8(ascii: ",")) }
             first = false
-            JSONWriter.appendString(jsonName(String(cString: field.name)), to: &out)
-            out.append(UInt8(ascii: ":"))
+            out.append(contentsOf: prefixes[index])
             if field.label == PROTOBUF_C_LABEL_REPEATED {
                 let elements = value.load(as: UnsafeRawPointer.self)
                 let stride = elementSize(field.type)
@@ -64,13 +64,17 @@ extension ProtoJSON {
     {
         switch field.type {
         case PROTOBUF_C_TYPE_INT32, PROTOBUF_C_TYPE_SINT32, PROTOBUF_C_TYPE_SFIXED32:
-            out.append(contentsOf: Array(String(value.load(as: Int32.self)).utf8))
+            appendDecimal(Int64(value.load(as: Int32.self)), to: &out)
         case PROTOBUF_C_TYPE_UINT32, PROTOBUF_C_TYPE_FIXED32:
-            out.append(contentsOf: Array(String(value.load(as: UInt32.self)).utf8))
+            appendDecimal(UInt64(value.load(as: UInt32.self)), negative: false, to: &out)
         case PROTOBUF_C_TYPE_INT64, PROTOBUF_C_TYPE_SINT64, PROTOBUF_C_TYPE_SFIXED64:
-            JSONWriter.appendString(String(value.load(as: Int64.self)), to: &out)
+            out.append(UInt8(ascii: "\""))
+            appendDecimal(value.load(as: Int64.self), to: &out)
+            out.append(UInt8(ascii: "\""))
         case PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_TYPE_FIXED64:
-            JSONWriter.appendString(String(value.load(as: UInt64.self)), to: &out)
+            out.append(UInt8(ascii: "\""))
+            appendDecimal(value.load(as: UInt64.self), negative: false, to: &out)
+            out.append(UInt8(ascii: "\""))
         case PROTOBUF_C_TYPE_FLOAT: writeFloating(Double(value.load(as: Float.self)), to: &out)
         case PROTOBUF_C_TYPE_DOUBLE: writeFloating(value.load(as: Double.self), to: &out)
         case PROTOBUF_C_TYPE_BOOL:
@@ -87,8 +91,9 @@ extension ProtoJSON {
             JSONWriter.appendString(text, to: &out)
         case PROTOBUF_C_TYPE_BYTES:
             let data = value.load(as: ProtobufCBinaryData.self)
-            let bytes = data.data.map { Array(UnsafeBufferPointer(start: $0, count: data.len)) } ?? []
-            JSONWriter.appendString(Base64.encode(bytes), to: &out)
+            out.append(UInt8(ascii: "\""))
+            Base64.append(UnsafeBufferPointer(start: data.data, count: data.data == nil ? 0 : data.len), to: &out)
+            out.append(UInt8(ascii: "\""))
         case PROTOBUF_C_TYPE_MESSAGE:
             let nested = field.descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
             if let message = value.load(as: UnsafeRawPointer?.self) {
@@ -98,6 +103,26 @@ extension ProtoJSON {
             }
         default:
             out.append(contentsOf: Array("null".utf8))
+        }
+    }
+
+    private static func appendDecimal(_ number: Int64, to out: inout [UInt8]) {
+        appendDecimal(number.magnitude, negative: number < 0, to: &out)
+    }
+
+    /// Decimal digits straight into `out` (no `String` per number).
+    private static func appendDecimal(_ magnitude: UInt64, negative: Bool, to out: inout [UInt8]) {
+        if negative { out.append(UInt8(ascii: "-")) }
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            // UInt64.max has 20 digits; written from the end.
+            var rest = magnitude
+            var start = 20
+            repeat {
+                start -= 1
+                digits[start] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+            } while rest > 0
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: digits[start..<20]))
         }
     }
 
@@ -126,7 +151,13 @@ enum Base64 {
 
     static func encode(_ bytes: [UInt8]) -> String {
         var out: [UInt8] = []
-        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        bytes.withUnsafeBufferPointer { append($0, to: &out) }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends the base64 of `bytes` to `out` (never characters JSON must escape).
+    static func append(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+        out.reserveCapacity(out.count + (bytes.count + 2) / 3 * 4)
         var index = 0
         while index < bytes.count {
             let remaining = bytes.count - index
@@ -140,7 +171,6 @@ enum Base64 {
             out.append(remaining > 2 ? alphabet[Int(triple & 63)] : UInt8(ascii: "="))
             index += 3
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// nil when `text` is not base64 in either alphabet.

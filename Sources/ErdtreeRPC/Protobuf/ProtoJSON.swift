@@ -1,4 +1,5 @@
 import CProtobufC
+import Synchronization
 
 /// The proto3 JSON mapping, done from protobuf-c's descriptors for any message: no
 /// per-message JSON code. It transcodes: JSON in becomes the binary encoding the services
@@ -21,13 +22,23 @@ package enum ProtoJSON {
 
     /// The JSON text of the binary message `bytes` of type `descriptor`.
     package static func encode(_ bytes: UnsafeRawBufferPointer, as descriptor: Descriptor) throws(Failure) -> [UInt8] {
-        guard
-            let message = protobuf_c_message_unpack(
-                descriptor, nil, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
-        else {
+        // Unpacked into an arena: one block for the whole message instead of a malloc per part.
+        let arena = CArena()
+        defer { arena.free() }
+        var allocator = ProtobufCAllocator(
+            alloc: { data, size in
+                guard let data else { return nil }
+                return Unmanaged<CArena>.fromOpaque(data).takeUnretainedValue().allocate(bytes: size)
+            },
+            free: { _, _ in },  // released with the arena
+            allocator_data: Unmanaged.passUnretained(arena).toOpaque())
+        let unpacked = withExtendedLifetime(arena) {
+            protobuf_c_message_unpack(
+                descriptor, &allocator, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
+        }
+        guard let message = unpacked else {
             throw Failure(message: "cannot encode \(name(of: descriptor)) as JSON: not a valid binary message")
         }
-        defer { protobuf_c_message_free_unpacked(message, nil) }
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count * 2 + 16)
         writeMessage(UnsafeRawPointer(message), descriptor, to: &out)
@@ -44,7 +55,7 @@ package enum ProtoJSON {
         }
         let arena = CArena()
         defer { arena.free() }
-        let message = try readMessage(document, descriptor, path: name(of: descriptor), arena: arena)
+        let message = try readMessage(document, descriptor, path: { name(of: descriptor) }, arena: arena)
         let base = message.assumingMemoryBound(to: ProtobufCMessage.self)
         let size = protobuf_c_message_get_packed_size(base)
         var out = [UInt8](repeating: 0, count: size)
@@ -57,6 +68,32 @@ package enum ProtoJSON {
 
     static func name(of descriptor: Descriptor) -> String {
         String(cString: descriptor.pointee.name)
+    }
+
+    /// A message type's field names, in descriptor order, built once per type.
+    struct FieldNames: Sendable {
+        var proto: [String]
+        var json: [String]
+        /// `"jsonName":`, ready to write.
+        var memberPrefix: [[UInt8]]
+    }
+
+    private static let fieldNames = Mutex<[Int: FieldNames]>([:])
+
+    static func names(of descriptor: Descriptor) -> FieldNames {
+        let key = Int(bitPattern: descriptor)
+        if let known = fieldNames.withLock({ $0[key] }) { return known }
+        let proto = fields(of: descriptor).map { String(cString: $0.name) }
+        let json = proto.map(jsonName)
+        let prefixes = json.map { name in
+            var prefix: [UInt8] = []
+            JSONWriter.appendString(name, to: &prefix)
+            prefix.append(UInt8(ascii: ":"))
+            return prefix
+        }
+        let built = FieldNames(proto: proto, json: json, memberPrefix: prefixes)
+        fieldNames.withLock { $0[key] = built }
+        return built
     }
 
     /// The proto3 JSON name: underscores dropped, the letter after each one upper-cased.

@@ -139,9 +139,10 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
         case 12 where name.equals("content-type"):
             if Self.isGRPCContentType(value) {
                 call.contentType = .grpc
+            } else if let codec = Self.connectCodec(value) {
+                call.contentType = .connect(codec)
             } else {
-                let text = String(decoding: value, as: UTF8.self)
-                call.contentType = ConnectProtocol.codec(contentType: text).map { .connect($0) } ?? .other(text)
+                call.contentType = .other(String(decoding: value, as: UTF8.self))
             }
         case 18 where name.equals("connect-timeout-ms"):
             call.connectTimeout = String(decoding: value, as: UTF8.self)
@@ -347,22 +348,26 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     /// Refuses a Connect call before its handler runs.
     private func failConnect(_ call: ServerCall, _ status: RPCStatus, http: HTTPResponseStatus? = nil) {
         call.finalStatus = status
-        answerConnect(call, ConnectUnary.error(status, http: http))
+        answerConnect(call, ConnectUnary.error(status, http: http, allocator: call.allocator))
     }
 
-    /// Submits a finished Connect call's response: headers with its length, then the body.
-    private func answerConnect(
-        _ call: ServerCall, _ response: (status: HTTPResponseStatus, contentType: String, body: [UInt8])
-    ) {
+    /// Submits a finished Connect call's response: headers, then the body (its DATA frames end
+    /// the stream, so no content-length is needed).
+    private func answerConnect(_ call: ServerCall, _ response: ConnectUnary.Response) {
         call.responseHeadersSent = true
-        call.outbound.clear()
-        call.outbound.writeBytes(response.body)
-        let headers = HeaderBlock([
-            HTTPField(":status", String(response.status.code)), HTTPField("content-type", response.contentType),
-            HTTPField("content-length", String(response.body.count)),
-        ])
+        call.outbound = response.body
+        let headers: HeaderBlock
+        switch (response.status, response.contentType) {
+        case (.ok, ConnectProtocol.Codec.proto.contentType): headers = Self.connectProtoOK
+        case (.ok, ConnectProtocol.Codec.json.contentType): headers = Self.connectJSONOK
+        default:
+            headers = HeaderBlock([
+                HTTPField(":status", String(response.status.code)), HTTPField("content-type", response.contentType),
+            ])
+        }
         do {
-            try session.submitResponse(streamID: call.streamID, headers: headers, hasBody: !response.body.isEmpty)
+            try session.submitResponse(
+                streamID: call.streamID, headers: headers, hasBody: response.body.readableBytes > 0)
         } catch {
             session.resetStream(streamID: call.streamID)
         }
@@ -436,6 +441,10 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     ]
     private static let responseHeaders = HeaderBlock(responseFields, permanent: true)
     private static let okTrailers = HeaderBlock([HTTPField("grpc-status", "0")], permanent: true)
+    private static let connectProtoOK = HeaderBlock(
+        [HTTPField(":status", "200"), HTTPField("content-type", "application/proto")], permanent: true)
+    private static let connectJSONOK = HeaderBlock(
+        [HTTPField(":status", "200"), HTTPField("content-type", "application/json")], permanent: true)
 
     private static func trailerFields(_ status: RPCStatus) -> [HTTPField] {
         var fields = [HTTPField("grpc-status", String(status.code.rawValue))]
@@ -460,6 +469,20 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
         guard value.hasPrefix("application/grpc") else { return false }
         let rest = UnsafeRawBufferPointer(rebasing: value.dropFirst(16))
         return rest.isEmpty || rest.equals("+proto") || rest.first == UInt8(ascii: ";")
+    }
+
+    /// Connect unary's `application/proto` or `application/json`, optionally with `;params`,
+    /// read from the header bytes (no string per request).
+    private static func connectCodec(_ value: UnsafeRawBufferPointer) -> ConnectProtocol.Codec? {
+        for (prefix, codec) in [("application/proto", ConnectProtocol.Codec.proto), ("application/json", .json)] {
+            let length = prefix.utf8.count
+            guard value.count >= length,
+                zip(value.prefix(length), prefix.utf8).allSatisfy({ $0 | 0x20 == $1 | 0x20 })
+            else { continue }
+            let rest = value.dropFirst(length)
+            if rest.isEmpty || rest.first == UInt8(ascii: ";") || rest.first == UInt8(ascii: " ") { return codec }
+        }
+        return nil
     }
 
     static func describe(nanos: Int64) -> String {
