@@ -19,8 +19,10 @@
 #                           from a warm-up so one run takes ~BENCH_SECONDS
 #   BENCH_SECONDS=6         target length of one run
 #   BENCH_SYSTEMS="erdtree nghttpd etcd redis"   subset to bench (rows lacking a side print —)
-#   BENCH_SUITES="grpc durable recovery memory evicted compacted replication"   subset of the suites:
+#   BENCH_SUITES="grpc connect durable recovery memory evicted compacted replication"   subset of the suites:
 #                           grpc: Get/Set against nghttpd and etcd;
+#                           connect: Connect Get (binary and JSON over h2c, JSON
+#                           over HTTP/1.1) against gRPC Get on the same server;
 #                           durable: Set with wal.sync_interval "always" and "1s"
 #                           against etcd Put and Redis appendfsync always/everysec;
 #                           recovery: restart on 1,000,000 logged writes, Erdtree
@@ -61,7 +63,7 @@ rounds=${BENCH_ROUNDS:-3}
 seconds=${BENCH_SECONDS:-6}
 fixed_requests=${BENCH_REQUESTS:-}
 systems=" ${BENCH_SYSTEMS:-erdtree nghttpd etcd redis} "
-suites=" ${BENCH_SUITES:-grpc durable recovery memory evicted compacted replication} "
+suites=" ${BENCH_SUITES:-grpc connect durable recovery memory evicted compacted replication} "
 recovery_records=${BENCH_RECOVERY_RECORDS:-1000000}
 repl_rate=${BENCH_REPL_RATE:-20000}
 repl_samples=${BENCH_REPL_SAMPLES:-300}
@@ -88,8 +90,8 @@ for s in $systems; do
 done
 for s in $suites; do
   case $s in
-    grpc | durable | recovery | memory | evicted | compacted | replication) ;;
-    *) die "BENCH_SUITES: unknown suite '$s' (grpc, durable, recovery, memory, evicted, compacted, replication)" ;;
+    grpc | connect | durable | recovery | memory | evicted | compacted | replication) ;;
+    *) die "BENCH_SUITES: unknown suite '$s' (grpc, connect, durable, recovery, memory, evicted, compacted, replication)" ;;
   esac
 done
 # The durable suite runs Erdtree with both settings side by side, so one
@@ -220,6 +222,9 @@ if has erdtree; then
     python3 "$helpers/grpc_body.py" frame < "$tmp/$1.pb" > "$3"
   }
   encode GetRequest "key: \"$key\"" "$tmp/get.bin"
+  # Connect bodies: the bare message, and its JSON.
+  printf 'key: "%s"\n' "$key" | protoc --encode=erdtree.v1.GetRequest -Iapi erdtree/v1/kvstore.proto > "$tmp/get.pb"
+  printf '{"key":"%s"}' "$key" > "$tmp/get.json"
   encode SetRequest "key: \"$key\" value: \"$value\"" "$tmp/preload-set.bin"
   encode SetRequest "key: \"$write_key\" value: \"$value\"" "$tmp/set.bin"
   # The evicted suite: evicted_keys keys with a value each that names its key,
@@ -254,7 +259,16 @@ define_load() {
   load_system[$1]=$2 load_path[$1]=$3 load_body[$1]=$4
   load_clients[$1]=$5 load_streams[$1]=$6 load_grpc[$1]=$7 load_label[$1]=$8 load_suites[$1]=" $9 "
 }
-define_load get erdtree /erdtree.v1.KVStore/Get "$tmp/get.bin" 4 32 1 "Erdtree Get (c4 m32)" grpc
+define_load get erdtree /erdtree.v1.KVStore/Get "$tmp/get.bin" 4 32 1 "Erdtree Get (c4 m32)" "grpc connect"
+# The connect suite: the same Get as Connect unary, the headers picked by the
+# gRPC column (proto, json, json-h1: HTTP/1.1, where 128 connections with one
+# request each keep the 128 in flight of c4 m32).
+define_load connect_proto erdtree /erdtree.v1.KVStore/Get "$tmp/get.pb" 4 32 proto \
+  "Erdtree Connect Get, binary, h2c (c4 m32)" connect
+define_load connect_json erdtree /erdtree.v1.KVStore/Get "$tmp/get.json" 4 32 json \
+  "Erdtree Connect Get, JSON, h2c (c4 m32)" connect
+define_load connect_json_h1 erdtree /erdtree.v1.KVStore/Get "$tmp/get.json" 128 1 json-h1 \
+  "Erdtree Connect Get, JSON, HTTP/1.1 (c128)" connect
 define_load ngpost nghttpd /file20 "$tmp/post.bin" 4 32 0 "nghttpd POST 100 B (c4 m32)" grpc
 define_load range etcd /etcdserverpb.KV/Range "$tmp/range.bin" 4 32 1 "etcd Range serializable (c4 m32)" grpc
 define_load put etcd /etcdserverpb.KV/Put "$tmp/put.bin" 4 32 1 "etcd Put 100 B (c4 m32)" "grpc durable"
@@ -335,7 +349,8 @@ load_kind() {
 loads=()
 suite_loads=()
 declare -A instance_used
-for id in get ngpost range put set_always redis_always set redis_everysec get1 ngpost1 get_evicted get_resident \
+for id in get connect_proto connect_json connect_json_h1 ngpost range put set_always redis_always set redis_everysec \
+  get1 ngpost1 get_evicted get_resident \
   get_evicted4 get_resident4 lag_erdtree lag_redis set_alone set_slaves redis_alone redis_replicas; do
   selected=0
   for s in $suites; do
@@ -354,11 +369,21 @@ uses() { [ -n "${instance_used[$1]:-}" ]; }
 
 load_url() { echo "http://127.0.0.1:${instance_port[${load_system[$1]}]}${load_path[$1]}"; }
 
+# h2load's arguments for the protocol of a load (its gRPC column).
+load_headers() { # load-id -> appends to args
+  case "${load_grpc[$1]}" in
+    1) args+=(-H 'content-type: application/grpc' -H 'te: trailers') ;;
+    proto) args+=(-H 'content-type: application/proto') ;;
+    json) args+=(-H 'content-type: application/json') ;;
+    json-h1) args+=(--h1 -H 'content-type: application/json') ;;
+  esac
+}
+
 h2load_run() { # load-id out-file h2load-args...
   local id=$1 out=$2
   shift 2
   local args=(-c "${load_clients[$id]}" -m "${load_streams[$id]}" -t 1 -d "${load_body[$id]}")
-  if [ "${load_grpc[$id]}" = 1 ]; then args+=(-H 'content-type: application/grpc' -H 'te: trailers'); fi
+  load_headers "$id"
   # In the background so that a signal to this script acts at once (bash
   # defers traps until a foreground child exits).
   h2load "${args[@]}" "$@" "$(load_url "$id")" > "$out" 2>&1 &
@@ -378,7 +403,7 @@ h2load_multi_run() { # load-id out-prefix log-prefix-or-empty h2load-args...
   local id=$1 out=$2 log=$3 i pid failed=
   shift 3
   local args=(-c "${load_clients[$id]}" -m "${load_streams[$id]}" -t 1) log_args=()
-  if [ "${load_grpc[$id]}" = 1 ]; then args+=(-H 'content-type: application/grpc' -H 'te: trailers'); fi
+  load_headers "$id"
   client_pids=()
   for ((i = 0; i < load_procs[$id]; i++)); do
     if [ -n "$log" ]; then log_args=(--log-file "$log.$i"); fi
