@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Dependencies point one way (docs/DESIGN.md §1):
-// erdtree → ErdtreeNode → {ErdtreeRPC, ErdtreeWAL, ErdtreeStorage} → {CNGHTTP2, ErdtreeProto → CProtobufC,
+// erdtree → ErdtreeNode → {ErdtreeRPC, ErdtreeWAL, ErdtreeStorage} → {CNGHTTP2, CZlib, ErdtreeProto → CProtobufC,
 // CErdtreeSystem}
 let package = Package(
     name: "erdtree",
@@ -28,6 +28,11 @@ let package = Package(
             pkgConfig: "libprotobuf-c",
             providers: [.apt(["libprotobuf-c-dev"])]
         ),
+        .systemLibrary(
+            name: "CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         // protoc-gen-c output for api/ (committed; `make generate` rewrites it)
         // and the FileDescriptorSet that reflection serves.
         .target(
@@ -39,6 +44,7 @@ let package = Package(
             dependencies: [
                 "CNGHTTP2",
                 "CProtobufC",
+                "CZlib",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

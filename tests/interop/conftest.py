@@ -44,7 +44,8 @@ SHUTDOWN_TIMEOUT_S = 10.0
 
 @pytest.fixture(scope="session")
 def pb(tmp_path_factory):
-    """`erdtree.v1` messages and stubs: `pb.kv` (kvstore_pb2), `pb.kv_grpc`."""
+    """`erdtree.v1` messages and stubs: `pb.kv` (kvstore_pb2), `pb.kv_grpc`, and for Connect
+    `pb.connect` (connectrpc's kvstore_connect) with its protobuf-py messages `pb.cpb`."""
     from grpc_tools import protoc
 
     # Only our own schema: health and reflection come from the grpcio-health-checking
@@ -60,6 +61,10 @@ def pb(tmp_path_factory):
         f"-I{well_known}",
         f"--python_out={out}",
         f"--grpc_python_out={out}",
+        f"--plugin=protoc-gen-py={Path(sys.executable).parent / 'protoc-gen-py'}",
+        f"--py_out={out}",
+        f"--plugin=protoc-gen-connectrpc={Path(sys.executable).parent / 'protoc-gen-connectrpc'}",
+        f"--connectrpc_out={out}",
         *protos,
     ]
     rc = protoc.main(args)
@@ -69,7 +74,9 @@ def pb(tmp_path_factory):
     importlib.invalidate_caches()
     kv = importlib.import_module("erdtree.v1.kvstore_pb2")
     kv_grpc = importlib.import_module("erdtree.v1.kvstore_pb2_grpc")
-    return SimpleNamespace(kv=kv, kv_grpc=kv_grpc)
+    connect = importlib.import_module("erdtree.v1.kvstore_connect")
+    cpb = importlib.import_module("erdtree.v1.kvstore_pb")
+    return SimpleNamespace(kv=kv, kv_grpc=kv_grpc, connect=connect, cpb=cpb)
 
 
 # --------------------------------------------------------------------------

@@ -199,3 +199,58 @@ def test_get_is_served_exactly_for_the_methods_the_proto_marks_side_effect_free(
             free = method.GetOptions().idempotency_level == descriptor_pb2.MethodOptions.NO_SIDE_EFFECTS
             status, _ = get(server, f"erdtree.v1.{service}/{method.name}", "encoding=json&message=%7B%7D", transport)
             assert (status != 405) == free, f"{service}/{method.name}: GET answered {status}"
+
+
+@pytest.mark.parametrize("transport", ["http1", "h2c"])
+@pytest.mark.parametrize("codec", ["proto", "json"])
+def test_connectrpc_client_calls_get_set_delete(pb, server, transport, codec):
+    """The connectrpc package's own client, over HTTP/1.1 and over h2c (its HTTP/2 transport
+    with prior knowledge), with the binary and the JSON codec; it compresses requests with gzip
+    by default and asks for gzip answers."""
+    import pyqwest
+    from connectrpc.codec import proto_binary_codec, proto_json_codec
+    from connectrpc.errors import ConnectError
+    from connectrpc.code import Code
+
+    version = pyqwest.HTTPVersion.HTTP1 if transport == "http1" else pyqwest.HTTPVersion.HTTP2
+    http_transport = pyqwest.SyncHTTPTransport(http_version=version)
+    http = pyqwest.SyncClient(http_transport)
+    chosen = proto_binary_codec() if codec == "proto" else proto_json_codec()
+    try:
+        with pb.connect.KVStoreClientSync(f"http://{server.address}", http_client=http, codec=chosen) as client:
+            big = b"v" * 5000  # large enough that both directions are gzipped
+            assert client.set(pb.cpb.SetRequest(key="k", value=big)).lsn == 1
+            reply = client.get(pb.cpb.GetRequest(key="k"))
+            assert reply.found and reply.value == big and reply.lsn == 1
+            assert client.get(pb.cpb.GetRequest(key="k"), use_get=True).value == big
+            deleted = client.delete(pb.cpb.DeleteRequest(key="k"))
+            assert deleted.deleted and deleted.lsn == 2
+            assert not client.get(pb.cpb.GetRequest(key="k")).found
+            with pytest.raises(ConnectError) as refused:
+                client.get(pb.cpb.GetRequest(key=""))
+            assert refused.value.code == Code.INVALID_ARGUMENT
+            assert "key must not be empty" in refused.value.message
+    finally:
+        http_transport.close()
+
+
+def test_gzip_bodies_and_unknown_encodings(pb, server):
+    import gzip
+
+    body = gzip.compress(b'{"key":"z","value":"' + b"QUJD" * 600 + b'"}')
+    status, reply, _ = connect(server, "erdtree.v1.KVStore/Set", body, "application/json", "content-encoding: gzip")
+    assert (status, json.loads(reply)) == (200, {"lsn": "1"})
+    # A large answer is gzipped for a client that accepts it (curl --compressed inflates it).
+    done = run([tool("curl"), "-sS", "--compressed", "-D", "-", "-H", "content-type: application/json",
+                "--data-binary", '{"key":"z"}', f"http://{server.address}/erdtree.v1.KVStore/Get"])
+    head, _, payload = done.stdout.partition(b"\r\n\r\n")
+    assert b"content-encoding: gzip" in head.lower() and json.loads(payload)["value"] == "QUJD" * 600
+    status, body = error(server, "erdtree.v1.KVStore/Get", b"not gzip", "application/json", "content-encoding: gzip")
+    assert status == 400 and body["message"] == "the request body is not valid gzip"
+    status, body = error(server, "erdtree.v1.KVStore/Get", b"{}", "application/json", "content-encoding: br")
+    assert status == 501 and body["code"] == "unimplemented" and "gzip" in body["message"]
+    # A small body that inflates past limits.max_message_bytes is refused, not inflated.
+    bomb = gzip.compress(b" " * (5 << 20))
+    status, body = error(server, "erdtree.v1.KVStore/Get", bomb, "application/json", "content-encoding: gzip")
+    assert status == 429 and body["code"] == "resource_exhausted"
+

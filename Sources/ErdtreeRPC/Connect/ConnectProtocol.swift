@@ -69,49 +69,104 @@ enum ConnectProtocol {
 /// response's status, content type and body.
 struct ConnectUnary {
     let codec: ConnectProtocol.Codec
+    /// The client's `accept-encoding` includes gzip: large answers are sent compressed.
+    var acceptsGzip = false
+
+    /// Answers smaller than this go uncompressed: gzip's header and CPU cost more than it saves.
+    static let compressMinBytes = 1024
+    /// What `content-encoding` (and a GET's `compression`) may name.
+    static let encodings = "gzip, identity"
 
     /// What a Connect unary call answers.
     struct Response {
         var status: HTTPResponseStatus
         var contentType: String
         var body: ByteBuffer
+        /// `gzip` when `body` is compressed.
+        var contentEncoding: String?
+    }
+
+    init(codec: ConnectProtocol.Codec, acceptEncoding: String? = nil) {
+        self.codec = codec
+        acceptsGzip = acceptEncoding.map(Self.namesGzip) ?? false
+    }
+
+    /// Whether an `accept-encoding` list offers gzip (with no `q=0`).
+    static func namesGzip(_ list: String) -> Bool {
+        list.split(separator: ",").contains { item in
+            let parts = item.split(separator: ";").map { $0.filter { $0 != " " && $0 != "\t" }.lowercased() }
+            return parts.first == "gzip" && !parts.dropFirst().contains { $0 == "q=0" || $0 == "q=0.0" }
+        }
     }
 
     /// The request's checks in the protocol's order, then its body as the binary message.
     /// - Parameters:
     ///   - version: `connect-protocol-version`, when sent.
     ///   - timeout: `connect-timeout-ms`, when sent; its value is returned as a deadline.
+    ///   - encoding: `content-encoding` (or a GET's `compression`), when sent.
     static func prepare(
-        route: RPCRouter.Route, codec: ConnectProtocol.Codec, version: String?, timeout: String?, body: ByteBuffer,
-        allocator: ByteBufferAllocator
-    ) -> Result<(request: ByteBuffer, timeoutMs: Int64?), RPCStatus> {
+        route: RPCRouter.Route, codec: ConnectProtocol.Codec, version: String?, timeout: String?, encoding: String?,
+        body: ByteBuffer, maxBytes: Int, allocator: ByteBufferAllocator
+    ) -> Result<(request: ByteBuffer, timeoutMs: Int64?), Refusal> {
+        var body = body
+        switch encoding?.lowercased() {
+        case nil, "identity": break
+        case "gzip":
+            do throws(RPCStatus) {
+                body = try Gzip.decompress(body, limit: maxBytes, allocator: allocator)
+            } catch {
+                return .failure(Refusal(error))
+            }
+        case let other?:
+            return .failure(
+                Refusal(
+                    RPCStatus(
+                        .unimplemented, "content-encoding \(other) is not supported; this server takes \(encodings)")
+                ))
+        }
         if let version, version != "1" {
-            return .failure(RPCStatus(.invalidArgument, "connect-protocol-version \(version) is not 1"))
+            return .failure(Refusal(RPCStatus(.invalidArgument, "connect-protocol-version \(version) is not 1")))
         }
         var timeoutMs: Int64?
         if let timeout {
             guard timeout.count <= 10, let milliseconds = Int64(timeout), milliseconds >= 0 else {
-                return .failure(RPCStatus(.invalidArgument, "connect-timeout-ms \(timeout) is not 0-10 digits"))
+                return .failure(
+                    Refusal(RPCStatus(.invalidArgument, "connect-timeout-ms \(timeout) is not 0-10 digits")))
             }
             timeoutMs = milliseconds
         }
         guard case .unary = route.handler else {
             return .failure(
-                RPCStatus(
-                    .unimplemented,
-                    "\(route.path) is a streaming method; this server takes only unary calls over Connect"
-                ))
+                Refusal(
+                    RPCStatus(
+                        .unimplemented,
+                        "\(route.path) is a streaming method; this server takes only unary calls over Connect"),
+                    http: .unsupportedMediaType))
         }
         guard codec == .json else { return .success((body, timeoutMs)) }
         guard let messages = route.messages else {
-            return .failure(RPCStatus(.unimplemented, "\(route.path) has no JSON mapping; use application/proto"))
+            return .failure(
+                Refusal(
+                    RPCStatus(.unimplemented, "\(route.path) has no JSON mapping; use application/proto"),
+                    http: .unsupportedMediaType))
         }
         var json = body
         do throws(ProtoJSON.Failure) {
             let binary = try ProtoJSON.decode(json.readBytes(length: json.readableBytes) ?? [], as: messages.input)
             return .success((allocator.buffer(bytes: binary), timeoutMs))
         } catch {
-            return .failure(RPCStatus(.invalidArgument, error.message))
+            return .failure(Refusal(RPCStatus(.invalidArgument, error.message)))
+        }
+    }
+
+    /// Why `prepare` refused a request, and the HTTP status when not the code's own.
+    struct Refusal: Error {
+        var status: RPCStatus
+        var http: HTTPResponseStatus?
+
+        init(_ status: RPCStatus, http: HTTPResponseStatus? = nil) {
+            self.status = status
+            self.http = http
         }
     }
 
@@ -128,7 +183,9 @@ struct ConnectUnary {
                 RPCStatus(.internal, "the method finished OK without a response message"), allocator: call.allocator)
         }
         message.moveReaderIndex(forwardBy: GRPCMessageFramer.headroomBytes)
-        guard codec == .json else { return Response(status: .ok, contentType: codec.contentType, body: message) }
+        guard codec == .json else {
+            return compressed(Response(status: .ok, contentType: codec.contentType, body: message), call)
+        }
         guard let messages = call.route?.messages else {
             return Self.error(RPCStatus(.internal, "no JSON mapping for the response"), allocator: call.allocator)
         }
@@ -137,10 +194,19 @@ struct ConnectUnary {
         }
         switch encoded {
         case .success(let json):
-            return Response(status: .ok, contentType: codec.contentType, body: call.allocator.buffer(bytes: json))
+            return compressed(
+                Response(status: .ok, contentType: codec.contentType, body: call.allocator.buffer(bytes: json)), call)
         case .failure(let error):
             return Self.error(RPCStatus(.internal, error.message), allocator: call.allocator)
         }
+    }
+
+    private func compressed(_ response: Response, _ call: ServerCall) -> Response {
+        guard acceptsGzip, response.body.readableBytes >= Self.compressMinBytes else { return response }
+        var gzipped = response
+        gzipped.body = Gzip.compress(response.body, allocator: call.allocator)
+        gzipped.contentEncoding = "gzip"
+        return gzipped
     }
 
     /// An error answer; `http` overrides the code's status (404 for an unknown path, 415 …).
@@ -155,8 +221,9 @@ struct ConnectUnary {
 extension ConnectProtocol {
     /// A Connect GET's query (connectrpc.com/docs/protocol, "Unary-Get-Request"): the message,
     /// percent-encoded or (with `base64=1`) URL-safe base64, in the codec `encoding` names;
-    /// `compression` identity only; `connect`, when given, `v1`. Other parameters are ignored.
-    static func getRequest(query: Substring) -> Result<(codec: Codec, body: [UInt8]), RPCStatus> {
+    /// `compression` (returned, for `ConnectUnary.prepare`); `connect`, when given, `v1`. Other
+    /// parameters are ignored.
+    static func getRequest(query: Substring) -> Result<(codec: Codec, body: [UInt8], compression: String?), RPCStatus> {
         var parameters: [String: [UInt8]] = [:]
         for pair in query.split(separator: "&", omittingEmptySubsequences: true) {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
@@ -168,9 +235,6 @@ extension ConnectProtocol {
         func text(_ name: String) -> String? { parameters[name].map { String(decoding: $0, as: UTF8.self) } }
         if let version = text("connect"), version != "v1" {
             return .failure(RPCStatus(.invalidArgument, "connect=\(version) is not v1"))
-        }
-        if let compression = text("compression"), compression != "identity" {
-            return .failure(RPCStatus(.unimplemented, "compression \(compression) is not supported; use identity"))
         }
         let codec: Codec
         switch text("encoding") {
@@ -188,7 +252,7 @@ extension ConnectProtocol {
             }
             message = decoded
         }
-        return .success((codec, message))
+        return .success((codec, message, text("compression")))
     }
 
     /// Query-component percent-decoding (`+` is a space, as in forms); nil when malformed.

@@ -101,6 +101,7 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
         }
         let route = router.route(at: index)
         let codec: ConnectProtocol.Codec
+        var encoding = head.headers.first(name: "content-encoding")
         var request = body ?? context.channel.allocator.buffer(capacity: 0)
         body = nil
         switch head.method {
@@ -121,8 +122,9 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
             codec = posted
         case .GET where route.noSideEffects:
             switch ConnectProtocol.getRequest(query: parts.count > 1 ? parts[1] : "") {
-            case .success(let (queried, message)):
+            case .success(let (queried, message, compression)):
                 codec = queried
+                encoding = compression
                 request = context.channel.allocator.buffer(bytes: message)
             case .failure(let status):
                 return fail(status)
@@ -133,15 +135,13 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
                 RPCStatus(.unimplemented, "\(path) takes \(allowed)"), http: .methodNotAllowed,
                 extra: [("allow", allowed)])
         }
-        exchange = ConnectUnary(codec: codec)
+        exchange = ConnectUnary(codec: codec, acceptEncoding: head.headers.first(name: "accept-encoding"))
         let prepared = ConnectUnary.prepare(
             route: route, codec: codec, version: head.headers.first(name: "connect-protocol-version"),
-            timeout: head.headers.first(name: "connect-timeout-ms"), body: request, allocator: context.channel.allocator
-        )
+            timeout: head.headers.first(name: "connect-timeout-ms"), encoding: encoding, body: request,
+            maxBytes: limits.maxMessageBytes, allocator: context.channel.allocator)
         guard case .success(let (request, timeoutMs)) = prepared, case .unary(let handler) = route.handler else {
-            if case .failure(let status) = prepared {
-                fail(status, http: status.code == .unimplemented ? .unsupportedMediaType : nil)
-            }
+            if case .failure(let refusal) = prepared { fail(refusal.status, http: refusal.http) }
             return
         }
         let call = ServerCall(
@@ -184,7 +184,9 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
         self.call = nil
         call.connection = nil
         let response = exchange.response(to: call)
-        write(response.status, body: response.body, contentType: response.contentType, extra: [], omitBody: false)
+        write(
+            response.status, body: response.body, contentType: response.contentType,
+            extra: response.contentEncoding.map { [("content-encoding", $0)] } ?? [], omitBody: false)
     }
 
     private func fail(_ status: RPCStatus, http: HTTPResponseStatus? = nil, extra: [(String, String)] = []) {

@@ -144,6 +144,10 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
             } else {
                 call.contentType = .other(String(decoding: value, as: UTF8.self))
             }
+        case 15 where name.equals("accept-encoding"):
+            call.acceptEncoding = String(decoding: value, as: UTF8.self)
+        case 16 where name.equals("content-encoding"):
+            call.contentEncoding = String(decoding: value, as: UTF8.self)
         case 18 where name.equals("connect-timeout-ms"):
             call.connectTimeout = String(decoding: value, as: UTF8.self)
         case 24 where name.equals("connect-protocol-version"):
@@ -289,7 +293,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     // MARK: Connect unary
 
     private func startConnect(_ call: ServerCall, codec: ConnectProtocol.Codec) {
-        call.connect = ConnectUnary(codec: codec)
+        call.connect = ConnectUnary(codec: codec, acceptEncoding: call.acceptEncoding)
         guard call.route != nil else {
             // Connect: an unknown procedure is 404 with code unimplemented.
             return failConnect(call, RPCStatus(.unimplemented, "unknown method \(call.unknownPath)"), http: .notFound)
@@ -301,8 +305,9 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     /// A Connect GET: the message comes in the query, and the request ends with its headers.
     private func startConnectGet(_ call: ServerCall) {
         switch ConnectProtocol.getRequest(query: Substring(call.query ?? "")) {
-        case .success(let (codec, message)):
-            call.connect = ConnectUnary(codec: codec)
+        case .success(let (codec, message, compression)):
+            call.connect = ConnectUnary(codec: codec, acceptEncoding: call.acceptEncoding)
+            call.contentEncoding = compression
             call.connectBody = context?.channel.allocator.buffer(bytes: message)
             call.handlerStarted = true
         case .failure(let status):
@@ -331,12 +336,12 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
         }
         let prepared = ConnectUnary.prepare(
             route: route, codec: exchange.codec, version: call.connectVersion, timeout: call.connectTimeout,
-            body: call.connectBody ?? context.channel.allocator.buffer(capacity: 0),
-            allocator: context.channel.allocator)
+            encoding: call.contentEncoding, body: call.connectBody ?? context.channel.allocator.buffer(capacity: 0),
+            maxBytes: limits.maxMessageBytes, allocator: context.channel.allocator)
         call.connectBody = nil
         switch prepared {
-        case .failure(let status):
-            failConnect(call, status, http: status.code == .unimplemented ? .unsupportedMediaType : nil)
+        case .failure(let refusal):
+            failConnect(call, refusal.status, http: refusal.http)
         case .success(let (request, timeoutMs)):
             guard case .unary(let handler) = route.handler else { return }
             if let timeoutMs { call.timeoutNanos = timeoutMs * 1_000_000 }
@@ -357,13 +362,15 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
         call.responseHeadersSent = true
         call.outbound = response.body
         let headers: HeaderBlock
-        switch (response.status, response.contentType) {
-        case (.ok, ConnectProtocol.Codec.proto.contentType): headers = Self.connectProtoOK
-        case (.ok, ConnectProtocol.Codec.json.contentType): headers = Self.connectJSONOK
+        switch (response.status, response.contentType, response.contentEncoding) {
+        case (.ok, ConnectProtocol.Codec.proto.contentType, nil): headers = Self.connectProtoOK
+        case (.ok, ConnectProtocol.Codec.json.contentType, nil): headers = Self.connectJSONOK
         default:
-            headers = HeaderBlock([
+            var fields = [
                 HTTPField(":status", String(response.status.code)), HTTPField("content-type", response.contentType),
-            ])
+            ]
+            if let encoding = response.contentEncoding { fields.append(HTTPField("content-encoding", encoding)) }
+            headers = HeaderBlock(fields)
         }
         do {
             try session.submitResponse(

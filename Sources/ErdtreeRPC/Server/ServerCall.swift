@@ -49,6 +49,8 @@ public final class ServerCall: @unchecked Sendable {
     var connectBodyTooLarge = false
     var connectVersion: String?
     var connectTimeout: String?
+    var contentEncoding: String?
+    var acceptEncoding: String?
 
     // Response state.
     var outbound: ByteBuffer
