@@ -254,3 +254,25 @@ def test_gzip_bodies_and_unknown_encodings(pb, server):
     status, body = error(server, "erdtree.v1.KVStore/Get", bomb, "application/json", "content-encoding: gzip")
     assert status == 429 and body["code"] == "resource_exhausted"
 
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_more_codes_map_to_their_http_statuses(pb, tmp_path, request, transport):
+    """unavailable, not_found and deadline_exceeded as the services produce them."""
+    from conftest import _failed, start_server, stop_server
+
+    master = start_server(tmp_path / "master")
+    slave = start_server(tmp_path / "slave", role="slave", master={"address": master.address})
+    try:
+        # A master has every LSN it logged: a min_lsn past it is refused at once.
+        status, body = error(master, "erdtree.v1.KVStore/Get", b'{"key":"k","minLsn":"99"}', transport=transport)
+        assert status == 503 and body["code"] == "unavailable" and "min_lsn 99" in body["message"]
+        status, body = error(master, "grpc.health.v1.Health/Check", b'{"service":"nope"}', transport=transport)
+        assert status == 404 and body["code"] == "not_found"
+        # A slave waits for min_lsn within the call's connect-timeout-ms.
+        status, body = error(slave, "erdtree.v1.KVStore/Get", b'{"key":"k","minLsn":"99"}', "application/json",
+                             "connect-timeout-ms: 300", transport=transport)
+        assert status == 504 and body["code"] == "deadline_exceeded"
+    finally:
+        stop_server(slave, _failed(request.node))
+        stop_server(master, _failed(request.node))
