@@ -276,3 +276,49 @@ def test_more_codes_map_to_their_http_statuses(pb, tmp_path, request, transport)
     finally:
         stop_server(slave, _failed(request.node))
         stop_server(master, _failed(request.node))
+
+
+@pytest.mark.parametrize("codec", ["proto", "json"])
+def test_connectrpc_bidi_stream_over_h2c(pb, server, codec):
+    """Connect streaming (application/connect+proto|json) on Replication/Replicate with the
+    connectrpc client over h2c: its Hello in a (gzip-compressed) envelope, the master's Welcome
+    and a pushed Batch back in envelopes, both directions open at once; then a bad Hello gets
+    Connect's end-stream error."""
+    import threading
+
+    import grpc
+    import pyqwest
+    from protobuf import Oneof
+    from connectrpc.codec import proto_binary_codec, proto_json_codec
+    from connectrpc.errors import ConnectError
+    from connectrpc.code import Code
+
+    http_transport = pyqwest.SyncHTTPTransport(http_version=pyqwest.HTTPVersion.HTTP2)
+    http = pyqwest.SyncClient(http_transport)
+    chosen = proto_binary_codec() if codec == "proto" else proto_json_codec()
+    hello = pb.cpb.ReplicateRequest(kind=Oneof("hello", pb.cpb.Hello(slave_id="connect-test", last_lsn=0)))
+    done = threading.Event()
+
+    def requests():
+        yield hello
+        done.wait(timeout=10)  # keep the request side open until the batch came back
+
+    try:
+        with pb.connect.ReplicationClientSync(f"http://{server.address}", http_client=http, codec=chosen) as client:
+            kinds, keys = [], []
+            for response in client.replicate(requests()):
+                kinds.append(response.kind.field)
+                if response.kind.field == "welcome":
+                    with grpc.insecure_channel(server.address) as channel:
+                        pb.kv_grpc.KVStoreStub(channel).Set(pb.kv.SetRequest(key="streamed", value=b"1"), timeout=10)
+                elif response.kind.field == "batch":
+                    keys += [entry.key for entry in response.kind.value.entries]
+                    done.set()
+            assert kinds[0] == "welcome" and "batch" in kinds and keys == ["streamed"], kinds
+            bad = pb.cpb.ReplicateRequest(kind=Oneof("hello", pb.cpb.Hello(slave_id="x", replication_id="zz", last_lsn=3)))
+            with pytest.raises(ConnectError) as refused:
+                list(client.replicate(iter([bad])))
+            assert refused.value.code == Code.INVALID_ARGUMENT and "32 hexadecimal digits" in refused.value.message
+    finally:
+        done.set()
+        http_transport.close()

@@ -29,6 +29,20 @@ enum ConnectProtocol {
         }
     }
 
+    /// The codec whose media type (`[proto, json]`, in that order) `value` names, optionally
+    /// followed by parameters, read from the header bytes (no string per request).
+    static func codec(_ value: UnsafeRawBufferPointer, among mediaTypes: [StaticString]) -> Codec? {
+        for (mediaType, codec) in zip(mediaTypes, [Codec.proto, .json]) {
+            let length = mediaType.utf8CodeUnitCount
+            let expected = UnsafeBufferPointer(start: mediaType.utf8Start, count: length)
+            guard value.count >= length, zip(value.prefix(length), expected).allSatisfy({ $0 | 0x20 == $1 | 0x20 })
+            else { continue }
+            let rest = value.dropFirst(length)
+            if rest.isEmpty || rest.first == UInt8(ascii: ";") || rest.first == UInt8(ascii: " ") { return codec }
+        }
+        return nil
+    }
+
     /// Connect's name for a code (`invalid_argument`).
     static func name(_ code: RPCStatus.Code) -> String {
         code == .cancelled ? "canceled" : code.description.lowercased()
@@ -280,5 +294,64 @@ extension ConnectProtocol {
         case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
         default: nil
         }
+    }
+}
+
+/// Connect streaming (`application/connect+proto|json`) on HTTP/2: the messages travel in the
+/// same 5-byte envelopes as gRPC's; the stream ends with an end-stream envelope (flag 0x02)
+/// holding `{}` or `{"error":{"code","message"}}` instead of trailers.
+enum ConnectStreaming {
+    static let endStreamFlag: UInt8 = 0x02
+
+    /// `application/connect+proto` or `application/connect+json` (with optional parameters).
+    static func codec(contentType: UnsafeRawBufferPointer) -> ConnectProtocol.Codec? {
+        ConnectProtocol.codec(contentType, among: ["application/connect+proto", "application/connect+json"])
+    }
+
+    static func contentType(_ codec: ConnectProtocol.Codec) -> String {
+        codec == .json ? "application/connect+json" : "application/connect+proto"
+    }
+
+    /// A response message as JSON, or nil when it cannot be.
+    static func json(of message: ByteBuffer, route: RPCRouter.Route?, allocator: ByteBufferAllocator) -> ByteBuffer? {
+        guard let output = route?.messages?.output else { return nil }
+        let encoded = message.withUnsafeReadableBytes { bytes in
+            try? ProtoJSON.encode(bytes, as: output)
+        }
+        return encoded.map { allocator.buffer(bytes: $0) }
+    }
+
+    /// A request message in the binary encoding (JSON transcoded), or the refusal.
+    static func request(
+        _ message: ByteBuffer, codec: ConnectProtocol.Codec, route: RPCRouter.Route, allocator: ByteBufferAllocator
+    )
+        -> Result<ByteBuffer, RPCStatus>
+    {
+        guard codec == .json else { return .success(message) }
+        guard let input = route.messages?.input else {
+            return .failure(
+                RPCStatus(.unimplemented, "\(route.path) has no JSON mapping; use application/connect+proto"))
+        }
+        var json = message
+        do throws(ProtoJSON.Failure) {
+            return .success(
+                allocator.buffer(
+                    bytes: try ProtoJSON.decode(json.readBytes(length: json.readableBytes) ?? [], as: input)))
+        } catch {
+            return .failure(RPCStatus(.invalidArgument, error.message))
+        }
+    }
+
+    /// The end-stream envelope for `status`.
+    static func endStream(_ status: RPCStatus, into out: inout ByteBuffer) {
+        var body = Array("{".utf8)
+        if status.code != .ok {
+            body += Array(#""error":"#.utf8)
+            body += ConnectProtocol.errorBody(status)
+        }
+        body.append(UInt8(ascii: "}"))
+        out.writeInteger(endStreamFlag)
+        out.writeInteger(UInt32(body.count))
+        out.writeBytes(body)
     }
 }

@@ -27,6 +27,10 @@ struct GRPCMessageDeframer {
         buffer.writeBytes(bytes)
     }
 
+    /// Set for a Connect stream whose `connect-content-encoding` is gzip: messages flagged
+    /// compressed are inflated (within `maxMessageBytes`) instead of refused.
+    var gzipAccepted = false
+
     /// True when some bytes of an unfinished message are buffered.
     var hasPartialMessage: Bool { buffer.readableBytes > 0 }
 
@@ -41,7 +45,8 @@ struct GRPCMessageDeframer {
     /// The next complete message, or nil until more bytes arrive.
     /// - Throws: `RPCStatus` `.resourceExhausted` when the prefix announces more than
     ///   `maxMessageBytes` (checked before buffering the body, so the peer cannot make us
-    ///   hold it), `.internal` for a compressed message (no `grpc-encoding` is accepted).
+    ///   hold it), `.internal` for a compressed message (no `grpc-encoding` is accepted)
+    ///   unless `gzipAccepted`.
     mutating func next() throws(RPCStatus) -> ByteBuffer? {
         guard buffer.readableBytes >= Self.prefixBytes,
             let flag = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
@@ -53,13 +58,16 @@ struct GRPCMessageDeframer {
                 "message of \(length) bytes exceeds the limit of \(maxMessageBytes) bytes (max: \(maxMessageBytes), actual: \(length))"
             )
         }
-        if flag != 0 {
+        if flag & 0x01 != 0 && !gzipAccepted {
             throw RPCStatus(
                 .internal, "message has the compressed flag set but the stream has no grpc-encoding")
         }
         guard buffer.readableBytes >= Self.prefixBytes + Int(length) else { return nil }
         buffer.moveReaderIndex(forwardBy: Self.prefixBytes)
-        guard let message = buffer.readSlice(length: Int(length)) else { return nil }
+        guard var message = buffer.readSlice(length: Int(length)) else { return nil }
+        if flag & 0x01 != 0 {
+            message = try Gzip.decompress(message, limit: maxMessageBytes, allocator: ByteBufferAllocator())
+        }
         if buffer.readableBytes == 0 {
             // Start the next message at offset 0 instead of growing forever.
             buffer.clear()

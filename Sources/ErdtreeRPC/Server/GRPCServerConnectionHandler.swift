@@ -81,6 +81,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
             guard call.finalStatus != nil, !call.responseHeadersSent else { return }
             return answerConnect(call, exchange.response(to: call))
         }
+        if let codec = call.connectStream { return connectStreamHasOutput(call, codec: codec) }
         do {
             if !call.responseHeadersSent {
                 call.responseHeadersSent = true
@@ -141,6 +142,8 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
                 call.contentType = .grpc
             } else if let codec = Self.connectCodec(value) {
                 call.contentType = .connect(codec)
+            } else if let codec = ConnectStreaming.codec(contentType: value) {
+                call.contentType = .connectStream(codec)
             } else {
                 call.contentType = .other(String(decoding: value, as: UTF8.self))
             }
@@ -152,6 +155,8 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
             call.connectTimeout = String(decoding: value, as: UTF8.self)
         case 24 where name.equals("connect-protocol-version"):
             call.connectVersion = String(decoding: value, as: UTF8.self)
+        case 24 where name.equals("connect-content-encoding"):
+            call.contentEncoding = String(decoding: value, as: UTF8.self)
         case 12 where name.equals("grpc-timeout"):
             // A malformed timeout is ignored rather than failing the call, as grpc-go does.
             call.timeoutNanos = GRPCTimeout.parse(value)
@@ -220,6 +225,11 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     override func sessionReadBody(streamID: Int32, into buffer: UnsafeMutableRawBufferPointer) -> BodyChunk {
         guard let call = call(streamID) else { return .data(count: 0, end: .endStream) }
         let count = call.outbound.drain(into: buffer)
+        if call.connectStream != nil {
+            // Its end-stream message is the last thing queued; no trailers.
+            if call.outbound.readableBytes == 0, call.endStreamQueued { return .data(count: count, end: .endStream) }
+            return count == 0 ? .deferred : .data(count: count, end: nil)
+        }
         if call.connect != nil {
             // A Connect unary body is complete when submitted, and has no trailers.
             return .data(count: count, end: call.outbound.readableBytes == 0 ? .endStream : nil)
@@ -250,6 +260,27 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
         case .connect(let codec):
             startConnect(call, codec: codec)
             return
+        case .connectStream(let codec):
+            // As a gRPC call from here on, with Connect's framing details (see ServerCall).
+            call.connectStream = codec
+            switch call.contentEncoding?.lowercased() {
+            case nil, "identity": break
+            case "gzip": call.deframer.gzipAccepted = true
+            case let other?:
+                call.finishOnLoop(
+                    RPCStatus(
+                        .unimplemented,
+                        "connect-content-encoding \(other) is not supported; this server takes \(ConnectUnary.encodings)"
+                    ))
+                return
+            }
+            if let timeout = call.connectTimeout {
+                guard timeout.count <= 10, let milliseconds = Int64(timeout), milliseconds >= 0 else {
+                    call.finishOnLoop(RPCStatus(.invalidArgument, "connect-timeout-ms \(timeout) is not 0-10 digits"))
+                    return
+                }
+                call.timeoutNanos = milliseconds * 1_000_000
+            }
         case .missing, .other:
             rejectHTTP(call, status: "415")
             return
@@ -288,6 +319,29 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
             call.cancel()
             call.finishOnLoop(RPCStatus(.deadlineExceeded, "deadline exceeded after \(Self.describe(nanos: timeout))"))
         }
+    }
+
+    // MARK: Connect streaming
+
+    private func connectStreamHasOutput(_ call: ServerCall, codec: ConnectProtocol.Codec) {
+        if let status = call.finalStatus, !call.endStreamQueued {
+            call.endStreamQueued = true
+            ConnectStreaming.endStream(status, into: &call.outbound)
+        }
+        do {
+            if !call.responseHeadersSent {
+                call.responseHeadersSent = true
+                try session.submitResponse(
+                    streamID: call.streamID,
+                    headers: codec == .json ? Self.connectStreamJSONHeaders : Self.connectStreamProtoHeaders,
+                    hasBody: true)
+            } else {
+                session.resumeData(streamID: call.streamID)
+            }
+        } catch {
+            session.resetStream(streamID: call.streamID)
+        }
+        scheduleFlush()
     }
 
     // MARK: Connect unary
@@ -384,6 +438,16 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
 
     private func receivedMessage(_ message: ByteBuffer, on call: ServerCall) {
         guard let route = call.route else { return }
+        var message = message
+        if let codec = call.connectStream {
+            switch ConnectStreaming.request(message, codec: codec, route: route, allocator: call.allocator) {
+            case .success(let binary): message = binary
+            case .failure(let status):
+                call.cancel()
+                call.finishOnLoop(status)
+                return
+            }
+        }
         switch route.handler {
         case .bidirectional:
             call.deliver(message)
@@ -448,6 +512,10 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     ]
     private static let responseHeaders = HeaderBlock(responseFields, permanent: true)
     private static let okTrailers = HeaderBlock([HTTPField("grpc-status", "0")], permanent: true)
+    private static let connectStreamProtoHeaders = HeaderBlock(
+        [HTTPField(":status", "200"), HTTPField("content-type", "application/connect+proto")], permanent: true)
+    private static let connectStreamJSONHeaders = HeaderBlock(
+        [HTTPField(":status", "200"), HTTPField("content-type", "application/connect+json")], permanent: true)
     private static let connectProtoOK = HeaderBlock(
         [HTTPField(":status", "200"), HTTPField("content-type", "application/proto")], permanent: true)
     private static let connectJSONOK = HeaderBlock(
@@ -478,18 +546,9 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
         return rest.isEmpty || rest.equals("+proto") || rest.first == UInt8(ascii: ";")
     }
 
-    /// Connect unary's `application/proto` or `application/json`, optionally with `;params`,
-    /// read from the header bytes (no string per request).
+    /// Connect unary's `application/proto` or `application/json`, optionally with `;params`.
     private static func connectCodec(_ value: UnsafeRawBufferPointer) -> ConnectProtocol.Codec? {
-        for (prefix, codec) in [("application/proto", ConnectProtocol.Codec.proto), ("application/json", .json)] {
-            let length = prefix.utf8.count
-            guard value.count >= length,
-                zip(value.prefix(length), prefix.utf8).allSatisfy({ $0 | 0x20 == $1 | 0x20 })
-            else { continue }
-            let rest = value.dropFirst(length)
-            if rest.isEmpty || rest.first == UInt8(ascii: ";") || rest.first == UInt8(ascii: " ") { return codec }
-        }
-        return nil
+        ConnectProtocol.codec(value, among: ["application/proto", "application/json"])
     }
 
     static func describe(nanos: Int64) -> String {

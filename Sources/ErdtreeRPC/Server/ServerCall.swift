@@ -51,6 +51,10 @@ public final class ServerCall: @unchecked Sendable {
     var connectTimeout: String?
     var contentEncoding: String?
     var acceptEncoding: String?
+    /// A Connect streaming call (`application/connect+proto|json`): gRPC's 5-byte envelopes,
+    /// but JSON messages for that codec and an end-stream message instead of trailers.
+    var connectStream: ConnectProtocol.Codec?
+    var endStreamQueued = false
 
     // Response state.
     var outbound: ByteBuffer
@@ -67,6 +71,7 @@ public final class ServerCall: @unchecked Sendable {
         case missing
         case grpc
         case connect(ConnectProtocol.Codec)
+        case connectStream(ConnectProtocol.Codec)
         case other(String)
 
         var isGRPC: Bool {
@@ -200,7 +205,14 @@ public final class ServerCall: @unchecked Sendable {
 
     private func appendMessage(_ message: consuming ByteBuffer) {
         guard finalStatus == nil, !closed else { return }
-        GRPCMessageFramer.write(message, into: &outbound)
+        if connectStream == .json {
+            guard let json = ConnectStreaming.json(of: message, route: route, allocator: allocator) else {
+                return finishOnLoop(RPCStatus(.internal, "cannot write the response message as JSON"))
+            }
+            GRPCMessageFramer.write(json, into: &outbound)
+        } else {
+            GRPCMessageFramer.write(message, into: &outbound)
+        }
         connection?.callHasOutput(self)
     }
 }
