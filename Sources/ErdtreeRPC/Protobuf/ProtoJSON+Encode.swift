@@ -157,19 +157,27 @@ enum Base64 {
 
     /// Appends the base64 of `bytes` to `out` (never characters JSON must escape).
     static func append(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
-        out.reserveCapacity(out.count + (bytes.count + 2) / 3 * 4)
-        var index = 0
-        while index < bytes.count {
-            let remaining = bytes.count - index
-            let b0 = UInt32(bytes[index])
-            let b1 = remaining > 1 ? UInt32(bytes[index + 1]) : 0
-            let b2 = remaining > 2 ? UInt32(bytes[index + 2]) : 0
-            let triple = b0 << 16 | b1 << 8 | b2
-            out.append(alphabet[Int(triple >> 18 & 63)])
-            out.append(alphabet[Int(triple >> 12 & 63)])
-            out.append(remaining > 1 ? alphabet[Int(triple >> 6 & 63)] : UInt8(ascii: "="))
-            out.append(remaining > 2 ? alphabet[Int(triple & 63)] : UInt8(ascii: "="))
-            index += 3
+        let start = out.count
+        let length = (bytes.count + 2) / 3 * 4
+        out.append(contentsOf: repeatElement(0, count: length))
+        alphabet.withUnsafeBufferPointer { alphabet in
+            out.withUnsafeMutableBufferPointer { whole in
+                var at = start
+                var index = 0
+                while index < bytes.count {
+                    let remaining = bytes.count - index
+                    let b0 = UInt32(bytes[index])
+                    let b1 = remaining > 1 ? UInt32(bytes[index + 1]) : 0
+                    let b2 = remaining > 2 ? UInt32(bytes[index + 2]) : 0
+                    let triple = b0 << 16 | b1 << 8 | b2
+                    whole[at] = alphabet[Int(triple >> 18 & 63)]
+                    whole[at + 1] = alphabet[Int(triple >> 12 & 63)]
+                    whole[at + 2] = remaining > 1 ? alphabet[Int(triple >> 6 & 63)] : UInt8(ascii: "=")
+                    whole[at + 3] = remaining > 2 ? alphabet[Int(triple & 63)] : UInt8(ascii: "=")
+                    at += 4
+                    index += 3
+                }
+            }
         }
     }
 

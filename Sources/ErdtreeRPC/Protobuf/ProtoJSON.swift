@@ -71,11 +71,18 @@ package enum ProtoJSON {
     }
 
     /// A message type's field names, in descriptor order, built once per type.
-    struct FieldNames: Sendable {
-        var proto: [String]
-        var json: [String]
+    /// A class: handed out per message, so one reference to count rather than three arrays.
+    final class FieldNames: Sendable {
+        let proto: [String]
+        let json: [String]
         /// `"jsonName":`, ready to write.
-        var memberPrefix: [[UInt8]]
+        let memberPrefix: [[UInt8]]
+
+        init(proto: [String], json: [String], memberPrefix: [[UInt8]]) {
+            self.proto = proto
+            self.json = json
+            self.memberPrefix = memberPrefix
+        }
     }
 
     private static let fieldNames = Mutex<[Int: FieldNames]>([:])
