@@ -1,4 +1,3 @@
-import Logging
 import NIOCore
 import NIOHTTP1
 
@@ -19,7 +18,6 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
     private let router: RPCRouter
     private let limits: RPCServer.Limits
     private let isServing: @Sendable () -> Bool
-    private let logger: Logger
     private var context: ChannelHandlerContext?
 
     /// The request being read, and its body so far.
@@ -31,10 +29,9 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
     private var exchange: ConnectUnary?
     private var keepAlive = true
 
-    init(router: RPCRouter, limits: RPCServer.Limits, logger: Logger, isServing: @escaping @Sendable () -> Bool) {
+    init(router: RPCRouter, limits: RPCServer.Limits, isServing: @escaping @Sendable () -> Bool) {
         self.router = router
         self.limits = limits
-        self.logger = logger
         self.isServing = isServing
     }
 

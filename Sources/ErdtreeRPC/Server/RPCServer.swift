@@ -78,8 +78,7 @@ public final class RPCServer: Sendable {
                         case .http1:
                             try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
                             try pipeline.addHandler(
-                                HTTP1ConnectionHandler(
-                                    router: router, limits: limits, logger: logger, isServing: isServing))
+                                HTTP1ConnectionHandler(router: router, limits: limits, isServing: isServing))
                         }
                     }
                     try channel.pipeline.syncOperations.addHandlers(idle, sniffer)
