@@ -129,7 +129,7 @@ public final class KVStoreService: Sendable {
             // `minLSNWait`); a master has every LSN it ever logged, so it refuses at once.
             guard masterAddress != nil else { throw Self.behind(message.minLSN, applied: appliedLSN) }
             let limit = NIODeadline.now() + TimeAmount(Self.minLSNWait)
-            awaitApplied(message.minLSN, until: min(limit, call.deadline ?? limit), call: call) { [self] in
+            awaitApplied(message.minLSN, until: limit, call: call) { [self] in
                 do throws(RPCStatus) { try read(message.key, call: call) } catch { call.finish(error) }
             }
             return
@@ -147,16 +147,22 @@ public final class KVStoreService: Sendable {
         RPCStatus(.unavailable, "min_lsn \(minLSN) is ahead of this node, which has applied up to LSN \(applied)")
     }
 
-    /// Runs `then` on the call's event loop once `lsn` is applied; UNAVAILABLE at `deadline`.
+    /// Runs `then` on the call's event loop once `lsn` is applied; UNAVAILABLE at `limit`. When
+    /// the caller's own deadline comes first, the call ends with DEADLINE_EXCEEDED (the
+    /// transport's deadline and this wait used to race to answer it, UNAVAILABLE or not).
     private func awaitApplied(
-        _ lsn: UInt64, until deadline: NIODeadline, call: ServerCall, then: @escaping () -> Void
+        _ lsn: UInt64, until limit: NIODeadline, call: ServerCall, then: @escaping () -> Void
     ) {
         if appliedLSN >= lsn { return then() }
-        if NIODeadline.now() >= deadline { return call.finish(Self.behind(lsn, applied: appliedLSN)) }
+        let now = NIODeadline.now()
+        if let deadline = call.deadline, deadline <= limit, now >= deadline {
+            return call.finish(RPCStatus(.deadlineExceeded, "deadline passed waiting for min_lsn \(lsn)"))
+        }
+        if now >= limit { return call.finish(Self.behind(lsn, applied: appliedLSN)) }
         // Polling every millisecond costs little next to replication's own latency and needs no
         // waiter list on the apply path.
         call.eventLoop.scheduleTask(in: .milliseconds(1)) { [self] in
-            awaitApplied(lsn, until: deadline, call: call, then: then)
+            awaitApplied(lsn, until: limit, call: call, then: then)
         }
     }
 

@@ -117,10 +117,10 @@ struct  Erdtree__V1__GetRequest
    */
   char *key;
   /*
-   * Read-your-writes: when non-zero, the node first waits, within the call's
-   * deadline, until it has applied this LSN (for example the lsn a Set
-   * returned); if it cannot, the call fails with UNAVAILABLE. 0 reads
-   * whatever the node has now.
+   * Read-your-writes: when non-zero, the node first waits, at most 5 s, until
+   * it has applied this LSN (for example the lsn a Set returned); if it
+   * cannot, the call fails with UNAVAILABLE, or with DEADLINE_EXCEEDED when
+   * the call's deadline comes first. 0 reads whatever the node has now.
    */
   uint64_t min_lsn;
 };
