@@ -322,3 +322,77 @@ def test_connectrpc_bidi_stream_over_h2c(pb, server, codec):
     finally:
         done.set()
         http_transport.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("query,code,text", [
+    ("encoding=json", "invalid_argument", "needs the message parameter"),
+    ("encoding=xml&message=%7B%7D", "invalid_argument", "encoding=xml is not json or proto"),
+    ("connect=v2&encoding=json&message=%7B%7D", "invalid_argument", "connect=v2 is not v1"),
+    ("encoding=proto&base64=1&message=%25%25%25", "invalid_argument", "message is not base64"),
+    ("encoding=json&message=%zz", "invalid_argument", "not valid percent-encoding"),
+])
+def test_malformed_connect_get_queries_are_refused(server, transport, query, code, text):
+    status, body = get(server, "erdtree.v1.KVStore/Get", query, transport)
+    assert status == 400 and json.loads(body)["code"] == code and text in json.loads(body)["message"], body
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_streaming_method_is_not_served_as_connect_unary(server, transport):
+    status, body = error(server, "erdtree.v1.Replication/Replicate", b"{}", transport=transport)
+    assert status == 415 and body["code"] == "unimplemented" and "streaming method" in body["message"]
+
+
+def envelopes(data: bytes) -> list[tuple[int, bytes]]:
+    """(flags, payload) of each Connect streaming envelope in `data`."""
+    out = []
+    while data:
+        assert len(data) >= 5, f"truncated envelope prefix: {data!r}"
+        flags, length = data[0], int.from_bytes(data[1:5], "big")
+        out.append((flags, data[5:5 + length]))
+        data = data[5 + length:]
+    return out
+
+
+def connect_stream(server, method: str, body: bytes, content_type: str, *headers: str):
+    """(HTTP status, [(flags, payload)]) of a Connect streaming call over h2c."""
+    args = [tool("curl"), "--http2-prior-knowledge", "-sS", "--max-time", "10", "-w", "\n%{http_code}",
+            "-H", f"content-type: {content_type}", "--data-binary", "@-"]
+    for header in headers:
+        args += ["-H", header]
+    done = run([*args, f"http://{server.address}/{method}"], input=body)
+    assert done.returncode == 0, done.stderr
+    payload, _, status = done.stdout.rpartition(b"\n")
+    return int(status), envelopes(payload)
+
+
+def envelope(message: bytes, flags: int = 0) -> bytes:
+    return bytes([flags]) + len(message).to_bytes(4, "big") + message
+
+
+@pytest.mark.parametrize("headers,body,content_type,code,text", [
+    (["connect-content-encoding: br"], envelope(b""), "application/connect+proto", "unimplemented",
+     "connect-content-encoding br"),
+    (["connect-timeout-ms: soon"], envelope(b""), "application/connect+proto", "invalid_argument",
+     "connect-timeout-ms soon"),
+    ([], envelope(b"\x00", flags=1), "application/connect+proto", "internal", "compressed flag"),
+    ([], envelope(b'{"hello":'), "application/connect+json", "invalid_argument", "malformed JSON"),
+    ([], envelope(b'{"hullo":{}}'), "application/connect+json", "invalid_argument", 'unknown field "hullo"'),
+])
+def test_connect_stream_errors_arrive_in_the_end_stream_message(server, headers, body, content_type, code, text):
+    status, frames = connect_stream(server, "erdtree.v1.Replication/Replicate", body, content_type, *headers)
+    # Connect streaming answers 200 and puts the error in the final envelope (flag 0x02).
+    assert status == 200 and frames, frames
+    flags, payload = frames[-1]
+    assert flags == 0x02, frames
+    error_body = json.loads(payload)["error"]
+    assert error_body["code"] == code and text in error_body["message"], error_body
+
+
+def test_connect_stream_unknown_method_and_http1(server):
+    status, frames = connect_stream(server, "erdtree.v1.Replication/Nope", b"", "application/connect+proto")
+    assert status == 200 and frames[-1][0] == 0x02
+    assert json.loads(frames[-1][1])["error"]["code"] == "unimplemented"
+    # Connect streaming is served over HTTP/2 only.
+    status, body = error(server, "erdtree.v1.Replication/Replicate", envelope(b""), "application/connect+proto")
+    assert status == 415
