@@ -147,9 +147,11 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
             } else {
                 call.contentType = .other(String(decoding: value, as: UTF8.self))
             }
-        case 15 where name.equals("accept-encoding"):
+        // Connect's; gRPC clients send them too (and grpc-encoding for what counts), so a call
+        // already known to be gRPC skips the copy.
+        case 15 where name.equals("accept-encoding") && !call.contentType.isGRPC:
             call.acceptEncoding = String(decoding: value, as: UTF8.self)
-        case 16 where name.equals("content-encoding"):
+        case 16 where name.equals("content-encoding") && !call.contentType.isGRPC:
             call.contentEncoding = String(decoding: value, as: UTF8.self)
         case 18 where name.equals("connect-timeout-ms"):
             call.connectTimeout = String(decoding: value, as: UTF8.self)
