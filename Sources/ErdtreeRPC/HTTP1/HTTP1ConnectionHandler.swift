@@ -9,15 +9,18 @@ import NIOHTTP1
 ///   effects, served by the router's unary handlers (JSON is transcoded to and from the
 ///   binary encoding by `ProtoJSON`), errors as Connect's JSON body and status.
 ///
+/// A request with `Upgrade: h2c` switches the connection to HTTP/2 (`H2CUpgrade`).
+///
 /// One request at a time per connection (the pipeline holds the next one back until this
 /// one's response is written), so the handler keeps a single exchange's state.
-final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
+final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandler, ServerCallOwner {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
     private let router: RPCRouter
     private let limits: RPCServer.Limits
     private let isServing: @Sendable () -> Bool
+    private let makeHTTP2: () throws -> GRPCServerConnectionHandler
     private var context: ChannelHandlerContext?
 
     /// The request being read, and its body so far.
@@ -28,11 +31,19 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
     private var call: ServerCall?
     private var exchange: ConnectUnary?
     private var keepAlive = true
+    /// The request asked to switch protocols and was not switched: its answer closes the
+    /// connection (see `H2CUpgrade`).
+    private var closeAfterAnswer = false
 
-    init(router: RPCRouter, limits: RPCServer.Limits, isServing: @escaping @Sendable () -> Bool) {
+    /// - Parameter makeHTTP2: the handler that takes the connection over on `Upgrade: h2c`.
+    init(
+        router: RPCRouter, limits: RPCServer.Limits, isServing: @escaping @Sendable () -> Bool,
+        makeHTTP2: @escaping () throws -> GRPCServerConnectionHandler
+    ) {
         self.router = router
         self.limits = limits
         self.isServing = isServing
+        self.makeHTTP2 = makeHTTP2
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -81,14 +92,40 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, ServerCallOwner {
         case .end:
             guard let head else { return }
             self.head = nil
+            if H2CUpgrade.asksToSwitch(head) {
+                if upgrade(head, context: context) { return }
+                closeAfterAnswer = true
+            }
             serve(head, context: context)
         }
+    }
+
+    /// Switches the connection to HTTP/2 and serves `head` as its stream 1; false (nothing
+    /// changed) when the request cannot be upgraded.
+    private func upgrade(_ head: HTTPRequestHead, context: ChannelHandlerContext) -> Bool {
+        guard !bodyTooLarge, !head.uri.hasPrefix("/healthz"), let settings = H2CUpgrade.settings(head),
+            let http2 = try? makeHTTP2(),
+            (try? http2.session.upgrade(settings: settings, headRequest: head.method == .HEAD)) != nil
+        else { return false }
+        let pipeline = context.pipeline.syncOperations
+        H2CUpgrade.removeHTTP1Handlers(from: pipeline)
+        context.write(NIOAny(H2CUpgrade.switchingProtocols), promise: nil)
+        do {
+            try pipeline.addHandler(http2)  // flushes the 101 and the server's SETTINGS
+        } catch {
+            context.close(promise: nil)
+            return true
+        }
+        pipeline.removeHandler(context: context, promise: nil)
+        http2.serveUpgradedRequest(head, body: body ?? context.channel.allocator.buffer(capacity: 0))
+        body = nil
+        return true
     }
 
     // MARK: Requests
 
     private func serve(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-        keepAlive = head.isKeepAlive
+        keepAlive = head.isKeepAlive && !closeAfterAnswer
         let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let path = String(parts.first ?? "")
         if path == "/healthz" { return healthz(head) }

@@ -174,6 +174,18 @@ final class NGHTTP2Session {
         nghttp2_session_set_user_data(session, Unmanaged.passUnretained(owner).toOpaque())
     }
 
+    /// Starts a server session from an HTTP/1.1 request that asked for `Upgrade: h2c`
+    /// (RFC 7540 §3.2): applies the client's settings from its `HTTP2-Settings` header (already
+    /// base64url-decoded) as if sent in a SETTINGS frame, and opens stream 1, half-closed on
+    /// the client's side, for the answer to that request. Call before anything is received.
+    /// - Throws: `HTTP2SessionError` when the settings payload is malformed.
+    func upgrade(settings payload: [UInt8], headRequest: Bool) throws {
+        let rc = payload.withUnsafeBufferPointer { bytes in
+            nghttp2_session_upgrade2(session, bytes.baseAddress, bytes.count, headRequest ? 1 : 0, nil)
+        }
+        try Self.check(rc, "nghttp2_session_upgrade2")
+    }
+
     // MARK: I/O
 
     /// Feeds bytes read from the socket. Callbacks run before this returns.

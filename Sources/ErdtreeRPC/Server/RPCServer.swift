@@ -4,8 +4,9 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// Listens on one TCP port and serves the routes of an `RPCRouter` over HTTP/2, and
-/// `/healthz` over HTTP/1.1 on the same port (`ProtocolSniffer` tells them apart).
+/// Listens on one TCP port and serves the routes of an `RPCRouter` over HTTP/2 (prior
+/// knowledge, or `Upgrade: h2c`) and, for Connect, HTTP/1.1, with `/healthz` over HTTP/1.1,
+/// all on the same port (`ProtocolSniffer` tells them apart).
 ///
 /// One `GRPCServerConnectionHandler` (one nghttp2 session) per accepted HTTP/2 connection, on
 /// the event loop the connection was accepted on. `shutdownGracefully` stops accepting, sends
@@ -68,17 +69,18 @@ public final class RPCServer: Sendable {
                 self?.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     let idle = IdleStateHandler(readTimeout: TimeAmount(limits.idleTimeout))
+                    let makeHTTP2 = { try GRPCServerConnectionHandler(router: router, limits: limits, logger: logger) }
                     let sniffer = ProtocolSniffer { detected, channel in
                         let pipeline = channel.pipeline.syncOperations
                         switch detected {
                         case .http2:
                             pipeline.removeHandler(idle, promise: nil)
-                            try pipeline.addHandler(
-                                GRPCServerConnectionHandler(router: router, limits: limits, logger: logger))
+                            try pipeline.addHandler(makeHTTP2())
                         case .http1:
                             try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
                             try pipeline.addHandler(
-                                HTTP1ConnectionHandler(router: router, limits: limits, isServing: isServing))
+                                HTTP1ConnectionHandler(
+                                    router: router, limits: limits, isServing: isServing, makeHTTP2: makeHTTP2))
                         }
                     }
                     try channel.pipeline.syncOperations.addHandlers(idle, sniffer)
