@@ -4,6 +4,7 @@ Connect's error body and HTTP statuses."""
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 
@@ -310,11 +311,13 @@ def test_connectrpc_bidi_stream_over_h2c(pb, server, codec):
                 kinds.append(response.kind.field)
                 if response.kind.field == "welcome":
                     with grpc.insecure_channel(server.address) as channel:
-                        pb.kv_grpc.KVStoreStub(channel).Set(pb.kv.SetRequest(key="streamed", value=b"1"), timeout=10)
+                        # Large enough (3 KB) that the batch goes gzipped: the client offers it.
+                        pb.kv_grpc.KVStoreStub(channel).Set(
+                            pb.kv.SetRequest(key="streamed", value=b"1" * 3000), timeout=10)
                 elif response.kind.field == "batch":
-                    keys += [entry.key for entry in response.kind.value.entries]
+                    keys += [(entry.key, entry.value) for entry in response.kind.value.entries]
                     done.set()
-            assert kinds[0] == "welcome" and "batch" in kinds and keys == ["streamed"], kinds
+            assert kinds[0] == "welcome" and "batch" in kinds and keys == [("streamed", b"1" * 3000)], kinds
             bad = pb.cpb.ReplicateRequest(kind=Oneof("hello", pb.cpb.Hello(slave_id="x", replication_id="zz", last_lsn=3)))
             with pytest.raises(ConnectError) as refused:
                 list(client.replicate(iter([bad])))
@@ -354,33 +357,49 @@ def envelopes(data: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-def connect_stream(server, method: str, body: bytes, content_type: str, *headers: str):
-    """(HTTP status, [(flags, payload)]) of a Connect streaming call over h2c."""
-    args = [tool("curl"), "--http2-prior-knowledge", "-sS", "--max-time", "10", "-w", "\n%{http_code}",
+def connect_stream_response(server, method: str, body: bytes, content_type: str, *headers: str,
+                            transport: str = "h2c"):
+    """(HTTP status, response headers, [(flags, payload)]) of a Connect streaming call."""
+    args = [tool("curl"), TRANSPORTS[transport], "-sS", "--max-time", "10", "-D", "-",
             "-H", f"content-type: {content_type}", "--data-binary", "@-"]
     for header in headers:
         args += ["-H", header]
     done = run([*args, f"http://{server.address}/{method}"], input=body)
     assert done.returncode == 0, done.stderr
-    payload, _, status = done.stdout.rpartition(b"\n")
-    return int(status), envelopes(payload)
+    head, _, payload = done.stdout.partition(b"\r\n\r\n")
+    status = int(head.split(b"\r\n", 1)[0].split()[1])
+    return status, head.decode().lower(), envelopes(payload)
+
+
+def connect_stream(server, method: str, body: bytes, content_type: str, *headers: str, transport: str = "h2c"):
+    """(HTTP status, [(flags, payload)]) of a Connect streaming call."""
+    status, _, frames = connect_stream_response(server, method, body, content_type, *headers, transport=transport)
+    return status, frames
 
 
 def envelope(message: bytes, flags: int = 0) -> bytes:
     return bytes([flags]) + len(message).to_bytes(4, "big") + message
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("headers,body,content_type,code,text", [
     (["connect-content-encoding: br"], envelope(b""), "application/connect+proto", "unimplemented",
      "connect-content-encoding br"),
     (["connect-timeout-ms: soon"], envelope(b""), "application/connect+proto", "invalid_argument",
      "connect-timeout-ms soon"),
     ([], envelope(b"\x00", flags=1), "application/connect+proto", "internal", "compressed flag"),
-    ([], envelope(b'{"hello":'), "application/connect+json", "invalid_argument", "malformed JSON"),
+    ([], envelope(b'{"service":'), "application/connect+json", "invalid_argument", "malformed JSON"),
     ([], envelope(b'{"hullo":{}}'), "application/connect+json", "invalid_argument", 'unknown field "hullo"'),
+    ([], envelope(b"") + envelope(b""), "application/connect+proto", "invalid_argument",
+     "takes one request message, got more"),
+    ([], b"", "application/connect+proto", "invalid_argument", "requires a request message, got none"),
+    ([], envelope(b"{}")[:6], "application/connect+json", "invalid_argument", "request ended inside a message"),
 ])
-def test_connect_stream_errors_arrive_in_the_end_stream_message(server, headers, body, content_type, code, text):
-    status, frames = connect_stream(server, "erdtree.v1.Replication/Replicate", body, content_type, *headers)
+def test_connect_stream_errors_arrive_in_the_end_stream_message(server, transport, headers, body, content_type,
+                                                                code, text):
+    # Health/Watch is server streaming: served over HTTP/1.1 and HTTP/2 alike.
+    status, frames = connect_stream(server, "grpc.health.v1.Health/Watch", body, content_type, *headers,
+                                    transport=transport)
     # Connect streaming answers 200 and puts the error in the final envelope (flag 0x02).
     assert status == 200 and frames, frames
     flags, payload = frames[-1]
@@ -389,10 +408,99 @@ def test_connect_stream_errors_arrive_in_the_end_stream_message(server, headers,
     assert error_body["code"] == code and text in error_body["message"], error_body
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_server_streaming_over_http1_and_h2c_with_curl(server, transport):
+    # Health/Watch answers the current status, then waits for changes; connect-timeout-ms
+    # ends it with deadline_exceeded in the end-stream message.
+    status, head, frames = connect_stream_response(
+        server, "grpc.health.v1.Health/Watch", envelope(b"{}"), "application/connect+json", "connect-timeout-ms: 300",
+        transport=transport)
+    assert status == 200 and "content-type: application/connect+json" in head
+    if transport == "http1":
+        assert "transfer-encoding: chunked" in head
+    assert frames[0] == (0, b'{"status":"SERVING"}'), frames
+    assert frames[-1][0] == 0x02 and json.loads(frames[-1][1])["error"]["code"] == "deadline_exceeded"
+    # The binary codec: HealthCheckResponse{status: SERVING} is field 1 = 1.
+    _, _, frames = connect_stream_response(
+        server, "grpc.health.v1.Health/Watch", envelope(b""), "application/connect+proto", "connect-timeout-ms: 300",
+        transport=transport)
+    assert frames[0] == (0, b"\x08\x01"), frames
+    # A unary method called with the streaming protocol: one message, then a clean end-stream.
+    connect(server, "erdtree.v1.KVStore/Set", b'{"key":"cw==","value":"dg=="}', transport=transport)
+    _, _, frames = connect_stream_response(
+        server, "erdtree.v1.KVStore/Get", envelope(b'{"key":"cw=="}'), "application/connect+json", transport=transport)
+    assert json.loads(frames[0][1])["value"] == "dg==" and frames[1:] == [(0x02, b"{}")], frames
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_streamed_answers_are_gzipped_when_the_client_accepts_it(server, transport):
+    import gzip
+
+    value = base64.b64encode(b"z" * 3000).decode()
+    connect(server, "erdtree.v1.KVStore/Set", json.dumps({"key": "Yg==", "value": value}).encode(),
+            transport=transport)
+    request = envelope(b'{"key":"Yg=="}')
+    status, head, frames = connect_stream_response(
+        server, "erdtree.v1.KVStore/Get", request, "application/connect+json", "connect-accept-encoding: gzip",
+        transport=transport)
+    assert status == 200 and "connect-content-encoding: gzip" in head
+    flags, payload = frames[0]
+    assert flags == 0x01 and len(payload) < 1000, "a 4 KB answer goes compressed"
+    assert json.loads(gzip.decompress(payload))["value"] == value
+    # Small messages (the end-stream here) stay uncompressed; without the header, nothing is compressed.
+    assert frames[1] == (0x02, b"{}")
+    _, head, frames = connect_stream_response(
+        server, "erdtree.v1.KVStore/Get", request, "application/connect+json", transport=transport)
+    assert "connect-content-encoding" not in head and frames[0][0] == 0 and json.loads(frames[0][1])["value"] == value
+
+
+def test_server_streaming_with_buf_curl_over_http1(server):
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    # With --schema (no reflection) buf curl stays on HTTP/1.1 for http:// URLs.
+    done = run([tool("buf"), "curl", "--protocol", "connect", "-v", "--schema", str(root), "--timeout", "1s",
+                "--data", "{}", f"http://{server.address}/grpc.health.v1.Health/Watch"])
+    log = done.stderr.decode()
+    assert "HTTP/1.1 200 OK" in log, log
+    assert json.loads(done.stdout.decode().split("}", 1)[0] + "}") == {"status": "SERVING"}, done.stdout
+    assert b"deadline_exceeded" in done.stdout + done.stderr
+
+
+def test_a_watch_over_http1_ends_cleanly_when_the_server_shuts_down(server):
+    import http.client
+    import time
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request("POST", "/grpc.health.v1.Health/Watch", envelope(b"{}"),
+                 {"content-type": "application/connect+json"})
+    response = conn.getresponse()
+    assert response.status == 200
+    first = response.read(5 + len(b'{"status":"SERVING"}'))
+    assert envelopes(first) == [(0, b'{"status":"SERVING"}')]
+    # An idle keep-alive HTTP/1.1 connection beside it, and one that never said anything.
+    idle = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    idle.request("GET", "/healthz")
+    assert idle.getresponse().read() == b"SERVING\n"
+    silent = socket.create_connection(("127.0.0.1", server.port))
+    silent.settimeout(10)
+    time.sleep(0.2)
+
+    server.sigterm()
+    # The watcher hears NOT_SERVING, then the end-stream message; both idle connections are closed.
+    assert envelopes(response.read()) == [(0, b'{"status":"NOT_SERVING"}'), (0x02, b"{}")]
+    assert idle.sock.recv(1) == b"" and silent.recv(1) == b""
+    assert server.terminate() == 0
+    assert "grace period over" not in server.log(), "no connection should have held up the shutdown"
+
+
 def test_connect_stream_unknown_method_and_http1(server):
     status, frames = connect_stream(server, "erdtree.v1.Replication/Nope", b"", "application/connect+proto")
     assert status == 200 and frames[-1][0] == 0x02
     assert json.loads(frames[-1][1])["error"]["code"] == "unimplemented"
-    # Connect streaming is served over HTTP/2 only.
-    status, body = error(server, "erdtree.v1.Replication/Replicate", envelope(b""), "application/connect+proto")
-    assert status == 415
+    # A bidirectional stream needs HTTP/2: 505, and the connection closes (a client coded for
+    # full duplex would otherwise wait forever).
+    status, payload, head = connect(server, "erdtree.v1.Replication/Replicate", envelope(b""),
+                                    "application/connect+proto")
+    assert status == 505 and "connection: close" in head
+    assert json.loads(payload)["code"] == "unimplemented" and "needs HTTP/2" in json.loads(payload)["message"]

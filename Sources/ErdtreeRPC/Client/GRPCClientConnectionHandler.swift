@@ -45,7 +45,7 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler {
                     call,
                     status: RPCStatus(
                         .deadlineExceeded,
-                        "deadline exceeded after \(GRPCServerConnectionHandler.describe(nanos: timeoutNanos))"))
+                        "deadline exceeded after \(GRPCTimeout.describe(nanos: timeoutNanos))"))
             }
         }
         do {

@@ -301,7 +301,41 @@ extension ConnectProtocol {
 /// same 5-byte envelopes as gRPC's; the stream ends with an end-stream envelope (flag 0x02)
 /// holding `{}` or `{"error":{"code","message"}}` instead of trailers.
 enum ConnectStreaming {
+    static let compressedFlag: UInt8 = 0x01
     static let endStreamFlag: UInt8 = 0x02
+
+    /// Applies a streaming call's Connect headers (already on the call): which codec it
+    /// speaks, `connect-content-encoding` (gzip request envelopes are inflated),
+    /// `connect-accept-encoding` (with gzip, answers of `ConnectUnary.compressMinBytes` or
+    /// more go compressed), `connect-timeout-ms`. From here on the call is a gRPC call with
+    /// Connect's framing details. Returns why the call is refused, if it is.
+    static func configure(_ call: ServerCall, codec: ConnectProtocol.Codec) -> RPCStatus? {
+        call.connectStream = codec
+        switch call.contentEncoding?.lowercased() {
+        case nil, "identity": break
+        case "gzip": call.deframer.gzipAccepted = true
+        case let other?:
+            return RPCStatus(
+                .unimplemented,
+                "connect-content-encoding \(other) is not supported; this server takes \(ConnectUnary.encodings)")
+        }
+        call.compressesStream = call.connectAcceptEncoding.map(ConnectUnary.namesGzip) ?? false
+        if let timeout = call.connectTimeout {
+            guard timeout.count <= 10, let milliseconds = Int64(timeout), milliseconds >= 0 else {
+                return RPCStatus(.invalidArgument, "connect-timeout-ms \(timeout) is not 0-10 digits")
+            }
+            call.timeoutNanos = milliseconds * 1_000_000
+        }
+        return nil
+    }
+
+    /// The response headers' content type, and `connect-content-encoding` when answers may
+    /// come compressed.
+    static func responseHeaders(_ call: ServerCall, codec: ConnectProtocol.Codec) -> [(String, String)] {
+        var headers = [("content-type", contentType(codec))]
+        if call.compressesStream { headers.append(("connect-content-encoding", "gzip")) }
+        return headers
+    }
 
     /// `application/connect+proto` or `application/connect+json` (with optional parameters).
     static func codec(contentType: UnsafeRawBufferPointer) -> ConnectProtocol.Codec? {

@@ -85,16 +85,17 @@ public enum GRPCMessageFramer {
     /// Appends the framed message to `out`. When `out` is empty and the message was encoded
     /// with `headroomBytes` free in front, the message's own storage becomes `out`: no copy
     /// and no allocation on the unary answer path.
-    static func write(_ message: consuming ByteBuffer, into out: inout ByteBuffer) {
+    /// `flags` is the prefix's first byte: 0, or 1 for a compressed message.
+    static func write(_ message: consuming ByteBuffer, into out: inout ByteBuffer, flags: UInt8 = 0) {
         let length = message.readableBytes
         if out.readableBytes == 0, message.readerIndex >= headroomBytes {
             message.moveReaderIndex(to: message.readerIndex - headroomBytes)
-            message.setInteger(UInt8(0), at: message.readerIndex)
+            message.setInteger(flags, at: message.readerIndex)
             message.setInteger(UInt32(length), at: message.readerIndex + 1)
             out = message
             return
         }
-        out.writeInteger(UInt8(0))
+        out.writeInteger(flags)
         out.writeInteger(UInt32(length))
         out.writeBuffer(&message)
     }

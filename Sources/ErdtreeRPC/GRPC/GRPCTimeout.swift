@@ -33,4 +33,11 @@ enum GRPCTimeout {
         if n < 100_000_000_000_000 { return "\(n / 1_000_000)m" }
         return "\(min(n / 1_000_000_000, 99_999_999))S"
     }
+
+    /// A timeout for an error message: `250ms`, `40µs`.
+    static func describe(nanos: Int64) -> String {
+        if nanos >= 1_000_000 { return "\(nanos / 1_000_000)ms" }
+        if nanos >= 1_000 { return "\(nanos / 1_000)µs" }
+        return "\(nanos)ns"
+    }
 }

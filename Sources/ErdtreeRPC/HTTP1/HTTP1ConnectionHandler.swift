@@ -7,7 +7,9 @@ import NIOHTTP1
 /// - Connect unary calls: `POST /package.Service/Method` with `application/proto` or
 ///   `application/json`, or `GET` with the message in the query for methods without side
 ///   effects, served by the router's unary handlers (JSON is transcoded to and from the
-///   binary encoding by `ProtoJSON`), errors as Connect's JSON body and status.
+///   binary encoding by `ProtoJSON`), errors as Connect's JSON body and status;
+/// - Connect server streaming (`application/connect+proto|json`): one request envelope in,
+///   a chunked body of envelopes and the end-stream message out.
 ///
 /// A request with `Upgrade: h2c` switches the connection to HTTP/2 (`H2CUpgrade`).
 ///
@@ -34,6 +36,7 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     /// The request asked to switch protocols and was not switched: its answer closes the
     /// connection (see `H2CUpgrade`).
     private var closeAfterAnswer = false
+    private var draining = false
 
     /// - Parameter makeHTTP2: the handler that takes the connection over on `Upgrade: h2c`.
     init(
@@ -64,9 +67,15 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
 
     /// Nothing read for `limits.idleTimeout`: an idle keep-alive connection, or a client that
     /// stalled inside a request, is closed; one waiting for its call's answer is left alone.
+    /// A graceful shutdown (`RPCServer.Drain`): an idle connection closes
+    /// now, a busy one after the answer in progress.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
             if call == nil { context.close(promise: nil) }
+        } else if event is RPCServer.Drain {
+            draining = true
+            keepAlive = false
+            if call == nil, head == nil { context.close(promise: nil) }
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -125,7 +134,7 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     // MARK: Requests
 
     private func serve(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-        keepAlive = head.isKeepAlive && !closeAfterAnswer
+        keepAlive = head.isKeepAlive && !closeAfterAnswer && !draining
         let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let path = String(parts.first ?? "")
         if path == "/healthz" { return healthz(head) }
@@ -140,7 +149,11 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
         body = nil
         switch head.method {
         case .POST:
-            guard let posted = ConnectProtocol.codec(contentType: head.headers.first(name: "content-type") ?? "") else {
+            let contentType = head.headers.first(name: "content-type") ?? ""
+            if let streamed = Array(contentType.utf8).withUnsafeBytes({ ConnectStreaming.codec(contentType: $0) }) {
+                return serveStream(head, route: route, codec: streamed, body: request, context: context)
+            }
+            guard let posted = ConnectProtocol.codec(contentType: contentType) else {
                 let given = head.headers.first(name: "content-type") ?? "none"
                 return fail(
                     RPCStatus(
@@ -178,21 +191,79 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
             if case .failure(let refusal) = prepared { fail(refusal.status, http: refusal.http) }
             return
         }
+        let call = startCall(route, context: context)
+        call.timeoutNanos = timeoutMs.map { $0 * 1_000_000 }
+        call.armDeadline()
+        call.handlerStarted = true
+        handler(request, call)
+    }
+
+    private func startCall(_ route: RPCRouter.Route, context: ChannelHandlerContext) -> ServerCall {
         let call = ServerCall(
             streamID: 0, connection: self, eventLoop: context.eventLoop, allocator: context.channel.allocator,
             maxMessageBytes: limits.maxMessageBytes)
         call.route = route
         self.call = call
-        if let timeoutMs {
-            call.setDeadline(fromNowNanos: timeoutMs * 1_000_000)
-            call.deadlineTask = context.eventLoop.scheduleTask(in: .milliseconds(timeoutMs)) { [weak call] in
-                guard let call, call.finalStatus == nil else { return }
-                call.cancel()
-                call.finishOnLoop(RPCStatus(.deadlineExceeded, "deadline of \(timeoutMs) ms exceeded"))
+        return call
+    }
+
+    /// Connect streaming over HTTP/1.1: the request is one message in an envelope, the
+    /// answer a chunked body of envelopes ending with the end-stream message. Server
+    /// streaming (and unary) methods only: the client has sent its whole request before it
+    /// reads the answer.
+    private func serveStream(
+        _ head: HTTPRequestHead, route: RPCRouter.Route, codec: ConnectProtocol.Codec, body: ByteBuffer,
+        context: ChannelHandlerContext
+    ) {
+        if case .bidirectional = route.handler {
+            // A client coded for full duplex would wait forever for answers to messages it
+            // cannot send; closing the connection unblocks it (connect-go does the same).
+            keepAlive = false
+            return fail(
+                RPCStatus(
+                    .unimplemented,
+                    "\(route.path) is a bidirectional stream, which needs HTTP/2 (prior knowledge or Upgrade: h2c)"),
+                http: .httpVersionNotSupported)
+        }
+        let call = startCall(route, context: context)
+        call.contentEncoding = head.headers.first(name: "connect-content-encoding")
+        call.connectAcceptEncoding = head.headers.first(name: "connect-accept-encoding")
+        call.connectTimeout = head.headers.first(name: "connect-timeout-ms")
+        if let refusal = ConnectStreaming.configure(call, codec: codec) { return call.finishOnLoop(refusal) }
+        if bodyTooLarge {
+            return call.finishOnLoop(
+                RPCStatus(.resourceExhausted, "request body larger than the \(limits.maxMessageBytes)-byte limit"))
+        }
+        let message: ByteBuffer?
+        do throws(RPCStatus) {
+            body.withUnsafeReadableBytes { call.deframer.append($0) }
+            message = try call.deframer.next()
+            if message != nil, try call.deframer.next() != nil || call.deframer.hasPartialMessage {
+                return call.finishOnLoop(
+                    RPCStatus(.invalidArgument, "\(route.path) takes one request message, got more"))
+            }
+        } catch {
+            return call.finishOnLoop(error)
+        }
+        guard let message else {
+            return call.finishOnLoop(
+                RPCStatus(
+                    .invalidArgument,
+                    call.deframer.hasPartialMessage
+                        ? "request ended inside a message: got \(call.deframer.partialMessageDescription)"
+                        : "\(route.path) requires a request message, got none"))
+        }
+        switch ConnectStreaming.request(message, codec: codec, route: route, allocator: call.allocator) {
+        case .failure(let status):
+            call.finishOnLoop(status)
+        case .success(let request):
+            call.armDeadline()
+            call.handlerStarted = true
+            switch route.handler {
+            case .unary(let handler), .serverStreaming(let handler): handler(request, call)
+            case .bidirectional: break
             }
         }
-        call.handlerStarted = true
-        handler(request, call)
     }
 
     private func healthz(_ head: HTTPRequestHead) {
@@ -211,16 +282,59 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
 
     // MARK: Answers
 
-    /// The call queued its answer or finished: a unary call is answered once, when it finishes.
+    /// The call queued an answer or finished: a unary call is answered once, when it
+    /// finishes; a stream's messages go out as they come.
     func callHasOutput(_ call: ServerCall) {
-        guard call === self.call, call.finalStatus != nil, !call.closed, let exchange else { return }
-        call.closed = true
-        self.call = nil
-        call.connection = nil
+        guard call === self.call, !call.closed else { return }
+        if let codec = call.connectStream { return streamHasOutput(call, codec: codec) }
+        guard call.finalStatus != nil, let exchange else { return }
+        endExchange(call)
         let response = exchange.response(to: call)
         write(
             response.status, body: response.body, contentType: response.contentType,
             extra: response.contentEncoding.map { [("content-encoding", $0)] } ?? [], omitBody: false)
+    }
+
+    private func endExchange(_ call: ServerCall) {
+        call.closed = true
+        self.call = nil
+        call.connection = nil
+        call.releaseCallbacks()
+    }
+
+    /// Writes what a streaming call queued: the response head first (chunked: no length),
+    /// then its envelopes, then, once it finished, the end-stream message and the end of
+    /// the body. While the socket will take no more, the rest stays queued on the call,
+    /// where a streaming handler sees it (`pendingOutboundBytes`) and can stop producing.
+    private func streamHasOutput(_ call: ServerCall, codec: ConnectProtocol.Codec) {
+        guard let context else { return }
+        if let status = call.finalStatus, !call.endStreamQueued {
+            call.endStreamQueued = true
+            ConnectStreaming.endStream(status, into: &call.outbound)
+        }
+        if !call.responseHeadersSent {
+            call.responseHeadersSent = true
+            var headers = HTTPHeaders(ConnectStreaming.responseHeaders(call, codec: codec))
+            if !keepAlive { headers.add(name: "connection", value: "close") }
+            context.write(
+                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
+                promise: nil)
+        }
+        guard context.channel.isWritable else { return context.flush() }
+        if call.outbound.readableBytes > 0 {
+            context.write(wrapOutboundOut(.body(.byteBuffer(call.outbound))), promise: nil)
+            call.outbound = context.channel.allocator.buffer(capacity: 0)
+        }
+        guard call.endStreamQueued else { return context.flush() }
+        endExchange(call)
+        finishResponse(context)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, let call, let codec = call.connectStream {
+            streamHasOutput(call, codec: codec)
+        }
+        context.fireChannelWritabilityChanged()
     }
 
     private func fail(_ status: RPCStatus, http: HTTPResponseStatus? = nil, extra: [(String, String)] = []) {
@@ -241,6 +355,11 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
             wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))),
             promise: nil)
         if !omitBody, body.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        finishResponse(context)
+    }
+
+    /// Ends the response, and the connection when it does not stay open.
+    private func finishResponse(_ context: ChannelHandlerContext) {
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if !keepAlive {
             let channel = context.channel

@@ -11,9 +11,6 @@ import NIOHTTP1
 /// streams answered together leave in one write. Everything runs on the channel's loop.
 final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner {
 
-    /// Sent by the server through the pipeline to start a graceful shutdown.
-    struct Drain {}
-
     private let router: RPCRouter
     private let limits: RPCServer.Limits
     private let logger: Logger
@@ -48,7 +45,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     }
 
     override func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is Drain {
+        if event is RPCServer.Drain {
             draining = true
             session.submitGoAway()
             flush()
@@ -159,6 +156,8 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
             call.connectVersion = String(decoding: value, as: UTF8.self)
         case 24 where name.equals("connect-content-encoding"):
             call.contentEncoding = String(decoding: value, as: UTF8.self)
+        case 23 where name.equals("connect-accept-encoding"):
+            call.connectAcceptEncoding = String(decoding: value, as: UTF8.self)
         case 12 where name.equals("grpc-timeout"):
             // A malformed timeout is ignored rather than failing the call, as grpc-go does.
             call.timeoutNanos = GRPCTimeout.parse(value)
@@ -263,26 +262,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
             startConnect(call, codec: codec)
             return
         case .connectStream(let codec):
-            // As a gRPC call from here on, with Connect's framing details (see ServerCall).
-            call.connectStream = codec
-            switch call.contentEncoding?.lowercased() {
-            case nil, "identity": break
-            case "gzip": call.deframer.gzipAccepted = true
-            case let other?:
-                call.finishOnLoop(
-                    RPCStatus(
-                        .unimplemented,
-                        "connect-content-encoding \(other) is not supported; this server takes \(ConnectUnary.encodings)"
-                    ))
-                return
-            }
-            if let timeout = call.connectTimeout {
-                guard timeout.count <= 10, let milliseconds = Int64(timeout), milliseconds >= 0 else {
-                    call.finishOnLoop(RPCStatus(.invalidArgument, "connect-timeout-ms \(timeout) is not 0-10 digits"))
-                    return
-                }
-                call.timeoutNanos = milliseconds * 1_000_000
-            }
+            if let refusal = ConnectStreaming.configure(call, codec: codec) { return call.finishOnLoop(refusal) }
         case .missing, .other:
             rejectHTTP(call, status: "415")
             return
@@ -303,23 +283,10 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
             call.finishOnLoop(RPCStatus(.unimplemented, "unknown method \(call.unknownPath)"))
             return
         }
-        armDeadline(call)
+        call.armDeadline()
         call.handlerStarted = true
         if case .bidirectional(let handler) = route.handler {
             handler(call)
-        }
-    }
-
-    /// Ends the call with DEADLINE_EXCEEDED when its timeout (`grpc-timeout`, or Connect's
-    /// `connect-timeout-ms`) passes first.
-    private func armDeadline(_ call: ServerCall) {
-        guard let timeout = call.timeoutNanos else { return }
-        call.setDeadline(fromNowNanos: timeout)
-        guard let deadline = call.deadline, let context else { return }
-        call.deadlineTask = context.eventLoop.scheduleTask(deadline: deadline) { [weak call] in
-            guard let call, call.finalStatus == nil, !call.closed else { return }
-            call.cancel()
-            call.finishOnLoop(RPCStatus(.deadlineExceeded, "deadline exceeded after \(Self.describe(nanos: timeout))"))
         }
     }
 
@@ -333,10 +300,13 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
         do {
             if !call.responseHeadersSent {
                 call.responseHeadersSent = true
-                try session.submitResponse(
-                    streamID: call.streamID,
-                    headers: codec == .json ? Self.connectStreamJSONHeaders : Self.connectStreamProtoHeaders,
-                    hasBody: true)
+                let headers =
+                    call.compressesStream
+                    ? HeaderBlock(
+                        [HTTPField(":status", "200")]
+                            + ConnectStreaming.responseHeaders(call, codec: codec).map { HTTPField($0.0, $0.1) })
+                    : codec == .json ? Self.connectStreamJSONHeaders : Self.connectStreamProtoHeaders
+                try session.submitResponse(streamID: call.streamID, headers: headers, hasBody: true)
             } else {
                 session.resumeData(streamID: call.streamID)
             }
@@ -401,7 +371,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
         case .success(let (request, timeoutMs)):
             guard case .unary(let handler) = route.handler else { return }
             if let timeoutMs { call.timeoutNanos = timeoutMs * 1_000_000 }
-            armDeadline(call)
+            call.armDeadline()
             handler(request, call)
         }
     }
@@ -551,11 +521,5 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     /// Connect unary's `application/proto` or `application/json`, optionally with `;params`.
     private static func connectCodec(_ value: UnsafeRawBufferPointer) -> ConnectProtocol.Codec? {
         ConnectProtocol.codec(value, among: ["application/proto", "application/json"])
-    }
-
-    static func describe(nanos: Int64) -> String {
-        if nanos >= 1_000_000 { return "\(nanos / 1_000_000)ms" }
-        if nanos >= 1_000 { return "\(nanos / 1_000)µs" }
-        return "\(nanos)ns"
     }
 }

@@ -49,9 +49,12 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
-    /// A client that connected and went quiet before saying which protocol it speaks.
+    /// A client that connected and went quiet before saying which protocol it speaks, or a
+    /// shutdown before it did: nothing is in progress, so the connection just closes.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+            context.close(promise: nil)
+        } else if event is RPCServer.Drain {
             context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)

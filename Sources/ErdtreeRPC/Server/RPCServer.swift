@@ -28,6 +28,9 @@ public final class RPCServer: Sendable {
         }
     }
 
+    /// Sent through every connection's pipeline to start a graceful shutdown.
+    struct Drain {}
+
     private let router: RPCRouter
     private let limits: Limits
     private let isServing: @Sendable () -> Bool
@@ -104,7 +107,7 @@ public final class RPCServer: Sendable {
         }
         try? await listener?.close()
         for channel in connections {
-            channel.pipeline.fireUserInboundEventTriggered(GRPCServerConnectionHandler.Drain())
+            channel.pipeline.fireUserInboundEventTriggered(Drain())
         }
         let logger = self.logger
         for channel in connections {

@@ -54,6 +54,9 @@ public final class ServerCall: @unchecked Sendable {
     /// A Connect streaming call (`application/connect+proto|json`): gRPC's 5-byte envelopes,
     /// but JSON messages for that codec and an end-stream message instead of trailers.
     var connectStream: ConnectProtocol.Codec?
+    var connectAcceptEncoding: String?
+    /// The client's `connect-accept-encoding` offers gzip: large streamed answers go compressed.
+    var compressesStream = false
     var endStreamQueued = false
 
     // Response state.
@@ -168,6 +171,20 @@ public final class ServerCall: @unchecked Sendable {
         deadline = overflow ? .distantFuture : .uptimeNanoseconds(sum)
     }
 
+    /// Ends the call with DEADLINE_EXCEEDED when its timeout (`grpc-timeout`, or Connect's
+    /// `connect-timeout-ms`) passes before it finishes.
+    func armDeadline() {
+        guard let timeout = timeoutNanos else { return }
+        setDeadline(fromNowNanos: timeout)
+        guard let deadline else { return }
+        deadlineTask = eventLoop.scheduleTask(deadline: deadline) { [weak self] in
+            guard let self, self.finalStatus == nil, !self.closed else { return }
+            self.cancel()
+            self.finishOnLoop(
+                RPCStatus(.deadlineExceeded, "deadline exceeded after \(GRPCTimeout.describe(nanos: timeout))"))
+        }
+    }
+
     func deliver(_ message: ByteBuffer) {
         messageCallback?(message)
     }
@@ -205,11 +222,19 @@ public final class ServerCall: @unchecked Sendable {
 
     private func appendMessage(_ message: consuming ByteBuffer) {
         guard finalStatus == nil, !closed else { return }
-        if connectStream == .json {
-            guard let json = ConnectStreaming.json(of: message, route: route, allocator: allocator) else {
+        if let codec = connectStream {
+            guard
+                var envelope = codec == .json
+                    ? ConnectStreaming.json(of: message, route: route, allocator: allocator) : message
+            else {
                 return finishOnLoop(RPCStatus(.internal, "cannot write the response message as JSON"))
             }
-            GRPCMessageFramer.write(json, into: &outbound)
+            var flags: UInt8 = 0
+            if compressesStream, envelope.readableBytes >= ConnectUnary.compressMinBytes {
+                envelope = Gzip.compress(envelope, allocator: allocator)
+                flags = ConnectStreaming.compressedFlag
+            }
+            GRPCMessageFramer.write(envelope, into: &outbound, flags: flags)
         } else {
             GRPCMessageFramer.write(message, into: &outbound)
         }
