@@ -50,6 +50,8 @@
 #   BENCH_PROFILE=1         then run a small Get load on Erdtree under callgrind
 #                           and print its top functions
 #   BENCH_PROFILE_REQUESTS=20000
+#   BENCH_PROFILE_LOAD=get  the load profiled: get (gRPC), connect_proto or
+#                           connect_json (Connect unary over h2c)
 set -euo pipefail
 
 # ERDTREE_BIN may be relative to where the script was started; the servers
@@ -70,6 +72,7 @@ repl_samples=${BENCH_REPL_SAMPLES:-300}
 event_loops=${BENCH_EVENT_LOOPS:-1}
 profile=${BENCH_PROFILE:-0}
 profile_requests=${BENCH_PROFILE_REQUESTS:-20000}
+profile_load=${BENCH_PROFILE_LOAD:-get}
 
 die() { echo "bench: $*" >&2; exit 1; }
 note() { echo "bench: $*" >&2; }
@@ -81,6 +84,10 @@ need() { command -v "$1" >/dev/null 2>&1 || die "$1 not found (package $2): run 
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || die "BENCH_SECONDS must be a positive integer, got '$seconds'"
 [[ -z $fixed_requests || $fixed_requests =~ ^[1-9][0-9]*$ ]] \
   || die "BENCH_REQUESTS must be a positive integer, got '$fixed_requests'"
+case $profile_load in
+  get | connect_proto | connect_json) ;;
+  *) die "BENCH_PROFILE_LOAD: unknown load '$profile_load' (get, connect_proto, connect_json)" ;;
+esac
 [[ $recovery_records =~ ^[1-9][0-9]*$ ]] \
   || die "BENCH_RECOVERY_RECORDS must be a positive integer, got '$recovery_records'"
 [[ $repl_rate =~ ^[1-9][0-9]*$ ]] || die "BENCH_REPL_RATE must be a positive integer, got '$repl_rate'"
@@ -1635,7 +1642,7 @@ if [ -n "${BENCH_OUT:-}" ]; then cp "$report_file" "$BENCH_OUT"; fi
 # --- optional profile -----------------------------------------------------------
 
 if [ "$profile" = 1 ] && has erdtree; then
-  note "profiling: Erdtree Get (c4 m32, $profile_requests requests) under callgrind"
+  note "profiling: ${load_label[$profile_load]}, $profile_requests requests, under callgrind"
   dir=$tmp/profile
   erdtree_config "$dir" "$port_profile" 1s
   # Valgrind 3.19 cannot read the DWARF Swift 6 emits ("possibly corrupted
@@ -1656,8 +1663,8 @@ if [ "$profile" = 1 ] && has erdtree; then
   # Count only the load: zero the counters now, dump them right after.
   callgrind_control -z "$profile_pid" > /dev/null
   instance_port[erdtree]=$port_profile
-  h2load_run get "$dir/h2load.out" -n "$profile_requests"
-  h2load_check get "$dir/h2load.out" "$profile_requests"
+  h2load_run "$profile_load" "$dir/h2load.out" -n "$profile_requests"
+  h2load_check "$profile_load" "$dir/h2load.out" "$profile_requests"
   callgrind_control -d "$profile_pid" > /dev/null
   stop_pid "$profile_pid"
   dump=$dir/callgrind.out.1
@@ -1682,7 +1689,7 @@ if [ "$profile" = 1 ] && has erdtree; then
       }' "$dir/annotate.txt" | sed "s|$dir/||g" | "${demangle[@]}"
   }
   echo
-  echo "### callgrind: Erdtree Get, $profile_requests requests (c4 m32), instructions by function, self"
+  echo "### callgrind: ${load_label[$profile_load]}, $profile_requests requests, instructions by function, self"
   echo
   echo '```'
   top_functions no 40
