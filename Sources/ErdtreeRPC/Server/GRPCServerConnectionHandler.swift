@@ -14,7 +14,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     private let router: RPCRouter
     private let limits: RPCServer.Limits
     private let logger: Logger
-    private var streams: [Int32: ServerCall] = [:]
+    private var streams = StreamTable()
     /// nghttp2 reports a stream's headers and data one callback at a time; remembering the
     /// last stream spares a dictionary lookup on each.
     private var lastCall: ServerCall?
@@ -30,8 +30,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     // MARK: Channel events
 
     override func channelInactive(context: ChannelHandlerContext) {
-        let open = streams.values
-        streams.removeAll()
+        let open = streams.removeAll()
         for call in open where call.finalStatus == nil {
             call.closed = true
             call.cancel()
@@ -107,7 +106,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
         let call = ServerCall(
             streamID: streamID, connection: self, eventLoop: context.eventLoop,
             allocator: context.channel.allocator, maxMessageBytes: limits.maxMessageBytes)
-        streams[streamID] = call
+        streams.insert(call)
         lastCall = call
     }
 
@@ -209,7 +208,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
     }
 
     override func sessionStreamClosed(streamID: Int32, errorCode: UInt32) {
-        guard let call = streams.removeValue(forKey: streamID) else { return }
+        guard let call = streams.remove(streamID) else { return }
         if lastCall === call { lastCall = nil }
         let unfinished = call.finalStatus == nil
         call.closed = true
@@ -324,8 +323,7 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
             // Connect: an unknown procedure is 404 with code unimplemented.
             return failConnect(call, RPCStatus(.unimplemented, "unknown method \(call.unknownPath)"), http: .notFound)
         }
-        call.connectBody = context?.channel.allocator.buffer(capacity: 0)
-        call.handlerStarted = true
+        call.handlerStarted = true  // the body arrives in receivedConnectBody
     }
 
     /// A Connect GET: the message comes in the query, and the request ends with its headers.
@@ -348,6 +346,9 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
             // Read on to the end of the request, keeping nothing, then refuse it.
             call.connectBodyTooLarge = true
             call.connectBody = nil
+        } else if call.connectBody == nil {
+            // Sized by the first chunk, which is usually the whole body.
+            call.connectBody = call.allocator.buffer(bytes: bytes)
         } else {
             call.connectBody?.writeBytes(bytes)
         }
