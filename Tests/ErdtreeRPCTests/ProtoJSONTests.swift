@@ -96,6 +96,51 @@ import Testing
                 + #"{"lsn":"2","timestampMs":"-5","op":"OP_DELETE","key":"b"}],"masterLsn":"18446744073709551615"}}"#)
     }
 
+    /// Encoding reads the wire bytes directly: what a producer other than protobuf-c's packer
+    /// may write must still come out right, and malformed bytes must be refused.
+    @Test func encodingFollowsTheWireRules() throws {
+        func json(_ wire: [UInt8], _ descriptor: ProtoJSON.Descriptor) throws -> String {
+            String(decoding: try wire.withUnsafeBytes { try ProtoJSON.encode($0, as: descriptor) }, as: UTF8.self)
+        }
+        // lsn twice (the last wins), an explicit default timestamp (left out), an unknown field
+        // 99 (skipped), a negative int64 as a ten-byte varint.
+        #expect(try json([0x08, 0x01, 0x10, 0x00, 0x08, 0x07, 0x98, 0x06, 0x05], entry) == #"{"lsn":"7"}"#)
+        let minusFive: [UInt8] = [0x10, 0xFB, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]
+        #expect(try json(minusFive, entry) == #"{"timestampMs":"-5"}"#)
+        // A repeated message interleaved with another field: one array, in wire order.
+        let getUpdates = descriptor(Erdtree__V1__GetUpdatesResponse.self) {
+            erdtree__v1__get_updates_response__init($0)
+        }
+        #expect(
+            try json([0x0A, 0x02, 0x08, 0x01, 0x10, 0x05, 0x0A, 0x02, 0x08, 0x02], getUpdates)
+                == #"{"entries":[{"lsn":"1"},{"lsn":"2"}],"masterLsn":"5"}"#)
+        // Fields out of number order: the same document as in order.
+        #expect(try json([0x22, 0x01, 0x6B, 0x08, 0x03], entry) == #"{"lsn":"3","key":"k"}"#)
+        // Two members of one oneof: the last one is the oneof's value (heartbeat, field 4,
+        // after welcome, field 1); in order on the wire, and out of order.
+        #expect(
+            try json([0x0A, 0x00, 0x22, 0x02, 0x08, 0x09], replicateResponse) == #"{"heartbeat":{"masterLsn":"9"}}"#)
+        #expect(try json([0x22, 0x02, 0x08, 0x09, 0x0A, 0x00], replicateResponse) == #"{"welcome":{}}"#)
+        // Strings that need escaping or hold non-ASCII; malformed UTF-8 repaired, not copied.
+        #expect(try json([0x22, 0x04, 0x61, 0x22, 0xC3, 0xA9], entry) == #"{"key":"a\"é"}"#)
+        #expect(try json([0x22, 0x02, 0x61, 0xFF], entry) == "{\"key\":\"a\u{FFFD}\"}")
+        let malformed: [(String, [UInt8])] = [
+            ("a length past the end", [0x22, 0x05, 0x61]),
+            ("a group (wire type 3)", [0x0B]),
+            ("a varint longer than ten bytes", [0x08] + Array(repeating: 0xFF, count: 11)),
+            ("a truncated fixed64", [0x09, 0x01]),
+            ("field number 0", [0x00, 0x01]),
+            ("a string field sent as a varint", [0x20, 0x01]),
+        ]
+        for (what, wire) in malformed {
+            #expect(
+                throws: ProtoJSON.Failure(
+                    message: "cannot encode erdtree.v1.Entry as JSON: not a valid binary message"),
+                "\(what)"
+            ) { try json(wire, entry) }
+        }
+    }
+
     @Test func twoMembersOfOneOneofAreRefused() {
         #expect(throws: ProtoJSON.Failure.self) {
             try ProtoJSON.decode(
@@ -117,12 +162,33 @@ import Testing
         JSONWriter.appendString(text, to: &out)
         #expect(try JSONParser.parse(out) == .string(text))
         #expect(try JSONParser.parse(Array(#""\ud83c\udf33 \u00e9""#.utf8)) == .string("🌳 é"))
+        // Plain ASCII is read without the byte-by-byte path; what stops it (an escape, non-ASCII,
+        // a control character, bad UTF-8) is still handled, at any position.
+        #expect(try JSONParser.parse(Array(#""plain-ascii key""#.utf8)) == .string("plain-ascii key"))
+        #expect(try JSONParser.parse(Array(#""ab\ncd é""#.utf8)) == .string("ab\ncd é"))
+        #expect(throws: JSONSyntaxError(offset: 3, reason: "control character in a string (escape it)")) {
+            try JSONParser.parse([0x22, 0x61, 0x62, 0x01, 0x22])
+        }
+        #expect(throws: JSONSyntaxError(offset: 4, reason: "string is not valid UTF-8")) {
+            try JSONParser.parse([0x22, 0x61, 0xFF, 0x22])
+        }
+        #expect(throws: JSONSyntaxError(offset: 4, reason: "unterminated string")) {
+            try JSONParser.parse(Array(#""abc"#.utf8))
+        }
     }
 
     @Test func base64RoundTripsEveryLength() {
         for count in 0..<10 {
             let bytes = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 200) }
             #expect(Base64.decode(Base64.encode(bytes)) == bytes, "\(count) bytes")
+        }
+        // RFC 4648 §10's vectors.
+        let vectors = [
+            "": "", "f": "Zg==", "fo": "Zm8=", "foo": "Zm9v", "foob": "Zm9vYg==", "fooba": "Zm9vYmE=",
+            "foobar": "Zm9vYmFy",
+        ]
+        for (plain, encoded) in vectors {
+            #expect(Base64.encode(Array(plain.utf8)) == encoded)
         }
         #expect(Base64.decode("a") == nil, "one sextet cannot end a quantum")
         #expect(Base64.decode("ab=c") == nil, "padding only at the end")

@@ -164,10 +164,8 @@ struct ConnectUnary {
                     RPCStatus(.unimplemented, "\(route.path) has no JSON mapping; use application/proto"),
                     http: .unsupportedMediaType))
         }
-        var json = body
         do throws(ProtoJSON.Failure) {
-            let binary = try ProtoJSON.decode(json.readBytes(length: json.readableBytes) ?? [], as: messages.input)
-            return .success((allocator.buffer(bytes: binary), timeoutMs))
+            return .success((try ProtoJSON.decode(body, as: messages.input, allocator: allocator), timeoutMs))
         } catch {
             return .failure(Refusal(RPCStatus(.invalidArgument, error.message)))
         }
@@ -366,11 +364,8 @@ enum ConnectStreaming {
             return .failure(
                 RPCStatus(.unimplemented, "\(route.path) has no JSON mapping; use application/connect+proto"))
         }
-        var json = message
         do throws(ProtoJSON.Failure) {
-            return .success(
-                allocator.buffer(
-                    bytes: try ProtoJSON.decode(json.readBytes(length: json.readableBytes) ?? [], as: input)))
+            return .success(try ProtoJSON.decode(message, as: input, allocator: allocator))
         } catch {
             return .failure(RPCStatus(.invalidArgument, error.message))
         }

@@ -10,6 +10,25 @@
 package final class CArena {
     package init() {}
 
+    /// Bytes of the stack block `withScratch` starts an arena on: enough for a unary
+    /// request or answer, so transcoding one costs no malloc for its parts.
+    static let scratchBytes = 2048
+
+    /// An arena whose first block is on the stack, freed when `body` returns; messages larger
+    /// than the block spill into heap blocks as usual.
+    static func withScratch<Result, Failure: Error>(
+        _ body: (CArena) throws(Failure) -> Result
+    ) throws(Failure) -> Result {
+        try withUnsafeTemporaryAllocation(byteCount: scratchBytes, alignment: alignment) {
+            scratch throws(Failure) in
+            let arena = CArena()
+            arena.next = scratch.baseAddress
+            arena.remaining = scratch.count
+            defer { arena.free() }
+            return try body(arena)
+        }
+    }
+
     private static let firstBlockBytes = 1024
     private static let maxBlockBytes = 1 << 20
     private static let alignment = 16
@@ -61,11 +80,13 @@ package final class CArena {
 
     /// A NUL-terminated copy of `utf8` (which holds no NUL: keys are checked on the way in).
     package func cString(_ utf8: [UInt8]) -> UnsafeMutablePointer<CChar> {
+        utf8.withUnsafeBytes { cString($0) }
+    }
+
+    package func cString(_ utf8: UnsafeRawBufferPointer) -> UnsafeMutablePointer<CChar> {
         let pointer = array(of: CChar.self, count: utf8.count + 1)
-        utf8.withUnsafeBytes { source in
-            if let base = source.baseAddress {
-                UnsafeMutableRawPointer(pointer).copyMemory(from: base, byteCount: source.count)
-            }
+        if let base = utf8.baseAddress {
+            UnsafeMutableRawPointer(pointer).copyMemory(from: base, byteCount: utf8.count)
         }
         pointer[utf8.count] = 0
         return pointer

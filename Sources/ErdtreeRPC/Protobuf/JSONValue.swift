@@ -38,15 +38,15 @@ struct JSONParser {
     /// Deeper nesting is refused rather than risking the stack on hostile input.
     static let maxDepth = 64
 
-    private let bytes: [UInt8]
+    private let bytes: UnsafeRawBufferPointer
     private var index = 0
 
-    private init(_ bytes: [UInt8]) {
+    private init(_ bytes: UnsafeRawBufferPointer) {
         self.bytes = bytes
     }
 
     /// Parses one JSON value filling the whole input (whitespace around it allowed).
-    static func parse(_ bytes: [UInt8]) throws(JSONSyntaxError) -> JSONValue {
+    static func parse(_ bytes: UnsafeRawBufferPointer) throws(JSONSyntaxError) -> JSONValue {
         var parser = JSONParser(bytes)
         parser.skipWhitespace()
         let value = try parser.value(depth: 0)
@@ -55,12 +55,21 @@ struct JSONParser {
         return value
     }
 
+    static func parse(_ bytes: [UInt8]) throws(JSONSyntaxError) -> JSONValue {
+        try bytes.withUnsafeBytes { raw in Result { () throws(JSONSyntaxError) in try parse(raw) } }.get()
+    }
+
     private func error(_ reason: String) -> JSONSyntaxError {
         JSONSyntaxError(offset: index, reason: reason)
     }
 
     private mutating func skipWhitespace() {
-        while index < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[index]) { index += 1 }
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x09, 0x0A, 0x0D: index += 1
+            default: return
+            }
+        }
     }
 
     private mutating func value(depth: Int) throws(JSONSyntaxError) -> JSONValue {
@@ -78,12 +87,15 @@ struct JSONParser {
         }
     }
 
-    private mutating func literal(_ word: String, _ value: JSONValue) throws(JSONSyntaxError) -> JSONValue {
-        let utf8 = Array(word.utf8)
-        guard index + utf8.count <= bytes.count, Array(bytes[index..<index + utf8.count]) == utf8 else {
+    private mutating func literal(_ word: StaticString, _ value: JSONValue) throws(JSONSyntaxError) -> JSONValue {
+        let length = word.utf8CodeUnitCount
+        guard index + length <= bytes.count,
+            UnsafeRawBufferPointer(rebasing: bytes[index..<index + length]).elementsEqual(
+                UnsafeBufferPointer(start: word.utf8Start, count: length))
+        else {
             throw error("invalid literal, expected \(word)")
         }
-        index += utf8.count
+        index += length
         return value
     }
 
@@ -163,12 +175,24 @@ struct JSONParser {
             guard index < bytes.count, Self.isDigit(bytes[index]) else { throw error("expected an exponent") }
             while index < bytes.count, Self.isDigit(bytes[index]) { index += 1 }
         }
-        return .number(String(decoding: bytes[start..<index], as: UTF8.self))
+        return .number(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self))
     }
 
     private mutating func string() throws(JSONSyntaxError) -> String {
         index += 1
-        var utf8: [UInt8] = []
+        // Most strings (member names, base64, keys) are printable ASCII without escapes: they
+        // become a String straight from the input, with nothing to validate.
+        let start = index
+        while index < bytes.count {
+            let byte = bytes[index]
+            guard byte >= 0x20, byte < 0x80, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") else { break }
+            index += 1
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
+            index += 1
+            return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index - 1]), as: UTF8.self)
+        }
+        var utf8 = Array(bytes[start..<index])
         while true {
             guard index < bytes.count else { throw error("unterminated string") }
             let byte = bytes[index]
@@ -246,6 +270,17 @@ struct JSONParser {
 
 /// Writing JSON text.
 enum JSONWriter {
+    /// Appends UTF-8 `bytes` as a JSON string literal. Printable ASCII, the common case, is
+    /// copied as it is; anything else goes through `String` (malformed UTF-8 is repaired to
+    /// U+FFFD, so the output stays valid JSON).
+    static func appendString(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        let plain = bytes.allSatisfy { $0 >= 0x20 && $0 < 0x80 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
+        guard plain else { return appendString(String(decoding: bytes, as: UTF8.self), to: &out) }
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: bytes)
+        out.append(UInt8(ascii: "\""))
+    }
+
     /// Appends `text` as a JSON string literal (quotes, escapes; non-ASCII kept as UTF-8).
     static func appendString(_ text: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))

@@ -13,9 +13,10 @@ extension ProtoJSON {
         descriptor.pointee.message_init?(message.assumingMemoryBound(to: ProtobufCMessage.self))
         let fields = fields(of: descriptor)
         let names = names(of: descriptor)
-        // Which fields were given, and each oneof's member (by its case offset): few members,
-        // so small arrays.
-        var seen: [Int] = []
+        // Which fields were given (a bit each for the first 64, which is every message here;
+        // a list past that), and each oneof's member by its case offset.
+        var seenMask: UInt64 = 0
+        var seenMore: [Int] = []
         var oneofs: [(offset: UInt32, name: String)] = []
         for (key, value) in members {
             guard let index = names.json.firstIndex(of: key) ?? names.proto.firstIndex(of: key) else {
@@ -23,10 +24,17 @@ extension ProtoJSON {
             }
             let field = fields[index]
             let protoName = names.proto[index]
-            guard !seen.contains(index) else {
+            let seenBefore: Bool
+            if index < 64 {
+                seenBefore = seenMask & (1 << UInt64(index)) != 0
+                seenMask |= 1 << UInt64(index)
+            } else {
+                seenBefore = seenMore.contains(index)
+                seenMore.append(index)
+            }
+            guard !seenBefore else {
                 throw Failure(message: "\(path()): field \"\(protoName)\" is given twice")
             }
-            seen.append(index)
             if case .null = value { continue }  // proto3 JSON: null is the default
             func fieldPath() -> String { "\(path()).\(protoName)" }
             let slot = message + Int(field.offset)
@@ -91,13 +99,15 @@ extension ProtoJSON {
         case PROTOBUF_C_TYPE_ENUM:
             slot.storeBytes(of: try enumValue(json, field, path), as: Int32.self)
         case PROTOBUF_C_TYPE_STRING:
-            guard case .string(let text) = json else {
+            guard case .string(var text) = json else {
                 throw Failure(message: "\(path()): expected a string, got \(kind(json))")
             }
-            let utf8 = Array(text.utf8)
-            // protobuf-c strings end at their first NUL.
-            guard !utf8.contains(0) else { throw Failure(message: "\(path()): a string may not contain U+0000") }
-            slot.storeBytes(of: arena.cString(utf8), as: UnsafeMutablePointer<CChar>.self)
+            let copy = text.withUTF8 { utf8 in
+                // protobuf-c strings end at their first NUL.
+                utf8.contains(0) ? nil : arena.cString(UnsafeRawBufferPointer(utf8))
+            }
+            guard let copy else { throw Failure(message: "\(path()): a string may not contain U+0000") }
+            slot.storeBytes(of: copy, as: UnsafeMutablePointer<CChar>.self)
         case PROTOBUF_C_TYPE_BYTES:
             guard case .string(let text) = json, let bytes = Base64.decode(text) else {
                 throw Failure(message: "\(path()): expected base64 bytes in a string, got \(kind(json))")

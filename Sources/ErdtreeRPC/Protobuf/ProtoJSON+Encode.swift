@@ -1,109 +1,212 @@
 import CProtobufC
 
-/// Unpacked protobuf-c message → JSON text.
+/// Binary message → JSON text, read straight off the wire bytes: no unpacked C struct in
+/// between (the bytes are usually a handler's answer, just packed).
+///
+/// Members come out in field-number order (protobuf-c's descriptors are sorted by it). A
+/// message written in that order, as protobuf-c's packer and every mainstream encoder
+/// write it, is transcoded in one pass. Anything else (fields out of order, a singular
+/// field or a oneof given twice) is redone field by field, each found by a scan of the
+/// tags: a singular field takes its last occurrence (protobuf's rule), a repeated one all
+/// of them, packed or not, a oneof the member that came last.
 extension ProtoJSON {
-    static func writeMessage(_ message: UnsafeRawPointer, _ descriptor: Descriptor, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "{"))
-        var first = true
+    /// Nesting beyond this is refused rather than risking the stack.
+    static let maxWireDepth = 64
+
+    static func writeMessage(
+        _ bytes: UnsafeRawBufferPointer, _ descriptor: Descriptor, depth: Int = 0, to out: inout [UInt8]
+    ) throws(WireError) {
+        guard depth < maxWireDepth else { throw WireError() }
+        let fields = fields(of: descriptor)
         let prefixes = names(of: descriptor).memberPrefix
-        for (index, field) in fields(of: descriptor).enumerated() {
-            let value = message + Int(field.offset)
-            let quantifier = message + Int(field.quantifier_offset)
-            let count: Int
-            switch field.label {
-            case PROTOBUF_C_LABEL_REPEATED:
-                count = quantifier.load(as: Int.self)
-                guard count > 0 else { continue }
-            case _ where isOneof(field):
-                guard quantifier.load(as: UInt32.self) == field.id else { continue }
-                count = 1
-            case PROTOBUF_C_LABEL_OPTIONAL
-            where field.type != PROTOBUF_C_TYPE_MESSAGE
-                && field.type != PROTOBUF_C_TYPE_STRING:
-                // proto3 `optional`: presence is the has_ flag, so an explicit zero is written.
-                guard quantifier.load(as: Int32.self) != 0 else { continue }
-                count = 1
-            default:
-                guard !isDefault(value, field) else { continue }
-                count = 1
-            }
-            if !first { out.append(UInt8(ascii: ",")) }
-            first = false
-            out.append(contentsOf: prefixes[index])
+        let mark = out.count
+        if try writeInOrder(bytes, fields, prefixes, depth, &out) { return }
+        out.removeLast(out.count - mark)
+        var writer = MemberWriter(prefixes: prefixes, depth: depth)
+        out.append(UInt8(ascii: "{"))
+        for (index, field) in fields.enumerated() {
+            var reader = WireReader(bytes)
             if field.label == PROTOBUF_C_LABEL_REPEATED {
-                let elements = value.load(as: UnsafeRawPointer.self)
-                let stride = elementSize(field.type)
-                out.append(UInt8(ascii: "["))
-                for index in 0..<count {
-                    if index > 0 { out.append(UInt8(ascii: ",")) }
-                    writeValue(elements + index * stride, field, to: &out)
+                while let (number, value) = try reader.next() {
+                    if number == field.id { try writer.element(value, field, index, &out) }
                 }
-                out.append(UInt8(ascii: "]"))
-            } else {
-                writeValue(value, field, to: &out)
+                writer.closeArray(&out)
+                continue
             }
+            var last: WireValue?
+            var lastInOneof: UInt32 = 0
+            while let (number, value) = try reader.next() {
+                if number == field.id { last = value }
+                if isOneof(field), let other = fields.first(where: { $0.id == number }), isOneof(other),
+                    other.quantifier_offset == field.quantifier_offset
+                {
+                    lastInOneof = number
+                }
+            }
+            guard let value = last, !isOneof(field) || lastInOneof == field.id else { continue }
+            try writer.singular(value, field, index, &out)
         }
         out.append(UInt8(ascii: "}"))
     }
 
-    /// Whether a singular field without presence holds its default (and is left out).
-    private static func isDefault(_ value: UnsafeRawPointer, _ field: ProtobufCFieldDescriptor) -> Bool {
-        switch field.type {
-        case PROTOBUF_C_TYPE_STRING:
-            guard let text = value.load(as: UnsafePointer<CChar>?.self) else { return true }
-            return text.pointee == 0
-        case PROTOBUF_C_TYPE_BYTES: return value.load(as: ProtobufCBinaryData.self).len == 0
-        case PROTOBUF_C_TYPE_MESSAGE: return value.load(as: UnsafeRawPointer?.self) == nil
-        case PROTOBUF_C_TYPE_DOUBLE: return value.load(as: UInt64.self) == 0
-        default:
-            return elementSize(field.type) == 8 ? value.load(as: UInt64.self) == 0 : value.load(as: UInt32.self) == 0
+    /// The one pass for a message in field-number order; false, with part of it written,
+    /// when it is not in that order.
+    private static func writeInOrder(
+        _ bytes: UnsafeRawBufferPointer, _ fields: UnsafeBufferPointer<ProtobufCFieldDescriptor>,
+        _ prefixes: [[UInt8]], _ depth: Int, _ out: inout [UInt8]
+    ) throws(WireError) -> Bool {
+        var writer = MemberWriter(prefixes: prefixes, depth: depth)
+        var reader = WireReader(bytes)
+        var index = 0
+        var lastNumber: UInt32 = 0
+        var oneofSeen: UInt32 = .max  // quantifier offset of the last oneof written
+        out.append(UInt8(ascii: "{"))
+        while let (number, value) = try reader.next() {
+            let known = index < fields.count && fields[index].id == number
+            if number == lastNumber {
+                // Only a repeated field (or one this type does not have) may come again.
+                guard !known || fields[index].label == PROTOBUF_C_LABEL_REPEATED else { return false }
+                if known { try writer.element(value, fields[index], index, &out) }
+                continue
+            }
+            guard number > lastNumber else { return false }
+            lastNumber = number
+            writer.closeArray(&out)
+            while index < fields.count, fields[index].id < number { index += 1 }
+            guard index < fields.count, fields[index].id == number else { continue }  // unknown: skipped
+            let field = fields[index]
+            if field.label == PROTOBUF_C_LABEL_REPEATED {
+                try writer.element(value, field, index, &out)
+            } else {
+                if isOneof(field) {
+                    guard oneofSeen != field.quantifier_offset else { return false }
+                    oneofSeen = field.quantifier_offset
+                }
+                try writer.singular(value, field, index, &out)
+            }
+        }
+        writer.closeArray(&out)
+        out.append(UInt8(ascii: "}"))
+        return true
+    }
+
+    /// Writes one message's members as they are found: the comma between them, a repeated
+    /// field's brackets, defaults left out.
+    private struct MemberWriter {
+        let prefixes: [[UInt8]]
+        let depth: Int
+        var first = true
+        var arrayOpen = false
+
+        mutating func singular(
+            _ value: WireValue, _ field: ProtobufCFieldDescriptor, _ index: Int, _ out: inout [UInt8]
+        ) throws(WireError) {
+            // Without presence (proto3 singular, not `optional`, not in a oneof), the default is
+            // left out even if a producer wrote it; a message field present is written.
+            let hasPresence = field.label == PROTOBUF_C_LABEL_OPTIONAL || isOneof(field)
+            if !hasPresence, field.type != PROTOBUF_C_TYPE_MESSAGE, value.isZero { return }
+            member(index, &out)
+            try writeValue(value, field, depth, to: &out)
+        }
+
+        /// One occurrence of a repeated field: one element, or a packed run of them.
+        mutating func element(
+            _ value: WireValue, _ field: ProtobufCFieldDescriptor, _ index: Int, _ out: inout [UInt8]
+        ) throws(WireError) {
+            guard case .bytes(let packed) = value, isPackable(field.type) else {
+                return try nextElement(value, field, index, &out)
+            }
+            var elements = WireReader(packed)
+            while let element = try elements.element(of: field.type) { try nextElement(element, field, index, &out) }
+        }
+
+        private mutating func nextElement(
+            _ value: WireValue, _ field: ProtobufCFieldDescriptor, _ index: Int, _ out: inout [UInt8]
+        ) throws(WireError) {
+            if arrayOpen {
+                out.append(UInt8(ascii: ","))
+            } else {
+                member(index, &out)
+                out.append(UInt8(ascii: "["))
+                arrayOpen = true
+            }
+            try writeValue(value, field, depth, to: &out)
+        }
+
+        mutating func closeArray(_ out: inout [UInt8]) {
+            if arrayOpen { out.append(UInt8(ascii: "]")) }
+            arrayOpen = false
+        }
+
+        private mutating func member(_ index: Int, _ out: inout [UInt8]) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            out.append(contentsOf: prefixes[index])
         }
     }
 
-    private static func writeValue(_ value: UnsafeRawPointer, _ field: ProtobufCFieldDescriptor, to out: inout [UInt8])
-    {
-        switch field.type {
-        case PROTOBUF_C_TYPE_INT32, PROTOBUF_C_TYPE_SINT32, PROTOBUF_C_TYPE_SFIXED32:
-            appendDecimal(Int64(value.load(as: Int32.self)), to: &out)
-        case PROTOBUF_C_TYPE_UINT32, PROTOBUF_C_TYPE_FIXED32:
-            appendDecimal(UInt64(value.load(as: UInt32.self)), negative: false, to: &out)
-        case PROTOBUF_C_TYPE_INT64, PROTOBUF_C_TYPE_SINT64, PROTOBUF_C_TYPE_SFIXED64:
-            out.append(UInt8(ascii: "\""))
-            appendDecimal(value.load(as: Int64.self), to: &out)
-            out.append(UInt8(ascii: "\""))
-        case PROTOBUF_C_TYPE_UINT64, PROTOBUF_C_TYPE_FIXED64:
-            out.append(UInt8(ascii: "\""))
-            appendDecimal(value.load(as: UInt64.self), negative: false, to: &out)
-            out.append(UInt8(ascii: "\""))
-        case PROTOBUF_C_TYPE_FLOAT: writeFloating(Double(value.load(as: Float.self)), to: &out)
-        case PROTOBUF_C_TYPE_DOUBLE: writeFloating(value.load(as: Double.self), to: &out)
-        case PROTOBUF_C_TYPE_BOOL:
-            out.append(contentsOf: Array((value.load(as: Int32.self) != 0 ? "true" : "false").utf8))
-        case PROTOBUF_C_TYPE_ENUM:
-            let number = value.load(as: Int32.self)
-            if let name = enumName(number, field) {
+    private static func isPackable(_ type: ProtobufCType) -> Bool {
+        type != PROTOBUF_C_TYPE_STRING && type != PROTOBUF_C_TYPE_BYTES && type != PROTOBUF_C_TYPE_MESSAGE
+    }
+
+    private static func writeValue(
+        _ value: WireValue, _ field: ProtobufCFieldDescriptor, _ depth: Int, to out: inout [UInt8]
+    ) throws(WireError) {
+        switch (field.type, value) {
+        case (PROTOBUF_C_TYPE_INT32, .varint(let raw)), (PROTOBUF_C_TYPE_ENUM, .varint(let raw)):
+            let number = Int32(truncatingIfNeeded: raw)
+            if field.type == PROTOBUF_C_TYPE_ENUM, let name = enumName(number, field) {
                 JSONWriter.appendString(name, to: &out)
             } else {
-                out.append(contentsOf: Array(String(number).utf8))
+                appendDecimal(Int64(number), to: &out)
             }
-        case PROTOBUF_C_TYPE_STRING:
-            let text = value.load(as: UnsafePointer<CChar>?.self).map { String(cString: $0) } ?? ""
-            JSONWriter.appendString(text, to: &out)
-        case PROTOBUF_C_TYPE_BYTES:
-            let data = value.load(as: ProtobufCBinaryData.self)
+        case (PROTOBUF_C_TYPE_SINT32, .varint(let raw)):
+            appendDecimal(Int64(Int32(truncatingIfNeeded: zigzag(raw))), to: &out)
+        case (PROTOBUF_C_TYPE_SFIXED32, .fixed32(let raw)):
+            appendDecimal(Int64(Int32(bitPattern: raw)), to: &out)
+        case (PROTOBUF_C_TYPE_UINT32, .varint(let raw)):
+            appendDecimal(UInt64(UInt32(truncatingIfNeeded: raw)), negative: false, to: &out)
+        case (PROTOBUF_C_TYPE_FIXED32, .fixed32(let raw)):
+            appendDecimal(UInt64(raw), negative: false, to: &out)
+        case (PROTOBUF_C_TYPE_INT64, .varint(let raw)):
+            appendQuoted(Int64(bitPattern: raw), to: &out)
+        case (PROTOBUF_C_TYPE_SINT64, .varint(let raw)):
+            appendQuoted(zigzag(raw), to: &out)
+        case (PROTOBUF_C_TYPE_SFIXED64, .fixed64(let raw)):
+            appendQuoted(Int64(bitPattern: raw), to: &out)
+        case (PROTOBUF_C_TYPE_UINT64, .varint(let raw)), (PROTOBUF_C_TYPE_FIXED64, .fixed64(let raw)):
             out.append(UInt8(ascii: "\""))
-            Base64.append(UnsafeBufferPointer(start: data.data, count: data.data == nil ? 0 : data.len), to: &out)
+            appendDecimal(raw, negative: false, to: &out)
             out.append(UInt8(ascii: "\""))
-        case PROTOBUF_C_TYPE_MESSAGE:
-            let nested = field.descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
-            if let message = value.load(as: UnsafeRawPointer?.self) {
-                writeMessage(message, nested, to: &out)
-            } else {
-                out.append(contentsOf: Array("{}".utf8))
-            }
+        case (PROTOBUF_C_TYPE_FLOAT, .fixed32(let raw)): writeFloating(Double(Float(bitPattern: raw)), to: &out)
+        case (PROTOBUF_C_TYPE_DOUBLE, .fixed64(let raw)): writeFloating(Double(bitPattern: raw), to: &out)
+        case (PROTOBUF_C_TYPE_BOOL, .varint(let raw)): append(raw != 0 ? "true" : "false", to: &out)
+        case (PROTOBUF_C_TYPE_STRING, .bytes(let utf8)): JSONWriter.appendString(utf8, to: &out)
+        case (PROTOBUF_C_TYPE_BYTES, .bytes(let data)):
+            out.append(UInt8(ascii: "\""))
+            Base64.append(data.assumingMemoryBound(to: UInt8.self), to: &out)
+            out.append(UInt8(ascii: "\""))
+        case (PROTOBUF_C_TYPE_MESSAGE, .bytes(let nested)):
+            let descriptor = field.descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
+            try writeMessage(nested, descriptor, depth: depth + 1, to: &out)
         default:
-            out.append(contentsOf: Array("null".utf8))
+            throw WireError()  // a wire type the field's type cannot have
         }
+    }
+
+    private static func zigzag(_ raw: UInt64) -> Int64 {
+        Int64(bitPattern: raw >> 1) ^ -Int64(bitPattern: raw & 1)
+    }
+
+    private static func appendQuoted(_ number: Int64, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        appendDecimal(number, to: &out)
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// A literal's bytes, without building an array for them.
+    private static func append(_ literal: StaticString, to out: inout [UInt8]) {
+        out.append(contentsOf: UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
     }
 
     private static func appendDecimal(_ number: Int64, to out: inout [UInt8]) {
@@ -155,29 +258,42 @@ enum Base64 {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// Every 12-bit value's two characters, the first in the low byte: a triple of input bytes
+    /// takes two lookups (8 KiB, built once).
+    private static let pairs: [UInt16] = (0..<4096).map { UInt16(alphabet[$0 >> 6]) | UInt16(alphabet[$0 & 63]) << 8 }
+
     /// Appends the base64 of `bytes` to `out` (never characters JSON must escape).
     static func append(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
-        let start = out.count
+        guard let source = bytes.baseAddress else { return }
         let length = (bytes.count + 2) / 3 * 4
-        out.append(contentsOf: repeatElement(0, count: length))
-        alphabet.withUnsafeBufferPointer { alphabet in
-            out.withUnsafeMutableBufferPointer { whole in
-                var at = start
-                var index = 0
-                while index < bytes.count {
-                    let remaining = bytes.count - index
-                    let b0 = UInt32(bytes[index])
-                    let b1 = remaining > 1 ? UInt32(bytes[index + 1]) : 0
-                    let b2 = remaining > 2 ? UInt32(bytes[index + 2]) : 0
-                    let triple = b0 << 16 | b1 << 8 | b2
-                    whole[at] = alphabet[Int(triple >> 18 & 63)]
-                    whole[at + 1] = alphabet[Int(triple >> 12 & 63)]
-                    whole[at + 2] = remaining > 1 ? alphabet[Int(triple >> 6 & 63)] : UInt8(ascii: "=")
-                    whole[at + 3] = remaining > 2 ? alphabet[Int(triple & 63)] : UInt8(ascii: "=")
-                    at += 4
-                    index += 3
+        // Written into scratch memory through unchecked pointers, four characters per store,
+        // then appended in one copy.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: length) { scratch in
+            pairs.withUnsafeBufferPointer { pairs in
+                guard let pairs = pairs.baseAddress, let base = scratch.baseAddress else { return }
+                let target = UnsafeMutableRawPointer(base)
+                @inline(__always) func quad(_ triple: UInt32) -> UInt32 {
+                    UInt32(pairs[Int(triple >> 12)]) | UInt32(pairs[Int(triple & 0xFFF)]) << 16
+                }
+                let whole = bytes.count / 3
+                for group in 0..<whole {
+                    let at = source + group &* 3
+                    let triple = UInt32(at[0]) << 16 | UInt32(at[1]) << 8 | UInt32(at[2])
+                    target.storeBytes(of: quad(triple).littleEndian, toByteOffset: group &* 4, as: UInt32.self)
+                }
+                // The last one or two bytes, padded with '='.
+                let rest = bytes.count - whole * 3
+                guard rest > 0 else { return }
+                let at = source + whole * 3
+                let triple = UInt32(at[0]) << 16 | (rest == 2 ? UInt32(at[1]) << 8 : 0)
+                var last = quad(triple).littleEndian
+                withUnsafeBytes(of: &last) { characters in
+                    for index in 0..<4 {
+                        base[whole * 4 + index] = index <= rest ? characters[index] : UInt8(ascii: "=")
+                    }
                 }
             }
+            out.append(contentsOf: UnsafeBufferPointer(scratch))
         }
     }
 
@@ -217,5 +333,89 @@ enum Base64 {
             index += 4
         }
         return out
+    }
+}
+
+/// The bytes are not a well-formed message of the type they were said to be.
+struct WireError: Error {}
+
+/// One field's value as the wire carries it (protobuf encoding, "Message Structure").
+enum WireValue {
+    case varint(UInt64)
+    case fixed64(UInt64)
+    case fixed32(UInt32)
+    case bytes(UnsafeRawBufferPointer)
+
+    var isZero: Bool {
+        switch self {
+        case .varint(let value), .fixed64(let value): value == 0
+        case .fixed32(let value): value == 0
+        case .bytes(let bytes): bytes.isEmpty
+        }
+    }
+}
+
+/// Reads a message's fields (tag, then value) or a packed field's elements, bounds-checked.
+struct WireReader {
+    private let bytes: UnsafeRawBufferPointer
+    private var index = 0
+
+    init(_ bytes: UnsafeRawBufferPointer) {
+        self.bytes = bytes
+    }
+
+    /// The next field's number and value; nil at the end.
+    mutating func next() throws(WireError) -> (number: UInt32, value: WireValue)? {
+        guard index < bytes.count else { return nil }
+        let key = try varint()
+        let number = key >> 3
+        guard number > 0, number < 1 << 29 else { throw WireError() }
+        let value: WireValue
+        switch key & 7 {
+        case 0: value = .varint(try varint())
+        case 1: value = .fixed64(try fixed(8))
+        case 2:
+            let length = try varint()
+            guard length <= UInt64(bytes.count - index) else { throw WireError() }
+            value = .bytes(UnsafeRawBufferPointer(rebasing: bytes[index..<index + Int(length)]))
+            index += Int(length)
+        case 5: value = .fixed32(UInt32(truncatingIfNeeded: try fixed(4)))
+        default: throw WireError()  // groups (3, 4) are not proto3; 6 and 7 do not exist
+        }
+        return (UInt32(number), value)
+    }
+
+    /// The next element of a packed field of `type`; nil at the end.
+    mutating func element(of type: ProtobufCType) throws(WireError) -> WireValue? {
+        guard index < bytes.count else { return nil }
+        switch type {
+        case PROTOBUF_C_TYPE_SFIXED32, PROTOBUF_C_TYPE_FIXED32, PROTOBUF_C_TYPE_FLOAT:
+            return .fixed32(UInt32(truncatingIfNeeded: try fixed(4)))
+        case PROTOBUF_C_TYPE_SFIXED64, PROTOBUF_C_TYPE_FIXED64, PROTOBUF_C_TYPE_DOUBLE:
+            return .fixed64(try fixed(8))
+        default:
+            return .varint(try varint())
+        }
+    }
+
+    private mutating func varint() throws(WireError) -> UInt64 {
+        var value: UInt64 = 0
+        var shift: UInt64 = 0
+        while index < bytes.count, shift < 64 {
+            let byte = bytes[index]
+            index += 1
+            value |= UInt64(byte & 0x7F) << shift
+            if byte < 0x80 { return value }
+            shift += 7
+        }
+        throw WireError()
+    }
+
+    private mutating func fixed(_ size: Int) throws(WireError) -> UInt64 {
+        guard bytes.count - index >= size else { throw WireError() }
+        var value: UInt64 = 0
+        for offset in 0..<size { value |= UInt64(bytes[index + offset]) << (8 * UInt64(offset)) }
+        index += size
+        return value
     }
 }

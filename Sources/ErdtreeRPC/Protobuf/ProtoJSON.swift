@@ -1,4 +1,5 @@
 import CProtobufC
+import NIOCore
 import Synchronization
 
 /// The proto3 JSON mapping, done from protobuf-c's descriptors for any message: no
@@ -22,48 +23,65 @@ package enum ProtoJSON {
 
     /// The JSON text of the binary message `bytes` of type `descriptor`.
     package static func encode(_ bytes: UnsafeRawBufferPointer, as descriptor: Descriptor) throws(Failure) -> [UInt8] {
-        // Unpacked into an arena: one block for the whole message instead of a malloc per part.
-        let arena = CArena()
-        defer { arena.free() }
-        var allocator = ProtobufCAllocator(
-            alloc: { data, size in
-                guard let data else { return nil }
-                return Unmanaged<CArena>.fromOpaque(data).takeUnretainedValue().allocate(bytes: size)
-            },
-            free: { _, _ in },  // released with the arena
-            allocator_data: Unmanaged.passUnretained(arena).toOpaque())
-        let unpacked = withExtendedLifetime(arena) {
-            protobuf_c_message_unpack(
-                descriptor, &allocator, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
-        }
-        guard let message = unpacked else {
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2 + 32)
+        do throws(WireError) {
+            try writeMessage(bytes, descriptor, to: &out)
+        } catch {
             throw Failure(message: "cannot encode \(name(of: descriptor)) as JSON: not a valid binary message")
         }
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2 + 16)
-        writeMessage(UnsafeRawPointer(message), descriptor, to: &out)
         return out
     }
 
     /// The binary encoding of the JSON document `json` as a message of type `descriptor`.
     package static func decode(_ json: [UInt8], as descriptor: Descriptor) throws(Failure) -> [UInt8] {
+        try json.withUnsafeBytes { raw in
+            Result { () throws(Failure) in
+                try decode(raw, as: descriptor) { size, pack in
+                    [UInt8](unsafeUninitializedCapacity: size) { buffer, count in
+                        if let start = buffer.baseAddress { pack(start) }
+                        count = size
+                    }
+                }
+            }
+        }.get()
+    }
+
+    /// The same, read from and written to byte buffers (the transport's), with no copy between.
+    static func decode(_ json: ByteBuffer, as descriptor: Descriptor, allocator: ByteBufferAllocator)
+        throws(Failure) -> ByteBuffer
+    {
+        try json.withUnsafeReadableBytes { raw in
+            Result { () throws(Failure) in
+                try decode(raw, as: descriptor) { size, pack in
+                    var out = allocator.buffer(capacity: size)
+                    out.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { target in
+                        if let start = target.baseAddress { pack(start.assumingMemoryBound(to: UInt8.self)) }
+                        return size
+                    }
+                    return out
+                }
+            }
+        }.get()
+    }
+
+    /// Parses `json` and builds the message, then hands its packed size to `output`, which
+    /// packs it (the closure it gets) into storage of its choosing.
+    private static func decode<Output>(
+        _ json: UnsafeRawBufferPointer, as descriptor: Descriptor,
+        output: (Int, (UnsafeMutablePointer<UInt8>) -> Void) -> Output
+    ) throws(Failure) -> Output {
         let document: JSONValue
         do {
             document = try JSONParser.parse(json)
         } catch {
             throw Failure(message: error.description)
         }
-        let arena = CArena()
-        defer { arena.free() }
-        let message = try readMessage(document, descriptor, path: { name(of: descriptor) }, arena: arena)
-        let base = message.assumingMemoryBound(to: ProtobufCMessage.self)
-        let size = protobuf_c_message_get_packed_size(base)
-        var out = [UInt8](repeating: 0, count: size)
-        out.withUnsafeMutableBufferPointer { buffer in
-            guard let start = buffer.baseAddress else { return }
-            _ = protobuf_c_message_pack(base, start)
+        return try CArena.withScratch { arena throws(Failure) in
+            let message = try readMessage(document, descriptor, path: { name(of: descriptor) }, arena: arena)
+            let base = message.assumingMemoryBound(to: ProtobufCMessage.self)
+            return output(protobuf_c_message_get_packed_size(base)) { _ = protobuf_c_message_pack(base, $0) }
         }
-        return out
     }
 
     static func name(of descriptor: Descriptor) -> String {
@@ -85,11 +103,14 @@ package enum ProtoJSON {
         }
     }
 
-    private static let fieldNames = Mutex<[Int: FieldNames]>([:])
+    /// Built so far, by descriptor: a few dozen message types, so a list searched by pointer
+    /// (cheaper than hashing, twice per call) rather than a dictionary.
+    private static let fieldNames = Mutex<[(key: Int, names: FieldNames)]>([])
 
     static func names(of descriptor: Descriptor) -> FieldNames {
         let key = Int(bitPattern: descriptor)
-        if let known = fieldNames.withLock({ $0[key] }) { return known }
+        let known = fieldNames.withLock { list in list.first { $0.key == key }?.names }
+        if let known { return known }
         let proto = fields(of: descriptor).map { String(cString: $0.name) }
         let json = proto.map(jsonName)
         let prefixes = json.map { name in
@@ -99,7 +120,9 @@ package enum ProtoJSON {
             return prefix
         }
         let built = FieldNames(proto: proto, json: json, memberPrefix: prefixes)
-        fieldNames.withLock { $0[key] = built }
+        fieldNames.withLock { list in
+            if !list.contains(where: { $0.key == key }) { list.append((key, built)) }
+        }
         return built
     }
 
