@@ -225,6 +225,7 @@ struct SlaveListing {
     var appliedLSN: UInt64
     var durableLSN: UInt64
     var lagEntries: UInt64
+    var lagMs: Int64
     var connectedSinceMs: Int64
     var connected: Bool
 
@@ -235,6 +236,7 @@ struct SlaveListing {
         info.pointee.applied_lsn = appliedLSN
         info.pointee.durable_lsn = durableLSN
         info.pointee.lag_entries = lagEntries
+        info.pointee.lag_ms = lagMs
         info.pointee.connected_since_ms = connectedSinceMs
         info.pointee.state =
             connected

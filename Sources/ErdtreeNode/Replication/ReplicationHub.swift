@@ -70,10 +70,12 @@ public final class ReplicationHub: Sendable {
     /// Every slave `ListSlaves` shows: the connected ones, and the registered ones not connected.
     func listing(lastLSN: UInt64) -> [SlaveListing] {
         let connected = slaves
+        let nowMs = WallClock.nowMs()
         var listed = connected.map { slave in
             SlaveListing(
                 slaveID: slave.slaveID, address: slave.address, appliedLSN: slave.appliedLSN,
                 durableLSN: slave.durableLSN, lagEntries: lastLSN - min(lastLSN, slave.appliedLSN),
+                lagMs: lagMs(appliedLSN: slave.appliedLSN, lastLSN: lastLSN, nowMs: nowMs),
                 connectedSinceMs: slave.connectedSinceMs, connected: true)
         }
         let ids = Set(connected.map(\.slaveID))
@@ -81,9 +83,19 @@ public final class ReplicationHub: Sendable {
             listed.append(
                 SlaveListing(
                     slaveID: id, address: address, appliedLSN: 0, durableLSN: 0, lagEntries: lastLSN,
-                    connectedSinceMs: 0, connected: false))
+                    lagMs: 0, connectedSinceMs: 0, connected: false))
         }
         return listed.sorted { $0.slaveID < $1.slaveID }
+    }
+
+    /// The age of the oldest entry a slave has not applied: read from that entry's record in
+    /// the log (an admin call's one positioned read). 0 when it is caught up or the record is
+    /// no longer in the log.
+    private func lagMs(appliedLSN: UInt64, lastLSN: UInt64, nowMs: Int64) -> Int64 {
+        guard appliedLSN < lastLSN, let oldest = try? wal.entries(since: appliedLSN, limit: 1).records.first else {
+            return 0
+        }
+        return max(0, nowMs - oldest.timestampMs)
     }
 
     /// Ends every stream (UNAVAILABLE, so slaves redial): a graceful shutdown waits for open

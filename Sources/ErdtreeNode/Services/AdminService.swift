@@ -68,12 +68,16 @@ public struct AdminService: Sendable {
                             status.masterAddress = replicator.masterAddress
                             let masterLSN = max(replicator.masterLSN, applied)
                             status.lagEntries = masterLSN - applied
+                            // Behind, or cut off from the master (it cannot know what it misses):
+                            // the time since it last heard from it.
+                            let silent = !replicator.isConnected && replicator.lastContactMs > 0
                             status.lagMs =
-                                status.lagEntries == 0 ? 0 : max(0, WallClock.nowMs() - replicator.lastContactMs)
+                                status.lagEntries == 0 && !silent
+                                ? 0 : max(0, WallClock.nowMs() - replicator.lastContactMs)
                         } else if let replication {
-                            let slaves = replication.slaves
-                            status.lagEntries =
-                                slaves.map { kv.currentLSN - min(kv.currentLSN, $0.appliedLSN) }.max() ?? 0
+                            let slaves = replication.listing(lastLSN: kv.currentLSN).filter(\.connected)
+                            status.lagEntries = slaves.map(\.lagEntries).max() ?? 0
+                            status.lagMs = slaves.map(\.lagMs).max() ?? 0
                         }
                         status.uptimeMs =
                             uptime.components.seconds * 1000 + uptime.components.attoseconds / 1_000_000_000_000_000
@@ -110,7 +114,7 @@ public struct AdminService: Sendable {
                         listed
                             ?? SlaveListing(
                                 slaveID: add.slaveID, address: add.address, appliedLSN: 0, durableLSN: 0,
-                                lagEntries: 0, connectedSinceMs: 0, connected: false),
+                                lagEntries: 0, lagMs: 0, connectedSinceMs: 0, connected: false),
                         allocator: call.allocator)
                 }
             })

@@ -604,6 +604,8 @@ struct  Erdtree__V1__StatusResponse
   uint64_t lag_entries;
   /*
    * Like lag_entries, in milliseconds (age of the oldest unapplied entry).
+   * On a slave whose stream to the master is down, the time since it last
+   * heard from the master, behind or not: it cannot know what it misses.
    */
   int64_t lag_ms;
   /*
