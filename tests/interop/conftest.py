@@ -13,7 +13,6 @@ Environment:
 from __future__ import annotations
 
 import ctypes
-import importlib
 import os
 import signal
 import socket
@@ -22,12 +21,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import grpc
 import pytest
 
-from support import free_port
+from support import compile_stubs, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ERDTREE_BIN = Path(os.environ.get("ERDTREE_BIN", ROOT / ".build" / "debug" / "erdtree"))
@@ -46,37 +44,7 @@ SHUTDOWN_TIMEOUT_S = 10.0
 def pb(tmp_path_factory):
     """`erdtree.v1` messages and stubs: `pb.kv` (kvstore_pb2), `pb.kv_grpc`, and for Connect
     `pb.connect` (connectrpc's kvstore_connect) with its protobuf-py messages `pb.cpb`."""
-    from grpc_tools import protoc
-
-    # Only our own schema: health and reflection come from the grpcio-health-checking
-    # and grpcio-reflection packages, and compiling api/grpc/... too would shadow them.
-    protos = sorted(p.relative_to(API_DIR).as_posix() for p in (API_DIR / "erdtree").rglob("*.proto"))
-    if not protos:
-        pytest.fail(f"no .proto files under {API_DIR / 'erdtree'}: is the wire contract checked in?")
-    out = tmp_path_factory.mktemp("stubs")
-    well_known = Path(protoc.__file__).parent / "_proto"
-    args = [
-        "protoc",
-        f"-I{API_DIR}",
-        f"-I{well_known}",
-        f"--python_out={out}",
-        f"--grpc_python_out={out}",
-        f"--plugin=protoc-gen-py={Path(sys.executable).parent / 'protoc-gen-py'}",
-        f"--py_out={out}",
-        f"--plugin=protoc-gen-connectrpc={Path(sys.executable).parent / 'protoc-gen-connectrpc'}",
-        f"--connectrpc_out={out}",
-        *protos,
-    ]
-    rc = protoc.main(args)
-    if rc != 0:
-        pytest.fail(f"grpc_tools.protoc failed ({rc}) on {protos}")
-    sys.path.insert(0, str(out))
-    importlib.invalidate_caches()
-    kv = importlib.import_module("erdtree.v1.kvstore_pb2")
-    kv_grpc = importlib.import_module("erdtree.v1.kvstore_pb2_grpc")
-    connect = importlib.import_module("erdtree.v1.kvstore_connect")
-    cpb = importlib.import_module("erdtree.v1.kvstore_pb")
-    return SimpleNamespace(kv=kv, kv_grpc=kv_grpc, connect=connect, cpb=cpb)
+    return compile_stubs(API_DIR, tmp_path_factory.mktemp("stubs"))
 
 
 # --------------------------------------------------------------------------

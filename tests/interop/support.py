@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import hpack
 import pytest
@@ -29,6 +32,43 @@ VENV_BIN = ROOT / ".venv" / "bin"
 # Generous: a shared 2-core machine can be slow, but no single tool call should
 # come near this; the per-test pytest-timeout is the outer guard.
 TOOL_TIMEOUT_S = 60
+
+
+def compile_stubs(api_dir: Path, out: Path) -> SimpleNamespace:
+    """Compiles `erdtree.v1` from `api_dir` into `out` and imports it: `kv` (kvstore_pb2),
+    `kv_grpc`, and for Connect `connect` (connectrpc's kvstore_connect) with its protobuf-py
+    messages `cpb`."""
+    from grpc_tools import protoc
+
+    # Only our own schema: health and reflection come from the grpcio-health-checking
+    # and grpcio-reflection packages, and compiling api/grpc/... too would shadow them.
+    protos = sorted(p.relative_to(api_dir).as_posix() for p in (api_dir / "erdtree").rglob("*.proto"))
+    if not protos:
+        pytest.fail(f"no .proto files under {api_dir / 'erdtree'}: is the wire contract checked in?")
+    well_known = Path(protoc.__file__).parent / "_proto"
+    args = [
+        "protoc",
+        f"-I{api_dir}",
+        f"-I{well_known}",
+        f"--python_out={out}",
+        f"--grpc_python_out={out}",
+        f"--plugin=protoc-gen-py={Path(sys.executable).parent / 'protoc-gen-py'}",
+        f"--py_out={out}",
+        f"--plugin=protoc-gen-connectrpc={Path(sys.executable).parent / 'protoc-gen-connectrpc'}",
+        f"--connectrpc_out={out}",
+        *protos,
+    ]
+    rc = protoc.main(args)
+    if rc != 0:
+        pytest.fail(f"grpc_tools.protoc failed ({rc}) on {protos}")
+    sys.path.insert(0, str(out))
+    importlib.invalidate_caches()
+    return SimpleNamespace(
+        kv=importlib.import_module("erdtree.v1.kvstore_pb2"),
+        kv_grpc=importlib.import_module("erdtree.v1.kvstore_pb2_grpc"),
+        connect=importlib.import_module("erdtree.v1.kvstore_connect"),
+        cpb=importlib.import_module("erdtree.v1.kvstore_pb"),
+    )
 
 
 def free_port() -> int:
