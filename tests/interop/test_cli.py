@@ -3,17 +3,54 @@ running master, and the master's refusal of bad configuration."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
-from conftest import ERDTREE_BIN, write_config
+import grpc
+import pytest
+
+from conftest import ERDTREE_BIN, start_server, write_config
 from support import free_port
 
 
-def cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess:
+def cli(*args: str, timeout: float = 20, preexec_fn=None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(ERDTREE_BIN), *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        [str(ERDTREE_BIN), *args], capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        preexec_fn=preexec_fn,
     )
+
+
+NOBODY = 65534
+
+
+def as_nobody() -> None:
+    os.setgroups([])
+    os.setgid(NOBODY)
+    os.setuid(NOBODY)
+
+
+def test_server_and_cli_work_for_an_unprivileged_user(pb, request):
+    """The container runs as uid 10001: no socket option, file or port may need root (one
+    did: a connection option that was SO_DEBUG made every connection fail for non-root)."""
+    if os.geteuid() != 0:
+        pytest.skip("the suite already runs unprivileged, so every other test covers this")
+    # pytest's tmp_path is inside a directory only root may enter.
+    workdir = Path(tempfile.mkdtemp(prefix="erdtree-nobody-"))
+    request.addfinalizer(lambda: shutil.rmtree(workdir, ignore_errors=True))
+    workdir.chmod(0o777)
+    node = start_server(workdir, preexec_fn=as_nobody)
+    request.addfinalizer(node.terminate)
+    assert (workdir / "wal").stat().st_uid == NOBODY
+    # The CLI as that user, and a client that is root: both sides of a connection unprivileged once.
+    done = cli("set", "k", "v", "--server", node.address, preexec_fn=as_nobody)
+    assert done.returncode == 0, done.stderr
+    assert cli("get", "k", "--server", node.address, preexec_fn=as_nobody).stdout == "v\n"
+    assert cli("health", "--server", node.address, preexec_fn=as_nobody).returncode == 0
+    with grpc.insecure_channel(node.address) as channel:
+        assert pb.kv_grpc.KVStoreStub(channel).Get(pb.kv.GetRequest(key="k"), timeout=10).value == b"v"
 
 
 def test_set_get_del_through_the_cli(server):
