@@ -56,8 +56,7 @@ public final class ServerNode: Sendable {
         if let master {
             replication = nil
             replicator = Replicator(
-                master: master, kv: kv, group: group, slaveID: "\(config.server.address):\(config.server.port)",
-                logger: logger)
+                master: master, kv: kv, group: group, slaveID: Self.slaveID(config.server), logger: logger)
         } else {
             hub?.register(in: &router)
             replication = hub
@@ -174,5 +173,22 @@ extension DiskLocation {
 extension WALLocation {
     init(_ location: DiskLocation) {
         self.init(segment: location.segment, offset: location.offset, length: location.length)
+    }
+}
+
+extension ServerNode {
+    /// How a slave names itself to its master (`ListSlaves`, `RemoveSlave`): the address it
+    /// serves on, or, when it listens on every interface (a container, a host with several),
+    /// its hostname, which tells apart slaves that share one config file.
+    static func slaveID(_ server: NodeConfig.Server, hostname: String = currentHostname()) -> String {
+        let wildcard = ["0.0.0.0", "::", "[::]"].contains(server.address)
+        let host = wildcard && !hostname.isEmpty ? hostname : server.address
+        return "\(host):\(server.port)"
+    }
+
+    static func currentHostname() -> String {
+        var name = [CChar](repeating: 0, count: 256)
+        guard gethostname(&name, name.count - 1) == 0 else { return "" }
+        return String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -167,7 +167,10 @@ def start_node(net: Network, host: str, role: str, config: dict, workdir: Path, 
     log_path = workdir / "erdtree.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", net.ns(host), str(ERDTREE_BIN), role, "--config", str(config_path)],
+            # Each host its own hostname too (a UTS namespace): a slave listening on every
+            # interface names itself to the master by it.
+            ["ip", "netns", "exec", net.ns(host), "unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"',
+             host, str(ERDTREE_BIN), role, "--config", str(config_path)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return Node(host, proc, f"{net.address[host]}:{port}", log_path)
 

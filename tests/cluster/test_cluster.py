@@ -79,6 +79,9 @@ def test_writes_replicate_across_hosts(cluster, clients):
         assert status.role == cluster.pb.kv.ROLE_SLAVE
         assert status.master_address == f"{cluster.net.address['master']}:8090"
         assert status.replication_id == master.status().replication_id
+    # They listen on every interface (deploy's config), so they name themselves by hostname.
+    listed = master.admin.ListSlaves(cluster.pb.kv.ListSlavesRequest(), timeout=10).slaves
+    assert sorted(s.slave_id for s in listed) == ["slave1:8081", "slave2:8081"]
 
 
 def test_a_slave_cut_off_while_writes_go_on_catches_up_when_its_link_returns(cluster, clients):
