@@ -19,7 +19,7 @@
 #                           from a warm-up so one run takes ~BENCH_SECONDS
 #   BENCH_SECONDS=6         target length of one run
 #   BENCH_SYSTEMS="erdtree nghttpd etcd redis"   subset to bench (rows lacking a side print —)
-#   BENCH_SUITES="grpc connect durable recovery memory evicted compacted replication"   subset of the suites:
+#   BENCH_SUITES="grpc connect durable recovery memory evicted compacted replication cluster"   subset of the suites:
 #                           grpc: Get/Set against nghttpd and etcd;
 #                           connect: Connect Get (binary and JSON over h2c, JSON
 #                           over HTTP/1.1) against gRPC Get on the same server;
@@ -37,7 +37,10 @@
 #                           replication: a master with 2 slaves vs Redis with 2
 #                           replicas: lag under a fixed write rate (probes),
 #                           catch-up of an empty slave 1,000,000 entries behind,
-#                           master Set throughput with 2 slaves vs without
+#                           master Set throughput with 2 slaves vs without;
+#                           cluster: the same master and 2 slaves on three hosts
+#                           (network namespaces, 1 ms added each way on the
+#                           replication links): Set throughput and lag (root only)
 #   BENCH_RECOVERY_RECORDS=1000000   writes in the recovery and memory data sets,
 #                           keys in the compacted one (and the entries an empty
 #                           slave catches up on)
@@ -65,7 +68,7 @@ rounds=${BENCH_ROUNDS:-3}
 seconds=${BENCH_SECONDS:-6}
 fixed_requests=${BENCH_REQUESTS:-}
 systems=" ${BENCH_SYSTEMS:-erdtree nghttpd etcd redis} "
-suites=" ${BENCH_SUITES:-grpc connect durable recovery memory evicted compacted replication} "
+suites=" ${BENCH_SUITES:-grpc connect durable recovery memory evicted compacted replication cluster} "
 recovery_records=${BENCH_RECOVERY_RECORDS:-1000000}
 repl_rate=${BENCH_REPL_RATE:-20000}
 repl_samples=${BENCH_REPL_SAMPLES:-300}
@@ -97,8 +100,8 @@ for s in $systems; do
 done
 for s in $suites; do
   case $s in
-    grpc | connect | durable | recovery | memory | evicted | compacted | replication) ;;
-    *) die "BENCH_SUITES: unknown suite '$s' (grpc, connect, durable, recovery, memory, evicted, compacted, replication)" ;;
+    grpc | connect | durable | recovery | memory | evicted | compacted | replication | cluster) ;;
+    *) die "BENCH_SUITES: unknown suite '$s' (grpc, connect, durable, recovery, memory, evicted, compacted, replication, cluster)" ;;
   esac
 done
 # The durable suite runs Erdtree with both settings side by side, so one
@@ -119,7 +122,7 @@ fi
 if has erdtree; then need protoc protobuf-compiler; fi
 # The replication probes are compiled here (scripts/bench/repl_probe.c) against
 # libnghttp2, which the build dependencies install.
-if suite replication && { has erdtree || has redis; }; then
+if { suite replication || suite cluster; } && { has erdtree || has redis; }; then
   cc=${CC:-cc}
   command -v "$cc" > /dev/null 2>&1 || cc=gcc
   need "$cc" gcc
@@ -158,6 +161,7 @@ cleanup() {
   if [ -n "$client_pid" ]; then kill -KILL "$client_pid" 2>/dev/null || true; fi
   for pid in "${client_pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   for pid in "${follower_pids[@]}" "${pids[@]}"; do stop_pid "$pid"; done
+  if [ -n "${cluster_tag:-}" ]; then "$repo/.venv/bin/python" "$repo/tests/cluster/hosts.py" down "$cluster_tag"; fi
   if [ "${BENCH_KEEP:-0}" = 1 ]; then note "kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -371,7 +375,7 @@ for id in get connect_proto connect_json connect_json_h1 ngpost range put set_al
 done
 uses() { [ -n "${instance_used[$1]:-}" ]; }
 [ ${#loads[@]} -gt 0 ] || { { suite recovery || suite memory; } && { has erdtree || has redis; }; } \
-  || { suite compacted && has erdtree; } \
+  || { { suite compacted || suite cluster; } && has erdtree; } \
   || die "BENCH_SYSTEMS and BENCH_SUITES select nothing to run"
 
 load_url() { echo "http://127.0.0.1:${instance_port[${load_system[$1]}]}${load_path[$1]}"; }
@@ -719,7 +723,7 @@ done
 # wal 1s; replicas: AOF everysec). repl-diskless-sync-delay 0: Redis 7 would
 # otherwise wait 5 s for more replicas before a full sync. A slave is ready
 # once Health says SERVING (its first sync done), a replica once its link is up.
-if suite replication && { uses erdtree_repl || uses redis_repl; }; then
+if { suite replication && { uses erdtree_repl || uses redis_repl; }; } || { suite cluster && has erdtree; }; then
   "$cc" -O2 -o "$tmp/repl_probe" "$helpers/repl_probe.c" -lnghttp2 \
     || die "could not compile $helpers/repl_probe.c with $cc (it needs libnghttp2-dev: scripts/install-deps.sh)"
 fi
@@ -1513,6 +1517,81 @@ elif suite compacted; then
   compacted_notes+=("Not measured: the compacted suite runs Erdtree only, and BENCH_SYSTEMS leaves it out.")
 fi
 
+# --- cluster: replication across hosts ----------------------------------------------
+# tests/cluster's topology (tests/cluster/hosts.py): the master and two slaves in network
+# namespaces of their own, each with its address, behind a bridge this script is on as a
+# client host. The slaves dial the master through tests/cluster/delay_relay.py, which adds
+# 1 ms each way (the kernel has no tc netem); clients reach the master directly. Per round:
+# master Set throughput with both slaves attached (h2load c4 m32 over the bridge), then lag
+# probes as in the replication suite (repl_probe, the same background write rate).
+cluster_tsv=$tmp/cluster.tsv   # round, Set req/s, lag p50 µs, lag p99 µs
+: > "$cluster_tsv"
+cluster_tag=
+cluster_skipped=
+if suite cluster && has erdtree; then
+  if [ "$(id -u)" != 0 ]; then
+    cluster_skipped="network namespaces need root"
+  elif ! cluster_hosts=$("$repo/.venv/bin/python" "$repo/tests/cluster/hosts.py" up master slave1 slave2 2> "$tmp/cluster-hosts.err"); then
+    cluster_skipped="could not build the hosts: $(tail -n 1 "$tmp/cluster-hosts.err")"
+  fi
+fi
+if suite cluster && has erdtree && [ -z "$cluster_skipped" ]; then
+  declare -A cluster_ns=() cluster_ip=()
+  while read -r name ns address; do
+    case $name in
+      tag) cluster_tag=$ns ;;
+      client) ;;
+      *) cluster_ns[$name]=$ns cluster_ip[$name]=$address ;;
+    esac
+  done <<< "$cluster_hosts"
+  master_ip=${cluster_ip[master]}
+  cluster_node() { # name port role [master-address]
+    local dir=$tmp/cluster/$1
+    if [ "$3" = slave ]; then erdtree_slave_config "$dir" "$2" 0; else erdtree_config "$dir" "$2" 1s; fi
+    sed -i -e 's/^  address: 127.0.0.1$/  address: 0.0.0.0/' -e "s/^  address: 127.0.0.1:0$/  address: ${4:-}/" "$dir/erdtree.yaml"
+    (cd "$dir" && exec ip netns exec "${cluster_ns[$1]}" "$erdtree_bin" "$3" --config "$dir/erdtree.yaml") \
+      > "$dir/server.log" 2>&1 &
+    pids+=("$!")
+    cluster_pids+=("$!")
+  }
+  cluster_serving() { "$erdtree_bin" health --server "$1" --timeout 1s > /dev/null 2>&1; }
+  cluster_pids=()
+  cluster_node master 8080 master
+  echo 0.001 > "$tmp/cluster/delay"
+  ip netns exec "${cluster_ns[master]}" "$repo/.venv/bin/python" "$repo/tests/cluster/delay_relay.py" \
+    "$master_ip:8090" 127.0.0.1:8080 "$tmp/cluster/delay" > "$tmp/cluster/relay.log" 2>&1 &
+  pids+=("$!")
+  cluster_pids+=("$!")
+  wait_recovered "${cluster_pids[0]}" "$tmp/cluster/master" "the cluster's master" cluster_serving "$master_ip:8080"
+  cluster_node slave1 8081 slave "$master_ip:8090"
+  cluster_node slave2 8082 slave "$master_ip:8090"
+  wait_recovered "${cluster_pids[2]}" "$tmp/cluster/slave1" "the cluster's slave1" cluster_serving "${cluster_ip[slave1]}:8081"
+  wait_recovered "${cluster_pids[3]}" "$tmp/cluster/slave2" "the cluster's slave2" cluster_serving "${cluster_ip[slave2]}:8082"
+  cluster_set_args=(-c 4 -m 32 -t 1 -d "$tmp/set.bin" -H 'content-type: application/grpc' -H 'te: trailers')
+  for ((round = 1; round <= rounds; round++)); do
+    out=$tmp/cluster/set.$round.out
+    h2load "${cluster_set_args[@]}" -D "${seconds}s" "http://$master_ip:8080/erdtree.v1.KVStore/Set" > "$out" 2>&1 \
+      || { cat "$out" >&2; die "h2load failed on the cluster's master"; }
+    rps=$(h2load_rps "$out")
+    out=$tmp/cluster/lag.$round.out
+    load_ms=$((500 + repl_per_round * (repl_gap_ms + 2) * 3 / 2 + 1000))
+    h2load "${cluster_set_args[@]}" --rps "$repl_rate_per_client" -D "${load_ms}ms" \
+      "http://$master_ip:8080/erdtree.v1.KVStore/Set" > "$out.load" 2>&1 &
+    background=$!
+    sleep 0.5
+    "$tmp/repl_probe" erdtree-lag "$master_ip:8080" "${cluster_ip[slave1]}:8081,${cluster_ip[slave2]}:8082" \
+      "$repl_per_round" "$repl_gap_ms" "cluster-$round" 10 > "$out" 2> "$out.err" \
+      || die "repl_probe on the cluster: $(tail -n 1 "$out.err")"
+    wait "$background" || { cat "$out.load" >&2; die "the cluster's background load failed"; }
+    read -r p50 p99 < <(python3 "$helpers/report.py" probe-percentiles "$out")
+    printf '%s\t%s\t%s\t%s\n' "$round" "$rps" "$p50" "$p99" >> "$cluster_tsv"
+    note "round $round/$rounds  cluster (3 hosts, +1 ms each way): Set with 2 slaves $(printf '%.0f' "$rps") req/s; lag p50 $p50 µs, p99 $p99 µs"
+  done
+  for pid in "${cluster_pids[@]}"; do stop_pid "$pid"; forget_pid "$pid"; done
+  "$repo/.venv/bin/python" "$repo/tests/cluster/hosts.py" down "$cluster_tag"
+  cluster_tag=
+fi
+
 # --- report -------------------------------------------------------------------
 
 versions=()
@@ -1605,6 +1684,21 @@ report() {
     echo
     python3 "$helpers/report.py" replication "$repl_lag" "$repl_load" "$repl_catchup" "$results" "$repl_drain" "$repl_cpu"
     if ! suite recovery && ! suite memory; then for n in "${data_notes[@]}"; do echo; echo "$n"; done; fi
+  fi
+  if suite cluster && has erdtree; then
+    echo
+    echo "### Replication across hosts: a master and 2 slaves in network namespaces"
+    echo
+    if [ -n "$cluster_skipped" ]; then
+      echo "Skipped: $cluster_skipped."
+    else
+      echo "Three hosts (network namespaces, each with its address) behind a bridge, the load generator and"
+      echo "the probe on a fourth; the slaves reach the master through a relay adding 1 ms each way (this"
+      echo "kernel has no tc netem), clients reach it directly. Same configs, background rate ($repl_rate_target"
+      echo "writes/s) and probes ($repl_per_round per round) as the replication suite; still one machine's $(nproc) cores."
+      echo
+      python3 "$helpers/report.py" cluster "$cluster_tsv" "$repl_lag" "$results"
+    fi
   fi
   if [ ${#loads[@]} -gt 0 ] || [ -s "$recovery_results" ] || [ -s "$memory_results" ] || [ -s "$compacted_results" ] \
     || [ -s "$repl_catchup" ]; then

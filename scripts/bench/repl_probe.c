@@ -6,7 +6,8 @@
  *
  *   repl_probe erdtree-lag MASTER_PORT SLAVE_PORTS SAMPLES GAP_MS PREFIX [LIMIT_S]
  *   repl_probe redis-lag   MASTER_PORT SLAVE_PORTS SAMPLES GAP_MS PREFIX [LIMIT_S]
- *       SLAVE_PORTS: comma-separated. Sample i writes key PREFIX-i (a 100-byte
+ *       SLAVE_PORTS: comma-separated; it and MASTER_PORT may be HOST:PORT (IPv4).
+ *       Sample i writes key PREFIX-i (a 100-byte
  *       value naming i) on the master, and from the moment the answer arrives
  *       reads it on slave i % n (Get / GET), back to back, until the slave
  *       returns that value; then sleeps GAP_MS ± 50 % (uniform, so that samples
@@ -37,8 +38,8 @@
  *       in ticks of about 1 ms, what is due by then. Prints
  *       "sent answered seconds" at the end; every answer must be +OK.
  *
- * Everything is loopback, one connection per node, blocking I/O with
- * TCP_NODELAY for the probes (the probe sleeps in recv while a request is in
+ * Nodes are on loopback unless given as HOST:PORT (IPv4; every node on its own
+ * port then), one connection per node, blocking I/O with TCP_NODELAY for the probes (the probe sleeps in recv while a request is in
  * flight, so it takes little CPU from the servers on a 2-core machine).
  */
 #define _GNU_SOURCE
@@ -81,12 +82,39 @@ static void sleep_us(int64_t us) {
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
 }
 
+/* The host of each port given as HOST:PORT (the cluster suite's nodes in network
+ * namespaces, on ports of their own); loopback for a bare port. */
+static struct in_addr endpoint_host[65536];
+
+static int parse_endpoint(const char *text) {
+    const char *colon = strrchr(text, ':');
+    int port = atoi(colon ? colon + 1 : text);
+    if (port <= 0 || port > 65535) die("'%s' is not a port or HOST:PORT", text);
+    if (colon) {
+        char host[64];
+        snprintf(host, sizeof host, "%.*s", (int)(colon - text), text);
+        if (inet_pton(AF_INET, host, &endpoint_host[port]) != 1) die("'%s' is not an IPv4 address", host);
+    }
+    return port;
+}
+
+static const char *endpoint_name(int port) {
+    static char names[4][64];
+    static int next;
+    char *name = names[next++ % 4];
+    struct in_addr host = endpoint_host[port];
+    if (host.s_addr == 0) host.s_addr = htonl(INADDR_LOOPBACK);
+    snprintf(name, sizeof names[0], "%s:%d", inet_ntoa(host), port);
+    return name;
+}
+
 static int dial(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) die("socket: %s", strerror(errno));
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) die("connect 127.0.0.1:%d: %s", port, strerror(errno));
+    addr.sin_addr = endpoint_host[port];
+    if (addr.sin_addr.s_addr == 0) addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) die("connect %s: %s", endpoint_name(port), strerror(errno));
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     return fd;
@@ -146,7 +174,7 @@ static int h2_data(nghttp2_session *s, uint8_t flags, int32_t stream, const uint
     (void)s, (void)flags;
     struct h2 *c = user;
     if (stream == c->stream) {
-        if (c->body_len + len > sizeof c->body) die("a response on 127.0.0.1:%d is larger than expected", c->port);
+        if (c->body_len + len > sizeof c->body) die("a response on %s is larger than expected", endpoint_name(c->port));
         memcpy(c->body + c->body_len, data, len);
         c->body_len += len;
     }
@@ -157,7 +185,7 @@ static int h2_close(nghttp2_session *s, int32_t stream, uint32_t error, void *us
     (void)s;
     struct h2 *c = user;
     if (stream == c->stream) {
-        if (error != 0) die("127.0.0.1:%d reset the stream (HTTP/2 error %u)", c->port, error);
+        if (error != 0) die("%s reset the stream (HTTP/2 error %u)", endpoint_name(c->port), error);
         c->done = 1;
     }
     return 0;
@@ -206,7 +234,7 @@ static int h2_try_call(struct h2 *c, const char *path, const uint8_t *msg, size_
     c->req = framed, c->req_len = len + 5, c->req_off = 0;
     c->done = 0, c->grpc_status = -1, c->body_len = 0;
     char authority[32];
-    snprintf(authority, sizeof authority, "127.0.0.1:%d", c->port);
+    snprintf(authority, sizeof authority, "%s", endpoint_name(c->port));
     nghttp2_nv headers[] = {
         HDR(":method", "POST"), HDR(":scheme", "http"), HDR(":path", path), HDR(":authority", authority),
         HDR("content-type", "application/grpc"), HDR("te", "trailers"),
@@ -221,13 +249,13 @@ static int h2_try_call(struct h2 *c, const char *path, const uint8_t *msg, size_
         if (c->done) break;
         ssize_t n = read(c->fd, buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) die("127.0.0.1:%d closed the connection", c->port);
+        if (n <= 0) die("%s closed the connection", endpoint_name(c->port));
         ssize_t used = nghttp2_session_mem_recv(c->session, buf, (size_t)n);
         if (used < 0) die("nghttp2_session_mem_recv: %s", nghttp2_strerror((int)used));
     }
     nghttp2_session_send(c->session); /* window updates, acks */
     if (c->grpc_status != 0) return c->grpc_status;
-    if (c->body_len < 5) die("%s on 127.0.0.1:%d answered no message", path, c->port);
+    if (c->body_len < 5) die("%s on %s answered no message", path, endpoint_name(c->port));
     memmove(c->body, c->body + 5, c->body_len - 5);
     c->body_len -= 5;
     return 0;
@@ -235,7 +263,7 @@ static int h2_try_call(struct h2 *c, const char *path, const uint8_t *msg, size_
 
 static void h2_call(struct h2 *c, const char *path, const uint8_t *msg, size_t len) {
     int status = h2_try_call(c, path, msg, len);
-    if (status != 0) die("%s on 127.0.0.1:%d answered grpc-status %d", path, c->port, status);
+    if (status != 0) die("%s on %s answered grpc-status %d", path, endpoint_name(c->port), status);
 }
 
 static size_t put_varint(uint8_t *out, uint64_t v) {
@@ -313,7 +341,7 @@ static int resp_fill(struct resp *c) {
     }
     ssize_t n = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
     if (n < 0 && errno == EINTR) return 1;
-    if (n <= 0) die("redis 127.0.0.1:%d closed the connection", c->port);
+    if (n <= 0) die("redis %s closed the connection", endpoint_name(c->port));
     c->len += (size_t)n;
     return 1;
 }
@@ -343,7 +371,7 @@ static int resp_reply(struct resp *c, const char *want) {
         if (!same) die("a replica returned another value for a probe key");
         return 2;
     }
-    die("redis 127.0.0.1:%d answered '%.*s'", c->port, (int)len, line);
+    die("redis %s answered '%.*s'", endpoint_name(c->port), (int)len, line);
     return -1;
 }
 
@@ -371,7 +399,7 @@ static size_t resp_set(char *out, const char *key, const char *value) {
 static int parse_ports(const char *list, int *ports, int max) {
     int n = 0;
     char *copy = strdup(list), *save = NULL;
-    for (char *t = strtok_r(copy, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save)) ports[n++] = atoi(t);
+    for (char *t = strtok_r(copy, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save)) ports[n++] = parse_endpoint(t);
     free(copy);
     if (n == 0) die("no slave ports in '%s'", list);
     return n;
@@ -382,7 +410,7 @@ static int lag(int erdtree, int argc, char **argv) {
         die("usage: %s-lag MASTER_PORT SLAVE_PORTS SAMPLES GAP_MS PREFIX [LIMIT_S]", erdtree ? "erdtree" : "redis");
     int64_t limit_us = (argc == 8 ? atol(argv[7]) : 10) * 1000000LL;
     srand48((long)now_us());
-    int master_port = atoi(argv[2]), slave_ports[8];
+    int master_port = parse_endpoint(argv[2]), slave_ports[8];
     int slaves = parse_ports(argv[3], slave_ports, 8);
     long samples = atol(argv[4]);
     int64_t gap_us = atol(argv[5]) * 1000LL;
@@ -434,8 +462,8 @@ static int lag(int erdtree, int argc, char **argv) {
             t_seen = now_us();
             if (seen) break;
             if (t_seen - t_answer > limit_us)
-                die("sample %ld (%s) not readable on slave 127.0.0.1:%d %lld ms after the master answered", i, key,
-                    slave_ports[s], (long long)((t_seen - t_answer) / 1000));
+                die("sample %ld (%s) not readable on slave %s %lld ms after the master answered", i, key,
+                    endpoint_name(slave_ports[s]), (long long)((t_seen - t_answer) / 1000));
         }
         printf("%ld %d %lld %ld %lld %lld %lld\n", i, s, (long long)(t_seen - t_answer), polls,
                (long long)(t_answer - t_send), (long long)(t_seen - t_get), (long long)(t_answer - start));
@@ -452,7 +480,7 @@ static int64_t wall_us(void) {
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Waits until 127.0.0.1:port accepts a connection; dies after the deadline. */
+/* Waits until the port accepts a connection; dies after the deadline. */
 static void wait_listening(int port, int64_t deadline) {
     for (;;) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -461,7 +489,7 @@ static void wait_listening(int port, int64_t deadline) {
         int ok = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
         close(fd);
         if (ok) return;
-        if (now_us() > deadline) die("127.0.0.1:%d did not listen in time", port);
+        if (now_us() > deadline) die("%s did not listen in time", endpoint_name(port));
         sleep_us(2000);
     }
 }
@@ -494,7 +522,7 @@ static int catchup(int erdtree, int argc, char **argv) {
             printf("%lld\n", (long long)wall_us());
             return 0;
         }
-        if (now_us() > deadline) die("%s not readable on 127.0.0.1:%d after %s s", key, port, argv[5]);
+        if (now_us() > deadline) die("%s not readable on %s after %s s", key, endpoint_name(port), argv[5]);
         sleep_us(5000);
     }
 }

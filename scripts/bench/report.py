@@ -24,6 +24,9 @@
                                       -> the replication suite's tables and goals
   report.py replication-rounds LAG_TSV LOAD_TSV CATCHUP_TSV
                                       -> markdown tables of every lag run and catch-up
+  report.py cluster CLUSTER_TSV LAG_TSV RESULTS_TSV
+                                      -> the cluster suite's table, next to the replication
+                                         suite's loopback figures of the same run (if it ran)
 
 RESULTS_TSV rows: round, load id, requests, req/s, p50 µs, p99 µs.
 RECOVERY_TSV rows: round, system, records, ms from exec to ready, log seconds or "-".
@@ -694,6 +697,26 @@ def replication_rounds(lag_path: str, load_path: str, catchup_path: str) -> None
             print(f"| {rnd} | {system} | {entries:,} | {ms / 1000:.3f} s | {fmt_rate(entries / (ms / 1000)) if ms else '—'} |")
 
 
+def cluster(cluster_path: str, lag_path: str, results_path: str) -> None:
+    rows = read_rows(cluster_path, (int, float, int, int))
+    lags = [r[2] for r in read_rows(lag_path, (int, str, int, int, int, int)) if r[1] == "erdtree"]
+    results = read_results(results_path) if results_path and os.path.exists(results_path) else {}
+    set_slaves = [r[1] for r in results.get("set_slaves", [])]
+    print("| measure | 3 hosts, +1 ms each way | loopback (replication suite) |")
+    print("|---|---:|---:|")
+    loop_rps = fmt_rps(statistics.median(set_slaves)) if set_slaves else "—"
+    print(f"| master Set req/s with 2 slaves (c4 m32) | {fmt_rps(statistics.median(r[1] for r in rows))} | {loop_rps} |")
+    for name, column, q in (("lag p50", 2, 0.50), ("lag p99", 3, 0.99)):
+        loop = fmt_us(nearest_rank(lags, q)) if lags else "—"
+        print(f"| {name} (median of rounds; loopback: all probes) | {fmt_us(statistics.median(r[column] for r in rows))} "
+              f"| {loop} |")
+    print()
+    print("| round | Set req/s | lag p50 | lag p99 |")
+    print("|---|---:|---:|---:|")
+    for rnd, rps, p50, p99 in rows:
+        print(f"| {rnd} | {fmt_rps(rps)} | {fmt_us(p50)} | {fmt_us(p99)} |")
+
+
 def main(argv: list[str]) -> int:
     # Subcommands that take exactly one file.
     one_file = {
@@ -717,6 +740,8 @@ def main(argv: list[str]) -> int:
         replication(*argv[2:8])
     elif len(argv) == 5 and argv[1] == "replication-rounds":
         replication_rounds(*argv[2:5])
+    elif len(argv) == 5 and argv[1] == "cluster":
+        cluster(*argv[2:5])
     elif len(argv) in (3, 4, 5) and argv[1] == "summary":
         summary_table(argv[2], set(argv[3].split()) if len(argv) >= 4 else None,
                       argv[4] if len(argv) == 5 and os.path.getsize(argv[4]) > 0 else None)

@@ -186,3 +186,37 @@ def wait_serving(node: Node, timeout: float = 60) -> None:
             return
         time.sleep(0.2)
     pytest.fail(f"{node.name} not SERVING after {timeout} s; log:\n{node.log()}")
+
+
+def main(argv: list[str]) -> int:
+    """For scripts/bench.sh's cluster suite, the same hosts outside pytest:
+
+        hosts.py up NAME...   builds them; prints `tag TAG`, `client ADDRESS`, then
+                              `NAME NAMESPACE ADDRESS` per host
+        hosts.py down TAG     deletes every namespace of that tag (and so its links)
+    """
+    if len(argv) >= 3 and argv[1] == "up":
+        net = Network(argv[2:])
+        try:
+            net.create()
+        except RuntimeError as error:
+            net.destroy()
+            print(f"hosts.py: {error}", file=sys.stderr)
+            return 1
+        print(f"tag {net.tag}")
+        print(f"client {net.client_address}")
+        for host, address in net.address.items():
+            print(f"{host} {net.ns(host)} {address}")
+        return 0
+    if len(argv) == 3 and argv[1] == "down":
+        listed = sh("ip", "netns", "list", check=False).stdout.split("\n")
+        for ns in (line.split()[0] for line in listed if line.strip()):
+            if ns.startswith(f"{argv[2]}-"):
+                sh("ip", "netns", "del", ns, check=False)
+        return 0
+    print(main.__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

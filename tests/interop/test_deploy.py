@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import ERDTREE_BIN, start_server
 from support import run, tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,3 +89,14 @@ def test_dockerfile_runs_as_non_root_with_a_volume_and_a_health_check():
     install = next(line for line in runtime if "apt-get install" in line)
     packages = install.split("--no-install-recommends")[1].split("&&")[0].replace("\\", " ").split()
     assert packages == ["libnghttp2-14", "libprotobuf-c1"]
+
+
+@pytest.mark.parametrize("name", ["master-config.yaml", "master-semisync-config.yaml"])
+def test_the_master_configs_start_a_master(name, tmp_path, request):
+    """Every key of deploy's master configs is one the binary takes (the slave config is
+    started by tests/cluster). Only where it listens and writes is changed."""
+    shipped = yaml.safe_load((DEPLOY / name).read_text())
+    sections = {section: values for section, values in shipped.items() if section not in ("server", "wal")}
+    node = start_server(tmp_path, wal={k: v for k, v in shipped["wal"].items() if k != "directory"}, **sections)
+    request.addfinalizer(node.terminate)
+    assert run([str(ERDTREE_BIN), "health", "--server", node.address]).returncode == 0
