@@ -40,6 +40,7 @@ release:
 run: release
 	scripts/run-local.sh
 
+# tests/cluster runs master and slaves in network namespaces; without root it is skipped, saying why.
 test:
 	scripts/install-deps.sh test
 	scripts/check-generated.sh
@@ -50,7 +51,6 @@ test:
 	$(SWIFT) test
 	ERDTREE_BIN="$(ERDTREE_BIN)" $(VENV)/bin/python -m pytest tests/interop -q \
 		--timeout=$(PYTEST_TIMEOUT) -p no:cacheprovider $(PYTEST_ARGS) </dev/null
-	# Master and slaves in network namespaces; skipped, saying why, without root.
 	ERDTREE_BIN="$(ERDTREE_BIN)" $(VENV)/bin/python -m pytest tests/cluster -q \
 		-p no:cacheprovider $(PYTEST_ARGS) </dev/null
 
