@@ -1,3 +1,4 @@
+import Glibc
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -122,7 +123,10 @@ final class GRPCServerConnectionHandler: NGHTTP2ChannelHandler, ServerCallOwner 
         switch name.count {
         case 5 where name.equals(":path"):
             // A query only comes with a Connect GET; gRPC paths have none.
-            let question = value.firstIndex(of: UInt8(ascii: "?"))
+            // memchr: Collection.firstIndex walks byte by byte (~170 instructions a request).
+            let question = value.baseAddress.flatMap { base in
+                memchr(base, Int32(UInt8(ascii: "?")), value.count).map { UnsafeRawPointer($0) - base }
+            }
             let path = question.map { UnsafeRawBufferPointer(rebasing: value[..<$0]) } ?? value
             if let index = router.routeIndex(for: path) {
                 call.route = router.route(at: index)
