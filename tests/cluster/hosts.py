@@ -4,9 +4,12 @@ namespace), started from deploy/'s config files with only the master's address a
 directories changed.
 
 The test process is one more host on the bridge (through a veth pair whose other end is in
-the bridge's namespace), so it talks to the nodes with grpcio as any client would. Faults are real: a host's link is cut
-with `ip link set … down`. Added delay on the master's link comes from `delay_relay.py`,
-which the slaves dial instead of the master, since this kernel has no `tc netem`.
+the bridge's namespace), so it talks to the nodes with grpcio as any client would. Each node
+also gets a UTS namespace with its host's name. Faults are real: a host's link is cut with
+`ip link set … down`. Added delay on the master's link comes from `delay_relay.py`, which the
+slaves dial instead of the master, since this kernel has no `tc netem`.
+
+scripts/bench.sh's cluster suite builds the same hosts through `main` below.
 
 Needs root (CAP_NET_ADMIN) and iproute2; without them every test here is skipped, saying why.
 

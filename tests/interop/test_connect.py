@@ -19,11 +19,20 @@ from test_http1 import read_until_closed, split_responses
 TRANSPORTS = {"http1": "--http1.1", "h2c": "--http2-prior-knowledge"}
 
 
-def connect(server, method: str, body: bytes, content_type: str = "application/json", *headers: str,
+def curl_body(body: bytes | None) -> list[str]:
+    """curl's arguments for a request body. None: no body at all, so over h2c curl ends the
+    stream with its HEADERS frame — for requests the server answers from their headers alone,
+    since curl 7.88 fails ("(92) Stream error") or hangs when an answer, and the
+    RST_STREAM(NO_ERROR) that follows it, arrive while it is still uploading (see
+    support.curl_h2c)."""
+    return [] if body is None else ["--data-binary", "@-"]
+
+
+def connect(server, method: str, body: bytes | None, content_type: str = "application/json", *headers: str,
             transport: str = "http1"):
     """(HTTP status, body bytes, response headers) of a Connect unary POST."""
     args = [tool("curl"), TRANSPORTS[transport], "-sS", "--max-time", "10", "-D", "-", "-X", "POST",
-            "-H", f"content-type: {content_type}", "--data-binary", "@-"]
+            "-H", f"content-type: {content_type}", *curl_body(body)]
     for header in headers:
         args += ["-H", header]
     done = run([*args, f"http://{server.address}/{method}"], input=body)
@@ -103,10 +112,10 @@ def test_errors_carry_connect_codes_and_http_statuses(pb, server, transport):
         400, {"code": "invalid_argument", "message": "malformed JSON at byte 7: unexpected character '}'"})
     assert error(server, "erdtree.v1.KVStore/Set", b'{"key":"k","ttlMs":"soon"}')[1]["message"] == (
         "erdtree.v1.SetRequest.ttl_ms: soon is not an integer in the range of Int64")
-    status, body = error(server, "erdtree.v1.KVStore/Nope", b"{}")
+    status, body = error(server, "erdtree.v1.KVStore/Nope", None)
     assert status == 404 and body["code"] == "unimplemented"
     # Neither gRPC nor Connect: 415 (over HTTP/2 without a body, as the gRPC spec has it).
-    status, payload, _ = connect(server, "erdtree.v1.KVStore/Get", b"{}", "text/plain", transport=transport)
+    status, payload, _ = connect(server, "erdtree.v1.KVStore/Get", None, "text/plain", transport=transport)
     assert status == 415
     if transport == "http1":
         assert json.loads(payload)["code"] == "unimplemented"
@@ -357,11 +366,11 @@ def envelopes(data: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-def connect_stream_response(server, method: str, body: bytes, content_type: str, *headers: str,
+def connect_stream_response(server, method: str, body: bytes | None, content_type: str, *headers: str,
                             transport: str = "h2c"):
     """(HTTP status, response headers, [(flags, payload)]) of a Connect streaming call."""
-    args = [tool("curl"), TRANSPORTS[transport], "-sS", "--max-time", "10", "-D", "-",
-            "-H", f"content-type: {content_type}", "--data-binary", "@-"]
+    args = [tool("curl"), TRANSPORTS[transport], "-sS", "--max-time", "10", "-D", "-", "-X", "POST",
+            "-H", f"content-type: {content_type}", *curl_body(body)]
     for header in headers:
         args += ["-H", header]
     done = run([*args, f"http://{server.address}/{method}"], input=body)
@@ -383,9 +392,10 @@ def envelope(message: bytes, flags: int = 0) -> bytes:
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("headers,body,content_type,code,text", [
-    (["connect-content-encoding: br"], envelope(b""), "application/connect+proto", "unimplemented",
+    # Refused from the headers: no body (see curl_body).
+    (["connect-content-encoding: br"], None, "application/connect+proto", "unimplemented",
      "connect-content-encoding br"),
-    (["connect-timeout-ms: soon"], envelope(b""), "application/connect+proto", "invalid_argument",
+    (["connect-timeout-ms: soon"], None, "application/connect+proto", "invalid_argument",
      "connect-timeout-ms soon"),
     ([], envelope(b"\x00", flags=1), "application/connect+proto", "internal", "compressed flag"),
     ([], envelope(b'{"service":'), "application/connect+json", "invalid_argument", "malformed JSON"),
@@ -495,7 +505,7 @@ def test_a_watch_over_http1_ends_cleanly_when_the_server_shuts_down(server):
 
 
 def test_connect_stream_unknown_method_and_http1(server):
-    status, frames = connect_stream(server, "erdtree.v1.Replication/Nope", b"", "application/connect+proto")
+    status, frames = connect_stream(server, "erdtree.v1.Replication/Nope", None, "application/connect+proto")
     assert status == 200 and frames[-1][0] == 0x02
     assert json.loads(frames[-1][1])["error"]["code"] == "unimplemented"
     # A bidirectional stream needs HTTP/2: 505, and the connection closes (a client coded for
