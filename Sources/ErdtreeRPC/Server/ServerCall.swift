@@ -42,6 +42,8 @@ public final class ServerCall: @unchecked Sendable {
     /// For unary and server-streaming methods: the single request message.
     var pendingRequest: ByteBuffer?
     var handlerStarted = false
+    /// Not gRPC or Connect: the HTTP status it gets once the request has ended.
+    var httpRefusal: (status: String, extra: [HTTPField])?
     /// A Connect unary call on HTTP/2 (set once its headers are checked): its raw body so far,
     /// and the Connect request headers.
     var connect: ConnectUnary?
