@@ -31,7 +31,8 @@ def curl_body(body: bytes | None) -> list[str]:
 
 def connect(server, method: str, body: bytes | None, content_type: str = "application/json", *headers: str,
             transport: str = "http1"):
-    """(HTTP status, body bytes, response headers) of a Connect unary POST."""
+    """(HTTP status, body bytes, response headers) of a POST through curl: Connect unary, or a
+    streaming call's raw body."""
     args = [tool("curl"), TRANSPORTS[transport], "-sS", "--max-time", "10", "-D", "-", "-X", "POST",
             "-H", f"content-type: {content_type}", *curl_body(body)]
     for header in headers:
@@ -371,15 +372,8 @@ def envelopes(data: bytes) -> list[tuple[int, bytes]]:
 def connect_stream_response(server, method: str, body: bytes | None, content_type: str, *headers: str,
                             transport: str = "h2c"):
     """(HTTP status, response headers, [(flags, payload)]) of a Connect streaming call."""
-    args = [tool("curl"), TRANSPORTS[transport], "-sS", "--max-time", "10", "-D", "-", "-X", "POST",
-            "-H", f"content-type: {content_type}", *curl_body(body)]
-    for header in headers:
-        args += ["-H", header]
-    done = run([*args, f"http://{server.address}/{method}"], input=body)
-    assert done.returncode == 0, done.stderr
-    head, _, payload = done.stdout.partition(b"\r\n\r\n")
-    status = int(head.split(b"\r\n", 1)[0].split()[1])
-    return status, head.decode().lower(), envelopes(payload)
+    status, payload, head = connect(server, method, body, content_type, *headers, transport=transport)
+    return status, head, envelopes(payload)
 
 
 def connect_stream(server, method: str, body: bytes, content_type: str, *headers: str, transport: str = "h2c"):
