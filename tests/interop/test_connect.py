@@ -414,6 +414,21 @@ def test_connect_stream_errors_arrive_in_the_end_stream_message(server, transpor
     assert error_body["code"] == code and text in error_body["message"], error_body
 
 
+@pytest.mark.parametrize("transport,body,text", [
+    # HTTP/1.1: the whole 5 MiB body is read, kept nowhere, and refused.
+    ("http1", envelope(b"x" * (5 << 20)), "request body larger than the 4194304-byte limit"),
+    # HTTP/2: refused from the envelope's prefix alone, before any of the message is buffered
+    # (only the prefix is sent: see curl_body for why not the rest).
+    ("h2c", bytes([0]) + (5 << 20).to_bytes(4, "big"), "exceeds the limit of 4194304 bytes"),
+])
+def test_an_oversized_stream_request_ends_with_resource_exhausted(server, transport, body, text):
+    status, frames = connect_stream(server, "grpc.health.v1.Health/Watch", body, "application/connect+proto",
+                                    transport=transport)
+    assert status == 200 and frames[-1][0] == 0x02, frames
+    error_body = json.loads(frames[-1][1])["error"]
+    assert error_body["code"] == "resource_exhausted" and text in error_body["message"], error_body
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_server_streaming_over_http1_and_h2c_with_curl(server, transport):
     # Health/Watch answers the current status, then waits for changes; connect-timeout-ms

@@ -107,6 +107,10 @@ def test_requests_that_cannot_be_upgraded_are_answered_over_http1_and_the_connec
         assert (status, body) == (200, missing), request
         assert "connection: close" in head and "content-type: application/json" in head and "101" not in head
 
+    # CONNECT is a switch too (a tunnel): refused, and the connection closes.
+    data = raw_exchange(server.port, b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 404") and b"connection: close" in data.lower()
+
     # /healthz stays HTTP/1.1 for load balancers, upgrade or not.
     data = raw_exchange(
         server.port,
