@@ -67,8 +67,8 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
 
     /// Nothing read for `limits.idleTimeout`: an idle keep-alive connection, or a client that
     /// stalled inside a request, is closed; one waiting for its call's answer is left alone.
-    /// A graceful shutdown (`RPCServer.Drain`): an idle connection closes
-    /// now, a busy one after the answer in progress.
+    /// A graceful shutdown (`RPCServer.Drain`): an idle connection closes now, a busy one after
+    /// the answer in progress.
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
             if call == nil { context.close(promise: nil) }
