@@ -158,16 +158,16 @@ struct ConnectUnary {
                     http: .unsupportedMediaType))
         }
         guard codec == .json else { return .success((body, timeoutMs)) }
-        guard let messages = route.messages else {
+        guard let transcoder = route.transcoder else {
             return .failure(
                 Refusal(
                     RPCStatus(.unimplemented, "\(route.path) has no JSON mapping; use application/proto"),
                     http: .unsupportedMediaType))
         }
-        do throws(ProtoJSON.Failure) {
-            return .success((try ProtoJSON.decode(body, as: messages.input, allocator: allocator), timeoutMs))
+        do throws(RPCStatus) {
+            return .success((try transcoder.binaryRequest(fromJSON: body, allocator: allocator), timeoutMs))
         } catch {
-            return .failure(Refusal(RPCStatus(.invalidArgument, error.message)))
+            return .failure(Refusal(error))
         }
     }
 
@@ -198,18 +198,14 @@ struct ConnectUnary {
         guard codec == .json else {
             return compressed(Response(status: .ok, contentType: codec.contentType, body: message), call)
         }
-        guard let messages = call.route?.messages else {
+        guard let transcoder = call.route?.transcoder else {
             return Self.error(RPCStatus(.internal, "no JSON mapping for the response"), allocator: call.allocator)
         }
-        let encoded = message.withUnsafeReadableBytes { bytes in
-            Result { () throws(ProtoJSON.Failure) in try ProtoJSON.encode(bytes, as: messages.output) }
-        }
-        switch encoded {
-        case .success(let json):
-            return compressed(
-                Response(status: .ok, contentType: codec.contentType, body: call.allocator.buffer(bytes: json)), call)
-        case .failure(let error):
-            return Self.error(RPCStatus(.internal, error.message), allocator: call.allocator)
+        do throws(RPCStatus) {
+            let json = try transcoder.jsonResponse(fromBinary: message, allocator: call.allocator)
+            return compressed(Response(status: .ok, contentType: codec.contentType, body: json), call)
+        } catch {
+            return Self.error(error, allocator: call.allocator)
         }
     }
 
@@ -346,11 +342,7 @@ enum ConnectStreaming {
 
     /// A response message as JSON, or nil when it cannot be.
     static func json(of message: ByteBuffer, route: RPCRouter.Route?, allocator: ByteBufferAllocator) -> ByteBuffer? {
-        guard let output = route?.messages?.output else { return nil }
-        let encoded = message.withUnsafeReadableBytes { bytes in
-            try? ProtoJSON.encode(bytes, as: output)
-        }
-        return encoded.map { allocator.buffer(bytes: $0) }
+        try? route?.transcoder?.jsonResponse(fromBinary: message, allocator: allocator)
     }
 
     /// A request message in the binary encoding (JSON transcoded), or the refusal.
@@ -360,14 +352,14 @@ enum ConnectStreaming {
         -> Result<ByteBuffer, RPCStatus>
     {
         guard codec == .json else { return .success(message) }
-        guard let input = route.messages?.input else {
+        guard let transcoder = route.transcoder else {
             return .failure(
                 RPCStatus(.unimplemented, "\(route.path) has no JSON mapping; use application/connect+proto"))
         }
-        do throws(ProtoJSON.Failure) {
-            return .success(try ProtoJSON.decode(message, as: input, allocator: allocator))
+        do throws(RPCStatus) {
+            return .success(try transcoder.binaryRequest(fromJSON: message, allocator: allocator))
         } catch {
-            return .failure(RPCStatus(.invalidArgument, error.message))
+            return .failure(error)
         }
     }
 

@@ -1,4 +1,3 @@
-import CProtobufC
 import NIOCore
 
 /// How a method exchanges messages, and the code that serves it.
@@ -24,58 +23,36 @@ public struct RPCRouter: Sendable {
         let path: String
         let pathBytes: [UInt8]
         let handler: RPCHandler
-        /// The request and response message types, when known: Connect's JSON codec needs them.
-        let messages: MessageTypes?
+        /// Connect's JSON codec for the method's messages, when the schema is known.
+        let transcoder: (any MessageTranscoder)?
         /// Marked `idempotency_level = NO_SIDE_EFFECTS`: Connect clients may call it with GET.
         let noSideEffects: Bool
 
-        init(path: String, handler: RPCHandler, messages: MessageTypes?, noSideEffects: Bool) {
+        init(path: String, handler: RPCHandler, description: RPCMethodDescription?) {
             self.path = path
             self.pathBytes = Array(path.utf8)
             self.handler = handler
-            self.messages = messages
-            self.noSideEffects = noSideEffects
+            self.transcoder = description?.transcoder
+            self.noSideEffects = description?.noSideEffects ?? false
         }
     }
 
-    /// A method's request and response descriptors (static protobuf-c data, never written).
-    struct MessageTypes: @unchecked Sendable {
-        let input: ProtoJSON.Descriptor
-        let output: ProtoJSON.Descriptor
-    }
-
     private(set) var routes: [Route] = []
-    private var messageTypes: [String: MessageTypes] = [:]
-    private var sideEffectFree: Set<String> = []
+    private var descriptions: [String: RPCMethodDescription] = [:]
 
     public init() {}
 
     /// Registers `handler` for `path`; a later registration of the same path replaces it.
     public mutating func register(_ path: String, _ handler: RPCHandler) {
         routes.removeAll { $0.path == path }
-        routes.append(route(path, handler))
+        routes.append(Route(path: path, handler: handler, description: descriptions[path]))
     }
 
-    private func route(_ path: String, _ handler: RPCHandler) -> Route {
-        Route(path: path, handler: handler, messages: messageTypes[path], noSideEffects: sideEffectFree.contains(path))
-    }
-
-    /// Marks methods whose proto says `idempotency_level = NO_SIDE_EFFECTS` (protobuf-c's
-    /// descriptors do not carry method options), so Connect serves them to GET too.
-    public mutating func markNoSideEffects(_ paths: [String]) {
-        sideEffectFree.formUnion(paths)
-        routes = routes.map { route($0.path, $0.handler) }
-    }
-
-    /// Learns the message types of every method of `service` (a protobuf-c generated service
-    /// descriptor), for routes registered before or after; Connect can then serve them as JSON.
-    public mutating func describe(_ service: ProtobufCServiceDescriptor) {
-        let name = String(cString: service.name)
-        for method in UnsafeBufferPointer(start: service.methods, count: Int(service.n_methods)) {
-            guard let input = method.input, let output = method.output else { continue }
-            messageTypes["/\(name)/\(String(cString: method.name))"] = MessageTypes(input: input, output: output)
-        }
-        routes = routes.map { route($0.path, $0.handler) }
+    /// Learns what the schema says of `methods` (routes registered before or after): their
+    /// JSON transcoders and which Connect may serve to GET.
+    public mutating func describe(_ methods: [RPCMethodDescription]) {
+        for method in methods { descriptions[method.path] = method }
+        routes = routes.map { Route(path: $0.path, handler: $0.handler, description: descriptions[$0.path]) }
     }
 
     /// Fully qualified service names (`package.Service`) that have at least one route.
