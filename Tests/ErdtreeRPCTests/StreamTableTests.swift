@@ -7,8 +7,9 @@ import Testing
 /// The per-connection call table against a dictionary doing the same operations, including
 /// the streams that share a slot (ids `2 * StreamTable.slotCount` apart).
 @Suite struct StreamTableTests {
-    private final class Owner: ServerCallOwner {
-        func callHasOutput(_ call: ServerCall) {}
+    private final class Owner: ServerStreamTransport {
+        func writeResponseHead(_ head: ResponseHead, hasBody: Bool, for call: ServerCall) {}
+        func resumeResponse(for call: ServerCall) {}
     }
 
     private let owner = Owner()
@@ -16,7 +17,8 @@ import Testing
 
     private func call(_ id: Int32) -> ServerCall {
         ServerCall(
-            streamID: id, connection: owner, eventLoop: loop, allocator: ByteBufferAllocator(), maxMessageBytes: 64)
+            streamID: id, transport: owner, kind: .http2, eventLoop: loop, allocator: ByteBufferAllocator(),
+            maxMessageBytes: 64)
     }
 
     @Test func agreesWithADictionaryAcrossSlotCollisions() {

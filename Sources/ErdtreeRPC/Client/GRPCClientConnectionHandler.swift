@@ -2,8 +2,8 @@ import NIOCore
 
 /// The client end of one HTTP/2 connection: opens gRPC calls as nghttp2 client streams.
 ///
-/// The mirror of `GRPCServerConnectionHandler`; used by the CLI and, later, by slaves for
-/// replication. Everything runs on the channel's event loop.
+/// The client side of `HTTP2ServerConnectionHandler`, speaking gRPC only: the CLI uses it, and
+/// slaves dial their master with it for `Replicate`. Everything runs on the channel's event loop.
 final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler {
 
     private let authority: String

@@ -8,7 +8,7 @@ import Synchronization
 /// knowledge, or `Upgrade: h2c`) and, for Connect, HTTP/1.1, with `/healthz` over HTTP/1.1,
 /// all on the same port (`ProtocolSniffer` tells them apart).
 ///
-/// One `GRPCServerConnectionHandler` (one nghttp2 session) per accepted HTTP/2 connection, on
+/// One `HTTP2ServerConnectionHandler` (one nghttp2 session) per accepted HTTP/2 connection, on
 /// the event loop the connection was accepted on. `shutdownGracefully` stops accepting, sends
 /// GOAWAY on every connection, lets in-flight calls finish, and closes what is left when
 /// the grace period ends.
@@ -74,7 +74,7 @@ public final class RPCServer: Sendable {
                 self?.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     let idle = IdleStateHandler(readTimeout: TimeAmount(limits.idleTimeout))
-                    let makeHTTP2 = { try GRPCServerConnectionHandler(router: router, limits: limits, logger: logger) }
+                    let makeHTTP2 = { try HTTP2ServerConnectionHandler(router: router, limits: limits, logger: logger) }
                     let sniffer = ProtocolSniffer { detected, channel in
                         let pipeline = channel.pipeline.syncOperations
                         switch detected {

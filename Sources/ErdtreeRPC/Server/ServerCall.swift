@@ -1,100 +1,51 @@
 import NIOCore
 
-/// The transport a call answers through: the gRPC connection (one nghttp2 stream per call)
-/// or a Connect exchange over HTTP/1.1. Called on the event loop whenever the call queued a
-/// message or finished.
-protocol ServerCallOwner: AnyObject {
-    func callHasOutput(_ call: ServerCall)
+/// The connection a call answers through: one nghttp2 stream, or one HTTP/1.1 exchange. It
+/// turns the response into its own wire format; the call decides what the response is.
+/// Called on the event loop.
+protocol ServerStreamTransport: AnyObject {
+    /// The response starts; with `hasBody`, its body is queued on the call (HTTP/2 pulls it
+    /// with `readBody(into:)`, HTTP/1.1 takes it with `takeBody()`).
+    func writeResponseHead(_ head: ResponseHead, hasBody: Bool, for call: ServerCall)
+    /// More of the body, or its end, is queued on the call.
+    func resumeResponse(for call: ServerCall)
 }
 
-/// One gRPC call on the server: what a handler sees of a request stream, and how it answers.
+/// One call on the server: what a handler sees of a request, and how it answers.
 ///
 /// Handlers may call `respond`, `send` and `finish` from any thread; each hops to the
 /// connection's event loop unless already on it, so a handler that answers inline (a `Get`
-/// from memory) costs no hop. Everything else here (callbacks, stream state) belongs to
-/// that event loop, which is why the type is `@unchecked Sendable`: the loop confinement
-/// is the synchronisation.
+/// from memory) costs no hop. Everything else here belongs to that event loop, which is why
+/// the type is `@unchecked Sendable`: the loop confinement is the synchronisation. The
+/// protocol rules live in `ServerStreamStateMachine`; this class feeds it the transport's and
+/// the handler's events and carries out the actions it returns.
 public final class ServerCall: @unchecked Sendable {
     /// The method's `:path`, e.g. `/erdtree.v1.KVStore/Get`.
-    public var path: String { route?.path ?? unknownPath }
+    public var path: String { machine.head.path }
     public let eventLoop: any EventLoop
     public let allocator: ByteBufferAllocator
-    /// When the client stops waiting (from `grpc-timeout`), if it said.
+    /// When the client stops waiting (`grpc-timeout`, `connect-timeout-ms`), if it said.
     public private(set) var deadline: NIODeadline?
 
+    /// The HTTP/2 stream id (0 over HTTP/1.1).
     let streamID: Int32
-    /// Cleared when the stream closes, which breaks the connection → call → connection cycle.
-    var connection: (any ServerCallOwner)?
-
-    // Request state, filled in by the connection while headers arrive.
-    var route: RPCRouter.Route?
-    var unknownPath = ""
-    var methodIsPost = false
-    var methodIsGet = false
-    /// What follows `?` in `:path` (a Connect GET's message), if anything.
-    var query: String?
-    var contentType: ContentTypeCheck = .missing
-    var timeoutNanos: Int64?
-    var unsupportedEncoding: String?
-    var requestHeadersDone = false
-    var requestEnded = false
-    var deframer: GRPCMessageDeframer
-    /// For unary and server-streaming methods: the single request message.
-    var pendingRequest: ByteBuffer?
-    var handlerStarted = false
-    /// Not gRPC or Connect: the HTTP status it gets once the request has ended.
-    var httpRefusal: (status: String, extra: [HTTPField])?
-    /// A Connect unary call on HTTP/2 (set once its headers are checked): its raw body so far,
-    /// and the Connect request headers.
-    var connect: ConnectUnary?
-    var connectBody: ByteBuffer?
-    var connectBodyTooLarge = false
-    var connectVersion: String?
-    var connectTimeout: String?
-    var contentEncoding: String?
-    var acceptEncoding: String?
-    /// A Connect streaming call (`application/connect+proto|json`): gRPC's 5-byte envelopes,
-    /// but JSON messages for that codec and an end-stream message instead of trailers.
-    var connectStream: ConnectProtocol.Codec?
-    var connectAcceptEncoding: String?
-    /// The client's `connect-accept-encoding` offers gzip: large streamed answers go compressed.
-    var compressesStream = false
-    var endStreamQueued = false
-
-    // Response state.
-    var outbound: ByteBuffer
-    var responseHeadersSent = false
-    var finalStatus: RPCStatus?
-    var closed = false
-    var deadlineTask: Scheduled<Void>?
-
+    private(set) var machine: ServerStreamStateMachine
+    /// Cleared when the stream closes, which breaks the transport → call → transport cycle.
+    private var transport: (any ServerStreamTransport)?
+    private var deadlineTask: Scheduled<Void>?
     private var messageCallback: ((ByteBuffer) -> Void)?
     private var requestEndCallback: (() -> Void)?
     private var cancelCallback: (() -> Void)?
 
-    enum ContentTypeCheck {
-        case missing
-        case grpc
-        case connect(ConnectProtocol.Codec)
-        case connectStream(ConnectProtocol.Codec)
-        case other(String)
-
-        var isGRPC: Bool {
-            if case .grpc = self { return true }
-            return false
-        }
-    }
-
     init(
-        streamID: Int32, connection: any ServerCallOwner, eventLoop: any EventLoop,
+        streamID: Int32, transport: any ServerStreamTransport, kind: ServerTransport, eventLoop: any EventLoop,
         allocator: ByteBufferAllocator, maxMessageBytes: Int
     ) {
         self.streamID = streamID
-        self.connection = connection
+        self.transport = transport
         self.eventLoop = eventLoop
         self.allocator = allocator
-        self.deframer = GRPCMessageDeframer(maxMessageBytes: maxMessageBytes, allocator: allocator)
-        self.outbound = allocator.buffer(capacity: 0)
+        self.machine = ServerStreamStateMachine(transport: kind, maxMessageBytes: maxMessageBytes, allocator: allocator)
     }
 
     // MARK: Answering (any thread)
@@ -102,12 +53,12 @@ public final class ServerCall: @unchecked Sendable {
     /// Answers a unary call: the response message, then status OK.
     public func respond(_ message: consuming ByteBuffer) {
         if eventLoop.inEventLoop {
-            appendMessage(message)
+            sendOnLoop(message)
             finishOnLoop(.ok)
         } else {
             let sendable = copy message
             eventLoop.execute {
-                self.appendMessage(sendable)
+                self.sendOnLoop(sendable)
                 self.finishOnLoop(.ok)
             }
         }
@@ -116,9 +67,9 @@ public final class ServerCall: @unchecked Sendable {
     /// Sends one response message on a streaming call.
     public func send(_ message: ByteBuffer) {
         if eventLoop.inEventLoop {
-            appendMessage(message)
+            sendOnLoop(message)
         } else {
-            eventLoop.execute { self.appendMessage(message) }
+            eventLoop.execute { self.sendOnLoop(message) }
         }
     }
 
@@ -135,7 +86,7 @@ public final class ServerCall: @unchecked Sendable {
     /// checks it to bound what a slow reader makes us buffer. Event loop only.
     public var pendingOutboundBytes: Int {
         eventLoop.preconditionInEventLoop()
-        return outbound.readableBytes
+        return machine.outbound.readableBytes
     }
 
     // MARK: Callbacks (install from the handler, on the event loop)
@@ -162,42 +113,114 @@ public final class ServerCall: @unchecked Sendable {
     /// True once the call has ended, by the handler or by the client. Event loop only.
     public var isFinished: Bool {
         eventLoop.preconditionInEventLoop()
-        return finalStatus != nil || closed
+        return machine.isFinished
     }
 
-    // MARK: Connection side (event loop)
+    // MARK: Transport side (event loop)
 
-    func setDeadline(fromNowNanos nanos: Int64) {
-        let now = NIODeadline.now()
-        let (sum, overflow) = now.uptimeNanoseconds.addingReportingOverflow(UInt64(max(nanos, 0)))
-        deadline = overflow ? .distantFuture : .uptimeNanoseconds(sum)
+    func receiveHeader(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, router: RPCRouter) {
+        machine.receiveHeader(name: name, value: value, router: router)
     }
 
-    /// Ends the call with DEADLINE_EXCEEDED when its timeout (`grpc-timeout`, or Connect's
-    /// `connect-timeout-ms`) passes before it finishes.
-    func armDeadline() {
-        guard let timeout = timeoutNanos else { return }
-        setDeadline(fromNowNanos: timeout)
-        guard let deadline else { return }
-        deadlineTask = eventLoop.scheduleTask(deadline: deadline) { [weak self] in
-            guard let self, self.finalStatus == nil, !self.closed else { return }
-            self.cancel()
-            self.finishOnLoop(
-                RPCStatus(.deadlineExceeded, "deadline exceeded after \(GRPCTimeout.describe(nanos: timeout))"))
+    /// The request head is complete; `parsed` when the transport read it whole (HTTP/1.1).
+    func receiveHead(_ parsed: RequestHead? = nil) {
+        perform(machine.receiveHead(parsed))
+    }
+
+    func receiveData(_ bytes: UnsafeRawBufferPointer) {
+        machine.receiveData(bytes)
+        while let action = machine.nextRequestMessage() {
+            perform(action)
         }
     }
 
-    func deliver(_ message: ByteBuffer) {
-        messageCallback?(message)
+    func receiveEnd() {
+        perform(machine.receiveEnd())
     }
 
-    func deliverRequestEnd() {
-        requestEndCallback?()
+    /// Whether the client may still send: an answer that went out before the request ended
+    /// asks it to stop (HTTP/2's RST_STREAM(NO_ERROR)).
+    var requestIsOpen: Bool { !machine.requestEnded }
+
+    func readBody(into buffer: UnsafeMutableRawBufferPointer) -> ResponseBodyChunk {
+        machine.readBody(into: buffer)
     }
 
-    /// The stream closed (reset by the peer, or the connection went away) or the deadline
-    /// passed before the handler finished.
-    func cancel() {
+    func takeBody() -> (bytes: ByteBuffer, ended: Bool) {
+        machine.takeBody()
+    }
+
+    /// The stream closed (reset by the peer, the connection went away, or the exchange is
+    /// done): a handler still due to answer is cancelled, and the call lets go of everything.
+    func close() {
+        if machine.close() { cancel() }
+        releaseCallbacks()
+        transport = nil
+    }
+
+    // MARK: Carrying out actions
+
+    private func perform(_ action: ServerStreamStateMachine.Action) {
+        switch action {
+        case .none:
+            break
+        case .armDeadline(let nanos):
+            armDeadline(nanos: nanos)
+        case .start(let start, let deadlineNanos):
+            if let deadlineNanos { armDeadline(nanos: deadlineNanos) }
+            switch start {
+            case .bidirectional(let handler):
+                handler(self)
+            case .unary(let handler, let request):
+                if let deadline, deadline <= .now() {
+                    return finishOnLoop(RPCStatus(.deadlineExceeded, "deadline exceeded before the call started"))
+                }
+                handler(request, self)
+            }
+        case .deliver(let message):
+            messageCallback?(message)
+        case .deliverEnd:
+            requestEndCallback?()
+        case .fail(let status):
+            cancel()
+            finishOnLoop(status)
+        case .writeHead(let head, let hasBody):
+            transport?.writeResponseHead(head, hasBody: hasBody, for: self)
+        case .resume:
+            transport?.resumeResponse(for: self)
+        }
+    }
+
+    private func sendOnLoop(_ message: consuming ByteBuffer) {
+        perform(machine.send(message))
+    }
+
+    func finishOnLoop(_ status: RPCStatus) {
+        guard !machine.isFinished else { return }
+        deadlineTask?.cancel()
+        deadlineTask = nil
+        perform(machine.finish(status))
+        // The handler is done with the call: drop its closures now so the cycles they may
+        // hold on the call break here, not at stream close.
+        releaseCallbacks()
+    }
+
+    /// Ends the call with DEADLINE_EXCEEDED when its timeout passes before it finishes.
+    private func armDeadline(nanos: Int64) {
+        let now = NIODeadline.now()
+        let (sum, overflow) = now.uptimeNanoseconds.addingReportingOverflow(UInt64(max(nanos, 0)))
+        let deadline: NIODeadline = overflow ? .distantFuture : .uptimeNanoseconds(sum)
+        self.deadline = deadline
+        deadlineTask = eventLoop.scheduleTask(deadline: deadline) { [weak self] in
+            guard let self, !self.machine.isFinished else { return }
+            self.cancel()
+            self.finishOnLoop(
+                RPCStatus(.deadlineExceeded, "deadline exceeded after \(GRPCTimeout.describe(nanos: nanos))"))
+        }
+    }
+
+    /// The handler will not be answered: its `onCancel` runs, and its callbacks are dropped.
+    private func cancel() {
         deadlineTask?.cancel()
         deadlineTask = nil
         let callback = cancelCallback
@@ -205,41 +228,9 @@ public final class ServerCall: @unchecked Sendable {
         callback?()
     }
 
-    func releaseCallbacks() {
+    private func releaseCallbacks() {
         messageCallback = nil
         requestEndCallback = nil
         cancelCallback = nil
-    }
-
-    func finishOnLoop(_ status: RPCStatus) {
-        guard finalStatus == nil, !closed else { return }
-        finalStatus = status
-        deadlineTask?.cancel()
-        deadlineTask = nil
-        connection?.callHasOutput(self)
-        // The handler is done with the call: drop its closures now so the cycles they
-        // may hold on the call break here, not at stream close.
-        releaseCallbacks()
-    }
-
-    private func appendMessage(_ message: consuming ByteBuffer) {
-        guard finalStatus == nil, !closed else { return }
-        if let codec = connectStream {
-            guard
-                var envelope = codec == .json
-                    ? ConnectStreaming.json(of: message, route: route, allocator: allocator) : message
-            else {
-                return finishOnLoop(RPCStatus(.internal, "cannot write the response message as JSON"))
-            }
-            var flags: UInt8 = 0
-            if compressesStream, envelope.readableBytes >= ConnectUnary.compressMinBytes {
-                envelope = Gzip.compress(envelope, allocator: allocator)
-                flags = ConnectStreaming.compressedFlag
-            }
-            GRPCMessageFramer.write(envelope, into: &outbound, flags: flags)
-        } else {
-            GRPCMessageFramer.write(message, into: &outbound)
-        }
-        connection?.callHasOutput(self)
     }
 }

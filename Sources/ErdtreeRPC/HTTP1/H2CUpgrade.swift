@@ -53,37 +53,9 @@ enum H2CUpgrade {
     }
 }
 
-extension GRPCServerConnectionHandler {
-    /// Serves the request that asked for the upgrade as stream 1 (already opened by
-    /// `NGHTTP2Session.upgrade`), as if it had come in HEADERS and DATA frames.
-    func serveUpgradedRequest(_ head: HTTPRequestHead, body: ByteBuffer) {
-        sessionBeginHeaders(streamID: 1)
-        func header(_ name: String, _ value: String) {
-            var name = name
-            var value = value
-            name.withUTF8 { name in
-                value.withUTF8 { value in
-                    sessionHeader(streamID: 1, name: UnsafeRawBufferPointer(name), value: UnsafeRawBufferPointer(value))
-                }
-            }
-        }
-        header(":method", head.method.rawValue)
-        header(":path", head.uri)
-        for (name, value) in head.headers {
-            let lowered = name.lowercased()
-            // Connection-specific fields have no place in HTTP/2 (RFC 9113 §8.2.2).
-            if H2CUpgrade.hopByHop.contains(lowered) { continue }
-            header(lowered, value)
-        }
-        sessionHeadersComplete(streamID: 1, endStream: body.readableBytes == 0)
-        guard body.readableBytes > 0 else { return }
-        body.withUnsafeReadableBytes { sessionData(streamID: 1, bytes: $0) }
-        sessionDataEndStream(streamID: 1)
-    }
-}
-
 extension H2CUpgrade {
-    fileprivate static let hopByHop: Set<String> = [
+    /// Connection-specific fields, which have no place in HTTP/2 (RFC 9113 §8.2.2).
+    static let hopByHop: Set<String> = [
         "connection", "upgrade", "http2-settings", "keep-alive", "proxy-connection", "transfer-encoding", "host",
         "te",
     ]

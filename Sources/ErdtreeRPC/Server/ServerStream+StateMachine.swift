@@ -1,0 +1,472 @@
+import NIOCore
+import NIOHTTP1
+
+/// How a response starts, whatever the transport; each transport turns it into its own head.
+enum ResponseHead: Equatable {
+    /// gRPC: 200 `application/grpc`; messages and then trailers follow.
+    case grpc
+    /// gRPC trailers-only: the status in the one header block, no body.
+    case grpcTrailersOnly(RPCStatus, advertiseEncodings: Bool)
+    /// Connect streaming: 200 and the stream's content type; envelopes follow, the end-stream
+    /// envelope last.
+    case connectStream(ConnectStreaming.Options)
+    /// An answer whose body is all queued already: Connect unary, and refusals.
+    case whole(WholeResponse)
+}
+
+/// The head of a response sent in one piece.
+struct WholeResponse: Equatable {
+    var status: HTTPResponseStatus
+    /// nil: a bare status with no body (an HTTP/2 refusal of a request that is not gRPC).
+    var contentType: String?
+    var contentEncoding: String?
+    /// The `allow` field of a 405.
+    var allow: String?
+    /// HTTP/1.1: the connection closes after this answer.
+    var closesConnection = false
+}
+
+/// What the transport writes when a response body has no more bytes queued.
+enum ResponseBodyChunk: Equatable {
+    /// Nothing queued yet; the stream resumes when the call has more.
+    case deferred
+    /// `count` bytes were copied; `end` says whether the body is complete and how.
+    case data(count: Int, end: ResponseEnd?)
+}
+
+enum ResponseEnd: Equatable {
+    /// gRPC: trailers carrying the status.
+    case trailers(RPCStatus)
+    /// Everything else: the body just ends.
+    case endOfBody
+}
+
+/// The life of one call on the server, shared by the HTTP/2 and HTTP/1.1 transports: what the
+/// request has shown, whether the handler runs, what the response has sent.
+///
+/// Events come in from the transport (`receiveHead`, `receiveData`, `receiveEnd`, `close`) and
+/// from the handler (`send`, `finish`); each returns the `Action` its owner (`ServerCall`)
+/// carries out, as NIO's `HTTPServerPipelineHandler` and grpc-swift's `GRPCStreamStateMachine`
+/// do. Nothing here touches a channel, a clock or a handler, so every transition can be tested
+/// on its own. Event loop only (it lives in the call, which belongs to one loop).
+struct ServerStreamStateMachine {
+    enum State: Equatable {
+        /// The request head is still arriving (HTTP/2 header fields).
+        case receivingHead
+        /// Refused before any handler ran; answered once the request has ended.
+        case refusing(Refusal)
+        /// The request is coming in and the handler waits for it: a unary or server-streaming
+        /// call for its one message, a Connect unary call for its whole body.
+        case collecting
+        /// The handler runs.
+        case running
+        /// The response is decided; it may still be leaving. `status` is nil for an answer at
+        /// the HTTP level (a refusal that is neither gRPC nor Connect).
+        case finished(RPCStatus?)
+        /// The stream is gone: reset, connection closed, or the exchange done.
+        case closed
+    }
+
+    /// How the call's messages are framed, once its plan is known.
+    enum Framing: Equatable {
+        case undecided
+        case grpc
+        case connectUnary(ConnectUnary)
+        case connectStream(ConnectStreaming.Options)
+    }
+
+    /// How request bytes are taken in.
+    enum Inbound: Equatable {
+        /// Enveloped messages, split as they arrive (gRPC; Connect streaming over HTTP/2).
+        case deframing
+        /// The whole body, up to the message limit, then read on to its end keeping nothing
+        /// (Connect unary; Connect streaming over HTTP/1.1, whose one envelope is split once in).
+        case collecting(tooLarge: Bool)
+        /// The request is complete already (a Connect GET: its message came in the query).
+        case complete
+        /// Nothing more is wanted: bytes are dropped.
+        case dropping
+    }
+
+    /// What the response has sent.
+    enum ResponsePhase: Equatable {
+        case idle
+        case streaming
+        /// Everything is queued, its end included.
+        case complete
+    }
+
+    /// What the call's owner must do after an event.
+    enum Action {
+        case none
+        /// The call's deadline (`grpc-timeout`) starts now, before the handler does.
+        case armDeadline(nanos: Int64)
+        /// Run the handler, arming the deadline first when one is given.
+        case start(Start, deadlineNanos: Int64?)
+        /// Hand the handler a request message (bidirectional calls).
+        case deliver(ByteBuffer)
+        /// Tell the handler the client sent its last message.
+        case deliverEnd
+        /// Cancel the handler, if it runs, and end the call with `status`.
+        case fail(RPCStatus)
+        case writeHead(ResponseHead, hasBody: Bool)
+        /// More of the response body, or its end, is queued.
+        case resume
+    }
+
+    enum Start {
+        case bidirectional(@Sendable (ServerCall) -> Void)
+        case unary(@Sendable (ByteBuffer, ServerCall) -> Void, request: ByteBuffer)
+    }
+
+    let transport: ServerTransport
+    let maxMessageBytes: Int
+    let allocator: ByteBufferAllocator
+    private(set) var head = RequestHead()
+    private(set) var state = State.receivingHead
+    private(set) var framing = Framing.undecided
+    private(set) var inbound = Inbound.dropping
+    private(set) var response = ResponsePhase.idle
+    private(set) var requestEnded = false
+    private var deframer: GRPCMessageDeframer
+    /// A collected body; for unary and server-streaming methods, their one request message.
+    private var body: ByteBuffer?
+    private var pendingRequest: ByteBuffer?
+    /// Response bytes not yet taken by the transport.
+    private(set) var outbound: ByteBuffer
+
+    init(transport: ServerTransport, maxMessageBytes: Int, allocator: ByteBufferAllocator) {
+        self.transport = transport
+        self.maxMessageBytes = maxMessageBytes
+        self.allocator = allocator
+        self.deframer = GRPCMessageDeframer(maxMessageBytes: maxMessageBytes, allocator: allocator)
+        self.outbound = allocator.buffer(capacity: 0)
+    }
+
+    var isFinished: Bool {
+        switch state {
+        case .finished, .closed: true
+        default: false
+        }
+    }
+
+    // MARK: Request events
+
+    /// One header field of the request head; fields after the head (HTTP/2 trailers) are ignored.
+    mutating func receiveHeader(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, router: RPCRouter) {
+        guard case .receivingHead = state else { return }
+        head.add(name: name, value: value, router: router)
+    }
+
+    /// The head is complete (HTTP/2), or the whole head was parsed (HTTP/1.1).
+    mutating func receiveHead(_ parsed: RequestHead? = nil) -> Action {
+        guard case .receivingHead = state else { return .none }
+        if let parsed { head = parsed }
+        switch CallPlan.plan(head, transport: transport) {
+        case .refuse(let refusal, let early):
+            inbound = .dropping
+            if early && transport.answersEarly { return answer(refusal) }
+            state = .refusing(refusal)
+            return .none
+        case .grpc(let route):
+            framing = .grpc
+            inbound = .deframing
+            return begin(route, deadlineNanos: head.grpcTimeoutNanos)
+        case .connectStream(let options, let route):
+            framing = .connectStream(options)
+            deframer.gzipAccepted = options.inflatesRequests
+            inbound = transport == .http2 ? .deframing : .collecting(tooLarge: false)
+            return begin(route, deadlineNanos: options.timeoutNanos)
+        case .connectUnary(let exchange, _):
+            framing = .connectUnary(exchange)
+            inbound = .collecting(tooLarge: false)
+            state = .collecting
+            return .none
+        case .connectGet(let exchange, _, let message):
+            framing = .connectUnary(exchange)
+            inbound = .complete
+            body = allocator.buffer(bytes: message)
+            state = .collecting
+            return .none
+        }
+    }
+
+    private mutating func begin(_ route: RPCRouter.Route, deadlineNanos: Int64?) -> Action {
+        if case .bidirectional(let handler) = route.handler {
+            state = .running
+            return .start(.bidirectional(handler), deadlineNanos: deadlineNanos)
+        }
+        state = .collecting
+        return deadlineNanos.map { .armDeadline(nanos: $0) } ?? .none
+    }
+
+    /// Request body bytes; messages are taken out with `nextRequestMessage()`.
+    mutating func receiveData(_ bytes: UnsafeRawBufferPointer) {
+        switch state {
+        case .collecting, .running: break
+        default: return
+        }
+        switch inbound {
+        case .deframing:
+            deframer.append(bytes)
+        case .collecting(let tooLarge):
+            guard !tooLarge else { return }
+            if (body?.readableBytes ?? 0) + bytes.count > maxMessageBytes {
+                // Read on to the end of the request, keeping nothing, then refuse it.
+                inbound = .collecting(tooLarge: true)
+                body = nil
+            } else if body == nil {
+                // Sized by the first chunk, which is usually the whole body.
+                body = allocator.buffer(bytes: bytes)
+            } else {
+                body?.writeBytes(bytes)
+            }
+        case .complete, .dropping:
+            return
+        }
+    }
+
+    /// The next thing a request message asks for; nil when no whole message is buffered.
+    /// Call it until it returns nil (a message held for a unary handler returns `.none`).
+    mutating func nextRequestMessage() -> Action? {
+        guard inbound == .deframing else { return nil }
+        switch state {
+        case .collecting, .running: break
+        default: return nil
+        }
+        let message: ByteBuffer
+        do throws(RPCStatus) {
+            guard let next = try deframer.next() else { return nil }
+            message = next
+        } catch {
+            return fail(error)
+        }
+        return received(message)
+    }
+
+    private mutating func received(_ message: ByteBuffer) -> Action {
+        guard let route = head.route else { return .none }
+        var message = message
+        if case .connectStream(let options) = framing {
+            switch options.request(message, route: route, allocator: allocator) {
+            case .success(let binary): message = binary
+            case .failure(let status): return fail(status)
+            }
+        }
+        switch route.handler {
+        case .bidirectional:
+            return .deliver(message)
+        case .unary, .serverStreaming:
+            guard pendingRequest == nil else {
+                return fail(RPCStatus(.invalidArgument, "\(route.path) takes one request message, got more"))
+            }
+            pendingRequest = message
+            return .none
+        }
+    }
+
+    /// The client sent its last byte.
+    mutating func receiveEnd() -> Action {
+        guard !requestEnded else { return .none }
+        requestEnded = true
+        switch state {
+        case .refusing(let refusal): return answer(refusal)
+        case .collecting, .running: break
+        default: return .none
+        }
+        switch inbound {
+        case .collecting(let tooLarge):
+            if tooLarge {
+                return fail(RPCStatus(.resourceExhausted, "request body larger than the \(maxMessageBytes)-byte limit"))
+            }
+            return bodyComplete()
+        case .complete:
+            return bodyComplete()
+        case .deframing:
+            return deframedRequestEnded()
+        case .dropping:
+            return .none
+        }
+    }
+
+    /// A collected body is all in: a Connect unary request, or the one envelope of a Connect
+    /// stream over HTTP/1.1.
+    private mutating func bodyComplete() -> Action {
+        let collected = body ?? allocator.buffer(capacity: 0)
+        body = nil
+        guard let route = head.route else { return .none }
+        switch framing {
+        case .connectUnary(let exchange):
+            inbound = .dropping
+            switch exchange.request(from: collected, route: route, maxBytes: maxMessageBytes, allocator: allocator) {
+            case .failure(let refusal):
+                return answer(refusal)
+            case .success(let (request, timeoutNanos)):
+                guard case .unary(let handler) = route.handler else { return .none }
+                state = .running
+                return .start(.unary(handler, request: request), deadlineNanos: timeoutNanos)
+            }
+        case .connectStream:
+            inbound = .deframing
+            collected.withUnsafeReadableBytes { deframer.append($0) }
+            while let action = nextRequestMessage() {
+                if case .fail = action { return action }
+            }
+            return deframedRequestEnded()
+        case .grpc, .undecided:
+            return .none
+        }
+    }
+
+    private mutating func deframedRequestEnded() -> Action {
+        guard let route = head.route else { return .none }
+        if deframer.hasPartialMessage {
+            return fail(
+                RPCStatus(.invalidArgument, "request ended inside a message: got \(deframer.partialMessageDescription)")
+            )
+        }
+        switch route.handler {
+        case .bidirectional:
+            return .deliverEnd
+        case .unary(let handler), .serverStreaming(let handler):
+            guard case .collecting = state else { return .none }
+            guard let request = pendingRequest else {
+                return fail(RPCStatus(.invalidArgument, "\(route.path) requires a request message, got none"))
+            }
+            pendingRequest = nil
+            state = .running
+            return .start(.unary(handler, request: request), deadlineNanos: nil)
+        }
+    }
+
+    /// Drops whatever else the request sends and has the call end with `status`.
+    private mutating func fail(_ status: RPCStatus) -> Action {
+        inbound = .dropping
+        return .fail(status)
+    }
+
+    /// Answers a refusal in its protocol's format; the handler never runs.
+    private mutating func answer(_ refusal: Refusal) -> Action {
+        inbound = .dropping
+        response = .complete
+        switch refusal {
+        case .grpc(let status, let advertiseEncodings):
+            state = .finished(status)
+            return .writeHead(.grpcTrailersOnly(status, advertiseEncodings: advertiseEncodings), hasBody: false)
+        case .connectStream(let status, let options):
+            state = .finished(status)
+            framing = .connectStream(options)
+            ConnectStreaming.endStream(status, into: &outbound)
+            return .writeHead(.connectStream(options), hasBody: true)
+        case .connect(let status, let http, let allow, let closesConnection):
+            state = .finished(status)
+            let error = ConnectUnary.error(status, http: http, allocator: allocator)
+            outbound = error.body
+            let head = WholeResponse(
+                status: error.status, contentType: error.contentType, allow: allow, closesConnection: closesConnection)
+            return .writeHead(.whole(head), hasBody: true)
+        case .http(let status, let allow):
+            state = .finished(nil)
+            return .writeHead(.whole(WholeResponse(status: status, allow: allow)), hasBody: false)
+        }
+    }
+
+    // MARK: Handler events
+
+    /// A response message from the handler.
+    mutating func send(_ message: consuming ByteBuffer) -> Action {
+        guard case .running = state else { return .none }
+        switch framing {
+        case .grpc:
+            GRPCMessageFramer.write(message, into: &outbound)
+            return started(.grpc)
+        case .connectStream(let options):
+            do throws(RPCStatus) {
+                try options.write(message, route: head.route, into: &outbound, allocator: allocator)
+            } catch {
+                return finish(error)
+            }
+            return started(.connectStream(options))
+        case .connectUnary:
+            // Answered whole when the call finishes.
+            GRPCMessageFramer.write(message, into: &outbound)
+            return .none
+        case .undecided:
+            return .none
+        }
+    }
+
+    private mutating func started(_ head: ResponseHead) -> Action {
+        guard response == .idle else { return .resume }
+        response = .streaming
+        return .writeHead(head, hasBody: true)
+    }
+
+    /// The call ends with `status` (from the handler, a failure, or its deadline); later
+    /// answers are ignored.
+    mutating func finish(_ status: RPCStatus) -> Action {
+        switch state {
+        case .collecting, .running: break
+        default: return .none
+        }
+        state = .finished(status)
+        inbound = .dropping
+        let wasIdle = response == .idle
+        response = .complete
+        switch framing {
+        case .grpc:
+            guard wasIdle else { return .resume }
+            // Nothing was sent: a trailers-only response, one HEADERS frame.
+            if outbound.readableBytes == 0 {
+                return .writeHead(.grpcTrailersOnly(status, advertiseEncodings: false), hasBody: false)
+            }
+            return .writeHead(.grpc, hasBody: true)
+        case .connectStream(let options):
+            ConnectStreaming.endStream(status, into: &outbound)
+            return wasIdle ? .writeHead(.connectStream(options), hasBody: true) : .resume
+        case .connectUnary(let exchange):
+            let answer = exchange.response(
+                to: status, framedMessage: outbound, route: head.route, allocator: allocator)
+            outbound = answer.body
+            let head = WholeResponse(
+                status: answer.status, contentType: answer.contentType, contentEncoding: answer.contentEncoding)
+            return .writeHead(.whole(head), hasBody: answer.body.readableBytes > 0)
+        case .undecided:
+            return .none
+        }
+    }
+
+    // MARK: Transport events
+
+    /// HTTP/2 pulls the next piece of the body into one of its DATA frames.
+    mutating func readBody(into buffer: UnsafeMutableRawBufferPointer) -> ResponseBodyChunk {
+        let count = outbound.drain(into: buffer)
+        guard outbound.readableBytes == 0, response == .complete else {
+            return count == 0 ? .deferred : .data(count: count, end: nil)
+        }
+        if framing == .grpc, case .finished(let status?) = state {
+            return .data(count: count, end: .trailers(status))
+        }
+        return .data(count: count, end: .endOfBody)
+    }
+
+    /// HTTP/1.1 takes everything queued; `ended` once the response is complete.
+    mutating func takeBody() -> (bytes: ByteBuffer, ended: Bool) {
+        let bytes = outbound
+        outbound = allocator.buffer(capacity: 0)
+        return (bytes, response == .complete)
+    }
+
+    /// The stream is gone. Returns whether the handler was still due to answer (it is then
+    /// cancelled).
+    mutating func close() -> Bool {
+        let unfinished: Bool
+        switch state {
+        case .collecting, .running: unfinished = true
+        default: unfinished = false
+        }
+        state = .closed
+        inbound = .dropping
+        return unfinished
+    }
+}
