@@ -21,7 +21,11 @@ struct GRPCMessageDeframer {
         // Reclaim the consumed front before growing: on a stream whose chunks never end on
         // a message boundary the buffer is never empty, so `next()` never rewinds it, and
         // it would otherwise keep every message the stream ever carried.
-        if buffer.readerIndex > 0, buffer.writableBytes < bytes.count {
+        if buffer.readableBytes == 0, buffer.capacity < bytes.count {
+            // The usual case, a message arriving whole into an empty buffer: storage of the
+            // right size at once, rather than a copy of the empty storage grown to fit.
+            buffer.clear(minimumCapacity: bytes.count)
+        } else if buffer.readerIndex > 0, buffer.writableBytes < bytes.count {
             buffer.discardReadBytes()
         }
         buffer.writeBytes(bytes)

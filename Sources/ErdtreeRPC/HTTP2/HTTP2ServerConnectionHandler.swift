@@ -71,6 +71,7 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
         lastCall = call
     }
 
+    @inline(__always)
     private func call(_ streamID: Int32) -> ServerCall? {
         if let last = lastCall, last.streamID == streamID { return last }
         let found = streams[streamID]

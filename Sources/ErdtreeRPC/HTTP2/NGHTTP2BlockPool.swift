@@ -50,8 +50,8 @@ final class NGHTTP2BlockPool {
         guard needed <= 1 << Self.maxClass else {
             return Self.stamp(malloc(needed), sizeClass: Self.unpooled)
         }
-        var sizeClass = Self.minClass
-        while 1 << sizeClass < needed { sizeClass += 1 }
+        // The smallest power of two that holds `needed`, from the bit length of `needed - 1`.
+        let sizeClass = max(Self.minClass, Int.bitWidth - (needed - 1).leadingZeroBitCount)
         let index = sizeClass - Self.minClass
         if let block = heads[index] {
             heads[index] = block.load(as: UnsafeMutableRawPointer?.self)

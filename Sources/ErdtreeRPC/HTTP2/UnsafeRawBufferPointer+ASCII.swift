@@ -8,10 +8,12 @@ extension UnsafeRawBufferPointer {
     /// Byte-wise equality with an ASCII literal. Header names and values are compared on
     /// every request; the generic `elementsEqual` over a `String.UTF8View` costs a few
     /// hundred instructions each time, `memcmp` a handful.
+    @inline(__always)
     func equals(_ literal: StaticString) -> Bool {
         count == literal.utf8CodeUnitCount && hasPrefix(literal)
     }
 
+    @inline(__always)
     func hasPrefix(_ literal: StaticString) -> Bool {
         let length = literal.utf8CodeUnitCount
         guard count >= length else { return false }

@@ -14,7 +14,8 @@ enum ServerTransport {
 }
 
 /// Why a request is refused before any handler runs, in the format its protocol answers in.
-enum Refusal: Error, Equatable {
+/// `indirect` keeps it one word wide in every call's state (a gRPC call never has one).
+indirect enum Refusal: Error, Equatable {
     /// gRPC: a trailers-only response; `advertiseEncodings` adds `grpc-accept-encoding`.
     case grpc(RPCStatus, advertiseEncodings: Bool = false)
     /// Connect streaming: 200, and the error in the end-stream envelope.

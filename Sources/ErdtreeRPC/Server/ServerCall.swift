@@ -23,7 +23,7 @@ public final class ServerCall: @unchecked Sendable {
     /// The method's `:path`, e.g. `/erdtree.v1.KVStore/Get`.
     public var path: String { machine.head.path }
     public let eventLoop: any EventLoop
-    public let allocator: ByteBufferAllocator
+    public var allocator: ByteBufferAllocator { machine.allocator }
     /// When the client stops waiting (`grpc-timeout`, `connect-timeout-ms`), if it said.
     public private(set) var deadline: NIODeadline?
 
@@ -44,7 +44,6 @@ public final class ServerCall: @unchecked Sendable {
         self.streamID = streamID
         self.transport = transport
         self.eventLoop = eventLoop
-        self.allocator = allocator
         self.machine = ServerStreamStateMachine(transport: kind, maxMessageBytes: maxMessageBytes, allocator: allocator)
     }
 
@@ -53,14 +52,10 @@ public final class ServerCall: @unchecked Sendable {
     /// Answers a unary call: the response message, then status OK.
     public func respond(_ message: consuming ByteBuffer) {
         if eventLoop.inEventLoop {
-            sendOnLoop(message)
-            finishOnLoop(.ok)
+            respondOnLoop(message)
         } else {
             let sendable = copy message
-            eventLoop.execute {
-                self.sendOnLoop(sendable)
-                self.finishOnLoop(.ok)
-            }
+            eventLoop.execute { self.respondOnLoop(sendable) }
         }
     }
 
@@ -118,15 +113,22 @@ public final class ServerCall: @unchecked Sendable {
 
     // MARK: Transport side (event loop)
 
+    @inline(__always)
     func receiveHeader(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, router: RPCRouter) {
         machine.receiveHeader(name: name, value: value, router: router)
     }
 
-    /// The request head is complete; `parsed` when the transport read it whole (HTTP/1.1).
-    func receiveHead(_ parsed: RequestHead? = nil) {
+    /// The request head is complete: its fields came through `receiveHeader` (HTTP/2).
+    func receiveHead() {
+        perform(machine.receiveHead())
+    }
+
+    /// The whole request head, as the transport parsed it (HTTP/1.1, an upgraded request).
+    func receiveHead(_ parsed: RequestHead) {
         perform(machine.receiveHead(parsed))
     }
 
+    @inline(__always)
     func receiveData(_ bytes: UnsafeRawBufferPointer) {
         machine.receiveData(bytes)
         while let action = machine.nextRequestMessage() {
@@ -134,14 +136,17 @@ public final class ServerCall: @unchecked Sendable {
         }
     }
 
+    @inline(__always)
     func receiveEnd() {
         perform(machine.receiveEnd())
     }
 
     /// Whether the client may still send: an answer that went out before the request ended
     /// asks it to stop (HTTP/2's RST_STREAM(NO_ERROR)).
+    @inline(__always)
     var requestIsOpen: Bool { !machine.requestEnded }
 
+    @inline(__always)
     func readBody(into buffer: UnsafeMutableRawBufferPointer) -> ResponseBodyChunk {
         machine.readBody(into: buffer)
     }
@@ -160,8 +165,8 @@ public final class ServerCall: @unchecked Sendable {
 
     // MARK: Carrying out actions
 
-    private func perform(_ action: ServerStreamStateMachine.Action) {
-        switch action {
+    private func perform(_ action: consuming ServerStreamStateMachine.Action) {
+        switch consume action {
         case .none:
             break
         case .armDeadline(let nanos):
@@ -195,11 +200,22 @@ public final class ServerCall: @unchecked Sendable {
         perform(machine.send(message))
     }
 
+    private func respondOnLoop(_ message: consuming ByteBuffer) {
+        guard !machine.isFinished else { return }
+        let action = machine.respond(message)
+        finished(action)
+    }
+
     func finishOnLoop(_ status: RPCStatus) {
         guard !machine.isFinished else { return }
+        let action = machine.finish(status)
+        finished(action)
+    }
+
+    private func finished(_ action: consuming ServerStreamStateMachine.Action) {
         deadlineTask?.cancel()
         deadlineTask = nil
-        perform(machine.finish(status))
+        perform(action)
         // The handler is done with the call: drop its closures now so the cycles they may
         // hold on the call break here, not at stream close.
         releaseCallbacks()

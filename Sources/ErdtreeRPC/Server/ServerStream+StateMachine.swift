@@ -5,8 +5,9 @@ import NIOHTTP1
 enum ResponseHead: Equatable {
     /// gRPC: 200 `application/grpc`; messages and then trailers follow.
     case grpc
-    /// gRPC trailers-only: the status in the one header block, no body.
-    case grpcTrailersOnly(RPCStatus, advertiseEncodings: Bool)
+    /// gRPC trailers-only: the status in the one header block, no body. Boxed, as errors are
+    /// rare: it keeps every `Action` smaller, and each costs a destroy.
+    indirect case grpcTrailersOnly(RPCStatus, advertiseEncodings: Bool)
     /// Connect streaming: 200 and the stream's content type; envelopes follow, the end-stream
     /// envelope last.
     case connectStream(ConnectStreaming.Options)
@@ -50,19 +51,21 @@ enum ResponseEnd: Equatable {
 /// do. Nothing here touches a channel, a clock or a handler, so every transition can be tested
 /// on its own. Event loop only (it lives in the call, which belongs to one loop).
 struct ServerStreamStateMachine {
+    /// Where the call is. Trivially copyable on purpose: it is checked on every header field
+    /// and body chunk, and an enum with payloads costs a copy and a destroy per check (measured:
+    /// ~600 instructions a gRPC call); what a state needs is in `refusal` and `finalStatus`.
     enum State: Equatable {
         /// The request head is still arriving (HTTP/2 header fields).
         case receivingHead
-        /// Refused before any handler ran; answered once the request has ended.
-        case refusing(Refusal)
+        /// Refused before any handler ran (`refusal`); answered once the request has ended.
+        case refusing
         /// The request is coming in and the handler waits for it: a unary or server-streaming
         /// call for its one message, a Connect unary call for its whole body.
         case collecting
         /// The handler runs.
         case running
-        /// The response is decided; it may still be leaving. `status` is nil for an answer at
-        /// the HTTP level (a refusal that is neither gRPC nor Connect).
-        case finished(RPCStatus?)
+        /// The response is decided (`finalStatus`); it may still be leaving.
+        case finished
         /// The stream is gone: reset, connection closed, or the exchange done.
         case closed
     }
@@ -120,10 +123,14 @@ struct ServerStreamStateMachine {
     }
 
     let transport: ServerTransport
-    let maxMessageBytes: Int
     let allocator: ByteBufferAllocator
     private(set) var head = RequestHead()
     private(set) var state = State.receivingHead
+    /// While `refusing`: the answer the request gets once it has ended.
+    private var refusal: Refusal?
+    /// Once `finished`: the call's status, nil for an answer at the HTTP level (a refusal of a
+    /// request that is neither gRPC nor Connect).
+    private(set) var finalStatus: RPCStatus?
     private(set) var framing = Framing.undecided
     private(set) var inbound = Inbound.dropping
     private(set) var response = ResponsePhase.idle
@@ -137,11 +144,12 @@ struct ServerStreamStateMachine {
 
     init(transport: ServerTransport, maxMessageBytes: Int, allocator: ByteBufferAllocator) {
         self.transport = transport
-        self.maxMessageBytes = maxMessageBytes
         self.allocator = allocator
         self.deframer = GRPCMessageDeframer(maxMessageBytes: maxMessageBytes, allocator: allocator)
         self.outbound = allocator.buffer(capacity: 0)
     }
+
+    var maxMessageBytes: Int { deframer.maxMessageBytes }
 
     var isFinished: Bool {
         switch state {
@@ -153,20 +161,28 @@ struct ServerStreamStateMachine {
     // MARK: Request events
 
     /// One header field of the request head; fields after the head (HTTP/2 trailers) are ignored.
+    @inline(__always)
     mutating func receiveHeader(name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, router: RPCRouter) {
         guard case .receivingHead = state else { return }
         head.add(name: name, value: value, router: router)
     }
 
-    /// The head is complete (HTTP/2), or the whole head was parsed (HTTP/1.1).
-    mutating func receiveHead(_ parsed: RequestHead? = nil) -> Action {
+    /// The whole head, parsed by the transport (HTTP/1.1, or a request upgraded to HTTP/2).
+    mutating func receiveHead(_ parsed: RequestHead) -> Action {
         guard case .receivingHead = state else { return .none }
-        if let parsed { head = parsed }
+        head = parsed
+        return receiveHead()
+    }
+
+    /// The head is complete: its fields came through `receiveHeader` (HTTP/2).
+    mutating func receiveHead() -> Action {
+        guard case .receivingHead = state else { return .none }
         switch CallPlan.plan(head, transport: transport) {
         case .refuse(let refusal, let early):
             inbound = .dropping
             if early && transport.answersEarly { return answer(refusal) }
-            state = .refusing(refusal)
+            state = .refusing
+            self.refusal = refusal
             return .none
         case .grpc(let route):
             framing = .grpc
@@ -229,7 +245,7 @@ struct ServerStreamStateMachine {
     /// The next thing a request message asks for; nil when no whole message is buffered.
     /// Call it until it returns nil (a message held for a unary handler returns `.none`).
     mutating func nextRequestMessage() -> Action? {
-        guard inbound == .deframing else { return nil }
+        guard case .deframing = inbound else { return nil }
         switch state {
         case .collecting, .running: break
         default: return nil
@@ -270,7 +286,10 @@ struct ServerStreamStateMachine {
         guard !requestEnded else { return .none }
         requestEnded = true
         switch state {
-        case .refusing(let refusal): return answer(refusal)
+        case .refusing:
+            guard let refusal else { return .none }
+            self.refusal = nil
+            return answer(refusal)
         case .collecting, .running: break
         default: return .none
         }
@@ -351,24 +370,29 @@ struct ServerStreamStateMachine {
         response = .complete
         switch refusal {
         case .grpc(let status, let advertiseEncodings):
-            state = .finished(status)
+            finish(as: status)
             return .writeHead(.grpcTrailersOnly(status, advertiseEncodings: advertiseEncodings), hasBody: false)
         case .connectStream(let status, let options):
-            state = .finished(status)
+            finish(as: status)
             framing = .connectStream(options)
             ConnectStreaming.endStream(status, into: &outbound)
             return .writeHead(.connectStream(options), hasBody: true)
         case .connect(let status, let http, let allow, let closesConnection):
-            state = .finished(status)
+            finish(as: status)
             let error = ConnectUnary.error(status, http: http, allocator: allocator)
             outbound = error.body
             let head = WholeResponse(
                 status: error.status, contentType: error.contentType, allow: allow, closesConnection: closesConnection)
             return .writeHead(.whole(head), hasBody: true)
         case .http(let status, let allow):
-            state = .finished(nil)
+            finish(as: nil)
             return .writeHead(.whole(WholeResponse(status: status, allow: allow)), hasBody: false)
         }
+    }
+
+    private mutating func finish(as status: RPCStatus?) {
+        state = .finished
+        finalStatus = status
     }
 
     // MARK: Handler events
@@ -376,23 +400,36 @@ struct ServerStreamStateMachine {
     /// A response message from the handler.
     mutating func send(_ message: consuming ByteBuffer) -> Action {
         guard case .running = state else { return .none }
+        do throws(RPCStatus) {
+            try append(message)
+        } catch {
+            return finish(error)
+        }
         switch framing {
-        case .grpc:
+        case .grpc: return started(.grpc)
+        case .connectStream(let options): return started(.connectStream(options))
+        case .connectUnary, .undecided: return .none  // a unary answer goes out whole, at the end
+        }
+    }
+
+    /// A unary call's answer: its message, then OK, in one event (one response head, no
+    /// resume in between).
+    mutating func respond(_ message: consuming ByteBuffer) -> Action {
+        guard case .running = state else { return .none }
+        do throws(RPCStatus) {
+            try append(message)
+        } catch {
+            return finish(error)
+        }
+        return finish(.ok)
+    }
+
+    private mutating func append(_ message: consuming ByteBuffer) throws(RPCStatus) {
+        if case .connectStream(let options) = framing {
+            try options.write(message, route: head.route, into: &outbound, allocator: allocator)
+        } else {
+            // Connect unary answers with the bare message; it strips the prefix then.
             GRPCMessageFramer.write(message, into: &outbound)
-            return started(.grpc)
-        case .connectStream(let options):
-            do throws(RPCStatus) {
-                try options.write(message, route: head.route, into: &outbound, allocator: allocator)
-            } catch {
-                return finish(error)
-            }
-            return started(.connectStream(options))
-        case .connectUnary:
-            // Answered whole when the call finishes.
-            GRPCMessageFramer.write(message, into: &outbound)
-            return .none
-        case .undecided:
-            return .none
         }
     }
 
@@ -409,7 +446,7 @@ struct ServerStreamStateMachine {
         case .collecting, .running: break
         default: return .none
         }
-        state = .finished(status)
+        finish(as: status)
         inbound = .dropping
         let wasIdle = response == .idle
         response = .complete
@@ -444,8 +481,8 @@ struct ServerStreamStateMachine {
         guard outbound.readableBytes == 0, response == .complete else {
             return count == 0 ? .deferred : .data(count: count, end: nil)
         }
-        if framing == .grpc, case .finished(let status?) = state {
-            return .data(count: count, end: .trailers(status))
+        if case .grpc = framing, let finalStatus {
+            return .data(count: count, end: .trailers(finalStatus))
         }
         return .data(count: count, end: .endOfBody)
     }
