@@ -46,7 +46,7 @@ enum CallPlan {
 
     static func plan(_ head: RequestHead, transport: ServerTransport) -> CallPlan {
         // HTTP/1.1 carries only Connect, whose unknown procedures are 404 whatever the method.
-        if transport == .http1, head.route == nil { return unknownMethod(head, early: false) }
+        if transport == .http1, head.route == nil { return unknownMethod(head, transport, early: false) }
         if head.method == .get, let route = head.route, route.noSideEffects, !head.contentType.isGRPC {
             return connectGet(head, route)
         }
@@ -65,10 +65,10 @@ enum CallPlan {
                     .unimplemented, "grpc-encoding '\(encoding)' is not supported; this server accepts: identity")
                 return .refuse(.grpc(status, advertiseEncodings: true), early: true)
             }
-            guard let route = head.route else { return unknownMethod(head, early: true) }
+            guard let route = head.route else { return unknownMethod(head, transport, early: true) }
             return .grpc(route)
         case .connect(let codec):
-            guard let route = head.route else { return unknownMethod(head, early: false) }
+            guard let route = head.route else { return unknownMethod(head, transport, early: false) }
             return .connectUnary(
                 ConnectUnary(codec: codec, fields: head.connect, encoding: head.connect.contentEncoding), route)
         case .connectStream(let codec):
@@ -120,10 +120,11 @@ enum CallPlan {
         return .connectStream(options, route)
     }
 
-    private static func unknownMethod(_ head: RequestHead, early: Bool) -> CallPlan {
+    private static func unknownMethod(_ head: RequestHead, _ transport: ServerTransport, early: Bool) -> CallPlan {
         let status = RPCStatus(.unimplemented, "unknown method \(head.path)")
+        if transport == .http2, head.contentType.isGRPC { return .refuse(.grpc(status), early: early) }
         // Connect: an unknown procedure is 404 with code unimplemented.
-        return .refuse(head.contentType.isGRPC ? .grpc(status) : .connect(status, http: .notFound), early: early)
+        return .refuse(.connect(status, http: .notFound), early: early)
     }
 
     /// An HTTP-level refusal: a bare status over HTTP/2 (the client may be anything), a Connect
