@@ -359,11 +359,7 @@ struct ServerStreamStateMachine {
     /// A response message from the handler.
     mutating func send(_ message: consuming ByteBuffer) -> Action {
         guard case .running = state else { return .none }
-        do throws(RPCStatus) {
-            try append(message)
-        } catch {
-            return finish(error)
-        }
+        if let failed = append(message) { return failed }
         switch framing {
         case .grpc: return started(.grpc)
         case .connectStream(let options): return started(.connectStream(options))
@@ -375,20 +371,22 @@ struct ServerStreamStateMachine {
     /// resume in between).
     mutating func respond(_ message: consuming ByteBuffer) -> Action {
         guard case .running = state else { return .none }
-        do throws(RPCStatus) {
-            try append(message)
-        } catch {
-            return finish(error)
-        }
-        return finish(.ok)
+        return append(message) ?? finish(.ok)
     }
 
-    private mutating func append(_ message: consuming ByteBuffer) throws(RPCStatus) {
-        if case .connectStream(let options) = framing {
-            try options.write(message, route: head.route, into: &outbound, allocator: allocator)
-        } else {
+    /// Queues a response message; when it cannot be written (as JSON), the call ends with
+    /// that error instead, and the action for that is returned.
+    private mutating func append(_ message: consuming ByteBuffer) -> Action? {
+        guard case .connectStream(let options) = framing else {
             // Connect unary answers with the bare message; it strips the prefix then.
             GRPCMessageFramer.write(message, into: &outbound)
+            return nil
+        }
+        do throws(RPCStatus) {
+            try options.write(message, route: head.route, into: &outbound, allocator: allocator)
+            return nil
+        } catch {
+            return finish(error)
         }
     }
 

@@ -27,10 +27,7 @@ import Testing
 
     @Test func aUnaryCallIsAnsweredWithItsMessageAndOKTrailers() throws {
         let pair = try EmbeddedHTTP2Pair(router: MachineRoutes.router)
-        let recorded = pair.call(MachineRoutes.unary)
-        recorded.call?.send(ByteBuffer(bytes: [1, 2, 3]))
-        recorded.call?.closeSend()
-        try pair.pump()
+        let recorded = try pair.unary(MachineRoutes.unary, [1, 2, 3])
         #expect(recorded.messages == [[1, 2, 3]] && recorded.status == .ok)
     }
 
@@ -65,10 +62,7 @@ import Testing
     @Test func aClientResetCancelsTheHandler() throws {
         let probe = Probe()
         let pair = try EmbeddedHTTP2Pair(router: router(probe))
-        let recorded = pair.call("/t.S/Silent")
-        recorded.call?.send(ByteBuffer(bytes: [0]))
-        recorded.call?.closeSend()
-        try pair.pump()
+        let recorded = try pair.unary("/t.S/Silent", [0])
         #expect(probe.pending.count == 1 && probe.cancelled == 0)
         recorded.call?.cancel()
         try pair.pump()
@@ -82,10 +76,7 @@ import Testing
     @Test func theDeadlineEndsACallThatDoesNotAnswer() throws {
         let probe = Probe()
         let pair = try EmbeddedHTTP2Pair(router: router(probe))
-        let recorded = pair.call("/t.S/Silent", timeoutNanos: 50_000_000)
-        recorded.call?.send(ByteBuffer(bytes: [0]))
-        recorded.call?.closeSend()
-        try pair.pump()
+        let recorded = try pair.unary("/t.S/Silent", [0], timeoutNanos: 50_000_000)
         pair.server.embeddedEventLoop.advanceTime(to: .now() + .milliseconds(100))
         try pair.pump()
         #expect(recorded.status?.code == .deadlineExceeded)
@@ -95,10 +86,7 @@ import Testing
     @Test func drainingSendsGoAwayAndClosesOnceTheLastCallIsAnswered() throws {
         let probe = Probe()
         let pair = try EmbeddedHTTP2Pair(router: router(probe))
-        let recorded = pair.call("/t.S/Silent")
-        recorded.call?.send(ByteBuffer(bytes: [0]))
-        recorded.call?.closeSend()
-        try pair.pump()
+        let recorded = try pair.unary("/t.S/Silent", [0])
         pair.server.pipeline.fireUserInboundEventTriggered(RPCServer.Drain())
         try pair.pump()
         #expect(pair.server.isActive, "the call in flight may finish")

@@ -227,16 +227,6 @@ import Testing
         #expect(body.contains("content-encoding br is not supported"), "the encoding is checked first: \(body)")
     }
 
-    @Test func receiveHeadWhenConnectPathIsUnknownIs404OnceTheRequestEnds() {
-        let driver = MachineDriver(.http2)
-        #expect(driver.head(requestHead("POST", "/t.S/Nope", contentType: "application/json")) == .none)
-        #expect(driver.data(Array("{}".utf8)) == [])
-        #expect(
-            driver.end()
-                == .writeHead(.whole(WholeResponse(status: .notFound, contentType: "application/json")), hasBody: true))
-        #expect(driver.pullBody().bytes == ConnectProtocol.errorBody(unknownMethod))
-    }
-
     @Test func receiveHeadOfAConnectGetTakesTheRequestFromTheQuery() {
         let driver = MachineDriver(.http2)
         #expect(driver.head(requestHead("GET", MachineRoutes.getter + "?encoding=proto&message=%01%02")) == .none)
@@ -288,9 +278,17 @@ import Testing
 
     // MARK: HTTP/1.1 differences
 
-    @Test func receiveHeadOverHTTP1WhenPathIsUnknownIsAConnect404WhateverTheMethod() {
-        let driver = MachineDriver(.http1)
-        #expect(driver.head(requestHead("PUT", "/t.S/Nope", contentType: "application/grpc")) == .none)
+    /// HTTP/2 refuses an unknown Connect path; HTTP/1.1, which carries only Connect, any
+    /// unknown path whatever the method or content type.
+    @Test(arguments: [
+        (ServerTransport.http2, "POST", "application/json"), (.http1, "PUT", "application/grpc"),
+    ])
+    func receiveHeadWhenPathIsUnknownIsAConnect404OnceTheRequestEnds(
+        transport: ServerTransport, method: String, contentType: String
+    ) {
+        let driver = MachineDriver(transport)
+        #expect(driver.head(requestHead(method, "/t.S/Nope", contentType: contentType)) == .none)
+        #expect(driver.data(Array("{}".utf8)) == [])
         #expect(
             driver.end()
                 == .writeHead(.whole(WholeResponse(status: .notFound, contentType: "application/json")), hasBody: true))

@@ -36,6 +36,15 @@ final class EmbeddedHTTP2Pair {
         return recorded
     }
 
+    /// A unary call: its request sent and half-closed, and the connection pumped.
+    func unary(_ path: String, _ request: [UInt8], timeoutNanos: Int64? = nil) throws -> RecordedCall {
+        let recorded = call(path, timeoutNanos: timeoutNanos)
+        recorded.call?.send(ByteBuffer(bytes: request))
+        recorded.call?.closeSend()
+        try pump()
+        return recorded
+    }
+
     /// Moves bytes both ways, running each side's queued tasks, until neither has more to say.
     func pump() throws {
         var moved = true
