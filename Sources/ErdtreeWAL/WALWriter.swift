@@ -261,10 +261,16 @@ final class WALWriter: @unchecked Sendable {
         } while next < items.count && size + Int64(buffer.count) < maxFileSizeBytes
 
         let path = active.path
-        let injected = shared.injectedWriteErrno.exchange(0, ordering: .relaxed)
+        #if ERDTREE_FAILPOINTS
+            let injected = shared.injectedWriteErrno.exchange(0, ordering: .relaxed)
+        #endif
         let failure: WALError? = buffer.withUnsafeBytes { bytes in
             do throws(WALError) {
-                try System.write(fd, bytes, path: path, failWith: injected)
+                #if ERDTREE_FAILPOINTS
+                    try System.write(fd, bytes, path: path, failingWith: injected)
+                #else
+                    try System.write(fd, bytes, path: path)
+                #endif
                 return nil
             } catch {
                 return error
