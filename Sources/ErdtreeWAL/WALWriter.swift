@@ -111,7 +111,7 @@ final class WALWriter: @unchecked Sendable {
     }
 
     /// Commits what is queued on the calling thread, for callers that append with
-    /// `wakeWriter: false` and finish their turn here (an event loop), instead of handing the
+    /// `byCaller: true` and finish their turn here (an event loop), instead of handing the
     /// batch to the writer thread and being handed the completions back. Completions run here.
     func commitQueued() {
         lock.withLock { _ in
