@@ -47,12 +47,14 @@ public final class KVStoreService: Sendable {
     /// Answers a logged write with `response` on the call's event loop (the engine's completion
     /// runs there), after `replication.min_acks` slaves acked its LSN when that is set;
     /// UNAVAILABLE saying how many did when `ack_timeout` passes first. A write that logged
-    /// nothing (LSN 0) has nothing for slaves to ack and is answered at once.
-    private func answerWrite(_ call: ServerCall, lsn: UInt64, _ response: ByteBuffer) {
+    /// nothing (LSN 0) has nothing for slaves to ack and is answered at once. `response` is
+    /// consumed: handed on while uniquely referenced, the transport frames it without a copy.
+    private func answerWrite(_ call: ServerCall, lsn: UInt64, _ response: consuming ByteBuffer) {
         guard lsn > 0, let (hub, replication) = acks else {
             call.respond(response)
             return
         }
+        let response = copy response
         hub.awaitAcks(lsn: lsn, count: replication.minAcks, timeout: replication.ackTimeout, on: call.eventLoop) {
             acked, enough in
             call.eventLoop.execute {
