@@ -2,7 +2,7 @@
 # stdin) and installs what it needs first through scripts/install-deps.sh.
 #
 #   make run       release build, then a local master on 127.0.0.1:8080 and slaves on :8081, :8082 (Ctrl-C stops all)
-#   make test      generated-code check, buf lint/format, swift build + test, interop and cluster pytest
+#   make test      generated-code check, buf lint/format, swift build + test, interop, cluster and release pytest
 #   make bench     release build, then scripts/bench.sh (Erdtree vs nghttpd, etcd and Redis)
 #   make generate  regenerate ErdtreeProto from api/
 #   make build     debug build;  make release: release build of the erdtree product
@@ -33,14 +33,20 @@ build:
 # under callgrind); debug builds, which `make test` uses, keep them and catch violations.
 RELEASE_FLAGS := -c release -Xswiftc -enforce-exclusivity=unchecked
 
+# A release never holds the test hooks, even from a shell that exported ERDTREE_FAILPOINTS=1
+# (Package.swift compiles them in when it is set; tests/release checks the binary).
 release:
 	scripts/install-deps.sh build
-	$(SWIFT) build $(RELEASE_FLAGS) --product erdtree
+	env -u ERDTREE_FAILPOINTS $(SWIFT) build $(RELEASE_FLAGS) --product erdtree
 
 run: release
 	scripts/run-local.sh
 
-# tests/cluster runs master and slaves in network namespaces; without root it is skipped, saying why.
+# The tests build and run the failpoint variant (ERDTREE_FAILPOINTS=1: crash points and injected
+# write errors, see Package.swift); tests/release then builds the release binary as `make release`
+# does and checks that it holds none of them. tests/cluster runs master and slaves in network
+# namespaces; without root it is skipped, saying why.
+test: export ERDTREE_FAILPOINTS := 1
 test:
 	scripts/install-deps.sh test
 	scripts/check-generated.sh
@@ -52,6 +58,8 @@ test:
 	ERDTREE_BIN="$(ERDTREE_BIN)" $(VENV)/bin/python -m pytest tests/interop -q \
 		--timeout=$(PYTEST_TIMEOUT) -p no:cacheprovider $(PYTEST_ARGS) </dev/null
 	ERDTREE_BIN="$(ERDTREE_BIN)" $(VENV)/bin/python -m pytest tests/cluster -q \
+		-p no:cacheprovider $(PYTEST_ARGS) </dev/null
+	ERDTREE_BIN="$(ERDTREE_BIN)" $(VENV)/bin/python -m pytest tests/release -q \
 		-p no:cacheprovider $(PYTEST_ARGS) </dev/null
 
 bench: release

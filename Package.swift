@@ -1,9 +1,17 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies point one way (docs/DESIGN.md §1):
+// Dependencies point one way (docs/architecture.md):
 // erdtree → ErdtreeNode → {ErdtreeRPC, ErdtreeWAL, ErdtreeStorage} → {CNGHTTP2, CZlib, ErdtreeProto → CProtobufC,
 // CErdtreeSystem}
+
+// Test hooks (crash points, injected write errors) exist only in a failpoint build, like etcd's
+// gofail: `ERDTREE_FAILPOINTS=1 swift build` (and `swift test`), which `make test` runs, compiles
+// the code under `#if ERDTREE_FAILPOINTS` into every target of this package. Release builds
+// (`make release`, `make run`, `make bench`, deploy/Dockerfile) never set it, and a test checks
+// that the release binary holds none of the hooks (tests/release).
+let failpoints: [SwiftSetting] =
+    Context.environment["ERDTREE_FAILPOINTS"] == "1" ? [.define("ERDTREE_FAILPOINTS")] : []
 let package = Package(
     name: "erdtree",
     platforms: [.macOS(.v15)],
@@ -49,7 +57,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: failpoints
         ),
         // Linux calls Glibc does not export (preadv2 needs _GNU_SOURCE), and the CRC-32C instruction.
         .target(
@@ -61,11 +70,13 @@ let package = Package(
             dependencies: [
                 "CErdtreeSystem",
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: failpoints
         ),
         .target(
             name: "ErdtreeStorage",
-            dependencies: []
+            dependencies: [],
+            swiftSettings: failpoints
         ),
         .target(
             name: "ErdtreeNode",
@@ -78,7 +89,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
-            ]
+            ],
+            swiftSettings: failpoints
         ),
         .executableTarget(
             name: "erdtree",
@@ -89,7 +101,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: failpoints
         ),
         .testTarget(
             name: "ErdtreeRPCTests",
@@ -100,15 +113,18 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: failpoints
         ),
         .testTarget(
             name: "ErdtreeWALTests",
-            dependencies: ["ErdtreeWAL"]
+            dependencies: ["ErdtreeWAL"],
+            swiftSettings: failpoints
         ),
         .testTarget(
             name: "ErdtreeStorageTests",
-            dependencies: ["ErdtreeStorage"]
+            dependencies: ["ErdtreeStorage"],
+            swiftSettings: failpoints
         ),
         .testTarget(
             name: "ErdtreeNodeTests",
@@ -118,7 +134,8 @@ let package = Package(
                 "ErdtreeProto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-            ]
+            ],
+            swiftSettings: failpoints
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 mode="${1:-build}"
 
 build_pkgs=(pkg-config libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev)
-test_pkgs=(nghttp2-client curl python3-venv docker-compose iproute2)
+test_pkgs=(nghttp2-client curl python3-venv docker-compose iproute2 binutils)
 bench_pkgs=(nghttp2-client nghttp2-server etcd-server etcd-client redis-server redis-tools protobuf-compiler valgrind binutils gcc)
 
 wanted=("${build_pkgs[@]}")

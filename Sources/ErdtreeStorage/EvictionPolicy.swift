@@ -1,4 +1,4 @@
-/// What a bounded store does when another value would exceed its bound (DESIGN §5).
+/// What a bounded store does when another value would exceed its bound (docs/configuration.md `storage`).
 public enum EvictionPolicy: Sendable, Equatable {
     /// Drop values from memory, least recently used first (approximated by CLOCK);
     /// the keys stay indexed and their values stay in the WAL.

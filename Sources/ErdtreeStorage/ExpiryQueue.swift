@@ -9,7 +9,7 @@ struct Deadline: Sendable {
 
 /// A binary min-heap of deadlines, earliest first, one per shard.
 ///
-/// Active expiry (DESIGN §5) needs the earliest deadlines without scanning
+/// Active expiry (docs/architecture.md, storage) needs the earliest deadlines without scanning
 /// every key. Deadlines are never removed when their key is rewritten or
 /// deleted — finding them would cost a search — so the heap holds stale
 /// deadlines that the sweeper skips; `ShardState` compacts it before the

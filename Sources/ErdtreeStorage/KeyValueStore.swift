@@ -1,6 +1,6 @@
 import Synchronization
 
-/// The in-memory engine (DESIGN §5): every key's latest value, LSN and expiry.
+/// The in-memory store (docs/architecture.md, storage): every key's latest value, LSN and expiry.
 ///
 /// Keys are spread over a fixed, power-of-two number of shards by their hash;
 /// each shard is a dictionary behind its own `Mutex`. There is no global lock
@@ -38,7 +38,7 @@ import Synchronization
 /// ## Bounded memory
 ///
 /// Every key stays indexed; `maxResidentValues` bounds how many **values** stay
-/// in memory (DESIGN §5, `storage.max_entries`). Under `.lru` a write past the
+/// in memory (`storage.max_entries`, docs/configuration.md). Under `.lru` a write past the
 /// bound evicts another value (its entry keeps LSN, expiry and disk location,
 /// `get` returns it with `value == nil`, the caller reads the value from the WAL
 /// and may hand it back with `restore(_:value:lsn:)`). Under `.noeviction` every value stays in

@@ -1,6 +1,6 @@
 /// A key of the store: arbitrary bytes, compared byte for byte.
 ///
-/// The wire limits keys to valid UTF-8 (DESIGN §2), but the engine does not
+/// The wire limits keys to valid UTF-8 (docs/api.md), but the engine does not
 /// care: WAL replay and snapshots hand it raw bytes, and checking UTF-8 again
 /// here would cost every read. Validation belongs to ErdtreeNode.
 ///

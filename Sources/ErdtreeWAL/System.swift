@@ -24,17 +24,10 @@ enum System {
     }
 
     /// Writes all of `bytes` at the file's current offset, continuing after short writes.
-    ///
-    /// `failWith` (tests only, 0 otherwise) simulates a disk that fills up halfway through: the
-    /// first half of the bytes is written, then the call fails with that errno.
-    static func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String, failWith: Int32 = 0) throws(WALError)
-    {
+    static func write(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws(WALError) {
         guard let base = bytes.baseAddress else { return }
         var written = 0
         var remaining = bytes.count
-        if failWith != 0 {
-            remaining = bytes.count / 2
-        }
         while remaining > 0 {
             let result = Glibc.write(fd, base + written, remaining)
             if result < 0 {
@@ -44,9 +37,6 @@ enum System {
             }
             written += result
             remaining -= result
-        }
-        if failWith != 0 {
-            throw .io(call: "write", path: path, errno: failWith)
         }
     }
 

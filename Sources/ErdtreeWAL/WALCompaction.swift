@@ -19,15 +19,12 @@ import Logging
 ///    still `.compacting` (a `.log` of the same name is then an old segment, since renames start
 ///    only once every old segment is gone), and deletes the record.
 ///
-/// `ERDTREE_TEST_COMPACTION_CRASH=<step>` (tests only) kills the process with SIGKILL at that
-/// point, so tests can check each crash state with a real process: `parts-written`, `committed`,
-/// `relocated`, `old-segment-deleted` (after the first), `old-segments-deleted`, `part-renamed`
-/// (after the first), `parts-renamed`.
+/// A failpoint build can kill the process after each step (`WALFailpoints`), so tests check each
+/// crash state with a real process.
 enum WALCompaction {
     static let commitName = "compaction.commit"
     static let commitTemporaryName = "compaction.commit.tmp"
     static let partSuffix = ".compacting"
-    static let crashHookVariable = "ERDTREE_TEST_COMPACTION_CRASH"
 
     /// The commit record: which LSN range the parts replace and what the parts are called.
     struct CommitRecord: Equatable {
@@ -131,18 +128,5 @@ enum WALCompaction {
         case .success(let record): return record
         case .failure(let problem): throw .badCompactionRecord(path: path, reason: problem.reason)
         }
-    }
-
-    // MARK: Test hook
-
-    private static let crashPoint: String? = {
-        guard let value = getenv(crashHookVariable) else { return nil }
-        return String(cString: value)
-    }()
-
-    /// Tests only: dies by SIGKILL at `point` when the environment asks for it.
-    static func crashPointReached(_ point: String) {
-        guard crashPoint == point else { return }
-        kill(getpid(), SIGKILL)
     }
 }

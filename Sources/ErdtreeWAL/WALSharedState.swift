@@ -88,8 +88,11 @@ final class WALSharedState: Sendable {
     /// Set by the append that must see to `commitQueued` being called (the first one not
     /// handed to the writer thread since the last such commit); cleared by that commit.
     let commitClaimed = Atomic<Bool>(false)
-    /// Tests only: an errno the next batch write fails with after writing half its bytes.
-    let injectedWriteErrno = Atomic<Int32>(0)
+    #if ERDTREE_FAILPOINTS
+        /// An errno the next batch write fails with after writing half its bytes
+        /// (`WriteAheadLog.failNextWrite`, failpoint builds only).
+        let injectedWriteErrno = Atomic<Int32>(0)
+    #endif
 
     init(segments: [SegmentFile], lastLSN: UInt64, oldestStreamableLSN: UInt64, replicationID: [UInt8]) {
         self.replicationID = Mutex(replicationID)

@@ -111,7 +111,7 @@ final class WALWriter: @unchecked Sendable {
     }
 
     /// Commits what is queued on the calling thread, for callers that append with
-    /// `wakeWriter: false` and finish their turn here (an event loop), instead of handing the
+    /// `byCaller: true` and finish their turn here (an event loop), instead of handing the
     /// batch to the writer thread and being handed the completions back. Completions run here.
     func commitQueued() {
         lock.withLock { _ in
@@ -261,10 +261,16 @@ final class WALWriter: @unchecked Sendable {
         } while next < items.count && size + Int64(buffer.count) < maxFileSizeBytes
 
         let path = active.path
-        let injected = shared.injectedWriteErrno.exchange(0, ordering: .relaxed)
+        #if ERDTREE_FAILPOINTS
+            let injected = shared.injectedWriteErrno.exchange(0, ordering: .relaxed)
+        #endif
         let failure: WALError? = buffer.withUnsafeBytes { bytes in
             do throws(WALError) {
-                try System.write(fd, bytes, path: path, failWith: injected)
+                #if ERDTREE_FAILPOINTS
+                    try System.write(fd, bytes, path: path, failingWith: injected)
+                #else
+                    try System.write(fd, bytes, path: path)
+                #endif
                 return nil
             } catch {
                 return error

@@ -74,7 +74,9 @@ extension WriteAheadLog {
                 }
             }
             try writer.finish()
-            WALCompaction.crashPointReached("parts-written")
+            #if ERDTREE_FAILPOINTS
+                WALFailpoints.compactionStepReached("parts-written")
+            #endif
             // Step 2: the commit point.
             try writeCommitRecord(
                 WALCompaction.CommitRecord(
@@ -83,7 +85,9 @@ extension WriteAheadLog {
             writer.discard()
             throw error
         }
-        WALCompaction.crashPointReached("committed")
+        #if ERDTREE_FAILPOINTS
+            WALFailpoints.compactionStepReached("committed")
+        #endif
 
         // New locations resolve before old ones stop resolving.
         let parts = writer.parts.map { part in
@@ -113,7 +117,9 @@ extension WriteAheadLog {
             compactionStoppedBy.withLock { $0 = error }
             throw error
         }
-        WALCompaction.crashPointReached("relocated")
+        #if ERDTREE_FAILPOINTS
+            WALFailpoints.compactionStepReached("relocated")
+        #endif
         shared.segments.withLock { $0.replacePrefix(count, with: parts) }
         shared.oldestStreamableLSN.store(range.last + 1, ordering: .releasing)
         result.segmentsOut = parts.count
@@ -123,16 +129,24 @@ extension WriteAheadLog {
         do throws(WALError) {
             for (index, segment) in inputs.enumerated() {
                 try System.unlink(segment.path)
-                if index == 0 { WALCompaction.crashPointReached("old-segment-deleted") }
+                #if ERDTREE_FAILPOINTS
+                    if index == 0 { WALFailpoints.compactionStepReached("old-segment-deleted") }
+                #endif
             }
             try System.fsyncDirectory(directory)
-            WALCompaction.crashPointReached("old-segments-deleted")
+            #if ERDTREE_FAILPOINTS
+                WALFailpoints.compactionStepReached("old-segments-deleted")
+            #endif
             for (index, part) in parts.enumerated() {
                 try System.rename(part.path + WALCompaction.partSuffix, to: part.path)
-                if index == 0 { WALCompaction.crashPointReached("part-renamed") }
+                #if ERDTREE_FAILPOINTS
+                    if index == 0 { WALFailpoints.compactionStepReached("part-renamed") }
+                #endif
             }
             try System.fsyncDirectory(directory)
-            WALCompaction.crashPointReached("parts-renamed")
+            #if ERDTREE_FAILPOINTS
+                WALFailpoints.compactionStepReached("parts-renamed")
+            #endif
             try System.unlink(System.join(directory, WALCompaction.commitName))
             try System.fsyncDirectory(directory)
         } catch {

@@ -416,9 +416,4 @@ public final class WriteAheadLog: Sendable {
             System.joinThread(thread)
         }
     }
-
-    /// Tests only: the next batch write stores half its bytes and then fails with `code`.
-    func failNextWrite(errno code: Int32) {
-        shared.injectedWriteErrno.store(code, ordering: .relaxed)
-    }
 }

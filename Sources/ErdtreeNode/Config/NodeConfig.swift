@@ -1,4 +1,4 @@
-/// Everything a node reads from its YAML config file (DESIGN §7), with units in the names.
+/// Everything a node reads from its YAML config file (docs/configuration.md), with units in the names.
 ///
 /// Built by `NodeConfig.load(path:role:)` or `parse(yaml:role:source:)`, which apply the role's
 /// defaults for missing keys and validate every value; see docs/configuration.md for the file
@@ -50,7 +50,7 @@ public struct NodeConfig: Sendable, Equatable {
         }
     }
 
-    /// The write-ahead log (DESIGN §4).
+    /// The write-ahead log (docs/configuration.md `wal`; the bytes: docs/wal-format.md).
     public struct WAL: Sendable, Equatable {
         /// The directory holding `<first-lsn>.log` segments; relative paths are relative to the
         /// working directory the node was started in.
@@ -79,7 +79,7 @@ public struct NodeConfig: Sendable, Equatable {
         case interval(Duration)
     }
 
-    /// The in-memory engine (DESIGN §5).
+    /// The in-memory store (docs/configuration.md `storage`).
     public struct Storage: Sendable, Equatable {
         /// How many values stay in memory; keys themselves are always indexed.
         public var maxEntries: Int
@@ -99,7 +99,7 @@ public struct NodeConfig: Sendable, Equatable {
         case noeviction
     }
 
-    /// The master a slave follows (DESIGN §6).
+    /// The master a slave follows (docs/replication.md).
     public struct Master: Sendable, Equatable {
         /// `host:port` of the master; it parses with `SocketAddressSpec(parsing:)`.
         public var address: String
@@ -112,7 +112,7 @@ public struct NodeConfig: Sendable, Equatable {
         }
     }
 
-    /// Semi-synchronous replication on the master (DESIGN §6).
+    /// Semi-synchronous replication on the master (docs/replication.md).
     public struct Replication: Sendable, Equatable {
         /// Slave acks a write waits for before it is answered; 0 answers after the local WAL append.
         public var minAcks: Int
@@ -125,7 +125,7 @@ public struct NodeConfig: Sendable, Equatable {
         }
     }
 
-    /// Request size limits (DESIGN §2); a violation is INVALID_ARGUMENT or RESOURCE_EXHAUSTED.
+    /// Request size limits (docs/api.md); a violation is INVALID_ARGUMENT or RESOURCE_EXHAUSTED.
     public struct Limits: Sendable, Equatable {
         public var maxKeyBytes: Int
         public var maxValueBytes: Int

@@ -1,12 +1,11 @@
 import ErdtreeRPC
-import ErdtreeStorage
 import ErdtreeWAL
 import Logging
 import NIOCore
 import Synchronization
 
 /// The master's side of `erdtree.v1.Replication/Replicate`: one `SlaveStream` per connected
-/// slave, each fed from the WAL.
+/// slave, each fed from the engine's log (docs/replication.md).
 ///
 /// Entries are never copied into per-slave queues: each stream remembers the last LSN it sent
 /// and reads what follows from the log when the log commits (the WAL's commit observer wakes
@@ -27,8 +26,7 @@ public final class ReplicationHub: Sendable {
         var batchEntries = 1000
     }
 
-    let wal: WriteAheadLog
-    let store: KeyValueStore
+    let engine: KVEngine
     let settings: Settings
     let logger: Logger
     private let streams = Mutex<[ObjectIdentifier: SlaveStream]>([:])
@@ -40,9 +38,9 @@ public final class ReplicationHub: Sendable {
     /// path, so the lock is uncontended; it only makes the reuse safe.
     private let pushArena = Mutex(CArena())
 
-    init(wal: WriteAheadLog, store: KeyValueStore, settings: Settings = Settings(), logger: Logger) {
-        self.wal = wal
-        self.store = store
+    /// Built by a master's `ServerNode`, which registers it in its router.
+    init(engine: KVEngine, settings: Settings = Settings(), logger: Logger) {
+        self.engine = engine
         self.settings = settings
         self.logger = logger
     }
@@ -55,7 +53,7 @@ public final class ReplicationHub: Sendable {
                 streams.withLock { streams in
                     // The first stream makes the WAL hand over committed batches (before, the
                     // writer builds no record list for anyone).
-                    if streams.isEmpty { wal.onCommit { [weak self] records in self?.push(records) } }
+                    if streams.isEmpty { engine.onCommit { [weak self] records in self?.push(records) } }
                     streams[ObjectIdentifier(stream)] = stream
                 }
                 stream.start()
@@ -92,7 +90,8 @@ public final class ReplicationHub: Sendable {
     /// the log (an admin call's one positioned read). 0 when it is caught up or the record is
     /// no longer in the log.
     private func lagMs(appliedLSN: UInt64, lastLSN: UInt64, nowMs: Int64) -> Int64 {
-        guard appliedLSN < lastLSN, let oldest = try? wal.entries(since: appliedLSN, limit: 1).records.first else {
+        guard appliedLSN < lastLSN, let oldest = try? engine.entries(since: appliedLSN, limit: 1).records.first
+        else {
             return 0
         }
         return max(0, nowMs - oldest.timestampMs)
@@ -102,11 +101,12 @@ public final class ReplicationHub: Sendable {
     /// calls, and these never end by themselves.
     func stop() {
         for stream in streams.withLock({ Array($0.values) }) {
-            stream.drop(RPCStatus(.unavailable, "the master is shutting down"))
+            stream.drop(NodeError.masterShuttingDown.status)
         }
     }
 
-    /// Pre-registers a slave (DESIGN §2): listed as disconnected until it dials in.
+    /// Pre-registers a slave (`Admin.AddSlave`, docs/replication.md): listed as disconnected until
+    /// it dials in.
     func add(slaveID: String, address: String) {
         registered.withLock { $0[slaveID] = address }
     }
@@ -115,14 +115,14 @@ public final class ReplicationHub: Sendable {
     func remove(slaveID: String) -> Bool {
         let wasRegistered = registered.withLock { $0.removeValue(forKey: slaveID) != nil }
         let connected = streams.withLock { Array($0.values) }.filter { $0.info?.slaveID == slaveID }
-        for stream in connected { stream.drop(RPCStatus(.cancelled, "removed by Admin.RemoveSlave")) }
+        for stream in connected { stream.drop(NodeError.slaveRemoved.status) }
         return wasRegistered || !connected.isEmpty
     }
 
     func remove(_ stream: SlaveStream) {
         streams.withLock { streams in
             guard streams.removeValue(forKey: ObjectIdentifier(stream)) != nil, streams.isEmpty else { return }
-            wal.onCommit(nil)
+            engine.onCommit(nil)
         }
     }
 

@@ -1,16 +1,14 @@
 import ErdtreeRPC
-import ErdtreeStorage
-import ErdtreeWAL
 import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
 
 /// A slave's link to its master: dials `master.address`, opens `Replicate`, says Hello with its
-/// log's replication id and last LSN, and writes every entry the master sends to its own WAL
-/// (with the master's LSN) and store, acking its applied and durable LSNs after each batch and
+/// log's replication id and last LSN, and has a `Follower` write every entry the master sends to
+/// its own engine (at the master's LSN), acking its applied and durable LSNs after each batch and
 /// each heartbeat. A dropped stream is redialled with capped exponential backoff and jitter,
-/// always from the LSN the slave's own log has reached.
+/// always from the LSN the slave's own log has reached (docs/replication.md).
 public final class Replicator: Sendable {
     /// Backoff between dial attempts: doubles from `firstRetry` up to `maxRetry`, each wait
     /// drawn from its upper half so that many slaves do not redial in step.
@@ -18,7 +16,7 @@ public final class Replicator: Sendable {
     static let maxRetry = Duration.seconds(5)
 
     private let master: NodeConfig.Master
-    private let kv: KVStoreService
+    private let engine: KVEngine
     private let group: any EventLoopGroup
     private let slaveID: String
     private let logger: Logger
@@ -36,9 +34,10 @@ public final class Replicator: Sendable {
         var connected = false
     }
 
-    init(master: NodeConfig.Master, kv: KVStoreService, group: any EventLoopGroup, slaveID: String, logger: Logger) {
+    /// Built by a slave's `ServerNode`, which calls `start` once it serves and `stop` when it stops.
+    init(master: NodeConfig.Master, engine: KVEngine, group: any EventLoopGroup, slaveID: String, logger: Logger) {
         self.master = master
-        self.kv = kv
+        self.engine = engine
         self.group = group
         self.slaveID = slaveID
         var logger = logger
@@ -109,16 +108,16 @@ public final class Replicator: Sendable {
         do {
             address = try SocketAddressSpec(parsing: master.address)
         } catch {
-            return RPCStatus(.invalidArgument, "master.address: \(error)")
+            return NodeError.badMasterAddress(error).status
         }
         let client: RPCClient
         do {
             client = try await RPCClient.connect(host: address.host, port: address.port, group: group)
         } catch {
-            return RPCStatus(.unavailable, "cannot connect to the master at \(master.address): \(error)")
+            return NodeError.masterUnreachable(address: master.address, reason: "\(error)").status
         }
         defer { Task { await client.close() } }
-        let follower = Follower(replicator: self, kv: kv, logger: logger)
+        let follower = Follower(replicator: self, engine: engine, logger: logger)
         let status: RPCStatus = await withCheckedContinuation { continuation in
             let call = client.makeCall(
                 path: "/erdtree.v1.Replication/Replicate",
@@ -136,9 +135,9 @@ public final class Replicator: Sendable {
                 call.cancel()
                 return
             }
-            let wal = kv.wal
+            let lastLSN = engine.lastLSN
             let hello = ReplicateRequest.hello(
-                replicationID: wal.lastLSN == 0 ? "" : wal.replicationID, lastLSN: wal.lastLSN, slaveID: slaveID,
+                replicationID: lastLSN == 0 ? "" : engine.replicationID, lastLSN: lastLSN, slaveID: slaveID,
                 advertiseAddress: slaveID,
                 heartbeatIntervalMs: UInt32(
                     clamping: master.syncInterval.components.seconds * 1000
@@ -157,7 +156,7 @@ public final class Replicator: Sendable {
                 }
             }
             follower.watchdog = watchdog
-            logger.info("dialled the master", metadata: ["last_lsn": "\(wal.lastLSN)"])
+            logger.info("dialled the master", metadata: ["last_lsn": "\(lastLSN)"])
             call.send(hello.encode(allocator: client.channel.allocator))
         }
         follower.watchdog?.cancel()
@@ -185,206 +184,5 @@ public final class Replicator: Sendable {
             logger.info("first sync with the master complete; serving reads")
             body()
         }
-    }
-}
-
-/// One stream's worth of following: checks and applies what the master sends.
-///
-/// Everything but durable acks runs on the connection's event loop: a batch is written to this
-/// slave's WAL there (one `write`, no hand-off to the writer thread, whose only part is the
-/// fsync), applied, and acked. Applied acks are coalesced to one per millisecond at most: under
-/// a heavy write load each ack costs both nodes a loopback write and a wake-up.
-private final class Follower: @unchecked Sendable {
-    private let replicator: Replicator
-    private let kv: KVStoreService
-    private let logger: Logger
-    var call: ClientCall?
-    var watchdog: RepeatedTask?
-    /// Event loop only.
-    private var welcomed = false
-    private var nextLSN: UInt64 = 0
-    private var syncTarget: UInt64 = 0
-    /// During a full resync: the snapshot so far, and batches that arrived before it was loaded.
-    private var resync: (lsn: UInt64, records: [WALRecord], replicationID: String)?
-    private var heldBatches: [[WALRecord]] = []
-    private var ackScheduled = false
-    private let scratch = DecodeScratch()
-    private let failed = Atomic<Bool>(false)
-
-    init(replicator: Replicator, kv: KVStoreService, logger: Logger) {
-        self.replicator = replicator
-        self.kv = kv
-        self.logger = logger
-    }
-
-    func received(_ message: ByteBuffer) {
-        let response: ReplicateResponse
-        do throws(RPCStatus) {
-            response = try ReplicateResponse(decoding: message, scratch: scratch)
-        } catch {
-            fail("the master sent a message that does not decode: \(error.message)")
-            return
-        }
-        switch response {
-        case .welcome(let replicationID, let fullResync, let snapshotLSN, let masterLSN):
-            welcome(
-                replicationID: replicationID, fullResync: fullResync, snapshotLSN: snapshotLSN, masterLSN: masterLSN)
-        case .batch(let entries, let masterLSN):
-            guard welcomed else { return fail("the master sent a batch before its Welcome") }
-            replicator.heard(masterLSN: masterLSN)
-            if resync != nil {
-                heldBatches.append(entries)
-            } else {
-                apply(entries)
-            }
-        case .snapshot(let snapshotLSN, let entries, let last):
-            guard resync?.lsn == snapshotLSN else {
-                return fail("the master sent a snapshot chunk for LSN \(snapshotLSN) outside a full resync")
-            }
-            resync?.records.append(contentsOf: entries)
-            if last { loadSnapshot() }
-        case .heartbeat(let masterLSN, _):
-            replicator.heard(masterLSN: masterLSN)
-            guard resync == nil else { return }
-            ack()
-            if kv.wal.lastLSN >= syncTarget && welcomed { replicator.caughtUp() }
-        }
-    }
-
-    private func welcome(replicationID: String, fullResync: Bool, snapshotLSN: UInt64, masterLSN: UInt64) {
-        guard !welcomed else { return fail("the master sent a second Welcome") }
-        let wal = kv.wal
-        if fullResync {
-            logger.warning(
-                """
-                FULL RESYNC: the master cannot stream from this slave's position; its data will be replaced by \
-                the master's snapshot
-                """,
-                metadata: [
-                    "slave_last_lsn": "\(wal.lastLSN)", "slave_replication_id": "\(wal.replicationID)",
-                    "master_replication_id": "\(replicationID)", "snapshot_lsn": "\(snapshotLSN)",
-                ])
-            welcomed = true
-            resync = (snapshotLSN, [], replicationID)
-            syncTarget = masterLSN
-            replicator.heard(masterLSN: masterLSN)
-            wal.onDurable { [weak self] _ in self?.ack() }
-            return
-        }
-        if replicationID != wal.replicationID {
-            do throws(WALError) {
-                try wal.adoptReplicationID(replicationID)
-                logger.info("empty log joined the master's history", metadata: ["replication_id": "\(replicationID)"])
-            } catch {
-                return fail("cannot take the master's history \(replicationID): \(error)")
-            }
-        }
-        welcomed = true
-        // With an interval sync policy durability trails the appends: ack again as it advances,
-        // so a master waiting for durable acks (min_acks) hears at once.
-        wal.onDurable { [weak self] _ in self?.ack() }
-        nextLSN = wal.lastLSN + 1
-        syncTarget = masterLSN
-        replicator.heard(masterLSN: masterLSN)
-        logger.info(
-            "streaming from the master", metadata: ["from_lsn": "\(nextLSN)", "master_lsn": "\(masterLSN)"])
-        if wal.lastLSN >= masterLSN { replicator.caughtUp() }
-    }
-
-    private func apply(_ entries: [WALRecord]) {
-        guard let last = entries.last else { return }
-        for (index, entry) in entries.enumerated() where entry.lsn != nextLSN + UInt64(index) {
-            return fail("the master sent LSN \(entry.lsn) where LSN \(nextLSN + UInt64(index)) was due")
-        }
-        nextLSN = last.lsn + 1
-        let store = kv.store
-        let nowMs = WallClock.nowMs()
-        do throws(WALError) {
-            try kv.wal.append(replicated: entries) { index, location in
-                Self.apply(entries[index], at: location, to: store, nowMs: nowMs)
-            }
-        } catch {
-            // Whatever was written before the failure is applied; ack that much, then give up.
-            scheduleAck()
-            return fail("cannot write LSNs \(entries[0].lsn)...\(last.lsn) to this slave's log: \(error)")
-        }
-        scheduleAck()
-        if last.lsn >= syncTarget { replicator.caughtUp() }
-    }
-
-    /// Replaces this slave's log and store with the snapshot (blocking work, on the pool), then
-    /// applies the batches that arrived meanwhile.
-    private func loadSnapshot() {
-        guard let (snapshotLSN, records, replicationID) = resync else { return }
-        let kv = self.kv
-        NIOThreadPool.singleton.submit { [self] _ in
-            let sorted = records.sorted { $0.lsn < $1.lsn }
-            let loaded = Result { () throws(WALError) in
-                try kv.wal.reset(replicationID: replicationID, snapshot: sorted, through: snapshotLSN)
-            }
-            if case .success(let locations) = loaded {
-                kv.store.removeAll()
-                for (record, location) in zip(sorted, locations) {
-                    Self.apply(record, at: location, to: kv.store, nowMs: WallClock.nowMs())
-                }
-            }
-            call?.eventLoop.execute { [self] in
-                switch loaded {
-                case .success:
-                    logger.warning(
-                        "full resync loaded", metadata: ["keys": "\(sorted.count)", "snapshot_lsn": "\(snapshotLSN)"])
-                    resync = nil
-                    nextLSN = snapshotLSN + 1
-                    let held = heldBatches
-                    heldBatches = []
-                    for entries in held { apply(entries) }
-                    ack()
-                    if kv.wal.lastLSN >= syncTarget { replicator.caughtUp() }
-                case .failure(let error):
-                    fail("cannot load the master's snapshot into this slave's log: \(error)")
-                }
-            }
-        }
-    }
-
-    /// Applies one replicated entry as replay does: an already expired set acts as a delete.
-    private static func apply(_ entry: WALRecord, at location: WALLocation, to store: KeyValueStore, nowMs: Int64) {
-        let key = StoreKey(entry.key)
-        if entry.op == .delete || (entry.expiresAtMs != 0 && entry.expiresAtMs <= nowMs) {
-            store.delete(key, lsn: entry.lsn, nowMs: nowMs)
-        } else {
-            store.set(
-                key, value: entry.value, lsn: entry.lsn, expiresAtMs: entry.expiresAtMs,
-                location: DiskLocation(location))
-        }
-    }
-
-    /// How long an applied-only ack may wait for more batches to fold in.
-    static let ackDelay = TimeAmount.milliseconds(1)
-
-    /// Acks what is applied at most `ackDelay` from now, folding in every batch applied
-    /// meanwhile. Applied acks only inform (lag, ListSlaves); what a master's `min_acks` waits
-    /// for is durability, which is acked as soon as the WAL reports it. Event loop only.
-    private func scheduleAck() {
-        guard !ackScheduled, let call else { return }
-        ackScheduled = true
-        call.eventLoop.scheduleTask(in: Self.ackDelay) { [self] in
-            ackScheduled = false
-            ack()
-        }
-    }
-
-    private func ack() {
-        guard let call else { return }
-        let wal = kv.wal
-        call.send(
-            ReplicateRequest.ack(appliedLSN: wal.completedLSN, durableLSN: wal.durableLSN)
-                .encode(allocator: ByteBufferAllocator()))
-    }
-
-    private func fail(_ reason: String) {
-        guard failed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
-        logger.error("replication stream abandoned", metadata: ["reason": "\(reason)"])
-        call?.cancel()
     }
 }

@@ -1,5 +1,4 @@
 import ErdtreeRPC
-import ErdtreeStorage
 import ErdtreeWAL
 import Glibc
 import Logging
@@ -95,7 +94,7 @@ final class SlaveStream: @unchecked Sendable {
         switch request {
         case .hello(let replicationID, let lastLSN, let slaveID, let address, let heartbeatMs):
             guard !streaming else {
-                end(RPCStatus(.invalidArgument, "Hello may be sent only once, first"), because: "a second Hello")
+                end(NodeError.helloRepeated.status, because: "a second Hello")
                 return
             }
             do throws(RPCStatus) {
@@ -108,7 +107,7 @@ final class SlaveStream: @unchecked Sendable {
             }
         case .ack(let applied, let durable):
             guard streaming else {
-                end(RPCStatus(.invalidArgument, "the first message must be a Hello"), because: "an Ack before Hello")
+                end(NodeError.helloMissing.status, because: "an Ack before Hello")
                 return
             }
             shared.withLock {
@@ -120,15 +119,14 @@ final class SlaveStream: @unchecked Sendable {
     }
 
     private func accept(replicationID: String, lastLSN: UInt64, slaveID: String, address: String) throws(RPCStatus) {
-        let wal = hub.wal
-        guard !slaveID.isEmpty else { throw RPCStatus(.invalidArgument, "Hello.slave_id must not be empty") }
+        let engine = hub.engine
+        guard !slaveID.isEmpty else { throw RequestError.emptyField("Hello.slave_id").status }
         guard replicationID.isEmpty || Self.isReplicationID(replicationID) else {
-            throw RPCStatus(
-                .invalidArgument, "Hello.replication_id \"\(replicationID.prefix(64))\" is not 32 hexadecimal digits")
+            throw RequestError.badReplicationID(replicationID).status
         }
-        let masterLSN = wal.lastLSN
+        let masterLSN = engine.lastLSN
         // An empty slave may take this history from its start if the log still has it all.
-        let sameHistory = replicationID == wal.replicationID || (replicationID.isEmpty && lastLSN == 0)
+        let sameHistory = replicationID == engine.replicationID || (replicationID.isEmpty && lastLSN == 0)
         logger = hub.logger
         logger[metadataKey: "slave"] = "\(slaveID)"
         shared.withLock {
@@ -140,14 +138,14 @@ final class SlaveStream: @unchecked Sendable {
         heartbeat = call.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
             beat()
         }
-        guard sameHistory, lastLSN <= masterLSN, lastLSN + 1 >= wal.oldestStreamableLSN else {
+        guard sameHistory, lastLSN <= masterLSN, lastLSN + 1 >= engine.oldestStreamableLSN else {
             let why =
                 !sameHistory
-                ? "its replication id \(replicationID) is not this master's \(wal.replicationID)"
+                ? "its replication id \(replicationID) is not this master's \(engine.replicationID)"
                 : lastLSN > masterLSN
                     ? "its last LSN \(lastLSN) is ahead of this master's \(masterLSN)"
                     : "the entries after its last LSN \(lastLSN) were compacted away (oldest streamable: "
-                        + "\(wal.oldestStreamableLSN))"
+                        + "\(engine.oldestStreamableLSN))"
             sendSnapshot(because: why)
             return
         }
@@ -159,7 +157,7 @@ final class SlaveStream: @unchecked Sendable {
         streaming = true
         sentLSN = lastLSN
         send(
-            .welcome(replicationID: wal.replicationID, fullResync: false, snapshotLSN: 0, masterLSN: masterLSN))
+            .welcome(replicationID: engine.replicationID, fullResync: false, snapshotLSN: 0, masterLSN: masterLSN))
         pump()
     }
 
@@ -168,8 +166,8 @@ final class SlaveStream: @unchecked Sendable {
     /// write up to X; keys written after X are left out (their records follow in batches), which
     /// keeps every snapshot record at or below X.
     private func sendSnapshot(because reason: String) {
-        let wal = hub.wal
-        let snapshotLSN = wal.completedLSN
+        let engine = hub.engine
+        let snapshotLSN = engine.appliedLSN
         logger.warning(
             "slave needs a full resync; sending a snapshot",
             metadata: ["reason": "\(reason)", "snapshot_lsn": "\(snapshotLSN)"])
@@ -177,51 +175,37 @@ final class SlaveStream: @unchecked Sendable {
         snapshotting = true
         send(
             .welcome(
-                replicationID: wal.replicationID, fullResync: true, snapshotLSN: snapshotLSN, masterLSN: wal.lastLSN))
-        let store = hub.store
+                replicationID: engine.replicationID, fullResync: true, snapshotLSN: snapshotLSN,
+                masterLSN: engine.lastLSN))
         let limit = hub.settings.sendBufferBytes
         NIOThreadPool.singleton.submit { [self] _ in
             var chunk: [WALRecord] = []
             var bytes = 0
-            var failure: RPCStatus?
+            var failure: NodeError?
             var keys = 0
-            store.forEach(nowMs: WallClock.nowMs()) { key, stored in
-                guard failure == nil, stored.lsn <= snapshotLSN else { return }
-                let value: [UInt8]
-                if let resident = stored.value {
-                    value = resident.bytes
-                } else {
-                    switch Result(catching: { () throws(WALError) in try wal.read(at: WALLocation(stored.location)) }) {
-                    case .success(let record) where record.lsn == stored.lsn:
-                        value = record.value
-                    case .success, .failure(.segmentGone):
-                        // Rewritten or compacted meanwhile: its newer record is above X and
-                        // reaches the slave in a batch; an older one is still the key's, so read it.
-                        guard let again = store.get(key, nowMs: WallClock.nowMs()), again.lsn == stored.lsn,
-                            let read = try? wal.read(at: WALLocation(again.location))
-                        else { return }
-                        value = read.value
-                    case .failure(let error):
-                        failure = RPCStatus(.unavailable, "the master cannot read its log for a snapshot: \(error)")
-                        return
+            do throws(WALError) {
+                try engine.snapshot(through: snapshotLSN) { record in
+                    keys += 1
+                    chunk.append(record)
+                    bytes += record.key.count + record.value.count + 32
+                    guard chunk.count >= hub.settings.batchEntries || bytes >= 1 << 20 else { return true }
+                    defer {
+                        chunk.removeAll(keepingCapacity: true)
+                        bytes = 0
                     }
-                }
-                keys += 1
-                chunk.append(
-                    WALRecord(
-                        lsn: stored.lsn, timestampMs: 0, op: .set, expiresAtMs: stored.expiresAtMs, key: key.bytes,
-                        value: value))
-                bytes += key.bytes.count + value.count + 32
-                if chunk.count >= hub.settings.batchEntries || bytes >= 1 << 20 {
-                    if !sendChunk(chunk, snapshotLSN: snapshotLSN, last: false, roomFor: limit) {
-                        failure = RPCStatus(.cancelled, "the slave went away during the snapshot")
+                    guard sendChunk(chunk, snapshotLSN: snapshotLSN, last: false, roomFor: limit) else {
+                        failure = .slaveLeftDuringSnapshot
+                        return false
                     }
-                    chunk.removeAll(keepingCapacity: true)
-                    bytes = 0
+                    return true
                 }
+            } catch {
+                failure = .snapshotUnreadable(error)
             }
             if let failure {
-                call.eventLoop.execute { [self] in end(failure, because: "the snapshot failed: \(failure.message)") }
+                call.eventLoop.execute { [self] in
+                    end(failure.status, because: "the snapshot failed: \(failure.description)")
+                }
                 return
             }
             _ = sendChunk(chunk, snapshotLSN: snapshotLSN, last: true, roomFor: limit)
@@ -258,15 +242,15 @@ final class SlaveStream: @unchecked Sendable {
     /// Reads and sends the next batch if there is one and the connection has room.
     private func pump() {
         guard streaming, !reading, !snapshotting, !call.isFinished else { return }
-        let wal = hub.wal
-        guard sentLSN < wal.lastLSN else { return }
+        let engine = hub.engine
+        guard sentLSN < engine.lastLSN else { return }
         if call.pendingOutboundBytes >= hub.settings.sendBufferBytes {
             let now = NIODeadline.now()
             let since = stalledSince ?? now
             stalledSince = since
             if now - since >= TimeAmount(hub.settings.stallTimeout) {
                 end(
-                    RPCStatus(.resourceExhausted, "the slave stopped reading; reconnect to catch up from the log"),
+                    NodeError.slaveStalled.status,
                     because: "it kept its send buffer full for \(hub.settings.stallTimeout)")
                 return
             }
@@ -278,13 +262,13 @@ final class SlaveStream: @unchecked Sendable {
         let since = sentLSN
         let limit = hub.settings.batchEntries
         NIOThreadPool.singleton.submit { [self] _ in
-            let read = Result { () throws(WALError) in try wal.entries(since: since, limit: limit) }
+            let read = Result { () throws(WALError) in try engine.entries(since: since, limit: limit) }
             call.eventLoop.execute { [self] in
                 reading = false
                 switch read {
                 case .success(let found) where found.resyncRequired:
                     end(
-                        RPCStatus(.failedPrecondition, "the entries after LSN \(since) were compacted away; resync"),
+                        NodeError.positionCompactedAway(afterLSN: since).status,
                         because: "its position was compacted away while it streamed")
                 case .success(let found):
                     guard let last = found.records.last else { return }
@@ -293,7 +277,7 @@ final class SlaveStream: @unchecked Sendable {
                     shared.withLock { $0?.sentLSN = last.lsn }
                     pump()
                 case .failure(let error):
-                    end(RPCStatus(.unavailable, "the master cannot read its log: \(error)"), because: "\(error)")
+                    end(NodeError.masterLogUnreadable(error).status, because: "\(error)")
                 }
             }
         }
@@ -302,7 +286,7 @@ final class SlaveStream: @unchecked Sendable {
     private func beat() {
         guard streaming, !call.isFinished else { return }
         if NIODeadline.now() - lastSend >= TimeAmount(heartbeatInterval / 2) {
-            send(.heartbeat(masterLSN: hub.wal.lastLSN, timestampMs: WallClock.nowMs()))
+            send(.heartbeat(masterLSN: hub.engine.lastLSN, timestampMs: WallClock.nowMs()))
         }
         pump()
     }

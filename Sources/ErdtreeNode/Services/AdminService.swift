@@ -2,14 +2,16 @@ import ErdtreeRPC
 import NIOCore
 import NIOPosix
 
-/// `erdtree.v1.Admin`: what a node reports about itself.
+/// `erdtree.v1.Admin`: what a node reports about itself, and a master's list of slaves.
 ///
-/// On a master `ListSlaves` lists the connected slaves; `AddSlave`/`RemoveSlave` answer
-/// UNIMPLEMENTED (slaves register themselves by dialling in).
+/// `Status` reports the engine's positions and sizes, the compactor's and the sweeper's work, and
+/// replication lag. On a master `ListSlaves` lists the connected slaves and the ones `AddSlave`
+/// pre-registered; `RemoveSlave` drops one. A slave answers those two FAILED_PRECONDITION, naming
+/// its master (slaves need no Admin call to join: they register by dialling in).
 public struct AdminService: Sendable {
     public static let version = "0.1.0"
 
-    private let kv: KVStoreService
+    private let engine: KVEngine
     private let sweeper: ExpirySweeper
     private let compactor: Compactor
     private let replication: ReplicationHub?
@@ -17,10 +19,10 @@ public struct AdminService: Sendable {
     private let startedAt: ContinuousClock.Instant
 
     public init(
-        kv: KVStoreService, sweeper: ExpirySweeper, compactor: Compactor, replication: ReplicationHub? = nil,
+        engine: KVEngine, sweeper: ExpirySweeper, compactor: Compactor, replication: ReplicationHub? = nil,
         replicator: Replicator? = nil, startedAt: ContinuousClock.Instant = .now
     ) {
-        self.kv = kv
+        self.engine = engine
         self.sweeper = sweeper
         self.compactor = compactor
         self.replication = replication
@@ -29,7 +31,7 @@ public struct AdminService: Sendable {
     }
 
     public func register(in router: inout RPCRouter) {
-        let kv = self.kv
+        let engine = self.engine
         let sweeper = self.sweeper
         let compactor = self.compactor
         let replication = self.replication
@@ -43,25 +45,25 @@ public struct AdminService: Sendable {
                     answer(call) { () throws(RPCStatus) in
                         try decodeStatusRequest(request)
                         let uptime = ContinuousClock.now - startedAt
-                        let disk = kv.wal.diskUsage
+                        let engineStatistics = engine.statistics()
                         var status = StatusResponse()
-                        status.replicationID = kv.wal.replicationID
-                        status.lastLSN = kv.currentLSN
+                        status.replicationID = engineStatistics.replicationID
+                        status.lastLSN = engineStatistics.lastLSN
                         // Applied (visible to reads) trails written while a slave catches up.
-                        let applied = kv.appliedLSN
+                        let applied = engineStatistics.appliedLSN
                         status.appliedLSN = applied
-                        status.durableLSN = kv.wal.durableLSN
-                        status.keys = UInt64(kv.store.count)
-                        status.residentValues = UInt64(kv.store.residentCount)
-                        status.memoryBytes = UInt64(kv.store.payloadBytes)
-                        status.segments = UInt32(clamping: disk.segments)
-                        status.diskBytes = UInt64(max(disk.bytes, 0))
+                        status.durableLSN = engineStatistics.durableLSN
+                        status.keys = UInt64(engineStatistics.keys)
+                        status.residentValues = UInt64(engineStatistics.residentValues)
+                        status.memoryBytes = UInt64(engineStatistics.memoryBytes)
+                        status.segments = UInt32(clamping: engineStatistics.segments)
+                        status.diskBytes = UInt64(max(engineStatistics.diskBytes, 0))
                         status.expiredReclaimed = sweeper.expiredReclaimed
-                        status.diskReads = kv.diskReads.load(ordering: .relaxed)
+                        status.diskReads = engineStatistics.diskReads
                         status.deadBytes = UInt64(compactor.deadBytes())
                         status.compactions = compactor.compactions
                         status.lastCompactionMs = compactor.lastCompactionMs
-                        status.oldestStreamableLSN = kv.wal.oldestStreamableLSN
+                        status.oldestStreamableLSN = engineStatistics.oldestStreamableLSN
                         status.version = Self.version
                         if let replicator {
                             status.isMaster = false
@@ -75,7 +77,7 @@ public struct AdminService: Sendable {
                                 status.lagEntries == 0 && !silent
                                 ? 0 : max(0, WallClock.nowMs() - replicator.lastContactMs)
                         } else if let replication {
-                            let slaves = replication.listing(lastLSN: kv.currentLSN).filter(\.connected)
+                            let slaves = replication.listing(lastLSN: engineStatistics.lastLSN).filter(\.connected)
                             status.lagEntries = slaves.map(\.lagEntries).max() ?? 0
                             status.lagMs = slaves.map(\.lagMs).max() ?? 0
                         }
@@ -90,7 +92,7 @@ public struct AdminService: Sendable {
             .unary { request, call in
                 answer(call) { () throws(RPCStatus) in
                     try decodeListSlavesRequest(request)
-                    let slaves = replication?.listing(lastLSN: kv.currentLSN) ?? []
+                    let slaves = replication?.listing(lastLSN: engine.lastLSN) ?? []
                     return ListSlavesResponse(slaves: slaves).encode(allocator: call.allocator)
                 }
             })
@@ -100,16 +102,14 @@ public struct AdminService: Sendable {
                 answer(call) { () throws(RPCStatus) in
                     let hub = try Self.master(replication, replicator, for: "AddSlave")
                     let add = try AddSlave(decoding: request)
-                    guard !add.slaveID.isEmpty else {
-                        throw RPCStatus(.invalidArgument, "AddSlaveRequest.slave_id must not be empty")
-                    }
-                    do {
+                    guard !add.slaveID.isEmpty else { throw RequestError.emptyField("AddSlaveRequest.slave_id").status }
+                    do throws(ConfigError) {
                         _ = try SocketAddressSpec(parsing: add.address)
                     } catch {
-                        throw RPCStatus(.invalidArgument, "AddSlaveRequest.address: \(error)")
+                        throw RequestError.badAddress(field: "AddSlaveRequest.address", error).status
                     }
                     hub.add(slaveID: add.slaveID, address: add.address)
-                    let listed = hub.listing(lastLSN: kv.currentLSN).first { $0.slaveID == add.slaveID }
+                    let listed = hub.listing(lastLSN: engine.lastLSN).first { $0.slaveID == add.slaveID }
                     return AddSlave.response(
                         listed
                             ?? SlaveListing(
@@ -134,9 +134,7 @@ public struct AdminService: Sendable {
         -> ReplicationHub
     {
         guard let hub else {
-            let master = replicator.map { " of \($0.masterAddress); call it there" } ?? ""
-            throw RPCStatus(
-                .failedPrecondition, "\(method) manages a master's slaves, and this node is a slave\(master)")
+            throw NodeError.slavesManagedOnMaster(method: method, masterAddress: replicator?.masterAddress).status
         }
         return hub
     }

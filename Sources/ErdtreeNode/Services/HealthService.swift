@@ -47,7 +47,7 @@ public final class HealthService: Sendable {
                 answer(call) { () throws(RPCStatus) in
                     let service = try HealthCheckRequest(decoding: request).service
                     guard services.contains(service) else {
-                        throw RPCStatus(.notFound, "unknown service '\(service)'")
+                        throw NodeError.unknownService(service).status
                     }
                     return HealthCheckResponse(status: status).encode(allocator: call.allocator)
                 }

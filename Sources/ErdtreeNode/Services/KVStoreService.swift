@@ -3,51 +3,40 @@ import ErdtreeStorage
 import ErdtreeWAL
 import NIOCore
 import NIOPosix
-import Synchronization
 
-/// `erdtree.v1.KVStore` on a master: validates requests, logs writes to the WAL, applies
-/// them to the in-memory store, and answers.
+/// `erdtree.v1.KVStore`: validates each request, decodes it, hands it to the engine, and encodes
+/// the answer. What a read or a write does to the data is `KVEngine`'s.
 ///
-/// Reads answer inline on the connection's event loop: a Get is a shard lock and a
-/// dictionary lookup, with no hop to another thread. A Get of a key whose value was
-/// evicted (`storage.max_entries`) reads that key's record back with one positioned read
-/// at the location its index entry holds, answers with it and puts it back in memory:
-/// inline when the record is in the page cache (a read that cannot wait), else on the
-/// blocking thread pool.
-///
-/// A write is answered only after the WAL writer has its record in the kernel (and on
-/// disk, with `sync_interval: always`); the writer's completion applies it to the store
-/// (so the store holds every write the log has completed, which compaction relies on) and
-/// the connection's event loop answers it.
+/// Reads answer inline on the connection's event loop: a Get is a shard lock and a dictionary
+/// lookup, with no hop to another thread; only a value evicted from memory whose record is not in
+/// the page cache is read back on the blocking thread pool (`KVEngine.get`). A write is answered
+/// once the engine logged and applied it (on disk first with `sync_interval: always`), and on a
+/// master with `replication.min_acks` once enough slaves acked it. A slave refuses writes,
+/// naming its master, and makes a Get with `min_lsn` wait for that LSN.
 public final class KVStoreService: Sendable {
     public static let serviceName = "erdtree.v1.KVStore"
     /// `GetUpdatesRequest.limit = 0` means this many; larger limits are capped at `maxUpdates`.
     static let defaultUpdates = 1000
     static let maxUpdates = 10_000
 
-    let store: KeyValueStore
-    let wal: WriteAheadLog
+    let engine: KVEngine
     let limits: NodeConfig.Limits
-    /// Gets answered by reading an evicted value back from disk, for status.
-    let diskReads = Atomic<UInt64>(0)
 
     /// On a slave, the master's `host:port`: writes are refused and pointed there.
     let masterAddress: String?
 
     /// On a master with `replication.min_acks > 0`: where writes wait for slave acks.
     let acks: (hub: ReplicationHub, replication: NodeConfig.Replication)?
-    /// Whether writes are committed by the event loop that received them (`WriteAheadLog.callersCommit`).
-    let callersCommit: Bool
 
+    /// Built by `ServerNode`: a slave passes its master's address, a master its replication hub
+    /// and `replication` settings.
     public init(
-        store: KeyValueStore, wal: WriteAheadLog, limits: NodeConfig.Limits, masterAddress: String? = nil,
+        engine: KVEngine, limits: NodeConfig.Limits, masterAddress: String? = nil,
         replicationHub: ReplicationHub? = nil, replication: NodeConfig.Replication? = nil
     ) {
-        self.store = store
-        self.wal = wal
+        self.engine = engine
         self.limits = limits
         self.masterAddress = masterAddress
-        self.callersCommit = wal.callersCommit
         if let replicationHub, let replication, replication.minAcks > 0 {
             acks = (replicationHub, replication)
         } else {
@@ -55,36 +44,31 @@ public final class KVStoreService: Sendable {
         }
     }
 
-    /// Answers a logged write with `response`, after `replication.min_acks` slaves acked its LSN
-    /// when that is set; UNAVAILABLE saying how many did when `ack_timeout` passes first.
-    private func answerWrite(_ call: ServerCall, lsn: UInt64, _ response: @escaping @Sendable () -> ByteBuffer) {
-        guard let (hub, replication) = acks else {
-            if call.eventLoop.inEventLoop {
-                call.respond(response())
-            } else {
-                call.eventLoop.execute { call.respond(response()) }
-            }
+    /// Answers a logged write with `response` on the call's event loop (the engine's completion
+    /// runs there), after `replication.min_acks` slaves acked its LSN when that is set;
+    /// UNAVAILABLE saying how many did when `ack_timeout` passes first. A write that logged
+    /// nothing (LSN 0) has nothing for slaves to ack and is answered at once. `response` is
+    /// consumed: handed on while uniquely referenced, the transport frames it without a copy.
+    private func answerWrite(_ call: ServerCall, lsn: UInt64, _ response: consuming ByteBuffer) {
+        guard lsn > 0, let (hub, replication) = acks else {
+            call.respond(response)
             return
         }
+        let response = copy response
         hub.awaitAcks(lsn: lsn, count: replication.minAcks, timeout: replication.ackTimeout, on: call.eventLoop) {
             acked, enough in
             call.eventLoop.execute {
                 if enough {
-                    call.respond(response())
+                    call.respond(response)
                 } else {
                     call.finish(
-                        RPCStatus(
-                            .unavailable,
-                            "the write is logged and applied on the master at LSN \(lsn), but only \(acked) of the "
-                                + "\(replication.minAcks) slave acks replication.min_acks asks for arrived within "
-                                + "replication.ack_timeout (\(replication.ackTimeout))"))
+                        NodeError.acksTimedOut(
+                            lsn: lsn, acked: acked, required: replication.minAcks, timeout: replication.ackTimeout
+                        ).status)
                 }
             }
         }
     }
-
-    /// The last LSN in the log; every write up to it has been applied or is being answered.
-    public var currentLSN: UInt64 { wal.lastLSN }
 
     public func register(in router: inout RPCRouter) {
         router.register(
@@ -119,145 +103,57 @@ public final class KVStoreService: Sendable {
             })
     }
 
-    /// Answers from memory on the event loop, or for an evicted value from the WAL on the
-    /// blocking thread pool.
+    /// Answers from the engine on the event loop, or, for a slave behind `min_lsn`, once the
+    /// engine has applied it.
     func get(_ request: ByteBuffer, call: ServerCall) throws(RPCStatus) {
         let message = try GetRequest(decoding: request)
         try validate(key: message.key)
-        if message.minLSN > appliedLSN {
-            // A slave may be about to apply it: wait (within the call's deadline, at most
-            // `minLSNWait`); a master has every LSN it ever logged, so it refuses at once.
-            guard masterAddress != nil else { throw Self.behind(message.minLSN, applied: appliedLSN) }
-            let limit = NIODeadline.now() + TimeAmount(Self.minLSNWait)
-            awaitApplied(message.minLSN, until: limit, call: call) { [self] in
-                do throws(RPCStatus) { try read(message.key, call: call) } catch { call.finish(error) }
-            }
-            return
+        let key = StoreKey(message.key)
+        let applied = engine.appliedLSN
+        guard message.minLSN > applied else { return read(key, call: call) }
+        // A slave may be about to apply it: wait (within the call's deadline, at most
+        // `minLSNWait`); a master has every LSN it ever logged, so it refuses at once.
+        guard masterAddress != nil else {
+            throw NodeError.minLSNAhead(minLSN: message.minLSN, appliedLSN: applied).status
         }
-        try read(message.key, call: call)
+        engine.waitForApplied(
+            message.minLSN, until: .now() + TimeAmount(Self.minLSNWait), callDeadline: call.deadline, on: call.eventLoop
+        ) { [self] result in
+            switch result {
+            case .success: read(key, call: call)
+            case .failure(let error): call.finish(error.status)
+            }
+        }
     }
 
     /// The longest a Get with `min_lsn` waits on a slave for that LSN to be applied.
     static let minLSNWait = Duration.seconds(5)
 
-    /// The last LSN whose write is visible to reads (its WAL completion applied it).
-    var appliedLSN: UInt64 { wal.completedLSN }
-
-    private static func behind(_ minLSN: UInt64, applied: UInt64) -> RPCStatus {
-        RPCStatus(.unavailable, "min_lsn \(minLSN) is ahead of this node, which has applied up to LSN \(applied)")
-    }
-
-    /// Runs `then` on the call's event loop once `lsn` is applied; UNAVAILABLE at `limit`. When
-    /// the caller's own deadline comes first, the call ends with DEADLINE_EXCEEDED (the
-    /// transport's deadline and this wait used to race to answer it, UNAVAILABLE or not).
-    private func awaitApplied(
-        _ lsn: UInt64, until limit: NIODeadline, call: ServerCall, then: @escaping () -> Void
-    ) {
-        if appliedLSN >= lsn { return then() }
-        let now = NIODeadline.now()
-        if let deadline = call.deadline, deadline <= limit, now >= deadline {
-            return call.finish(RPCStatus(.deadlineExceeded, "deadline passed waiting for min_lsn \(lsn)"))
-        }
-        if now >= limit { return call.finish(Self.behind(lsn, applied: appliedLSN)) }
-        // Polling every millisecond costs little next to replication's own latency and needs no
-        // waiter list on the apply path.
-        call.eventLoop.scheduleTask(in: .milliseconds(1)) { [self] in
-            awaitApplied(lsn, until: limit, call: call, then: then)
-        }
-    }
-
-    private func read(_ keyBytes: [UInt8], call: ServerCall) throws(RPCStatus) {
-        let key = StoreKey(keyBytes)
-        guard let stored = store.get(key, nowMs: WallClock.nowMs()) else {
-            call.respond(GetResponse(value: [], found: false, lsn: 0, expiresAtMs: 0).encode(allocator: call.allocator))
-            return
-        }
-        if let value = stored.value {
-            call.respond(
-                GetResponse(value: value, found: true, lsn: stored.lsn, expiresAtMs: stored.expiresAtMs)
-                    .encode(allocator: call.allocator))
-            return
-        }
-        // A record in the page cache is read right here: RWF_NOWAIT never waits for the disk.
-        if let record = wal.readIfCached(at: WALLocation(stored.location)),
-            Self.isWrite(record, of: key, at: stored.lsn)
-        {
-            readBack(record, of: key)
-            call.respond(
-                GetResponse(
-                    value: ValueBytes(record.value), found: true, lsn: stored.lsn, expiresAtMs: stored.expiresAtMs
-                )
-                .encode(allocator: call.allocator))
-            return
-        }
-        // Otherwise the read may wait for the disk: keep it off the event loop.
-        NIOThreadPool.singleton.submit { [self] _ in
-            answer(call) { () throws(RPCStatus) in
-                guard let (value, current) = try readEvicted(key, stored) else {
-                    return GetResponse(value: [], found: false, lsn: 0, expiresAtMs: 0).encode(
-                        allocator: call.allocator)
+    private func read(_ key: StoreKey, call: ServerCall) {
+        switch engine.get(key) {
+        case .found(let found):
+            call.respond(Self.response(found, allocator: call.allocator))
+        case .missing:
+            call.respond(Self.response(nil, allocator: call.allocator))
+        case .onDisk(let evicted):
+            engine.readFromDisk(evicted) { result in
+                switch result {
+                case .success(let found): call.respond(Self.response(found, allocator: call.allocator))
+                case .failure(let error): call.finish(error.status)
                 }
-                return GetResponse(value: value, found: true, lsn: current.lsn, expiresAtMs: current.expiresAtMs)
-                    .encode(allocator: call.allocator)
             }
         }
     }
 
-    /// Reads an evicted value back with one positioned read at its record's location and puts
-    /// it back in memory. Blocking: call it off the event loop.
-    ///
-    /// A compaction that finished since `stored` was looked up has moved the record (its old
-    /// segment is gone); the key is then looked up again, which also catches a rewrite or delete
-    /// in between.
-    ///
-    /// - Returns: the value and the entry it belongs to, or nil if the key is gone by now.
-    /// - Throws: INTERNAL when the bytes there are not this key's write at its LSN (the index and
-    ///   the log disagree), UNAVAILABLE when the log cannot be read.
-    func readEvicted(_ key: StoreKey, _ stored: StoredValue) throws(RPCStatus) -> (ValueBytes, StoredValue)? {
-        var current = stored
-        // Each retry follows one finished compaction; three in a row means something is wrong.
-        for _ in 0..<3 {
-            let record: WALRecord
-            switch Result(catching: { () throws(WALError) in try wal.read(at: WALLocation(current.location)) }) {
-            case .success(let read):
-                record = read
-            case .failure(.segmentGone):
-                guard let again = store.get(key, nowMs: WallClock.nowMs()) else { return nil }
-                if let value = again.value { return (value, again) }
-                current = again
-                continue
-            case .failure(let error):
-                // Bytes that are not the promised record mean the index and the log disagree;
-                // anything else is the disk failing, which may pass.
-                let code: RPCStatus.Code = if case .corruptRecord = error { .internal } else { .unavailable }
-                throw RPCStatus(code, "cannot read the value of key \(key) back from the write-ahead log: \(error)")
-            }
-            guard Self.isWrite(record, of: key, at: current.lsn) else {
-                throw RPCStatus(
-                    .internal,
-                    "the value of key \(key) was evicted from memory at LSN \(current.lsn), but the write-ahead "
-                        + "log's record at its location is a \(record.op) of key \(StoreKey(record.key)) at LSN "
-                        + "\(record.lsn)")
-            }
-            readBack(record, of: key)
-            return (ValueBytes(record.value), current)
+    private static func response(_ found: KVEngine.Found?, allocator: ByteBufferAllocator) -> ByteBuffer {
+        guard let found else {
+            return GetResponse(value: [], found: false, lsn: 0, expiresAtMs: 0).encode(allocator: allocator)
         }
-        throw RPCStatus(
-            .unavailable, "the record of key \(key) moved three times while being read (compaction); try again")
+        return GetResponse(value: found.value, found: true, lsn: found.lsn, expiresAtMs: found.expiresAtMs)
+            .encode(allocator: allocator)
     }
 
-    /// Whether `record` is the set of `key` at `lsn`, i.e. what the index entry promised.
-    private static func isWrite(_ record: WALRecord, of key: StoreKey, at lsn: UInt64) -> Bool {
-        record.lsn == lsn && record.op == .set && record.key == key.bytes
-    }
-
-    /// Counts a value read back from disk and makes it resident again.
-    private func readBack(_ record: WALRecord, of key: StoreKey) {
-        diskReads.add(1, ordering: .relaxed)
-        store.restore(key, value: record.value, lsn: record.lsn)
-    }
-
-    /// Validates, logs, then applies and answers on the call's event loop.
+    /// Validates, then has the engine log and apply; answered on the call's event loop.
     func set(_ request: ByteBuffer, call: ServerCall) throws(RPCStatus) {
         try refuseOnSlave("Set")
         let message = try SetRequest(decoding: request)
@@ -266,68 +162,32 @@ public final class KVStoreService: Sendable {
             throw RequestError.valueTooLarge(limit: limits.maxValueBytes, actual: message.value.count).status
         }
         let expiresAtMs = try expiry(ttlMs: message.ttlMs)
-        let store = self.store
-        let key = StoreKey(message.key)
-        // Under noeviction a new key past storage.max_entries is refused before it is logged.
-        do {
-            try store.admit(key, nowMs: WallClock.nowMs())
-        } catch {
-            throw RPCStatus(.resourceExhausted, error.description)
-        }
-        let claimed = wal.append(
-            op: .set, key: message.key, value: message.value, expiresAtMs: expiresAtMs,
-            timestampMs: WallClock.nowMs(), byCaller: callersCommit
-        ) { result in
+        engine.write(.set(key: message.key, value: message.value, expiresAtMs: expiresAtMs), on: call.eventLoop) {
+            [self] result in
             switch result {
-            case .success(let appended):
-                // Applied here, on the writer thread, so that compaction (which only looks at
-                // records whose completion has returned) sees every logged write in the store.
-                store.set(
-                    key, value: message.value, lsn: appended.lsn, expiresAtMs: expiresAtMs,
-                    location: DiskLocation(appended.location))
-                self.answerWrite(call, lsn: appended.lsn) {
-                    SetResponse(lsn: appended.lsn).encode(allocator: call.allocator)
-                }
+            case .success(let written):
+                answerWrite(call, lsn: written.lsn, SetResponse(lsn: written.lsn).encode(allocator: call.allocator))
             case .failure(let error):
-                call.finish(Self.notLogged(error))
+                call.finish(error.status)
             }
         }
-        if claimed { commitAtEndOfTurn(call) }
     }
 
-    /// Under an interval sync policy the event loop writes its turn's writes itself, once all
-    /// the requests it read in this turn are queued: one group commit per turn.
-    private func commitAtEndOfTurn(_ call: ServerCall) {
-        let wal = self.wal
-        call.eventLoop.execute { wal.commitQueued() }
-    }
-
+    /// Validates, then has the engine log and apply; a missing key is answered at once.
     func delete(_ request: ByteBuffer, call: ServerCall) throws(RPCStatus) {
         try refuseOnSlave("Delete")
         let message = try DeleteRequest(decoding: request)
         try validate(key: message.key)
-        let key = StoreKey(message.key)
-        // Deleting a missing key writes nothing, so it takes no LSN (the proto's contract).
-        guard store.get(key, nowMs: WallClock.nowMs()) != nil else {
-            call.respond(DeleteResponse(deleted: false, lsn: 0).encode(allocator: call.allocator))
-            return
-        }
-        let store = self.store
-        let claimed = wal.append(
-            op: .delete, key: message.key, value: [], expiresAtMs: 0, timestampMs: WallClock.nowMs(),
-            byCaller: callersCommit
-        ) { result in
+        engine.write(.delete(key: message.key), on: call.eventLoop) { [self] result in
             switch result {
-            case .success(let appended):
-                let deleted = store.delete(key, lsn: appended.lsn, nowMs: WallClock.nowMs())
-                self.answerWrite(call, lsn: appended.lsn) {
-                    DeleteResponse(deleted: deleted, lsn: appended.lsn).encode(allocator: call.allocator)
-                }
+            case .success(let written):
+                answerWrite(
+                    call, lsn: written.lsn,
+                    DeleteResponse(deleted: written.deleted, lsn: written.lsn).encode(allocator: call.allocator))
             case .failure(let error):
-                call.finish(Self.notLogged(error))
+                call.finish(error.status)
             }
         }
-        if claimed { commitAtEndOfTurn(call) }
     }
 
     /// Logged writes after `since_lsn`, read from the WAL's segments. Blocking: call it off
@@ -336,9 +196,9 @@ public final class KVStoreService: Sendable {
         let wanted = request.limit == 0 ? Self.defaultUpdates : min(Int(request.limit), Self.maxUpdates)
         let found: WALEntries
         do {
-            found = try wal.entries(since: request.sinceLSN, limit: wanted)
+            found = try engine.entries(since: request.sinceLSN, limit: wanted)
         } catch {
-            throw RPCStatus(.unavailable, "cannot read the write-ahead log: \(error)")
+            throw NodeError.logUnreadable(error).status
         }
         // A caller ahead of this node (it followed another history) or behind what the log
         // still holds cannot catch up entry by entry: it must start over from a full copy.
@@ -362,13 +222,7 @@ public final class KVStoreService: Sendable {
 
     private func refuseOnSlave(_ method: String) throws(RPCStatus) {
         guard let masterAddress else { return }
-        throw RPCStatus(
-            .failedPrecondition,
-            "this node is a slave and takes no writes; send \(method) to the master at \(masterAddress)")
-    }
-
-    static func notLogged(_ error: WALError) -> RPCStatus {
-        RPCStatus(.unavailable, "the write was not logged, so it was not applied: \(error)")
+        throw NodeError.notMaster(method: method, masterAddress: masterAddress).status
     }
 
     private func validate(key: [UInt8]) throws(RPCStatus) {
@@ -399,14 +253,5 @@ public final class KVStoreService: Sendable {
             case .error: return false
             }
         }
-    }
-}
-
-/// Runs a handler body and answers the call with its result or its error status.
-func answer(_ call: ServerCall, _ body: () throws(RPCStatus) -> ByteBuffer) {
-    do {
-        call.respond(try body())
-    } catch {
-        call.finish(error)
     }
 }

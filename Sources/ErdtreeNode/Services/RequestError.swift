@@ -1,36 +1,22 @@
-import ErdtreeRPC
-
-/// Why a KVStore request is refused before anything is written. The one place where
-/// request validation turns into a gRPC/Connect status.
-enum RequestError: Error, CustomStringConvertible {
+/// Why a request is refused before anything is done: its arguments break a limit or a rule.
+///
+/// The services (and `KVClient`, before sending) check requests and throw these; the status
+/// (always INVALID_ARGUMENT) and its message come from `NodeError+Status.swift`.
+enum RequestError: Error, Equatable {
+    /// A KVStore key of no bytes; `limit` is `max_key_bytes`.
     case emptyKey(limit: Int)
     case keyTooLong(limit: Int, actual: Int)
     case keyNotUTF8
+    /// protobuf-c would cut the key at its NUL byte; see `requestKey` in KVStoreMessages.swift.
     case keyContainsNUL
     case valueTooLarge(limit: Int, actual: Int)
     case negativeTTL(Int64)
+    /// The TTL puts the expiry past 9999-12-31, which `expires_at_ms` readers cannot format.
     case ttlTooLarge(Int64)
-
-    var description: String {
-        switch self {
-        case .emptyKey(let limit):
-            "key must not be empty (keys are 1 to \(limit) bytes of UTF-8)"
-        case .keyTooLong(let limit, let actual):
-            "key is \(actual) bytes; the limit is \(limit) bytes (max_key_bytes)"
-        case .keyNotUTF8:
-            "key is not valid UTF-8"
-        case .keyContainsNUL:
-            "key contains a NUL byte (U+0000), which keys cannot hold"
-        case .valueTooLarge(let limit, let actual):
-            "value is \(actual) bytes; the limit is \(limit) bytes (max_value_bytes)"
-        case .negativeTTL(let ttl):
-            "ttl_ms must be 0 (no expiry) or positive, got \(ttl)"
-        case .ttlTooLarge(let ttl):
-            "ttl_ms \(ttl) puts the expiry past the year 9999"
-        }
-    }
-
-    /// Every refusal is about the request's own arguments, so INVALID_ARGUMENT; an
-    /// oversized *message* is RESOURCE_EXHAUSTED, and the transport decides that.
-    var status: RPCStatus { RPCStatus(.invalidArgument, description) }
+    /// A field that must be set was left empty; `field` is `Message.field_name`.
+    case emptyField(String)
+    /// A replication `Hello` whose `replication_id` is neither empty nor 32 hex digits.
+    case badReplicationID(String)
+    /// A `host:port` field that does not parse.
+    case badAddress(field: String, ConfigError)
 }

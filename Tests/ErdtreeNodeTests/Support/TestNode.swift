@@ -7,8 +7,9 @@ import Synchronization
 
 @testable import ErdtreeNode
 
-/// A master node on a loopback port chosen by the OS, with its data in a fresh temporary
-/// directory, and clients connected to it.
+/// A node on a loopback port chosen by the OS, with its data in a fresh temporary directory, and
+/// clients connected to it: a master, or a slave following one (`following:`). The one place
+/// tests start a node.
 struct TestNode {
     let node: ServerNode
     let port: Int
@@ -17,23 +18,38 @@ struct TestNode {
     static var group: any EventLoopGroup { MultiThreadedEventLoopGroup.singleton }
     static let quietLogger = Logger(label: "erdtree.node.test") { _ in SwiftLogNoOpLogHandler() }
 
-    /// - Parameter dataDirectory: an existing node's directory, to restart on its WAL;
-    ///   nil for a fresh temporary one.
+    /// How often a test slave's master sends heartbeats when idle: short, so a slave that
+    /// dialled in reports its first sync (and acks) within a test's patience.
+    static let slaveSyncInterval = Duration.milliseconds(50)
+
+    /// The address clients and slaves reach this node at.
+    var address: String { "127.0.0.1:\(port)" }
+
+    /// - Parameters:
+    ///   - dataDirectory: an existing node's directory, to restart on its WAL; nil for a fresh
+    ///     temporary one.
+    ///   - master: the master to follow, which makes this node a slave; nil for a master.
     static func start(
         limits: NodeConfig.Limits = NodeConfig.Limits(), storage: NodeConfig.Storage = NodeConfig.Storage(),
-        dataDirectory: URL? = nil
+        replication: NodeConfig.Replication = NodeConfig.Replication(), dataDirectory: URL? = nil,
+        following master: TestNode? = nil
     ) async throws -> TestNode {
         let directory =
             dataDirectory
             ?? FileManager.default.temporaryDirectory
             .appendingPathComponent("erdtree-test-\(UUID().uuidString)", isDirectory: true)
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        var config = NodeConfig.defaults(for: .master)
+        let role: Role = master == nil ? .master : .slave
+        var config = NodeConfig.defaults(for: role)
         config.server = NodeConfig.Server(address: "127.0.0.1", port: 0)
         config.wal.directory = directory.appendingPathComponent("wal").path
         config.limits = limits
         config.storage = storage
-        let node = try ServerNode(config: config, group: group, logger: quietLogger)
+        config.replication = replication
+        if let master {
+            config.master = NodeConfig.Master(address: master.address, syncInterval: slaveSyncInterval)
+        }
+        let node = try ServerNode(config: config, role: role, group: group, logger: quietLogger)
         let address = try await node.start()
         guard let port = address.port else {
             await node.stop(gracePeriod: .seconds(1))

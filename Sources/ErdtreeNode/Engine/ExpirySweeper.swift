@@ -1,4 +1,3 @@
-import ErdtreeStorage
 import NIOCore
 import Synchronization
 
@@ -13,12 +12,13 @@ public final class ExpirySweeper: Sendable {
     static let deadlinesPerShardPerPass = 20
     static let budget = Duration.milliseconds(5)
 
-    private let store: KeyValueStore
+    private let engine: KVEngine
     private let reclaimed = Atomic<UInt64>(0)
     private let task: Mutex<RepeatedTask?> = Mutex(nil)
 
-    public init(store: KeyValueStore) {
-        self.store = store
+    /// Built by `ServerNode`, which calls `start` once, on one of its event loops.
+    public init(engine: KVEngine) {
+        self.engine = engine
     }
 
     /// Keys removed by the sweep since start (reads that find an expired key remove it too,
@@ -48,8 +48,7 @@ public final class ExpirySweeper: Sendable {
         let deadline = clock.now + Self.budget
         var total = 0
         while true {
-            let removed = store.sweepExpired(
-                nowMs: WallClock.nowMs(), maxPerShard: Self.deadlinesPerShardPerPass)
+            let removed = engine.sweepExpired(nowMs: WallClock.nowMs(), maxPerShard: Self.deadlinesPerShardPerPass)
             total += removed
             if removed == 0 || clock.now >= deadline { break }
         }

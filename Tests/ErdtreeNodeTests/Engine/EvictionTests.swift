@@ -48,7 +48,7 @@ import Testing
         let second = try await TestNode.start(storage: storage, dataDirectory: first.dataDirectory)
         do {
             let client = try await second.connect()
-            #expect(second.node.kv.store.residentCount <= 100, "replay evicts as it goes")
+            #expect(second.node.engine.statistics().residentValues <= 100, "replay evicts as it goes")
             try await checkAll(client, count: 2_000)
             let status = try await client.status()
             #expect(status.keys == 2_000)
@@ -80,7 +80,7 @@ import Testing
             #expect(status?.code == .resourceExhausted)
             #expect(status?.message.contains("storage.max_entries") == true, "\(String(describing: status))")
             #expect(status?.message.contains("max: 3") == true, "\(String(describing: status))")
-            #expect(node.node.kv.currentLSN == 3, "the refused write took no LSN")
+            #expect(node.node.engine.lastLSN == 3, "the refused write took no LSN")
             #expect(try await client.get("key-3") == nil)
             // Overwrites still work.
             let lsn = try await client.set("key-1", value: [9])
@@ -92,17 +92,17 @@ import Testing
     @Test func readBackChecksTheRecordAtTheLocation() async throws {
         try await withTestNode { node, client in
             _ = try await client.set("a", value: [1])
-            let kv = node.node.kv
-            let a = try #require(kv.store.get(StoreKey("a"), nowMs: 0))
+            let engine = node.node.engine
+            let a = try #require(engine.store.get(StoreKey("a"), nowMs: 0))
             #expect(a.location.length > 0)
-            #expect(try kv.readEvicted(StoreKey("a"), a)?.0 == [1])
+            #expect(try engine.readEvicted(StoreKey("a"), a)?.0 == [1])
 
             func refusal(_ key: String, _ stored: StoredValue) -> RPCStatus? {
-                do throws(RPCStatus) {
-                    _ = try kv.readEvicted(StoreKey(key), stored)
+                do throws(NodeError) {
+                    _ = try engine.readEvicted(StoreKey(key), stored)
                     return nil
                 } catch {
-                    return error
+                    return error.status
                 }
             }
             let otherKey = refusal("b", a)
@@ -127,10 +127,12 @@ import Testing
             var gone = a.location
             gone.segment = 999_999
             #expect(
-                try kv.readEvicted(StoreKey("missing"), StoredValue(value: nil, lsn: 1, expiresAtMs: 0, location: gone))
+                try engine.readEvicted(
+                    StoreKey("missing"), StoredValue(value: nil, lsn: 1, expiresAtMs: 0, location: gone))
                     == nil)
             #expect(
-                try kv.readEvicted(StoreKey("a"), StoredValue(value: nil, lsn: 1, expiresAtMs: 0, location: gone))?.0
+                try engine.readEvicted(StoreKey("a"), StoredValue(value: nil, lsn: 1, expiresAtMs: 0, location: gone))?
+                    .0
                     == [1])
         }
     }

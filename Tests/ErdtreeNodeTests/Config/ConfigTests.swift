@@ -427,22 +427,11 @@ import Testing
     /// working directory `swift test` was started in.
     private static func repoFile(_ relativePath: String) -> String {
         URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent()  // Config
             .deletingLastPathComponent()  // ErdtreeNodeTests
             .deletingLastPathComponent()  // Tests
             .deletingLastPathComponent()  // repository root
             .appendingPathComponent(relativePath)
             .path
-    }
-}
-
-@Suite struct SlaveIdentityTests {
-    @Test func aSlaveIsNamedByItsAddressOrByHostnameWhenItListensEverywhere() {
-        let host = "slave7"
-        #expect(ServerNode.slaveID(.init(address: "10.0.0.5", port: 8081), hostname: host) == "10.0.0.5:8081")
-        #expect(ServerNode.slaveID(.init(address: "0.0.0.0", port: 8081), hostname: host) == "slave7:8081")
-        #expect(ServerNode.slaveID(.init(address: "::", port: 8082), hostname: host) == "slave7:8082")
-        // No hostname to be had: the address, as before.
-        #expect(ServerNode.slaveID(.init(address: "0.0.0.0", port: 8081), hostname: "") == "0.0.0.0:8081")
-        #expect(!ServerNode.currentHostname().isEmpty)
     }
 }

@@ -1,4 +1,3 @@
-import ErdtreeStorage
 import ErdtreeWAL
 import Glibc
 import Logging
@@ -10,13 +9,13 @@ import Synchronization
 ///
 /// Every `interval` it weighs the compactable segments — every sealed segment except the newest
 /// ones totalling at most `wal.retention`, which stay as written so that slaves and `GetUpdates`
-/// can stream from them (DESIGN §6) — against the store: a record is live when its key's index
-/// entry still points at it. When their dead bytes are at least half of them and at least one
-/// `wal.max_file_size`, it compacts them (`WriteAheadLog.compact`) on the blocking thread pool,
-/// relocating the index entries of the records it moves. The half-dead rule bounds the work:
+/// can stream from them (docs/replication.md) — against the store: a record is live when its
+/// key's index entry still points at it. When their dead bytes are at least half of them and at
+/// least one `wal.max_file_size`, it compacts them (`KVEngine.compact`) on the blocking thread
+/// pool, relocating the index entries of the records it moves. The half-dead rule bounds the work:
 /// each byte rewritten pays for at least one byte reclaimed. Expired keys the sweep reclaimed
 /// and deleted keys count as dead; keys that expired but were not swept yet still count as live.
-/// Weighing takes a pass over every key (`KeyValueStore.liveBytesBySegment()`), skipped while the
+/// Weighing takes a pass over every key (`KVEngine.liveBytesBySegment()`), skipped while the
 /// compactable segments are too small to matter and spaced `scanBackoff` times its own duration
 /// apart, so a large idle store is not rescanned every second.
 public final class Compactor: Sendable {
@@ -30,8 +29,7 @@ public final class Compactor: Sendable {
         var deadBytes: Int64
     }
 
-    private let store: KeyValueStore
-    private let wal: WriteAheadLog
+    private let engine: KVEngine
     private let retentionBytes: Int64
     private let minDeadBytes: Int64
     private let logger: Logger
@@ -47,9 +45,10 @@ public final class Compactor: Sendable {
     /// one keeps the compactor's share of a core near 1/20 however large the store.
     static let scanBackoff = 20
 
-    public init(store: KeyValueStore, wal: WriteAheadLog, retentionBytes: Int64, minDeadBytes: Int64, logger: Logger) {
-        self.store = store
-        self.wal = wal
+    /// Built by `ServerNode`, which calls `start` once; `retentionBytes` is `wal.retention` and
+    /// `minDeadBytes` is `wal.max_file_size`.
+    public init(engine: KVEngine, retentionBytes: Int64, minDeadBytes: Int64, logger: Logger) {
+        self.engine = engine
         self.retentionBytes = retentionBytes
         self.minDeadBytes = minDeadBytes
         self.logger = logger
@@ -63,8 +62,8 @@ public final class Compactor: Sendable {
 
     /// Bytes of records in all segments that no key's index entry points at.
     public func deadBytes() -> Int64 {
-        let live = store.liveBytesBySegment()
-        return wal.segments.reduce(0) { $0 + max(0, $1.recordBytes - (live[$1.id] ?? 0)) }
+        let live = engine.liveBytesBySegment()
+        return engine.segments.reduce(0) { $0 + max(0, $1.recordBytes - (live[$1.id] ?? 0)) }
     }
 
     public func start(on eventLoop: any EventLoop) {
@@ -98,14 +97,14 @@ public final class Compactor: Sendable {
     /// - Returns: what the compaction did, or nil when nothing was due.
     @discardableResult
     func runOnce() -> WALCompactionResult? {
-        let segments = wal.segments
+        let segments = engine.segments
         // Without enough compactable bytes no amount of dead ones reaches the threshold: skip
         // the pass over the index.
         let compactable = Self.compactable(segments, retentionBytes: retentionBytes)
         guard compactable.reduce(0, { $0 + $1.recordBytes }) >= minDeadBytes else { return nil }
         let scanStarted = ContinuousClock.now
         guard nextScan.withLock({ $0 }) <= scanStarted else { return nil }
-        let live = store.liveBytesBySegment()
+        let live = engine.liveBytesBySegment()
         let scanned = ContinuousClock.now - scanStarted
         nextScan.withLock { $0 = ContinuousClock.now + scanned * Self.scanBackoff }
         guard
@@ -113,19 +112,8 @@ public final class Compactor: Sendable {
                 segments: segments, live: live, retentionBytes: retentionBytes, minDeadBytes: minDeadBytes)
         else { return nil }
         let started = ContinuousClock.now
-        let store = self.store
         do {
-            guard
-                let result = try wal.compact(
-                    segments: plan.count,
-                    isLive: { record in
-                        record.op == .set
-                            && store.isCurrent(StoreKey(record.key), lsn: record.lsn, nowMs: WallClock.nowMs())
-                    },
-                    moved: { record, location in
-                        store.relocate(StoreKey(record.key), lsn: record.lsn, to: DiskLocation(location))
-                    })
-            else { return nil }
+            guard let result = try engine.compact(segments: plan.count) else { return nil }
             finished.add(1, ordering: .relaxed)
             lastFinishedMs.store(WallClock.nowMs(), ordering: .relaxed)
             logger.info(

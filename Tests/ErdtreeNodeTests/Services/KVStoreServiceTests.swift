@@ -83,7 +83,7 @@ import Testing
             let (deleted, lsn) = try await client.delete("ghost")
             #expect(!deleted)
             #expect(lsn == 0)
-            #expect(node.node.kv.currentLSN == 0)
+            #expect(node.node.engine.lastLSN == 0)
             // The next real write still gets LSN 1.
             #expect(try await client.set("real", value: [1]) == 1)
         }
@@ -105,7 +105,7 @@ import Testing
                 if i % 4 == 3 { lsns.append(try await client.delete("key-\(i % 3)").lsn) }
             }
             #expect(lsns == Array(1...UInt64(lsns.count)), "LSNs are not 1, 2, 3, …: \(lsns)")
-            #expect(node.node.kv.currentLSN == UInt64(lsns.count))
+            #expect(node.node.engine.lastLSN == UInt64(lsns.count))
         }
     }
 
@@ -159,7 +159,7 @@ import Testing
             #expect(status?.code == .invalidArgument)
             #expect(status?.message.contains("-1") == true, "\(String(describing: status))")
             #expect(try await client.get("k") == nil)
-            #expect(node.node.kv.currentLSN == 0)
+            #expect(node.node.engine.lastLSN == 0)
         }
     }
 
@@ -180,7 +180,7 @@ import Testing
                 #expect(status?.code == .invalidArgument, "\(operation)")
                 #expect(status?.message.contains("4096") == true, "\(operation): \(String(describing: status))")
             }
-            #expect(node.node.kv.currentLSN == 0)
+            #expect(node.node.engine.lastLSN == 0)
         }
     }
 
@@ -202,7 +202,7 @@ import Testing
                 #expect(status?.message.contains("4096") == true, "\(operation): \(String(describing: status))")
                 #expect(status?.message.contains("4097") == true, "\(operation): \(String(describing: status))")
             }
-            #expect(node.node.kv.currentLSN == 0)
+            #expect(node.node.engine.lastLSN == 0)
         }
     }
 
@@ -236,7 +236,7 @@ import Testing
             #expect(status?.code == .invalidArgument)
             #expect(status?.message.contains("1048576") == true, "\(String(describing: status))")
             #expect(try await client.get("big") == nil)
-            #expect(node.node.kv.currentLSN == 0)
+            #expect(node.node.engine.lastLSN == 0)
         }
     }
 
@@ -265,7 +265,7 @@ import Testing
             }
             #expect(status?.code == .resourceExhausted)
             #expect(status?.message.contains("4194304") == true, "\(String(describing: status))")
-            #expect(node.node.kv.currentLSN == 0)
+            #expect(node.node.engine.lastLSN == 0)
             // Same connection, next call.
             #expect(try await client.set("small", value: [1]) == 1)
         }
@@ -290,7 +290,7 @@ import Testing
             let set = await rawCall(
                 client, "/erdtree.v1.KVStore/Set", RawProto.bytesField(1, key) + RawProto.bytesField(2, [1]))
             #expect(set?.code == .invalidArgument)
-            #expect(node.node.kv.currentLSN == 0, "a key that is not UTF-8 was written")
+            #expect(node.node.engine.lastLSN == 0, "a key that is not UTF-8 was written")
         }
     }
 
@@ -307,7 +307,7 @@ import Testing
                 #expect(status?.code == .invalidArgument, "\(garbage)")
                 #expect(status?.message.contains(typeName) == true, "\(String(describing: status))")
             }
-            #expect(node.node.kv.currentLSN == 0)
+            #expect(node.node.engine.lastLSN == 0)
         }
     }
 
@@ -420,8 +420,8 @@ import Testing
             // Every write got its own LSN, and no LSN was handed out without a write.
             let lsns = results.flatMap(\.writeLSNs)
             #expect(Set(lsns).count == lsns.count, "two writes share an LSN")
-            #expect(lsns.max() == node.node.kv.currentLSN)
-            #expect(UInt64(lsns.count) == node.node.kv.currentLSN)
+            #expect(lsns.max() == node.node.engine.lastLSN)
+            #expect(UInt64(lsns.count) == node.node.engine.lastLSN)
             for run in results {
                 #expect(run.writeLSNs == run.writeLSNs.sorted(), "one client's writes got decreasing LSNs")
             }

@@ -1,0 +1,87 @@
+import ErdtreeStorage
+import ErdtreeWAL
+import NIOCore
+
+extension KVEngine {
+    /// A write a client asked for, decoded and validated by the service.
+    enum Write: Sendable {
+        /// `expiresAtMs` is absolute (Unix ms), 0 for no expiry.
+        case set(key: [UInt8], value: [UInt8], expiresAtMs: Int64)
+        case delete(key: [UInt8])
+    }
+
+    /// What a write did.
+    struct Written: Sendable, Equatable {
+        /// The LSN it was logged at; 0 when it wrote nothing (a delete of a missing key).
+        var lsn: UInt64
+        /// For a delete, whether a live key was removed; false for a set.
+        var deleted: Bool
+    }
+
+    /// Logs `write`, applies it, then calls `completion` on `eventLoop` with its LSN.
+    ///
+    /// Called by the KVStore service on the event loop of the call, which it passes as
+    /// `eventLoop`. The write is applied inside the log's completion, on the committing thread
+    /// before the log counts it completed, so compaction (which judges only completed records)
+    /// sees every logged write in the store, and `appliedLSN` never runs ahead of the store.
+    ///
+    /// How the record reaches the disk is the engine's business. Under an interval sync policy
+    /// the event loop commits its turn's writes itself once every request it read in this turn
+    /// is queued: one group commit per turn, one `write`, no hand-off to the writer thread and
+    /// back. Under `always` the writer thread writes and fsyncs each batch (an fsync must not hold
+    /// up an event loop), and `completion` hops back to `eventLoop`.
+    ///
+    /// `completion` runs inline, before this returns, when nothing is logged: a new key refused
+    /// under noeviction (`.storeFull`), a delete of a missing key (`Written(lsn: 0, deleted:
+    /// false)`: it takes no LSN, as the proto says), or a closed log (`.notLogged(.closed)`).
+    func write(
+        _ write: Write, on eventLoop: any EventLoop,
+        completion: @escaping @Sendable (Result<Written, NodeError>) -> Void
+    ) {
+        // One clock read serves the refusal checks, the record's timestamp and its apply.
+        let nowMs = WallClock.nowMs()
+        let record: WALRecord
+        let key: StoreKey
+        switch write {
+        case .set(let keyBytes, let value, let expiresAtMs):
+            key = StoreKey(keyBytes)
+            // Under noeviction a new key past storage.max_entries is refused before it is logged.
+            do {
+                try store.admit(key, nowMs: nowMs)
+            } catch {
+                return completion(.failure(.storeFull(error)))
+            }
+            record = WALRecord(
+                lsn: 0, timestampMs: nowMs, op: .set, expiresAtMs: expiresAtMs, key: keyBytes, value: value)
+        case .delete(let keyBytes):
+            key = StoreKey(keyBytes)
+            guard store.get(key, nowMs: nowMs) != nil else {
+                return completion(.success(Written(lsn: 0, deleted: false)))
+            }
+            record = WALRecord(lsn: 0, timestampMs: nowMs, op: .delete, expiresAtMs: 0, key: keyBytes, value: [])
+        }
+        let claimed = wal.append(
+            op: record.op, key: record.key, value: record.value, expiresAtMs: record.expiresAtMs,
+            timestampMs: record.timestampMs, byCaller: callersCommit
+        ) { [self] result in
+            let outcome: Result<Written, NodeError>
+            switch result {
+            case .success(let appended):
+                var logged = record
+                logged.lsn = appended.lsn
+                let changed = Self.apply(logged, key: key, at: appended.location, to: store, nowMs: nowMs)
+                appliedWaiters.advance(to: appended.lsn)
+                outcome = .success(Written(lsn: appended.lsn, deleted: record.op == .delete && changed))
+            case .failure(let error):
+                outcome = .failure(.notLogged(error))
+            }
+            if eventLoop.inEventLoop {
+                completion(outcome)
+            } else {
+                eventLoop.execute { completion(outcome) }
+            }
+        }
+        // The first write of the turn queues the commit behind every request already read.
+        if claimed { eventLoop.execute { [wal] in wal.commitQueued() } }
+    }
+}

@@ -1,0 +1,130 @@
+import ErdtreeRPC
+import ErdtreeStorage
+import ErdtreeWAL
+
+// The node's one error → status mapping: what a client (gRPC, or Connect through the code's HTTP
+// mapping) or a slave sees of a `NodeError` or a `RequestError`, code and message. Every status
+// ErdtreeNode builds for a refusal or failure comes from here; the messages are part of the API
+// (tests/interop and the Swift tests assert them word for word), so change them with care.
+
+extension NodeError: CustomStringConvertible {
+    /// The status message: what happened, where, and what the caller can do about it.
+    var description: String {
+        switch self {
+        case .notMaster(let method, let masterAddress):
+            "this node is a slave and takes no writes; send \(method) to the master at \(masterAddress)"
+        case .storeFull(let error):
+            error.description
+        case .notLogged(let error):
+            "the write was not logged, so it was not applied: \(error)"
+        case .acksTimedOut(let lsn, let acked, let required, let timeout):
+            "the write is logged and applied on the master at LSN \(lsn), but only \(acked) of the "
+                + "\(required) slave acks replication.min_acks asks for arrived within "
+                + "replication.ack_timeout (\(timeout))"
+        case .minLSNAhead(let minLSN, let appliedLSN):
+            "min_lsn \(minLSN) is ahead of this node, which has applied up to LSN \(appliedLSN)"
+        case .minLSNDeadlinePassed(let minLSN):
+            "deadline passed waiting for min_lsn \(minLSN)"
+        case .evictedValueUnreadable(let key, let error):
+            "cannot read the value of key \(key) back from the write-ahead log: \(error)"
+        case .evictedRecordMismatch(let key, let lsn, let found, let foundKey, let foundLSN):
+            "the value of key \(key) was evicted from memory at LSN \(lsn), but the write-ahead "
+                + "log's record at its location is a \(found) of key \(foundKey) at LSN \(foundLSN)"
+        case .evictedRecordKeptMoving(let key):
+            "the record of key \(key) moved three times while being read (compaction); try again"
+        case .logUnreadable(let error):
+            "cannot read the write-ahead log: \(error)"
+        case .helloRepeated:
+            "Hello may be sent only once, first"
+        case .helloMissing:
+            "the first message must be a Hello"
+        case .masterShuttingDown:
+            "the master is shutting down"
+        case .slaveRemoved:
+            "removed by Admin.RemoveSlave"
+        case .snapshotUnreadable(let error):
+            "the master cannot read its log for a snapshot: \(error)"
+        case .slaveLeftDuringSnapshot:
+            "the slave went away during the snapshot"
+        case .slaveStalled:
+            "the slave stopped reading; reconnect to catch up from the log"
+        case .positionCompactedAway(let lsn):
+            "the entries after LSN \(lsn) were compacted away; resync"
+        case .masterLogUnreadable(let error):
+            "the master cannot read its log: \(error)"
+        case .badMasterAddress(let error):
+            "master.address: \(error)"
+        case .masterUnreachable(let address, let reason):
+            "cannot connect to the master at \(address): \(reason)"
+        case .slavesManagedOnMaster(let method, let masterAddress):
+            "\(method) manages a master's slaves, and this node is a slave"
+                + (masterAddress.map { " of \($0); call it there" } ?? "")
+        case .unknownService(let service):
+            "unknown service '\(service)'"
+        }
+    }
+
+    /// The status code. UNAVAILABLE says "try again, here or elsewhere" (a full disk, a slave
+    /// still catching up, a master going away); INTERNAL means the node's own state is
+    /// inconsistent (the index and the log disagree) and retrying will not help.
+    var code: RPCStatus.Code {
+        switch self {
+        case .notMaster, .positionCompactedAway, .slavesManagedOnMaster:
+            .failedPrecondition
+        case .storeFull, .slaveStalled:
+            .resourceExhausted
+        case .notLogged, .acksTimedOut, .minLSNAhead, .evictedRecordKeptMoving, .logUnreadable, .masterShuttingDown,
+            .snapshotUnreadable, .masterLogUnreadable, .masterUnreachable:
+            .unavailable
+        case .minLSNDeadlinePassed:
+            .deadlineExceeded
+        case .evictedValueUnreadable(_, let error):
+            // Bytes that are not the promised record mean the index and the log disagree;
+            // anything else is the disk failing, which may pass.
+            if case .corruptRecord = error { .internal } else { .unavailable }
+        case .evictedRecordMismatch:
+            .internal
+        case .helloRepeated, .helloMissing, .badMasterAddress:
+            .invalidArgument
+        case .slaveRemoved, .slaveLeftDuringSnapshot:
+            .cancelled
+        case .unknownService:
+            .notFound
+        }
+    }
+
+    /// What a call or a replication stream ends with.
+    var status: RPCStatus { RPCStatus(code, description) }
+}
+
+extension RequestError: CustomStringConvertible {
+    /// The status message, naming the limit or the rule the request broke.
+    var description: String {
+        switch self {
+        case .emptyKey(let limit):
+            "key must not be empty (keys are 1 to \(limit) bytes of UTF-8)"
+        case .keyTooLong(let limit, let actual):
+            "key is \(actual) bytes; the limit is \(limit) bytes (max_key_bytes)"
+        case .keyNotUTF8:
+            "key is not valid UTF-8"
+        case .keyContainsNUL:
+            "key contains a NUL byte (U+0000), which keys cannot hold"
+        case .valueTooLarge(let limit, let actual):
+            "value is \(actual) bytes; the limit is \(limit) bytes (max_value_bytes)"
+        case .negativeTTL(let ttl):
+            "ttl_ms must be 0 (no expiry) or positive, got \(ttl)"
+        case .ttlTooLarge(let ttl):
+            "ttl_ms \(ttl) puts the expiry past the year 9999"
+        case .emptyField(let field):
+            "\(field) must not be empty"
+        case .badReplicationID(let id):
+            "Hello.replication_id \"\(id.prefix(64))\" is not 32 hexadecimal digits"
+        case .badAddress(let field, let error):
+            "\(field): \(error)"
+        }
+    }
+
+    /// Every refusal is about the request's own arguments, so INVALID_ARGUMENT; an oversized
+    /// *message* is RESOURCE_EXHAUSTED, and the transport decides that.
+    var status: RPCStatus { RPCStatus(.invalidArgument, description) }
+}

@@ -1,0 +1,184 @@
+import ErdtreeRPC
+import ErdtreeWAL
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// One stream's worth of following: checks and applies what the master sends.
+///
+/// Everything but durable acks runs on the connection's event loop: a batch is written to this
+/// slave's WAL there (one `write`, no hand-off to the writer thread, whose only part is the
+/// fsync), applied, and acked. Applied acks are coalesced to one per millisecond at most: under
+/// a heavy write load each ack costs both nodes a loopback write and a wake-up.
+final class Follower: @unchecked Sendable {
+    private let replicator: Replicator
+    private let engine: KVEngine
+    private let logger: Logger
+    var call: ClientCall?
+    var watchdog: RepeatedTask?
+    /// Event loop only.
+    private var welcomed = false
+    private var nextLSN: UInt64 = 0
+    private var syncTarget: UInt64 = 0
+    /// During a full resync: the snapshot so far, and batches that arrived before it was loaded.
+    private var resync: (lsn: UInt64, records: [WALRecord], replicationID: String)?
+    private var heldBatches: [[WALRecord]] = []
+    private var ackScheduled = false
+    private let scratch = DecodeScratch()
+    private let failed = Atomic<Bool>(false)
+
+    /// Made by the `Replicator` for each stream it opens; `call` and `watchdog` are set before
+    /// the first message can arrive.
+    init(replicator: Replicator, engine: KVEngine, logger: Logger) {
+        self.replicator = replicator
+        self.engine = engine
+        self.logger = logger
+    }
+
+    func received(_ message: ByteBuffer) {
+        let response: ReplicateResponse
+        do throws(RPCStatus) {
+            response = try ReplicateResponse(decoding: message, scratch: scratch)
+        } catch {
+            fail("the master sent a message that does not decode: \(error.message)")
+            return
+        }
+        switch response {
+        case .welcome(let replicationID, let fullResync, let snapshotLSN, let masterLSN):
+            welcome(
+                replicationID: replicationID, fullResync: fullResync, snapshotLSN: snapshotLSN, masterLSN: masterLSN)
+        case .batch(let entries, let masterLSN):
+            guard welcomed else { return fail("the master sent a batch before its Welcome") }
+            replicator.heard(masterLSN: masterLSN)
+            if resync != nil {
+                heldBatches.append(entries)
+            } else {
+                apply(entries)
+            }
+        case .snapshot(let snapshotLSN, let entries, let last):
+            guard resync?.lsn == snapshotLSN else {
+                return fail("the master sent a snapshot chunk for LSN \(snapshotLSN) outside a full resync")
+            }
+            resync?.records.append(contentsOf: entries)
+            if last { loadSnapshot() }
+        case .heartbeat(let masterLSN, _):
+            replicator.heard(masterLSN: masterLSN)
+            guard resync == nil else { return }
+            ack()
+            if engine.lastLSN >= syncTarget && welcomed { replicator.caughtUp() }
+        }
+    }
+
+    private func welcome(replicationID: String, fullResync: Bool, snapshotLSN: UInt64, masterLSN: UInt64) {
+        guard !welcomed else { return fail("the master sent a second Welcome") }
+        if fullResync {
+            logger.warning(
+                """
+                FULL RESYNC: the master cannot stream from this slave's position; its data will be replaced by \
+                the master's snapshot
+                """,
+                metadata: [
+                    "slave_last_lsn": "\(engine.lastLSN)", "slave_replication_id": "\(engine.replicationID)",
+                    "master_replication_id": "\(replicationID)", "snapshot_lsn": "\(snapshotLSN)",
+                ])
+            welcomed = true
+            resync = (snapshotLSN, [], replicationID)
+            syncTarget = masterLSN
+            replicator.heard(masterLSN: masterLSN)
+            engine.onDurable { [weak self] _ in self?.ack() }
+            return
+        }
+        if replicationID != engine.replicationID {
+            do throws(WALError) {
+                try engine.adoptReplicationID(replicationID)
+                logger.info("empty log joined the master's history", metadata: ["replication_id": "\(replicationID)"])
+            } catch {
+                return fail("cannot take the master's history \(replicationID): \(error)")
+            }
+        }
+        welcomed = true
+        // With an interval sync policy durability trails the appends: ack again as it advances,
+        // so a master waiting for durable acks (min_acks) hears at once.
+        engine.onDurable { [weak self] _ in self?.ack() }
+        nextLSN = engine.lastLSN + 1
+        syncTarget = masterLSN
+        replicator.heard(masterLSN: masterLSN)
+        logger.info(
+            "streaming from the master", metadata: ["from_lsn": "\(nextLSN)", "master_lsn": "\(masterLSN)"])
+        if engine.lastLSN >= masterLSN { replicator.caughtUp() }
+    }
+
+    private func apply(_ entries: [WALRecord]) {
+        guard let last = entries.last else { return }
+        for (index, entry) in entries.enumerated() where entry.lsn != nextLSN + UInt64(index) {
+            return fail("the master sent LSN \(entry.lsn) where LSN \(nextLSN + UInt64(index)) was due")
+        }
+        nextLSN = last.lsn + 1
+        do throws(WALError) {
+            try engine.append(replicated: entries)
+        } catch {
+            // Whatever was written before the failure is applied; ack that much, then give up.
+            scheduleAck()
+            return fail("cannot write LSNs \(entries[0].lsn)...\(last.lsn) to this slave's log: \(error)")
+        }
+        scheduleAck()
+        if last.lsn >= syncTarget { replicator.caughtUp() }
+    }
+
+    /// Replaces this slave's log and store with the snapshot (blocking work, on the pool), then
+    /// applies the batches that arrived meanwhile.
+    private func loadSnapshot() {
+        guard let (snapshotLSN, records, replicationID) = resync else { return }
+        let engine = self.engine
+        NIOThreadPool.singleton.submit { [self] _ in
+            let loaded = Result { () throws(WALError) in
+                try engine.reset(replicationID: replicationID, snapshot: records, through: snapshotLSN)
+            }
+            call?.eventLoop.execute { [self] in
+                switch loaded {
+                case .success:
+                    logger.warning(
+                        "full resync loaded", metadata: ["keys": "\(records.count)", "snapshot_lsn": "\(snapshotLSN)"])
+                    resync = nil
+                    nextLSN = snapshotLSN + 1
+                    let held = heldBatches
+                    heldBatches = []
+                    for entries in held { apply(entries) }
+                    ack()
+                    if engine.lastLSN >= syncTarget { replicator.caughtUp() }
+                case .failure(let error):
+                    fail("cannot load the master's snapshot into this slave's log: \(error)")
+                }
+            }
+        }
+    }
+
+    /// How long an applied-only ack may wait for more batches to fold in.
+    static let ackDelay = TimeAmount.milliseconds(1)
+
+    /// Acks what is applied at most `ackDelay` from now, folding in every batch applied
+    /// meanwhile. Applied acks only inform (lag, ListSlaves); what a master's `min_acks` waits
+    /// for is durability, which is acked as soon as the WAL reports it. Event loop only.
+    private func scheduleAck() {
+        guard !ackScheduled, let call else { return }
+        ackScheduled = true
+        call.eventLoop.scheduleTask(in: Self.ackDelay) { [self] in
+            ackScheduled = false
+            ack()
+        }
+    }
+
+    private func ack() {
+        guard let call else { return }
+        call.send(
+            ReplicateRequest.ack(appliedLSN: engine.appliedLSN, durableLSN: engine.durableLSN)
+                .encode(allocator: ByteBufferAllocator()))
+    }
+
+    private func fail(_ reason: String) {
+        guard failed.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        logger.error("replication stream abandoned", metadata: ["reason": "\(reason)"])
+        call?.cancel()
+    }
+}

@@ -1,0 +1,121 @@
+import ErdtreeRPC
+import ErdtreeStorage
+import ErdtreeWAL
+import Testing
+
+@testable import ErdtreeNode
+
+/// The node's one error → status mapping: each error's code and message, word for word, since
+/// clients (and tests/interop) read them.
+@Suite struct NodeErrorStatusTests {
+    private static let diskFull = WALError.io(call: "write", path: "/data/wal/1.log", errno: 28)
+    private static let corrupt = WALError.corruptRecord(
+        segment: "/data/wal/1.log", offset: 40, lsn: 3, reason: "bad CRC")
+
+    static let cases: [(NodeError, RPCStatus.Code, String)] = [
+        (
+            .notMaster(method: "Set", masterAddress: "10.0.0.1:8080"), .failedPrecondition,
+            "this node is a slave and takes no writes; send Set to the master at 10.0.0.1:8080"
+        ),
+        (
+            .storeFull(.limitExceeded(name: "storage.max_entries", limit: 3, actual: 3)), .resourceExhausted,
+            "storage.max_entries reached: the store holds 3 keys (max: 3) and eviction_policy noeviction refuses "
+                + "new keys; overwrite or delete existing keys, or raise storage.max_entries"
+        ),
+        (
+            .notLogged(.closed), .unavailable,
+            "the write was not logged, so it was not applied: The write-ahead log is closed."
+        ),
+        (
+            .acksTimedOut(lsn: 7, acked: 1, required: 2, timeout: .seconds(5)), .unavailable,
+            "the write is logged and applied on the master at LSN 7, but only 1 of the 2 slave acks "
+                + "replication.min_acks asks for arrived within replication.ack_timeout (5.0 seconds)"
+        ),
+        (
+            .minLSNAhead(minLSN: 99, appliedLSN: 3), .unavailable,
+            "min_lsn 99 is ahead of this node, which has applied up to LSN 3"
+        ),
+        (.minLSNDeadlinePassed(minLSN: 99), .deadlineExceeded, "deadline passed waiting for min_lsn 99"),
+        (
+            .evictedValueUnreadable(key: StoreKey("k"), diskFull), .unavailable,
+            "cannot read the value of key \"k\" back from the write-ahead log: \(diskFull)"
+        ),
+        (
+            .evictedValueUnreadable(key: StoreKey("k"), corrupt), .internal,
+            "cannot read the value of key \"k\" back from the write-ahead log: \(corrupt)"
+        ),
+        (
+            .evictedRecordMismatch(key: StoreKey("b"), lsn: 1, found: .set, foundKey: StoreKey("a"), foundLSN: 1),
+            .internal,
+            "the value of key \"b\" was evicted from memory at LSN 1, but the write-ahead log's record at its "
+                + "location is a set of key \"a\" at LSN 1"
+        ),
+        (
+            .evictedRecordKeptMoving(key: StoreKey("k")), .unavailable,
+            "the record of key \"k\" moved three times while being read (compaction); try again"
+        ),
+        (.logUnreadable(diskFull), .unavailable, "cannot read the write-ahead log: \(diskFull)"),
+        (.helloRepeated, .invalidArgument, "Hello may be sent only once, first"),
+        (.helloMissing, .invalidArgument, "the first message must be a Hello"),
+        (.masterShuttingDown, .unavailable, "the master is shutting down"),
+        (.slaveRemoved, .cancelled, "removed by Admin.RemoveSlave"),
+        (.snapshotUnreadable(diskFull), .unavailable, "the master cannot read its log for a snapshot: \(diskFull)"),
+        (.slaveLeftDuringSnapshot, .cancelled, "the slave went away during the snapshot"),
+        (.slaveStalled, .resourceExhausted, "the slave stopped reading; reconnect to catch up from the log"),
+        (
+            .positionCompactedAway(afterLSN: 12), .failedPrecondition,
+            "the entries after LSN 12 were compacted away; resync"
+        ),
+        (.masterLogUnreadable(diskFull), .unavailable, "the master cannot read its log: \(diskFull)"),
+        (
+            .badMasterAddress(.invalidAddress(input: "nowhere", reason: "no port")), .invalidArgument,
+            "master.address: \(ConfigError.invalidAddress(input: "nowhere", reason: "no port"))"
+        ),
+        (
+            .masterUnreachable(address: "10.0.0.1:8080", reason: "connection refused"), .unavailable,
+            "cannot connect to the master at 10.0.0.1:8080: connection refused"
+        ),
+        (
+            .slavesManagedOnMaster(method: "AddSlave", masterAddress: "10.0.0.1:8080"), .failedPrecondition,
+            "AddSlave manages a master's slaves, and this node is a slave of 10.0.0.1:8080; call it there"
+        ),
+        (
+            .slavesManagedOnMaster(method: "RemoveSlave", masterAddress: nil), .failedPrecondition,
+            "RemoveSlave manages a master's slaves, and this node is a slave"
+        ),
+        (.unknownService("no.such.Service"), .notFound, "unknown service 'no.such.Service'"),
+    ]
+
+    @Test(arguments: cases)
+    func eachErrorMapsToItsCodeAndMessage(error: NodeError, code: RPCStatus.Code, message: String) {
+        #expect(error.status == RPCStatus(code, message))
+    }
+
+    static let requestCases: [(RequestError, String)] = [
+        (.emptyKey(limit: 8), "key must not be empty (keys are 1 to 8 bytes of UTF-8)"),
+        (.keyTooLong(limit: 8, actual: 9), "key is 9 bytes; the limit is 8 bytes (max_key_bytes)"),
+        (.keyNotUTF8, "key is not valid UTF-8"),
+        (.keyContainsNUL, "key contains a NUL byte (U+0000), which keys cannot hold"),
+        (.valueTooLarge(limit: 16, actual: 17), "value is 17 bytes; the limit is 16 bytes (max_value_bytes)"),
+        (.negativeTTL(-1), "ttl_ms must be 0 (no expiry) or positive, got -1"),
+        (.ttlTooLarge(.max), "ttl_ms \(Int64.max) puts the expiry past the year 9999"),
+        (.emptyField("AddSlaveRequest.slave_id"), "AddSlaveRequest.slave_id must not be empty"),
+        (.badReplicationID("xyz"), "Hello.replication_id \"xyz\" is not 32 hexadecimal digits"),
+        (
+            .badAddress(field: "AddSlaveRequest.address", .invalidAddress(input: "x", reason: "no port")),
+            "AddSlaveRequest.address: \(ConfigError.invalidAddress(input: "x", reason: "no port"))"
+        ),
+    ]
+
+    @Test(arguments: requestCases)
+    func everyRequestErrorIsInvalidArgumentWithItsMessage(error: RequestError, message: String) {
+        #expect(error.status == RPCStatus(.invalidArgument, message))
+    }
+
+    @Test func aLongReplicationIDIsCutInTheMessage() {
+        let id = String(repeating: "z", count: 100)
+        #expect(
+            RequestError.badReplicationID(id).status.message
+                == "Hello.replication_id \"\(String(repeating: "z", count: 64))\" is not 32 hexadecimal digits")
+    }
+}
