@@ -5,8 +5,9 @@ The one place for it: tests/interop/conftest.py wraps `start` in its fixtures (t
 through `launch` and `wait_serving`, and the benchmark (bench/) starts every Erdtree it measures
 through `start` and `launch`.
 
-Readiness is gRPC Health/Check answering SERVING (grpcio, imported when first needed): a master
-says so once it listens and has recovered its WAL, a slave once its first sync is done.
+Readiness is gRPC Health/Check answering SERVING (grpcio): a master says so once it listens and
+has recovered its WAL, a slave once its first sync is done. grpcio is imported up front, so
+that no start (the benchmark times some) pays for the import.
 
 Environment: ERDTREE_BIN, the binary (default .build/debug/erdtree); callers may pass their own.
 """
@@ -21,6 +22,9 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
 ERDTREE_BIN = Path(os.environ.get("ERDTREE_BIN", ROOT / ".build" / "debug" / "erdtree"))
@@ -146,9 +150,6 @@ def port_accepts(host: str, port: int) -> bool:
 def health_serving(address: str) -> bool:
     """gRPC Health/Check of the whole server says SERVING (a fresh channel each time: a
     channel that failed to connect backs off for a second or more before it tries again)."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
     with grpc.insecure_channel(address) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)

@@ -25,16 +25,14 @@ from harness import node  # noqa: E402
 from harness.node import (  # noqa: E402,F401  (tests import these from here)
     DIE_WITH_PARENT as _DIE_WITH_PARENT,
     ERDTREE_BIN,
+    ROOT,
     SHUTDOWN_TIMEOUT_S,
-    STARTUP_TIMEOUT_S,
     Node as ErdtreeServer,
     NodeError,
     health_serving as _health_serving,
     write_config,
 )
 from support import compile_stubs  # noqa: E402
-
-from harness.node import ROOT  # noqa: E402
 
 API_DIR = Path(os.environ.get("ERDTREE_API_DIR", ROOT / "api"))
 
