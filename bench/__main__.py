@@ -20,7 +20,10 @@ def main() -> int:
     def stop(signum, frame):
         raise SystemExit(128 + signum)
 
+    # Ctrl-C and SIGTERM stop the run, and every process it started (run's finally); Ctrl-C
+    # even when the bench was started with SIGINT ignored (in the background of a script).
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         run(Settings.from_env())
     except Fatal as error:
