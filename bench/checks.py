@@ -40,7 +40,8 @@ def nghttpd(port: int, post: Body, tmp: Path) -> None:
         raise Fatal(f"nghttpd: curl could not reach {url}: {done.stderr.strip()}")
     body = out.read_text(errors="replace")
     if done.stdout != "200" or body != NGHTTPD_FILE:
-        raise Fatal(f"nghttpd: POST {url} answered {done.stdout} with {len(body)} bytes, want 200 with the 20-byte file")
+        raise Fatal(f"nghttpd: POST {url} answered {done.stdout} with {len(body)} bytes, "
+                    "want 200 with the 20-byte file")
 
 
 def redis_set(port: int, what: str) -> None:

@@ -65,8 +65,8 @@ def url(bench: Bench, load: Load) -> str:
     return f"http://{bench.instances.running[load.instance].address}{load.path}"
 
 
-def run_h2load(bench: Bench, load: Load, out, *more: str, body=None):
-    body = body or getattr(bench.bodies, load.body).path
+def run_h2load(bench: Bench, load: Load, out, *more: str) -> None:
+    body = getattr(bench.bodies, load.body).path
     bench.processes.run_client(h2load.argv(url(bench, load), body, load.clients, load.streams, load.protocol, *more),
                                out, f"h2load failed on {load.label}")
 

@@ -5,6 +5,9 @@ per-round ratios, not the ratio of medians: the two sides of a round ran back to
 their quotient cancels most of what the other tenants of this shared machine did at that
 moment.
 """
+
+from __future__ import annotations
+
 import math
 import statistics
 
@@ -33,8 +36,8 @@ ROWS = [
      "get_evicted4", "get_resident4", "rps", None, None),
 ]
 
-# A row whose Erdtree load is in the disk-reads file is judged only when at
-# least this share of its Gets (median over rounds) were read back from disk.
+# A row whose Erdtree load has disk-read counts (the evicted loads) is judged only
+# when at least this share of its Gets (median over rounds) were read back from disk.
 MOSTLY_DISK_READS = 0.5
 
 # Replication goals: lag p99 (and at most Redis's), catch-up speed, and master

@@ -82,7 +82,8 @@ class Settings:
         return cls(
             rounds=rounds, seconds=seconds, fixed_requests=fixed, systems=systems, suites=suites,
             recovery_records=recovery_records, repl_rate=repl_rate, repl_samples=repl_samples,
-            event_loops=int(loops) if (loops := get("BENCH_EVENT_LOOPS", "1")).isdigit() else loops, out=Path(env["BENCH_OUT"]) if env.get("BENCH_OUT") else None,
+            event_loops=int(loops) if (loops := get("BENCH_EVENT_LOOPS", "1")).isdigit() else loops,
+            out=Path(env["BENCH_OUT"]) if env.get("BENCH_OUT") else None,
             keep=get("BENCH_KEEP", "0") == "1", profile=get("BENCH_PROFILE", "0") == "1",
             profile_requests=positive("BENCH_PROFILE_REQUESTS", "20000"), profile_load=profile_load,
             erdtree_bin=binary,

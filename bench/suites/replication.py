@@ -24,6 +24,7 @@ import time
 from typing import TYPE_CHECKING
 
 from bench import checks, datasets, h2load, redis_tools
+from bench.bodies import WRITE_KEY
 from bench import report as tables
 from bench.console import Fatal, note, show_file
 from bench.loads import Load, Measurement, url
@@ -145,8 +146,6 @@ def measure_lag(bench: Bench, load: Load, rnd: int) -> Measurement:
         argv = h2load.argv(url(bench, load), bench.bodies.set.path, 4, 32, "grpc", "--rps", str(rates.per_client),
                            "-D", f"{rates.load_ms}ms")
     else:
-        from bench.bodies import WRITE_KEY
-
         argv = bench.probe.argv("redis-load", running.port, rates.target, rates.load_ms / 1000, 4, WRITE_KEY)
     load_proc = bench.processes.start_client(argv, background)
     time.sleep(0.5)
