@@ -10,6 +10,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import grpc
+
 from bench import redis_tools
 from bench.bodies import KEY, NGHTTPD_FILE, VALUE, Body
 from bench.console import Fatal
@@ -18,8 +20,6 @@ from bench.console import Fatal
 def grpc_call(address: str, path: str, body: Body, what: str, expect: str = "") -> bytes:
     """One unary call through grpcio with the body's message; it must answer status 0 and,
     given `expect`, a message holding those bytes."""
-    import grpc
-
     with grpc.insecure_channel(address) as channel:
         try:
             answer = channel.unary_unary(path)(body.message, timeout=10)

@@ -17,7 +17,7 @@ from bench import checks, report as tables
 from bench.bodies import EVICTED_KEYS, evicted_key, evicted_value
 from bench.console import Fatal
 from bench.loads import Load
-from bench.servers import Instance, Running, start_erdtree
+from bench.servers import LISTEN_TIMEOUT_S, Instance, Running, start_erdtree
 from bench.suites.grpc import GET, SET
 
 if TYPE_CHECKING:
@@ -28,7 +28,8 @@ RESIDENT_MAX_ENTRIES = 1_000_000
 
 def start(max_entries: int):
     def start(bench: Bench, name: str) -> Running:
-        node = start_erdtree(bench, bench.tmp / name, name, sync="1s", max_entries=max_entries, timeout=30)
+        node = start_erdtree(bench, bench.tmp / name, name, sync="1s", max_entries=max_entries,
+                             timeout=LISTEN_TIMEOUT_S)
         what = f"{name} (storage.max_entries {max_entries})"
         # Set in order, so that under max_entries 1 only the last stays resident, then each read back.
         for i, body in enumerate(bench.bodies.evicted_sets):
