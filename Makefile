@@ -3,7 +3,7 @@
 #
 #   make run       release build, then a local master on 127.0.0.1:8080 and slaves on :8081, :8082 (Ctrl-C stops all)
 #   make test      generated-code check, buf lint/format, swift build + test, interop, cluster and release pytest
-#   make bench     release build, then scripts/bench.sh (Erdtree vs nghttpd, etcd and Redis)
+#   make bench     release build, then python -m bench (Erdtree vs nghttpd, etcd and Redis; bench/)
 #   make generate  regenerate ErdtreeProto from api/
 #   make build     debug build;  make release: release build of the erdtree product
 #   make clean     remove build products (never ./data or .venv)
@@ -64,7 +64,7 @@ test:
 
 bench: release
 	scripts/install-deps.sh bench
-	ERDTREE_BIN="$(CURDIR)/.build/release/erdtree" scripts/bench.sh
+	ERDTREE_BIN="$(CURDIR)/.build/release/erdtree" $(VENV)/bin/python -m bench
 
 generate:
 	scripts/install-deps.sh test

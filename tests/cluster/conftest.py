@@ -3,15 +3,11 @@ namespaces cannot be made."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from hosts import (
     ERDTREE_BIN, MASTER_PORT, RELAY_PORT, ROOT, SLAVE_PORT, Cluster, Network, Node, compile_stubs,
-    config_from_deploy, netns_unavailable, start_node, wait_serving,
+    config_from_deploy, netns_unavailable, start_node, start_relay, wait_serving,
 )
 
 
@@ -35,10 +31,7 @@ def cluster(tmp_path_factory):
         nodes.append(master)
         delay_file = tmp / "delay"
         delay_file.write_text("0\n")
-        relay = subprocess.Popen(
-            ["ip", "netns", "exec", net.ns("master"), sys.executable, str(Path(__file__).with_name("delay_relay.py")),
-             f"{net.address['master']}:{RELAY_PORT}", f"127.0.0.1:{MASTER_PORT}", str(delay_file)],
-            stdout=open(tmp / "relay.log", "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        relay = start_relay(net, "master", RELAY_PORT, f"127.0.0.1:{MASTER_PORT}", delay_file, tmp / "relay.log")
         wait_serving(master)
         for name in ("slave1", "slave2"):
             config = config_from_deploy("slave-config.yaml", tmp / name / "wal", f"{net.address['master']}:{RELAY_PORT}")
@@ -48,7 +41,7 @@ def cluster(tmp_path_factory):
         yield Cluster(net, master, nodes[1:], delay_file, relay, pb)
     finally:
         for node in nodes:
-            node.stop()
+            node.stop(timeout=15)
         if relay is not None:
             relay.kill()
             relay.wait()

@@ -9,7 +9,9 @@ also gets a UTS namespace with its host's name. Faults are real: a host's link i
 `ip link set … down`. Added delay on the master's link comes from `delay_relay.py`, which the
 slaves dial instead of the master, since this kernel has no `tc netem`.
 
-scripts/bench.sh's cluster suite builds the same hosts through `main` below.
+The benchmark's cluster suite (bench/suites/cluster.py) builds the same hosts and nodes with
+`Network`, `start_node` and `start_relay`; nodes start and are waited for through
+tests/harness/node.py, as the interop tests' are.
 
 Needs root (CAP_NET_ADMIN) and iproute2; without them every test here is skipped, saying why.
 
@@ -21,10 +23,8 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +32,13 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))  # for harness
 sys.path.insert(0, str(ROOT / "tests" / "interop"))
 
-from support import compile_stubs  # noqa: E402
+from harness import node as harness  # noqa: E402
+from harness.node import ERDTREE_BIN, Node  # noqa: E402,F401  (conftest and the tests import them from here)
+from support import compile_stubs  # noqa: E402,F401
 
-ERDTREE_BIN = Path(os.environ.get("ERDTREE_BIN", ROOT / ".build" / "debug" / "erdtree"))
 DEPLOY = ROOT / "deploy"
 MASTER_PORT, SLAVE_PORT, RELAY_PORT = 8080, 8081, 8090
 
@@ -120,26 +122,6 @@ class Network:
             sh("ip", "netns", "del", ns, check=False)
 
 
-@dataclass
-class Node:
-    name: str
-    proc: subprocess.Popen
-    address: str  # host:port, from the client host
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 def config_from_deploy(name: str, wal_dir: Path, master_address: str | None) -> dict:
     """deploy/'s config with the data directory moved under the test's tmp dir and, for a
     slave, the master's address for this network; everything else as shipped."""
@@ -163,63 +145,36 @@ class Cluster:
         self.delay_file.write_text(f"{seconds}\n")
 
 
-def start_node(net: Network, host: str, role: str, config: dict, workdir: Path, port: int) -> Node:
-    workdir.mkdir(parents=True, exist_ok=True)
-    config_path = workdir / "erdtree.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    log_path = workdir / "erdtree.log"
+def start_node(net: Network, host: str, role: str, config: dict, workdir: Path, port: int,
+               binary: Path = ERDTREE_BIN) -> Node:
+    """`erdtree ROLE` with `config` on `host`, reached at its address there; does not wait."""
+    node = harness.launch(
+        # Each host its own hostname too (a UTS namespace): a slave listening on every
+        # interface names itself to the master by it.
+        workdir, port, binary=binary, role=role, host=net.address[host], config=config,
+        prefix=[*harness.DIE_WITH_PARENT, "ip", "netns", "exec", net.ns(host), "unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"',
+                host])
+    node.name = host
+    return node
+
+
+def start_relay(net: Network, host: str, listen_port: int, target: str, delay_file: Path,
+                log_path: Path) -> subprocess.Popen:
+    """delay_relay.py on `host`, listening on its address at `listen_port` and forwarding to
+    `target` with the delay in `delay_file` each way."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            # Each host its own hostname too (a UTS namespace): a slave listening on every
-            # interface names itself to the master by it.
-            ["ip", "netns", "exec", net.ns(host), "unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"',
-             host, str(ERDTREE_BIN), role, "--config", str(config_path)],
+        return subprocess.Popen(
+            ["ip", "netns", "exec", net.ns(host), sys.executable, str(Path(__file__).with_name("delay_relay.py")),
+             f"{net.address[host]}:{listen_port}", target, str(delay_file)],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    return Node(host, proc, f"{net.address[host]}:{port}", log_path)
 
 
 def wait_serving(node: Node, timeout: float = 60) -> None:
-    """Until `erdtree health` says SERVING (a slave: once its first sync is done)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if node.proc.poll() is not None:
-            pytest.fail(f"{node.name} exited ({node.proc.returncode}); log:\n{node.log()}")
-        done = sh(str(ERDTREE_BIN), "health", "--server", node.address, "--timeout", "1s", check=False)
-        if done.returncode == 0:
+    """Until it says SERVING (a slave: once its first sync is done); fails the test if it exits first or not in time."""
+    try:
+        if harness.wait_serving(node, timeout, poll_s=0.2):
             return
-        time.sleep(0.2)
-    pytest.fail(f"{node.name} not SERVING after {timeout} s; log:\n{node.log()}")
-
-
-def main(argv: list[str]) -> int:
-    """For scripts/bench.sh's cluster suite, the same hosts outside pytest:
-
-        hosts.py up NAME...   builds them; prints `tag TAG`, `client ADDRESS`, then
-                              `NAME NAMESPACE ADDRESS` per host
-        hosts.py down TAG     deletes every namespace of that tag (and so its links)
-    """
-    if len(argv) >= 3 and argv[1] == "up":
-        net = Network(argv[2:])
-        try:
-            net.create()
-        except RuntimeError as error:
-            net.destroy()
-            print(f"hosts.py: {error}", file=sys.stderr)
-            return 1
-        print(f"tag {net.tag}")
-        print(f"client {net.client_address}")
-        for host, address in net.address.items():
-            print(f"{host} {net.ns(host)} {address}")
-        return 0
-    if len(argv) == 3 and argv[1] == "down":
-        listed = sh("ip", "netns", "list", check=False).stdout.split("\n")
-        for ns in (line.split()[0] for line in listed if line.strip()):
-            if ns.startswith(f"{argv[2]}-"):
-                sh("ip", "netns", "del", ns, check=False)
-        return 0
-    print(main.__doc__, file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+        failure = f"{node.name} exited ({node.proc.returncode}); log:\n{node.log()}"
+    except harness.NodeError as error:
+        failure = str(error)
+    pytest.fail(failure)

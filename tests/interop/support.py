@@ -27,6 +27,10 @@ from hyperframe.frame import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))  # for harness
+
+from harness.node import free_port  # noqa: E402,F401  (the tests import it from here)
+
 VENV_BIN = ROOT / ".venv" / "bin"
 
 # Generous: a shared 2-core machine can be slow, but no single tool call should
@@ -69,12 +73,6 @@ def compile_stubs(api_dir: Path, out: Path) -> SimpleNamespace:
         connect=importlib.import_module("erdtree.v1.kvstore_connect"),
         cpb=importlib.import_module("erdtree.v1.kvstore_pb"),
     )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def tool(name: str) -> str:

@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Writes Erdtree WAL segments directly, for the recovery suite of bench.sh.
+"""Writes Erdtree WAL segments directly, for the data sets of the benchmark (bench.datasets).
 
 Loading a million distinct keys through the server would take longer than
 replaying them (h2load sends one body over and over, a Python gRPC client
@@ -20,24 +19,19 @@ field and payload. CRC-32C is Castagnoli (reflected 0x82F63B78), computed by
 crc32c.c (compiled here with cc and loaded with ctypes; pure Python would take
 a minute per million records). op 1 is a set, expiresAtMs 0 never expires.
 
-  erdtree_wal.py selftest       checks the CRC against known values and the
-                                C checksum against the Python one; exits 1 and
-                                says why when the generator cannot be used
-  erdtree_wal.py segments DIR   prints "segments bytes compacted other" for the
-                                WAL directory DIR: its *.log segment files,
-                                their total size, how many of them have a
-                                version 2 header (written by compaction), and
-                                the other files (an unfinished compaction's
-                                *.compacting or compaction.commit, *.broken);
-                                exits 1 on a file without a segment header
-  (recovery_data.py erdtree-wal DIR N calls write_segments)
+  selftest()          checks the CRC against known values and the C checksum
+                      against the Python one; says why when the generator
+                      cannot be used
+  segments(DIR)       the WAL directory DIR's *.log segment files, their total
+                      size, how many of them have a version 2 header (written by
+                      compaction), and the other files (an unfinished
+                      compaction's *.compacting or compaction.commit, *.broken)
 """
 import ctypes
 import os
 import shutil
 import struct
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -173,60 +167,58 @@ def write_segments(directory: str, entries, first_lsn: int = 1, segment_bytes: i
         lib.close()
 
 
-def selftest() -> int:
+def selftest() -> str | None:
+    """None if the generator can be used, else why not."""
     for data, want in KNOWN:
         got = crc32c_python(data)
         if got != want:
-            print(f"erdtree_wal.py: CRC-32C of {data[:12]!r}… is {got:#010x}, want {want:#010x}", file=sys.stderr)
-            return 1
+            return f"erdtree_wal.py: CRC-32C of {data[:12]!r}… is {got:#010x}, want {want:#010x}"
     try:
         lib = CLibrary()
     except (RuntimeError, OSError) as error:
-        print(f"erdtree_wal.py: {error}", file=sys.stderr)
-        return 1
+        return f"erdtree_wal.py: {error}"
     try:
         for data, want in KNOWN:
             if lib.crc(data) != want:
-                print(f"erdtree_wal.py: crc32c.c gives {lib.crc(data):#010x} for {data[:12]!r}…, want {want:#010x}",
-                      file=sys.stderr)
-                return 1
+                return f"erdtree_wal.py: crc32c.c gives {lib.crc(data):#010x} for {data[:12]!r}…, want {want:#010x}"
         # The documented bytes, header and records, CRCs filled in by the batch path.
         example = bytearray(header(1, bytes(range(16)), lib.crc)
                             + record_without_crc(1, 1_700_000_000_000, b"user:42", b"hello")
                             + record_without_crc(2, 1_700_000_000_250, b"user:42", b"", op=2))
         lib.fill_records(memoryview(example)[40:])
         if bytes(example) != WORKED_EXAMPLE:
-            print("erdtree_wal.py: the worked example of docs/wal-format.md comes out as\n"
-                  f"  {bytes(example).hex()}\nwant\n  {WORKED_EXAMPLE.hex()}", file=sys.stderr)
-            return 1
+            return ("erdtree_wal.py: the worked example of docs/wal-format.md comes out as\n"
+                    f"  {bytes(example).hex()}\nwant\n  {WORKED_EXAMPLE.hex()}")
         # The batch path must give the record CRC the format defines.
         records = [record_without_crc(1, 1_700_000_000_000, b"user:42", b"hello"),
                    record_without_crc(2, 1_700_000_000_250, b"user:42", b"", op=2)]
         buffer = bytearray(b"".join(records))
         lib.fill_records(buffer)
         if buffer[0:4] != bytes.fromhex("d8795415") or buffer[53:57] != bytes.fromhex("de2bcd7a"):
-            print(f"erdtree_wal.py: worked-example record CRCs {buffer[0:4].hex()} {buffer[53:57].hex()}, "
-                  "want d8795415 de2bcd7a", file=sys.stderr)
-            return 1
+            return (f"erdtree_wal.py: worked-example record CRCs {buffer[0:4].hex()} {buffer[53:57].hex()}, "
+                    "want d8795415 de2bcd7a")
         records = [record_without_crc(lsn, 1_700_000_000_000, b"k%d" % lsn, b"v" * lsn) for lsn in (1, 2, 77)]
         buffer = bytearray(b"".join(records))
         if lib.fill_records(buffer) != len(records):
-            print("erdtree_wal.py: crc32c.c did not walk the record batch", file=sys.stderr)
-            return 1
+            return "erdtree_wal.py: crc32c.c did not walk the record batch"
         offset = 0
         for rec in records:
             want = crc32c_python(rec[4:])
             got = struct.unpack_from("<I", buffer, offset)[0]
             if got != want:
-                print(f"erdtree_wal.py: record CRC {got:#010x} from crc32c.c, want {want:#010x}", file=sys.stderr)
-                return 1
+                return f"erdtree_wal.py: record CRC {got:#010x} from crc32c.c, want {want:#010x}"
             offset += len(rec)
     finally:
         lib.close()
-    return 0
+    return None
 
 
-def segments(directory: str) -> int:
+class NotASegment(Exception):
+    pass
+
+
+def segments(directory: str) -> tuple[int, int, int, int]:
+    """(segments, their bytes, segments with a version 2 header, other files) of a WAL directory."""
     count = total = compacted = other = 0
     for name in sorted(os.listdir(directory)):
         path = os.path.join(directory, name)
@@ -236,24 +228,9 @@ def segments(directory: str) -> int:
         with open(path, "rb") as f:
             head = f.read(HEADER.size)
         if len(head) < HEADER.size or head[:8] != MAGIC:
-            print(f"erdtree_wal.py: {path} has no segment header", file=sys.stderr)
-            return 1
+            raise NotASegment(f"{path} has no segment header")
         version = struct.unpack_from("<I", head, 8)[0]
         count += 1
         total += os.path.getsize(path)
         compacted += version == 2
-    print(count, total, compacted, other)
-    return 0
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) == 2 and argv[1] == "selftest":
-        return selftest()
-    if len(argv) == 3 and argv[1] == "segments":
-        return segments(argv[2])
-    sys.stderr.write(__doc__)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    return count, total, compacted, other

@@ -1,81 +1,22 @@
-#!/usr/bin/env python3
-"""Turns h2load runs into the numbers bench.sh prints.
+"""The report's tables, from what the run recorded (bench.records).
 
-  report.py percentiles LOG_FILE      -> "p50_us p99_us" from h2load --log-file
-  report.py rounds RESULTS_TSV        -> markdown table of every run
-  report.py summary RESULTS_TSV [LOADS [DISK_READS_TSV]]
-                                      -> markdown table of medians, ratios, goals; with
-                                         LOADS (space-separated ids the selected suites
-                                         hold), only the rows of those; with
-                                         DISK_READS_TSV, a goal on a load listed there
-                                         is judged only if most of its Gets were disk reads
-  report.py recovery-log erdtree|redis SERVER_LOG
-                                      -> seconds the server says recovery took, or "-"
-  report.py recovery RECOVERY_TSV     -> markdown table of recovery medians and goal
-  report.py recovery-rounds RECOVERY_TSV -> markdown table of every restart
-  report.py disk-reads DISK_READS_TSV -> the share of Gets read back from disk, per load
-  report.py memory MEMORY_TSV         -> markdown table of RSS per key and goal
-  report.py memory-rounds MEMORY_TSV  -> markdown table of every start
-  report.py compaction-log SERVER_LOG -> what the server's "WAL compacted" lines say, or "-"
-  report.py compacted COMPACTED_TSV   -> markdown table of the startups after compaction and goal
-  report.py compacted-rounds COMPACTED_TSV -> markdown table of every such startup
-  report.py probe-percentiles PROBE_OUT -> "p50_us p99_us" of the lags in repl_probe *-lag output
-  report.py replication LAG_TSV LOAD_TSV CATCHUP_TSV RESULTS_TSV DRAIN_TSV CPU_TSV
-                                      -> the replication suite's tables and goals
-  report.py replication-rounds LAG_TSV LOAD_TSV CATCHUP_TSV
-                                      -> markdown tables of every lag run and catch-up
-  report.py cluster CLUSTER_TSV LAG_TSV RESULTS_TSV
-                                      -> the cluster suite's table, next to the replication
-                                         suite's loopback figures of the same run (if it ran)
-
-RESULTS_TSV rows: round, load id, requests, req/s, p50 µs, p99 µs.
-RECOVERY_TSV rows: round, system, records, ms from exec to ready, log seconds or "-".
-COMPACTED_TSV rows: the same, records being the keys (each written twice, then compacted).
-DISK_READS_TSV rows: round, load id, Gets that succeeded, disk reads (Admin/Status
-disk_reads after the run minus before).
-MEMORY_TSV rows: round, system, empty|loaded, keys, VmRSS kB, RssAnon kB, RssFile kB,
-data bytes (Erdtree: Status memory_bytes, key and value bytes; Redis: INFO used_memory).
-LAG_TSV rows (one per probe): round, system, lag µs, reads, Set round trip µs, last read
-round trip µs. LOAD_TSV rows: round, system, target writes/s, achieved writes/s, 1 if the
-probes outlasted the background load. CATCHUP_TSV rows: round, system, entries, ms from
-exec to the last entry readable. DRAIN_TSV rows: round, load id, ms until both followers
-showed a write made after the with-followers run.
-
-Ratios are the median of per-round ratios, not the ratio of medians: the two
-sides of a round ran back to back, so their quotient cancels most of what the
-other tenants of this shared machine did at that moment.
+Every table is markdown printed to stdout (the run collects it). Ratios are the median of
+per-round ratios, not the ratio of medians: the two sides of a round ran back to back, so
+their quotient cancels most of what the other tenants of this shared machine did at that
+moment.
 """
-import math
-import os
-import re
-import statistics
-import sys
 
-# Load ids written by bench.sh, with what a reader should see.
-# (In a round's order, which bench.sh decides.)
-LOADS = {
-    "get": "Erdtree Get (c4 m32)",
-    "ngpost": "nghttpd POST 100 B (c4 m32)",
-    "range": "etcd Range serializable (c4 m32)",
-    "put": "etcd Put 100 B (c4 m32)",
-    "set_always": "Erdtree Set 100 B, wal always (c4 m32)",
-    "redis_always": "Redis SET 100 B, appendfsync always (c128)",
-    "set": "Erdtree Set 100 B, wal 1s (c4 m32)",
-    "redis_everysec": "Redis SET 100 B, appendfsync everysec (c128)",
-    "connect_proto": "Erdtree Connect Get, binary, h2c (c4 m32)",
-    "connect_json": "Erdtree Connect Get, JSON, h2c (c4 m32)",
-    "connect_json_h1": "Erdtree Connect Get, JSON, HTTP/1.1 (c128)",
-    "get1": "Erdtree Get (c1 m1)",
-    "ngpost1": "nghttpd POST 100 B (c1 m1)",
-    "get_evicted": "Erdtree Get, 16 keys, max_entries 1 (16 × c1 m2)",
-    "get_resident": "Erdtree Get, 16 keys, all resident (16 × c1 m2)",
-    "get_evicted4": "Erdtree Get, 4 keys, max_entries 1 (4 × c1 m32)",
-    "get_resident4": "Erdtree Get, 4 keys, all resident (4 × c1 m32)",
-    "set_alone": "Erdtree Set 100 B, wal 1s, no slaves (c4 m32)",
-    "set_slaves": "Erdtree Set 100 B, wal 1s, 2 slaves (c4 m32)",
-    "redis_alone": "Redis SET 100 B, everysec, no replicas (c128)",
-    "redis_replicas": "Redis SET 100 B, everysec, 2 replicas (c128)",
-}
+from __future__ import annotations
+
+import math
+import statistics
+
+# The order of the rows of "every run" (the labels come from the loads, bench.suites).
+REPORT_ORDER = [
+    "get", "ngpost", "range", "put", "set_always", "redis_always", "set", "redis_everysec", "connect_proto",
+    "connect_json", "connect_json_h1", "get1", "ngpost1", "get_evicted", "get_resident", "get_evicted4",
+    "get_resident4", "set_alone", "set_slaves", "redis_alone", "redis_replicas",
+]
 
 # (label, erdtree load, anchor load, compared metric, goal operator, goal value)
 ROWS = [
@@ -95,8 +36,8 @@ ROWS = [
      "get_evicted4", "get_resident4", "rps", None, None),
 ]
 
-# A row whose Erdtree load is in the disk-reads file is judged only when at
-# least this share of its Gets (median over rounds) were read back from disk.
+# A row whose Erdtree load has disk-read counts (the evicted loads) is judged only
+# when at least this share of its Gets (median over rounds) were read back from disk.
 MOSTLY_DISK_READS = 0.5
 
 # Replication goals: lag p99 (and at most Redis's), catch-up speed, and master
@@ -114,32 +55,32 @@ STARTUP_GOAL_KEYS = 1_000_000
 STARTUP_GOAL_SECONDS = 1.0
 
 
-def percentiles(path: str) -> None:
-    # Third column: microseconds from request start to end of response.
-    durations = []
-    with open(path) as f:
-        for line in f:
-            fields = line.split("\t")
-            if len(fields) >= 3:
-                durations.append(int(fields[2]))
-    if not durations:
-        sys.exit(f"report.py: no requests in h2load log {path}")
-    durations.sort()
-
-    def nearest_rank(q: float) -> int:
-        return durations[max(0, math.ceil(q * len(durations)) - 1)]
-
-    print(nearest_rank(0.50), nearest_rank(0.99))
+def nearest_rank(values: list, q: float):
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def read_results(path: str) -> dict:
+def by_load(runs: list) -> dict:
     """load id -> list of (round, rps, p50, p99)."""
-    runs: dict = {}
-    with open(path) as f:
-        for line in f:
-            rnd, load, _n, rps, p50, p99 = line.split()
-            runs.setdefault(load, []).append((int(rnd), float(rps), float(p50), float(p99)))
-    return runs
+    grouped: dict = {}
+    for r in runs:
+        grouped.setdefault(r.load, []).append((r.round, float(r.rps), float(r.p50), float(r.p99)))
+    return grouped
+
+
+def by_system(rows: list) -> dict:
+    grouped: dict = {}
+    for r in rows:
+        grouped.setdefault(r.system, []).append(r)
+    return grouped
+
+
+def per_round_ratio(mine: list, anchor: list, index: int = 1) -> float | None:
+    """The median over the rounds both sides ran of mine ÷ anchor, rows being (round, …) with
+    the figure at `index`; None without such a round."""
+    by_round = {r[0]: r[index] for r in anchor}
+    ratios = [r[index] / by_round[r[0]] for r in mine if r[0] in by_round and by_round[r[0]] > 0]
+    return statistics.median(ratios) if ratios else None
 
 
 def fmt_us(us: float) -> str:
@@ -150,21 +91,26 @@ def fmt_rps(rps: float) -> str:
     return f"{rps:,.0f}"
 
 
-def rounds_table(path: str) -> None:
-    runs = read_results(path)
+def rounds_table(runs_list: list, labels: dict) -> None:
+    runs = by_load(runs_list)
     print("| round | load | req/s | p50 | p99 |")
     print("|---|---|---:|---:|---:|")
     ordered = sorted(
         ((rnd, load, rps, p50, p99) for load, rs in runs.items() for rnd, rps, p50, p99 in rs),
-        key=lambda r: (r[0], list(LOADS).index(r[1]) if r[1] in LOADS else 99),
+        key=lambda r: (r[0], REPORT_ORDER.index(r[1]) if r[1] in REPORT_ORDER else 99),
     )
     for rnd, load, rps, p50, p99 in ordered:
-        print(f"| {rnd} | {LOADS.get(load, load)} | {fmt_rps(rps)} | {fmt_us(p50)} | {fmt_us(p99)} |")
+        print(f"| {rnd} | {labels.get(load, load)} | {fmt_rps(rps)} | {fmt_us(p50)} | {fmt_us(p99)} |")
 
 
-def summary_table(path: str, wanted: set | None = None, disk_reads_path: str | None = None) -> None:
-    runs = read_results(path)
-    shares = disk_read_shares(disk_reads_path) if disk_reads_path else {}
+def summary_rows(wanted: set) -> list:
+    """The rows whose two loads the selected suites hold (others belong to a suite left out)."""
+    return [row for row in ROWS if {row[1], row[2]} <= wanted]
+
+
+def summary_table(runs_list: list, wanted: set, disk_read_rows: list) -> None:
+    runs = by_load(runs_list)
+    shares = disk_read_shares(disk_read_rows)
 
     def medians(load: str):
         rs = runs.get(load)
@@ -181,21 +127,15 @@ def summary_table(path: str, wanted: set | None = None, disk_reads_path: str | N
             return "—", "—"
         return fmt_rps(m["rps"]), f"{fmt_us(m['p50'])} / {fmt_us(m['p99'])}"
 
-    rows = [row for row in ROWS if wanted is None or {row[1], row[2]} <= wanted]  # else a suite left out
-    if not rows:
-        return
+    rows = summary_rows(wanted)
     print("| load | erdtree req/s | anchor req/s | ratio | goal | erdtree p50/p99 | anchor p50/p99 |")
     print("|---|---:|---:|---:|---|---:|---:|")
     for label, mine, anchor, metric, op, goal in rows:
         m, a = medians(mine), medians(anchor)
         ratio_txt, goal_txt = "—", "—" if op is None else f"{op.replace('>=', '≥').replace('<=', '≤')} {goal:g}×"
         if m is not None and a is not None:
-            index = {"rps": 1, "p50": 2}[metric]
-            by_round_mine = {r[0]: r[index] for r in runs[mine]}
-            per_round = [by_round_mine[r[0]] / r[index] for r in runs[anchor]
-                         if r[0] in by_round_mine and r[index] > 0]
-            if per_round:
-                ratio = statistics.median(per_round)
+            ratio = per_round_ratio(runs[mine], runs[anchor], {"rps": 1, "p50": 2}[metric])
+            if ratio is not None:
                 ratio_txt = f"{ratio:.2f}×"
                 if op is not None and mine in shares and shares[mine] < MOSTLY_DISK_READS:
                     goal_txt += f": not judged, {shares[mine]:.0%} of Gets were disk reads"
@@ -207,51 +147,18 @@ def summary_table(path: str, wanted: set | None = None, disk_reads_path: str | N
         print(f"| {label} | {mine_rps} | {anchor_rps} | {ratio_txt} | {goal_txt} | {mine_lat} | {anchor_lat} |")
 
 
-# What each server logs once its data is loaded. Erdtree's master logs
-# "WAL recovered" with swift-log metadata (records=N ... seconds=X); prose
-# ("recovered N records ... in X s") is accepted too. Redis 7 logs "DB loaded
-# from append only file: X seconds".
-RECOVERY_LOG = {
-    "erdtree": [
-        re.compile(r"\bseconds=([\d.]+)().*\bWAL recovered\b|\bWAL recovered\b.*\bseconds=([\d.]+)()"),
-        re.compile(r"recovered\s+[\d,_]+\s+records?\b.*?\bin\s+([\d.]+)\s*(ms|s|µs|us)\b", re.I),
-    ],
-    "redis": [re.compile(r"DB loaded from append only file:\s*([\d.]+)\s*(seconds)")],
-}
-
-
-def recovery_log(system: str, path: str) -> None:
-    seconds = None
-    with open(path, errors="replace") as f:
-        for line in f:
-            for pattern in RECOVERY_LOG[system]:
-                m = pattern.search(line)
-                if m:
-                    # (number, unit) from whichever alternative matched.
-                    number, unit = [g for g in m.groups() if g is not None][:2]
-                    scale = {"ms": 1e-3, "µs": 1e-6, "us": 1e-6}.get(unit, 1.0)
-                    seconds = float(number) * scale
-                    break
-    print("-" if seconds is None else f"{seconds:.3f}")
-
-
-def read_recovery(path: str) -> dict:
+def read_recovery(restarts: list) -> dict:
     """system -> list of (round, records, wall seconds, log seconds or None)."""
-    runs: dict = {}
-    with open(path) as f:
-        for line in f:
-            rnd, system, records, wall_ms, log_s = line.split()
-            runs.setdefault(system, []).append(
-                (int(rnd), int(records), int(wall_ms) / 1000, None if log_s == "-" else float(log_s)))
-    return runs
+    return {system: [(r.round, r.records, r.wall_s, r.log_s) for r in rs]
+            for system, rs in by_system(restarts).items()}
 
 
 def fmt_rate(r: float) -> str:
     return f"{r / 1e6:.2f} M/s" if r >= 1e6 else f"{r / 1e3:,.0f} k/s"
 
 
-def recovery_table(path: str) -> None:
-    runs = read_recovery(path)
+def recovery_table(restarts: list) -> None:
+    runs = read_recovery(restarts)
     mine, anchor = runs.get("erdtree"), runs.get("redis")
 
     def cells(rs):
@@ -268,10 +175,10 @@ def recovery_table(path: str) -> None:
 
     ratio_txt = "—"
     if mine and anchor:
-        by_round = {r[0]: r[2] for r in anchor}
-        per_round = [by_round[r[0]] / r[2] for r in mine if r[0] in by_round and r[2] > 0]
-        if per_round:
-            ratio_txt = f"{statistics.median(per_round):.2f}×"
+        # Speed: Redis's time over Erdtree's.
+        ratio = per_round_ratio(anchor, mine, 2)
+        if ratio is not None:
+            ratio_txt = f"{ratio:.2f}×"
     goal_txt = f"≥ {RECOVERY_GOAL / 1e6:g} M records/s"
     if mine:
         rate = statistics.median(r[1] / r[2] for r in mine if r[2] > 0)
@@ -300,36 +207,12 @@ def startup_goal_line(what: str, keys: int, wall: float) -> None:
     print(line + ".")
 
 
-# Erdtree's compactor logs "WAL compacted" with swift-log metadata
-# (segments_in=4 bytes_in=… segments_out=… bytes_out=… records_in=…
-# records_kept=… lsn_range=…-… ms=…).
-COMPACTION_LOG = re.compile(r"\bWAL compacted\b")
-METADATA = re.compile(r"\b(segments_in|bytes_in|segments_out|bytes_out|records_in|records_kept|lsn_range|ms)=(\S+)")
-
-
 def fmt_mib(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB"
 
 
-def compaction_log(path: str) -> None:
-    parts = []
-    with open(path, errors="replace") as f:
-        for line in f:
-            if not COMPACTION_LOG.search(line):
-                continue
-            m = {k: v.strip("\"',") for k, v in METADATA.findall(line)}
-            try:
-                parts.append(
-                    f"{m['segments_in']} segments ({fmt_mib(int(m['bytes_in']))}, {int(m['records_in']):,} records) → "
-                    f"{m['segments_out']} ({fmt_mib(int(m['bytes_out']))}, {int(m['records_kept']):,} records) "
-                    f"in {int(m['ms']) / 1000:.2f} s, LSNs {m['lsn_range']}")
-            except (KeyError, ValueError):
-                parts.append(line.strip())
-    print("; ".join(parts) if parts else "-")
-
-
-def compacted_table(path: str) -> None:
-    rs = read_recovery(path).get("erdtree")
+def compacted_table(restarts: list) -> None:
+    rs = read_recovery(restarts).get("erdtree")
     print("| startup | keys | exec → SERVING (median) | keys/s | server's own figure (log) |")
     print("|---|---:|---:|---:|---:|")
     if not rs:
@@ -346,8 +229,8 @@ def compacted_table(path: str) -> None:
         keys, wall)
 
 
-def compacted_rounds(path: str) -> None:
-    rs = read_recovery(path).get("erdtree", [])
+def compacted_rounds(restarts: list) -> None:
+    rs = read_recovery(restarts).get("erdtree", [])
     print("| round | startup after compaction | keys | exec → SERVING | log |")
     print("|---|---|---:|---:|---:|")
     for rnd, keys, wall, log_s in sorted(rs):
@@ -355,8 +238,8 @@ def compacted_rounds(path: str) -> None:
         print(f"| {rnd} | erdtree | {keys:,} | {wall:.3f} s | {log_txt} |")
 
 
-def recovery_rounds(path: str) -> None:
-    runs = read_recovery(path)
+def recovery_rounds(restarts: list) -> None:
+    runs = read_recovery(restarts)
     print("| round | recovery | records | exec → ready | log |")
     print("|---|---|---:|---:|---:|")
     rows = sorted((r[0], system, r) for system, rs in runs.items() for r in rs)
@@ -365,44 +248,40 @@ def recovery_rounds(path: str) -> None:
         print(f"| {rnd} | {system} | {records:,} | {wall:.3f} s | {log_txt} |")
 
 
-def read_disk_reads(path: str) -> dict:
+def read_disk_reads(rows: list) -> dict:
     """load id -> list of (round, Gets, disk reads)."""
     runs: dict = {}
-    with open(path) as f:
-        for line in f:
-            rnd, load, gets, reads = line.split()
-            runs.setdefault(load, []).append((int(rnd), int(gets), int(reads)))
+    for r in rows:
+        runs.setdefault(r.load, []).append((r.round, r.gets, r.reads))
     return runs
 
 
-def disk_read_shares(path: str) -> dict:
+def disk_read_shares(rows: list) -> dict:
     """load id -> median over rounds of disk reads ÷ Gets."""
     shares = {}
-    for load, rs in read_disk_reads(path).items():
+    for load, rs in read_disk_reads(rows).items():
         per_round = [reads / gets for _, gets, reads in rs if gets > 0]
         if per_round:
             shares[load] = statistics.median(per_round)
     return shares
 
 
-def disk_reads(path: str) -> None:
+def disk_reads(rows: list, labels: dict) -> None:
     """One line per load: the median over rounds of disk reads ÷ Gets."""
-    shares = disk_read_shares(path)
+    shares = disk_read_shares(rows)
     print()
-    for load, rs in read_disk_reads(path).items():
+    for load, rs in read_disk_reads(rows).items():
         each = ", ".join(f"{reads:,} of {gets:,}" for _, gets, reads in sorted(rs))
         share = f"{shares[load]:.1%}" if load in shares else "—"
-        print(f"- {LOADS.get(load, load)}: {share} of Gets were disk reads (median of rounds; {each}).")
+        print(f"- {labels.get(load, load)}: {share} of Gets were disk reads (median of rounds; {each}).")
 
 
-def read_memory(path: str) -> dict:
+def read_memory(starts: list) -> dict:
     """system -> round -> state -> (keys, rss kB, anon kB, file kB, data bytes)."""
     runs: dict = {}
-    with open(path) as f:
-        for line in f:
-            rnd, system, state, keys, rss, anon, file_kb, data = line.split()
-            runs.setdefault(system, {}).setdefault(int(rnd), {})[state] = (
-                int(keys), int(rss), int(anon), int(file_kb), int(data))
+    for m in starts:
+        runs.setdefault(m.system, {}).setdefault(m.round, {})[m.state] = (m.keys, m.rss_kb, m.anon_kb, m.file_kb,
+                                                                          m.data)
     return runs
 
 
@@ -423,8 +302,8 @@ def memory_per_key(rounds: dict) -> list:
     return out
 
 
-def memory_table(path: str) -> None:
-    runs = read_memory(path)
+def memory_table(starts: list) -> None:
+    runs = read_memory(starts)
     per = {system: memory_per_key(rounds) for system, rounds in runs.items()}
     print("| system | VmRSS empty | VmRSS loaded | RSS per key | anon / file per key | data per key |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -443,10 +322,8 @@ def memory_table(path: str) -> None:
     mine, anchor = per.get("erdtree"), per.get("redis")
     ratio_txt, goal_txt = "—", "Erdtree RSS per key ≤ Redis RSS per key"
     if mine and anchor:
-        by_round = {r[0]: r[1] for r in anchor}
-        ratios = [r[1] / by_round[r[0]] for r in mine if r[0] in by_round and by_round[r[0]] > 0]
-        if ratios:
-            ratio = statistics.median(ratios)
+        ratio = per_round_ratio(mine, anchor)
+        if ratio is not None:
             ratio_txt = f"{ratio:.2f}×"
             goal_txt += ": **met**" if ratio <= 1.0 else ": **missed**"
     print()
@@ -456,8 +333,8 @@ def memory_table(path: str) -> None:
     print(f"Erdtree RSS per key ÷ Redis RSS per key (median of per-round ratios): {ratio_txt}. Goal: {goal_txt}.")
 
 
-def memory_rounds(path: str) -> None:
-    runs = read_memory(path)
+def memory_rounds(starts: list) -> None:
+    runs = read_memory(starts)
     print("| round | memory | start | keys | VmRSS | RssAnon | RssFile | data bytes |")
     print("|---|---|---|---:|---:|---:|---:|---:|")
     rows = sorted((rnd, system, state, figures) for system, rounds in runs.items()
@@ -466,44 +343,11 @@ def memory_rounds(path: str) -> None:
         print(f"| {rnd} | {system} | {state} | {keys:,} | {rss:,} kB | {anon:,} kB | {file_kb:,} kB | {data:,} |")
 
 
-def nearest_rank(values: list, q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-
-def probe_percentiles(path: str) -> None:
-    lags = []
-    with open(path) as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) >= 6:
-                lags.append(int(fields[2]))
-    if not lags:
-        sys.exit(f"report.py: no probes in {path}")
-    print(nearest_rank(lags, 0.50), nearest_rank(lags, 0.99))
-
-
-def read_rows(path: str, types: tuple) -> list:
-    rows = []
-    if path and os.path.exists(path):
-        with open(path) as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) == len(types):
-                    rows.append(tuple(t(v) for t, v in zip(types, fields)))
-    return rows
-
-
 SYSTEM_NAMES = {"erdtree": "Erdtree", "redis": "Redis"}
 
 
-def replication(lag_path: str, load_path: str, catchup_path: str, results_path: str, drain_path: str,
-                cpu_path: str) -> None:
-    lags = read_rows(lag_path, (int, str, int, int, int, int))
-    loads = read_rows(load_path, (int, str, int, float, int))
-    catchups = read_rows(catchup_path, (int, str, int, int))
-    drains = read_rows(drain_path, (int, str, int))
-    results = read_results(results_path) if results_path and os.path.exists(results_path) else {}
+def replication(lags: list, loads: list, catchups: list, runs: list, drains: list, cpu: list) -> None:
+    results = by_load(runs)
 
     # Lag.
     print("#### Lag at a fixed write rate")
@@ -621,10 +465,8 @@ def replication(lag_path: str, load_path: str, catchup_path: str, results_path: 
             if w:
                 cells[1] = fmt_rps(statistics.median(r[1] for r in w))
             if a and w:
-                by_round = {r[0]: r[1] for r in a}
-                ratios = [r[1] / by_round[r[0]] for r in w if r[0] in by_round and by_round[r[0]] > 0]
-                if ratios:
-                    ratio = statistics.median(ratios)
+                ratio = per_round_ratio(w, a)
+                if ratio is not None:
                     ratio_txt = f"{ratio:.2f}×"
                     if judged:
                         goal_txt += ": **met**" if ratio >= REPL_THROUGHPUT_GOAL else ": **missed**"
@@ -640,7 +482,7 @@ def replication(lag_path: str, load_path: str, catchup_path: str, results_path: 
         print("on the master right then (the probe's start and two writes and reads: ~2 ms at the least);")
         print("replication is asynchronous, so a master that outruns its followers shows it here rather")
         print("than in its req/s.")
-        cpu_per_write(read_rows(cpu_path, (int, str, int, int, int, int)), pairs)
+        cpu_per_write(cpu, pairs)
 
 
 def cpu_per_write(rows: list, pairs: tuple) -> None:
@@ -675,9 +517,8 @@ def cpu_per_write(rows: list, pairs: tuple) -> None:
         print(f"| {label} | {cell(alone_us)} | {cell(with_us)} | {ratio} | {cell(followers_us)} |")
 
 
-def replication_rounds(lag_path: str, load_path: str, catchup_path: str) -> None:
-    lags = read_rows(lag_path, (int, str, int, int, int, int))
-    loads = {(r[0], r[1]): r for r in read_rows(load_path, (int, str, int, float, int))}
+def replication_rounds(lags: list, lag_loads: list, catchups: list) -> None:
+    loads = {(r[0], r[1]): r for r in lag_loads}
     if lags:
         print("| round | lag | probes | p50 | p99 | max | background writes/s |")
         print("|---|---|---:|---:|---:|---:|---:|")
@@ -687,7 +528,6 @@ def replication_rounds(lag_path: str, load_path: str, catchup_path: str) -> None
             rate = "—" if load is None else fmt_rps(load[3]) + (" (probes outlasted it)" if load[4] else "")
             print(f"| {rnd} | {system} | {len(values)} | {fmt_us(nearest_rank(values, 0.5))} | "
                   f"{fmt_us(nearest_rank(values, 0.99))} | {fmt_us(max(values))} | {rate} |")
-    catchups = read_rows(catchup_path, (int, str, int, int))
     if catchups:
         if lags:
             print()
@@ -697,10 +537,9 @@ def replication_rounds(lag_path: str, load_path: str, catchup_path: str) -> None
             print(f"| {rnd} | {system} | {entries:,} | {ms / 1000:.3f} s | {fmt_rate(entries / (ms / 1000)) if ms else '—'} |")
 
 
-def cluster(cluster_path: str, lag_path: str, results_path: str) -> None:
-    rows = read_rows(cluster_path, (int, float, int, int))
-    lags = [r[2] for r in read_rows(lag_path, (int, str, int, int, int, int)) if r[1] == "erdtree"]
-    results = read_results(results_path) if results_path and os.path.exists(results_path) else {}
+def cluster(rows: list, lag_samples: list, runs: list) -> None:
+    lags = [r[2] for r in lag_samples if r[1] == "erdtree"]
+    results = by_load(runs)
     set_slaves = [r[1] for r in results.get("set_slaves", [])]
     print("| measure | 3 hosts, +1 ms each way | loopback (replication suite) |")
     print("|---|---:|---:|")
@@ -715,41 +554,3 @@ def cluster(cluster_path: str, lag_path: str, results_path: str) -> None:
     print("|---|---:|---:|---:|")
     for rnd, rps, p50, p99 in rows:
         print(f"| {rnd} | {fmt_rps(rps)} | {fmt_us(p50)} | {fmt_us(p99)} |")
-
-
-def main(argv: list[str]) -> int:
-    # Subcommands that take exactly one file.
-    one_file = {
-        "percentiles": percentiles,
-        "recovery": recovery_table,
-        "recovery-rounds": recovery_rounds,
-        "disk-reads": disk_reads,
-        "memory": memory_table,
-        "memory-rounds": memory_rounds,
-        "compaction-log": compaction_log,
-        "compacted": compacted_table,
-        "compacted-rounds": compacted_rounds,
-        "probe-percentiles": probe_percentiles,
-        "rounds": rounds_table,
-    }
-    if len(argv) == 3 and argv[1] in one_file:
-        one_file[argv[1]](argv[2])
-    elif len(argv) == 4 and argv[1] == "recovery-log" and argv[2] in RECOVERY_LOG:
-        recovery_log(argv[2], argv[3])
-    elif len(argv) == 8 and argv[1] == "replication":
-        replication(*argv[2:8])
-    elif len(argv) == 5 and argv[1] == "replication-rounds":
-        replication_rounds(*argv[2:5])
-    elif len(argv) == 5 and argv[1] == "cluster":
-        cluster(*argv[2:5])
-    elif len(argv) in (3, 4, 5) and argv[1] == "summary":
-        summary_table(argv[2], set(argv[3].split()) if len(argv) >= 4 else None,
-                      argv[4] if len(argv) == 5 and os.path.getsize(argv[4]) > 0 else None)
-    else:
-        sys.stderr.write(__doc__)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))

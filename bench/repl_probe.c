@@ -1,6 +1,6 @@
 /*
- * Replication probes and the Redis fixed-rate load for the replication suite
- * of bench.sh.
+ * Replication probes and the Redis fixed-rate load for the replication and
+ * cluster suites of the benchmark (bench/probe.py compiles and runs it).
  *
  *   cc -O2 -o repl_probe repl_probe.c -lnghttp2
  *

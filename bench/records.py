@@ -1,0 +1,109 @@
+"""What a run measured, one row per run, restart, start or probe; the report reads these.
+
+Named tuples: fields by name for the bench, by position for the report's tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+
+class Run(NamedTuple):
+    round: int
+    load: str
+    requests: int | str  # "timed" for a run of BENCH_SECONDS; Gets that succeeded for a multi load
+    rps: float
+    p50: float  # µs
+    p99: float
+
+
+class DiskReads(NamedTuple):
+    """A multi load's Gets and how many were read back from disk (Admin/Status disk_reads after minus before)."""
+
+    round: int
+    load: str
+    gets: int
+    reads: int
+
+
+class Restart(NamedTuple):
+    """A start timed from exec to ready (recovery, compacted)."""
+
+    round: int
+    system: str
+    records: int
+    wall_s: float
+    log_s: float | None  # what the server's log says, if it says
+
+
+class MemoryStart(NamedTuple):
+    round: int
+    system: str
+    state: str  # empty | loaded
+    keys: int
+    rss_kb: int
+    anon_kb: int
+    file_kb: int
+    data: int  # Erdtree: Status memory_bytes; Redis: INFO used_memory
+
+
+class LagSample(NamedTuple):
+    round: int
+    system: str
+    lag_us: int
+    reads: int
+    set_us: int
+    read_us: int  # the last read's round trip
+
+
+class LagLoad(NamedTuple):
+    round: int
+    system: str
+    target: int  # writes/s
+    achieved: float
+    outlasted: int  # 1 if the probes outlasted the background load
+
+
+class Catchup(NamedTuple):
+    round: int
+    system: str
+    entries: int
+    ms: int
+
+
+class Drain(NamedTuple):
+    round: int
+    load: str
+    ms: int
+
+
+class CpuUse(NamedTuple):
+    round: int
+    load: str
+    master_ticks: int
+    follower_ticks: int
+    writes: int
+    hz: int
+
+
+class ClusterRound(NamedTuple):
+    round: int
+    rps: float
+    p50: int
+    p99: int
+
+
+@dataclass
+class Records:
+    runs: list[Run] = field(default_factory=list)
+    disk_reads: list[DiskReads] = field(default_factory=list)
+    recovery: list[Restart] = field(default_factory=list)
+    memory: list[MemoryStart] = field(default_factory=list)
+    compacted: list[Restart] = field(default_factory=list)
+    lags: list[LagSample] = field(default_factory=list)
+    lag_loads: list[LagLoad] = field(default_factory=list)
+    catchups: list[Catchup] = field(default_factory=list)
+    drains: list[Drain] = field(default_factory=list)
+    cpu: list[CpuUse] = field(default_factory=list)
+    cluster: list[ClusterRound] = field(default_factory=list)
