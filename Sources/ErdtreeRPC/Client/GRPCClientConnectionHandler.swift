@@ -39,9 +39,11 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler {
         ]
         if let timeoutNanos {
             headers.append(HTTPField("grpc-timeout", GRPCTimeout.format(nanoseconds: timeoutNanos)))
-            call.deadlineTask = call.eventLoop.scheduleTask(in: .nanoseconds(timeoutNanos)) { [weak self, weak call] in
-                guard let self, let call else { return }
-                self.cancel(
+            // The task runs on this handler's event loop, which is what the loop-bound box checks.
+            let handler = NIOLoopBound(self, eventLoop: call.eventLoop)
+            call.deadlineTask = call.eventLoop.scheduleTask(in: .nanoseconds(timeoutNanos)) { [weak call] in
+                guard let call else { return }
+                handler.value.cancel(
                     call,
                     status: RPCStatus(
                         .deadlineExceeded,
