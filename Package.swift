@@ -1,9 +1,11 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies point one way (docs/DESIGN.md §1):
-// erdtree → ErdtreeNode → {ErdtreeRPC, ErdtreeWAL, ErdtreeStorage} → {CNGHTTP2, CZlib, ErdtreeProto → CProtobufC,
-// CErdtreeSystem}
+// Dependencies point one way (docs/architecture.md):
+// erdtree → ErdtreeNode → {ErdtreeProtobuf, ErdtreeWAL, ErdtreeStorage}; ErdtreeProtobuf → {ErdtreeRPC,
+// ErdtreeProto → CProtobufC}; ErdtreeRPC → {CNGHTTP2, CZlib}; ErdtreeWAL → CErdtreeSystem. ErdtreeRPC knows no
+// protobuf-c: ErdtreeProtobuf plugs schema-aware pieces (Connect's JSON transcoders) into it, as grpc-swift-protobuf
+// does into GRPCCore.
 let package = Package(
     name: "erdtree",
     platforms: [.macOS(.v15)],
@@ -43,12 +45,22 @@ let package = Package(
             name: "ErdtreeRPC",
             dependencies: [
                 "CNGHTTP2",
-                "CProtobufC",
                 "CZlib",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Everything protobuf-c: arenas, the wire reader, the codec, the proto3 JSON mapping, the descriptor
+        // index and the per-method table built from it.
+        .target(
+            name: "ErdtreeProtobuf",
+            dependencies: [
+                "ErdtreeRPC",
+                "ErdtreeProto",
+                "CProtobufC",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         // Linux calls Glibc does not export (preadv2 needs _GNU_SOURCE), and the CRC-32C instruction.
@@ -71,6 +83,7 @@ let package = Package(
             name: "ErdtreeNode",
             dependencies: [
                 "ErdtreeRPC",
+                "ErdtreeProtobuf",
                 "ErdtreeWAL",
                 "ErdtreeStorage",
                 "ErdtreeProto",
@@ -95,11 +108,19 @@ let package = Package(
             name: "ErdtreeRPCTests",
             dependencies: [
                 "ErdtreeRPC",
-                "ErdtreeProto",
-                "CProtobufC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "ErdtreeProtobufTests",
+            dependencies: [
+                "ErdtreeProtobuf",
+                "ErdtreeRPC",
+                "ErdtreeProto",
+                "CProtobufC",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(

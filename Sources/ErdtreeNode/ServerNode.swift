@@ -1,5 +1,6 @@
 internal import ErdtreeProto
 import ErdtreeRPC
+import ErdtreeProtobuf
 import ErdtreeStorage
 import ErdtreeWAL
 import Logging

@@ -1,6 +1,7 @@
 internal import CProtobufC
 internal import ErdtreeProto
 import ErdtreeRPC
+import ErdtreeProtobuf
 import ErdtreeStorage
 import ErdtreeWAL
 import NIOCore

@@ -1,6 +1,7 @@
 internal import CProtobufC
 internal import ErdtreeProto
 import ErdtreeRPC
+import ErdtreeProtobuf
 import NIOCore
 
 // grpc.reflection.v1 ServerReflection messages (grpc/grpc doc/server-reflection.md).

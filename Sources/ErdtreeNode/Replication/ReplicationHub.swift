@@ -1,4 +1,5 @@
 import ErdtreeRPC
+import ErdtreeProtobuf
 import ErdtreeStorage
 import ErdtreeWAL
 import Logging

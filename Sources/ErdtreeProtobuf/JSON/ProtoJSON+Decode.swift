@@ -1,4 +1,5 @@
-import CProtobufC
+internal import CProtobufC
+import ErdtreeRPC
 
 /// JSON value → protobuf-c message built in an arena (then packed by `ProtoJSON.decode`).
 extension ProtoJSON {

@@ -1,8 +1,9 @@
 import CProtobufC
 import ErdtreeProto
+import ErdtreeRPC
 import Testing
 
-@testable import ErdtreeRPC
+@testable import ErdtreeProtobuf
 
 /// The proto3 JSON mapping over protobuf-c descriptors, checked against messages built and
 /// read with protobuf-c's generated code (not with the codec itself).

@@ -1,4 +1,4 @@
-import CProtobufC
+internal import CProtobufC
 
 /// The bytes are not a well-formed message of the type they were said to be.
 struct WireError: Error {}

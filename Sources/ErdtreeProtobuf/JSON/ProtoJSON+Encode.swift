@@ -1,4 +1,5 @@
-import CProtobufC
+internal import CProtobufC
+import ErdtreeRPC
 
 /// Binary message → JSON text, read straight off the wire bytes: no unpacked C struct in
 /// between (the bytes are usually a handler's answer, just packed).
