@@ -1,6 +1,6 @@
 internal import ErdtreeProto
-import ErdtreeRPC
 import ErdtreeProtobuf
+import ErdtreeRPC
 import ErdtreeStorage
 import ErdtreeWAL
 import Logging

@@ -1,7 +1,7 @@
 internal import CProtobufC
 internal import ErdtreeProto
-import ErdtreeRPC
 import ErdtreeProtobuf
+import ErdtreeRPC
 import ErdtreeStorage
 import ErdtreeWAL
 import NIOCore
@@ -118,8 +118,7 @@ struct GetUpdatesResponse {
     var resyncRequired: Bool
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         var message = Erdtree__V1__GetUpdatesResponse()
         erdtree__v1__get_updates_response__init(&message)
         let list = arena.entries(entries)
@@ -158,8 +157,7 @@ struct StatusResponse {
     init() {}
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         var message = Erdtree__V1__StatusResponse()
         erdtree__v1__status_response__init(&message)
         message.role = isMaster ? ERDTREE__V1__ROLE__ROLE_MASTER : ERDTREE__V1__ROLE__ROLE_SLAVE
@@ -230,7 +228,7 @@ struct SlaveListing {
     var connectedSinceMs: Int64
     var connected: Bool
 
-    func make(in arena: CArena) -> UnsafeMutablePointer<Erdtree__V1__SlaveInfo> {
+    func make(in arena: inout CArena) -> UnsafeMutablePointer<Erdtree__V1__SlaveInfo> {
         let info = arena.make(Erdtree__V1__SlaveInfo.self) { erdtree__v1__slave_info__init($0) }
         info.pointee.slave_id = arena.cString(slaveID)
         info.pointee.address = arena.cString(address)
@@ -250,12 +248,11 @@ struct ListSlavesResponse {
     var slaves: [SlaveListing] = []
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         var message = Erdtree__V1__ListSlavesResponse()
         erdtree__v1__list_slaves_response__init(&message)
         let list = arena.array(of: UnsafeMutablePointer<Erdtree__V1__SlaveInfo>?.self, count: slaves.count)
-        for (index, slave) in slaves.enumerated() { list[index] = slave.make(in: arena) }
+        for (index, slave) in slaves.enumerated() { list[index] = slave.make(in: &arena) }
         message.n_slaves = slaves.count
         message.slaves = list
         return ProtobufCCodec.pack(&message, allocator: allocator)
@@ -277,11 +274,10 @@ struct AddSlave {
     }
 
     static func response(_ slave: SlaveListing, allocator: ByteBufferAllocator) -> ByteBuffer {
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         var message = Erdtree__V1__AddSlaveResponse()
         erdtree__v1__add_slave_response__init(&message)
-        message.slave = slave.make(in: arena)
+        message.slave = slave.make(in: &arena)
         return ProtobufCCodec.pack(&message, allocator: allocator)
     }
 }

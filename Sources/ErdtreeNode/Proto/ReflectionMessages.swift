@@ -1,7 +1,7 @@
 internal import CProtobufC
 internal import ErdtreeProto
-import ErdtreeRPC
 import ErdtreeProtobuf
+import ErdtreeRPC
 import NIOCore
 
 // grpc.reflection.v1 ServerReflection messages (grpc/grpc doc/server-reflection.md).
@@ -65,8 +65,7 @@ enum ReflectionCodec {
         _ answer: ReflectionAnswer, original: UnsafeMutablePointer<Grpc__Reflection__V1__ServerReflectionRequest>,
         allocator: ByteBufferAllocator
     ) -> ByteBuffer {
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         var response = Grpc__Reflection__V1__ServerReflectionResponse()
         grpc__reflection__v1__server_reflection_response__init(&response)
         response.valid_host = original.pointee.host

@@ -1,3 +1,4 @@
+import ErdtreeProtobuf
 import ErdtreeRPC
 import ErdtreeStorage
 import ErdtreeWAL
@@ -208,7 +209,7 @@ private final class Follower: @unchecked Sendable {
     private var resync: (lsn: UInt64, records: [WALRecord], replicationID: String)?
     private var heldBatches: [[WALRecord]] = []
     private var ackScheduled = false
-    private let scratch = DecodeScratch()
+    private var scratch = CArena()
     private let failed = Atomic<Bool>(false)
 
     init(replicator: Replicator, kv: KVStoreService, logger: Logger) {
@@ -220,7 +221,7 @@ private final class Follower: @unchecked Sendable {
     func received(_ message: ByteBuffer) {
         let response: ReplicateResponse
         do throws(RPCStatus) {
-            response = try ReplicateResponse(decoding: message, scratch: scratch)
+            response = try ReplicateResponse(decoding: message, reusing: &scratch)
         } catch {
             fail("the master sent a message that does not decode: \(error.message)")
             return

@@ -1,72 +1,121 @@
-/// Owns the C memory of one nested message while it is packed; `free()` releases it all.
-/// (Here in ErdtreeRPC for the Connect JSON codec; the node's message types use it too.)
+/// The memory of protobuf-c messages while they are built and packed, or unpacked and read:
+/// the one allocator behind every protobuf-c struct Erdtree makes or decodes.
 ///
 /// protobuf-c messages with nested messages, repeated fields and strings are graphs of C
-/// pointers; building one in an arena and freeing it in one go after `pack` keeps the
-/// ownership in one place. Allocation bumps a pointer through blocks that double in size, so a
-/// replication batch of hundreds of entries (three pieces each: the `Entry`, its key, its value)
-/// costs a handful of `malloc`s rather than three per entry, and an arena kept for a stream of
-/// messages (`reset`) costs none once its block has grown to fit them.
-package final class CArena {
+/// pointers; allocating all of a message's pieces from one arena and dropping them in one go
+/// keeps the ownership in one place (no `free_unpacked` walk either). Allocation bumps a
+/// pointer through blocks that double in size, so a replication batch of hundreds of entries
+/// (three pieces each: the `Entry`, its key, its value) costs a handful of `malloc`s rather
+/// than three per entry.
+///
+/// Three ways to hold one, all this type:
+/// - `withStackBlock`: the first block on the stack, for one unary message; transcoding or
+///   decoding a request costs no malloc unless it outgrows the block.
+/// - A local `var arena = CArena()`: heap blocks from the first allocation, released when the
+///   arena goes out of scope.
+/// - Kept across a stream of messages and `reset()` after each: once its block has grown to
+///   fit them it costs no malloc at all (`reserve(bytes:)` sizes it ahead of a decode).
+///
+/// Noncopyable: it owns its blocks, which its `deinit` frees. Not thread-safe: one owner at a
+/// time, on one thread. Pointers it hands out are valid until the next `reset()` or its end.
+package struct CArena: ~Copyable {
+    /// Bytes of the stack block `withStackBlock` starts an arena on: enough for a unary
+    /// request or answer, and the most `withUnsafeTemporaryAllocation` puts on the stack
+    /// without first asking the runtime whether the thread's stack has room (a call that
+    /// costs more than the decode it serves).
+    /// (Constants are computed properties so that code inlined into other modules folds them.)
+    @inlinable static var stackBlockBytes: Int { 1024 }
+    /// Every allocation is rounded up to this, which is also malloc's alignment.
+    @inlinable static var alignment: Int { 16 }
+    @inlinable static var firstBlockBytes: Int { 1024 }
+    static let maxBlockBytes = 1 << 20
+    /// `reset()` keeps its largest block up to this size: a stream that once carried a huge
+    /// message does not pin that much memory for the rest of its life.
+    static let maxKeptBytes = 8 << 20
+
+    /// Heap blocks this arena owns; a stack block is not among them.
+    @usableFromInline var blocks: [(start: UnsafeMutableRawPointer, bytes: Int)] = []
+    @usableFromInline var next: UnsafeMutableRawPointer?
+    @usableFromInline var remaining = 0
+    @usableFromInline var blockBytes = CArena.firstBlockBytes
+
+    /// An empty arena: no memory until the first allocation.
+    @inlinable
     package init() {}
 
-    /// Bytes of the stack block `withScratch` starts an arena on: enough for a unary
-    /// request or answer, so transcoding one costs no malloc for its parts.
-    static let scratchBytes = 2048
+    /// An arena that starts on `block`, which it does not own and which must outlive it.
+    @inlinable
+    init(startingOn block: UnsafeMutableRawBufferPointer) {
+        next = block.baseAddress
+        remaining = block.count
+    }
 
-    /// An arena whose first block is on the stack, freed when `body` returns; messages larger
-    /// than the block spill into heap blocks as usual.
-    static func withScratch<Result, Failure: Error>(
-        _ body: (CArena) throws(Failure) -> Result
+    deinit {
+        for block in blocks { block.start.deallocate() }
+    }
+
+    /// Runs `body` with an arena whose first block (`stackBlockBytes`) is on the stack, freed
+    /// when `body` returns; larger contents spill into heap blocks as usual. Nothing `body`
+    /// allocates may outlive it.
+    @inlinable
+    package static func withStackBlock<Result, Failure: Error>(
+        _ body: (inout CArena) throws(Failure) -> Result
     ) throws(Failure) -> Result {
-        try withUnsafeTemporaryAllocation(byteCount: scratchBytes, alignment: alignment) {
-            scratch throws(Failure) in
-            let arena = CArena()
-            arena.next = scratch.baseAddress
-            arena.remaining = scratch.count
-            defer { arena.free() }
-            return try body(arena)
+        try withUnsafeTemporaryAllocation(byteCount: stackBlockBytes, alignment: alignment) {
+            block throws(Failure) in
+            var arena = CArena(startingOn: block)
+            return try body(&arena)
         }
     }
 
-    private static let firstBlockBytes = 1024
-    private static let maxBlockBytes = 1 << 20
-    private static let alignment = 16
-
-    private var blocks: [(start: UnsafeMutableRawPointer, bytes: Int)] = []
-    private var next: UnsafeMutableRawPointer?
-    private var remaining = 0
-    private var blockBytes = CArena.firstBlockBytes
-
-    /// `bytes` of raw memory, 16-byte aligned, released with the arena.
-    package func allocate(bytes: Int) -> UnsafeMutableRawPointer {
+    /// `bytes` of raw memory, 16-byte aligned, valid until the next `reset()` or the arena's end.
+    @inlinable
+    package mutating func allocate(bytes: Int) -> UnsafeMutableRawPointer {
         let size = (max(bytes, 1) + Self.alignment - 1) & ~(Self.alignment - 1)
-        if size > remaining {
-            // An allocation larger than the next block gets a block of its own size.
-            let capacity = max(blockBytes, size)
-            let block = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: Self.alignment)
-            blocks.append((block, capacity))
-            next = block
-            remaining = capacity
-            blockBytes = min(max(blockBytes, capacity) * 2, Self.maxBlockBytes)
-        }
-        guard let start = next else { preconditionFailure("an arena block was just allocated") }
+        if size > remaining { addBlock(atLeast: size) }
+        guard let start = next else { preconditionFailure("an arena block was just made current") }
         next = start + size
         remaining -= size
         return start
     }
 
-    package func make<T>(_ type: T.Type, initialize: (UnsafeMutablePointer<T>) -> Void) -> UnsafeMutablePointer<T> {
+    /// Makes sure the next `bytes` come from one block already allocated, so that unpacking a
+    /// message of known size into a kept arena allocates once, on its first message.
+    @inlinable
+    package mutating func reserve(bytes: Int) {
+        if bytes > remaining { addBlock(atLeast: bytes) }
+    }
+
+    /// A new current block: the next size in the doubling, or `bytes` when larger (a big
+    /// allocation gets a block of its own size).
+    @usableFromInline
+    mutating func addBlock(atLeast bytes: Int) {
+        let capacity = max(blockBytes, (bytes + Self.alignment - 1) & ~(Self.alignment - 1))
+        let block = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: Self.alignment)
+        blocks.append((block, capacity))
+        next = block
+        remaining = capacity
+        blockBytes = min(max(blockBytes, capacity) * 2, Self.maxBlockBytes)
+    }
+
+    /// A `T`, initialized by `initialize` (a protobuf-c `…__init`).
+    @inlinable
+    package mutating func make<T>(_ type: T.Type, initialize: (UnsafeMutablePointer<T>) -> Void)
+        -> UnsafeMutablePointer<T>
+    {
         let pointer = allocate(bytes: MemoryLayout<T>.stride).bindMemory(to: T.self, capacity: 1)
         initialize(pointer)
         return pointer
     }
 
-    package func array<T>(of type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
+    /// Room for `count` values of `T`, uninitialized.
+    @inlinable
+    package mutating func array<T>(of type: T.Type, count: Int) -> UnsafeMutablePointer<T> {
         allocate(bytes: MemoryLayout<T>.stride * max(count, 1)).bindMemory(to: T.self, capacity: max(count, 1))
     }
 
-    package func copy(_ bytes: [UInt8]) -> UnsafeMutablePointer<UInt8> {
+    /// A copy of `bytes`.
+    package mutating func copy(_ bytes: [UInt8]) -> UnsafeMutablePointer<UInt8> {
         let pointer = array(of: UInt8.self, count: bytes.count)
         bytes.withUnsafeBufferPointer { source in
             if let base = source.baseAddress { pointer.update(from: base, count: bytes.count) }
@@ -74,16 +123,18 @@ package final class CArena {
         return pointer
     }
 
-    package func cString(_ string: String) -> UnsafeMutablePointer<CChar> {
+    /// A NUL-terminated copy of `string`.
+    package mutating func cString(_ string: String) -> UnsafeMutablePointer<CChar> {
         cString(Array(string.utf8))
     }
 
     /// A NUL-terminated copy of `utf8` (which holds no NUL: keys are checked on the way in).
-    package func cString(_ utf8: [UInt8]) -> UnsafeMutablePointer<CChar> {
+    package mutating func cString(_ utf8: [UInt8]) -> UnsafeMutablePointer<CChar> {
         utf8.withUnsafeBytes { cString($0) }
     }
 
-    package func cString(_ utf8: UnsafeRawBufferPointer) -> UnsafeMutablePointer<CChar> {
+    /// A NUL-terminated copy of `utf8`.
+    package mutating func cString(_ utf8: UnsafeRawBufferPointer) -> UnsafeMutablePointer<CChar> {
         let pointer = array(of: CChar.self, count: utf8.count + 1)
         if let base = utf8.baseAddress {
             UnsafeMutableRawPointer(pointer).copyMemory(from: base, byteCount: utf8.count)
@@ -92,22 +143,19 @@ package final class CArena {
         return pointer
     }
 
-    /// Forgets everything allocated but keeps the largest block for the next message: repeated
-    /// large allocations and frees of the same size are what make glibc consolidate its free
-    /// lists (measured: `malloc_consolidate` at 2% of a master's samples with slaves attached).
-    package func reset() {
-        guard let largest = blocks.max(by: { $0.bytes < $1.bytes }) else { return }
-        for block in blocks where block.start != largest.start { block.start.deallocate() }
-        blocks = [largest]
-        next = largest.start
-        remaining = largest.bytes
-    }
-
-    package func free() {
-        for block in blocks { block.start.deallocate() }
-        blocks.removeAll()
+    /// Forgets everything allocated but keeps the largest block (up to `maxKeptBytes`) for the
+    /// next message: repeated large allocations and frees of the same size are what make glibc
+    /// consolidate its free lists (measured: `malloc_consolidate` at 2% of a master's samples
+    /// with slaves attached). A stack block is forgotten, never kept.
+    package mutating func reset() {
+        let kept = blocks.filter { $0.bytes <= Self.maxKeptBytes }.max { $0.bytes < $1.bytes }
+        for block in blocks where block.start != kept?.start { block.start.deallocate() }
+        blocks.removeAll(keepingCapacity: true)
         next = nil
         remaining = 0
-        blockBytes = Self.firstBlockBytes
+        guard let kept else { return }
+        blocks.append(kept)
+        next = kept.start
+        remaining = kept.bytes
     }
 }

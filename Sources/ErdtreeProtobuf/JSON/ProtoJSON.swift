@@ -78,8 +78,8 @@ enum ProtoJSON {
         } catch {
             throw Failure(message: error.description)
         }
-        return try CArena.withScratch { arena throws(Failure) in
-            let message = try readMessage(document, descriptor, path: { name(of: descriptor) }, arena: arena)
+        return try CArena.withStackBlock { arena throws(Failure) in
+            let message = try readMessage(document, descriptor, path: { name(of: descriptor) }, arena: &arena)
             let base = message.assumingMemoryBound(to: ProtobufCMessage.self)
             return output(protobuf_c_message_get_packed_size(base)) { _ = protobuf_c_message_pack(base, $0) }
         }
