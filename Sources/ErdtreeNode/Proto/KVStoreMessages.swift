@@ -322,18 +322,7 @@ func decodeListSlavesRequest(_ buffer: ByteBuffer) throws(RPCStatus) {
 /// already validated by protobuf-c, so the second pass is cheap and cannot fail to parse.
 private func requestKey(_ key: UnsafeMutablePointer<CChar>?, in buffer: ByteBuffer) throws(RPCStatus) -> [UInt8] {
     let bytes = ProtobufCCodec.bytes(ofString: key)
-    let wireLength = buffer.withUnsafeReadableBytes { raw -> Int? in
-        var reader = ProtobufWireReader(raw)
-        var length: Int?
-        while let field = try? reader.nextField() {
-            if field.number == 1, field.wireType == .lengthDelimited {
-                length = (try? reader.readLengthDelimited())?.count
-            } else if (try? reader.skip(field)) == nil {
-                break
-            }
-        }
-        return length
-    }
+    let wireLength = ProtobufCCodec.wireLength(ofField: 1, in: buffer)
     if let wireLength, wireLength != bytes.count {
         throw RequestError.keyContainsNUL.status
     }

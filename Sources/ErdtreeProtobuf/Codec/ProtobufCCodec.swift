@@ -99,6 +99,22 @@ package enum ProtobufCCodec {
         }
     }
 
+    /// The length on the wire of the last occurrence of length-delimited field `number` (the
+    /// one protobuf-c keeps for a singular field) in the encoded message `buffer`; nil when
+    /// there is none. It tells a string holding a NUL byte, which protobuf-c hands over cut at
+    /// the NUL, from one that does not. The scan stops at a malformed tail: called once a
+    /// generated unpack has accepted the bytes, it never meets one.
+    package static func wireLength(ofField number: UInt32, in buffer: ByteBuffer) -> Int? {
+        buffer.withUnsafeReadableBytes { bytes in
+            var reader = WireReader(bytes)
+            var length: Int?
+            while let field = try? reader.next() {
+                if field.number == number, case .lengthDelimited(let value) = field.value { length = value.count }
+            }
+            return length
+        }
+    }
+
     /// Copies a protobuf-c string field (NUL-terminated; the empty string is a static "").
     @inlinable
     package static func bytes(ofString pointer: UnsafeMutablePointer<CChar>?) -> [UInt8] {

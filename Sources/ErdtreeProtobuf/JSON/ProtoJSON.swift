@@ -27,7 +27,7 @@ enum ProtoJSON {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count * 2 + 32)
         do throws(WireError) {
-            try writeMessage(bytes, descriptor, to: &out)
+            try writeMessage(bytes, 0..<bytes.count, descriptor, to: &out)
         } catch {
             throw Failure(message: "cannot encode \(name(of: descriptor)) as JSON: not a valid binary message")
         }

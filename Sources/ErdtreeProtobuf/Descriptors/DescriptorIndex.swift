@@ -61,15 +61,18 @@ public struct DescriptorIndex: Sendable {
     ///   name a file twice, or import a file the set does not hold.
     public init(descriptorSet: UnsafeRawBufferPointer) throws(DescriptorSetError) {
         var builder = Builder(buffer: descriptorSet)
-        var reader = ProtobufWireReader(descriptorSet)
-        while let key = try reader.nextField() {
-            // FileDescriptorSet.file = 1
-            if key.number == 1, key.wireType == .lengthDelimited {
-                try builder.addFile(range: try reader.readLengthDelimited())
-            } else {
-                try reader.skip(key)
+        do throws(WireError) {
+            var reader = WireReader(descriptorSet)
+            while builder.duplicateFile == nil, let field = try reader.next() {
+                // FileDescriptorSet.file = 1
+                if field.number == 1, case .lengthDelimited(let file) = field.value {
+                    try builder.addFile(range: file)
+                }
             }
+        } catch {
+            throw .malformed(offset: error.offset, reason: error.reason.description)
         }
+        if let name = builder.duplicateFile { throw .duplicateFile(name: name) }
         try self.init(builder)
     }
 
@@ -176,13 +179,15 @@ extension DescriptorIndex {
         var symbols: [String: Symbol] = [:]
         var extensionsByExtendee: [String: [(number: Int32, file: Int)]] = [:]
         var serviceNames: [String] = []
+        /// The first file name seen twice, which stops the walk: the set is refused.
+        var duplicateFile: String?
 
         init(buffer: UnsafeRawBufferPointer) {
             self.buffer = buffer
         }
 
         /// Reads a `FileDescriptorProto`.
-        mutating func addFile(range: Range<Int>) throws(DescriptorSetError) {
+        mutating func addFile(range: Range<Int>) throws(WireError) {
             let fileIndex = files.count
             var name = ""
             var package = ""
@@ -193,25 +198,25 @@ extension DescriptorIndex {
             var extensions: [Range<Int>] = []
 
             // The package scopes every other name, and may follow them.
-            var reader = ProtobufWireReader(buffer, range: range)
-            while let key = try reader.nextField() {
-                guard key.wireType == .lengthDelimited else {
-                    try reader.skip(key)
-                    continue
-                }
-                switch key.number {
-                case 1: name = try reader.readString()
-                case 2: package = try reader.readString()
-                case 3: dependencies.append(try reader.readString())
-                case 4: messages.append(try reader.readLengthDelimited())
-                case 5: enums.append(try reader.readLengthDelimited())
-                case 6: services.append(try reader.readLengthDelimited())
-                case 7: extensions.append(try reader.readLengthDelimited())
-                default: try reader.skip(key)
+            var reader = WireReader(buffer, range: range)
+            while let field = try reader.next() {
+                guard case .lengthDelimited(let value) = field.value else { continue }
+                switch field.number {
+                case 1: name = reader.string(value)
+                case 2: package = reader.string(value)
+                case 3: dependencies.append(reader.string(value))
+                case 4: messages.append(value)
+                case 5: enums.append(value)
+                case 6: services.append(value)
+                case 7: extensions.append(value)
+                default: break
                 }
             }
 
-            guard fileIndexByName[name] == nil else { throw .duplicateFile(name: name) }
+            guard fileIndexByName[name] == nil else {
+                duplicateFile = name
+                return
+            }
             fileIndexByName[name] = fileIndex
             files.append(
                 File(
@@ -236,7 +241,7 @@ extension DescriptorIndex {
         }
 
         /// Reads a `DescriptorProto`, nested types included.
-        private mutating func addMessage(range: Range<Int>, scope: String, file: Int) throws(DescriptorSetError) {
+        private mutating func addMessage(range: Range<Int>, scope: String, file: Int) throws(WireError) {
             var name = ""
             var fields: [Range<Int>] = []
             var nested: [Range<Int>] = []
@@ -244,20 +249,17 @@ extension DescriptorIndex {
             var extensions: [Range<Int>] = []
             var oneofs: [Range<Int>] = []
 
-            var reader = ProtobufWireReader(buffer, range: range)
-            while let key = try reader.nextField() {
-                guard key.wireType == .lengthDelimited else {
-                    try reader.skip(key)
-                    continue
-                }
-                switch key.number {
-                case 1: name = try reader.readString()
-                case 2: fields.append(try reader.readLengthDelimited())
-                case 3: nested.append(try reader.readLengthDelimited())
-                case 4: enums.append(try reader.readLengthDelimited())
-                case 6: extensions.append(try reader.readLengthDelimited())
-                case 8: oneofs.append(try reader.readLengthDelimited())
-                default: try reader.skip(key)
+            var reader = WireReader(buffer, range: range)
+            while let field = try reader.next() {
+                guard case .lengthDelimited(let value) = field.value else { continue }
+                switch field.number {
+                case 1: name = reader.string(value)
+                case 2: fields.append(value)
+                case 3: nested.append(value)
+                case 4: enums.append(value)
+                case 6: extensions.append(value)
+                case 8: oneofs.append(value)
+                default: break
                 }
             }
 
@@ -285,15 +287,15 @@ extension DescriptorIndex {
         /// Reads an `EnumDescriptorProto`. Its values are scoped like the enum
         /// itself (C++ rules, as protoc and every descriptor pool do), so
         /// `erdtree.v1.OP_SET`, not `erdtree.v1.Op.OP_SET`.
-        private mutating func addEnum(range: Range<Int>, scope: String, file: Int) throws(DescriptorSetError) {
+        private mutating func addEnum(range: Range<Int>, scope: String, file: Int) throws(WireError) {
             var name = ""
             var values: [Range<Int>] = []
-            var reader = ProtobufWireReader(buffer, range: range)
-            while let key = try reader.nextField() {
-                switch (key.number, key.wireType) {
-                case (1, .lengthDelimited): name = try reader.readString()
-                case (2, .lengthDelimited): values.append(try reader.readLengthDelimited())
-                default: try reader.skip(key)
+            var reader = WireReader(buffer, range: range)
+            while let field = try reader.next() {
+                switch (field.number, field.value) {
+                case (1, .lengthDelimited(let value)): name = reader.string(value)
+                case (2, .lengthDelimited(let value)): values.append(value)
+                default: break
                 }
             }
             define(qualified(name, in: scope), file: file, kind: .enumeration)
@@ -304,15 +306,15 @@ extension DescriptorIndex {
         }
 
         /// Reads a `ServiceDescriptorProto` and its methods.
-        private mutating func addService(range: Range<Int>, scope: String, file: Int) throws(DescriptorSetError) {
+        private mutating func addService(range: Range<Int>, scope: String, file: Int) throws(WireError) {
             var name = ""
             var methods: [Range<Int>] = []
-            var reader = ProtobufWireReader(buffer, range: range)
-            while let key = try reader.nextField() {
-                switch (key.number, key.wireType) {
-                case (1, .lengthDelimited): name = try reader.readString()
-                case (2, .lengthDelimited): methods.append(try reader.readLengthDelimited())
-                default: try reader.skip(key)
+            var reader = WireReader(buffer, range: range)
+            while let field = try reader.next() {
+                switch (field.number, field.value) {
+                case (1, .lengthDelimited(let value)): name = reader.string(value)
+                case (2, .lengthDelimited(let value)): methods.append(value)
+                default: break
                 }
             }
             let fullName = qualified(name, in: scope)
@@ -331,17 +333,17 @@ extension DescriptorIndex {
             scope: String,
             file: Int,
             kind: SymbolKind
-        ) throws(DescriptorSetError) {
+        ) throws(WireError) {
             var name = ""
             var extendee = ""
             var number: Int32 = 0
-            var reader = ProtobufWireReader(buffer, range: range)
-            while let key = try reader.nextField() {
-                switch (key.number, key.wireType) {
-                case (1, .lengthDelimited): name = try reader.readString()
-                case (2, .lengthDelimited): extendee = try reader.readString()
-                case (3, .varint): number = Int32(truncatingIfNeeded: try reader.readVarint())
-                default: try reader.skip(key)
+            var reader = WireReader(buffer, range: range)
+            while let field = try reader.next() {
+                switch (field.number, field.value) {
+                case (1, .lengthDelimited(let value)): name = reader.string(value)
+                case (2, .lengthDelimited(let value)): extendee = reader.string(value)
+                case (3, .varint(let value)): number = Int32(truncatingIfNeeded: value)
+                default: break
                 }
             }
             define(qualified(name, in: scope), file: file, kind: kind)
@@ -353,15 +355,11 @@ extension DescriptorIndex {
         }
 
         /// Field 1 of a descriptor message, which is its name in all of them.
-        private func readName(range: Range<Int>) throws(DescriptorSetError) -> String {
-            var reader = ProtobufWireReader(buffer, range: range)
+        private func readName(range: Range<Int>) throws(WireError) -> String {
+            var reader = WireReader(buffer, range: range)
             var name = ""
-            while let key = try reader.nextField() {
-                if key.number == 1, key.wireType == .lengthDelimited {
-                    name = try reader.readString()
-                } else {
-                    try reader.skip(key)
-                }
+            while let field = try reader.next() {
+                if field.number == 1, case .lengthDelimited(let value) = field.value { name = reader.string(value) }
             }
             return name
         }
