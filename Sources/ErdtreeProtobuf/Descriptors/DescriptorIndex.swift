@@ -37,6 +37,9 @@ public struct DescriptorIndex: Sendable {
     /// order the set declares them: what reflection's `list_services` answers.
     public let serviceNames: [String]
 
+    /// Every method of every service, in the order the set declares them.
+    package let methods: [MethodDeclaration]
+
     /// The index of the descriptor set compiled into ErdtreeProto: every
     /// proto in `api/` (erdtree.v1, grpc.health.v1, grpc.reflection.v1 and
     /// v1alpha). Parsed on first use.
@@ -160,6 +163,7 @@ public struct DescriptorIndex: Sendable {
         self.symbols = builder.symbols
         self.extensionsByExtendee = builder.extensionsByExtendee
         self.serviceNames = builder.serviceNames
+        self.methods = builder.methods
     }
 }
 
@@ -179,6 +183,7 @@ extension DescriptorIndex {
         var symbols: [String: Symbol] = [:]
         var extensionsByExtendee: [String: [(number: Int32, file: Int)]] = [:]
         var serviceNames: [String] = []
+        var methods: [MethodDeclaration] = []
         /// The first file name seen twice, which stops the walk: the set is refused.
         var duplicateFile: String?
 
@@ -320,10 +325,36 @@ extension DescriptorIndex {
             let fullName = qualified(name, in: scope)
             define(fullName, file: file, kind: .service)
             serviceNames.append(fullName)
-            for method in methods {
-                // MethodDescriptorProto.name = 1
-                define(qualified(try readName(range: method), in: fullName), file: file, kind: .method)
+            for range in methods {
+                let method = try readMethod(range: range, service: fullName)
+                define(qualified(method.name, in: fullName), file: file, kind: .method)
+                self.methods.append(method)
             }
+        }
+
+        /// Reads a `MethodDescriptorProto`, and its `MethodOptions` for the idempotency level.
+        private func readMethod(range: Range<Int>, service: String) throws(WireError) -> MethodDeclaration {
+            var method = MethodDeclaration(service: service)
+            var reader = WireReader(buffer, range: range)
+            while let field = try reader.next() {
+                switch (field.number, field.value) {
+                case (1, .lengthDelimited(let value)): method.name = reader.string(value)
+                case (2, .lengthDelimited(let value)): method.inputType = referencedName(reader.string(value))
+                case (3, .lengthDelimited(let value)): method.outputType = referencedName(reader.string(value))
+                case (4, .lengthDelimited(let options)):
+                    var optionsReader = WireReader(buffer, range: options)
+                    while let option = try optionsReader.next() {
+                        // MethodOptions.idempotency_level = 34
+                        if option.number == 34, case .varint(let level) = option.value {
+                            method.idempotencyLevel = .init(rawValue: Int(truncatingIfNeeded: level)) ?? .unknown
+                        }
+                    }
+                case (5, .varint(let value)): method.clientStreaming = value != 0
+                case (6, .varint(let value)): method.serverStreaming = value != 0
+                default: break
+                }
+            }
+            return method
         }
 
         /// Reads a `FieldDescriptorProto`: a message's field, or an extension
@@ -348,10 +379,14 @@ extension DescriptorIndex {
             }
             define(qualified(name, in: scope), file: file, kind: kind)
             if kind == .extensionField {
-                // Compiled descriptors reference types as ".pkg.Type".
-                let target = extendee.hasPrefix(".") ? String(extendee.dropFirst()) : extendee
-                extensionsByExtendee[target, default: []].append((number: number, file: file))
+                extensionsByExtendee[referencedName(extendee), default: []].append((number: number, file: file))
             }
+        }
+
+        /// The fully qualified name, without the leading dot, of a type a descriptor refers to:
+        /// compiled descriptors reference types as ".pkg.Type".
+        private func referencedName(_ reference: String) -> String {
+            reference.hasPrefix(".") ? String(reference.dropFirst()) : reference
         }
 
         /// Field 1 of a descriptor message, which is its name in all of them.

@@ -1,9 +1,12 @@
-package import CProtobufC
+internal import CProtobufC
 import ErdtreeRPC
 import NIOCore
 
-/// Connect's JSON codec for one method, from its protobuf-c message descriptors.
+/// Connect's JSON codec for one method: the proto3 JSON mapping (`ProtoJSON`) over the
+/// protobuf-c descriptors of its request and response types. `MethodTable` makes one per
+/// method; the router calls it on the call's event loop, once per JSON message.
 package struct ProtoJSONTranscoder: MessageTranscoder, @unchecked Sendable {
+    // @unchecked: the descriptors are immutable C globals, shared by every thread.
     let input: ProtoJSON.Descriptor
     let output: ProtoJSON.Descriptor
 
@@ -26,21 +29,6 @@ package struct ProtoJSONTranscoder: MessageTranscoder, @unchecked Sendable {
         switch encoded {
         case .success(let json): return allocator.buffer(bytes: json)
         case .failure(let error): throw RPCStatus(.internal, error.message)
-        }
-    }
-
-    /// Every method of `service` (a protobuf-c generated service descriptor), with
-    /// `noSideEffects` naming the paths Connect may serve to GET.
-    package static func describe(_ service: ProtobufCServiceDescriptor, noSideEffects: Set<String>)
-        -> [RPCMethodDescription]
-    {
-        let name = String(cString: service.name)
-        return UnsafeBufferPointer(start: service.methods, count: Int(service.n_methods)).compactMap { method in
-            guard let input = method.input, let output = method.output else { return nil }
-            let path = "/\(name)/\(String(cString: method.name))"
-            return RPCMethodDescription(
-                path: path, transcoder: ProtoJSONTranscoder(input: input, output: output),
-                noSideEffects: noSideEffects.contains(path))
         }
     }
 }
