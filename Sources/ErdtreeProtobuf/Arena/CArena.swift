@@ -19,11 +19,13 @@
 /// Noncopyable: it owns its blocks, which its `deinit` frees. Not thread-safe: one owner at a
 /// time, on one thread. Pointers it hands out are valid until the next `reset()` or its end.
 package struct CArena: ~Copyable {
+    // Constants the inlinable code uses are computed properties, which code inlined into
+    // other modules folds; a `static let` there would be a call through its accessor.
+
     /// Bytes of the stack block `withStackBlock` starts an arena on: enough for a unary
     /// request or answer, and the most `withUnsafeTemporaryAllocation` puts on the stack
     /// without first asking the runtime whether the thread's stack has room (a call that
     /// costs more than the decode it serves).
-    /// (Constants are computed properties so that code inlined into other modules folds them.)
     @inlinable static var stackBlockBytes: Int { 1024 }
     /// Every allocation is rounded up to this, which is also malloc's alignment.
     @inlinable static var alignment: Int { 16 }
@@ -33,11 +35,24 @@ package struct CArena: ~Copyable {
     /// message does not pin that much memory for the rest of its life.
     static let maxKeptBytes = 8 << 20
 
-    /// Heap blocks this arena owns; a stack block is not among them.
-    @usableFromInline var blocks: [(start: UnsafeMutableRawPointer, bytes: Int)] = []
+    /// The newest heap block this arena owns (a stack block is not among them). Each block
+    /// starts with a `BlockHeader` linking it to the one before: a list threaded through the
+    /// blocks themselves, so an arena holds no reference-counted storage and making and
+    /// dropping one per call costs no ARC traffic.
+    @usableFromInline var newestBlock: UnsafeMutableRawPointer?
     @usableFromInline var next: UnsafeMutableRawPointer?
     @usableFromInline var remaining = 0
     @usableFromInline var blockBytes = CArena.firstBlockBytes
+
+    /// What a heap block starts with; its usable bytes follow, aligned.
+    struct BlockHeader {
+        var previous: UnsafeMutableRawPointer?
+        /// Usable bytes, after the header.
+        var bytes: Int
+    }
+
+    /// Bytes the header takes at the start of a block: `alignment`, so what follows is aligned.
+    static var headerBytes: Int { max(MemoryLayout<BlockHeader>.stride, alignment) }
 
     /// An empty arena: no memory until the first allocation.
     @inlinable
@@ -51,7 +66,23 @@ package struct CArena: ~Copyable {
     }
 
     deinit {
-        for block in blocks { block.start.deallocate() }
+        var block = newestBlock
+        while let current = block {
+            block = current.load(as: BlockHeader.self).previous
+            current.deallocate()
+        }
+    }
+
+    /// The heap blocks' usable memory, oldest first (a stack block is not listed).
+    var blocks: [(start: UnsafeMutableRawPointer, bytes: Int)] {
+        var list: [(start: UnsafeMutableRawPointer, bytes: Int)] = []
+        var block = newestBlock
+        while let current = block {
+            let header = current.load(as: BlockHeader.self)
+            list.append((current + Self.headerBytes, header.bytes))
+            block = header.previous
+        }
+        return list.reversed()
     }
 
     /// Runs `body` with an arena whose first block (`stackBlockBytes`) is on the stack, freed
@@ -91,9 +122,10 @@ package struct CArena: ~Copyable {
     @usableFromInline
     mutating func addBlock(atLeast bytes: Int) {
         let capacity = max(blockBytes, (bytes + Self.alignment - 1) & ~(Self.alignment - 1))
-        let block = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: Self.alignment)
-        blocks.append((block, capacity))
-        next = block
+        let block = UnsafeMutableRawPointer.allocate(byteCount: Self.headerBytes + capacity, alignment: Self.alignment)
+        block.storeBytes(of: BlockHeader(previous: newestBlock, bytes: capacity), as: BlockHeader.self)
+        newestBlock = block
+        next = block + Self.headerBytes
         remaining = capacity
         blockBytes = min(max(blockBytes, capacity) * 2, Self.maxBlockBytes)
     }
@@ -125,7 +157,8 @@ package struct CArena: ~Copyable {
 
     /// A NUL-terminated copy of `string`.
     package mutating func cString(_ string: String) -> UnsafeMutablePointer<CChar> {
-        cString(Array(string.utf8))
+        var string = string
+        return string.withUTF8 { cString(UnsafeRawBufferPointer($0)) }
     }
 
     /// A NUL-terminated copy of `utf8` (which holds no NUL: keys are checked on the way in).
@@ -148,14 +181,21 @@ package struct CArena: ~Copyable {
     /// consolidate its free lists (measured: `malloc_consolidate` at 2% of a master's samples
     /// with slaves attached). A stack block is forgotten, never kept.
     package mutating func reset() {
-        let kept = blocks.filter { $0.bytes <= Self.maxKeptBytes }.max { $0.bytes < $1.bytes }
-        for block in blocks where block.start != kept?.start { block.start.deallocate() }
-        blocks.removeAll(keepingCapacity: true)
-        next = nil
-        remaining = 0
-        guard let kept else { return }
-        blocks.append(kept)
-        next = kept.start
-        remaining = kept.bytes
+        var kept: (block: UnsafeMutableRawPointer, bytes: Int)?
+        var block = newestBlock
+        while let current = block {
+            let header = current.load(as: BlockHeader.self)
+            block = header.previous
+            if header.bytes <= Self.maxKeptBytes, header.bytes > kept?.bytes ?? 0 {
+                kept?.block.deallocate()
+                kept = (current, header.bytes)
+            } else {
+                current.deallocate()
+            }
+        }
+        newestBlock = kept?.block
+        next = kept.map { $0.block + Self.headerBytes }
+        remaining = kept?.bytes ?? 0
+        kept?.block.storeBytes(of: BlockHeader(previous: nil, bytes: remaining), as: BlockHeader.self)
     }
 }
