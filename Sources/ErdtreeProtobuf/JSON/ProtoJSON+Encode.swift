@@ -9,7 +9,9 @@ import ErdtreeRPC
 /// write it, is transcoded in one pass. Anything else (fields out of order, a singular
 /// field or a oneof given twice) is redone field by field, each found by a scan of the
 /// tags: a singular field takes its last occurrence (protobuf's rule), a repeated one all
-/// of them, packed or not, a oneof the member that came last.
+/// of them, packed or not, a oneof the member that came last. Fields the type does not
+/// declare are skipped, whatever their wire type; malformed bytes, and a declared field
+/// with a wire type its type cannot have, are refused.
 extension ProtoJSON {
     /// Nesting beyond this is refused rather than risking the stack.
     static let maxWireDepth = 64
