@@ -194,30 +194,10 @@ extension DescriptorIndex {
         /// Reads a `FileDescriptorProto`.
         mutating func addFile(range: Range<Int>) throws(WireError) {
             let fileIndex = files.count
-            var name = ""
-            var package = ""
-            var dependencies: [String] = []
-            var messages: [Range<Int>] = []
-            var enums: [Range<Int>] = []
-            var services: [Range<Int>] = []
-            var extensions: [Range<Int>] = []
-
+            let file = try lengthDelimitedFields(of: range)
+            let name = string(file[1]?.last)
             // The package scopes every other name, and may follow them.
-            var reader = WireReader(buffer, range: range)
-            while let field = try reader.next() {
-                guard case .lengthDelimited(let value) = field.value else { continue }
-                switch field.number {
-                case 1: name = reader.string(value)
-                case 2: package = reader.string(value)
-                case 3: dependencies.append(reader.string(value))
-                case 4: messages.append(value)
-                case 5: enums.append(value)
-                case 6: services.append(value)
-                case 7: extensions.append(value)
-                default: break
-                }
-            }
-
+            let package = string(file[2]?.last)
             guard fileIndexByName[name] == nil else {
                 duplicateFile = name
                 return
@@ -227,65 +207,44 @@ extension DescriptorIndex {
                 File(
                     name: name,
                     bytes: Array(UnsafeRawBufferPointer(rebasing: buffer[range])),
-                    dependencies: dependencies
+                    dependencies: (file[3] ?? []).map { string($0) }
                 )
             )
 
-            for message in messages {
-                try addMessage(range: message, scope: package, file: fileIndex)
-            }
-            for enumeration in enums {
-                try addEnum(range: enumeration, scope: package, file: fileIndex)
-            }
-            for service in services {
+            try addDeclarations(file, messages: 4, enums: 5, extensions: 7, scope: package, file: fileIndex)
+            for service in file[6] ?? [] {
                 try addService(range: service, scope: package, file: fileIndex)
-            }
-            for field in extensions {
-                try addField(range: field, scope: package, file: fileIndex, kind: .extensionField)
             }
         }
 
         /// Reads a `DescriptorProto`, nested types included.
         private mutating func addMessage(range: Range<Int>, scope: String, file: Int) throws(WireError) {
-            var name = ""
-            var fields: [Range<Int>] = []
-            var nested: [Range<Int>] = []
-            var enums: [Range<Int>] = []
-            var extensions: [Range<Int>] = []
-            var oneofs: [Range<Int>] = []
-
-            var reader = WireReader(buffer, range: range)
-            while let field = try reader.next() {
-                guard case .lengthDelimited(let value) = field.value else { continue }
-                switch field.number {
-                case 1: name = reader.string(value)
-                case 2: fields.append(value)
-                case 3: nested.append(value)
-                case 4: enums.append(value)
-                case 6: extensions.append(value)
-                case 8: oneofs.append(value)
-                default: break
-                }
-            }
-
-            let fullName = qualified(name, in: scope)
+            let message = try lengthDelimitedFields(of: range)
+            let fullName = qualified(string(message[1]?.last), in: scope)
             define(fullName, file: file, kind: .message)
-            for field in fields {
+            for field in message[2] ?? [] {
                 try addField(range: field, scope: fullName, file: file, kind: .field)
             }
-            for message in nested {
-                try addMessage(range: message, scope: fullName, file: file)
+            try addDeclarations(message, messages: 3, enums: 4, extensions: 6, scope: fullName, file: file)
+            for oneof in message[8] ?? [] {
+                define(qualified(try readName(range: oneof), in: fullName), file: file, kind: .oneof)
             }
-            for enumeration in enums {
-                try addEnum(range: enumeration, scope: fullName, file: file)
+        }
+
+        /// Reads the messages, enums and extensions a file or a message declares (`fields`, by
+        /// field number, which differ between `FileDescriptorProto` and `DescriptorProto`).
+        private mutating func addDeclarations(
+            _ fields: [UInt32: [Range<Int>]], messages: UInt32, enums: UInt32, extensions: UInt32, scope: String,
+            file: Int
+        ) throws(WireError) {
+            for message in fields[messages] ?? [] {
+                try addMessage(range: message, scope: scope, file: file)
             }
-            for field in extensions {
-                try addField(range: field, scope: fullName, file: file, kind: .extensionField)
+            for enumeration in fields[enums] ?? [] {
+                try addEnum(range: enumeration, scope: scope, file: file)
             }
-            for oneof in oneofs {
-                // OneofDescriptorProto.name = 1
-                let oneofName = try readName(range: oneof)
-                define(qualified(oneofName, in: fullName), file: file, kind: .oneof)
+            for field in fields[extensions] ?? [] {
+                try addField(range: field, scope: scope, file: file, kind: .extensionField)
             }
         }
 
@@ -293,39 +252,20 @@ extension DescriptorIndex {
         /// itself (C++ rules, as protoc and every descriptor pool do), so
         /// `erdtree.v1.OP_SET`, not `erdtree.v1.Op.OP_SET`.
         private mutating func addEnum(range: Range<Int>, scope: String, file: Int) throws(WireError) {
-            var name = ""
-            var values: [Range<Int>] = []
-            var reader = WireReader(buffer, range: range)
-            while let field = try reader.next() {
-                switch (field.number, field.value) {
-                case (1, .lengthDelimited(let value)): name = reader.string(value)
-                case (2, .lengthDelimited(let value)): values.append(value)
-                default: break
-                }
-            }
-            define(qualified(name, in: scope), file: file, kind: .enumeration)
-            for value in values {
-                // EnumValueDescriptorProto.name = 1
+            let enumeration = try lengthDelimitedFields(of: range)
+            define(qualified(string(enumeration[1]?.last), in: scope), file: file, kind: .enumeration)
+            for value in enumeration[2] ?? [] {
                 define(qualified(try readName(range: value), in: scope), file: file, kind: .enumValue)
             }
         }
 
         /// Reads a `ServiceDescriptorProto` and its methods.
         private mutating func addService(range: Range<Int>, scope: String, file: Int) throws(WireError) {
-            var name = ""
-            var methods: [Range<Int>] = []
-            var reader = WireReader(buffer, range: range)
-            while let field = try reader.next() {
-                switch (field.number, field.value) {
-                case (1, .lengthDelimited(let value)): name = reader.string(value)
-                case (2, .lengthDelimited(let value)): methods.append(value)
-                default: break
-                }
-            }
-            let fullName = qualified(name, in: scope)
+            let service = try lengthDelimitedFields(of: range)
+            let fullName = qualified(string(service[1]?.last), in: scope)
             define(fullName, file: file, kind: .service)
             serviceNames.append(fullName)
-            for range in methods {
+            for range in service[2] ?? [] {
                 let method = try readMethod(range: range, service: fullName)
                 define(qualified(method.name, in: fullName), file: file, kind: .method)
                 self.methods.append(method)
@@ -391,12 +331,24 @@ extension DescriptorIndex {
 
         /// Field 1 of a descriptor message, which is its name in all of them.
         private func readName(range: Range<Int>) throws(WireError) -> String {
+            string(try lengthDelimitedFields(of: range)[1]?.last)
+        }
+
+        /// The length-delimited fields of the descriptor message in `range`, by field number,
+        /// each in order: names and nested descriptors, all the walk needs of most of them.
+        /// (For a singular field, such as a name, the last occurrence counts.)
+        private func lengthDelimitedFields(of range: Range<Int>) throws(WireError) -> [UInt32: [Range<Int>]] {
+            var fields: [UInt32: [Range<Int>]] = [:]
             var reader = WireReader(buffer, range: range)
-            var name = ""
             while let field = try reader.next() {
-                if field.number == 1, case .lengthDelimited(let value) = field.value { name = reader.string(value) }
+                if case .lengthDelimited(let value) = field.value { fields[field.number, default: []].append(value) }
             }
-            return name
+            return fields
+        }
+
+        /// The UTF-8 text in `range` of the set; "" for none.
+        private func string(_ range: Range<Int>?) -> String {
+            range.map { WireReader(buffer).string($0) } ?? ""
         }
 
         /// Records a symbol; a name declared twice keeps its first file, as
