@@ -35,10 +35,8 @@ struct GetResponse {
         message.lsn = lsn
         message.expires_at_ms = expiresAtMs
         return value.withUnsafeBytes { bytes in
-            ProtobufCCodec.withBinaryData(bytes) { data in
-                message.value = data
-                return ProtobufCCodec.pack(&message, allocator: allocator)
-            }
+            message.value = ProtobufCCodec.binaryData(viewing: bytes)
+            return ProtobufCCodec.pack(&message, allocator: allocator)
         }
     }
 }

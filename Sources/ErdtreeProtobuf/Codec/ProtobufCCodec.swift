@@ -6,8 +6,12 @@ import NIOCore
 /// generated functions, so each message type needs only a field-by-field translation (the
 /// node's message mirrors, which own the generated structs).
 ///
-/// Called on every RPC from another module, so what is generic or small here is `@inlinable`:
-/// the mirrors compile it specialized for their message types, as when it lived beside them.
+/// Called on every RPC from another module, so what is generic here is `@inlinable` (and the
+/// type `@usableFromInline`, which Swift 6.3 needs to serialize it; see `CArena`): the mirrors
+/// compile it specialized for their message types, as when it lived beside them. Inlinable
+/// code may name only public declarations, so it names no protobuf-c type: it hands raw
+/// pointers to small non-inlinable functions here, which do the C calls.
+@usableFromInline
 package enum ProtobufCCodec {
     /// Decodes `buffer` with a generated `…__unpack` function and runs `body` on the result.
     ///
@@ -17,14 +21,14 @@ package enum ProtobufCCodec {
     /// - Parameters:
     ///   - typeName: the message's full name, for the error.
     ///   - unpack: the generated unpack function, e.g. `{ erdtree__v1__get_request__unpack($0, $1, $2) }`.
+    ///     Its `Allocator` is protobuf-c's `ProtobufCAllocator`, generic only so that this
+    ///     inlinable code need not name it.
     /// - Throws: `RPCStatus.invalidArgument` naming the message type when the bytes are
     ///   not a valid encoding; whatever `body` throws.
     @inlinable
-    package static func withUnpacked<Message, Result>(
+    package static func withUnpacked<Message, Allocator, Result>(
         _ buffer: ByteBuffer, typeName: StaticString,
-        unpack: (UnsafeMutablePointer<ProtobufCAllocator>, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<
-            Message
-        >?,
+        unpack: (UnsafeMutablePointer<Allocator>, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Message>?,
         _ body: (UnsafeMutablePointer<Message>) throws(RPCStatus) -> Result
     ) throws(RPCStatus) -> Result {
         try CArena.withStackBlock { arena throws(RPCStatus) in
@@ -37,11 +41,9 @@ package enum ProtobufCCodec {
     /// encoding first and reset when this returns, so once it has grown to fit the stream's
     /// messages a decode costs no malloc.
     @inlinable
-    package static func withUnpacked<Message, Result>(
+    package static func withUnpacked<Message, Allocator, Result>(
         _ buffer: ByteBuffer, typeName: StaticString, reusing arena: inout CArena,
-        unpack: (UnsafeMutablePointer<ProtobufCAllocator>, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<
-            Message
-        >?,
+        unpack: (UnsafeMutablePointer<Allocator>, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Message>?,
         _ body: (UnsafeMutablePointer<Message>) throws(RPCStatus) -> Result
     ) throws(RPCStatus) -> Result {
         defer { arena.reset() }
@@ -50,19 +52,21 @@ package enum ProtobufCCodec {
     }
 
     @inlinable
-    static func unpacked<Message>(
+    static func unpacked<Message, Allocator>(
         _ buffer: ByteBuffer, typeName: StaticString, into arena: inout CArena,
-        unpack: (UnsafeMutablePointer<ProtobufCAllocator>, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<
-            Message
-        >?
+        unpack: (UnsafeMutablePointer<Allocator>, Int, UnsafePointer<UInt8>?) -> UnsafeMutablePointer<Message>?
     ) throws(RPCStatus) -> UnsafeMutablePointer<Message> {
+        assert(MemoryLayout<Allocator>.size == CArena.protobufCAllocatorBytes, "unpack must take a ProtobufCAllocator")
         let message = arena.withProtobufCAllocator { allocator in
             buffer.withUnsafeReadableBytes { bytes in
-                unpack(allocator, bytes.count, bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
+                UnsafeMutableRawPointer(
+                    unpack(
+                        allocator.assumingMemoryBound(to: Allocator.self), bytes.count,
+                        bytes.baseAddress?.assumingMemoryBound(to: UInt8.self)))
             }
         }
         guard let message else { throw undecodable(typeName, bytes: buffer.readableBytes) }
-        return message
+        return message.assumingMemoryBound(to: Message.self)
     }
 
     @usableFromInline
@@ -83,20 +87,24 @@ package enum ProtobufCCodec {
     /// length prefix's worth of headroom in front so the transport frames it in place.
     @inlinable
     package static func pack<Message>(_ message: inout Message, allocator: ByteBufferAllocator) -> ByteBuffer {
-        withUnsafeMutablePointer(to: &message) { pointer in
-            // Every generated message starts with its ProtobufCMessage header.
-            let base = UnsafeRawPointer(pointer).assumingMemoryBound(to: ProtobufCMessage.self)
-            let size = protobuf_c_message_get_packed_size(base)
-            let headroom = GRPCMessageFramer.headroomBytes
-            var buffer = allocator.buffer(capacity: headroom + size)
-            buffer.moveWriterIndex(forwardBy: headroom)
-            buffer.moveReaderIndex(forwardBy: headroom)
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
-                guard let start = out.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return 0 }
-                return protobuf_c_message_pack(base, start)
-            }
-            return buffer
+        withUnsafeMutablePointer(to: &message) { pack(message: UnsafeRawPointer($0), allocator: allocator) }
+    }
+
+    /// `pack(_:allocator:)` for a generated message (which starts with its `ProtobufCMessage`
+    /// header) at `message`.
+    @usableFromInline
+    static func pack(message: UnsafeRawPointer, allocator: ByteBufferAllocator) -> ByteBuffer {
+        let base = message.assumingMemoryBound(to: ProtobufCMessage.self)
+        let size = protobuf_c_message_get_packed_size(base)
+        let headroom = GRPCMessageFramer.headroomBytes
+        var buffer = allocator.buffer(capacity: headroom + size)
+        buffer.moveWriterIndex(forwardBy: headroom)
+        buffer.moveReaderIndex(forwardBy: headroom)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { out in
+            guard let start = out.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return 0 }
+            return protobuf_c_message_pack(base, start)
         }
+        return buffer
     }
 
     /// The length on the wire of the last occurrence of length-delimited field `number` (the
@@ -132,23 +140,15 @@ package enum ProtobufCCodec {
         return String(cString: pointer)
     }
 
-    @inlinable
+    /// Copies a protobuf-c `bytes` field.
     package static func bytes(of data: ProtobufCBinaryData) -> [UInt8] {
         guard let start = data.data, data.len > 0 else { return [] }
         return Array(UnsafeBufferPointer(start: start, count: data.len))
     }
 
-    /// Runs `body` with a `ProtobufCBinaryData` view of `bytes`, valid only inside `body`.
-    @inlinable
-    package static func withBinaryData<Result>(_ bytes: [UInt8], _ body: (ProtobufCBinaryData) -> Result) -> Result {
-        bytes.withUnsafeBytes { withBinaryData($0, body) }
-    }
-
-    @inlinable
-    package static func withBinaryData<Result>(
-        _ bytes: UnsafeRawBufferPointer, _ body: (ProtobufCBinaryData) -> Result
-    ) -> Result {
+    /// A protobuf-c `bytes` field that points at `bytes` (not a copy): valid only while they are.
+    package static func binaryData(viewing bytes: UnsafeRawBufferPointer) -> ProtobufCBinaryData {
         let data = UnsafeMutablePointer(mutating: bytes.baseAddress?.assumingMemoryBound(to: UInt8.self))
-        return body(ProtobufCBinaryData(len: bytes.count, data: data))
+        return ProtobufCBinaryData(len: bytes.count, data: data)
     }
 }

@@ -1,13 +1,11 @@
 /// Writing JSON string literals (RFC 8259 §7).
 ///
 /// `package`: Connect's error bodies and ErdtreeProtobuf's JSON mapping write strings the
-/// same way. The raw-bytes entry point is `@inlinable` because the JSON mapping calls it for
-/// every string field and member name it writes, from another module.
+/// same way.
 package enum JSONWriter {
     /// Appends UTF-8 `bytes` as a JSON string literal. Printable ASCII, the common case, is
     /// copied as it is; anything else goes through `String` (malformed UTF-8 is repaired to
     /// U+FFFD, so the output stays valid JSON).
-    @inlinable
     package static func appendString(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         let plain = bytes.allSatisfy { $0 >= 0x20 && $0 < 0x80 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
         guard plain else { return appendString(String(decoding: bytes, as: UTF8.self), to: &out) }

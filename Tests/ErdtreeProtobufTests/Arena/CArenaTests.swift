@@ -1,3 +1,4 @@
+import CProtobufC
 import ErdtreeProto
 import Testing
 
@@ -67,10 +68,12 @@ import Testing
         let packed: [UInt8] = [0x0A, 0x03] + Array("key".utf8) + [0x10, 0x07]
         var arena = CArena()
         arena.reserve(bytes: 4096)
-        let message = try #require(
-            arena.withProtobufCAllocator { allocator in
-                erdtree__v1__get_request__unpack(allocator, packed.count, packed)
-            })
+        let unpacked = arena.withProtobufCAllocator { allocator in
+            UnsafeMutableRawPointer(
+                erdtree__v1__get_request__unpack(
+                    allocator.assumingMemoryBound(to: ProtobufCAllocator.self), packed.count, packed))
+        }
+        let message = try #require(unpacked).assumingMemoryBound(to: Erdtree__V1__GetRequest.self)
         #expect(String(cString: message.pointee.key) == "key")
         #expect(message.pointee.min_lsn == 7)
         let block = try #require(arena.blocks.first)
