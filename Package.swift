@@ -2,10 +2,10 @@
 import PackageDescription
 
 // Dependencies point one way (docs/architecture.md):
-// erdtree → ErdtreeNode → {ErdtreeProtobuf, ErdtreeWAL, ErdtreeStorage}; ErdtreeProtobuf → {ErdtreeRPC,
+// erdtree → ErdtreeNode → {ErdtreeRPC, ErdtreeProtobuf, ErdtreeWAL, ErdtreeStorage}; ErdtreeProtobuf → {ErdtreeRPC,
 // ErdtreeProto → CProtobufC}; ErdtreeRPC → {CNGHTTP2, CZlib}; ErdtreeWAL → CErdtreeSystem. ErdtreeRPC knows no
-// protobuf-c: ErdtreeProtobuf plugs schema-aware pieces (Connect's JSON transcoders) into it, as grpc-swift-protobuf
-// does into GRPCCore.
+// protobuf-c type: ErdtreeProtobuf plugs Connect's JSON transcoders into it, as grpc-swift-protobuf plugs its
+// serializers into GRPCCore.
 let package = Package(
     name: "erdtree",
     platforms: [.macOS(.v15)],
@@ -136,7 +136,6 @@ let package = Package(
             dependencies: [
                 "ErdtreeNode",
                 "ErdtreeRPC",
-                "ErdtreeProto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ]

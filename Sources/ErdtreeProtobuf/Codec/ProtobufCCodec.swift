@@ -1,4 +1,4 @@
-package import CProtobufC
+package import CProtobufC  // bytes(of:) and binaryData(viewing:) take and make ProtobufCBinaryData
 import ErdtreeRPC
 import NIOCore
 
