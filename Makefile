@@ -21,7 +21,7 @@ PYTEST_ARGS ?=
 PYTEST_TIMEOUT ?= 120
 
 # Swift sources held to .swift-format (NeverForceUnwrap and friends); ErdtreeProto is generated C.
-LINTED_SOURCES := Sources/ErdtreeRPC Sources/ErdtreeWAL Sources/ErdtreeStorage Sources/ErdtreeNode Sources/erdtree
+LINTED_SOURCES := Sources/ErdtreeRPC Sources/ErdtreeProtobuf Sources/ErdtreeWAL Sources/ErdtreeStorage Sources/ErdtreeNode Sources/erdtree
 
 .PHONY: run test bench generate build release clean
 

@@ -2,8 +2,10 @@
 import PackageDescription
 
 // Dependencies point one way (docs/architecture.md):
-// erdtree → ErdtreeNode → {ErdtreeRPC, ErdtreeWAL, ErdtreeStorage} → {CNGHTTP2, CZlib, ErdtreeProto → CProtobufC,
-// CErdtreeSystem}
+// erdtree → ErdtreeNode → {ErdtreeRPC, ErdtreeProtobuf, ErdtreeWAL, ErdtreeStorage}; ErdtreeProtobuf → {ErdtreeRPC,
+// ErdtreeProto → CProtobufC}; ErdtreeRPC → {CNGHTTP2, CZlib}; ErdtreeWAL → CErdtreeSystem. ErdtreeRPC knows no
+// protobuf-c type: ErdtreeProtobuf plugs Connect's JSON transcoders into it, as grpc-swift-protobuf plugs its
+// serializers into GRPCCore.
 
 // Test hooks (crash points, injected write errors) exist only in a failpoint build, like etcd's
 // gofail: `ERDTREE_FAILPOINTS=1 swift build` (and `swift test`), which `make test` runs, compiles
@@ -12,6 +14,7 @@ import PackageDescription
 // that the release binary holds none of the hooks (tests/release).
 let failpoints: [SwiftSetting] =
     Context.environment["ERDTREE_FAILPOINTS"] == "1" ? [.define("ERDTREE_FAILPOINTS")] : []
+
 let package = Package(
     name: "erdtree",
     platforms: [.macOS(.v15)],
@@ -51,12 +54,23 @@ let package = Package(
             name: "ErdtreeRPC",
             dependencies: [
                 "CNGHTTP2",
-                "CProtobufC",
                 "CZlib",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: failpoints
+        ),
+        // Everything protobuf-c: arenas, the wire reader, the codec, the proto3 JSON mapping, the descriptor
+        // index and the per-method table built from it.
+        .target(
+            name: "ErdtreeProtobuf",
+            dependencies: [
+                "ErdtreeRPC",
+                "ErdtreeProto",
+                "CProtobufC",
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: failpoints
         ),
@@ -82,6 +96,7 @@ let package = Package(
             name: "ErdtreeNode",
             dependencies: [
                 "ErdtreeRPC",
+                "ErdtreeProtobuf",
                 "ErdtreeWAL",
                 "ErdtreeStorage",
                 "ErdtreeProto",
@@ -108,11 +123,20 @@ let package = Package(
             name: "ErdtreeRPCTests",
             dependencies: [
                 "ErdtreeRPC",
-                "ErdtreeProto",
-                "CProtobufC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: failpoints
+        ),
+        .testTarget(
+            name: "ErdtreeProtobufTests",
+            dependencies: [
+                "ErdtreeProtobuf",
+                "ErdtreeRPC",
+                "ErdtreeProto",
+                "CProtobufC",
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: failpoints
         ),
@@ -131,7 +155,6 @@ let package = Package(
             dependencies: [
                 "ErdtreeNode",
                 "ErdtreeRPC",
-                "ErdtreeProto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

@@ -1,4 +1,4 @@
-internal import ErdtreeProto
+import ErdtreeProtobuf
 import ErdtreeRPC
 import ErdtreeWAL
 import Logging
@@ -74,19 +74,9 @@ public final class ServerNode: Sendable {
             replicator.onFirstSync { [health] in health.setStatus(.serving) }
         }
         ReflectionService().register(in: &router)
-        // Message types per method, for Connect's JSON codec, and what the proto marks
-        // `idempotency_level = NO_SIDE_EFFECTS` (a test checks the list against the proto's
-        // options): Connect serves these to GET.
-        let noSideEffects: Set<String> = [
-            "/erdtree.v1.KVStore/Get", "/erdtree.v1.KVStore/GetUpdates", "/erdtree.v1.Admin/Status",
-            "/erdtree.v1.Admin/ListSlaves",
-        ]
-        for service in [
-            erdtree__v1__kvstore__descriptor, erdtree__v1__admin__descriptor, erdtree__v1__replication__descriptor,
-            grpc__health__v1__health__descriptor,
-        ] {
-            router.describe(ProtoJSONTranscoder.describe(service, noSideEffects: noSideEffects))
-        }
+        // What the proto says of each method: its message types, for Connect's JSON codec, and
+        // `idempotency_level = NO_SIDE_EFFECTS`, which Connect serves to GET.
+        router.describe(MethodTable.embedded.descriptions)
 
         server = RPCServer(
             router: router,

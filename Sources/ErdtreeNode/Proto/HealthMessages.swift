@@ -1,5 +1,6 @@
 internal import CProtobufC
 internal import ErdtreeProto
+import ErdtreeProtobuf
 import ErdtreeRPC
 import NIOCore
 

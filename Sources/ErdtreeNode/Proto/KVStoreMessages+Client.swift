@@ -1,5 +1,6 @@
 internal import CProtobufC
 internal import ErdtreeProto
+import ErdtreeProtobuf
 import ErdtreeRPC
 import ErdtreeStorage
 import NIOCore
@@ -48,8 +49,8 @@ extension SetRequest {
         message.ttl_ms = ttlMs
         return withKey(key) { key in
             message.key = key
-            return ProtobufCCodec.withBinaryData(value) { data in
-                message.value = data
+            return value.withUnsafeBytes { bytes in
+                message.value = ProtobufCCodec.binaryData(viewing: bytes)
                 return ProtobufCCodec.pack(&message, allocator: allocator)
             }
         }

@@ -1,5 +1,6 @@
 internal import CProtobufC
 internal import ErdtreeProto
+import ErdtreeProtobuf
 import ErdtreeRPC
 import ErdtreeStorage
 import ErdtreeWAL
@@ -34,10 +35,8 @@ struct GetResponse {
         message.lsn = lsn
         message.expires_at_ms = expiresAtMs
         return value.withUnsafeBytes { bytes in
-            ProtobufCCodec.withBinaryData(bytes) { data in
-                message.value = data
-                return ProtobufCCodec.pack(&message, allocator: allocator)
-            }
+            message.value = ProtobufCCodec.binaryData(viewing: bytes)
+            return ProtobufCCodec.pack(&message, allocator: allocator)
         }
     }
 }
@@ -117,8 +116,7 @@ struct GetUpdatesResponse {
     var resyncRequired: Bool
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         var message = Erdtree__V1__GetUpdatesResponse()
         erdtree__v1__get_updates_response__init(&message)
         let list = arena.entries(entries)
@@ -157,8 +155,7 @@ struct StatusResponse {
     init() {}
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         var message = Erdtree__V1__StatusResponse()
         erdtree__v1__status_response__init(&message)
         message.role = isMaster ? ERDTREE__V1__ROLE__ROLE_MASTER : ERDTREE__V1__ROLE__ROLE_SLAVE
@@ -229,7 +226,7 @@ struct SlaveListing {
     var connectedSinceMs: Int64
     var connected: Bool
 
-    func make(in arena: CArena) -> UnsafeMutablePointer<Erdtree__V1__SlaveInfo> {
+    func make(in arena: inout CArena) -> UnsafeMutablePointer<Erdtree__V1__SlaveInfo> {
         let info = arena.make(Erdtree__V1__SlaveInfo.self) { erdtree__v1__slave_info__init($0) }
         info.pointee.slave_id = arena.cString(slaveID)
         info.pointee.address = arena.cString(address)
@@ -249,12 +246,11 @@ struct ListSlavesResponse {
     var slaves: [SlaveListing] = []
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         var message = Erdtree__V1__ListSlavesResponse()
         erdtree__v1__list_slaves_response__init(&message)
         let list = arena.array(of: UnsafeMutablePointer<Erdtree__V1__SlaveInfo>?.self, count: slaves.count)
-        for (index, slave) in slaves.enumerated() { list[index] = slave.make(in: arena) }
+        for (index, slave) in slaves.enumerated() { list[index] = slave.make(in: &arena) }
         message.n_slaves = slaves.count
         message.slaves = list
         return ProtobufCCodec.pack(&message, allocator: allocator)
@@ -276,11 +272,10 @@ struct AddSlave {
     }
 
     static func response(_ slave: SlaveListing, allocator: ByteBufferAllocator) -> ByteBuffer {
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         var message = Erdtree__V1__AddSlaveResponse()
         erdtree__v1__add_slave_response__init(&message)
-        message.slave = slave.make(in: arena)
+        message.slave = slave.make(in: &arena)
         return ProtobufCCodec.pack(&message, allocator: allocator)
     }
 }
@@ -325,18 +320,7 @@ func decodeListSlavesRequest(_ buffer: ByteBuffer) throws(RPCStatus) {
 /// already validated by protobuf-c, so the second pass is cheap and cannot fail to parse.
 private func requestKey(_ key: UnsafeMutablePointer<CChar>?, in buffer: ByteBuffer) throws(RPCStatus) -> [UInt8] {
     let bytes = ProtobufCCodec.bytes(ofString: key)
-    let wireLength = buffer.withUnsafeReadableBytes { raw -> Int? in
-        var reader = ProtobufWireReader(raw)
-        var length: Int?
-        while let field = try? reader.nextField() {
-            if field.number == 1, field.wireType == .lengthDelimited {
-                length = (try? reader.readLengthDelimited())?.count
-            } else if (try? reader.skip(field)) == nil {
-                break
-            }
-        }
-        return length
-    }
+    let wireLength = ProtobufCCodec.wireLength(ofField: 1, in: buffer)
     if let wireLength, wireLength != bytes.count {
         throw RequestError.keyContainsNUL.status
     }

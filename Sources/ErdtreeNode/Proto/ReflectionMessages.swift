@@ -1,5 +1,6 @@
 internal import CProtobufC
 internal import ErdtreeProto
+import ErdtreeProtobuf
 import ErdtreeRPC
 import NIOCore
 
@@ -64,8 +65,7 @@ enum ReflectionCodec {
         _ answer: ReflectionAnswer, original: UnsafeMutablePointer<Grpc__Reflection__V1__ServerReflectionRequest>,
         allocator: ByteBufferAllocator
     ) -> ByteBuffer {
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         var response = Grpc__Reflection__V1__ServerReflectionResponse()
         grpc__reflection__v1__server_reflection_response__init(&response)
         response.valid_host = original.pointee.host

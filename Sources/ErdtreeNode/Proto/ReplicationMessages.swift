@@ -1,5 +1,6 @@
 internal import CProtobufC
 internal import ErdtreeProto
+import ErdtreeProtobuf
 import ErdtreeRPC
 import ErdtreeWAL
 import NIOCore
@@ -33,8 +34,7 @@ enum ReplicateRequest: Equatable {
     }
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         var message = Erdtree__V1__ReplicateRequest()
         erdtree__v1__replicate_request__init(&message)
         switch self {
@@ -65,11 +65,14 @@ enum ReplicateResponse {
     case snapshot(snapshotLSN: UInt64, entries: [WALRecord], last: Bool)
     case heartbeat(masterLSN: UInt64, timestampMs: Int64)
 
-    /// Encodes the message; `reusing` is an arena kept across messages (reset afterwards),
-    /// else a fresh one is used and freed.
-    func encode(allocator: ByteBufferAllocator, reusing kept: CArena? = nil) -> ByteBuffer {
-        let arena = kept ?? CArena()
-        defer { if kept == nil { arena.free() } else { arena.reset() } }
+    func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
+        var arena = CArena()
+        return encode(allocator: allocator, reusing: &arena)
+    }
+
+    /// Encodes the message in `arena`, one kept across messages, and resets it afterwards.
+    func encode(allocator: ByteBufferAllocator, reusing arena: inout CArena) -> ByteBuffer {
+        defer { arena.reset() }
         var message = Erdtree__V1__ReplicateResponse()
         erdtree__v1__replicate_response__init(&message)
         switch self {
@@ -106,9 +109,10 @@ enum ReplicateResponse {
         return ProtobufCCodec.pack(&message, allocator: allocator)
     }
 
-    init(decoding buffer: ByteBuffer, scratch: DecodeScratch? = nil) throws(RPCStatus) {
+    /// Decodes a message in `arena`, one kept for the stream (see `ProtobufCCodec.withUnpacked`).
+    init(decoding buffer: ByteBuffer, reusing arena: inout CArena) throws(RPCStatus) {
         self = try ProtobufCCodec.withUnpacked(
-            buffer, typeName: "erdtree.v1.ReplicateResponse", scratch: scratch,
+            buffer, typeName: "erdtree.v1.ReplicateResponse", reusing: &arena,
             unpack: { erdtree__v1__replicate_response__unpack($0, $1, $2) }
         ) { message throws(RPCStatus) in
             switch message.pointee.kind_case {
@@ -160,7 +164,7 @@ extension WALRecord {
 
 extension CArena {
     /// A protobuf-c `Entry*` array holding `entries`, allocated in the arena.
-    func entries(_ entries: [WALRecord]) -> UnsafeMutablePointer<UnsafeMutablePointer<Erdtree__V1__Entry>?> {
+    mutating func entries(_ entries: [WALRecord]) -> UnsafeMutablePointer<UnsafeMutablePointer<Erdtree__V1__Entry>?> {
         let list = array(of: UnsafeMutablePointer<Erdtree__V1__Entry>?.self, count: entries.count)
         for (i, update) in entries.enumerated() {
             let entry = make(Erdtree__V1__Entry.self) { erdtree__v1__entry__init($0) }

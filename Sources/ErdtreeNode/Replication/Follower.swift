@@ -1,3 +1,4 @@
+import ErdtreeProtobuf
 import ErdtreeRPC
 import ErdtreeWAL
 import Logging
@@ -25,7 +26,9 @@ final class Follower: @unchecked Sendable {
     private var resync: (lsn: UInt64, records: [WALRecord], replicationID: String)?
     private var heldBatches: [[WALRecord]] = []
     private var ackScheduled = false
-    private let scratch = DecodeScratch()
+    /// Where each message is unpacked, kept across messages (a batch unpacks into hundreds of
+    /// pieces).
+    private var scratch = CArena()
     private let failed = Atomic<Bool>(false)
 
     /// Made by the `Replicator` for each stream it opens; `call` and `watchdog` are set before
@@ -39,7 +42,7 @@ final class Follower: @unchecked Sendable {
     func received(_ message: ByteBuffer) {
         let response: ReplicateResponse
         do throws(RPCStatus) {
-            response = try ReplicateResponse(decoding: message, scratch: scratch)
+            response = try ReplicateResponse(decoding: message, reusing: &scratch)
         } catch {
             fail("the master sent a message that does not decode: \(error.message)")
             return

@@ -1,3 +1,4 @@
+import ErdtreeProtobuf
 import ErdtreeRPC
 import ErdtreeWAL
 import Logging
@@ -170,7 +171,7 @@ public final class ReplicationHub: Sendable {
         guard !targets.isEmpty, let first = records.first?.lsn, let last = records.last?.lsn else { return }
         let encoded = pushArena.withLock { arena in
             ReplicateResponse.batch(entries: records, masterLSN: last)
-                .encode(allocator: ByteBufferAllocator(), reusing: arena)
+                .encode(allocator: ByteBufferAllocator(), reusing: &arena)
         }
         for stream in targets { stream.offer(encoded, from: first, through: last) }
     }

@@ -1,3 +1,4 @@
+import ErdtreeProtobuf
 import ErdtreeRPC
 import NIOCore
 

@@ -1,30 +1,3 @@
-/// A parsed JSON document (RFC 8259), as the proto3 JSON codec needs it: numbers keep their
-/// text, so a 64-bit integer is converted once, by the field type that reads it, and never goes
-/// through a `Double`.
-enum JSONValue: Equatable {
-    case null
-    case bool(Bool)
-    /// The number's text, validated against the JSON grammar.
-    case number(String)
-    case string(String)
-    case array([JSONValue])
-    /// Members in document order (duplicates kept; the codec refuses them).
-    case object([(key: String, value: JSONValue)])
-
-    static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
-        switch (lhs, rhs) {
-        case (.null, .null): true
-        case (.bool(let a), .bool(let b)): a == b
-        case (.number(let a), .number(let b)): a == b
-        case (.string(let a), .string(let b)): a == b
-        case (.array(let a), .array(let b)): a == b
-        case (.object(let a), .object(let b)):
-            a.count == b.count && zip(a, b).allSatisfy { $0.key == $1.key && $0.value == $1.value }
-        default: false
-        }
-    }
-}
-
 /// Why a document is not JSON, and the byte offset where the parser found out.
 struct JSONSyntaxError: Error, Equatable {
     var offset: Int
@@ -265,38 +238,5 @@ struct JSONParser {
 
     private static func printable(_ byte: UInt8) -> String {
         (0x20..<0x7F).contains(byte) ? String(UnicodeScalar(byte)) : "\\x" + String(byte, radix: 16)
-    }
-}
-
-/// Writing JSON text.
-enum JSONWriter {
-    /// Appends UTF-8 `bytes` as a JSON string literal. Printable ASCII, the common case, is
-    /// copied as it is; anything else goes through `String` (malformed UTF-8 is repaired to
-    /// U+FFFD, so the output stays valid JSON).
-    static func appendString(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
-        let plain = bytes.allSatisfy { $0 >= 0x20 && $0 < 0x80 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
-        guard plain else { return appendString(String(decoding: bytes, as: UTF8.self), to: &out) }
-        out.append(UInt8(ascii: "\""))
-        out.append(contentsOf: bytes)
-        out.append(UInt8(ascii: "\""))
-    }
-
-    /// Appends `text` as a JSON string literal (quotes, escapes; non-ASCII kept as UTF-8).
-    static func appendString(_ text: String, to out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(contentsOf: [0x5C, 0x22])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case 0x00..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [0x5C, UInt8(ascii: "u"), 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-            default: out.append(byte)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
     }
 }

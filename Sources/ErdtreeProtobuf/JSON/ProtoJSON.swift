@@ -1,4 +1,5 @@
-import CProtobufC
+internal import CProtobufC
+import ErdtreeRPC
 import NIOCore
 import Synchronization
 
@@ -12,21 +13,21 @@ import Synchronization
 /// numbers or strings; bytes as standard or URL-safe base64, padded or not; enums by name or
 /// number; `null` for "default". Unknown members, members given twice, two members of one
 /// oneof, wrong types and out-of-range numbers are refused with a message naming the field.
-package enum ProtoJSON {
+enum ProtoJSON {
     /// What is wrong with a document (or, encoding, with a binary message), for an
     /// INVALID_ARGUMENT answer.
-    package struct Failure: Error, Equatable {
-        package var message: String
+    struct Failure: Error, Equatable {
+        var message: String
     }
 
-    package typealias Descriptor = UnsafePointer<ProtobufCMessageDescriptor>
+    typealias Descriptor = UnsafePointer<ProtobufCMessageDescriptor>
 
     /// The JSON text of the binary message `bytes` of type `descriptor`.
-    package static func encode(_ bytes: UnsafeRawBufferPointer, as descriptor: Descriptor) throws(Failure) -> [UInt8] {
+    static func encode(_ bytes: UnsafeRawBufferPointer, as descriptor: Descriptor) throws(Failure) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count * 2 + 32)
         do throws(WireError) {
-            try writeMessage(bytes, descriptor, to: &out)
+            try writeMessage(bytes, 0..<bytes.count, descriptor, to: &out)
         } catch {
             throw Failure(message: "cannot encode \(name(of: descriptor)) as JSON: not a valid binary message")
         }
@@ -34,7 +35,7 @@ package enum ProtoJSON {
     }
 
     /// The binary encoding of the JSON document `json` as a message of type `descriptor`.
-    package static func decode(_ json: [UInt8], as descriptor: Descriptor) throws(Failure) -> [UInt8] {
+    static func decode(_ json: [UInt8], as descriptor: Descriptor) throws(Failure) -> [UInt8] {
         try json.withUnsafeBytes { raw in
             Result { () throws(Failure) in
                 try decode(raw, as: descriptor) { size, pack in
@@ -77,8 +78,8 @@ package enum ProtoJSON {
         } catch {
             throw Failure(message: error.description)
         }
-        return try CArena.withScratch { arena throws(Failure) in
-            let message = try readMessage(document, descriptor, path: { name(of: descriptor) }, arena: arena)
+        return try CArena.withStackBlock { arena throws(Failure) in
+            let message = try readMessage(document, descriptor, path: { name(of: descriptor) }, arena: &arena)
             let base = message.assumingMemoryBound(to: ProtobufCMessage.self)
             return output(protobuf_c_message_get_packed_size(base)) { _ = protobuf_c_message_pack(base, $0) }
         }
@@ -160,49 +161,6 @@ package enum ProtoJSON {
         case PROTOBUF_C_TYPE_STRING, PROTOBUF_C_TYPE_MESSAGE: MemoryLayout<UnsafeRawPointer>.stride
         case PROTOBUF_C_TYPE_BYTES: MemoryLayout<ProtobufCBinaryData>.stride
         default: 4
-        }
-    }
-}
-
-/// Connect's JSON codec for one method, from its protobuf-c message descriptors.
-package struct ProtoJSONTranscoder: MessageTranscoder, @unchecked Sendable {
-    let input: ProtoJSON.Descriptor
-    let output: ProtoJSON.Descriptor
-
-    package func binaryRequest(fromJSON json: ByteBuffer, allocator: ByteBufferAllocator) throws(RPCStatus)
-        -> ByteBuffer
-    {
-        do throws(ProtoJSON.Failure) {
-            return try ProtoJSON.decode(json, as: input, allocator: allocator)
-        } catch {
-            throw RPCStatus(.invalidArgument, error.message)
-        }
-    }
-
-    package func jsonResponse(fromBinary message: ByteBuffer, allocator: ByteBufferAllocator) throws(RPCStatus)
-        -> ByteBuffer
-    {
-        let encoded = message.withUnsafeReadableBytes { bytes in
-            Result { () throws(ProtoJSON.Failure) in try ProtoJSON.encode(bytes, as: output) }
-        }
-        switch encoded {
-        case .success(let json): return allocator.buffer(bytes: json)
-        case .failure(let error): throw RPCStatus(.internal, error.message)
-        }
-    }
-
-    /// Every method of `service` (a protobuf-c generated service descriptor), with
-    /// `noSideEffects` naming the paths Connect may serve to GET.
-    package static func describe(_ service: ProtobufCServiceDescriptor, noSideEffects: Set<String>)
-        -> [RPCMethodDescription]
-    {
-        let name = String(cString: service.name)
-        return UnsafeBufferPointer(start: service.methods, count: Int(service.n_methods)).compactMap { method in
-            guard let input = method.input, let output = method.output else { return nil }
-            let path = "/\(name)/\(String(cString: method.name))"
-            return RPCMethodDescription(
-                path: path, transcoder: ProtoJSONTranscoder(input: input, output: output),
-                noSideEffects: noSideEffects.contains(path))
         }
     }
 }

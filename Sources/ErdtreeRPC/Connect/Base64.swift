@@ -1,8 +1,11 @@
 /// RFC 4648 base64: standard alphabet with padding out; standard or URL-safe, padded or not, in.
-enum Base64 {
+///
+/// `package`: Connect (binary GET messages), the h2c upgrade (`HTTP2-Settings`) and
+/// ErdtreeProtobuf's JSON mapping (bytes fields) all read or write it.
+package enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
 
-    static func encode(_ bytes: [UInt8]) -> String {
+    package static func encode(_ bytes: [UInt8]) -> String {
         var out: [UInt8] = []
         bytes.withUnsafeBufferPointer { append($0, to: &out) }
         return String(decoding: out, as: UTF8.self)
@@ -13,7 +16,7 @@ enum Base64 {
     private static let pairs: [UInt16] = (0..<4096).map { UInt16(alphabet[$0 >> 6]) | UInt16(alphabet[$0 & 63]) << 8 }
 
     /// Appends the base64 of `bytes` to `out` (never characters JSON must escape).
-    static func append(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
+    package static func append(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout [UInt8]) {
         guard let source = bytes.baseAddress else { return }
         let length = (bytes.count + 2) / 3 * 4
         // Written into scratch memory through unchecked pointers, four characters per store,
@@ -48,7 +51,7 @@ enum Base64 {
     }
 
     /// nil when `text` is not base64 in either alphabet.
-    static func decode(_ text: String) -> [UInt8]? {
+    package static func decode(_ text: String) -> [UInt8]? {
         var sextets: [UInt8] = []
         var padding = 0
         for byte in text.utf8 {

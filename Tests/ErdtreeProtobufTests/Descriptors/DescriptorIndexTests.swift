@@ -1,7 +1,7 @@
 import ErdtreeProto
 import Testing
 
-@testable import ErdtreeNode
+@testable import ErdtreeProtobuf
 
 /// The reflection index over the descriptor set really embedded in
 /// ErdtreeProto: what `grpcurl list` and `grpcurl describe` would get.
@@ -155,7 +155,7 @@ import Testing
 // MARK: - Support
 
 /// The parts of a serialized FileDescriptorProto the tests check, read with
-/// ErdtreeNode's own wire reader.
+/// ErdtreeProtobuf's own wire reader.
 private struct FileSummary {
     var name = ""
     var package = ""
@@ -164,24 +164,23 @@ private struct FileSummary {
 
     init(_ bytes: [UInt8]) throws {
         try bytes.withUnsafeBytes { buffer in
-            var reader = ProtobufWireReader(buffer)
-            while let key = try reader.nextField() {
-                switch (key.number, key.wireType) {
-                case (1, .lengthDelimited): name = try reader.readString()
-                case (2, .lengthDelimited): package = try reader.readString()
-                case (4, .lengthDelimited): messageNames.append(try Self.name(buffer, try reader.readLengthDelimited()))
-                case (6, .lengthDelimited): serviceNames.append(try Self.name(buffer, try reader.readLengthDelimited()))
-                default: try reader.skip(key)
+            var reader = WireReader(buffer)
+            while let field = try reader.next() {
+                switch (field.number, field.value) {
+                case (1, .lengthDelimited(let value)): name = reader.string(value)
+                case (2, .lengthDelimited(let value)): package = reader.string(value)
+                case (4, .lengthDelimited(let value)): messageNames.append(try Self.name(buffer, value))
+                case (6, .lengthDelimited(let value)): serviceNames.append(try Self.name(buffer, value))
+                default: break
                 }
             }
         }
     }
 
     private static func name(_ buffer: UnsafeRawBufferPointer, _ range: Range<Int>) throws -> String {
-        var reader = ProtobufWireReader(buffer, range: range)
-        while let key = try reader.nextField() {
-            if key.number == 1, key.wireType == .lengthDelimited { return try reader.readString() }
-            try reader.skip(key)
+        var reader = WireReader(buffer, range: range)
+        while let field = try reader.next() {
+            if field.number == 1, case .lengthDelimited(let value) = field.value { return reader.string(value) }
         }
         return ""
     }

@@ -1,8 +1,9 @@
 import CProtobufC
 import ErdtreeProto
+import ErdtreeRPC
 import Testing
 
-@testable import ErdtreeRPC
+@testable import ErdtreeProtobuf
 
 /// The proto3 JSON mapping over protobuf-c descriptors, checked against messages built and
 /// read with protobuf-c's generated code (not with the codec itself).
@@ -175,23 +176,6 @@ import Testing
         #expect(throws: JSONSyntaxError(offset: 4, reason: "unterminated string")) {
             try JSONParser.parse(Array(#""abc"#.utf8))
         }
-    }
-
-    @Test func base64RoundTripsEveryLength() {
-        for count in 0..<10 {
-            let bytes = (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 200) }
-            #expect(Base64.decode(Base64.encode(bytes)) == bytes, "\(count) bytes")
-        }
-        // RFC 4648 §10's vectors.
-        let vectors = [
-            "": "", "f": "Zg==", "fo": "Zm8=", "foo": "Zm9v", "foob": "Zm9vYg==", "fooba": "Zm9vYmE=",
-            "foobar": "Zm9vYmFy",
-        ]
-        for (plain, encoded) in vectors {
-            #expect(Base64.encode(Array(plain.utf8)) == encoded)
-        }
-        #expect(Base64.decode("a") == nil, "one sextet cannot end a quantum")
-        #expect(Base64.decode("ab=c") == nil, "padding only at the end")
     }
 
     // MARK: Helpers

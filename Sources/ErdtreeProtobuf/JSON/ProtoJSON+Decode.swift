@@ -1,10 +1,11 @@
-import CProtobufC
+internal import CProtobufC
+import ErdtreeRPC
 
 /// JSON value → protobuf-c message built in an arena (then packed by `ProtoJSON.decode`).
 extension ProtoJSON {
     /// `path` names the message for errors (built only when one is thrown).
     static func readMessage(
-        _ json: JSONValue, _ descriptor: Descriptor, path: () -> String, arena: CArena
+        _ json: JSONValue, _ descriptor: Descriptor, path: () -> String, arena: inout CArena
     ) throws(Failure) -> UnsafeMutableRawPointer {
         guard case .object(let members) = json else {
             throw Failure(message: "\(path()): expected a JSON object, got \(kind(json))")
@@ -47,7 +48,7 @@ extension ProtoJSON {
                 let storage = arena.allocate(bytes: stride * elements.count)
                 for (index, element) in elements.enumerated() {
                     try readValue(
-                        element, field, into: storage + index * stride, path: { "\(fieldPath())[\(index)]" }, arena)
+                        element, field, into: storage + index * stride, path: { "\(fieldPath())[\(index)]" }, &arena)
                 }
                 quantifier.storeBytes(of: elements.count, as: Int.self)
                 slot.storeBytes(of: storage, as: UnsafeMutableRawPointer.self)
@@ -65,14 +66,14 @@ extension ProtoJSON {
             {
                 quantifier.storeBytes(of: 1, as: Int32.self)
             }
-            try readValue(value, field, into: slot, path: fieldPath, arena)
+            try readValue(value, field, into: slot, path: fieldPath, &arena)
         }
         return message
     }
 
     private static func readValue(
         _ json: JSONValue, _ field: ProtobufCFieldDescriptor, into slot: UnsafeMutableRawPointer, path: () -> String,
-        _ arena: CArena
+        _ arena: inout CArena
     ) throws(Failure) {
         switch field.type {
         case PROTOBUF_C_TYPE_INT32, PROTOBUF_C_TYPE_SINT32, PROTOBUF_C_TYPE_SFIXED32:
@@ -117,7 +118,7 @@ extension ProtoJSON {
         case PROTOBUF_C_TYPE_MESSAGE:
             let nested = field.descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
             slot.storeBytes(
-                of: try readMessage(json, nested, path: path, arena: arena), as: UnsafeMutableRawPointer.self)
+                of: try readMessage(json, nested, path: path, arena: &arena), as: UnsafeMutableRawPointer.self)
         default:
             throw Failure(message: "\(path()): this field's type is not supported in JSON")
         }

@@ -37,6 +37,9 @@ public struct DescriptorIndex: Sendable {
     /// order the set declares them: what reflection's `list_services` answers.
     public let serviceNames: [String]
 
+    /// Every method of every service, in the order the set declares them.
+    package let methods: [MethodDeclaration]
+
     /// The index of the descriptor set compiled into ErdtreeProto: every
     /// proto in `api/` (erdtree.v1, grpc.health.v1, grpc.reflection.v1 and
     /// v1alpha). Parsed on first use.
@@ -61,15 +64,18 @@ public struct DescriptorIndex: Sendable {
     ///   name a file twice, or import a file the set does not hold.
     public init(descriptorSet: UnsafeRawBufferPointer) throws(DescriptorSetError) {
         var builder = Builder(buffer: descriptorSet)
-        var reader = ProtobufWireReader(descriptorSet)
-        while let key = try reader.nextField() {
-            // FileDescriptorSet.file = 1
-            if key.number == 1, key.wireType == .lengthDelimited {
-                try builder.addFile(range: try reader.readLengthDelimited())
-            } else {
-                try reader.skip(key)
+        do throws(WireError) {
+            var reader = WireReader(descriptorSet)
+            while builder.duplicateFile == nil, let field = try reader.next() {
+                // FileDescriptorSet.file = 1
+                if field.number == 1, case .lengthDelimited(let file) = field.value {
+                    try builder.addFile(range: file)
+                }
             }
+        } catch {
+            throw .malformed(offset: error.offset, reason: error.reason.description)
         }
+        if let name = builder.duplicateFile { throw .duplicateFile(name: name) }
         try self.init(builder)
     }
 
@@ -157,6 +163,7 @@ public struct DescriptorIndex: Sendable {
         self.symbols = builder.symbols
         self.extensionsByExtendee = builder.extensionsByExtendee
         self.serviceNames = builder.serviceNames
+        self.methods = builder.methods
     }
 }
 
@@ -176,152 +183,118 @@ extension DescriptorIndex {
         var symbols: [String: Symbol] = [:]
         var extensionsByExtendee: [String: [(number: Int32, file: Int)]] = [:]
         var serviceNames: [String] = []
+        var methods: [MethodDeclaration] = []
+        /// The first file name seen twice, which stops the walk: the set is refused.
+        var duplicateFile: String?
 
         init(buffer: UnsafeRawBufferPointer) {
             self.buffer = buffer
         }
 
         /// Reads a `FileDescriptorProto`.
-        mutating func addFile(range: Range<Int>) throws(DescriptorSetError) {
+        mutating func addFile(range: Range<Int>) throws(WireError) {
             let fileIndex = files.count
-            var name = ""
-            var package = ""
-            var dependencies: [String] = []
-            var messages: [Range<Int>] = []
-            var enums: [Range<Int>] = []
-            var services: [Range<Int>] = []
-            var extensions: [Range<Int>] = []
-
+            let file = try lengthDelimitedFields(of: range)
+            let name = string(file[1]?.last)
             // The package scopes every other name, and may follow them.
-            var reader = ProtobufWireReader(buffer, range: range)
-            while let key = try reader.nextField() {
-                guard key.wireType == .lengthDelimited else {
-                    try reader.skip(key)
-                    continue
-                }
-                switch key.number {
-                case 1: name = try reader.readString()
-                case 2: package = try reader.readString()
-                case 3: dependencies.append(try reader.readString())
-                case 4: messages.append(try reader.readLengthDelimited())
-                case 5: enums.append(try reader.readLengthDelimited())
-                case 6: services.append(try reader.readLengthDelimited())
-                case 7: extensions.append(try reader.readLengthDelimited())
-                default: try reader.skip(key)
-                }
+            let package = string(file[2]?.last)
+            guard fileIndexByName[name] == nil else {
+                duplicateFile = name
+                return
             }
-
-            guard fileIndexByName[name] == nil else { throw .duplicateFile(name: name) }
             fileIndexByName[name] = fileIndex
             files.append(
                 File(
                     name: name,
                     bytes: Array(UnsafeRawBufferPointer(rebasing: buffer[range])),
-                    dependencies: dependencies
+                    dependencies: (file[3] ?? []).map { string($0) }
                 )
             )
 
-            for message in messages {
-                try addMessage(range: message, scope: package, file: fileIndex)
-            }
-            for enumeration in enums {
-                try addEnum(range: enumeration, scope: package, file: fileIndex)
-            }
-            for service in services {
+            try addDeclarations(file, messages: 4, enums: 5, extensions: 7, scope: package, file: fileIndex)
+            for service in file[6] ?? [] {
                 try addService(range: service, scope: package, file: fileIndex)
-            }
-            for field in extensions {
-                try addField(range: field, scope: package, file: fileIndex, kind: .extensionField)
             }
         }
 
         /// Reads a `DescriptorProto`, nested types included.
-        private mutating func addMessage(range: Range<Int>, scope: String, file: Int) throws(DescriptorSetError) {
-            var name = ""
-            var fields: [Range<Int>] = []
-            var nested: [Range<Int>] = []
-            var enums: [Range<Int>] = []
-            var extensions: [Range<Int>] = []
-            var oneofs: [Range<Int>] = []
-
-            var reader = ProtobufWireReader(buffer, range: range)
-            while let key = try reader.nextField() {
-                guard key.wireType == .lengthDelimited else {
-                    try reader.skip(key)
-                    continue
-                }
-                switch key.number {
-                case 1: name = try reader.readString()
-                case 2: fields.append(try reader.readLengthDelimited())
-                case 3: nested.append(try reader.readLengthDelimited())
-                case 4: enums.append(try reader.readLengthDelimited())
-                case 6: extensions.append(try reader.readLengthDelimited())
-                case 8: oneofs.append(try reader.readLengthDelimited())
-                default: try reader.skip(key)
-                }
-            }
-
-            let fullName = qualified(name, in: scope)
+        private mutating func addMessage(range: Range<Int>, scope: String, file: Int) throws(WireError) {
+            let message = try lengthDelimitedFields(of: range)
+            let fullName = qualified(string(message[1]?.last), in: scope)
             define(fullName, file: file, kind: .message)
-            for field in fields {
+            for field in message[2] ?? [] {
                 try addField(range: field, scope: fullName, file: file, kind: .field)
             }
-            for message in nested {
-                try addMessage(range: message, scope: fullName, file: file)
+            try addDeclarations(message, messages: 3, enums: 4, extensions: 6, scope: fullName, file: file)
+            for oneof in message[8] ?? [] {
+                define(qualified(try readName(range: oneof), in: fullName), file: file, kind: .oneof)
             }
-            for enumeration in enums {
-                try addEnum(range: enumeration, scope: fullName, file: file)
+        }
+
+        /// Reads the messages, enums and extensions a file or a message declares (`fields`, by
+        /// field number, which differ between `FileDescriptorProto` and `DescriptorProto`).
+        private mutating func addDeclarations(
+            _ fields: [UInt32: [Range<Int>]], messages: UInt32, enums: UInt32, extensions: UInt32, scope: String,
+            file: Int
+        ) throws(WireError) {
+            for message in fields[messages] ?? [] {
+                try addMessage(range: message, scope: scope, file: file)
             }
-            for field in extensions {
-                try addField(range: field, scope: fullName, file: file, kind: .extensionField)
+            for enumeration in fields[enums] ?? [] {
+                try addEnum(range: enumeration, scope: scope, file: file)
             }
-            for oneof in oneofs {
-                // OneofDescriptorProto.name = 1
-                let oneofName = try readName(range: oneof)
-                define(qualified(oneofName, in: fullName), file: file, kind: .oneof)
+            for field in fields[extensions] ?? [] {
+                try addField(range: field, scope: scope, file: file, kind: .extensionField)
             }
         }
 
         /// Reads an `EnumDescriptorProto`. Its values are scoped like the enum
         /// itself (C++ rules, as protoc and every descriptor pool do), so
         /// `erdtree.v1.OP_SET`, not `erdtree.v1.Op.OP_SET`.
-        private mutating func addEnum(range: Range<Int>, scope: String, file: Int) throws(DescriptorSetError) {
-            var name = ""
-            var values: [Range<Int>] = []
-            var reader = ProtobufWireReader(buffer, range: range)
-            while let key = try reader.nextField() {
-                switch (key.number, key.wireType) {
-                case (1, .lengthDelimited): name = try reader.readString()
-                case (2, .lengthDelimited): values.append(try reader.readLengthDelimited())
-                default: try reader.skip(key)
-                }
-            }
-            define(qualified(name, in: scope), file: file, kind: .enumeration)
-            for value in values {
-                // EnumValueDescriptorProto.name = 1
+        private mutating func addEnum(range: Range<Int>, scope: String, file: Int) throws(WireError) {
+            let enumeration = try lengthDelimitedFields(of: range)
+            define(qualified(string(enumeration[1]?.last), in: scope), file: file, kind: .enumeration)
+            for value in enumeration[2] ?? [] {
                 define(qualified(try readName(range: value), in: scope), file: file, kind: .enumValue)
             }
         }
 
         /// Reads a `ServiceDescriptorProto` and its methods.
-        private mutating func addService(range: Range<Int>, scope: String, file: Int) throws(DescriptorSetError) {
-            var name = ""
-            var methods: [Range<Int>] = []
-            var reader = ProtobufWireReader(buffer, range: range)
-            while let key = try reader.nextField() {
-                switch (key.number, key.wireType) {
-                case (1, .lengthDelimited): name = try reader.readString()
-                case (2, .lengthDelimited): methods.append(try reader.readLengthDelimited())
-                default: try reader.skip(key)
-                }
-            }
-            let fullName = qualified(name, in: scope)
+        private mutating func addService(range: Range<Int>, scope: String, file: Int) throws(WireError) {
+            let service = try lengthDelimitedFields(of: range)
+            let fullName = qualified(string(service[1]?.last), in: scope)
             define(fullName, file: file, kind: .service)
             serviceNames.append(fullName)
-            for method in methods {
-                // MethodDescriptorProto.name = 1
-                define(qualified(try readName(range: method), in: fullName), file: file, kind: .method)
+            for range in service[2] ?? [] {
+                let method = try readMethod(range: range, service: fullName)
+                define(qualified(method.name, in: fullName), file: file, kind: .method)
+                self.methods.append(method)
             }
+        }
+
+        /// Reads a `MethodDescriptorProto`, and its `MethodOptions` for the idempotency level.
+        private func readMethod(range: Range<Int>, service: String) throws(WireError) -> MethodDeclaration {
+            var method = MethodDeclaration(service: service)
+            var reader = WireReader(buffer, range: range)
+            while let field = try reader.next() {
+                switch (field.number, field.value) {
+                case (1, .lengthDelimited(let value)): method.name = reader.string(value)
+                case (2, .lengthDelimited(let value)): method.inputType = referencedName(reader.string(value))
+                case (3, .lengthDelimited(let value)): method.outputType = referencedName(reader.string(value))
+                case (4, .lengthDelimited(let options)):
+                    var optionsReader = WireReader(buffer, range: options)
+                    while let option = try optionsReader.next() {
+                        // MethodOptions.idempotency_level = 34
+                        if option.number == 34, case .varint(let level) = option.value {
+                            method.idempotencyLevel = .init(rawValue: Int(truncatingIfNeeded: level)) ?? .unknown
+                        }
+                    }
+                case (5, .varint(let value)): method.clientStreaming = value != 0
+                case (6, .varint(let value)): method.serverStreaming = value != 0
+                default: break
+                }
+            }
+            return method
         }
 
         /// Reads a `FieldDescriptorProto`: a message's field, or an extension
@@ -331,39 +304,51 @@ extension DescriptorIndex {
             scope: String,
             file: Int,
             kind: SymbolKind
-        ) throws(DescriptorSetError) {
+        ) throws(WireError) {
             var name = ""
             var extendee = ""
             var number: Int32 = 0
-            var reader = ProtobufWireReader(buffer, range: range)
-            while let key = try reader.nextField() {
-                switch (key.number, key.wireType) {
-                case (1, .lengthDelimited): name = try reader.readString()
-                case (2, .lengthDelimited): extendee = try reader.readString()
-                case (3, .varint): number = Int32(truncatingIfNeeded: try reader.readVarint())
-                default: try reader.skip(key)
+            var reader = WireReader(buffer, range: range)
+            while let field = try reader.next() {
+                switch (field.number, field.value) {
+                case (1, .lengthDelimited(let value)): name = reader.string(value)
+                case (2, .lengthDelimited(let value)): extendee = reader.string(value)
+                case (3, .varint(let value)): number = Int32(truncatingIfNeeded: value)
+                default: break
                 }
             }
             define(qualified(name, in: scope), file: file, kind: kind)
             if kind == .extensionField {
-                // Compiled descriptors reference types as ".pkg.Type".
-                let target = extendee.hasPrefix(".") ? String(extendee.dropFirst()) : extendee
-                extensionsByExtendee[target, default: []].append((number: number, file: file))
+                extensionsByExtendee[referencedName(extendee), default: []].append((number: number, file: file))
             }
         }
 
+        /// The fully qualified name, without the leading dot, of a type a descriptor refers to:
+        /// compiled descriptors reference types as ".pkg.Type".
+        private func referencedName(_ reference: String) -> String {
+            reference.hasPrefix(".") ? String(reference.dropFirst()) : reference
+        }
+
         /// Field 1 of a descriptor message, which is its name in all of them.
-        private func readName(range: Range<Int>) throws(DescriptorSetError) -> String {
-            var reader = ProtobufWireReader(buffer, range: range)
-            var name = ""
-            while let key = try reader.nextField() {
-                if key.number == 1, key.wireType == .lengthDelimited {
-                    name = try reader.readString()
-                } else {
-                    try reader.skip(key)
-                }
+        private func readName(range: Range<Int>) throws(WireError) -> String {
+            string(try lengthDelimitedFields(of: range)[1]?.last)
+        }
+
+        /// The length-delimited fields of the descriptor message in `range`, by field number,
+        /// each in order: names and nested descriptors, all the walk needs of most of them.
+        /// (For a singular field, such as a name, the last occurrence counts.)
+        private func lengthDelimitedFields(of range: Range<Int>) throws(WireError) -> [UInt32: [Range<Int>]] {
+            var fields: [UInt32: [Range<Int>]] = [:]
+            var reader = WireReader(buffer, range: range)
+            while let field = try reader.next() {
+                if case .lengthDelimited(let value) = field.value { fields[field.number, default: []].append(value) }
             }
-            return name
+            return fields
+        }
+
+        /// The UTF-8 text in `range` of the set; "" for none.
+        private func string(_ range: Range<Int>?) -> String {
+            range.map { WireReader(buffer).string($0) } ?? ""
         }
 
         /// Records a symbol; a name declared twice keeps its first file, as

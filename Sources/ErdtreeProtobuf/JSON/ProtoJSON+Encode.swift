@@ -1,4 +1,5 @@
-import CProtobufC
+internal import CProtobufC
+import ErdtreeRPC
 
 /// Binary message → JSON text, read straight off the wire bytes: no unpacked C struct in
 /// between (the bytes are usually a handler's answer, just packed).
@@ -8,43 +9,50 @@ import CProtobufC
 /// write it, is transcoded in one pass. Anything else (fields out of order, a singular
 /// field or a oneof given twice) is redone field by field, each found by a scan of the
 /// tags: a singular field takes its last occurrence (protobuf's rule), a repeated one all
-/// of them, packed or not, a oneof the member that came last.
+/// of them, packed or not, a oneof the member that came last. Fields the type does not
+/// declare are skipped, whatever their wire type; malformed bytes, and a declared field
+/// with a wire type its type cannot have, are refused.
 extension ProtoJSON {
     /// Nesting beyond this is refused rather than risking the stack.
     static let maxWireDepth = 64
 
+    /// Writes the message in `range` of `buffer` as JSON.
     static func writeMessage(
-        _ bytes: UnsafeRawBufferPointer, _ descriptor: Descriptor, depth: Int = 0, to out: inout [UInt8]
+        _ buffer: UnsafeRawBufferPointer, _ range: Range<Int>, _ descriptor: Descriptor, depth: Int = 0,
+        to out: inout [UInt8]
     ) throws(WireError) {
-        guard depth < maxWireDepth else { throw WireError() }
+        guard depth < maxWireDepth else {
+            throw WireError(offset: range.lowerBound, reason: .messagesTooDeep(limit: maxWireDepth))
+        }
         let fields = fields(of: descriptor)
         let prefixes = names(of: descriptor).memberPrefix
+        let message = WireReader(buffer, range: range)
         let mark = out.count
-        if try writeInOrder(bytes, fields, prefixes, depth, &out) { return }
+        if try writeInOrder(message, fields, prefixes, depth, &out) { return }
         out.removeLast(out.count - mark)
-        var writer = MemberWriter(prefixes: prefixes, depth: depth)
+        var writer = MemberWriter(buffer: buffer, prefixes: prefixes, depth: depth)
         out.append(UInt8(ascii: "{"))
         for (index, field) in fields.enumerated() {
-            var reader = WireReader(bytes)
+            var reader = message
             if field.label == PROTOBUF_C_LABEL_REPEATED {
-                while let (number, value) = try reader.next() {
-                    if number == field.id { try writer.element(value, field, index, &out) }
+                while let wire = try reader.next() {
+                    if wire.number == field.id { try writer.element(wire, field, index, &out) }
                 }
                 writer.closeArray(&out)
                 continue
             }
-            var last: WireValue?
+            var last: WireField?
             var lastInOneof: UInt32 = 0
-            while let (number, value) = try reader.next() {
-                if number == field.id { last = value }
-                if isOneof(field), let other = fields.first(where: { $0.id == number }), isOneof(other),
+            while let wire = try reader.next() {
+                if wire.number == field.id { last = wire }
+                if isOneof(field), let other = fields.first(where: { $0.id == wire.number }), isOneof(other),
                     other.quantifier_offset == field.quantifier_offset
                 {
-                    lastInOneof = number
+                    lastInOneof = wire.number
                 }
             }
-            guard let value = last, !isOneof(field) || lastInOneof == field.id else { continue }
-            try writer.singular(value, field, index, &out)
+            guard let wire = last, !isOneof(field) || lastInOneof == field.id else { continue }
+            try writer.singular(wire, field, index, &out)
         }
         out.append(UInt8(ascii: "}"))
     }
@@ -52,21 +60,22 @@ extension ProtoJSON {
     /// The one pass for a message in field-number order; false, with part of it written,
     /// when it is not in that order.
     private static func writeInOrder(
-        _ bytes: UnsafeRawBufferPointer, _ fields: UnsafeBufferPointer<ProtobufCFieldDescriptor>,
+        _ message: WireReader, _ fields: UnsafeBufferPointer<ProtobufCFieldDescriptor>,
         _ prefixes: [[UInt8]], _ depth: Int, _ out: inout [UInt8]
     ) throws(WireError) -> Bool {
-        var writer = MemberWriter(prefixes: prefixes, depth: depth)
-        var reader = WireReader(bytes)
+        var writer = MemberWriter(buffer: message.buffer, prefixes: prefixes, depth: depth)
+        var reader = message
         var index = 0
         var lastNumber: UInt32 = 0
         var oneofSeen: UInt32 = .max  // quantifier offset of the last oneof written
         out.append(UInt8(ascii: "{"))
-        while let (number, value) = try reader.next() {
+        while let wire = try reader.next() {
+            let number = wire.number
             let known = index < fields.count && fields[index].id == number
             if number == lastNumber {
                 // Only a repeated field (or one this type does not have) may come again.
                 guard !known || fields[index].label == PROTOBUF_C_LABEL_REPEATED else { return false }
-                if known { try writer.element(value, fields[index], index, &out) }
+                if known { try writer.element(wire, fields[index], index, &out) }
                 continue
             }
             guard number > lastNumber else { return false }
@@ -76,13 +85,13 @@ extension ProtoJSON {
             guard index < fields.count, fields[index].id == number else { continue }  // unknown: skipped
             let field = fields[index]
             if field.label == PROTOBUF_C_LABEL_REPEATED {
-                try writer.element(value, field, index, &out)
+                try writer.element(wire, field, index, &out)
             } else {
                 if isOneof(field) {
                     guard oneofSeen != field.quantifier_offset else { return false }
                     oneofSeen = field.quantifier_offset
                 }
-                try writer.singular(value, field, index, &out)
+                try writer.singular(wire, field, index, &out)
             }
         }
         writer.closeArray(&out)
@@ -93,35 +102,45 @@ extension ProtoJSON {
     /// Writes one message's members as they are found: the comma between them, a repeated
     /// field's brackets, defaults left out.
     private struct MemberWriter {
+        let buffer: UnsafeRawBufferPointer
         let prefixes: [[UInt8]]
         let depth: Int
         var first = true
         var arrayOpen = false
 
+        init(buffer: UnsafeRawBufferPointer, prefixes: [[UInt8]], depth: Int) {
+            self.buffer = buffer
+            self.prefixes = prefixes
+            self.depth = depth
+        }
+
         mutating func singular(
-            _ value: WireValue, _ field: ProtobufCFieldDescriptor, _ index: Int, _ out: inout [UInt8]
+            _ wire: WireField, _ field: ProtobufCFieldDescriptor, _ index: Int, _ out: inout [UInt8]
         ) throws(WireError) {
             // Without presence (proto3 singular, not `optional`, not in a oneof), the default is
             // left out even if a producer wrote it; a message field present is written.
             let hasPresence = field.label == PROTOBUF_C_LABEL_OPTIONAL || isOneof(field)
-            if !hasPresence, field.type != PROTOBUF_C_TYPE_MESSAGE, value.isZero { return }
+            if !hasPresence, field.type != PROTOBUF_C_TYPE_MESSAGE, wire.value.isZero { return }
             member(index, &out)
-            try writeValue(value, field, depth, to: &out)
+            try writeValue(wire.value, at: wire.offset, field, depth, buffer, to: &out)
         }
 
         /// One occurrence of a repeated field: one element, or a packed run of them.
         mutating func element(
-            _ value: WireValue, _ field: ProtobufCFieldDescriptor, _ index: Int, _ out: inout [UInt8]
+            _ wire: WireField, _ field: ProtobufCFieldDescriptor, _ index: Int, _ out: inout [UInt8]
         ) throws(WireError) {
-            guard case .bytes(let packed) = value, isPackable(field.type) else {
-                return try nextElement(value, field, index, &out)
+            guard case .lengthDelimited(let packed) = wire.value, let elementType = packedWireType(field.type) else {
+                return try nextElement(wire.value, at: wire.offset, field, index, &out)
             }
-            var elements = WireReader(packed)
-            while let element = try elements.element(of: field.type) { try nextElement(element, field, index, &out) }
+            var elements = WireReader(buffer, range: packed)
+            while let element = try elements.element(elementType) {
+                try nextElement(element, at: wire.offset, field, index, &out)
+            }
         }
 
         private mutating func nextElement(
-            _ value: WireValue, _ field: ProtobufCFieldDescriptor, _ index: Int, _ out: inout [UInt8]
+            _ value: WireField.Value, at offset: Int, _ field: ProtobufCFieldDescriptor, _ index: Int,
+            _ out: inout [UInt8]
         ) throws(WireError) {
             if arrayOpen {
                 out.append(UInt8(ascii: ","))
@@ -130,7 +149,7 @@ extension ProtoJSON {
                 out.append(UInt8(ascii: "["))
                 arrayOpen = true
             }
-            try writeValue(value, field, depth, to: &out)
+            try writeValue(value, at: offset, field, depth, buffer, to: &out)
         }
 
         mutating func closeArray(_ out: inout [UInt8]) {
@@ -145,12 +164,21 @@ extension ProtoJSON {
         }
     }
 
-    private static func isPackable(_ type: ProtobufCType) -> Bool {
-        type != PROTOBUF_C_TYPE_STRING && type != PROTOBUF_C_TYPE_BYTES && type != PROTOBUF_C_TYPE_MESSAGE
+    /// How the elements of a packed run of `type` are encoded; nil for the types that are
+    /// never packed.
+    private static func packedWireType(_ type: ProtobufCType) -> WireReader.WireType? {
+        switch type {
+        case PROTOBUF_C_TYPE_STRING, PROTOBUF_C_TYPE_BYTES, PROTOBUF_C_TYPE_MESSAGE: nil
+        case PROTOBUF_C_TYPE_SFIXED32, PROTOBUF_C_TYPE_FIXED32, PROTOBUF_C_TYPE_FLOAT: .fixed32
+        case PROTOBUF_C_TYPE_SFIXED64, PROTOBUF_C_TYPE_FIXED64, PROTOBUF_C_TYPE_DOUBLE: .fixed64
+        default: .varint
+        }
     }
 
+    /// Writes one value of `field`, found at `offset` (for the error when its wire type is wrong).
     private static func writeValue(
-        _ value: WireValue, _ field: ProtobufCFieldDescriptor, _ depth: Int, to out: inout [UInt8]
+        _ value: WireField.Value, at offset: Int, _ field: ProtobufCFieldDescriptor, _ depth: Int,
+        _ buffer: UnsafeRawBufferPointer, to out: inout [UInt8]
     ) throws(WireError) {
         switch (field.type, value) {
         case (PROTOBUF_C_TYPE_INT32, .varint(let raw)), (PROTOBUF_C_TYPE_ENUM, .varint(let raw)):
@@ -181,16 +209,17 @@ extension ProtoJSON {
         case (PROTOBUF_C_TYPE_FLOAT, .fixed32(let raw)): writeFloating(Double(Float(bitPattern: raw)), to: &out)
         case (PROTOBUF_C_TYPE_DOUBLE, .fixed64(let raw)): writeFloating(Double(bitPattern: raw), to: &out)
         case (PROTOBUF_C_TYPE_BOOL, .varint(let raw)): append(raw != 0 ? "true" : "false", to: &out)
-        case (PROTOBUF_C_TYPE_STRING, .bytes(let utf8)): JSONWriter.appendString(utf8, to: &out)
-        case (PROTOBUF_C_TYPE_BYTES, .bytes(let data)):
+        case (PROTOBUF_C_TYPE_STRING, .lengthDelimited(let utf8)):
+            JSONWriter.appendString(UnsafeRawBufferPointer(rebasing: buffer[utf8]), to: &out)
+        case (PROTOBUF_C_TYPE_BYTES, .lengthDelimited(let data)):
             out.append(UInt8(ascii: "\""))
-            Base64.append(data.assumingMemoryBound(to: UInt8.self), to: &out)
+            Base64.append(UnsafeRawBufferPointer(rebasing: buffer[data]).assumingMemoryBound(to: UInt8.self), to: &out)
             out.append(UInt8(ascii: "\""))
-        case (PROTOBUF_C_TYPE_MESSAGE, .bytes(let nested)):
+        case (PROTOBUF_C_TYPE_MESSAGE, .lengthDelimited(let nested)):
             let descriptor = field.descriptor.assumingMemoryBound(to: ProtobufCMessageDescriptor.self)
-            try writeMessage(nested, descriptor, depth: depth + 1, to: &out)
+            try writeMessage(buffer, nested, descriptor, depth: depth + 1, to: &out)
         default:
-            throw WireError()  // a wire type the field's type cannot have
+            throw WireError(offset: offset, reason: .wrongWireType(field: field.id))
         }
     }
 
