@@ -138,6 +138,9 @@ struct NodeOptions: ParsableArguments {
             return handler
         }
         let logger = Logger(label: "erdtree.\(role)")
+        // Caught from here on: a SIGTERM while the log is replayed or the port is bound stops the
+        // node gracefully once it has started, instead of killing it (the signal's default action).
+        let termination = TerminationSignal()
         Self.raiseOpenFileLimit(logger: logger)
         let nodeConfig: NodeConfig
         do {
@@ -160,41 +163,49 @@ struct NodeOptions: ParsableArguments {
             throw CLIError(
                 "cannot listen on \(nodeConfig.server.address):\(nodeConfig.server.port): \(error)")
         }
-        let signal = await waitForTerminationSignal()
+        let signal = await termination.wait()
         logger.info("received \(signal); draining")
         await node.stop()
     }
 }
 
-/// Suspends until SIGTERM or SIGINT arrives.
-/// - Returns: the signal's name.
-func waitForTerminationSignal() async -> String {
-    await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
-        let queue = DispatchQueue(label: "erdtree.signals")
-        let resumed = SignalOnce(continuation)
+/// SIGTERM and SIGINT, caught from the moment this is made: one that arrives before anyone
+/// waits is remembered, not lost.
+final class TerminationSignal: @unchecked Sendable {
+    /// Every stored property below is touched only on this serial queue (or in `init`, before any
+    /// handler can fire): that is the synchronisation.
+    private let queue = DispatchQueue(label: "erdtree.signals")
+    private var sources: [any DispatchSourceSignal] = []
+    private var received: String?
+    private var waiter: CheckedContinuation<String, Never>?
+
+    init() {
         for (number, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")] {
+            // A dispatch source only observes a signal; its default action (exit) must be off.
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler { resumed.resume(name) }
+            source.setEventHandler { [self] in deliver(name) }
             source.resume()
-            resumed.retain(source)
+            sources.append(source)
         }
     }
-}
 
-/// Resumes the continuation for the first signal only; keeps the sources alive.
-private final class SignalOnce: @unchecked Sendable {
-    private var continuation: CheckedContinuation<String, Never>?
-    private var sources: [any DispatchSourceSignal] = []
+    /// Suspends until the first signal, or returns it if it already came.
+    /// - Returns: the signal's name.
+    func wait() async -> String {
+        await withCheckedContinuation { continuation in
+            queue.async { [self] in
+                if let received { return continuation.resume(returning: received) }
+                waiter = continuation
+            }
+        }
+    }
 
-    init(_ continuation: CheckedContinuation<String, Never>) { self.continuation = continuation }
-
-    // Both methods run on the one serial signal queue (or before any handler can fire).
-    func retain(_ source: any DispatchSourceSignal) { sources.append(source) }
-
-    func resume(_ name: String) {
-        continuation?.resume(returning: name)
-        continuation = nil
+    private func deliver(_ name: String) {
+        guard received == nil else { return }
+        received = name
+        waiter?.resume(returning: name)
+        waiter = nil
     }
 }
 
