@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import grpc
@@ -181,3 +184,37 @@ def test_expired_keys_leave_the_status_counts_without_being_read(server):
             break
         assert time.monotonic() < deadline, f"expired keys still counted after 5 s:\n{done.stdout}"
         time.sleep(0.2)
+
+
+def test_sigterm_during_startup_stops_the_node_gracefully(tmp_path):
+    """A SIGTERM that arrives while the node is still replaying its log (a supervisor giving up,
+    Ctrl-C) must stop it like any other: it starts, drains and exits 0. Its default action
+    killed the process, which never got to close its log."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, for bench/
+    from bench import erdtree_wal
+
+    if (reason := erdtree_wal.selftest()) is not None:
+        pytest.skip(f"cannot write a WAL to replay: {reason}")
+    wal = tmp_path / "wal"
+    # Enough records that replaying them takes a while, so the signal lands during startup.
+    erdtree_wal.write_segments(
+        str(wal), ((f"key-{i}".encode(), b"v" * 100) for i in range(300_000)), segment_bytes=64 << 20)
+    config = tmp_path / "erdtree.yaml"
+    write_config(config, free_port(), wal)
+    log_path = tmp_path / "erdtree.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(ERDTREE_BIN), "master", "--config", str(config)], cwd=tmp_path,
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # The first line comes from the log's recovery, after the CLI caught the signals.
+        deadline = time.monotonic() + 20
+        while log_path.stat().st_size == 0 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log_path.read_text(errors="replace")
+    assert code == 0, f"exit {code}; log:\n{text[-2000:]}"
+    assert "received SIGTERM" in text and "stopped" in text, text[-2000:]
