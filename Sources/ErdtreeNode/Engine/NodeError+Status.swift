@@ -56,6 +56,8 @@ extension NodeError: CustomStringConvertible {
             "master.address: \(error)"
         case .masterUnreachable(let address, let reason):
             "cannot connect to the master at \(address): \(reason)"
+        case .unknownReplicateResponse(let kind):
+            "this slave does not understand ReplicateResponse kind \(kind)"
         case .slavesManagedOnMaster(let method, let masterAddress):
             "\(method) manages a master's slaves, and this node is a slave"
                 + (masterAddress.map { " of \($0); call it there" } ?? "")
@@ -90,6 +92,8 @@ extension NodeError: CustomStringConvertible {
             .cancelled
         case .unknownService:
             .notFound
+        case .unknownReplicateResponse:
+            .unimplemented
         }
     }
 
@@ -121,6 +125,8 @@ extension RequestError: CustomStringConvertible {
             "Hello.replication_id \"\(id.prefix(64))\" is not 32 hexadecimal digits"
         case .badAddress(let field, let error):
             "\(field): \(error)"
+        case .emptyOneof(let message, let fields):
+            "a \(message) must hold \(fields)"
         }
     }
 

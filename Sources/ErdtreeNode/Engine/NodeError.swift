@@ -64,6 +64,9 @@ enum NodeError: Error, Equatable {
     case badMasterAddress(ConfigError)
     /// The slave could not connect to its master; `reason` is the connection's error.
     case masterUnreachable(address: String, reason: String)
+    /// The master sent a `ReplicateResponse` of a kind this slave's proto does not have (a newer
+    /// master).
+    case unknownReplicateResponse(kind: UInt32)
 
     // MARK: Admin and Health
 

@@ -28,7 +28,7 @@ enum ReplicateRequest: Equatable {
                 let ack = message.pointee.ack.pointee
                 return .ack(appliedLSN: ack.applied_lsn, durableLSN: ack.durable_lsn)
             default:
-                throw RPCStatus(.invalidArgument, "a ReplicateRequest must hold a hello or an ack")
+                throw RequestError.emptyOneof("ReplicateRequest", fields: "a hello or an ack").status
             }
         }
     }
@@ -134,9 +134,7 @@ enum ReplicateResponse {
                 let heartbeat = message.pointee.heartbeat.pointee
                 return .heartbeat(masterLSN: heartbeat.master_lsn, timestampMs: heartbeat.timestamp_ms)
             default:
-                throw RPCStatus(
-                    .unimplemented,
-                    "this slave does not understand ReplicateResponse kind \(message.pointee.kind_case.rawValue)")
+                throw NodeError.unknownReplicateResponse(kind: message.pointee.kind_case.rawValue).status
             }
         }
     }

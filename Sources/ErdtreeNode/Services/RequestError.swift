@@ -19,4 +19,6 @@ enum RequestError: Error, Equatable {
     case badReplicationID(String)
     /// A `host:port` field that does not parse.
     case badAddress(field: String, ConfigError)
+    /// A message whose oneof is not set; `fields` names what it may hold.
+    case emptyOneof(String, fields: String)
 }

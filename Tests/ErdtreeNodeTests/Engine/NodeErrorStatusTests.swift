@@ -84,6 +84,10 @@ import Testing
             "RemoveSlave manages a master's slaves, and this node is a slave"
         ),
         (.unknownService("no.such.Service"), .notFound, "unknown service 'no.such.Service'"),
+        (
+            .unknownReplicateResponse(kind: 9), .unimplemented,
+            "this slave does not understand ReplicateResponse kind 9"
+        ),
     ]
 
     @Test(arguments: cases)
@@ -105,6 +109,7 @@ import Testing
             .badAddress(field: "AddSlaveRequest.address", .invalidAddress(input: "x", reason: "no port")),
             "AddSlaveRequest.address: \(ConfigError.invalidAddress(input: "x", reason: "no port"))"
         ),
+        (.emptyOneof("ReplicateRequest", fields: "a hello or an ack"), "a ReplicateRequest must hold a hello or an ack"),
     ]
 
     @Test(arguments: requestCases)
