@@ -20,14 +20,10 @@ final class WALWriter: @unchecked Sendable {
     private let maxFileSizeBytes: Int64
     private let logger: Logger
 
-    private var fd: Int32
-    private var active: SegmentFile
-    /// Committed size of the active segment.
-    private var size: Int64
+    /// The segment being written.
+    private var active: ActiveSegment
     private var lastLSN: UInt64
-    private var lastIndexedOffset: Int64
-    private var needsSync = false
-    private var lastSync = ContinuousClock.now
+    private var syncState = SyncState()
     /// Set when the log can no longer be kept consistent; every later append fails with it.
     private var poisoned: WALError?
 
@@ -39,17 +35,39 @@ final class WALWriter: @unchecked Sendable {
     private let syncLock = Mutex(())
     /// Set by `finish`: the file is closed and every later append fails with `.closed`.
     private var finished = false
-    /// A replica's batch was written under `.always`; the writer thread fsyncs it.
-    private var syncRequested = false
+    private var scratch = BatchScratch()
 
-    private var batch: [PendingAppend] = []
-    private var buffer: [UInt8] = []
-    private var points: [SegmentFile.IndexPoint] = []
-    /// Where each record of `batch` was written, by batch index.
-    private var locations: [WALLocation] = []
-    /// The commit observer's record list, refilled for each batch: a new array per commit is a
-    /// large allocation, and those make glibc consolidate its free lists.
-    private var committed: [WALRecord] = []
+    /// The active segment's file and what has been committed to it.
+    private struct ActiveSegment {
+        var fd: Int32
+        var segment: SegmentFile
+        /// Committed size of the active segment.
+        var size: Int64
+        /// Where the last sparse-index point was taken.
+        var indexedOffset: Int64
+    }
+
+    /// What the next fsync is waiting for.
+    private struct SyncState {
+        /// Bytes were written since the last fsync.
+        var needed = false
+        var last = ContinuousClock.now
+        /// A replica's batch was written under `.always`; the writer thread fsyncs it.
+        var requested = false
+    }
+
+    /// Storage reused from batch to batch, each refilled rather than reallocated once grown: a
+    /// new array per commit is a large allocation, and those make glibc consolidate its free
+    /// lists.
+    private struct BatchScratch {
+        var batch: [PendingAppend] = []
+        var buffer: [UInt8] = []
+        var points: [SegmentFile.IndexPoint] = []
+        /// Where each record of `batch` was written, by batch index.
+        var locations: [WALLocation] = []
+        /// The commit observer's record list.
+        var committed: [WALRecord] = []
+    }
 
     init(
         shared: WALSharedState,
@@ -64,11 +82,10 @@ final class WALWriter: @unchecked Sendable {
         self.syncPolicy = configuration.syncPolicy
         self.maxFileSizeBytes = configuration.effectiveMaxFileSizeBytes
         self.logger = logger
-        self.fd = activeFD
-        self.active = active
-        self.size = active.committedBytes.load(ordering: .relaxed)
+        self.active = ActiveSegment(
+            fd: activeFD, segment: active, size: active.committedBytes.load(ordering: .relaxed),
+            indexedOffset: Int64(RecordFormat.headerSize))
         self.lastLSN = lastLSN
-        self.lastIndexedOffset = Int64(RecordFormat.headerSize)
     }
 
     /// The thread's body: returns after `close` once everything queued is written and completed.
@@ -76,12 +93,12 @@ final class WALWriter: @unchecked Sendable {
         while true {
             let (closing, timeout, due) = lock.withLock { _ -> (Bool, Duration?, PendingSync?) in
                 let closing = shared.queue.withLock { queue in
-                    swap(&queue.pending, &batch)
+                    swap(&queue.pending, &scratch.batch)
                     return queue.closed
                 }
-                if !batch.isEmpty {
+                if !scratch.batch.isEmpty {
                     commit()
-                    batch.removeAll(keepingCapacity: true)
+                    scratch.batch.removeAll(keepingCapacity: true)
                 }
                 if closing {
                     finish()
@@ -117,11 +134,11 @@ final class WALWriter: @unchecked Sendable {
         lock.withLock { _ in
             guard !finished else { return }
             shared.commitClaimed.store(false, ordering: .sequentiallyConsistent)
-            shared.queue.withLock { queue in swap(&queue.pending, &batch) }
-            guard !batch.isEmpty else { return }
-            let wasSynced = !needsSync
+            shared.queue.withLock { queue in swap(&queue.pending, &scratch.batch) }
+            guard !scratch.batch.isEmpty else { return }
+            let wasSynced = !syncState.needed
             commit()
-            batch.removeAll(keepingCapacity: true)
+            scratch.batch.removeAll(keepingCapacity: true)
             wakeWriterForSync(wasSynced: wasSynced)
         }
     }
@@ -130,14 +147,14 @@ final class WALWriter: @unchecked Sendable {
     /// nothing is unsynced, so the first unsynced write (or a requested fsync) must wake it to
     /// start the interval clock.
     private func wakeWriterForSync(wasSynced: Bool) {
-        if syncRequested || (wasSynced && needsSync) { shared.wakeup.raise() }
+        if syncState.requested || (wasSynced && syncState.needed) { shared.wakeup.raise() }
     }
 
     // MARK: Batches
 
     private func commit() {
         let firstLSN = lastLSN + 1
-        var (written, failure) = write(batch)
+        var (written, failure) = write(scratch.batch)
         if written > 0, syncPolicy == .always {
             sync()
             if let poisoned {
@@ -151,18 +168,19 @@ final class WALWriter: @unchecked Sendable {
             // can push them without reading the segment back. Before the completions: the
             // batch then leaves for the slaves ahead of the answers to its writers, so a client
             // that reads a slave right after its write was answered rarely arrives first.
-            for (index, item) in batch.prefix(written).enumerated() {
-                committed.append(
+            for (index, item) in scratch.batch.prefix(written).enumerated() {
+                scratch.committed.append(
                     WALRecord(
                         lsn: firstLSN + UInt64(index), timestampMs: item.timestampMs, op: item.op,
                         expiresAtMs: item.expiresAtMs, key: item.key, value: item.value))
             }
-            observer.call(committed)
-            committed.removeAll(keepingCapacity: true)
+            observer.call(scratch.committed)
+            scratch.committed.removeAll(keepingCapacity: true)
         }
-        for (index, item) in batch.enumerated() {
+        for (index, item) in scratch.batch.enumerated() {
             if index < written {
-                item.completion(.success(WALAppended(lsn: firstLSN + UInt64(index), location: locations[index])))
+                item.completion(
+                    .success(WALAppended(lsn: firstLSN + UInt64(index), location: scratch.locations[index])))
             } else {
                 item.completion(.failure(failure ?? .closed))
             }
@@ -181,11 +199,11 @@ final class WALWriter: @unchecked Sendable {
     func commitReplicated(_ records: [WALRecord], apply: (Int, WALLocation) -> Void) throws(WALError) {
         let failure: WALError? = lock.withLock { _ in
             if finished { return .closed }
-            let wasSynced = !needsSync
+            let wasSynced = !syncState.needed
             let (written, failure) = write(records)
-            if written > 0, syncPolicy == .always { syncRequested = true }
+            if written > 0, syncPolicy == .always { syncState.requested = true }
             wakeWriterForSync(wasSynced: wasSynced)
-            for index in 0..<written { apply(index, locations[index]) }
+            for index in 0..<written { apply(index, scratch.locations[index]) }
             shared.completedLSN.store(lastLSN, ordering: .releasing)
             if written > 0, let observer = shared.commitObserver.withLock({ $0 }) {
                 observer.call(written == records.count ? records : Array(records.prefix(written)))
@@ -195,7 +213,7 @@ final class WALWriter: @unchecked Sendable {
         if let failure { throw failure }
     }
 
-    /// Writes `items` at the next LSNs, rotating as segments fill, and fills `locations`. Returns
+    /// Writes `items` at the next LSNs, rotating as segments fill, and fills `scratch.locations`. Returns
     /// how many were written and acknowledgeable (none once the log is poisoned), and the error
     /// that stopped the rest. Never fsyncs except when rotating.
     private func write<Item: AppendedRecord>(_ items: [Item]) -> (written: Int, failure: WALError?) {
@@ -205,11 +223,11 @@ final class WALWriter: @unchecked Sendable {
         for (index, item) in items.enumerated() where item.lsn != 0 && item.lsn != firstLSN + UInt64(index) {
             return (0, WALError.lsnMismatch(expected: firstLSN + UInt64(index), got: item.lsn))
         }
-        locations.removeAll(keepingCapacity: true)
+        scratch.locations.removeAll(keepingCapacity: true)
         var next = 0
         var failure: WALError?
         while next < items.count {
-            if size >= maxFileSizeBytes {
+            if active.size >= maxFileSizeBytes {
                 do throws(WALError) {
                     try rotate()
                 } catch {
@@ -233,21 +251,22 @@ final class WALWriter: @unchecked Sendable {
     /// Encodes records from `items[next...]` until the active segment would be full, writes them
     /// with one call, and publishes them. Returns the error when the write failed.
     private func writeChunk<Item: AppendedRecord>(_ items: [Item], from next: inout Int) -> WALError? {
-        buffer.removeAll(keepingCapacity: true)
-        points.removeAll(keepingCapacity: true)
+        scratch.buffer.removeAll(keepingCapacity: true)
+        scratch.points.removeAll(keepingCapacity: true)
         let chunkStart = next
         var lsn = lastLSN
-        var indexed = lastIndexedOffset
+        var indexed = active.indexedOffset
         repeat {
             let item = items[next]
             lsn += 1
-            let offset = size + Int64(buffer.count)
+            let offset = active.size + Int64(scratch.buffer.count)
             if offset - indexed >= SegmentFile.indexSpacingBytes {
-                points.append(.init(lsn: lsn, offset: offset))
+                scratch.points.append(.init(lsn: lsn, offset: offset))
                 indexed = offset
             }
             let recordSize = RecordFormat.recordSize(keyCount: item.key.count, valueCount: item.value.count)
-            locations.append(WALLocation(segment: active.id, offset: UInt32(offset), length: UInt32(recordSize)))
+            scratch.locations.append(
+                WALLocation(segment: active.segment.id, offset: UInt32(offset), length: UInt32(recordSize)))
             RecordFormat.appendRecord(
                 lsn: lsn,
                 timestampMs: item.timestampMs,
@@ -255,21 +274,21 @@ final class WALWriter: @unchecked Sendable {
                 expiresAtMs: item.expiresAtMs,
                 key: item.key,
                 value: item.value,
-                to: &buffer
+                to: &scratch.buffer
             )
             next += 1
-        } while next < items.count && size + Int64(buffer.count) < maxFileSizeBytes
+        } while next < items.count && active.size + Int64(scratch.buffer.count) < maxFileSizeBytes
 
-        let path = active.path
+        let path = active.segment.path
         #if ERDTREE_FAILPOINTS
             let injected = shared.injectedWriteErrno.exchange(0, ordering: .relaxed)
         #endif
-        let failure: WALError? = buffer.withUnsafeBytes { bytes in
+        let failure: WALError? = scratch.buffer.withUnsafeBytes { bytes in
             do throws(WALError) {
                 #if ERDTREE_FAILPOINTS
-                    try System.write(fd, bytes, path: path, failingWith: injected)
+                    try System.write(active.fd, bytes, path: path, failingWith: injected)
                 #else
-                    try System.write(fd, bytes, path: path)
+                    try System.write(active.fd, bytes, path: path)
                 #endif
                 return nil
             } catch {
@@ -277,17 +296,17 @@ final class WALWriter: @unchecked Sendable {
             }
         }
         if let failure {
-            locations.removeLast(next - chunkStart)
+            scratch.locations.removeLast(next - chunkStart)
             rollBack(after: failure, records: next - chunkStart)
             return failure
         }
-        size += Int64(buffer.count)
-        active.committedBytes.store(size, ordering: .releasing)
-        active.addIndexPoints(points)
-        lastIndexedOffset = indexed
+        active.size += Int64(scratch.buffer.count)
+        active.segment.committedBytes.store(active.size, ordering: .releasing)
+        active.segment.addIndexPoints(scratch.points)
+        active.indexedOffset = indexed
         lastLSN = lsn
         shared.lastLSN.store(lsn, ordering: .releasing)
-        needsSync = true
+        syncState.needed = true
         return nil
     }
 
@@ -295,16 +314,16 @@ final class WALWriter: @unchecked Sendable {
     /// part of the failed chunk survives and its LSNs can be given to later records.
     private func rollBack(after failure: WALError, records: Int) {
         do throws(WALError) {
-            try System.ftruncate(fd, length: size, path: active.path)
+            try System.ftruncate(active.fd, length: active.size, path: active.segment.path)
             logger.error(
                 "WAL write failed; the batch was not written",
                 metadata: [
-                    "error": "\(failure)", "segment": "\(active.path)", "records": "\(records)",
+                    "error": "\(failure)", "segment": "\(active.segment.path)", "records": "\(records)",
                     "next_lsn": "\(lastLSN + 1)",
                 ]
             )
         } catch {
-            poison(error, because: "could not cut a failed write back to offset \(size)")
+            poison(error, because: "could not cut a failed write back to offset \(active.size)")
         }
     }
 
@@ -323,16 +342,15 @@ final class WALWriter: @unchecked Sendable {
             replicationID: shared.replicationID.withLock { $0 }
         )
         let closed = syncLock.withLock { _ in
-            Result { () throws(WALError) in try System.close(fd, path: active.path) }
+            Result { () throws(WALError) in try System.close(active.fd, path: active.segment.path) }
         }
         if case .failure(let error) = closed {
             logger.warning("Closing a sealed WAL segment failed", metadata: ["error": "\(error)"])
         }
-        logger.debug("WAL segment sealed", metadata: ["sealed": "\(active.path)", "active": "\(segment.path)"])
-        fd = newFD
-        active = segment
-        size = Int64(RecordFormat.headerSize)
-        lastIndexedOffset = size
+        logger.debug("WAL segment sealed", metadata: ["sealed": "\(active.segment.path)", "active": "\(segment.path)"])
+        active = ActiveSegment(
+            fd: newFD, segment: segment, size: Int64(RecordFormat.headerSize),
+            indexedOffset: Int64(RecordFormat.headerSize))
         shared.segments.withLock { $0.append(segment) }
     }
 
@@ -346,26 +364,26 @@ final class WALWriter: @unchecked Sendable {
     /// The fsync due now (asked for by a replica's batch under `.always`, or the interval is
     /// up), marked as started; nil when none is due.
     private func takeDueSync() -> PendingSync? {
-        guard needsSync, poisoned == nil else {
-            syncRequested = false
+        guard syncState.needed, poisoned == nil else {
+            syncState.requested = false
             return nil
         }
-        var due = syncRequested
-        if case .interval(let interval) = syncPolicy, ContinuousClock.now - lastSync >= interval { due = true }
+        var due = syncState.requested
+        if case .interval(let interval) = syncPolicy, ContinuousClock.now - syncState.last >= interval { due = true }
         guard due else { return nil }
-        syncRequested = false
-        needsSync = false
-        lastSync = .now
-        return PendingSync(fd: fd, lsn: lastLSN, path: active.path)
+        syncState.requested = false
+        syncState.needed = false
+        syncState.last = .now
+        return PendingSync(fd: active.fd, lsn: lastLSN, path: active.segment.path)
     }
 
     /// Syncs the active file under `lock`: before rotating or closing it, and under `.always`.
     private func sync() {
-        guard needsSync, poisoned == nil else { return }
+        guard syncState.needed, poisoned == nil else { return }
         do throws(WALError) {
-            try System.fsync(fd, path: active.path)
-            needsSync = false
-            lastSync = .now
+            try System.fsync(active.fd, path: active.segment.path)
+            syncState.needed = false
+            syncState.last = .now
             advanceDurable(to: lastLSN)
         } catch {
             // After a failed fsync the kernel may have dropped the dirty pages: what is on disk is
@@ -383,8 +401,8 @@ final class WALWriter: @unchecked Sendable {
 
     /// How long the writer may sleep before an `.interval` sync falls due; nil when nothing is unsynced.
     private func syncTimeout() -> Duration? {
-        guard case .interval(let interval) = syncPolicy, needsSync else { return nil }
-        let remaining = interval - (ContinuousClock.now - lastSync)
+        guard case .interval(let interval) = syncPolicy, syncState.needed else { return nil }
+        let remaining = interval - (ContinuousClock.now - syncState.last)
         return remaining > .zero ? remaining : .zero
     }
 
@@ -392,7 +410,7 @@ final class WALWriter: @unchecked Sendable {
         poisoned = error
         logger.critical(
             "WAL stopped accepting writes: \(reason); restart to recover",
-            metadata: ["error": "\(error)", "segment": "\(active.path)"]
+            metadata: ["error": "\(error)", "segment": "\(active.segment.path)"]
         )
     }
 
@@ -400,7 +418,7 @@ final class WALWriter: @unchecked Sendable {
         finished = true
         sync()
         do throws(WALError) {
-            try System.close(fd, path: active.path)
+            try System.close(active.fd, path: active.segment.path)
         } catch {
             logger.warning("Closing the active WAL segment failed", metadata: ["error": "\(error)"])
         }
