@@ -297,25 +297,25 @@ struct StatusCommand: AsyncParsableCommand {
         let status = try await client.withClient { try await $0.status() }
         print(
             """
-            role:              \(status.role)\(status.masterAddress.isEmpty ? "" : " of \(status.masterAddress)")
-            lag:               \(status.lagEntries) entries, \(status.lagMs) ms
-            version:           \(status.version)
-            uptime:            \(status.uptimeMs / 1000) s
-            replication id:    \(status.replicationID)
-            last lsn:          \(status.lastLSN)
-            applied lsn:       \(status.appliedLSN)
-            durable lsn:       \(status.durableLSN)
-            keys:              \(status.keys)
-            resident values:   \(status.residentValues)
-            memory (data):     \(status.memoryBytes) bytes
-            wal segments:      \(status.segments)
-            wal bytes:         \(status.diskBytes)
-            wal dead bytes:    \(status.deadBytes)
-            compactions:       \(status.compactions)
-            last compaction:   \(status.lastCompactionMs == 0 ? "never" : Self.utc(ms: status.lastCompactionMs))
-            oldest streamable: \(status.oldestStreamableLSN)
-            expired reclaimed: \(status.expiredReclaimed)
-            disk reads:        \(status.diskReads)
+            role:              \(status.role)\(status.identity.masterAddress.isEmpty ? "" : " of \(status.identity.masterAddress)")
+            lag:               \(status.lag.entries) entries, \(status.lag.ms) ms
+            version:           \(status.identity.version)
+            uptime:            \(status.identity.uptimeMs / 1000) s
+            replication id:    \(status.identity.replicationID)
+            last lsn:          \(status.positions.lastLSN)
+            applied lsn:       \(status.positions.appliedLSN)
+            durable lsn:       \(status.positions.durableLSN)
+            keys:              \(status.store.keys)
+            resident values:   \(status.store.residentValues)
+            memory (data):     \(status.store.memoryBytes) bytes
+            wal segments:      \(status.log.segments)
+            wal bytes:         \(status.log.diskBytes)
+            wal dead bytes:    \(status.log.deadBytes)
+            compactions:       \(status.log.compactions)
+            last compaction:   \(status.log.lastCompactionMs == 0 ? "never" : Self.utc(ms: status.log.lastCompactionMs))
+            oldest streamable: \(status.positions.oldestStreamableLSN)
+            expired reclaimed: \(status.store.expiredReclaimed)
+            disk reads:        \(status.store.diskReads)
             """)
     }
 }

@@ -52,63 +52,12 @@ public struct KVClient: Sendable {
         if key.utf8.contains(0) { throw RequestError.keyContainsNUL.status }
     }
 
-    /// The node's `Admin/Status`, as the CLI prints it.
-    public struct Status: Sendable {
-        public var role: String
-        public var replicationID: String
-        public var lastLSN: UInt64
-        /// The last LSN visible to reads (trails `lastLSN` while a slave applies a backlog).
-        public var appliedLSN: UInt64
-        public var durableLSN: UInt64
-        public var keys: UInt64
-        public var residentValues: UInt64
-        public var memoryBytes: UInt64
-        public var segments: UInt32
-        public var diskBytes: UInt64
-        public var deadBytes: UInt64
-        public var lastCompactionMs: Int64
-        public var compactions: UInt64
-        public var oldestStreamableLSN: UInt64
-        public var expiredReclaimed: UInt64
-        public var diskReads: UInt64
-        public var version: String
-        public var uptimeMs: Int64
-        /// On a slave, its master's address; empty on a master.
-        public var masterAddress: String
-        public var lagEntries: UInt64
-        public var lagMs: Int64
-
-        init(_ response: StatusResponse) {
-            role = response.isMaster ? "master" : "slave"
-            replicationID = response.replicationID
-            lastLSN = response.lastLSN
-            appliedLSN = response.appliedLSN
-            durableLSN = response.durableLSN
-            keys = response.keys
-            residentValues = response.residentValues
-            memoryBytes = response.memoryBytes
-            segments = response.segments
-            diskBytes = response.diskBytes
-            deadBytes = response.deadBytes
-            lastCompactionMs = response.lastCompactionMs
-            compactions = response.compactions
-            oldestStreamableLSN = response.oldestStreamableLSN
-            expiredReclaimed = response.expiredReclaimed
-            diskReads = response.diskReads
-            version = response.version
-            uptimeMs = response.uptimeMs
-            masterAddress = response.masterAddress
-            lagEntries = response.lagEntries
-            lagMs = response.lagMs
-        }
-    }
-
-    public func status() async throws -> Status {
-        Status(
-            try StatusResponse(
-                decoding: try await rpc.unary(
-                    path: "/erdtree.v1.Admin/Status", request: encodeStatusRequest(allocator: rpc.channel.allocator),
-                    timeout: timeout)))
+    /// The node's `Admin/Status`.
+    public func status() async throws -> NodeStatus {
+        try NodeStatus(
+            decoding: try await rpc.unary(
+                path: "/erdtree.v1.Admin/Status", request: encodeStatusRequest(allocator: rpc.channel.allocator),
+                timeout: timeout))
     }
 
     public func health(service: String = "") async throws -> ServingStatus {

@@ -128,57 +128,33 @@ struct GetUpdatesResponse {
     }
 }
 
-/// `erdtree.v1.StatusResponse`; fields left at their defaults are sent as proto3 defaults.
-struct StatusResponse {
-    var isMaster = true
-    var replicationID = ""
-    var lastLSN: UInt64 = 0
-    var appliedLSN: UInt64 = 0
-    var durableLSN: UInt64 = 0
-    var keys: UInt64 = 0
-    var residentValues: UInt64 = 0
-    var memoryBytes: UInt64 = 0
-    var segments: UInt32 = 0
-    var diskBytes: UInt64 = 0
-    var deadBytes: UInt64 = 0
-    var lastCompactionMs: Int64 = 0
-    var expiredReclaimed: UInt64 = 0
-    var version = ""
-    var uptimeMs: Int64 = 0
-    var diskReads: UInt64 = 0
-    var compactions: UInt64 = 0
-    var oldestStreamableLSN: UInt64 = 0
-    var masterAddress = ""
-    var lagEntries: UInt64 = 0
-    var lagMs: Int64 = 0
-
-    init() {}
-
+/// `erdtree.v1.StatusResponse`, flat on the wire, in `NodeStatus`'s parts here.
+extension NodeStatus {
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
         var arena = CArena()
         var message = Erdtree__V1__StatusResponse()
         erdtree__v1__status_response__init(&message)
-        message.role = isMaster ? ERDTREE__V1__ROLE__ROLE_MASTER : ERDTREE__V1__ROLE__ROLE_SLAVE
-        message.replication_id = arena.cString(replicationID)
-        message.last_lsn = lastLSN
-        message.applied_lsn = appliedLSN
-        message.durable_lsn = durableLSN
-        message.keys = keys
-        message.resident_values = residentValues
-        message.memory_bytes = memoryBytes
-        message.segments = segments
-        message.disk_bytes = diskBytes
-        message.dead_bytes = deadBytes
-        message.last_compaction_ms = lastCompactionMs
-        message.expired_reclaimed = expiredReclaimed
-        message.version = arena.cString(version)
-        message.uptime_ms = uptimeMs
-        message.disk_reads = diskReads
-        message.compactions = compactions
-        message.oldest_streamable_lsn = oldestStreamableLSN
-        message.master_address = arena.cString(masterAddress)
-        message.lag_entries = lagEntries
-        message.lag_ms = lagMs
+        message.role = identity.isMaster ? ERDTREE__V1__ROLE__ROLE_MASTER : ERDTREE__V1__ROLE__ROLE_SLAVE
+        message.replication_id = arena.cString(identity.replicationID)
+        message.master_address = arena.cString(identity.masterAddress)
+        message.version = arena.cString(identity.version)
+        message.uptime_ms = identity.uptimeMs
+        message.last_lsn = positions.lastLSN
+        message.applied_lsn = positions.appliedLSN
+        message.durable_lsn = positions.durableLSN
+        message.oldest_streamable_lsn = positions.oldestStreamableLSN
+        message.keys = store.keys
+        message.resident_values = store.residentValues
+        message.memory_bytes = store.memoryBytes
+        message.expired_reclaimed = store.expiredReclaimed
+        message.disk_reads = store.diskReads
+        message.segments = log.segments
+        message.disk_bytes = log.diskBytes
+        message.dead_bytes = log.deadBytes
+        message.compactions = log.compactions
+        message.last_compaction_ms = log.lastCompactionMs
+        message.lag_entries = lag.entries
+        message.lag_ms = lag.ms
         return ProtobufCCodec.pack(&message, allocator: allocator)
     }
 
@@ -188,28 +164,22 @@ struct StatusResponse {
             unpack: { erdtree__v1__status_response__unpack($0, $1, $2) }
         ) { m throws(RPCStatus) in
             let s = m.pointee
-            var status = StatusResponse()
-            status.isMaster = s.role == ERDTREE__V1__ROLE__ROLE_MASTER
-            status.replicationID = ProtobufCCodec.string(s.replication_id)
-            status.lastLSN = s.last_lsn
-            status.appliedLSN = s.applied_lsn
-            status.durableLSN = s.durable_lsn
-            status.keys = s.keys
-            status.residentValues = s.resident_values
-            status.memoryBytes = s.memory_bytes
-            status.segments = s.segments
-            status.diskBytes = s.disk_bytes
-            status.deadBytes = s.dead_bytes
-            status.lastCompactionMs = s.last_compaction_ms
-            status.expiredReclaimed = s.expired_reclaimed
-            status.version = ProtobufCCodec.string(s.version)
-            status.uptimeMs = s.uptime_ms
-            status.diskReads = s.disk_reads
-            status.compactions = s.compactions
-            status.oldestStreamableLSN = s.oldest_streamable_lsn
-            status.masterAddress = ProtobufCCodec.string(s.master_address)
-            status.lagEntries = s.lag_entries
-            status.lagMs = s.lag_ms
+            var status = NodeStatus()
+            status.identity = Identity(
+                isMaster: s.role == ERDTREE__V1__ROLE__ROLE_MASTER,
+                replicationID: ProtobufCCodec.string(s.replication_id),
+                masterAddress: ProtobufCCodec.string(s.master_address), version: ProtobufCCodec.string(s.version),
+                uptimeMs: s.uptime_ms)
+            status.positions = Positions(
+                lastLSN: s.last_lsn, appliedLSN: s.applied_lsn, durableLSN: s.durable_lsn,
+                oldestStreamableLSN: s.oldest_streamable_lsn)
+            status.store = Store(
+                keys: s.keys, residentValues: s.resident_values, memoryBytes: s.memory_bytes,
+                expiredReclaimed: s.expired_reclaimed, diskReads: s.disk_reads)
+            status.log = Log(
+                segments: s.segments, diskBytes: s.disk_bytes, deadBytes: s.dead_bytes, compactions: s.compactions,
+                lastCompactionMs: s.last_compaction_ms)
+            status.lag = Lag(entries: s.lag_entries, ms: s.lag_ms)
             return status
         }
     }

@@ -46,43 +46,43 @@ public struct AdminService: Sendable {
                         try decodeStatusRequest(request)
                         let uptime = ContinuousClock.now - startedAt
                         let engineStatistics = engine.statistics()
-                        var status = StatusResponse()
-                        status.replicationID = engineStatistics.replicationID
-                        status.lastLSN = engineStatistics.lastLSN
+                        var status = NodeStatus()
+                        status.identity.replicationID = engineStatistics.replicationID
+                        status.identity.version = Self.version
+                        status.identity.uptimeMs =
+                            uptime.components.seconds * 1000 + uptime.components.attoseconds / 1_000_000_000_000_000
                         // Applied (visible to reads) trails written while a slave catches up.
                         let applied = engineStatistics.appliedLSN
-                        status.appliedLSN = applied
-                        status.durableLSN = engineStatistics.durableLSN
-                        status.keys = UInt64(engineStatistics.keys)
-                        status.residentValues = UInt64(engineStatistics.residentValues)
-                        status.memoryBytes = UInt64(engineStatistics.memoryBytes)
-                        status.segments = UInt32(clamping: engineStatistics.segments)
-                        status.diskBytes = UInt64(max(engineStatistics.diskBytes, 0))
-                        status.expiredReclaimed = sweeper.expiredReclaimed
-                        status.diskReads = engineStatistics.diskReads
-                        status.deadBytes = UInt64(compactor.deadBytes())
-                        status.compactions = compactor.compactions
-                        status.lastCompactionMs = compactor.lastCompactionMs
-                        status.oldestStreamableLSN = engineStatistics.oldestStreamableLSN
-                        status.version = Self.version
+                        status.positions = NodeStatus.Positions(
+                            lastLSN: engineStatistics.lastLSN, appliedLSN: applied,
+                            durableLSN: engineStatistics.durableLSN,
+                            oldestStreamableLSN: engineStatistics.oldestStreamableLSN)
+                        status.store = NodeStatus.Store(
+                            keys: UInt64(engineStatistics.keys),
+                            residentValues: UInt64(engineStatistics.residentValues),
+                            memoryBytes: UInt64(engineStatistics.memoryBytes),
+                            expiredReclaimed: sweeper.expiredReclaimed, diskReads: engineStatistics.diskReads)
+                        status.log = NodeStatus.Log(
+                            segments: UInt32(clamping: engineStatistics.segments),
+                            diskBytes: UInt64(max(engineStatistics.diskBytes, 0)),
+                            deadBytes: UInt64(compactor.deadBytes()), compactions: compactor.compactions,
+                            lastCompactionMs: compactor.lastCompactionMs)
                         if let replicator {
-                            status.isMaster = false
-                            status.masterAddress = replicator.masterAddress
+                            status.identity.isMaster = false
+                            status.identity.masterAddress = replicator.masterAddress
                             let masterLSN = max(replicator.masterLSN, applied)
-                            status.lagEntries = masterLSN - applied
+                            status.lag.entries = masterLSN - applied
                             // Behind, or cut off from the master (it cannot know what it misses):
                             // the time since it last heard from it.
                             let silent = !replicator.isConnected && replicator.lastContactMs > 0
-                            status.lagMs =
-                                status.lagEntries == 0 && !silent
+                            status.lag.ms =
+                                status.lag.entries == 0 && !silent
                                 ? 0 : max(0, WallClock.nowMs() - replicator.lastContactMs)
                         } else if let replication {
                             let slaves = replication.listing(lastLSN: engineStatistics.lastLSN).filter(\.connected)
-                            status.lagEntries = slaves.map(\.lagEntries).max() ?? 0
-                            status.lagMs = slaves.map(\.lagMs).max() ?? 0
+                            status.lag.entries = slaves.map(\.lagEntries).max() ?? 0
+                            status.lag.ms = slaves.map(\.lagMs).max() ?? 0
                         }
-                        status.uptimeMs =
-                            uptime.components.seconds * 1000 + uptime.components.attoseconds / 1_000_000_000_000_000
                         return status.encode(allocator: call.allocator)
                     }
                 }

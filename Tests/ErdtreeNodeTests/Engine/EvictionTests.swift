@@ -35,9 +35,9 @@ import Testing
             let client = try await first.connect()
             try await writeAndCheck(client, count: 2_000)
             let status = try await client.status()
-            #expect(status.keys == 2_000)
-            #expect(status.residentValues <= 100)
-            #expect(status.residentValues > 0)
+            #expect(status.store.keys == 2_000)
+            #expect(status.store.residentValues <= 100)
+            #expect(status.store.residentValues > 0)
             await client.rpc.close()
         } catch {
             await first.stop()
@@ -51,8 +51,8 @@ import Testing
             #expect(second.node.engine.statistics().residentValues <= 100, "replay evicts as it goes")
             try await checkAll(client, count: 2_000)
             let status = try await client.status()
-            #expect(status.keys == 2_000)
-            #expect(status.residentValues <= 100)
+            #expect(status.store.keys == 2_000)
+            #expect(status.store.residentValues <= 100)
             await client.rpc.close()
         } catch {
             await second.stop()

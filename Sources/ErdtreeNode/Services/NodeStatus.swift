@@ -1,0 +1,61 @@
+/// What `Admin/Status` reports about a node (`erdtree.v1.StatusResponse`), in the parts an
+/// operator reads them by: the Admin service fills it in, the wire carries it flat, and
+/// `KVClient.status()` hands it to the CLI.
+public struct NodeStatus: Sendable, Equatable {
+    /// Which node this is.
+    public struct Identity: Sendable, Equatable {
+        public var isMaster = true
+        public var replicationID = ""
+        /// On a slave, its master's address; empty on a master.
+        public var masterAddress = ""
+        public var version = ""
+        public var uptimeMs: Int64 = 0
+    }
+
+    /// How far the log has come.
+    public struct Positions: Sendable, Equatable {
+        public var lastLSN: UInt64 = 0
+        /// The last LSN visible to reads (trails `lastLSN` while a slave applies a backlog).
+        public var appliedLSN: UInt64 = 0
+        public var durableLSN: UInt64 = 0
+        /// The oldest LSN the log can still stream (older positions need a full resync).
+        public var oldestStreamableLSN: UInt64 = 0
+    }
+
+    /// The in-memory engine.
+    public struct Store: Sendable, Equatable {
+        public var keys: UInt64 = 0
+        public var residentValues: UInt64 = 0
+        public var memoryBytes: UInt64 = 0
+        public var expiredReclaimed: UInt64 = 0
+        /// Gets answered by reading an evicted value back from the log.
+        public var diskReads: UInt64 = 0
+    }
+
+    /// The write-ahead log on disk.
+    public struct Log: Sendable, Equatable {
+        public var segments: UInt32 = 0
+        public var diskBytes: UInt64 = 0
+        public var deadBytes: UInt64 = 0
+        public var compactions: UInt64 = 0
+        /// Unix ms; 0 if none since start.
+        public var lastCompactionMs: Int64 = 0
+    }
+
+    /// How far behind: a slave's own lag, or on a master its slowest connected slave's.
+    public struct Lag: Sendable, Equatable {
+        public var entries: UInt64 = 0
+        public var ms: Int64 = 0
+    }
+
+    public var identity = Identity()
+    public var positions = Positions()
+    public var store = Store()
+    public var log = Log()
+    public var lag = Lag()
+
+    public init() {}
+
+    /// `master` or `slave`.
+    public var role: String { identity.isMaster ? "master" : "slave" }
+}
