@@ -127,26 +127,12 @@ extension WriteAheadLog {
 
         // Steps 3 to 5.
         do throws(WALError) {
-            for (index, segment) in inputs.enumerated() {
-                try System.unlink(segment.path)
-                #if ERDTREE_FAILPOINTS
-                    if index == 0 { WALFailpoints.compactionStepReached("old-segment-deleted") }
-                #endif
+            try forEachThenSyncDirectory(inputs, steps: ("old-segment-deleted", "old-segments-deleted")) {
+                segment throws(WALError) in try System.unlink(segment.path)
             }
-            try System.fsyncDirectory(directory)
-            #if ERDTREE_FAILPOINTS
-                WALFailpoints.compactionStepReached("old-segments-deleted")
-            #endif
-            for (index, part) in parts.enumerated() {
-                try System.rename(part.path + WALCompaction.partSuffix, to: part.path)
-                #if ERDTREE_FAILPOINTS
-                    if index == 0 { WALFailpoints.compactionStepReached("part-renamed") }
-                #endif
+            try forEachThenSyncDirectory(parts, steps: ("part-renamed", "parts-renamed")) {
+                part throws(WALError) in try System.rename(part.path + WALCompaction.partSuffix, to: part.path)
             }
-            try System.fsyncDirectory(directory)
-            #if ERDTREE_FAILPOINTS
-                WALFailpoints.compactionStepReached("parts-renamed")
-            #endif
             try System.unlink(System.join(directory, WALCompaction.commitName))
             try System.fsyncDirectory(directory)
         } catch {
@@ -154,6 +140,24 @@ extension WriteAheadLog {
             throw error
         }
         return result
+    }
+
+    /// Runs `change` on each segment, then fsyncs the directory so the changes are durable.
+    /// `steps` name the crash points after the first change and after the fsync (failpoint builds).
+    private func forEachThenSyncDirectory(
+        _ segments: [SegmentFile], steps: (afterFirst: String, afterAll: String),
+        _ change: (SegmentFile) throws(WALError) -> Void
+    ) throws(WALError) {
+        for (index, segment) in segments.enumerated() {
+            try change(segment)
+            #if ERDTREE_FAILPOINTS
+                if index == 0 { WALFailpoints.compactionStepReached(steps.afterFirst) }
+            #endif
+        }
+        try System.fsyncDirectory(directory)
+        #if ERDTREE_FAILPOINTS
+            WALFailpoints.compactionStepReached(steps.afterAll)
+        #endif
     }
 
     private func writeCommitRecord(_ record: WALCompaction.CommitRecord) throws(WALError) {

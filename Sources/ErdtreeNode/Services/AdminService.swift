@@ -11,24 +11,15 @@ import NIOPosix
 public struct AdminService: Sendable {
     public static let version = "0.1.0"
 
-    private let engine: KVEngine
-    private let sweeper: ExpirySweeper
-    private let compactor: Compactor
-    private let replication: ReplicationHub?
-    private let replicator: Replicator?
-    private let startedAt: ContinuousClock.Instant
-
-    public init(
-        engine: KVEngine, sweeper: ExpirySweeper, compactor: Compactor, replication: ReplicationHub? = nil,
-        replicator: Replicator? = nil, startedAt: ContinuousClock.Instant = .now
-    ) {
-        self.engine = engine
-        self.sweeper = sweeper
-        self.compactor = compactor
-        self.replication = replication
-        self.replicator = replicator
-        self.startedAt = startedAt
-    }
+    let engine: KVEngine
+    let sweeper: ExpirySweeper
+    let compactor: Compactor
+    /// The master's side of replication; nil on a slave.
+    let replication: ReplicationHub?
+    /// The slave's link to its master; nil on a master.
+    let replicator: Replicator?
+    /// When the node started, for `uptime_ms`.
+    var startedAt = ContinuousClock.now
 
     public func register(in router: inout RPCRouter) {
         let engine = self.engine
