@@ -437,6 +437,27 @@ import Testing
             await checker.rpc.close()
         }
     }
+
+    /// Keys are checked eight ASCII bytes at a time, then by the decoder: every length around the
+    /// word size, and a bad or multi-byte sequence in the word part and in the tail.
+    @Test func keyUTF8CheckAgreesWithTheStandardLibrary() {
+        var cases: [[UInt8]] = (0...17).map { Array(repeating: UInt8(ascii: "k"), count: $0) }
+        for length in [1, 7, 8, 9, 16, 17] {
+            for position in [0, length / 2, length - 1] {
+                for bad: [UInt8] in [[0xFF], [0xC0, 0x80], [0xED, 0xA0, 0x80], [0xE2, 0x82]] {
+                    var key = Array(repeating: UInt8(ascii: "k"), count: length)
+                    key.replaceSubrange(position..<position + 1, with: bad)
+                    cases.append(key)
+                }
+                var accented = Array(repeating: UInt8(ascii: "k"), count: length)
+                accented.replaceSubrange(position..<position + 1, with: Array("é€😀".utf8))
+                cases.append(accented)
+            }
+        }
+        for key in cases {
+            #expect(KVStoreService.isValidUTF8(key) == (String(validating: key, as: UTF8.self) != nil), "\(key)")
+        }
+    }
 }
 
 // MARK: Helpers
