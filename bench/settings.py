@@ -1,6 +1,6 @@
 """The environment knobs of `make bench`, read and checked once.
 
-Every knob keeps the name, default and refusal message it had in scripts/bench.sh;
+Every knob keeps the name, default and refusal message it had in the earlier bash harness;
 docs/benchmarks.md ("Running it") lists them.
 """
 
