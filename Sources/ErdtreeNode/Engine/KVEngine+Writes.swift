@@ -38,6 +38,13 @@ extension KVEngine {
         _ write: Write, on eventLoop: any EventLoop,
         completion: @escaping @Sendable (Result<Written, NodeError>) -> Void
     ) {
+        self.write(write, on: eventLoop, responder: WriteClosure(body: completion))
+    }
+
+    /// `write(_:on:completion:)`, telling `responder` how it ended. The KVStore service answers
+    /// through a responder, which the log's completion holds inline: a closure of its own would
+    /// be one more allocation per write (measured: ~300 instructions of a Set's ~29k).
+    func write<Responder: WriteResponder>(_ write: Write, on eventLoop: any EventLoop, responder: Responder) {
         // One clock read serves the refusal checks, the record's timestamp and its apply.
         let nowMs = WallClock.nowMs()
         let record: WALRecord
@@ -49,14 +56,14 @@ extension KVEngine {
             do {
                 try store.admit(key, nowMs: nowMs)
             } catch {
-                return completion(.failure(.storeFull(error)))
+                return responder.written(.failure(.storeFull(error)))
             }
             record = WALRecord(
                 lsn: 0, timestampMs: nowMs, op: .set, expiresAtMs: expiresAtMs, key: keyBytes, value: value)
         case .delete(let keyBytes):
             key = StoreKey(keyBytes)
             guard store.get(key, nowMs: nowMs) != nil else {
-                return completion(.success(Written(lsn: 0, deleted: false)))
+                return responder.written(.success(Written(lsn: 0, deleted: false)))
             }
             record = WALRecord(lsn: 0, timestampMs: nowMs, op: .delete, expiresAtMs: 0, key: keyBytes, value: [])
         }
@@ -76,12 +83,24 @@ extension KVEngine {
                 outcome = .failure(.notLogged(error))
             }
             if eventLoop.inEventLoop {
-                completion(outcome)
+                responder.written(outcome)
             } else {
-                eventLoop.execute { completion(outcome) }
+                eventLoop.execute { responder.written(outcome) }
             }
         }
         // The first write of the turn queues the commit behind every request already read.
         if claimed { eventLoop.execute { [wal] in wal.commitQueued() } }
     }
+}
+
+/// Who hears how a write ended, on the event loop the write named.
+protocol WriteResponder: Sendable {
+    func written(_ result: Result<KVEngine.Written, NodeError>)
+}
+
+/// A closure as a `WriteResponder`, for callers that hold nothing else.
+private struct WriteClosure: WriteResponder {
+    let body: @Sendable (Result<KVEngine.Written, NodeError>) -> Void
+
+    func written(_ result: Result<KVEngine.Written, NodeError>) { body(result) }
 }

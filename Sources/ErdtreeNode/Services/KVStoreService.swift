@@ -49,6 +49,26 @@ public final class KVStoreService: Sendable {
     /// UNAVAILABLE saying how many did when `ack_timeout` passes first. A write that logged
     /// nothing (LSN 0) has nothing for slaves to ack and is answered at once. `response` is
     /// consumed: handed on while uniquely referenced, the transport frames it without a copy.
+    /// Answers a Set or a Delete once the engine has logged and applied it.
+    private struct WriteAnswer: WriteResponder {
+        let service: KVStoreService
+        let call: ServerCall
+        let op: WALOp
+
+        func written(_ result: Result<KVEngine.Written, NodeError>) {
+            switch result {
+            case .success(let written):
+                let response =
+                    op == .set
+                    ? SetResponse(lsn: written.lsn).encode(allocator: call.allocator)
+                    : DeleteResponse(deleted: written.deleted, lsn: written.lsn).encode(allocator: call.allocator)
+                service.answerWrite(call, lsn: written.lsn, response)
+            case .failure(let error):
+                call.finish(error.status)
+            }
+        }
+    }
+
     private func answerWrite(_ call: ServerCall, lsn: UInt64, _ response: consuming ByteBuffer) {
         guard lsn > 0, let (hub, replication) = acks else {
             call.respond(response)
@@ -162,15 +182,9 @@ public final class KVStoreService: Sendable {
             throw RequestError.valueTooLarge(limit: limits.maxValueBytes, actual: message.value.count).status
         }
         let expiresAtMs = try expiry(ttlMs: message.ttlMs)
-        engine.write(.set(key: message.key, value: message.value, expiresAtMs: expiresAtMs), on: call.eventLoop) {
-            [self] result in
-            switch result {
-            case .success(let written):
-                answerWrite(call, lsn: written.lsn, SetResponse(lsn: written.lsn).encode(allocator: call.allocator))
-            case .failure(let error):
-                call.finish(error.status)
-            }
-        }
+        engine.write(
+            .set(key: message.key, value: message.value, expiresAtMs: expiresAtMs), on: call.eventLoop,
+            responder: WriteAnswer(service: self, call: call, op: .set))
     }
 
     /// Validates, then has the engine log and apply; a missing key is answered at once.
@@ -178,16 +192,9 @@ public final class KVStoreService: Sendable {
         try refuseOnSlave("Delete")
         let message = try DeleteRequest(decoding: request)
         try validate(key: message.key)
-        engine.write(.delete(key: message.key), on: call.eventLoop) { [self] result in
-            switch result {
-            case .success(let written):
-                answerWrite(
-                    call, lsn: written.lsn,
-                    DeleteResponse(deleted: written.deleted, lsn: written.lsn).encode(allocator: call.allocator))
-            case .failure(let error):
-                call.finish(error.status)
-            }
-        }
+        engine.write(
+            .delete(key: message.key), on: call.eventLoop,
+            responder: WriteAnswer(service: self, call: call, op: .delete))
     }
 
     /// Logged writes after `since_lsn`, read from the WAL's segments. Blocking: call it off
