@@ -8,6 +8,8 @@
 ///     record  := crc:u32 length:u32 payload[length]
 ///     payload := lsn:u64 timestampMs:i64 op:u8 expiresAtMs:i64 keyLength:u32 valueLength:u32 key value
 ///
+/// op is 1 (set), 2 (delete) or 3 (epoch marker: no key, the epoch as a u64 value).
+///
 /// The header CRC covers the 36 bytes before it; a record's CRC covers its length field and payload.
 enum RecordFormat {
     // MARK: Segment names
@@ -49,6 +51,8 @@ enum RecordFormat {
     static let recordKeyOffset = 41
     /// Payload bytes before the key: LSN 8, timestamp 8, op 1, expiry 8, key length 4, value length 4.
     static let fixedPayloadSize = 33
+    /// An epoch marker's value: the epoch, u64.
+    static let epochValueSize = 8
     /// A length field above this is corruption, not a record: nothing the master accepts comes close.
     static let maxPayloadSize = 64 << 20
 
@@ -222,6 +226,11 @@ enum RecordFormat {
                 lsn: lsn,
                 reason: "key length \(keyCount) and value length \(valueCount) do not fill the \(length)-byte payload"
             )
+        }
+        if op == .epoch, keyCount != 0 || valueCount != epochValueSize {
+            return .corrupt(
+                lsn: lsn,
+                reason: "an epoch marker has key length \(keyCount) and value length \(valueCount) (0 and 8 expected)")
         }
         let valueOffset = recordKeyOffset + keyCount
         let record = WALRecord(

@@ -82,6 +82,7 @@ public final class KVEngine: Sendable {
     static func apply(
         _ record: WALRecord, key: StoreKey, at location: WALLocation, to store: KeyValueStore, nowMs: Int64
     ) -> Bool {
+        if record.op == .epoch { return false }
         if record.op == .delete || (record.expiresAtMs != 0 && record.expiresAtMs <= nowMs) {
             return store.delete(key, lsn: record.lsn, nowMs: nowMs)
         }
