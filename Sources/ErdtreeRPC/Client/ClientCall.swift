@@ -18,6 +18,8 @@ public final class ClientCall: @unchecked Sendable {
     var httpStatus: Int?
     var grpcStatus: Int?
     var grpcMessage: String?
+    /// Response header and trailer fields other than gRPC's own: the status's metadata.
+    var metadata: [String: String] = [:]
     var finished = false
     var deadlineTask: Scheduled<Void>?
 
@@ -96,7 +98,7 @@ public final class ClientCall: @unchecked Sendable {
     /// the HTTP status (gRPC's "HTTP to gRPC Status Code Mapping").
     func statusFromResponse(resetCode: UInt32) -> RPCStatus {
         if let code = grpcStatus {
-            return RPCStatus(RPCStatus.Code(rawValue: code), grpcMessage ?? "")
+            return RPCStatus(RPCStatus.Code(rawValue: code), grpcMessage ?? "", metadata: metadata)
         }
         if let http = httpStatus, http != 200 {
             let code: RPCStatus.Code =

@@ -94,7 +94,11 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler {
         case 12 where name.equals("grpc-message"):
             call.grpcMessage = PercentEncoding.decode(String(decoding: value, as: UTF8.self))
         default:
-            break
+            // Any other field is the status's metadata (a slave's erdtree-master).
+            let field = String(decoding: name, as: UTF8.self)
+            if !field.hasPrefix(":"), !field.hasPrefix("grpc-"), field != "content-type" {
+                call.metadata[field] = String(decoding: value, as: UTF8.self)
+            }
         }
     }
 

@@ -101,6 +101,15 @@ enum ConnectStreaming {
             body += Array(#""error":"#.utf8)
             body += ConnectProtocol.errorBody(status)
         }
+        // Connect's end-stream metadata: each name maps to a list of values.
+        for (index, (name, value)) in status.metadata.sorted(by: { $0.key < $1.key }).enumerated() {
+            body += Array((index == 0 ? (status.code != .ok ? #","metadata":{"# : #""metadata":{"#) : ",").utf8)
+            JSONWriter.appendString(name, to: &body)
+            body += Array(":[".utf8)
+            JSONWriter.appendString(value, to: &body)
+            body += Array("]".utf8)
+            if index == status.metadata.count - 1 { body.append(UInt8(ascii: "}")) }
+        }
         body.append(UInt8(ascii: "}"))
         out.writeInteger(endStreamFlag)
         out.writeInteger(UInt32(body.count))

@@ -41,10 +41,15 @@ public struct RPCStatus: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var code: Code
     public var message: String
+    /// Response metadata that goes with the status (lower-case names): gRPC trailers, Connect
+    /// response headers (unary) or end-stream metadata (streaming). Errors that point elsewhere
+    /// use it, e.g. a slave naming its master.
+    public var metadata: [String: String]
 
-    public init(_ code: Code, _ message: String = "") {
+    public init(_ code: Code, _ message: String = "", metadata: [String: String] = [:]) {
         self.code = code
         self.message = message
+        self.metadata = metadata
     }
 
     public static let ok = RPCStatus(.ok)

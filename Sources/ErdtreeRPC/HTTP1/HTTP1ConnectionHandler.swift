@@ -173,6 +173,7 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
             var extra: [(String, String)] = []
             if let allow = whole.allow { extra.append(("allow", allow)) }
             if let encoding = whole.contentEncoding { extra.append(("content-encoding", encoding)) }
+            extra += whole.metadata.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
             let body = call.takeBody().bytes
             endExchange(call)
             write(whole.status, body: body, contentType: whole.contentType, extra: extra, omitBody: false)

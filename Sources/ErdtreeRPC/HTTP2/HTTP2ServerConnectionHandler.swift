@@ -157,7 +157,7 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
             }
             return HeaderBlock([HTTPField(":status", "200")] + options.responseHeaders.map { HTTPField($0.0, $0.1) })
         case .whole(let whole):
-            if whole.status == .ok, whole.contentEncoding == nil, whole.allow == nil {
+            if whole.status == .ok, whole.contentEncoding == nil, whole.allow == nil, whole.metadata.isEmpty {
                 if whole.contentType == ConnectProtocol.Codec.proto.contentType { return connectProtoOK }
                 if whole.contentType == ConnectProtocol.Codec.json.contentType { return connectJSONOK }
             }
@@ -165,6 +165,9 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
             if let contentType = whole.contentType { fields.append(HTTPField("content-type", contentType)) }
             if let encoding = whole.contentEncoding { fields.append(HTTPField("content-encoding", encoding)) }
             if let allow = whole.allow { fields.append(HTTPField("allow", allow)) }
+            for (name, value) in whole.metadata.sorted(by: { $0.key < $1.key }) {
+                fields.append(HTTPField(name, value))
+            }
             return HeaderBlock(fields)
         }
     }
@@ -187,6 +190,9 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
         var fields = [HTTPField("grpc-status", String(status.code.rawValue))]
         if !status.message.isEmpty {
             fields.append(HTTPField("grpc-message", PercentEncoding.encode(status.message)))
+        }
+        for (name, value) in status.metadata.sorted(by: { $0.key < $1.key }) {
+            fields.append(HTTPField(name, value))
         }
         return fields
     }

@@ -24,6 +24,8 @@ struct WholeResponse: Equatable {
     var allow: String?
     /// HTTP/1.1: the connection closes after this answer.
     var closesConnection = false
+    /// A Connect error's metadata, sent as response headers.
+    var metadata: [String: String] = [:]
 }
 
 /// What the transport writes when a response body has no more bytes queued.

@@ -341,7 +341,8 @@ struct ServerStreamStateMachine {
             let error = ConnectUnary.error(status, http: http, allocator: allocator)
             outbound = error.body
             let head = WholeResponse(
-                status: error.status, contentType: error.contentType, allow: allow, closesConnection: closesConnection)
+                status: error.status, contentType: error.contentType, allow: allow, closesConnection: closesConnection,
+                metadata: status.metadata)
             return .writeHead(.whole(head), hasBody: true)
         case .http(let status, let allow):
             finish(as: nil)
@@ -423,7 +424,8 @@ struct ServerStreamStateMachine {
                 to: status, framedMessage: outbound, route: head.route, allocator: allocator)
             outbound = answer.body
             let head = WholeResponse(
-                status: answer.status, contentType: answer.contentType, contentEncoding: answer.contentEncoding)
+                status: answer.status, contentType: answer.contentType, contentEncoding: answer.contentEncoding,
+                metadata: status.metadata)
             return .writeHead(.whole(head), hasBody: answer.body.readableBytes > 0)
         case .undecided:
             return .none
