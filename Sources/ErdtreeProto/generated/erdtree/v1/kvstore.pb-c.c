@@ -502,6 +502,51 @@ void   erdtree__v1__hello__free_unpacked
   assert(message->base.descriptor == &erdtree__v1__hello__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   erdtree__v1__epoch_start__init
+                     (Erdtree__V1__EpochStart         *message)
+{
+  static const Erdtree__V1__EpochStart init_value = ERDTREE__V1__EPOCH_START__INIT;
+  *message = init_value;
+}
+size_t erdtree__v1__epoch_start__get_packed_size
+                     (const Erdtree__V1__EpochStart *message)
+{
+  assert(message->base.descriptor == &erdtree__v1__epoch_start__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t erdtree__v1__epoch_start__pack
+                     (const Erdtree__V1__EpochStart *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &erdtree__v1__epoch_start__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t erdtree__v1__epoch_start__pack_to_buffer
+                     (const Erdtree__V1__EpochStart *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &erdtree__v1__epoch_start__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Erdtree__V1__EpochStart *
+       erdtree__v1__epoch_start__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Erdtree__V1__EpochStart *)
+     protobuf_c_message_unpack (&erdtree__v1__epoch_start__descriptor,
+                                allocator, len, data);
+}
+void   erdtree__v1__epoch_start__free_unpacked
+                     (Erdtree__V1__EpochStart *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &erdtree__v1__epoch_start__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   erdtree__v1__ack__init
                      (Erdtree__V1__Ack         *message)
 {
@@ -590,6 +635,51 @@ void   erdtree__v1__replicate_response__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &erdtree__v1__replicate_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   erdtree__v1__promote__init
+                     (Erdtree__V1__Promote         *message)
+{
+  static const Erdtree__V1__Promote init_value = ERDTREE__V1__PROMOTE__INIT;
+  *message = init_value;
+}
+size_t erdtree__v1__promote__get_packed_size
+                     (const Erdtree__V1__Promote *message)
+{
+  assert(message->base.descriptor == &erdtree__v1__promote__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t erdtree__v1__promote__pack
+                     (const Erdtree__V1__Promote *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &erdtree__v1__promote__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t erdtree__v1__promote__pack_to_buffer
+                     (const Erdtree__V1__Promote *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &erdtree__v1__promote__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Erdtree__V1__Promote *
+       erdtree__v1__promote__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Erdtree__V1__Promote *)
+     protobuf_c_message_unpack (&erdtree__v1__promote__descriptor,
+                                allocator, len, data);
+}
+void   erdtree__v1__promote__free_unpacked
+                     (Erdtree__V1__Promote *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &erdtree__v1__promote__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   erdtree__v1__welcome__init
@@ -770,6 +860,276 @@ void   erdtree__v1__heartbeat__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &erdtree__v1__heartbeat__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   erdtree__v1__failover_request__init
+                     (Erdtree__V1__FailoverRequest         *message)
+{
+  static const Erdtree__V1__FailoverRequest init_value = ERDTREE__V1__FAILOVER_REQUEST__INIT;
+  *message = init_value;
+}
+size_t erdtree__v1__failover_request__get_packed_size
+                     (const Erdtree__V1__FailoverRequest *message)
+{
+  assert(message->base.descriptor == &erdtree__v1__failover_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t erdtree__v1__failover_request__pack
+                     (const Erdtree__V1__FailoverRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &erdtree__v1__failover_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t erdtree__v1__failover_request__pack_to_buffer
+                     (const Erdtree__V1__FailoverRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &erdtree__v1__failover_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Erdtree__V1__FailoverRequest *
+       erdtree__v1__failover_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Erdtree__V1__FailoverRequest *)
+     protobuf_c_message_unpack (&erdtree__v1__failover_request__descriptor,
+                                allocator, len, data);
+}
+void   erdtree__v1__failover_request__free_unpacked
+                     (Erdtree__V1__FailoverRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &erdtree__v1__failover_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   erdtree__v1__failover_response__init
+                     (Erdtree__V1__FailoverResponse         *message)
+{
+  static const Erdtree__V1__FailoverResponse init_value = ERDTREE__V1__FAILOVER_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t erdtree__v1__failover_response__get_packed_size
+                     (const Erdtree__V1__FailoverResponse *message)
+{
+  assert(message->base.descriptor == &erdtree__v1__failover_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t erdtree__v1__failover_response__pack
+                     (const Erdtree__V1__FailoverResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &erdtree__v1__failover_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t erdtree__v1__failover_response__pack_to_buffer
+                     (const Erdtree__V1__FailoverResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &erdtree__v1__failover_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Erdtree__V1__FailoverResponse *
+       erdtree__v1__failover_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Erdtree__V1__FailoverResponse *)
+     protobuf_c_message_unpack (&erdtree__v1__failover_response__descriptor,
+                                allocator, len, data);
+}
+void   erdtree__v1__failover_response__free_unpacked
+                     (Erdtree__V1__FailoverResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &erdtree__v1__failover_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   erdtree__v1__promote_request__init
+                     (Erdtree__V1__PromoteRequest         *message)
+{
+  static const Erdtree__V1__PromoteRequest init_value = ERDTREE__V1__PROMOTE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t erdtree__v1__promote_request__get_packed_size
+                     (const Erdtree__V1__PromoteRequest *message)
+{
+  assert(message->base.descriptor == &erdtree__v1__promote_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t erdtree__v1__promote_request__pack
+                     (const Erdtree__V1__PromoteRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &erdtree__v1__promote_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t erdtree__v1__promote_request__pack_to_buffer
+                     (const Erdtree__V1__PromoteRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &erdtree__v1__promote_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Erdtree__V1__PromoteRequest *
+       erdtree__v1__promote_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Erdtree__V1__PromoteRequest *)
+     protobuf_c_message_unpack (&erdtree__v1__promote_request__descriptor,
+                                allocator, len, data);
+}
+void   erdtree__v1__promote_request__free_unpacked
+                     (Erdtree__V1__PromoteRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &erdtree__v1__promote_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   erdtree__v1__promote_response__init
+                     (Erdtree__V1__PromoteResponse         *message)
+{
+  static const Erdtree__V1__PromoteResponse init_value = ERDTREE__V1__PROMOTE_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t erdtree__v1__promote_response__get_packed_size
+                     (const Erdtree__V1__PromoteResponse *message)
+{
+  assert(message->base.descriptor == &erdtree__v1__promote_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t erdtree__v1__promote_response__pack
+                     (const Erdtree__V1__PromoteResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &erdtree__v1__promote_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t erdtree__v1__promote_response__pack_to_buffer
+                     (const Erdtree__V1__PromoteResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &erdtree__v1__promote_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Erdtree__V1__PromoteResponse *
+       erdtree__v1__promote_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Erdtree__V1__PromoteResponse *)
+     protobuf_c_message_unpack (&erdtree__v1__promote_response__descriptor,
+                                allocator, len, data);
+}
+void   erdtree__v1__promote_response__free_unpacked
+                     (Erdtree__V1__PromoteResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &erdtree__v1__promote_response__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   erdtree__v1__follow_request__init
+                     (Erdtree__V1__FollowRequest         *message)
+{
+  static const Erdtree__V1__FollowRequest init_value = ERDTREE__V1__FOLLOW_REQUEST__INIT;
+  *message = init_value;
+}
+size_t erdtree__v1__follow_request__get_packed_size
+                     (const Erdtree__V1__FollowRequest *message)
+{
+  assert(message->base.descriptor == &erdtree__v1__follow_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t erdtree__v1__follow_request__pack
+                     (const Erdtree__V1__FollowRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &erdtree__v1__follow_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t erdtree__v1__follow_request__pack_to_buffer
+                     (const Erdtree__V1__FollowRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &erdtree__v1__follow_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Erdtree__V1__FollowRequest *
+       erdtree__v1__follow_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Erdtree__V1__FollowRequest *)
+     protobuf_c_message_unpack (&erdtree__v1__follow_request__descriptor,
+                                allocator, len, data);
+}
+void   erdtree__v1__follow_request__free_unpacked
+                     (Erdtree__V1__FollowRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &erdtree__v1__follow_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   erdtree__v1__follow_response__init
+                     (Erdtree__V1__FollowResponse         *message)
+{
+  static const Erdtree__V1__FollowResponse init_value = ERDTREE__V1__FOLLOW_RESPONSE__INIT;
+  *message = init_value;
+}
+size_t erdtree__v1__follow_response__get_packed_size
+                     (const Erdtree__V1__FollowResponse *message)
+{
+  assert(message->base.descriptor == &erdtree__v1__follow_response__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t erdtree__v1__follow_response__pack
+                     (const Erdtree__V1__FollowResponse *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &erdtree__v1__follow_response__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t erdtree__v1__follow_response__pack_to_buffer
+                     (const Erdtree__V1__FollowResponse *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &erdtree__v1__follow_response__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Erdtree__V1__FollowResponse *
+       erdtree__v1__follow_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Erdtree__V1__FollowResponse *)
+     protobuf_c_message_unpack (&erdtree__v1__follow_response__descriptor,
+                                allocator, len, data);
+}
+void   erdtree__v1__follow_response__free_unpacked
+                     (Erdtree__V1__FollowResponse *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &erdtree__v1__follow_response__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   erdtree__v1__status_request__init
@@ -1369,7 +1729,7 @@ const ProtobufCMessageDescriptor erdtree__v1__set_request__descriptor =
   (ProtobufCMessageInit) erdtree__v1__set_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor erdtree__v1__set_response__field_descriptors[1] =
+static const ProtobufCFieldDescriptor erdtree__v1__set_response__field_descriptors[2] =
 {
   {
     "lsn",
@@ -1383,14 +1743,27 @@ static const ProtobufCFieldDescriptor erdtree__v1__set_response__field_descripto
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "epoch",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__SetResponse, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned erdtree__v1__set_response__field_indices_by_name[] = {
+  1,   /* field[1] = epoch */
   0,   /* field[0] = lsn */
 };
 static const ProtobufCIntRange erdtree__v1__set_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 2 }
 };
 const ProtobufCMessageDescriptor erdtree__v1__set_response__descriptor =
 {
@@ -1400,7 +1773,7 @@ const ProtobufCMessageDescriptor erdtree__v1__set_response__descriptor =
   "Erdtree__V1__SetResponse",
   "erdtree.v1",
   sizeof(Erdtree__V1__SetResponse),
-  1,
+  2,
   erdtree__v1__set_response__field_descriptors,
   erdtree__v1__set_response__field_indices_by_name,
   1,  erdtree__v1__set_response__number_ranges,
@@ -1445,7 +1818,7 @@ const ProtobufCMessageDescriptor erdtree__v1__delete_request__descriptor =
   (ProtobufCMessageInit) erdtree__v1__delete_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor erdtree__v1__delete_response__field_descriptors[2] =
+static const ProtobufCFieldDescriptor erdtree__v1__delete_response__field_descriptors[3] =
 {
   {
     "deleted",
@@ -1471,15 +1844,28 @@ static const ProtobufCFieldDescriptor erdtree__v1__delete_response__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "epoch",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__DeleteResponse, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned erdtree__v1__delete_response__field_indices_by_name[] = {
   0,   /* field[0] = deleted */
+  2,   /* field[2] = epoch */
   1,   /* field[1] = lsn */
 };
 static const ProtobufCIntRange erdtree__v1__delete_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor erdtree__v1__delete_response__descriptor =
 {
@@ -1489,7 +1875,7 @@ const ProtobufCMessageDescriptor erdtree__v1__delete_response__descriptor =
   "Erdtree__V1__DeleteResponse",
   "erdtree.v1",
   sizeof(Erdtree__V1__DeleteResponse),
-  2,
+  3,
   erdtree__v1__delete_response__field_descriptors,
   erdtree__v1__delete_response__field_indices_by_name,
   1,  erdtree__v1__delete_response__number_ranges,
@@ -1611,7 +1997,7 @@ const ProtobufCMessageDescriptor erdtree__v1__get_updates_response__descriptor =
   (ProtobufCMessageInit) erdtree__v1__get_updates_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor erdtree__v1__entry__field_descriptors[6] =
+static const ProtobufCFieldDescriptor erdtree__v1__entry__field_descriptors[7] =
 {
   {
     "lsn",
@@ -1685,8 +2071,21 @@ static const ProtobufCFieldDescriptor erdtree__v1__entry__field_descriptors[6] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "epoch",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__Entry, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned erdtree__v1__entry__field_indices_by_name[] = {
+  6,   /* field[6] = epoch */
   5,   /* field[5] = expires_at_ms */
   3,   /* field[3] = key */
   0,   /* field[0] = lsn */
@@ -1697,7 +2096,7 @@ static const unsigned erdtree__v1__entry__field_indices_by_name[] = {
 static const ProtobufCIntRange erdtree__v1__entry__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor erdtree__v1__entry__descriptor =
 {
@@ -1707,7 +2106,7 @@ const ProtobufCMessageDescriptor erdtree__v1__entry__descriptor =
   "Erdtree__V1__Entry",
   "erdtree.v1",
   sizeof(Erdtree__V1__Entry),
-  6,
+  7,
   erdtree__v1__entry__field_descriptors,
   erdtree__v1__entry__field_indices_by_name,
   1,  erdtree__v1__entry__number_ranges,
@@ -1765,7 +2164,7 @@ const ProtobufCMessageDescriptor erdtree__v1__replicate_request__descriptor =
   (ProtobufCMessageInit) erdtree__v1__replicate_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor erdtree__v1__hello__field_descriptors[5] =
+static const ProtobufCFieldDescriptor erdtree__v1__hello__field_descriptors[6] =
 {
   {
     "replication_id",
@@ -1827,9 +2226,22 @@ static const ProtobufCFieldDescriptor erdtree__v1__hello__field_descriptors[5] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "epochs",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Erdtree__V1__Hello, n_epochs),
+    offsetof(Erdtree__V1__Hello, epochs),
+    &erdtree__v1__epoch_start__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned erdtree__v1__hello__field_indices_by_name[] = {
   3,   /* field[3] = advertise_address */
+  5,   /* field[5] = epochs */
   4,   /* field[4] = heartbeat_interval_ms */
   1,   /* field[1] = last_lsn */
   0,   /* field[0] = replication_id */
@@ -1838,7 +2250,7 @@ static const unsigned erdtree__v1__hello__field_indices_by_name[] = {
 static const ProtobufCIntRange erdtree__v1__hello__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor erdtree__v1__hello__descriptor =
 {
@@ -1848,11 +2260,62 @@ const ProtobufCMessageDescriptor erdtree__v1__hello__descriptor =
   "Erdtree__V1__Hello",
   "erdtree.v1",
   sizeof(Erdtree__V1__Hello),
-  5,
+  6,
   erdtree__v1__hello__field_descriptors,
   erdtree__v1__hello__field_indices_by_name,
   1,  erdtree__v1__hello__number_ranges,
   (ProtobufCMessageInit) erdtree__v1__hello__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor erdtree__v1__epoch_start__field_descriptors[2] =
+{
+  {
+    "epoch",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__EpochStart, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "first_lsn",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__EpochStart, first_lsn),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned erdtree__v1__epoch_start__field_indices_by_name[] = {
+  0,   /* field[0] = epoch */
+  1,   /* field[1] = first_lsn */
+};
+static const ProtobufCIntRange erdtree__v1__epoch_start__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor erdtree__v1__epoch_start__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "erdtree.v1.EpochStart",
+  "EpochStart",
+  "Erdtree__V1__EpochStart",
+  "erdtree.v1",
+  sizeof(Erdtree__V1__EpochStart),
+  2,
+  erdtree__v1__epoch_start__field_descriptors,
+  erdtree__v1__epoch_start__field_indices_by_name,
+  1,  erdtree__v1__epoch_start__number_ranges,
+  (ProtobufCMessageInit) erdtree__v1__epoch_start__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor erdtree__v1__ack__field_descriptors[2] =
@@ -1906,7 +2369,7 @@ const ProtobufCMessageDescriptor erdtree__v1__ack__descriptor =
   (ProtobufCMessageInit) erdtree__v1__ack__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor erdtree__v1__replicate_response__field_descriptors[4] =
+static const ProtobufCFieldDescriptor erdtree__v1__replicate_response__field_descriptors[5] =
 {
   {
     "welcome",
@@ -1956,17 +2419,30 @@ static const ProtobufCFieldDescriptor erdtree__v1__replicate_response__field_des
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "promote",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Erdtree__V1__ReplicateResponse, kind_case),
+    offsetof(Erdtree__V1__ReplicateResponse, promote),
+    &erdtree__v1__promote__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned erdtree__v1__replicate_response__field_indices_by_name[] = {
   1,   /* field[1] = batch */
   3,   /* field[3] = heartbeat */
+  4,   /* field[4] = promote */
   2,   /* field[2] = snapshot */
   0,   /* field[0] = welcome */
 };
 static const ProtobufCIntRange erdtree__v1__replicate_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor erdtree__v1__replicate_response__descriptor =
 {
@@ -1976,14 +2452,52 @@ const ProtobufCMessageDescriptor erdtree__v1__replicate_response__descriptor =
   "Erdtree__V1__ReplicateResponse",
   "erdtree.v1",
   sizeof(Erdtree__V1__ReplicateResponse),
-  4,
+  5,
   erdtree__v1__replicate_response__field_descriptors,
   erdtree__v1__replicate_response__field_indices_by_name,
   1,  erdtree__v1__replicate_response__number_ranges,
   (ProtobufCMessageInit) erdtree__v1__replicate_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor erdtree__v1__welcome__field_descriptors[4] =
+static const ProtobufCFieldDescriptor erdtree__v1__promote__field_descriptors[1] =
+{
+  {
+    "last_lsn",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__Promote, last_lsn),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned erdtree__v1__promote__field_indices_by_name[] = {
+  0,   /* field[0] = last_lsn */
+};
+static const ProtobufCIntRange erdtree__v1__promote__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor erdtree__v1__promote__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "erdtree.v1.Promote",
+  "Promote",
+  "Erdtree__V1__Promote",
+  "erdtree.v1",
+  sizeof(Erdtree__V1__Promote),
+  1,
+  erdtree__v1__promote__field_descriptors,
+  erdtree__v1__promote__field_indices_by_name,
+  1,  erdtree__v1__promote__number_ranges,
+  (ProtobufCMessageInit) erdtree__v1__promote__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor erdtree__v1__welcome__field_descriptors[7] =
 {
   {
     "replication_id",
@@ -2033,8 +2547,47 @@ static const ProtobufCFieldDescriptor erdtree__v1__welcome__field_descriptors[4]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "epoch",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__Welcome, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "divergent",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__Welcome, divergent),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "branch_lsn",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__Welcome, branch_lsn),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned erdtree__v1__welcome__field_indices_by_name[] = {
+  6,   /* field[6] = branch_lsn */
+  5,   /* field[5] = divergent */
+  4,   /* field[4] = epoch */
   1,   /* field[1] = full_resync */
   3,   /* field[3] = master_lsn */
   0,   /* field[0] = replication_id */
@@ -2043,7 +2596,7 @@ static const unsigned erdtree__v1__welcome__field_indices_by_name[] = {
 static const ProtobufCIntRange erdtree__v1__welcome__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor erdtree__v1__welcome__descriptor =
 {
@@ -2053,7 +2606,7 @@ const ProtobufCMessageDescriptor erdtree__v1__welcome__descriptor =
   "Erdtree__V1__Welcome",
   "erdtree.v1",
   sizeof(Erdtree__V1__Welcome),
-  4,
+  7,
   erdtree__v1__welcome__field_descriptors,
   erdtree__v1__welcome__field_indices_by_name,
   1,  erdtree__v1__welcome__number_ranges,
@@ -2226,6 +2779,246 @@ const ProtobufCMessageDescriptor erdtree__v1__heartbeat__descriptor =
   (ProtobufCMessageInit) erdtree__v1__heartbeat__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor erdtree__v1__failover_request__field_descriptors[2] =
+{
+  {
+    "to",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__FailoverRequest, to),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "timeout_ms",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__FailoverRequest, timeout_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned erdtree__v1__failover_request__field_indices_by_name[] = {
+  1,   /* field[1] = timeout_ms */
+  0,   /* field[0] = to */
+};
+static const ProtobufCIntRange erdtree__v1__failover_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor erdtree__v1__failover_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "erdtree.v1.FailoverRequest",
+  "FailoverRequest",
+  "Erdtree__V1__FailoverRequest",
+  "erdtree.v1",
+  sizeof(Erdtree__V1__FailoverRequest),
+  2,
+  erdtree__v1__failover_request__field_descriptors,
+  erdtree__v1__failover_request__field_indices_by_name,
+  1,  erdtree__v1__failover_request__number_ranges,
+  (ProtobufCMessageInit) erdtree__v1__failover_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor erdtree__v1__failover_response__field_descriptors[3] =
+{
+  {
+    "master_address",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__FailoverResponse, master_address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "epoch",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__FailoverResponse, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_lsn",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__FailoverResponse, last_lsn),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned erdtree__v1__failover_response__field_indices_by_name[] = {
+  1,   /* field[1] = epoch */
+  2,   /* field[2] = last_lsn */
+  0,   /* field[0] = master_address */
+};
+static const ProtobufCIntRange erdtree__v1__failover_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor erdtree__v1__failover_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "erdtree.v1.FailoverResponse",
+  "FailoverResponse",
+  "Erdtree__V1__FailoverResponse",
+  "erdtree.v1",
+  sizeof(Erdtree__V1__FailoverResponse),
+  3,
+  erdtree__v1__failover_response__field_descriptors,
+  erdtree__v1__failover_response__field_indices_by_name,
+  1,  erdtree__v1__failover_response__number_ranges,
+  (ProtobufCMessageInit) erdtree__v1__failover_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define erdtree__v1__promote_request__field_descriptors NULL
+#define erdtree__v1__promote_request__field_indices_by_name NULL
+#define erdtree__v1__promote_request__number_ranges NULL
+const ProtobufCMessageDescriptor erdtree__v1__promote_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "erdtree.v1.PromoteRequest",
+  "PromoteRequest",
+  "Erdtree__V1__PromoteRequest",
+  "erdtree.v1",
+  sizeof(Erdtree__V1__PromoteRequest),
+  0,
+  erdtree__v1__promote_request__field_descriptors,
+  erdtree__v1__promote_request__field_indices_by_name,
+  0,  erdtree__v1__promote_request__number_ranges,
+  (ProtobufCMessageInit) erdtree__v1__promote_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor erdtree__v1__promote_response__field_descriptors[2] =
+{
+  {
+    "epoch",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__PromoteResponse, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "first_lsn",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__PromoteResponse, first_lsn),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned erdtree__v1__promote_response__field_indices_by_name[] = {
+  0,   /* field[0] = epoch */
+  1,   /* field[1] = first_lsn */
+};
+static const ProtobufCIntRange erdtree__v1__promote_response__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor erdtree__v1__promote_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "erdtree.v1.PromoteResponse",
+  "PromoteResponse",
+  "Erdtree__V1__PromoteResponse",
+  "erdtree.v1",
+  sizeof(Erdtree__V1__PromoteResponse),
+  2,
+  erdtree__v1__promote_response__field_descriptors,
+  erdtree__v1__promote_response__field_indices_by_name,
+  1,  erdtree__v1__promote_response__number_ranges,
+  (ProtobufCMessageInit) erdtree__v1__promote_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor erdtree__v1__follow_request__field_descriptors[1] =
+{
+  {
+    "master_address",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__FollowRequest, master_address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned erdtree__v1__follow_request__field_indices_by_name[] = {
+  0,   /* field[0] = master_address */
+};
+static const ProtobufCIntRange erdtree__v1__follow_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor erdtree__v1__follow_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "erdtree.v1.FollowRequest",
+  "FollowRequest",
+  "Erdtree__V1__FollowRequest",
+  "erdtree.v1",
+  sizeof(Erdtree__V1__FollowRequest),
+  1,
+  erdtree__v1__follow_request__field_descriptors,
+  erdtree__v1__follow_request__field_indices_by_name,
+  1,  erdtree__v1__follow_request__number_ranges,
+  (ProtobufCMessageInit) erdtree__v1__follow_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define erdtree__v1__follow_response__field_descriptors NULL
+#define erdtree__v1__follow_response__field_indices_by_name NULL
+#define erdtree__v1__follow_response__number_ranges NULL
+const ProtobufCMessageDescriptor erdtree__v1__follow_response__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "erdtree.v1.FollowResponse",
+  "FollowResponse",
+  "Erdtree__V1__FollowResponse",
+  "erdtree.v1",
+  sizeof(Erdtree__V1__FollowResponse),
+  0,
+  erdtree__v1__follow_response__field_descriptors,
+  erdtree__v1__follow_response__field_indices_by_name,
+  0,  erdtree__v1__follow_response__number_ranges,
+  (ProtobufCMessageInit) erdtree__v1__follow_response__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 #define erdtree__v1__status_request__field_descriptors NULL
 #define erdtree__v1__status_request__field_indices_by_name NULL
 #define erdtree__v1__status_request__number_ranges NULL
@@ -2244,7 +3037,7 @@ const ProtobufCMessageDescriptor erdtree__v1__status_request__descriptor =
   (ProtobufCMessageInit) erdtree__v1__status_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor erdtree__v1__status_response__field_descriptors[21] =
+static const ProtobufCFieldDescriptor erdtree__v1__status_response__field_descriptors[24] =
 {
   {
     "role",
@@ -2498,6 +3291,42 @@ static const ProtobufCFieldDescriptor erdtree__v1__status_response__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "epoch",
+    22,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__StatusResponse, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "divergent_records",
+    23,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__StatusResponse, divergent_records),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "fenced_reason",
+    24,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__StatusResponse, fenced_reason),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned erdtree__v1__status_response__field_indices_by_name[] = {
   3,   /* field[3] = applied_lsn */
@@ -2505,8 +3334,11 @@ static const unsigned erdtree__v1__status_response__field_indices_by_name[] = {
   13,   /* field[13] = dead_bytes */
   12,   /* field[12] = disk_bytes */
   18,   /* field[18] = disk_reads */
+  22,   /* field[22] = divergent_records */
   4,   /* field[4] = durable_lsn */
+  21,   /* field[21] = epoch */
   15,   /* field[15] = expired_reclaimed */
+  23,   /* field[23] = fenced_reason */
   8,   /* field[8] = keys */
   6,   /* field[6] = lag_entries */
   7,   /* field[7] = lag_ms */
@@ -2525,7 +3357,7 @@ static const unsigned erdtree__v1__status_response__field_indices_by_name[] = {
 static const ProtobufCIntRange erdtree__v1__status_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 21 }
+  { 0, 24 }
 };
 const ProtobufCMessageDescriptor erdtree__v1__status_response__descriptor =
 {
@@ -2535,7 +3367,7 @@ const ProtobufCMessageDescriptor erdtree__v1__status_response__descriptor =
   "Erdtree__V1__StatusResponse",
   "erdtree.v1",
   sizeof(Erdtree__V1__StatusResponse),
-  21,
+  24,
   erdtree__v1__status_response__field_descriptors,
   erdtree__v1__status_response__field_indices_by_name,
   1,  erdtree__v1__status_response__number_ranges,
@@ -2892,18 +3724,20 @@ const ProtobufCMessageDescriptor erdtree__v1__remove_slave_response__descriptor 
   (ProtobufCMessageInit) erdtree__v1__remove_slave_response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue erdtree__v1__op__enum_values_by_number[3] =
+static const ProtobufCEnumValue erdtree__v1__op__enum_values_by_number[4] =
 {
   { "OP_UNSPECIFIED", "ERDTREE__V1__OP__OP_UNSPECIFIED", 0 },
   { "OP_SET", "ERDTREE__V1__OP__OP_SET", 1 },
   { "OP_DELETE", "ERDTREE__V1__OP__OP_DELETE", 2 },
+  { "OP_EPOCH", "ERDTREE__V1__OP__OP_EPOCH", 3 },
 };
 static const ProtobufCIntRange erdtree__v1__op__value_ranges[] = {
-{0, 0},{0, 3}
+{0, 0},{0, 4}
 };
-static const ProtobufCEnumValueIndex erdtree__v1__op__enum_values_by_name[3] =
+static const ProtobufCEnumValueIndex erdtree__v1__op__enum_values_by_name[4] =
 {
   { "OP_DELETE", 2 },
+  { "OP_EPOCH", 3 },
   { "OP_SET", 1 },
   { "OP_UNSPECIFIED", 0 },
 };
@@ -2914,9 +3748,9 @@ const ProtobufCEnumDescriptor erdtree__v1__op__descriptor =
   "Op",
   "Erdtree__V1__Op",
   "erdtree.v1",
-  3,
+  4,
   erdtree__v1__op__enum_values_by_number,
-  3,
+  4,
   erdtree__v1__op__enum_values_by_name,
   1,
   erdtree__v1__op__value_ranges,
@@ -3080,16 +3914,22 @@ void erdtree__v1__replication__init (Erdtree__V1__Replication_Service *service,
                                      &erdtree__v1__replication__descriptor,
                                      (ProtobufCServiceDestroy) destroy);
 }
-static const ProtobufCMethodDescriptor erdtree__v1__admin__method_descriptors[4] =
+static const ProtobufCMethodDescriptor erdtree__v1__admin__method_descriptors[7] =
 {
   { "Status", &erdtree__v1__status_request__descriptor, &erdtree__v1__status_response__descriptor },
   { "ListSlaves", &erdtree__v1__list_slaves_request__descriptor, &erdtree__v1__list_slaves_response__descriptor },
   { "AddSlave", &erdtree__v1__add_slave_request__descriptor, &erdtree__v1__add_slave_response__descriptor },
   { "RemoveSlave", &erdtree__v1__remove_slave_request__descriptor, &erdtree__v1__remove_slave_response__descriptor },
+  { "Failover", &erdtree__v1__failover_request__descriptor, &erdtree__v1__failover_response__descriptor },
+  { "Promote", &erdtree__v1__promote_request__descriptor, &erdtree__v1__promote_response__descriptor },
+  { "Follow", &erdtree__v1__follow_request__descriptor, &erdtree__v1__follow_response__descriptor },
 };
 const unsigned erdtree__v1__admin__method_indices_by_name[] = {
   2,        /* AddSlave */
+  4,        /* Failover */
+  6,        /* Follow */
   1,        /* ListSlaves */
+  5,        /* Promote */
   3,        /* RemoveSlave */
   0         /* Status */
 };
@@ -3100,7 +3940,7 @@ const ProtobufCServiceDescriptor erdtree__v1__admin__descriptor =
   "Admin",
   "Erdtree__V1__Admin",
   "erdtree.v1",
-  4,
+  7,
   erdtree__v1__admin__method_descriptors,
   erdtree__v1__admin__method_indices_by_name
 };
@@ -3135,6 +3975,30 @@ void erdtree__v1__admin__remove_slave(ProtobufCService *service,
 {
   assert(service->descriptor == &erdtree__v1__admin__descriptor);
   service->invoke(service, 3, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void erdtree__v1__admin__failover(ProtobufCService *service,
+                                  const Erdtree__V1__FailoverRequest *input,
+                                  Erdtree__V1__FailoverResponse_Closure closure,
+                                  void *closure_data)
+{
+  assert(service->descriptor == &erdtree__v1__admin__descriptor);
+  service->invoke(service, 4, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void erdtree__v1__admin__promote(ProtobufCService *service,
+                                 const Erdtree__V1__PromoteRequest *input,
+                                 Erdtree__V1__PromoteResponse_Closure closure,
+                                 void *closure_data)
+{
+  assert(service->descriptor == &erdtree__v1__admin__descriptor);
+  service->invoke(service, 5, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
+}
+void erdtree__v1__admin__follow(ProtobufCService *service,
+                                const Erdtree__V1__FollowRequest *input,
+                                Erdtree__V1__FollowResponse_Closure closure,
+                                void *closure_data)
+{
+  assert(service->descriptor == &erdtree__v1__admin__descriptor);
+  service->invoke(service, 6, (const ProtobufCMessage *) input, (ProtobufCClosure) closure, closure_data);
 }
 void erdtree__v1__admin__init (Erdtree__V1__Admin_Service *service,
                                Erdtree__V1__Admin_ServiceDestroy destroy)

@@ -26,12 +26,20 @@ typedef struct Erdtree__V1__GetUpdatesResponse Erdtree__V1__GetUpdatesResponse;
 typedef struct Erdtree__V1__Entry Erdtree__V1__Entry;
 typedef struct Erdtree__V1__ReplicateRequest Erdtree__V1__ReplicateRequest;
 typedef struct Erdtree__V1__Hello Erdtree__V1__Hello;
+typedef struct Erdtree__V1__EpochStart Erdtree__V1__EpochStart;
 typedef struct Erdtree__V1__Ack Erdtree__V1__Ack;
 typedef struct Erdtree__V1__ReplicateResponse Erdtree__V1__ReplicateResponse;
+typedef struct Erdtree__V1__Promote Erdtree__V1__Promote;
 typedef struct Erdtree__V1__Welcome Erdtree__V1__Welcome;
 typedef struct Erdtree__V1__Batch Erdtree__V1__Batch;
 typedef struct Erdtree__V1__SnapshotChunk Erdtree__V1__SnapshotChunk;
 typedef struct Erdtree__V1__Heartbeat Erdtree__V1__Heartbeat;
+typedef struct Erdtree__V1__FailoverRequest Erdtree__V1__FailoverRequest;
+typedef struct Erdtree__V1__FailoverResponse Erdtree__V1__FailoverResponse;
+typedef struct Erdtree__V1__PromoteRequest Erdtree__V1__PromoteRequest;
+typedef struct Erdtree__V1__PromoteResponse Erdtree__V1__PromoteResponse;
+typedef struct Erdtree__V1__FollowRequest Erdtree__V1__FollowRequest;
+typedef struct Erdtree__V1__FollowResponse Erdtree__V1__FollowResponse;
 typedef struct Erdtree__V1__StatusRequest Erdtree__V1__StatusRequest;
 typedef struct Erdtree__V1__StatusResponse Erdtree__V1__StatusResponse;
 typedef struct Erdtree__V1__SlaveInfo Erdtree__V1__SlaveInfo;
@@ -60,7 +68,11 @@ typedef enum _Erdtree__V1__Op {
   /*
    * The key was deleted; value and expires_at_ms are empty.
    */
-  ERDTREE__V1__OP__OP_DELETE = 2
+  ERDTREE__V1__OP__OP_DELETE = 2,
+  /*
+   * An epoch marker: the first LSN of epoch `epoch`; key and value are empty.
+   */
+  ERDTREE__V1__OP__OP_EPOCH = 3
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ERDTREE__V1__OP)
 } Erdtree__V1__Op;
 /*
@@ -196,10 +208,14 @@ struct  Erdtree__V1__SetResponse
    * this write back from any node.
    */
   uint64_t lsn;
+  /*
+   * The epoch of the history the write was logged in.
+   */
+  uint64_t epoch;
 };
 #define ERDTREE__V1__SET_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__set_response__descriptor) \
-    , 0 }
+    , 0, 0 }
 
 
 /*
@@ -233,10 +249,14 @@ struct  Erdtree__V1__DeleteResponse
    * nothing was written.
    */
   uint64_t lsn;
+  /*
+   * The epoch of the history the node was in when it answered.
+   */
+  uint64_t epoch;
 };
 #define ERDTREE__V1__DELETE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__delete_response__descriptor) \
-    , 0, 0 }
+    , 0, 0, 0 }
 
 
 /*
@@ -322,10 +342,14 @@ struct  Erdtree__V1__Entry
    * same moment as the master.
    */
   int64_t expires_at_ms;
+  /*
+   * For OP_EPOCH, the epoch that starts at this LSN; 0 otherwise.
+   */
+  uint64_t epoch;
 };
 #define ERDTREE__V1__ENTRY__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__entry__descriptor) \
-    , 0, 0, ERDTREE__V1__OP__OP_UNSPECIFIED, (char *)protobuf_c_empty_string, {0,NULL}, 0 }
+    , 0, 0, ERDTREE__V1__OP__OP_UNSPECIFIED, (char *)protobuf_c_empty_string, {0,NULL}, 0, 0 }
 
 
 typedef enum {
@@ -388,10 +412,38 @@ struct  Erdtree__V1__Hello
    * The master clamps it to 10 ms .. 60 s.
    */
   uint32_t heartbeat_interval_ms;
+  /*
+   * The epochs of the slave's history after epoch 1, oldest first (empty: all
+   * of its log is epoch 1). The master compares them with its own to find
+   * where the histories branched; a higher epoch than the master's own tells
+   * the master it was replaced, and it steps down.
+   */
+  size_t n_epochs;
+  Erdtree__V1__EpochStart **epochs;
 };
 #define ERDTREE__V1__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__hello__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0,NULL }
+
+
+/*
+ * EpochStart is where one epoch of a history begins.
+ */
+struct  Erdtree__V1__EpochStart
+{
+  ProtobufCMessage base;
+  /*
+   * The epoch, 2 or more (epoch 1 starts at the beginning of the history).
+   */
+  uint64_t epoch;
+  /*
+   * The LSN of its epoch marker.
+   */
+  uint64_t first_lsn;
+};
+#define ERDTREE__V1__EPOCH_START__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__epoch_start__descriptor) \
+    , 0, 0 }
 
 
 /*
@@ -419,7 +471,8 @@ typedef enum {
   ERDTREE__V1__REPLICATE_RESPONSE__KIND_WELCOME = 1,
   ERDTREE__V1__REPLICATE_RESPONSE__KIND_BATCH = 2,
   ERDTREE__V1__REPLICATE_RESPONSE__KIND_SNAPSHOT = 3,
-  ERDTREE__V1__REPLICATE_RESPONSE__KIND_HEARTBEAT = 4
+  ERDTREE__V1__REPLICATE_RESPONSE__KIND_HEARTBEAT = 4,
+  ERDTREE__V1__REPLICATE_RESPONSE__KIND_PROMOTE = 5
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ERDTREE__V1__REPLICATE_RESPONSE__KIND__CASE)
 } Erdtree__V1__ReplicateResponse__KindCase;
 
@@ -449,11 +502,32 @@ struct  Erdtree__V1__ReplicateResponse
      * there is nothing else to send.
      */
     Erdtree__V1__Heartbeat *heartbeat;
+    /*
+     * A switchover (Admin.Failover): the slave takes over as master.
+     */
+    Erdtree__V1__Promote *promote;
   };
 };
 #define ERDTREE__V1__REPLICATE_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__replicate_response__descriptor) \
     , ERDTREE__V1__REPLICATE_RESPONSE__KIND__NOT_SET, {0} }
+
+
+/*
+ * Promote tells the slave to become the master once it has applied last_lsn,
+ * the master's last LSN; the master then follows it.
+ */
+struct  Erdtree__V1__Promote
+{
+  ProtobufCMessage base;
+  /*
+   * The master's last LSN: the slave's new epoch starts at last_lsn + 1.
+   */
+  uint64_t last_lsn;
+};
+#define ERDTREE__V1__PROMOTE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__promote__descriptor) \
+    , 0 }
 
 
 /*
@@ -480,10 +554,25 @@ struct  Erdtree__V1__Welcome
    * The master's last LSN when the stream started.
    */
   uint64_t master_lsn;
+  /*
+   * The master's epoch. A slave that knows a higher one does not follow.
+   */
+  uint64_t epoch;
+  /*
+   * True when the slave's log holds records past branch_lsn that are not in
+   * the master's history (a divergent tail): the slave moves them to
+   * <wal.directory>/divergent/<epoch>-<first-lsn>.log, truncates its log
+   * after branch_lsn, and batches start at branch_lsn + 1.
+   */
+  protobuf_c_boolean divergent;
+  /*
+   * With divergent, the last LSN both histories share.
+   */
+  uint64_t branch_lsn;
 };
 #define ERDTREE__V1__WELCOME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__welcome__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0 }
 
 
 /*
@@ -556,6 +645,111 @@ struct  Erdtree__V1__Heartbeat
 
 
 /*
+ * FailoverRequest starts a planned switchover.
+ */
+struct  Erdtree__V1__FailoverRequest
+{
+  ProtobufCMessage base;
+  /*
+   * The slave to hand over to: its slave_id or address as ListSlaves shows
+   * them; empty picks the connected slave with the highest durable LSN.
+   */
+  char *to;
+  /*
+   * How long to wait for the target to catch up; 0 means 5000.
+   */
+  uint32_t timeout_ms;
+};
+#define ERDTREE__V1__FAILOVER_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__failover_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * FailoverResponse describes the new master.
+ */
+struct  Erdtree__V1__FailoverResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The new master's address.
+   */
+  char *master_address;
+  /*
+   * The epoch it started.
+   */
+  uint64_t epoch;
+  /*
+   * The last LSN of the old epoch (every acknowledged write is at or below it).
+   */
+  uint64_t last_lsn;
+};
+#define ERDTREE__V1__FAILOVER_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__failover_response__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0 }
+
+
+/*
+ * PromoteRequest has no parameters.
+ */
+struct  Erdtree__V1__PromoteRequest
+{
+  ProtobufCMessage base;
+};
+#define ERDTREE__V1__PROMOTE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__promote_request__descriptor) \
+     }
+
+
+/*
+ * PromoteResponse describes the epoch the node started.
+ */
+struct  Erdtree__V1__PromoteResponse
+{
+  ProtobufCMessage base;
+  /*
+   * The new epoch.
+   */
+  uint64_t epoch;
+  /*
+   * The LSN of its epoch marker.
+   */
+  uint64_t first_lsn;
+};
+#define ERDTREE__V1__PROMOTE_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__promote_response__descriptor) \
+    , 0, 0 }
+
+
+/*
+ * FollowRequest names the master to follow.
+ */
+struct  Erdtree__V1__FollowRequest
+{
+  ProtobufCMessage base;
+  /*
+   * host:port of the master.
+   */
+  char *master_address;
+};
+#define ERDTREE__V1__FOLLOW_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__follow_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+/*
+ * FollowResponse is empty: the node follows from now on (see Status).
+ */
+struct  Erdtree__V1__FollowResponse
+{
+  ProtobufCMessage base;
+};
+#define ERDTREE__V1__FOLLOW_RESPONSE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__follow_response__descriptor) \
+     }
+
+
+/*
  * StatusRequest has no parameters.
  */
 struct  Erdtree__V1__StatusRequest
@@ -594,7 +788,9 @@ struct  Erdtree__V1__StatusResponse
    */
   uint64_t durable_lsn;
   /*
-   * On a slave, the master's host:port; empty on a master.
+   * The master's host:port; on a master, its own address (server.address:
+   * server.port, or hostname:port when it listens on every interface). Empty
+   * when the node knows no master.
    */
   char *master_address;
   /*
@@ -664,10 +860,25 @@ struct  Erdtree__V1__StatusResponse
    * positions need a full resync because compaction dropped their records.
    */
   uint64_t oldest_streamable_lsn;
+  /*
+   * The epoch of this node's history.
+   */
+  uint64_t epoch;
+  /*
+   * Records this node moved out of its log into divergent files
+   * (<wal.directory>/divergent/) because they were not in its new master's
+   * history; counted over the files there.
+   */
+  uint64_t divergent_records;
+  /*
+   * Why this node takes no writes, when it is a master that stepped down and
+   * follows nobody yet (it heard of a higher epoch); empty otherwise.
+   */
+  char *fenced_reason;
 };
 #define ERDTREE__V1__STATUS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__status_response__descriptor) \
-    , ERDTREE__V1__ROLE__ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+    , ERDTREE__V1__ROLE__ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
@@ -1021,6 +1232,25 @@ Erdtree__V1__Hello *
 void   erdtree__v1__hello__free_unpacked
                      (Erdtree__V1__Hello *message,
                       ProtobufCAllocator *allocator);
+/* Erdtree__V1__EpochStart methods */
+void   erdtree__v1__epoch_start__init
+                     (Erdtree__V1__EpochStart         *message);
+size_t erdtree__v1__epoch_start__get_packed_size
+                     (const Erdtree__V1__EpochStart   *message);
+size_t erdtree__v1__epoch_start__pack
+                     (const Erdtree__V1__EpochStart   *message,
+                      uint8_t             *out);
+size_t erdtree__v1__epoch_start__pack_to_buffer
+                     (const Erdtree__V1__EpochStart   *message,
+                      ProtobufCBuffer     *buffer);
+Erdtree__V1__EpochStart *
+       erdtree__v1__epoch_start__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   erdtree__v1__epoch_start__free_unpacked
+                     (Erdtree__V1__EpochStart *message,
+                      ProtobufCAllocator *allocator);
 /* Erdtree__V1__Ack methods */
 void   erdtree__v1__ack__init
                      (Erdtree__V1__Ack         *message);
@@ -1058,6 +1288,25 @@ Erdtree__V1__ReplicateResponse *
                       const uint8_t       *data);
 void   erdtree__v1__replicate_response__free_unpacked
                      (Erdtree__V1__ReplicateResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Erdtree__V1__Promote methods */
+void   erdtree__v1__promote__init
+                     (Erdtree__V1__Promote         *message);
+size_t erdtree__v1__promote__get_packed_size
+                     (const Erdtree__V1__Promote   *message);
+size_t erdtree__v1__promote__pack
+                     (const Erdtree__V1__Promote   *message,
+                      uint8_t             *out);
+size_t erdtree__v1__promote__pack_to_buffer
+                     (const Erdtree__V1__Promote   *message,
+                      ProtobufCBuffer     *buffer);
+Erdtree__V1__Promote *
+       erdtree__v1__promote__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   erdtree__v1__promote__free_unpacked
+                     (Erdtree__V1__Promote *message,
                       ProtobufCAllocator *allocator);
 /* Erdtree__V1__Welcome methods */
 void   erdtree__v1__welcome__init
@@ -1134,6 +1383,120 @@ Erdtree__V1__Heartbeat *
                       const uint8_t       *data);
 void   erdtree__v1__heartbeat__free_unpacked
                      (Erdtree__V1__Heartbeat *message,
+                      ProtobufCAllocator *allocator);
+/* Erdtree__V1__FailoverRequest methods */
+void   erdtree__v1__failover_request__init
+                     (Erdtree__V1__FailoverRequest         *message);
+size_t erdtree__v1__failover_request__get_packed_size
+                     (const Erdtree__V1__FailoverRequest   *message);
+size_t erdtree__v1__failover_request__pack
+                     (const Erdtree__V1__FailoverRequest   *message,
+                      uint8_t             *out);
+size_t erdtree__v1__failover_request__pack_to_buffer
+                     (const Erdtree__V1__FailoverRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Erdtree__V1__FailoverRequest *
+       erdtree__v1__failover_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   erdtree__v1__failover_request__free_unpacked
+                     (Erdtree__V1__FailoverRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Erdtree__V1__FailoverResponse methods */
+void   erdtree__v1__failover_response__init
+                     (Erdtree__V1__FailoverResponse         *message);
+size_t erdtree__v1__failover_response__get_packed_size
+                     (const Erdtree__V1__FailoverResponse   *message);
+size_t erdtree__v1__failover_response__pack
+                     (const Erdtree__V1__FailoverResponse   *message,
+                      uint8_t             *out);
+size_t erdtree__v1__failover_response__pack_to_buffer
+                     (const Erdtree__V1__FailoverResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Erdtree__V1__FailoverResponse *
+       erdtree__v1__failover_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   erdtree__v1__failover_response__free_unpacked
+                     (Erdtree__V1__FailoverResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Erdtree__V1__PromoteRequest methods */
+void   erdtree__v1__promote_request__init
+                     (Erdtree__V1__PromoteRequest         *message);
+size_t erdtree__v1__promote_request__get_packed_size
+                     (const Erdtree__V1__PromoteRequest   *message);
+size_t erdtree__v1__promote_request__pack
+                     (const Erdtree__V1__PromoteRequest   *message,
+                      uint8_t             *out);
+size_t erdtree__v1__promote_request__pack_to_buffer
+                     (const Erdtree__V1__PromoteRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Erdtree__V1__PromoteRequest *
+       erdtree__v1__promote_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   erdtree__v1__promote_request__free_unpacked
+                     (Erdtree__V1__PromoteRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Erdtree__V1__PromoteResponse methods */
+void   erdtree__v1__promote_response__init
+                     (Erdtree__V1__PromoteResponse         *message);
+size_t erdtree__v1__promote_response__get_packed_size
+                     (const Erdtree__V1__PromoteResponse   *message);
+size_t erdtree__v1__promote_response__pack
+                     (const Erdtree__V1__PromoteResponse   *message,
+                      uint8_t             *out);
+size_t erdtree__v1__promote_response__pack_to_buffer
+                     (const Erdtree__V1__PromoteResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Erdtree__V1__PromoteResponse *
+       erdtree__v1__promote_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   erdtree__v1__promote_response__free_unpacked
+                     (Erdtree__V1__PromoteResponse *message,
+                      ProtobufCAllocator *allocator);
+/* Erdtree__V1__FollowRequest methods */
+void   erdtree__v1__follow_request__init
+                     (Erdtree__V1__FollowRequest         *message);
+size_t erdtree__v1__follow_request__get_packed_size
+                     (const Erdtree__V1__FollowRequest   *message);
+size_t erdtree__v1__follow_request__pack
+                     (const Erdtree__V1__FollowRequest   *message,
+                      uint8_t             *out);
+size_t erdtree__v1__follow_request__pack_to_buffer
+                     (const Erdtree__V1__FollowRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Erdtree__V1__FollowRequest *
+       erdtree__v1__follow_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   erdtree__v1__follow_request__free_unpacked
+                     (Erdtree__V1__FollowRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Erdtree__V1__FollowResponse methods */
+void   erdtree__v1__follow_response__init
+                     (Erdtree__V1__FollowResponse         *message);
+size_t erdtree__v1__follow_response__get_packed_size
+                     (const Erdtree__V1__FollowResponse   *message);
+size_t erdtree__v1__follow_response__pack
+                     (const Erdtree__V1__FollowResponse   *message,
+                      uint8_t             *out);
+size_t erdtree__v1__follow_response__pack_to_buffer
+                     (const Erdtree__V1__FollowResponse   *message,
+                      ProtobufCBuffer     *buffer);
+Erdtree__V1__FollowResponse *
+       erdtree__v1__follow_response__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   erdtree__v1__follow_response__free_unpacked
+                     (Erdtree__V1__FollowResponse *message,
                       ProtobufCAllocator *allocator);
 /* Erdtree__V1__StatusRequest methods */
 void   erdtree__v1__status_request__init
@@ -1341,11 +1704,17 @@ typedef void (*Erdtree__V1__ReplicateRequest_Closure)
 typedef void (*Erdtree__V1__Hello_Closure)
                  (const Erdtree__V1__Hello *message,
                   void *closure_data);
+typedef void (*Erdtree__V1__EpochStart_Closure)
+                 (const Erdtree__V1__EpochStart *message,
+                  void *closure_data);
 typedef void (*Erdtree__V1__Ack_Closure)
                  (const Erdtree__V1__Ack *message,
                   void *closure_data);
 typedef void (*Erdtree__V1__ReplicateResponse_Closure)
                  (const Erdtree__V1__ReplicateResponse *message,
+                  void *closure_data);
+typedef void (*Erdtree__V1__Promote_Closure)
+                 (const Erdtree__V1__Promote *message,
                   void *closure_data);
 typedef void (*Erdtree__V1__Welcome_Closure)
                  (const Erdtree__V1__Welcome *message,
@@ -1358,6 +1727,24 @@ typedef void (*Erdtree__V1__SnapshotChunk_Closure)
                   void *closure_data);
 typedef void (*Erdtree__V1__Heartbeat_Closure)
                  (const Erdtree__V1__Heartbeat *message,
+                  void *closure_data);
+typedef void (*Erdtree__V1__FailoverRequest_Closure)
+                 (const Erdtree__V1__FailoverRequest *message,
+                  void *closure_data);
+typedef void (*Erdtree__V1__FailoverResponse_Closure)
+                 (const Erdtree__V1__FailoverResponse *message,
+                  void *closure_data);
+typedef void (*Erdtree__V1__PromoteRequest_Closure)
+                 (const Erdtree__V1__PromoteRequest *message,
+                  void *closure_data);
+typedef void (*Erdtree__V1__PromoteResponse_Closure)
+                 (const Erdtree__V1__PromoteResponse *message,
+                  void *closure_data);
+typedef void (*Erdtree__V1__FollowRequest_Closure)
+                 (const Erdtree__V1__FollowRequest *message,
+                  void *closure_data);
+typedef void (*Erdtree__V1__FollowResponse_Closure)
+                 (const Erdtree__V1__FollowResponse *message,
                   void *closure_data);
 typedef void (*Erdtree__V1__StatusRequest_Closure)
                  (const Erdtree__V1__StatusRequest *message,
@@ -1478,6 +1865,18 @@ struct Erdtree__V1__Admin_Service
                        const Erdtree__V1__RemoveSlaveRequest *input,
                        Erdtree__V1__RemoveSlaveResponse_Closure closure,
                        void *closure_data);
+  void (*failover)(Erdtree__V1__Admin_Service *service,
+                   const Erdtree__V1__FailoverRequest *input,
+                   Erdtree__V1__FailoverResponse_Closure closure,
+                   void *closure_data);
+  void (*promote)(Erdtree__V1__Admin_Service *service,
+                  const Erdtree__V1__PromoteRequest *input,
+                  Erdtree__V1__PromoteResponse_Closure closure,
+                  void *closure_data);
+  void (*follow)(Erdtree__V1__Admin_Service *service,
+                 const Erdtree__V1__FollowRequest *input,
+                 Erdtree__V1__FollowResponse_Closure closure,
+                 void *closure_data);
 };
 typedef void (*Erdtree__V1__Admin_ServiceDestroy)(Erdtree__V1__Admin_Service *);
 void erdtree__v1__admin__init (Erdtree__V1__Admin_Service *service,
@@ -1489,7 +1888,10 @@ void erdtree__v1__admin__init (Erdtree__V1__Admin_Service *service,
       function_prefix__ ## status,\
       function_prefix__ ## list_slaves,\
       function_prefix__ ## add_slave,\
-      function_prefix__ ## remove_slave  }
+      function_prefix__ ## remove_slave,\
+      function_prefix__ ## failover,\
+      function_prefix__ ## promote,\
+      function_prefix__ ## follow  }
 void erdtree__v1__admin__status(ProtobufCService *service,
                                 const Erdtree__V1__StatusRequest *input,
                                 Erdtree__V1__StatusResponse_Closure closure,
@@ -1506,6 +1908,18 @@ void erdtree__v1__admin__remove_slave(ProtobufCService *service,
                                       const Erdtree__V1__RemoveSlaveRequest *input,
                                       Erdtree__V1__RemoveSlaveResponse_Closure closure,
                                       void *closure_data);
+void erdtree__v1__admin__failover(ProtobufCService *service,
+                                  const Erdtree__V1__FailoverRequest *input,
+                                  Erdtree__V1__FailoverResponse_Closure closure,
+                                  void *closure_data);
+void erdtree__v1__admin__promote(ProtobufCService *service,
+                                 const Erdtree__V1__PromoteRequest *input,
+                                 Erdtree__V1__PromoteResponse_Closure closure,
+                                 void *closure_data);
+void erdtree__v1__admin__follow(ProtobufCService *service,
+                                const Erdtree__V1__FollowRequest *input,
+                                Erdtree__V1__FollowResponse_Closure closure,
+                                void *closure_data);
 
 /* --- descriptors --- */
 
@@ -1523,12 +1937,20 @@ extern const ProtobufCMessageDescriptor erdtree__v1__get_updates_response__descr
 extern const ProtobufCMessageDescriptor erdtree__v1__entry__descriptor;
 extern const ProtobufCMessageDescriptor erdtree__v1__replicate_request__descriptor;
 extern const ProtobufCMessageDescriptor erdtree__v1__hello__descriptor;
+extern const ProtobufCMessageDescriptor erdtree__v1__epoch_start__descriptor;
 extern const ProtobufCMessageDescriptor erdtree__v1__ack__descriptor;
 extern const ProtobufCMessageDescriptor erdtree__v1__replicate_response__descriptor;
+extern const ProtobufCMessageDescriptor erdtree__v1__promote__descriptor;
 extern const ProtobufCMessageDescriptor erdtree__v1__welcome__descriptor;
 extern const ProtobufCMessageDescriptor erdtree__v1__batch__descriptor;
 extern const ProtobufCMessageDescriptor erdtree__v1__snapshot_chunk__descriptor;
 extern const ProtobufCMessageDescriptor erdtree__v1__heartbeat__descriptor;
+extern const ProtobufCMessageDescriptor erdtree__v1__failover_request__descriptor;
+extern const ProtobufCMessageDescriptor erdtree__v1__failover_response__descriptor;
+extern const ProtobufCMessageDescriptor erdtree__v1__promote_request__descriptor;
+extern const ProtobufCMessageDescriptor erdtree__v1__promote_response__descriptor;
+extern const ProtobufCMessageDescriptor erdtree__v1__follow_request__descriptor;
+extern const ProtobufCMessageDescriptor erdtree__v1__follow_response__descriptor;
 extern const ProtobufCMessageDescriptor erdtree__v1__status_request__descriptor;
 extern const ProtobufCMessageDescriptor erdtree__v1__status_response__descriptor;
 extern const ProtobufCMessageDescriptor erdtree__v1__slave_info__descriptor;
