@@ -80,12 +80,7 @@ extension WriteAheadLog {
         shared.completedLSN.store(lastLSN, ordering: .releasing)
         shared.oldestStreamableLSN.store(lastLSN + 1, ordering: .releasing)
         shared.queue.withLock { $0 = WALSharedState.Queue() }
-        let writerState = WALWriter(
-            shared: shared, configuration: configuration, logger: logger, activeFD: fd, active: active,
-            lastLSN: lastLSN)
-        let thread = try System.startThread(path: directory) { writerState.run() }
-        writerThread.withLock { $0 = thread }
-        self.writer.withLock { $0 = writerState }
+        try startWriter(activeFD: fd, active: active, lastLSN: lastLSN)
         logger.warning(
             "WAL replaced by a snapshot (full resync)",
             metadata: [

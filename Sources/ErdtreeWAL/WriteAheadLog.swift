@@ -401,6 +401,17 @@ public final class WriteAheadLog: Sendable {
         stopWriter()
     }
 
+    /// Starts a new writer thread on `active` after `stopWriter` (a reset or a truncation replaced
+    /// the segments and the shared positions).
+    func startWriter(activeFD: Int32, active: SegmentFile, lastLSN: UInt64) throws(WALError) {
+        let writerState = WALWriter(
+            shared: shared, configuration: configuration, logger: logger, activeFD: activeFD, active: active,
+            lastLSN: lastLSN)
+        let thread = try System.startThread(path: directory) { writerState.run() }
+        writerThread.withLock { $0 = thread }
+        writer.withLock { $0 = writerState }
+    }
+
     /// Closes the queue and waits for the writer thread to finish what it holds.
     func stopWriter() {
         shared.queue.withLock { $0.closed = true }
