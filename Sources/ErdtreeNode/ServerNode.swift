@@ -6,8 +6,10 @@ import NIOCore
 import NIOPosix
 
 /// A master or a slave: the engine (the write-ahead log and the store rebuilt from it), the
-/// services over it, and the server that exposes them. A master also serves
-/// `Replication/Replicate`; a slave refuses writes and follows its master through a `Replicator`.
+/// services over it, and the server that exposes them. `role` is where the node starts; the
+/// `RoleManager` changes it at run time (Admin.Promote, Follow, Failover, fencing). A master
+/// serves `Replication/Replicate`; a slave refuses writes and follows its master through a
+/// `Replicator`.
 ///
 /// `init` opens the engine, which recovers the log (so a node with a corrupt log never binds its
 /// port); `start()` binds and returns; `stop()` drains and closes the engine. The CLI owns
@@ -20,10 +22,12 @@ public final class ServerNode: Sendable {
     public let health: HealthService
     public let sweeper: ExpirySweeper
     public let compactor: Compactor
-    /// The master's side of replication; nil on a slave.
-    public let replication: ReplicationHub?
-    /// The slave's link to its master; nil on a master.
-    public let replicator: Replicator?
+    /// The master's side of replication (it admits slaves only while this node is the master).
+    public let replication: ReplicationHub
+    /// What the node is now, and every change of it.
+    public let roles: RoleManager
+    /// The slave's link to its master; nil while the node is the master.
+    public var replicator: Replicator? { roles.replicator }
     /// What recovery found when the engine opened the log.
     public var recovery: WALRecoveryReport { engine.recovery }
     private let server: RPCServer
@@ -38,10 +42,16 @@ public final class ServerNode: Sendable {
         self.logger = logger
         engine = try KVEngine(storage: config.storage, wal: config.wal, logger: logger)
         let master = role == .slave ? config.master : nil
-        let hub = master == nil ? ReplicationHub(engine: engine, logger: logger) : nil
+        let hub = ReplicationHub(engine: engine, logger: logger)
+        let health = HealthService(services: Self.servedServices)
+        self.health = health
+        roles = RoleManager(
+            initialMaster: master?.address, engine: engine, hub: hub, group: group,
+            syncInterval: (config.master ?? NodeConfig.defaults(for: .slave).master)?.syncInterval ?? .seconds(1),
+            server: config.server, logger: logger,
+            serving: { [health] serving in health.setStatus(serving ? .serving : .notServing) })
         kv = KVStoreService(
-            engine: engine, limits: config.limits, masterAddress: master?.address, replicationHub: hub,
-            replication: config.replication)
+            engine: engine, limits: config.limits, roles: roles, replicationHub: hub, replication: config.replication)
         sweeper = ExpirySweeper(engine: engine)
         sweeper.start(on: group.next())
         compactor = Compactor(
@@ -51,28 +61,10 @@ public final class ServerNode: Sendable {
 
         var router = RPCRouter()
         kv.register(in: &router)
-        if let master {
-            replication = nil
-            replicator = Replicator(
-                master: master, engine: engine, group: group, slaveID: Self.slaveID(config.server), logger: logger)
-        } else {
-            hub?.register(in: &router)
-            replication = hub
-            replicator = nil
-        }
-        AdminService(
-            engine: engine, sweeper: sweeper, compactor: compactor, replication: replication, replicator: replicator
-        )
-        .register(in: &router)
-        // Health answers for every service registered so far and for itself.
-        let served = router.serviceNames + ["grpc.health.v1.Health"]
-        health = HealthService(services: served)
+        hub.register(in: &router)
+        replication = hub
+        AdminService(engine: engine, sweeper: sweeper, compactor: compactor, roles: roles).register(in: &router)
         health.register(in: &router)
-        // A slave serves reads only once its first sync with the master completed.
-        if let replicator {
-            health.setStatus(.notServing)
-            replicator.onFirstSync { [health] in health.setStatus(.serving) }
-        }
         ReflectionService().register(in: &router)
         // What the proto says of each method: its message types, for Connect's JSON codec, and
         // `idempotency_level = NO_SIDE_EFFECTS`, which Connect serves to GET.
@@ -90,7 +82,8 @@ public final class ServerNode: Sendable {
     public func start() async throws -> SocketAddress {
         let address = try await server.start(host: config.server.address, port: config.server.port)
         logger.info("\(role) serving on \(address)")
-        replicator?.start()
+        // A slave serves reads only once its first sync with the master completed.
+        roles.start(port: address.port ?? config.server.port)
         return address
     }
 
@@ -99,8 +92,8 @@ public final class ServerNode: Sendable {
     public func stop(gracePeriod: Duration = .seconds(10)) async {
         health.setStatus(.notServing)
         health.finishWatchers()
-        await replicator?.stop()
-        replication?.stop()
+        await roles.stop()
+        replication.stop()
         await server.shutdownGracefully(gracePeriod: gracePeriod)
         sweeper.stop()
         compactor.stop()
@@ -110,6 +103,11 @@ public final class ServerNode: Sendable {
 }
 
 extension ServerNode {
+    /// What Health answers for: every service a node registers, and itself.
+    static let servedServices = [
+        KVStoreService.serviceName, ReplicationHub.serviceName, "erdtree.v1.Admin", "grpc.health.v1.Health",
+    ]
+
     /// How a slave names itself to its master (`ListSlaves`, `RemoveSlave`): the address it
     /// serves on, or, when it listens on every interface (a container, a host with several),
     /// its hostname, which tells apart slaves that share one config file.

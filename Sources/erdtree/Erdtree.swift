@@ -17,13 +17,14 @@ struct Erdtree: AsyncParsableCommand {
         commandName: "erdtree",
         abstract: "A replicated key-value store served over gRPC.",
         discussion: """
-            Run a node with `erdtree master` or `erdtree slave`; talk to one with get, set, del, health and status.
+            Run a node with `erdtree master` or `erdtree slave`; talk to one with get, set, del, health and status;
+            change roles with failover, promote and follow; list a master's slaves with slaves.
             """,
         version: AdminService.version,
         subcommands: [
             MasterCommand.self, SlaveCommand.self, GetCommand.self, SetCommand.self, DelCommand.self,
             HealthCommand.self,
-            StatusCommand.self,
+            StatusCommand.self, SlavesCommand.self, FailoverCommand.self, PromoteCommand.self, FollowCommand.self,
         ]
     )
 }
@@ -37,7 +38,28 @@ struct ClientOptions: ParsableArguments {
     var timeout: String = "10s"
 
     /// Connects, runs `body`, closes; turns failures into a one-line message and exit 1.
-    func withClient<T>(_ body: (KVClient) async throws -> T) async throws -> T {
+    ///
+    /// With `followingMaster`, a refusal that names the master (`erdtree-master`: a write sent to
+    /// a slave) is retried there, once.
+    func withClient<T>(followingMaster: Bool = false, _ body: (KVClient) async throws -> T) async throws -> T {
+        do {
+            return try await withClient(at: server, body)
+        } catch let status as RPCStatus {
+            guard followingMaster, let master = status.metadata["erdtree-master"], master != server else {
+                throw CLIError("\(status)")
+            }
+            let notice = "\(server) is not the master; sending to \(master)\n"
+            _ = notice.withCString { Glibc.write(2, $0, strlen($0)) }
+            do {
+                return try await withClient(at: master, body)
+            } catch let status as RPCStatus {
+                throw CLIError("\(status)")
+            }
+        }
+    }
+
+    /// Connects to `server`, runs `body`, closes; RPC failures are rethrown as they are.
+    private func withClient<T>(at server: String, _ body: (KVClient) async throws -> T) async throws -> T {
         let address: SocketAddressSpec
         do {
             address = try SocketAddressSpec(parsing: server)
@@ -55,12 +77,11 @@ struct ClientOptions: ParsableArguments {
             throw CLIError("cannot connect to \(server): \(error)")
         }
         defer { Task { await rpc.close() } }
-        do {
-            return try await body(KVClient(rpc: rpc, timeout: timeout))
-        } catch let status as RPCStatus {
-            throw CLIError("\(status)")
-        }
+        return try await body(KVClient(rpc: rpc, timeout: timeout))
     }
+
+    /// `--timeout` as a duration (validated by `withClient`).
+    var timeoutDuration: Duration { ConfigUnits.duration(timeout) ?? .seconds(10) }
 }
 
 /// A failure the user caused or must act on: printed as `error: …`, exit status 1.
@@ -243,8 +264,10 @@ struct SetCommand: AsyncParsableCommand {
             let (seconds, attoseconds) = duration.components
             ttlMs = max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
         }
-        let lsn = try await client.withClient { try await $0.set(key, value: Array(value.utf8), ttlMs: ttlMs) }
-        print("OK lsn=\(lsn)")
+        let written = try await client.withClient(followingMaster: true) {
+            try await $0.write(key, value: Array(value.utf8), ttlMs: ttlMs)
+        }
+        print("OK lsn=\(written.lsn) epoch=\(written.epoch)")
     }
 }
 
@@ -256,7 +279,7 @@ struct DelCommand: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
 
     func run() async throws {
-        let result = try await client.withClient { try await $0.delete(key) }
+        let result = try await client.withClient(followingMaster: true) { try await $0.delete(key) }
         print(result.deleted ? "deleted lsn=\(result.lsn)" : "not found")
     }
 }
@@ -297,7 +320,9 @@ struct StatusCommand: AsyncParsableCommand {
         let status = try await client.withClient { try await $0.status() }
         print(
             """
-            role:              \(status.role)\(status.identity.masterAddress.isEmpty ? "" : " of \(status.identity.masterAddress)")
+            role:              \(status.role)\(status.identity.isMaster || status.identity.masterAddress.isEmpty ? "" : " of \(status.identity.masterAddress)")
+            master:            \(status.identity.masterAddress.isEmpty ? "unknown" : status.identity.masterAddress)
+            epoch:             \(status.identity.epoch)\(status.identity.fencedReason.isEmpty ? "" : "\nfenced:            \(status.identity.fencedReason)")
             lag:               \(status.lag.entries) entries, \(status.lag.ms) ms
             version:           \(status.identity.version)
             uptime:            \(status.identity.uptimeMs / 1000) s
@@ -316,6 +341,7 @@ struct StatusCommand: AsyncParsableCommand {
             oldest streamable: \(status.positions.oldestStreamableLSN)
             expired reclaimed: \(status.store.expiredReclaimed)
             disk reads:        \(status.store.diskReads)
+            divergent records: \(status.identity.divergentRecords)
             """)
     }
 }

@@ -29,12 +29,17 @@ public struct KVClient: Sendable {
 
     /// - Returns: the write's LSN.
     public func set(_ key: String, value: [UInt8], ttlMs: Int64 = 0) async throws -> UInt64 {
+        try await write(key, value: value, ttlMs: ttlMs).lsn
+    }
+
+    /// `set`, also returning the epoch the write was logged in.
+    public func write(_ key: String, value: [UInt8], ttlMs: Int64 = 0) async throws -> (lsn: UInt64, epoch: UInt64) {
         try Self.checkKey(key)
         let request = SetRequest(key: Array(key.utf8), value: value, ttlMs: ttlMs).encode(
             allocator: rpc.channel.allocator)
-        return try SetResponse(
-            decoding: try await rpc.unary(path: "/erdtree.v1.KVStore/Set", request: request, timeout: timeout)
-        ).lsn
+        let response = try SetResponse(
+            decoding: try await rpc.unary(path: "/erdtree.v1.KVStore/Set", request: request, timeout: timeout))
+        return (response.lsn, response.epoch)
     }
 
     /// - Returns: whether the key existed, and the delete's LSN (0 when it did not).

@@ -25,9 +25,13 @@ extension KVEngine {
         return try wal.compact(
             segments: count,
             isLive: { record in
-                record.op == .set && store.isCurrent(StoreKey(record.key), lsn: record.lsn, nowMs: WallClock.nowMs())
+                // Epoch markers are the history itself: never dropped.
+                record.op == .epoch
+                    || (record.op == .set
+                        && store.isCurrent(StoreKey(record.key), lsn: record.lsn, nowMs: WallClock.nowMs()))
             },
             moved: { record, location in
+                guard record.op == .set else { return }
                 store.relocate(StoreKey(record.key), lsn: record.lsn, to: DiskLocation(location))
             })
     }

@@ -17,7 +17,7 @@ extension KVEngine {
         let nowMs = WallClock.nowMs()
         defer { appliedWaiters.advance(to: wal.completedLSN) }
         try wal.append(replicated: entries) { index, location in
-            Self.apply(entries[index], at: location, to: store, nowMs: nowMs)
+            Self.apply(entries[index], at: location, to: store, epochs: epochs, nowMs: nowMs)
         }
     }
 
@@ -32,11 +32,34 @@ extension KVEngine {
         let sorted = records.sorted { $0.lsn < $1.lsn }
         let locations = try wal.reset(replicationID: replicationID, snapshot: sorted, through: lsn)
         store.removeAll()
+        epochs.removeAll()
         let nowMs = WallClock.nowMs()
         for (record, location) in zip(sorted, locations) {
-            Self.apply(record, at: location, to: store, nowMs: nowMs)
+            Self.apply(record, at: location, to: store, epochs: epochs, nowMs: nowMs)
         }
         appliedWaiters.advance(to: lsn)
+    }
+
+    /// Moves the records after `branchLSN`, which the new master's history does not have, to
+    /// `<wal.directory>/divergent/<epoch>-<first LSN>.log` and cuts the log after `branchLSN`;
+    /// the store and the epoch history are rebuilt from what is left (a replay, as on recovery).
+    /// Blocking: called by the `Follower` on the thread pool, with no batch in flight.
+    ///
+    /// - Throws: `.lsnMismatch` when the log no longer holds `branchLSN + 1` (compacted: a full
+    ///   resync is the only way) or ends before it; the write errors of `WriteAheadLog.truncate`.
+    func setAsideDivergentTail(after branchLSN: UInt64) throws(WALError) -> WriteAheadLog.Truncation {
+        guard branchLSN + 1 >= wal.oldestStreamableLSN, branchLSN <= wal.lastLSN else {
+            throw .lsnMismatch(expected: wal.oldestStreamableLSN, got: branchLSN + 1)
+        }
+        let path = "\(divergentDirectory)/\(epochs.epoch(at: branchLSN + 1))-\(branchLSN + 1).log"
+        store.removeAll()
+        epochs.removeAll()
+        let nowMs = WallClock.nowMs()
+        let truncation = try wal.truncate(after: branchLSN, savingTo: path) { record, location in
+            Self.apply(record, at: location, to: store, epochs: epochs, nowMs: nowMs)
+        }
+        divergentRecords.add(truncation.saved, ordering: .relaxed)
+        return truncation
     }
 
     /// Makes this node's empty log part of the master's history before its first entry arrives.
@@ -67,8 +90,9 @@ extension KVEngine {
         try wal.entries(since: since, limit: limit)
     }
 
-    /// Calls `body` with a set record of every key live as of `snapshotLSN`, for a slave's full
-    /// resync, until `body` returns false. Blocking: call it off the event loop.
+    /// Calls `body` with the history's epoch markers up to `snapshotLSN`, then a set record of
+    /// every key live as of `snapshotLSN`, for a slave's full resync, until `body` returns false.
+    /// Blocking: call it off the event loop.
     ///
     /// The store is walked shard by shard while writes go on; a key written after `snapshotLSN`
     /// is left out (its record reaches the slave in a batch after the snapshot), which keeps every
@@ -77,6 +101,10 @@ extension KVEngine {
     ///
     /// - Throws: the `WALError` of a record that could not be read.
     func snapshot(through snapshotLSN: UInt64, _ body: (WALRecord) -> Bool) throws(WALError) {
+        // The history's epoch markers first: the slave's log must know its epochs as this one does.
+        for start in epochs.epochs where start.firstLSN <= snapshotLSN {
+            guard body(.epochMarker(start.epoch, lsn: start.firstLSN, timestampMs: 0)) else { return }
+        }
         var failure: WALError?
         var stopped = false
         store.forEach(nowMs: WallClock.nowMs()) { key, stored in

@@ -16,6 +16,8 @@ extension KVEngine {
         var lsn: UInt64
         /// For a delete, whether a live key was removed; false for a set.
         var deleted: Bool
+        /// The epoch of the history when it was logged.
+        var epoch: UInt64
     }
 
     /// Logs `write`, applies it, then calls `completion` on `eventLoop` with its LSN.
@@ -31,7 +33,8 @@ extension KVEngine {
     /// back. Under `always` the writer thread writes and fsyncs each batch (an fsync must not hold
     /// up an event loop), and `completion` hops back to `eventLoop`.
     ///
-    /// `completion` runs inline, before this returns, when nothing is logged: a new key refused
+    /// `completion` runs inline, before this returns, when nothing is logged: the write gate is
+    /// closed (`.writesClosed`: not the master, or handing the role over), a new key refused
     /// under noeviction (`.storeFull`), a delete of a missing key (`Written(lsn: 0, deleted:
     /// false)`: it takes no LSN, as the proto says), or a closed log (`.notLogged(.closed)`).
     func write(
@@ -45,6 +48,7 @@ extension KVEngine {
     /// through a responder, which the log's completion holds inline: a closure of its own would
     /// be one more allocation per write (measured: ~300 instructions of a Set's ~29k).
     func write<Responder: WriteResponder>(_ write: Write, on eventLoop: any EventLoop, responder: Responder) {
+        guard writeGate.enter() else { return responder.written(.failure(.writesClosed)) }
         // One clock read serves the refusal checks, the record's timestamp and its apply.
         let nowMs = WallClock.nowMs()
         let record: WALRecord
@@ -56,6 +60,7 @@ extension KVEngine {
             do {
                 try store.admit(key, nowMs: nowMs)
             } catch {
+                writeGate.leave()
                 return responder.written(.failure(.storeFull(error)))
             }
             record = WALRecord(
@@ -63,7 +68,8 @@ extension KVEngine {
         case .delete(let keyBytes):
             key = StoreKey(keyBytes)
             guard store.get(key, nowMs: nowMs) != nil else {
-                return responder.written(.success(Written(lsn: 0, deleted: false)))
+                writeGate.leave()
+                return responder.written(.success(Written(lsn: 0, deleted: false, epoch: epochs.current)))
             }
             record = WALRecord(lsn: 0, timestampMs: nowMs, op: .delete, expiresAtMs: 0, key: keyBytes, value: [])
         }
@@ -78,10 +84,12 @@ extension KVEngine {
                 logged.lsn = appended.lsn
                 let changed = Self.apply(logged, key: key, at: appended.location, to: store, nowMs: nowMs)
                 appliedWaiters.advance(to: appended.lsn)
-                outcome = .success(Written(lsn: appended.lsn, deleted: record.op == .delete && changed))
+                outcome = .success(
+                    Written(lsn: appended.lsn, deleted: record.op == .delete && changed, epoch: epochs.current))
             case .failure(let error):
                 outcome = .failure(.notLogged(error))
             }
+            writeGate.leave()
             if eventLoop.inEventLoop {
                 responder.written(outcome)
             } else {
@@ -103,4 +111,28 @@ private struct WriteClosure: WriteResponder {
     let body: @Sendable (Result<KVEngine.Written, NodeError>) -> Void
 
     func written(_ result: Result<KVEngine.Written, NodeError>) { body(result) }
+}
+
+extension KVEngine {
+    /// Starts epoch `epoch` at the log's next LSN: logs its epoch marker and applies it, then
+    /// calls `completion` with where it starts. A promotion; the caller keeps the write gate
+    /// closed until this completes, so the marker is the first record of the new epoch.
+    func startEpoch(_ epoch: UInt64, completion: @escaping @Sendable (Result<EpochStart, NodeError>) -> Void) {
+        let marker = WALRecord.epochMarker(epoch, timestampMs: WallClock.nowMs())
+        wal.append(
+            op: marker.op, key: marker.key, value: marker.value, expiresAtMs: 0, timestampMs: marker.timestampMs,
+            byCaller: false
+        ) { [self] result in
+            switch result {
+            case .success(let appended):
+                var logged = marker
+                logged.lsn = appended.lsn
+                Self.apply(logged, at: appended.location, to: store, epochs: epochs, nowMs: marker.timestampMs)
+                appliedWaiters.advance(to: appended.lsn)
+                completion(.success(EpochStart(epoch: epoch, firstLSN: appended.lsn)))
+            case .failure(let error):
+                completion(.failure(.notLogged(error)))
+            }
+        }
+    }
 }

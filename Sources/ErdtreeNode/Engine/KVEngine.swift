@@ -31,6 +31,15 @@ public final class KVEngine: Sendable {
     let diskReadCount = Atomic<UInt64>(0)
     /// Gets with `min_lsn` waiting for this node to apply their LSN.
     let appliedWaiters: AppliedLSNWaiters
+    /// The epochs of the log's history, kept by `apply` from the epoch markers.
+    let epochs: EpochHistory
+    /// Counts writes between admission and completion, and closes to new ones: a node that is
+    /// not the master (or is handing the role over) lets none in.
+    public let writeGate = WriteGate()
+    /// `<wal.directory>/divergent`: where divergent tails are set aside.
+    let divergentDirectory: String
+    /// Records in the files there, for status.
+    let divergentRecords: Atomic<Int>
 
     /// Opens the log in `wal.directory` and replays it into a new store bounded by `storage`.
     ///
@@ -44,10 +53,14 @@ public final class KVEngine: Sendable {
     ///   read or created.
     public init(storage: NodeConfig.Storage, wal configuration: NodeConfig.WAL, logger: Logger) throws(WALError) {
         let store = Self.store(storage)
+        let epochs = EpochHistory()
         (wal, recovery) = try WriteAheadLog.open(Self.walConfiguration(configuration), logger: logger) {
-            Self.apply($0, at: $1, to: store, nowMs: WallClock.nowMs())
+            Self.apply($0, at: $1, to: store, epochs: epochs, nowMs: WallClock.nowMs())
         }
         self.store = store
+        self.epochs = epochs
+        divergentDirectory = configuration.directory + "/divergent"
+        divergentRecords = Atomic(WriteAheadLog.recordCount(inFilesOf: divergentDirectory))
         callersCommit = wal.callersCommit
         appliedWaiters = AppliedLSNWaiters(appliedLSN: wal.completedLSN)
     }
@@ -60,8 +73,8 @@ public final class KVEngine: Sendable {
 
     // MARK: The one apply
 
-    /// Applies one logged record to the store: the rule recovery, live writes and replication
-    /// all go through.
+    /// Applies one logged record to the store (or, for an epoch marker, to the history): the
+    /// rule recovery, live writes and replication all go through.
     ///
     /// Last writer wins by LSN (the store ignores a record older than the key's), so replays and
     /// resyncs are idempotent. A set whose expiry has passed acts as a delete: it still replaces
@@ -72,17 +85,22 @@ public final class KVEngine: Sendable {
     ///   - nowMs: the time expiry is judged at.
     /// - Returns: whether the store changed; for a delete, whether a live key was removed.
     @discardableResult
-    static func apply(_ record: WALRecord, at location: WALLocation, to store: KeyValueStore, nowMs: Int64) -> Bool {
-        apply(record, key: StoreKey(record.key), at: location, to: store, nowMs: nowMs)
+    static func apply(
+        _ record: WALRecord, at location: WALLocation, to store: KeyValueStore, epochs: EpochHistory, nowMs: Int64
+    ) -> Bool {
+        if let epoch = record.markedEpoch {
+            epochs.record(EpochStart(epoch: epoch, firstLSN: record.lsn))
+            return false
+        }
+        return apply(record, key: StoreKey(record.key), at: location, to: store, nowMs: nowMs)
     }
 
-    /// `apply(_:at:to:nowMs:)` with the record's key already made (a live write made it to
-    /// look the key up before logging).
+    /// `apply(_:at:to:epochs:nowMs:)` for a set or a delete whose key is already made (a live
+    /// write made it to look the key up before logging).
     @discardableResult
     static func apply(
         _ record: WALRecord, key: StoreKey, at location: WALLocation, to store: KeyValueStore, nowMs: Int64
     ) -> Bool {
-        if record.op == .epoch { return false }
         if record.op == .delete || (record.expiresAtMs != 0 && record.expiresAtMs <= nowMs) {
             return store.delete(key, lsn: record.lsn, nowMs: nowMs)
         }
@@ -107,6 +125,15 @@ public final class KVEngine: Sendable {
 
     /// The oldest LSN the log can still stream; older positions need a full resync.
     var oldestStreamableLSN: UInt64 { wal.oldestStreamableLSN }
+
+    /// The epoch of the log's history: its newest epoch marker's, or 1.
+    public var epoch: UInt64 { epochs.current }
+
+    /// The epochs of the log's history after epoch 1, oldest first.
+    public var epochStarts: [EpochStart] { epochs.epochs }
+
+    /// Records set aside in divergent files (`<wal.directory>/divergent/`).
+    public var divergentRecordCount: Int { divergentRecords.load(ordering: .relaxed) }
 
     // MARK: Building
 

@@ -63,6 +63,46 @@ extension NodeError: CustomStringConvertible {
                 + (masterAddress.map { " of \($0); call it there" } ?? "")
         case .unknownService(let service):
             "unknown service '\(service)'"
+        case .writesClosed:
+            "this node takes no writes now"
+        case .switchoverUnderWay(let target):
+            "a switchover to \(target) is under way and this node no longer takes writes; "
+                + "send them to the new master at \(target)"
+        case .steppedDown(let epoch, let masterAddress?):
+            "this node stepped down (epoch \(epoch) has a newer master); send writes to the master at \(masterAddress)"
+        case .steppedDown(let epoch, nil):
+            "this node stepped down: it heard of epoch \(epoch), newer than its own, and follows no master yet; "
+                + "find the master with Admin/Status on the other nodes"
+        case .staleMaster(let epoch, let slaveEpoch):
+            "this node was the master of epoch \(epoch), but the slave knows epoch \(slaveEpoch): "
+                + "it has been replaced, so it stepped down and takes no more writes"
+        case .alreadyMaster(let epoch):
+            "this node is already the master (epoch \(epoch)); Promote is for a slave"
+        case .followSelf(let address):
+            "\(address) is this node's own address; a node cannot follow itself"
+        case .unknownSlave(let name, let connected):
+            "no connected slave is named \(name) (connected: "
+                + (connected.isEmpty ? "none" : connected.joined(separator: ", ")) + ")"
+        case .noSlaveToPromote:
+            "no slave is connected to hand the master's role to"
+        case .roleChangeUnderWay:
+            "a Failover, Promote or Follow is already under way on this node"
+        case .switchoverTimedOut(let target, let acked, let last, let timeout):
+            "slave \(target) acked LSN \(acked) of this master's last LSN \(last) within \(timeout); "
+                + "the switchover is abandoned and this node takes writes again"
+        case .switchoverTargetLeft(let target):
+            "slave \(target) disconnected before it could be promoted; "
+                + "the switchover is abandoned and this node takes writes again"
+        }
+    }
+
+    /// The master a refusal points to, sent as the `erdtree-master` metadata (a gRPC trailer, a
+    /// Connect response header) so that clients can follow it without parsing the message.
+    var masterHint: String? {
+        switch self {
+        case .notMaster(_, let address), .switchoverUnderWay(let address): address
+        case .steppedDown(_, let address), .slavesManagedOnMaster(_, let address): address
+        default: nil
         }
     }
 
@@ -71,8 +111,17 @@ extension NodeError: CustomStringConvertible {
     /// inconsistent (the index and the log disagree) and retrying will not help.
     var code: RPCStatus.Code {
         switch self {
-        case .notMaster, .positionCompactedAway, .slavesManagedOnMaster:
+        case .notMaster, .positionCompactedAway, .slavesManagedOnMaster, .staleMaster, .alreadyMaster,
+            .noSlaveToPromote, .roleChangeUnderWay:
             .failedPrecondition
+        case .steppedDown(_, let masterAddress):
+            masterAddress == nil ? .unavailable : .failedPrecondition
+        case .writesClosed, .switchoverUnderWay, .switchoverTargetLeft:
+            .unavailable
+        case .switchoverTimedOut:
+            .deadlineExceeded
+        case .followSelf:
+            .invalidArgument
         case .storeFull, .slaveStalled:
             .resourceExhausted
         case .notLogged, .acksTimedOut, .minLSNAhead, .evictedRecordKeptMoving, .logUnreadable, .masterShuttingDown,
@@ -90,7 +139,7 @@ extension NodeError: CustomStringConvertible {
             .invalidArgument
         case .slaveRemoved, .slaveLeftDuringSnapshot:
             .cancelled
-        case .unknownService:
+        case .unknownService, .unknownSlave:
             .notFound
         case .unknownReplicateResponse:
             .unimplemented
@@ -98,7 +147,12 @@ extension NodeError: CustomStringConvertible {
     }
 
     /// What a call or a replication stream ends with.
-    var status: RPCStatus { RPCStatus(code, description) }
+    var status: RPCStatus {
+        RPCStatus(code, description, metadata: masterHint.map { [Self.masterHeader: $0] } ?? [:])
+    }
+
+    /// The metadata name that carries `masterHint`.
+    static let masterHeader = "erdtree-master"
 }
 
 extension RequestError: CustomStringConvertible {

@@ -74,4 +74,31 @@ enum NodeError: Error, Equatable {
     case slavesManagedOnMaster(method: String, masterAddress: String?)
     /// `grpc.health.v1.Health/Check` for a service this node does not serve.
     case unknownService(String)
+
+    // MARK: Roles and epochs
+
+    /// The write gate is closed: the engine's refusal, which the KVStore service turns into the
+    /// role's own (`RoleManager.refusal`).
+    case writesClosed
+    /// A write reached a master handing its role to `target` (Admin.Failover).
+    case switchoverUnderWay(target: String)
+    /// A write reached a master that heard of a newer epoch and stepped down; `masterAddress` is
+    /// the new master once known.
+    case steppedDown(epoch: UInt64, masterAddress: String?)
+    /// A slave of a newer epoch dialled this master: it steps down.
+    case staleMaster(epoch: UInt64, slaveEpoch: UInt64)
+    /// Admin.Promote on the master.
+    case alreadyMaster(epoch: UInt64)
+    /// Admin.Follow naming this node's own address.
+    case followSelf(address: String)
+    /// Admin.Failover named no connected slave.
+    case unknownSlave(String, connected: [String])
+    /// Admin.Failover with no slave connected.
+    case noSlaveToPromote
+    /// A second Admin.Failover or Promote or Follow while one is under way.
+    case roleChangeUnderWay
+    /// Admin.Failover's target did not ack the master's last LSN in time; nothing changed.
+    case switchoverTimedOut(target: String, ackedLSN: UInt64, lastLSN: UInt64, timeout: Duration)
+    /// Admin.Failover's target disconnected before it was promoted; nothing changed.
+    case switchoverTargetLeft(target: String)
 }

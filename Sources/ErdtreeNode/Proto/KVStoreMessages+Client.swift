@@ -59,9 +59,9 @@ extension SetRequest {
 
 extension SetResponse {
     init(decoding buffer: ByteBuffer) throws(RPCStatus) {
-        lsn = try ProtobufCCodec.withUnpacked(
+        self = try ProtobufCCodec.withUnpacked(
             buffer, typeName: "erdtree.v1.SetResponse", unpack: { erdtree__v1__set_response__unpack($0, $1, $2) }
-        ) { message throws(RPCStatus) in message.pointee.lsn }
+        ) { message throws(RPCStatus) in SetResponse(lsn: message.pointee.lsn, epoch: message.pointee.epoch) }
     }
 }
 
@@ -86,7 +86,8 @@ extension DeleteResponse {
             buffer, typeName: "erdtree.v1.DeleteResponse",
             unpack: { erdtree__v1__delete_response__unpack($0, $1, $2) }
         ) { message throws(RPCStatus) in
-            DeleteResponse(deleted: message.pointee.deleted != 0, lsn: message.pointee.lsn)
+            DeleteResponse(
+                deleted: message.pointee.deleted != 0, lsn: message.pointee.lsn, epoch: message.pointee.epoch)
         }
     }
 }

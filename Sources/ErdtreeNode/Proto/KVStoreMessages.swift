@@ -61,11 +61,13 @@ struct SetRequest {
 
 struct SetResponse {
     var lsn: UInt64
+    var epoch: UInt64
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
         var message = Erdtree__V1__SetResponse()
         erdtree__v1__set_response__init(&message)
         message.lsn = lsn
+        message.epoch = epoch
         return ProtobufCCodec.pack(&message, allocator: allocator)
     }
 }
@@ -85,12 +87,14 @@ struct DeleteRequest {
 struct DeleteResponse {
     var deleted: Bool
     var lsn: UInt64
+    var epoch: UInt64
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
         var message = Erdtree__V1__DeleteResponse()
         erdtree__v1__delete_response__init(&message)
         message.deleted = deleted ? 1 : 0
         message.lsn = lsn
+        message.epoch = epoch
         return ProtobufCCodec.pack(&message, allocator: allocator)
     }
 }
@@ -155,6 +159,9 @@ extension NodeStatus {
         message.last_compaction_ms = log.lastCompactionMs
         message.lag_entries = lag.entries
         message.lag_ms = lag.ms
+        message.epoch = identity.epoch
+        message.divergent_records = identity.divergentRecords
+        message.fenced_reason = arena.cString(identity.fencedReason)
         return ProtobufCCodec.pack(&message, allocator: allocator)
     }
 
@@ -169,7 +176,8 @@ extension NodeStatus {
                 isMaster: s.role == ERDTREE__V1__ROLE__ROLE_MASTER,
                 replicationID: ProtobufCCodec.string(s.replication_id),
                 masterAddress: ProtobufCCodec.string(s.master_address), version: ProtobufCCodec.string(s.version),
-                uptimeMs: s.uptime_ms)
+                uptimeMs: s.uptime_ms, epoch: s.epoch, divergentRecords: s.divergent_records,
+                fencedReason: ProtobufCCodec.string(s.fenced_reason))
             status.positions = Positions(
                 lastLSN: s.last_lsn, appliedLSN: s.applied_lsn, durableLSN: s.durable_lsn,
                 oldestStreamableLSN: s.oldest_streamable_lsn)

@@ -5,10 +5,32 @@ import ErdtreeRPC
 import ErdtreeWAL
 import NIOCore
 
+/// `erdtree.v1.Hello`: a slave introducing itself.
+struct Hello: Equatable {
+    var replicationID: String
+    var lastLSN: UInt64
+    var slaveID: String
+    var advertiseAddress: String
+    var heartbeatIntervalMs: UInt32
+    /// The slave's epochs after epoch 1.
+    var epochs: [EpochStart]
+}
+
+/// `erdtree.v1.Welcome`: how the master will bring a slave up to date.
+struct Welcome: Equatable {
+    var replicationID: String
+    var fullResync = false
+    var snapshotLSN: UInt64 = 0
+    var masterLSN: UInt64
+    var epoch: UInt64
+    /// Set when the slave's log holds records past `branchLSN` that are not in the master's history.
+    var divergent = false
+    var branchLSN: UInt64 = 0
+}
+
 /// `erdtree.v1.ReplicateRequest`: what a slave sends on `Replicate`.
 enum ReplicateRequest: Equatable {
-    case hello(
-        replicationID: String, lastLSN: UInt64, slaveID: String, advertiseAddress: String, heartbeatIntervalMs: UInt32)
+    case hello(Hello)
     case ack(appliedLSN: UInt64, durableLSN: UInt64)
 
     init(decoding buffer: ByteBuffer) throws(RPCStatus) {
@@ -19,11 +41,17 @@ enum ReplicateRequest: Equatable {
             switch message.pointee.kind_case {
             case ERDTREE__V1__REPLICATE_REQUEST__KIND_HELLO:
                 let hello = message.pointee.hello.pointee
+                var epochs: [EpochStart] = []
+                for index in 0..<hello.n_epochs {
+                    guard let start = hello.epochs[index]?.pointee else { continue }
+                    epochs.append(EpochStart(epoch: start.epoch, firstLSN: start.first_lsn))
+                }
                 return .hello(
-                    replicationID: ProtobufCCodec.string(hello.replication_id), lastLSN: hello.last_lsn,
-                    slaveID: ProtobufCCodec.string(hello.slave_id),
-                    advertiseAddress: ProtobufCCodec.string(hello.advertise_address),
-                    heartbeatIntervalMs: hello.heartbeat_interval_ms)
+                    Hello(
+                        replicationID: ProtobufCCodec.string(hello.replication_id), lastLSN: hello.last_lsn,
+                        slaveID: ProtobufCCodec.string(hello.slave_id),
+                        advertiseAddress: ProtobufCCodec.string(hello.advertise_address),
+                        heartbeatIntervalMs: hello.heartbeat_interval_ms, epochs: epochs))
             case ERDTREE__V1__REPLICATE_REQUEST__KIND_ACK:
                 let ack = message.pointee.ack.pointee
                 return .ack(appliedLSN: ack.applied_lsn, durableLSN: ack.durable_lsn)
@@ -38,13 +66,23 @@ enum ReplicateRequest: Equatable {
         var message = Erdtree__V1__ReplicateRequest()
         erdtree__v1__replicate_request__init(&message)
         switch self {
-        case .hello(let replicationID, let lastLSN, let slaveID, let advertiseAddress, let heartbeatIntervalMs):
+        case .hello(let fields):
             let hello = arena.make(Erdtree__V1__Hello.self) { erdtree__v1__hello__init($0) }
-            hello.pointee.replication_id = arena.cString(replicationID)
-            hello.pointee.last_lsn = lastLSN
-            hello.pointee.slave_id = arena.cString(slaveID)
-            hello.pointee.advertise_address = arena.cString(advertiseAddress)
-            hello.pointee.heartbeat_interval_ms = heartbeatIntervalMs
+            hello.pointee.replication_id = arena.cString(fields.replicationID)
+            hello.pointee.last_lsn = fields.lastLSN
+            hello.pointee.slave_id = arena.cString(fields.slaveID)
+            hello.pointee.advertise_address = arena.cString(fields.advertiseAddress)
+            hello.pointee.heartbeat_interval_ms = fields.heartbeatIntervalMs
+            let epochs = arena.array(
+                of: UnsafeMutablePointer<Erdtree__V1__EpochStart>?.self, count: fields.epochs.count)
+            for (index, start) in fields.epochs.enumerated() {
+                let item = arena.make(Erdtree__V1__EpochStart.self) { erdtree__v1__epoch_start__init($0) }
+                item.pointee.epoch = start.epoch
+                item.pointee.first_lsn = start.firstLSN
+                epochs[index] = item
+            }
+            hello.pointee.n_epochs = fields.epochs.count
+            hello.pointee.epochs = epochs
             message.kind_case = ERDTREE__V1__REPLICATE_REQUEST__KIND_HELLO
             message.hello = hello
         case .ack(let applied, let durable):
@@ -60,10 +98,11 @@ enum ReplicateRequest: Equatable {
 
 /// `erdtree.v1.ReplicateResponse`: what a master sends on `Replicate`.
 enum ReplicateResponse {
-    case welcome(replicationID: String, fullResync: Bool, snapshotLSN: UInt64, masterLSN: UInt64)
+    case welcome(Welcome)
     case batch(entries: [WALRecord], masterLSN: UInt64)
     case snapshot(snapshotLSN: UInt64, entries: [WALRecord], last: Bool)
     case heartbeat(masterLSN: UInt64, timestampMs: Int64)
+    case promote(lastLSN: UInt64)
 
     func encode(allocator: ByteBufferAllocator) -> ByteBuffer {
         var arena = CArena()
@@ -76,12 +115,15 @@ enum ReplicateResponse {
         var message = Erdtree__V1__ReplicateResponse()
         erdtree__v1__replicate_response__init(&message)
         switch self {
-        case .welcome(let replicationID, let fullResync, let snapshotLSN, let masterLSN):
+        case .welcome(let fields):
             let welcome = arena.make(Erdtree__V1__Welcome.self) { erdtree__v1__welcome__init($0) }
-            welcome.pointee.replication_id = arena.cString(replicationID)
-            welcome.pointee.full_resync = fullResync ? 1 : 0
-            welcome.pointee.snapshot_lsn = snapshotLSN
-            welcome.pointee.master_lsn = masterLSN
+            welcome.pointee.replication_id = arena.cString(fields.replicationID)
+            welcome.pointee.full_resync = fields.fullResync ? 1 : 0
+            welcome.pointee.snapshot_lsn = fields.snapshotLSN
+            welcome.pointee.master_lsn = fields.masterLSN
+            welcome.pointee.epoch = fields.epoch
+            welcome.pointee.divergent = fields.divergent ? 1 : 0
+            welcome.pointee.branch_lsn = fields.branchLSN
             message.kind_case = ERDTREE__V1__REPLICATE_RESPONSE__KIND_WELCOME
             message.welcome = welcome
         case .batch(let entries, let masterLSN):
@@ -105,6 +147,11 @@ enum ReplicateResponse {
             heartbeat.pointee.timestamp_ms = timestampMs
             message.kind_case = ERDTREE__V1__REPLICATE_RESPONSE__KIND_HEARTBEAT
             message.heartbeat = heartbeat
+        case .promote(let lastLSN):
+            let promote = arena.make(Erdtree__V1__Promote.self) { erdtree__v1__promote__init($0) }
+            promote.pointee.last_lsn = lastLSN
+            message.kind_case = ERDTREE__V1__REPLICATE_RESPONSE__KIND_PROMOTE
+            message.promote = promote
         }
         return ProtobufCCodec.pack(&message, allocator: allocator)
     }
@@ -119,8 +166,11 @@ enum ReplicateResponse {
             case ERDTREE__V1__REPLICATE_RESPONSE__KIND_WELCOME:
                 let welcome = message.pointee.welcome.pointee
                 return .welcome(
-                    replicationID: ProtobufCCodec.string(welcome.replication_id), fullResync: welcome.full_resync != 0,
-                    snapshotLSN: welcome.snapshot_lsn, masterLSN: welcome.master_lsn)
+                    Welcome(
+                        replicationID: ProtobufCCodec.string(welcome.replication_id),
+                        fullResync: welcome.full_resync != 0, snapshotLSN: welcome.snapshot_lsn,
+                        masterLSN: welcome.master_lsn, epoch: max(welcome.epoch, 1), divergent: welcome.divergent != 0,
+                        branchLSN: welcome.branch_lsn))
             case ERDTREE__V1__REPLICATE_RESPONSE__KIND_BATCH:
                 let batch = message.pointee.batch.pointee
                 return .batch(
@@ -133,6 +183,8 @@ enum ReplicateResponse {
             case ERDTREE__V1__REPLICATE_RESPONSE__KIND_HEARTBEAT:
                 let heartbeat = message.pointee.heartbeat.pointee
                 return .heartbeat(masterLSN: heartbeat.master_lsn, timestampMs: heartbeat.timestamp_ms)
+            case ERDTREE__V1__REPLICATE_RESPONSE__KIND_PROMOTE:
+                return .promote(lastLSN: message.pointee.promote.pointee.last_lsn)
             default:
                 throw NodeError.unknownReplicateResponse(kind: message.pointee.kind_case.rawValue).status
             }
@@ -141,7 +193,8 @@ enum ReplicateResponse {
 }
 
 extension WALRecord {
-    /// `erdtree.v1.Entry`s as records (an unknown op reads as a set, as proto3 enums do).
+    /// `erdtree.v1.Entry`s as records (an unknown op reads as a set, as proto3 enums do; an
+    /// epoch marker carries its epoch in `Entry.epoch`).
     static func decode(
         _ list: UnsafeMutablePointer<UnsafeMutablePointer<Erdtree__V1__Entry>?>?, count: Int
     ) -> [WALRecord] {
@@ -150,6 +203,10 @@ extension WALRecord {
         records.reserveCapacity(count)
         for index in 0..<count {
             guard let entry = list[index]?.pointee else { continue }
+            if entry.op == ERDTREE__V1__OP__OP_EPOCH {
+                records.append(.epochMarker(entry.epoch, lsn: entry.lsn, timestampMs: entry.timestamp_ms))
+                continue
+            }
             records.append(
                 WALRecord(
                     lsn: entry.lsn, timestampMs: entry.timestamp_ms,
@@ -168,10 +225,16 @@ extension CArena {
             let entry = make(Erdtree__V1__Entry.self) { erdtree__v1__entry__init($0) }
             entry.pointee.lsn = update.lsn
             entry.pointee.timestamp_ms = update.timestampMs
+            entry.pointee.expires_at_ms = update.expiresAtMs
+            if let epoch = update.markedEpoch {
+                entry.pointee.op = ERDTREE__V1__OP__OP_EPOCH
+                entry.pointee.epoch = epoch
+                list[i] = entry
+                continue
+            }
             entry.pointee.op = update.op == .delete ? ERDTREE__V1__OP__OP_DELETE : ERDTREE__V1__OP__OP_SET
             entry.pointee.key = cString(update.key)
             entry.pointee.value = ProtobufCBinaryData(len: update.value.count, data: copy(update.value))
-            entry.pointee.expires_at_ms = update.expiresAtMs
             list[i] = entry
         }
         return list

@@ -24,6 +24,8 @@ final class Follower: @unchecked Sendable {
     private var syncTarget: UInt64 = 0
     /// During a full resync: the snapshot so far, and batches that arrived before it was loaded.
     private var resync: (lsn: UInt64, records: [WALRecord], replicationID: String)?
+    /// Set while a divergent tail is being set aside: batches wait for it.
+    private var truncating = false
     private var heldBatches: [[WALRecord]] = []
     private var ackScheduled = false
     /// Where each message is unpacked, kept across messages (a batch unpacks into hundreds of
@@ -48,13 +50,12 @@ final class Follower: @unchecked Sendable {
             return
         }
         switch response {
-        case .welcome(let replicationID, let fullResync, let snapshotLSN, let masterLSN):
-            welcome(
-                replicationID: replicationID, fullResync: fullResync, snapshotLSN: snapshotLSN, masterLSN: masterLSN)
+        case .welcome(let welcome):
+            self.welcome(welcome)
         case .batch(let entries, let masterLSN):
             guard welcomed else { return fail("the master sent a batch before its Welcome") }
             replicator.heard(masterLSN: masterLSN)
-            if resync != nil {
+            if resync != nil || truncating {
                 heldBatches.append(entries)
             } else {
                 apply(entries)
@@ -67,15 +68,30 @@ final class Follower: @unchecked Sendable {
             if last { loadSnapshot() }
         case .heartbeat(let masterLSN, _):
             replicator.heard(masterLSN: masterLSN)
-            guard resync == nil else { return }
+            guard resync == nil, !truncating else { return }
             ack()
             if engine.lastLSN >= syncTarget && welcomed { replicator.caughtUp() }
+        case .promote(let lastLSN):
+            guard welcomed, resync == nil, !truncating else {
+                return fail("the master asked for a promotion before this slave caught up")
+            }
+            replicator.promoteRequested(lastLSN: lastLSN)
         }
     }
 
-    private func welcome(replicationID: String, fullResync: Bool, snapshotLSN: UInt64, masterLSN: UInt64) {
+    private func welcome(_ welcome: Welcome) {
+        let (replicationID, snapshotLSN, masterLSN) = (welcome.replicationID, welcome.snapshotLSN, welcome.masterLSN)
         guard !welcomed else { return fail("the master sent a second Welcome") }
-        if fullResync {
+        // Never follow back into an older epoch: that master was replaced and does not know it.
+        guard welcome.epoch >= engine.epoch else {
+            return fail(
+                "the master is at epoch \(welcome.epoch), older than this node's epoch \(engine.epoch): "
+                    + "it was replaced; not following it")
+        }
+        if welcome.divergent {
+            return setAsideDivergentTail(after: welcome.branchLSN, masterLSN: masterLSN)
+        }
+        if welcome.fullResync {
             logger.warning(
                 """
                 FULL RESYNC: the master cannot stream from this slave's position; its data will be replaced by \
@@ -127,6 +143,41 @@ final class Follower: @unchecked Sendable {
         }
         scheduleAck()
         if last.lsn >= syncTarget { replicator.caughtUp() }
+    }
+
+    /// The master's Welcome said this log holds records past `branchLSN` that are not in its
+    /// history: they go to a divergent file and the log is cut (blocking work, on the pool), then
+    /// the batches that arrived meanwhile are applied.
+    private func setAsideDivergentTail(after branchLSN: UInt64, masterLSN: UInt64) {
+        welcomed = true
+        truncating = true
+        syncTarget = masterLSN
+        replicator.heard(masterLSN: masterLSN)
+        let engine = self.engine
+        NIOThreadPool.singleton.submit { [self] _ in
+            let cut = Result { () throws(WALError) in try engine.setAsideDivergentTail(after: branchLSN) }
+            call?.eventLoop.execute { [self] in
+                switch cut {
+                case .success(let truncation):
+                    logger.warning(
+                        "DIVERGENT TAIL: records not in the master's history were moved out of the log",
+                        metadata: [
+                            "records": "\(truncation.saved)", "file": "\(truncation.savedPath ?? "-")",
+                            "branch_lsn": "\(branchLSN)",
+                        ])
+                    truncating = false
+                    engine.onDurable { [weak self] _ in self?.ack() }
+                    nextLSN = branchLSN + 1
+                    let held = heldBatches
+                    heldBatches = []
+                    for entries in held { apply(entries) }
+                    ack()
+                    if engine.lastLSN >= syncTarget { replicator.caughtUp() }
+                case .failure(let error):
+                    fail("cannot set aside this slave's divergent tail after LSN \(branchLSN): \(error)")
+                }
+            }
+        }
     }
 
     /// Replaces this slave's log and store with the snapshot (blocking work, on the pool), then

@@ -38,6 +38,14 @@ public final class ReplicationHub: Sendable {
     /// Where committed batches are encoded: pushes come one at a time from the WAL's commit
     /// path, so the lock is uncontended; it only makes the reuse safe.
     private let pushArena = Mutex(CArena())
+    /// Decides whether a slave's Hello may stream (`RoleManager`: only a master admits, and a
+    /// Hello of a newer epoch fences it); nil admits. Read once per Hello.
+    private let admissionRule = Mutex<(@Sendable (Hello) -> NodeError?)?>(nil)
+
+    var admission: (@Sendable (Hello) -> NodeError?)? {
+        get { admissionRule.withLock { $0 } }
+        set { admissionRule.withLock { $0 = newValue } }
+    }
 
     /// Built by a master's `ServerNode`, which registers it in its router.
     init(engine: KVEngine, settings: Settings = Settings(), logger: Logger) {
@@ -101,9 +109,22 @@ public final class ReplicationHub: Sendable {
     /// Ends every stream (UNAVAILABLE, so slaves redial): a graceful shutdown waits for open
     /// calls, and these never end by themselves.
     func stop() {
+        dropAll(NodeError.masterShuttingDown.status)
+    }
+
+    /// Ends every stream with `status`: this node stopped being the master (a status carrying
+    /// `erdtree-master` sends the slaves to the new one).
+    func dropAll(_ status: RPCStatus) {
         for stream in streams.withLock({ Array($0.values) }) {
-            stream.drop(NodeError.masterShuttingDown.status)
+            stream.drop(status)
         }
+    }
+
+    /// Sends a switchover's `Promote` to the slave `slaveID`. Returns what ends when its stream
+    /// does (the promoted slave stops following), or nil when it has no stream.
+    func promote(slaveID: String, lastLSN: UInt64) -> StreamEnd? {
+        let stream = streams.withLock { Array($0.values) }.first { $0.info?.slaveID == slaveID }
+        return stream?.promote(lastLSN: lastLSN)
     }
 
     /// Pre-registers a slave (`Admin.AddSlave`, docs/replication.md): listed as disconnected until

@@ -30,6 +30,8 @@ public final class Replicator: Sendable {
         var call: ClientCall?
         var client: RPCClient?
         var firstSync: (@Sendable () -> Void)?
+        var redirect: (@Sendable (String) -> Void)?
+        var promote: (@Sendable (UInt64) -> Void)?
         var synced = false
         var connected = false
     }
@@ -62,6 +64,17 @@ public final class Replicator: Sendable {
         state.withLock { $0.firstSync = body }
     }
 
+    /// `body` runs with the address a refusal of the stream named as the master (the node dialled
+    /// is not the master, but knows which is): the node's role manager follows it.
+    func onRedirect(_ body: @escaping @Sendable (String) -> Void) {
+        state.withLock { $0.redirect = body }
+    }
+
+    /// `body` runs when the master asks this slave to take over at an LSN (a switchover).
+    func onPromote(_ body: @escaping @Sendable (UInt64) -> Void) {
+        state.withLock { $0.promote = body }
+    }
+
     func start() {
         let task = Task { [self] in await run() }
         state.withLock { $0.task = task }
@@ -86,6 +99,14 @@ public final class Replicator: Sendable {
             let status = await session()
             state.withLock { $0.connected = false }
             if stopped { return }
+            if let master = status.metadata[NodeError.masterHeader], master != self.master.address,
+                let redirect = state.withLock({ $0.redirect })
+            {
+                logger.warning(
+                    "the node dialled is not the master; following the one it names",
+                    metadata: ["new_master": "\(master)", "message": "\(status.message)"])
+                redirect(master)
+            }
             if status.code == .ok {
                 retry = Self.firstRetry
                 logger.info("replication stream ended; redialling")
@@ -137,11 +158,13 @@ public final class Replicator: Sendable {
             }
             let lastLSN = engine.lastLSN
             let hello = ReplicateRequest.hello(
-                replicationID: lastLSN == 0 ? "" : engine.replicationID, lastLSN: lastLSN, slaveID: slaveID,
-                advertiseAddress: slaveID,
-                heartbeatIntervalMs: UInt32(
-                    clamping: master.syncInterval.components.seconds * 1000
-                        + master.syncInterval.components.attoseconds / 1_000_000_000_000_000))
+                Hello(
+                    replicationID: lastLSN == 0 ? "" : engine.replicationID, lastLSN: lastLSN, slaveID: slaveID,
+                    advertiseAddress: slaveID,
+                    heartbeatIntervalMs: UInt32(
+                        clamping: master.syncInterval.components.seconds * 1000
+                            + master.syncInterval.components.attoseconds / 1_000_000_000_000_000),
+                    epochs: engine.epochStarts))
             // A master that falls silent (network cut, frozen process) is given up on after a
             // few missed heartbeats, and redialled.
             let silence = max(master.syncInterval * 4, .seconds(1))
@@ -172,6 +195,12 @@ public final class Replicator: Sendable {
     func heard(masterLSN: UInt64) {
         masterLSNValue.store(masterLSN, ordering: .relaxed)
         lastContactMsValue.store(WallClock.nowMs(), ordering: .relaxed)
+    }
+
+    func promoteRequested(lastLSN: UInt64) {
+        let body = state.withLock { $0.promote }
+        logger.warning("the master asks this slave to take over", metadata: ["last_lsn": "\(lastLSN)"])
+        body?(lastLSN)
     }
 
     func caughtUp() {

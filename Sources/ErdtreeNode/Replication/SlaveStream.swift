@@ -39,6 +39,8 @@ final class SlaveStream: @unchecked Sendable {
     private var heartbeat: RepeatedTask?
     /// The slave's `master.sync_interval` from its Hello, or the hub's default.
     private lazy var heartbeatInterval: Duration = hub.settings.heartbeatInterval
+    /// Signalled when the stream ends (a switchover waits on its target's).
+    let ended = StreamEnd()
 
     init(call: ServerCall, hub: ReplicationHub) {
         self.call = call
@@ -57,6 +59,15 @@ final class SlaveStream: @unchecked Sendable {
     /// Ends the stream from any thread (Admin.RemoveSlave).
     func drop(_ status: RPCStatus) {
         call.eventLoop.execute { [self] in end(status, because: status.message) }
+    }
+
+    /// Sends `Promote` once every batch up to `lastLSN` is sent (a switchover); returns `ended`.
+    func promote(lastLSN: UInt64) -> StreamEnd {
+        call.eventLoop.execute { [self] in
+            guard streaming, !call.isFinished else { return }
+            send(.promote(lastLSN: lastLSN))
+        }
+        return ended
     }
 
     /// Called from any thread with a committed batch already encoded: sent as is when it is the
@@ -92,16 +103,17 @@ final class SlaveStream: @unchecked Sendable {
             return
         }
         switch request {
-        case .hello(let replicationID, let lastLSN, let slaveID, let address, let heartbeatMs):
+        case .hello(let hello):
             guard !streaming else {
                 end(NodeError.helloRepeated.status, because: "a second Hello")
                 return
             }
             do throws(RPCStatus) {
-                if heartbeatMs != 0 {
-                    heartbeatInterval = .milliseconds(Int64(min(max(heartbeatMs, 10), 60_000)))
+                if hello.heartbeatIntervalMs != 0 {
+                    heartbeatInterval = .milliseconds(Int64(min(max(hello.heartbeatIntervalMs, 10), 60_000)))
                 }
-                try accept(replicationID: replicationID, lastLSN: lastLSN, slaveID: slaveID, address: address)
+                if let refusal = hub.admission?(hello) { throw refusal.status }
+                try accept(hello)
             } catch {
                 end(error, because: "its Hello was refused")
             }
@@ -118,7 +130,10 @@ final class SlaveStream: @unchecked Sendable {
         }
     }
 
-    private func accept(replicationID: String, lastLSN: UInt64, slaveID: String, address: String) throws(RPCStatus) {
+    private func accept(_ hello: Hello) throws(RPCStatus) {
+        let (replicationID, lastLSN, slaveID, address) = (
+            hello.replicationID, hello.lastLSN, hello.slaveID, hello.advertiseAddress
+        )
         let engine = hub.engine
         guard !slaveID.isEmpty else { throw RequestError.emptyField("Hello.slave_id").status }
         guard replicationID.isEmpty || Self.isReplicationID(replicationID) else {
@@ -138,26 +153,43 @@ final class SlaveStream: @unchecked Sendable {
         heartbeat = call.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
             beat()
         }
-        guard sameHistory, lastLSN <= masterLSN, lastLSN + 1 >= engine.oldestStreamableLSN else {
+        // Where the slave's history leaves this one: records past it are a divergent tail, which
+        // the slave sets aside before streaming from the branch point.
+        let branch = EpochHistory.branchPoint(
+            mine: engine.epochStarts, myLastLSN: masterLSN, theirs: hello.epochs, theirLastLSN: lastLSN)
+        guard sameHistory, branch + 1 >= engine.oldestStreamableLSN else {
             let why =
                 !sameHistory
                 ? "its replication id \(replicationID) is not this master's \(engine.replicationID)"
-                : lastLSN > masterLSN
-                    ? "its last LSN \(lastLSN) is ahead of this master's \(masterLSN)"
-                    : "the entries after its last LSN \(lastLSN) were compacted away (oldest streamable: "
-                        + "\(engine.oldestStreamableLSN))"
+                : "the entries after LSN \(branch) it needs were compacted away (oldest streamable: "
+                    + "\(engine.oldestStreamableLSN))"
             sendSnapshot(because: why)
             return
         }
+        let divergent = branch < lastLSN
         logger = hub.logger
         logger[metadataKey: "slave"] = "\(slaveID)"
-        logger.info(
-            "slave connected; streaming from its last LSN",
-            metadata: ["address": "\(address)", "from_lsn": "\(lastLSN + 1)", "master_lsn": "\(masterLSN)"])
+        if divergent {
+            logger.warning(
+                "slave has a divergent tail; it sets it aside and streams from the branch point",
+                metadata: ["address": "\(address)", "branch_lsn": "\(branch)", "slave_last_lsn": "\(lastLSN)"])
+            shared.withLock {
+                $0?.appliedLSN = branch
+                $0?.durableLSN = branch
+                $0?.sentLSN = branch
+            }
+        } else {
+            logger.info(
+                "slave connected; streaming from its last LSN",
+                metadata: ["address": "\(address)", "from_lsn": "\(lastLSN + 1)", "master_lsn": "\(masterLSN)"])
+        }
         streaming = true
-        sentLSN = lastLSN
+        sentLSN = min(branch, lastLSN)
         send(
-            .welcome(replicationID: engine.replicationID, fullResync: false, snapshotLSN: 0, masterLSN: masterLSN))
+            .welcome(
+                Welcome(
+                    replicationID: engine.replicationID, masterLSN: masterLSN, epoch: engine.epoch,
+                    divergent: divergent, branchLSN: divergent ? branch : 0)))
         pump()
     }
 
@@ -175,8 +207,9 @@ final class SlaveStream: @unchecked Sendable {
         snapshotting = true
         send(
             .welcome(
-                replicationID: engine.replicationID, fullResync: true, snapshotLSN: snapshotLSN,
-                masterLSN: engine.lastLSN))
+                Welcome(
+                    replicationID: engine.replicationID, fullResync: true, snapshotLSN: snapshotLSN,
+                    masterLSN: engine.lastLSN, epoch: engine.epoch)))
         let limit = hub.settings.sendBufferBytes
         NIOThreadPool.singleton.submit { [self] _ in
             var chunk: [WALRecord] = []
@@ -311,10 +344,27 @@ final class SlaveStream: @unchecked Sendable {
         } else {
             logger.info("replication stream closed", metadata: ["reason": "\(reason)"])
         }
+        ended.signal()
         hub.remove(self)
     }
 
     static func isReplicationID(_ text: String) -> Bool {
         text.utf8.count == 32 && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+}
+
+/// The end of a slave's stream, which a switchover waits for after promoting it.
+final class StreamEnd: Sendable {
+    private let done = Atomic<Bool>(false)
+
+    func signal() { done.store(true, ordering: .releasing) }
+
+    var hasEnded: Bool { done.load(ordering: .acquiring) }
+
+    /// Returns once the stream ended or `deadline` passed (an admin call's wait: polled).
+    func wait(until deadline: ContinuousClock.Instant) async {
+        while !hasEnded, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .microseconds(500))
+        }
     }
 }

@@ -2,22 +2,22 @@ import ErdtreeRPC
 import NIOCore
 import NIOPosix
 
-/// `erdtree.v1.Admin`: what a node reports about itself, and a master's list of slaves.
+/// `erdtree.v1.Admin`: what a node reports about itself, a master's list of slaves, and role
+/// changes.
 ///
-/// `Status` reports the engine's positions and sizes, the compactor's and the sweeper's work, and
-/// replication lag. On a master `ListSlaves` lists the connected slaves and the ones `AddSlave`
-/// pre-registered; `RemoveSlave` drops one. A slave answers those two FAILED_PRECONDITION, naming
-/// its master (slaves need no Admin call to join: they register by dialling in).
+/// `Status` reports the engine's positions and sizes, the compactor's and the sweeper's work,
+/// replication lag, the epoch and the master's address. On a master `ListSlaves` lists the
+/// connected slaves and the ones `AddSlave` pre-registered; `RemoveSlave` drops one. A slave
+/// answers those two FAILED_PRECONDITION, naming its master (slaves need no Admin call to join:
+/// they register by dialling in). `Failover`, `Promote` and `Follow` are the `RoleManager`'s.
 public struct AdminService: Sendable {
     public static let version = "0.1.0"
 
     let engine: KVEngine
     let sweeper: ExpirySweeper
     let compactor: Compactor
-    /// The master's side of replication; nil on a slave.
-    let replication: ReplicationHub?
-    /// The slave's link to its master; nil on a master.
-    let replicator: Replicator?
+    /// What the node is now; its hub lists the slaves.
+    let roles: RoleManager
     /// When the node started, for `uptime_ms`.
     var startedAt = ContinuousClock.now
 
@@ -25,8 +25,7 @@ public struct AdminService: Sendable {
         let engine = self.engine
         let sweeper = self.sweeper
         let compactor = self.compactor
-        let replication = self.replication
-        let replicator = self.replicator
+        let roles = self.roles
         let startedAt = self.startedAt
         router.register(
             "/erdtree.v1.Admin/Status",
@@ -58,9 +57,12 @@ public struct AdminService: Sendable {
                             diskBytes: UInt64(max(engineStatistics.diskBytes, 0)),
                             deadBytes: UInt64(compactor.deadBytes()), compactions: compactor.compactions,
                             lastCompactionMs: compactor.lastCompactionMs)
-                        if let replicator {
-                            status.identity.isMaster = false
-                            status.identity.masterAddress = replicator.masterAddress
+                        status.identity.epoch = engine.epoch
+                        status.identity.divergentRecords = UInt64(engine.divergentRecordCount)
+                        status.identity.fencedReason = roles.fencedReason
+                        status.identity.masterAddress = roles.masterAddress
+                        status.identity.isMaster = roles.isMaster
+                        if !roles.isMaster, let replicator = roles.replicator {
                             let masterLSN = max(replicator.masterLSN, applied)
                             status.lag.entries = masterLSN - applied
                             // Behind, or cut off from the master (it cannot know what it misses):
@@ -69,8 +71,8 @@ public struct AdminService: Sendable {
                             status.lag.ms =
                                 status.lag.entries == 0 && !silent
                                 ? 0 : max(0, WallClock.nowMs() - replicator.lastContactMs)
-                        } else if let replication {
-                            let slaves = replication.listing(lastLSN: engineStatistics.lastLSN).filter(\.connected)
+                        } else if roles.isMaster {
+                            let slaves = roles.hub.listing(lastLSN: engineStatistics.lastLSN).filter(\.connected)
                             status.lag.entries = slaves.map(\.lagEntries).max() ?? 0
                             status.lag.ms = slaves.map(\.lagMs).max() ?? 0
                         }
@@ -83,7 +85,7 @@ public struct AdminService: Sendable {
             .unary { request, call in
                 answer(call) { () throws(RPCStatus) in
                     try decodeListSlavesRequest(request)
-                    let slaves = replication?.listing(lastLSN: engine.lastLSN) ?? []
+                    let slaves = roles.isMaster ? roles.hub.listing(lastLSN: engine.lastLSN) : []
                     return ListSlavesResponse(slaves: slaves).encode(allocator: call.allocator)
                 }
             })
@@ -91,7 +93,7 @@ public struct AdminService: Sendable {
             "/erdtree.v1.Admin/AddSlave",
             .unary { request, call in
                 answer(call) { () throws(RPCStatus) in
-                    let hub = try Self.master(replication, replicator, for: "AddSlave")
+                    let hub = try Self.master(roles, for: "AddSlave")
                     let add = try AddSlave(decoding: request)
                     guard !add.slaveID.isEmpty else { throw RequestError.emptyField("AddSlaveRequest.slave_id").status }
                     do throws(ConfigError) {
@@ -113,20 +115,85 @@ public struct AdminService: Sendable {
             "/erdtree.v1.Admin/RemoveSlave",
             .unary { request, call in
                 answer(call) { () throws(RPCStatus) in
-                    let hub = try Self.master(replication, replicator, for: "RemoveSlave")
+                    let hub = try Self.master(roles, for: "RemoveSlave")
                     let remove = try RemoveSlave(decoding: request)
                     return RemoveSlave.response(removed: hub.remove(slaveID: remove.slaveID), allocator: call.allocator)
                 }
             })
+        Self.registerRoleChanges(roles, in: &router)
     }
 
-    /// The master's replication hub, or FAILED_PRECONDITION on a slave.
-    private static func master(_ hub: ReplicationHub?, _ replicator: Replicator?, for method: String) throws(RPCStatus)
-        -> ReplicationHub
-    {
-        guard let hub else {
-            throw NodeError.slavesManagedOnMaster(method: method, masterAddress: replicator?.masterAddress).status
+    /// The master's replication hub, or FAILED_PRECONDITION on a node that is not the master.
+    private static func master(_ roles: RoleManager, for method: String) throws(RPCStatus) -> ReplicationHub {
+        guard roles.isMaster else {
+            let master = roles.masterAddress
+            throw NodeError.slavesManagedOnMaster(method: method, masterAddress: master.isEmpty ? nil : master).status
         }
-        return hub
+        return roles.hub
+    }
+
+    /// Failover, Promote and Follow: each waits for the role change, so they run as tasks.
+    private static func registerRoleChanges(_ roles: RoleManager, in router: inout RPCRouter) {
+        router.register(
+            "/erdtree.v1.Admin/Failover",
+            .unary { request, call in
+                let failover: FailoverRequest
+                do throws(RPCStatus) { failover = try FailoverRequest(decoding: request) } catch {
+                    return call.finish(error)
+                }
+                let timeout =
+                    failover.timeoutMs == 0
+                    ? RoleManager.defaultFailoverTimeout : .milliseconds(Int64(failover.timeoutMs))
+                respond(call) { () async throws(NodeError) in
+                    try await roles.failover(to: failover.to, timeout: timeout).encode(allocator: call.allocator)
+                }
+            })
+        router.register(
+            "/erdtree.v1.Admin/Promote",
+            .unary { request, call in
+                do throws(RPCStatus) { try PromoteMessages.decodeRequest(request) } catch { return call.finish(error) }
+                respond(call) { () async throws(NodeError) in
+                    PromoteMessages.encodeResponse(try await roles.promote(), allocator: call.allocator)
+                }
+            })
+        router.register(
+            "/erdtree.v1.Admin/Follow",
+            .unary { request, call in
+                let address: String
+                do throws(RPCStatus) {
+                    address = try FollowMessages.decodeRequest(request)
+                    do throws(ConfigError) {
+                        _ = try SocketAddressSpec(parsing: address)
+                    } catch {
+                        throw RequestError.badAddress(field: "FollowRequest.master_address", error).status
+                    }
+                } catch {
+                    return call.finish(error)
+                }
+                respond(call) { () async throws(NodeError) in
+                    try await roles.follow(address)
+                    return FollowMessages.encodeResponse(allocator: call.allocator)
+                }
+            })
+    }
+
+    /// Runs `body` as a task and answers the call on its event loop with what it returns or throws.
+    private static func respond(
+        _ call: ServerCall, _ body: @escaping @Sendable () async throws(NodeError) -> ByteBuffer
+    ) {
+        Task {
+            let result: Result<ByteBuffer, NodeError>
+            do throws(NodeError) {
+                result = .success(try await body())
+            } catch {
+                result = .failure(error)
+            }
+            call.eventLoop.execute {
+                switch result {
+                case .success(let response): call.respond(response)
+                case .failure(let error): call.finish(error.status)
+                }
+            }
+        }
     }
 }

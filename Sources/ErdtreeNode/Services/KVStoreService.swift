@@ -11,8 +11,9 @@ import NIOPosix
 /// lookup, with no hop to another thread; only a value evicted from memory whose record is not in
 /// the page cache is read back on the blocking thread pool (`KVEngine.get`). A write is answered
 /// once the engine logged and applied it (on disk first with `sync_interval: always`), and on a
-/// master with `replication.min_acks` once enough slaves acked it. A slave refuses writes,
-/// naming its master, and makes a Get with `min_lsn` wait for that LSN.
+/// master with `replication.min_acks` once enough slaves acked it. A node that is not the master
+/// refuses writes, naming the master (`RoleManager.refusal`), and makes a Get with `min_lsn`
+/// wait for that LSN; a master handing its role over holds them until it knows the outcome.
 public final class KVStoreService: Sendable {
     public static let serviceName = "erdtree.v1.KVStore"
     /// `GetUpdatesRequest.limit = 0` means this many; larger limits are capped at `maxUpdates`.
@@ -22,22 +23,21 @@ public final class KVStoreService: Sendable {
     let engine: KVEngine
     let limits: NodeConfig.Limits
 
-    /// On a slave, the master's `host:port`: writes are refused and pointed there.
-    let masterAddress: String?
+    /// What the node is now: whether writes get in, and what a refused one is told.
+    let roles: RoleManager
 
     /// On a master with `replication.min_acks > 0`: where writes wait for slave acks.
     let acks: (hub: ReplicationHub, replication: NodeConfig.Replication)?
 
-    /// Built by `ServerNode`: a slave passes its master's address, a master its replication hub
-    /// and `replication` settings.
-    public init(
-        engine: KVEngine, limits: NodeConfig.Limits, masterAddress: String? = nil,
-        replicationHub: ReplicationHub? = nil, replication: NodeConfig.Replication? = nil
+    /// Built by `ServerNode`, with its role manager, replication hub and `replication` settings.
+    init(
+        engine: KVEngine, limits: NodeConfig.Limits, roles: RoleManager, replicationHub: ReplicationHub,
+        replication: NodeConfig.Replication
     ) {
         self.engine = engine
         self.limits = limits
-        self.masterAddress = masterAddress
-        if let replicationHub, let replication, replication.minAcks > 0 {
+        self.roles = roles
+        if replication.minAcks > 0 {
             acks = (replicationHub, replication)
         } else {
             acks = nil
@@ -49,19 +49,35 @@ public final class KVStoreService: Sendable {
     /// UNAVAILABLE saying how many did when `ack_timeout` passes first. A write that logged
     /// nothing (LSN 0) has nothing for slaves to ack and is answered at once. `response` is
     /// consumed: handed on while uniquely referenced, the transport frames it without a copy.
-    /// Answers a Set or a Delete once the engine has logged and applied it.
+    /// Answers a Set or a Delete once the engine has logged and applied it. A write the engine's
+    /// gate kept out is held or refused as the role says (`RoleManager.writeBlocked`).
     private struct WriteAnswer: WriteResponder {
         let service: KVStoreService
         let call: ServerCall
-        let op: WALOp
+        let write: KVEngine.Write
+
+        var op: WALOp {
+            switch write {
+            case .set: .set
+            case .delete: .delete
+            }
+        }
 
         func written(_ result: Result<KVEngine.Written, NodeError>) {
             switch result {
+            case .failure(.writesClosed):
+                service.roles.writeBlocked(
+                    method: op == .set ? "Set" : "Delete",
+                    RoleManager.HeldWrite(
+                        eventLoop: call.eventLoop,
+                        retry: { [self] in service.engine.write(write, on: call.eventLoop, responder: self) },
+                        refuse: { [call] error in call.finish(error.status) }))
             case .success(let written):
                 let response =
                     op == .set
-                    ? SetResponse(lsn: written.lsn).encode(allocator: call.allocator)
-                    : DeleteResponse(deleted: written.deleted, lsn: written.lsn).encode(allocator: call.allocator)
+                    ? SetResponse(lsn: written.lsn, epoch: written.epoch).encode(allocator: call.allocator)
+                    : DeleteResponse(deleted: written.deleted, lsn: written.lsn, epoch: written.epoch)
+                        .encode(allocator: call.allocator)
                 service.answerWrite(call, lsn: written.lsn, response)
             case .failure(let error):
                 call.finish(error.status)
@@ -133,7 +149,7 @@ public final class KVStoreService: Sendable {
         guard message.minLSN > applied else { return read(key, call: call) }
         // A slave may be about to apply it: wait (within the call's deadline, at most
         // `minLSNWait`); a master has every LSN it ever logged, so it refuses at once.
-        guard masterAddress != nil else {
+        guard !roles.isMaster else {
             throw NodeError.minLSNAhead(minLSN: message.minLSN, appliedLSN: applied).status
         }
         engine.waitForApplied(
@@ -182,9 +198,8 @@ public final class KVStoreService: Sendable {
             throw RequestError.valueTooLarge(limit: limits.maxValueBytes, actual: message.value.count).status
         }
         let expiresAtMs = try expiry(ttlMs: message.ttlMs)
-        engine.write(
-            .set(key: message.key, value: message.value, expiresAtMs: expiresAtMs), on: call.eventLoop,
-            responder: WriteAnswer(service: self, call: call, op: .set))
+        let write = KVEngine.Write.set(key: message.key, value: message.value, expiresAtMs: expiresAtMs)
+        engine.write(write, on: call.eventLoop, responder: WriteAnswer(service: self, call: call, write: write))
     }
 
     /// Validates, then has the engine log and apply; a missing key is answered at once.
@@ -192,9 +207,8 @@ public final class KVStoreService: Sendable {
         try refuseOnSlave("Delete")
         let message = try DeleteRequest(decoding: request)
         try validate(key: message.key)
-        engine.write(
-            .delete(key: message.key), on: call.eventLoop,
-            responder: WriteAnswer(service: self, call: call, op: .delete))
+        let write = KVEngine.Write.delete(key: message.key)
+        engine.write(write, on: call.eventLoop, responder: WriteAnswer(service: self, call: call, write: write))
     }
 
     /// Logged writes after `since_lsn`, read from the WAL's segments. Blocking: call it off
@@ -227,9 +241,11 @@ public final class KVStoreService: Sendable {
             .encode(allocator: allocator)
     }
 
+    /// Refuses a write before decoding it on a node that is no master (the engine's gate catches
+    /// the rest, e.g. a role change while the request was read).
     private func refuseOnSlave(_ method: String) throws(RPCStatus) {
-        guard let masterAddress else { return }
-        throw NodeError.notMaster(method: method, masterAddress: masterAddress).status
+        guard !engine.writeGate.isOpen, let refusal = roles.refusal(for: method) else { return }
+        throw refusal.status
     }
 
     private func validate(key: [UInt8]) throws(RPCStatus) {

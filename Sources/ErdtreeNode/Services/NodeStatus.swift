@@ -10,6 +10,12 @@ public struct NodeStatus: Sendable, Equatable {
         public var masterAddress = ""
         public var version = ""
         public var uptimeMs: Int64 = 0
+        /// The epoch of the node's history.
+        public var epoch: UInt64 = 1
+        /// Records moved to divergent files (`<wal.directory>/divergent/`).
+        public var divergentRecords: UInt64 = 0
+        /// Why a master that stepped down takes no writes; empty otherwise.
+        public var fencedReason = ""
     }
 
     /// How far the log has come.

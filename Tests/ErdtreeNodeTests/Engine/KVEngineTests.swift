@@ -24,27 +24,39 @@ import Testing
     @Test func anExpiredSetActsAsADelete() {
         let store = KeyValueStore()
         let now = WallClock.nowMs()
-        KVEngine.apply(Self.record(1, .set, "k", [1]), at: Self.nowhere, to: store, nowMs: now)
+        KVEngine.apply(Self.record(1, .set, "k", [1]), at: Self.nowhere, to: store, epochs: EpochHistory(), nowMs: now)
         let changed = KVEngine.apply(
-            Self.record(2, .set, "k", [2], expiresAtMs: now - 1), at: Self.nowhere, to: store, nowMs: now)
+            Self.record(2, .set, "k", [2], expiresAtMs: now - 1), at: Self.nowhere, to: store, epochs: EpochHistory(),
+            nowMs: now)
         #expect(changed, "the expired set removed the live key")
         #expect(store.get(StoreKey("k"), nowMs: now) == nil)
         #expect(store.count == 0, "an expired set is not held until the sweep")
         // On a key never seen it leaves nothing behind either.
-        KVEngine.apply(Self.record(3, .set, "new", [3], expiresAtMs: now - 1), at: Self.nowhere, to: store, nowMs: now)
+        KVEngine.apply(
+            Self.record(3, .set, "new", [3], expiresAtMs: now - 1), at: Self.nowhere, to: store, epochs: EpochHistory(),
+            nowMs: now)
         #expect(store.count == 0)
     }
 
     @Test func lastWriterWinsByLSN() {
         let store = KeyValueStore()
-        #expect(KVEngine.apply(Self.record(5, .set, "k", [5]), at: Self.nowhere, to: store, nowMs: 0))
-        #expect(!KVEngine.apply(Self.record(3, .set, "k", [3]), at: Self.nowhere, to: store, nowMs: 0))
-        #expect(!KVEngine.apply(Self.record(4, .delete, "k"), at: Self.nowhere, to: store, nowMs: 0))
-        #expect(!KVEngine.apply(Self.record(5, .set, "k", [9]), at: Self.nowhere, to: store, nowMs: 0))
+        #expect(
+            KVEngine.apply(
+                Self.record(5, .set, "k", [5]), at: Self.nowhere, to: store, epochs: EpochHistory(), nowMs: 0))
+        #expect(
+            !KVEngine.apply(
+                Self.record(3, .set, "k", [3]), at: Self.nowhere, to: store, epochs: EpochHistory(), nowMs: 0))
+        #expect(
+            !KVEngine.apply(Self.record(4, .delete, "k"), at: Self.nowhere, to: store, epochs: EpochHistory(), nowMs: 0)
+        )
+        #expect(
+            !KVEngine.apply(
+                Self.record(5, .set, "k", [9]), at: Self.nowhere, to: store, epochs: EpochHistory(), nowMs: 0))
         let stored = store.get(StoreKey("k"), nowMs: 0)
         #expect(stored?.value == [5])
         #expect(stored?.lsn == 5)
-        #expect(KVEngine.apply(Self.record(6, .delete, "k"), at: Self.nowhere, to: store, nowMs: 0))
+        #expect(
+            KVEngine.apply(Self.record(6, .delete, "k"), at: Self.nowhere, to: store, epochs: EpochHistory(), nowMs: 0))
         #expect(store.get(StoreKey("k"), nowMs: 0) == nil)
     }
 
@@ -54,7 +66,9 @@ import Testing
         #expect(try await first.set("a", [1]) == 1)
         #expect(try await first.set("b", [2]) == 2)
         #expect(try await first.set("a", [3]) == 3)
-        #expect(await first.write(.delete(key: Array("b".utf8))) == .success(KVEngine.Written(lsn: 4, deleted: true)))
+        #expect(
+            await first.write(.delete(key: Array("b".utf8)))
+                == .success(KVEngine.Written(lsn: 4, deleted: true, epoch: 1)))
         #expect(try await first.set("b", [5]) == 5)
         #expect(try await first.set("short", [6], expiresAtMs: soon) == 6)
         first.close(keepingData: true)
@@ -77,7 +91,8 @@ import Testing
         let opened = try TestEngine.open()
         defer { opened.close() }
         #expect(
-            await opened.write(.delete(key: Array("ghost".utf8))) == .success(KVEngine.Written(lsn: 0, deleted: false)))
+            await opened.write(.delete(key: Array("ghost".utf8)))
+                == .success(KVEngine.Written(lsn: 0, deleted: false, epoch: 1)))
         #expect(opened.engine.lastLSN == 0)
         #expect(try await opened.set("real", [1]) == 1)
     }

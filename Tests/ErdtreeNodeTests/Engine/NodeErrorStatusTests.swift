@@ -88,11 +88,73 @@ import Testing
             .unknownReplicateResponse(kind: 9), .unimplemented,
             "this slave does not understand ReplicateResponse kind 9"
         ),
+        (.writesClosed, .unavailable, "this node takes no writes now"),
+        (
+            .switchoverUnderWay(target: "10.0.0.2:8080"), .unavailable,
+            "a switchover to 10.0.0.2:8080 is under way and this node no longer takes writes; "
+                + "send them to the new master at 10.0.0.2:8080"
+        ),
+        (
+            .steppedDown(epoch: 3, masterAddress: "10.0.0.2:8080"), .failedPrecondition,
+            "this node stepped down (epoch 3 has a newer master); send writes to the master at 10.0.0.2:8080"
+        ),
+        (
+            .steppedDown(epoch: 3, masterAddress: nil), .unavailable,
+            "this node stepped down: it heard of epoch 3, newer than its own, and follows no master yet; "
+                + "find the master with Admin/Status on the other nodes"
+        ),
+        (
+            .staleMaster(epoch: 1, slaveEpoch: 2), .failedPrecondition,
+            "this node was the master of epoch 1, but the slave knows epoch 2: it has been replaced, so it "
+                + "stepped down and takes no more writes"
+        ),
+        (
+            .alreadyMaster(epoch: 2), .failedPrecondition,
+            "this node is already the master (epoch 2); Promote is for a slave"
+        ),
+        (
+            .followSelf(address: "127.0.0.1:8080"), .invalidArgument,
+            "127.0.0.1:8080 is this node's own address; a node cannot follow itself"
+        ),
+        (
+            .unknownSlave("s9", connected: ["s1", "s2"]), .notFound,
+            "no connected slave is named s9 (connected: s1, s2)"
+        ),
+        (.unknownSlave("s9", connected: []), .notFound, "no connected slave is named s9 (connected: none)"),
+        (.noSlaveToPromote, .failedPrecondition, "no slave is connected to hand the master's role to"),
+        (.roleChangeUnderWay, .failedPrecondition, "a Failover, Promote or Follow is already under way on this node"),
+        (
+            .switchoverTimedOut(target: "s1:1", ackedLSN: 5, lastLSN: 9, timeout: .seconds(2)), .deadlineExceeded,
+            "slave s1:1 acked LSN 5 of this master's last LSN 9 within 2.0 seconds; "
+                + "the switchover is abandoned and this node takes writes again"
+        ),
+        (
+            .switchoverTargetLeft(target: "s1:1"), .unavailable,
+            "slave s1:1 disconnected before it could be promoted; "
+                + "the switchover is abandoned and this node takes writes again"
+        ),
     ]
 
     @Test(arguments: cases)
     func eachErrorMapsToItsCodeAndMessage(error: NodeError, code: RPCStatus.Code, message: String) {
-        #expect(error.status == RPCStatus(code, message))
+        #expect(error.status.code == code)
+        #expect(error.status.message == message)
+    }
+
+    /// Refusals that know the master say where it is in `erdtree-master` too (a gRPC trailer, a
+    /// Connect header), so that clients need not parse the message; the others carry nothing.
+    @Test func refusalsNamingTheMasterCarryItAsMetadata() {
+        let address = "10.0.0.2:8080"
+        for error: NodeError in [
+            .notMaster(method: "Set", masterAddress: address), .switchoverUnderWay(target: address),
+            .steppedDown(epoch: 2, masterAddress: address),
+            .slavesManagedOnMaster(method: "Failover", masterAddress: address),
+        ] {
+            #expect(error.status.metadata == ["erdtree-master": address], "\(error)")
+        }
+        for error: NodeError in [.steppedDown(epoch: 2, masterAddress: nil), .noSlaveToPromote, .writesClosed] {
+            #expect(error.status.metadata.isEmpty, "\(error)")
+        }
     }
 
     static let requestCases: [(RequestError, String)] = [
@@ -109,7 +171,10 @@ import Testing
             .badAddress(field: "AddSlaveRequest.address", .invalidAddress(input: "x", reason: "no port")),
             "AddSlaveRequest.address: \(ConfigError.invalidAddress(input: "x", reason: "no port"))"
         ),
-        (.emptyOneof("ReplicateRequest", fields: "a hello or an ack"), "a ReplicateRequest must hold a hello or an ack"),
+        (
+            .emptyOneof("ReplicateRequest", fields: "a hello or an ack"),
+            "a ReplicateRequest must hold a hello or an ack"
+        ),
     ]
 
     @Test(arguments: requestCases)
