@@ -126,9 +126,7 @@ import Testing
     @Test func aGapInsideASegmentIsReportedWithBothLSNs() async throws {
         let temp = TemporaryDirectory()
         defer { temp.remove() }
-        let log = try openLog(temp.wal).log
-        try await log.appendTestRecords(0..<5)
-        log.close()
+        try await writeClosedLog(temp, count: 5)
         let path = segmentPaths(temp.wal)[0]
         let offsets = recordOffsets(path)
         // LSN 4 becomes 9, under a valid checksum: the LSN check, not the CRC, must catch it.
@@ -183,9 +181,7 @@ import Testing
     @Test func divergentFilesAreCheckedEachOnItsOwnAndOnlyWhenNamed() async throws {
         let temp = TemporaryDirectory()
         defer { temp.remove() }
-        let log = try openLog(temp.wal).log
-        try await log.appendTestRecords(0..<3)
-        log.close()
+        try await writeClosedLog(temp, count: 3)
         let divergent = temp.wal + "/divergent"
         mkdir(divergent, 0o755)
         // Two histories that overlap: each file stands on its own.
