@@ -2,8 +2,9 @@
 import PackageDescription
 
 // Dependencies point one way (docs/architecture.md):
-// erdtree → ErdtreeNode → {ErdtreeRPC, ErdtreeProtobuf, ErdtreeWAL, ErdtreeStorage}; ErdtreeProtobuf → {ErdtreeRPC,
-// ErdtreeProto → CProtobufC}; ErdtreeRPC → {CNGHTTP2, CZlib}; ErdtreeWAL → CErdtreeSystem. ErdtreeRPC knows no
+// erdtree → ErdtreeNode → {ErdtreeRPC, ErdtreeProtobuf, ErdtreeWAL, ErdtreeStorage}, and erdtree → ErdtreeWAL
+// (`erdtree wal dump`/`verify`); ErdtreeProtobuf → {ErdtreeRPC, ErdtreeProto → CProtobufC};
+// ErdtreeRPC → {CNGHTTP2, CZlib}; ErdtreeWAL → CErdtreeSystem. ErdtreeRPC knows no
 // protobuf-c type: ErdtreeProtobuf plugs Connect's JSON transcoders into it, as grpc-swift-protobuf plugs its
 // serializers into GRPCCore.
 
@@ -112,6 +113,8 @@ let package = Package(
             dependencies: [
                 "ErdtreeNode",
                 "ErdtreeRPC",
+                // `erdtree wal dump` and `wal verify` read a log directory with no node around it.
+                "ErdtreeWAL",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

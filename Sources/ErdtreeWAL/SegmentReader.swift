@@ -81,6 +81,17 @@ final class SegmentReader {
         bufferCount = read
     }
 
+    /// Reads and decodes the header of a segment `fileSize` bytes long (shorter than a header: a
+    /// problem saying so).
+    static func decodeHeader(fd: Int32, path: String, fileSize: Int64) throws(WALError) -> Result<
+        RecordFormat.SegmentHeader, RecordFormat.HeaderProblem
+    > {
+        var bytes = [UInt8](repeating: 0, count: RecordFormat.headerSize)
+        let count = Int(min(fileSize, Int64(RecordFormat.headerSize)))
+        let read = try System.pread(fd, into: &bytes, count: count, offset: 0, path: path)
+        return bytes.withUnsafeBytes { RecordFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: $0[0..<read])) }
+    }
+
     /// The offset of the first valid record that starts anywhere in `[from, end)`, or nil.
     ///
     /// Tells a torn write (nothing valid after the damage) from damage in the middle of the

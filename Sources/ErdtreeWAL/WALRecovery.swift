@@ -254,7 +254,7 @@ struct WALRecovery {
         let fileSize = try System.fileSize(fd, path: path)
         guard fileSize <= Int64(RecordFormat.headerSize) else { return false }
         if fileSize == Int64(RecordFormat.headerSize),
-            case .success = try decodeHeader(fd: fd, path: path, fileSize: fileSize)
+            case .success = try SegmentReader.decodeHeader(fd: fd, path: path, fileSize: fileSize)
         {
             return false
         }
@@ -267,17 +267,8 @@ struct WALRecovery {
         return true
     }
 
-    private func decodeHeader(fd: Int32, path: String, fileSize: Int64) throws(WALError) -> Result<
-        RecordFormat.SegmentHeader, RecordFormat.HeaderProblem
-    > {
-        var bytes = [UInt8](repeating: 0, count: RecordFormat.headerSize)
-        let count = Int(min(fileSize, Int64(RecordFormat.headerSize)))
-        let read = try System.pread(fd, into: &bytes, count: count, offset: 0, path: path)
-        return bytes.withUnsafeBytes { RecordFormat.decodeHeader(UnsafeRawBufferPointer(rebasing: $0[0..<read])) }
-    }
-
     private func readHeader(fd: Int32, path: String, fileSize: Int64) throws(WALError) -> RecordFormat.SegmentHeader {
-        switch try decodeHeader(fd: fd, path: path, fileSize: fileSize) {
+        switch try SegmentReader.decodeHeader(fd: fd, path: path, fileSize: fileSize) {
         case .success(let header): return header
         case .failure(let problem): throw .badSegmentHeader(segment: path, reason: problem.reason)
         }

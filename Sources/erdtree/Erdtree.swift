@@ -18,13 +18,15 @@ struct Erdtree: AsyncParsableCommand {
         abstract: "A replicated key-value store served over gRPC.",
         discussion: """
             Run a node with `erdtree master` or `erdtree slave`; talk to one with get, set, del, health and status;
-            change roles with failover, promote and follow; list a master's slaves with slaves.
+            change roles with failover, promote and follow; list a master's slaves with slaves;
+            read a log on disk with `erdtree wal dump` and `erdtree wal verify`.
             """,
         version: AdminService.version,
         subcommands: [
             MasterCommand.self, SlaveCommand.self, GetCommand.self, SetCommand.self, DelCommand.self,
             HealthCommand.self,
             StatusCommand.self, SlavesCommand.self, FailoverCommand.self, PromoteCommand.self, FollowCommand.self,
+            WALCommand.self,
         ]
     )
 }

@@ -7,18 +7,6 @@ import Testing
 /// torn write and is repaired, what is corruption and refuses to start. Every repair test ends by
 /// writing again and reading everything back.
 @Suite struct WALRecoveryTests {
-    /// A closed log in `temp.wal` holding records 0..<count (LSNs 1...count).
-    private func writeLog(
-        _ temp: TemporaryDirectory,
-        count: Int,
-        valueBytes: Int = 20,
-        maxFileSizeBytes: Int64 = 1 << 20
-    ) async throws {
-        let opened = try openLog(temp.wal, maxFileSizeBytes: maxFileSizeBytes)
-        try await opened.log.appendTestRecords(0..<count, valueBytes: valueBytes)
-        opened.log.close()
-    }
-
     /// Appends one record after recovery, then checks a reopen replays LSNs 1...expectedLast.
     private func expectWritableAfterRepair(_ opened: OpenedLog, directory: String, expectedLast: UInt64) async throws {
         let lsn = try await opened.log.appendAndWait(key: Array("after-repair".utf8), value: [7]).get()
@@ -61,7 +49,7 @@ import Testing
     @Test func tornTailAtEveryByteOfTheLastRecordIsTruncated() async throws {
         let source = TemporaryDirectory()
         defer { source.remove() }
-        try await writeLog(source, count: 5)
+        try await writeClosedLog(source, count: 5)
         let name = segmentNames(source.wal)[0]
         let original = readFile(source.wal + "/" + name)
         let lastOffset = try #require(recordOffsets(source.wal + "/" + name).last)
@@ -89,7 +77,7 @@ import Testing
     @Test func cutAtARecordBoundaryNeedsNoRepair() async throws {
         let temp = TemporaryDirectory()
         defer { temp.remove() }
-        try await writeLog(temp, count: 5)
+        try await writeClosedLog(temp, count: 5)
         let path = segmentPaths(temp.wal)[0]
         shrinkSize(path, to: try #require(recordOffsets(path).last))
         let opened = try openLog(temp.wal)
@@ -101,7 +89,7 @@ import Testing
     @Test func checksumMismatchInTheLastRecordIsATornWrite() async throws {
         let temp = TemporaryDirectory()
         defer { temp.remove() }
-        try await writeLog(temp, count: 5)
+        try await writeClosedLog(temp, count: 5)
         let path = segmentPaths(temp.wal)[0]
         let lastOffset = try #require(recordOffsets(path).last)
         incrementByte(path, at: fileSize(path) - 3)
@@ -114,7 +102,7 @@ import Testing
     @Test func badLengthAtEndIsATornWrite() async throws {
         let temp = TemporaryDirectory()
         defer { temp.remove() }
-        try await writeLog(temp, count: 5)
+        try await writeClosedLog(temp, count: 5)
         let path = segmentPaths(temp.wal)[0]
         let lastOffset = try #require(recordOffsets(path).last)
         // A length past the end of the file: the writer died before the rest arrived.
@@ -136,7 +124,7 @@ import Testing
     @Test func badLengthInTheMiddleRefusesToStart() async throws {
         let temp = TemporaryDirectory()
         defer { temp.remove() }
-        try await writeLog(temp, count: 10)
+        try await writeClosedLog(temp, count: 10)
         let path = segmentPaths(temp.wal)[0]
         let third = recordOffsets(path)[2]
         setUInt32(path, at: third + 4, to: 10)
@@ -147,7 +135,7 @@ import Testing
     @Test func flippedByteMidActiveSegmentWithValidRecordAfterRefusesToStart() async throws {
         let temp = TemporaryDirectory()
         defer { temp.remove() }
-        try await writeLog(temp, count: 10)
+        try await writeClosedLog(temp, count: 10)
         let path = segmentPaths(temp.wal)[0]
         let offsets = recordOffsets(path)
         incrementByte(path, at: offsets[4] + 20)
@@ -166,7 +154,7 @@ import Testing
     @Test func flippedByteInASealedSegmentRefusesToStart() async throws {
         let temp = TemporaryDirectory()
         defer { temp.remove() }
-        try await writeLog(temp, count: 200, valueBytes: 50, maxFileSizeBytes: 4096)
+        try await writeClosedLog(temp, count: 200, valueBytes: 50, maxFileSizeBytes: 4096)
         let paths = segmentPaths(temp.wal)
         #expect(paths.count > 2)
         let sealed = paths[1]
@@ -185,7 +173,7 @@ import Testing
     @Test func tornTailOfASealedSegmentRefusesToStart() async throws {
         let temp = TemporaryDirectory()
         defer { temp.remove() }
-        try await writeLog(temp, count: 200, valueBytes: 50, maxFileSizeBytes: 4096)
+        try await writeClosedLog(temp, count: 200, valueBytes: 50, maxFileSizeBytes: 4096)
         let sealed = segmentPaths(temp.wal)[0]
         let last = try #require(recordOffsets(sealed).last)
         shrinkSize(sealed, to: last + 10)
@@ -197,7 +185,7 @@ import Testing
     @Test func partialHeaderInANewNewestSegmentIsRemoved() async throws {
         let temp = TemporaryDirectory()
         defer { temp.remove() }
-        try await writeLog(temp, count: 120, valueBytes: 50, maxFileSizeBytes: 4096)
+        try await writeClosedLog(temp, count: 120, valueBytes: 50, maxFileSizeBytes: 4096)
         let before = segmentPaths(temp.wal)
         // The process died while creating the next segment: only part of its header is there.
         let torn = temp.wal + "/" + RecordFormat.segmentName(firstLSN: 121)
@@ -227,7 +215,7 @@ import Testing
     @Test func badHeaderRefusesToStart() async throws {
         let temp = TemporaryDirectory()
         defer { temp.remove() }
-        try await writeLog(temp, count: 100, valueBytes: 50, maxFileSizeBytes: 4096)
+        try await writeClosedLog(temp, count: 100, valueBytes: 50, maxFileSizeBytes: 4096)
         let first = segmentPaths(temp.wal)[0]
         setByte(first, at: 2, to: 0x58)
         #expect(throws: WALError.badSegmentHeader(segment: first, reason: "the magic is not ERDTWAL1")) {
@@ -238,7 +226,7 @@ import Testing
     @Test func missingSegmentRefusesToStart() async throws {
         let temp = TemporaryDirectory()
         defer { temp.remove() }
-        try await writeLog(temp, count: 200, valueBytes: 50, maxFileSizeBytes: 4096)
+        try await writeClosedLog(temp, count: 200, valueBytes: 50, maxFileSizeBytes: 4096)
         let paths = segmentPaths(temp.wal)
         unlink(paths[1])
         do {
@@ -257,7 +245,7 @@ import Testing
     @Test func segmentFromAnotherHistoryRefusesToStart() async throws {
         let temp = TemporaryDirectory()
         defer { temp.remove() }
-        try await writeLog(temp, count: 200, valueBytes: 50, maxFileSizeBytes: 4096)
+        try await writeClosedLog(temp, count: 200, valueBytes: 50, maxFileSizeBytes: 4096)
         let paths = segmentPaths(temp.wal)
         var bytes = readFile(paths[1])
         let firstLSN = try #require(
@@ -282,7 +270,7 @@ import Testing
     @Test func repeatedLSNRefusesToStart() async throws {
         let temp = TemporaryDirectory()
         defer { temp.remove() }
-        try await writeLog(temp, count: 5)
+        try await writeClosedLog(temp, count: 5)
         let path = segmentPaths(temp.wal)[0]
         let offsets = recordOffsets(path)
         // Record 4 claims LSN 3, with a valid checksum.

@@ -55,6 +55,18 @@ func openLog(
     return OpenedLog(log: log, replayed: replayed, locations: locations, report: report)
 }
 
+/// A closed log in `temp.wal` holding records 0..<count (LSNs 1...count, see `testRecord`).
+func writeClosedLog(
+    _ temp: TemporaryDirectory,
+    count: Int,
+    valueBytes: Int = 20,
+    maxFileSizeBytes: Int64 = 1 << 20
+) async throws {
+    let opened = try openLog(temp.wal, maxFileSizeBytes: maxFileSizeBytes)
+    try await opened.log.appendTestRecords(0..<count, valueBytes: valueBytes)
+    opened.log.close()
+}
+
 /// The record a test appends as its `index`-th write: key "key-<index>", a value of `valueBytes`.
 func testRecord(_ index: Int, valueBytes: Int = 20) -> (key: [UInt8], value: [UInt8]) {
     let key = Array("key-\(index)".utf8)
