@@ -236,6 +236,13 @@ def test_manual_promotion_keeps_every_acknowledged_write(pb, tmp_path, nodes):
     assert reply.epoch == 2 and reply.lsn > promoted.first_lsn
     acked["after-promotion"] = (b"new", reply.lsn, 2)
 
+    # The marker is in the log like any write: GetUpdates streams it.
+    channel, kv, _ = stubs(pb, slave1.address)
+    with channel:
+        updates = kv.GetUpdates(pb.kv.GetUpdatesRequest(since_lsn=promoted.first_lsn - 1, limit=1), timeout=10)
+    assert [(e.lsn, e.op, e.epoch, e.key) for e in updates.entries] == [
+        (promoted.first_lsn, pb.kv.OP_EPOCH, 2, "")]
+
     everyone = [slave1, slave2, old]
     check_acked_everywhere(pb, everyone, acked)
     attempted = list(writers.attempted | {"after-promotion"})
@@ -362,9 +369,18 @@ def test_refusals_name_the_master_over_grpc_and_connect_and_wrong_role_calls_are
     assert " 412" in headers.splitlines()[0] or " 400" in headers.splitlines()[0], headers
     assert f"{MASTER_HEADER}: {master.address}".lower() in headers, headers
 
-    # The erdtree CLI follows the header once.
+    # The erdtree CLI follows the header once, for set and del.
     done = erdtree("set", "via-slave", "v", "--server", slave.address)
     assert "OK lsn=" in done.stdout and master.address in done.stderr
+    done = erdtree("del", "via-slave", "--server", slave.address)
+    assert "deleted lsn=" in done.stdout and master.address in done.stderr
+    # A master with no slave has nobody to hand over to.
+    master_alone = start_server(tmp_path / "alone")
+    nodes.append(master_alone)
+    with pytest.raises(grpc.RpcError) as refused:
+        admin(pb, master_alone.address, "Failover", pb.kv.FailoverRequest())
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "no slave is connected" in refused.value.details()
 
     cases = [
         (master.address, "Promote", pb.kv.PromoteRequest(), grpc.StatusCode.FAILED_PRECONDITION, "already the master"),

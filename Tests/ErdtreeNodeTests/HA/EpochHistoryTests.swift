@@ -8,24 +8,29 @@ import Testing
         pairs.map { EpochStart(epoch: $0.0, firstLSN: $0.1) }
     }
 
-    static let cases: [(mine: [(UInt64, UInt64)], myLast: UInt64, theirs: [(UInt64, UInt64)], theirLast: UInt64,
-        branch: UInt64, why: String)] = [
-        ([], 100, [], 60, 60, "same epoch, slave behind: nothing diverges"),
-        ([], 100, [], 100, 100, "same epoch, caught up"),
-        ([], 100, [], 130, 100, "same epoch, slave ahead (the master lost its tail): cut at the master's end"),
-        ([(2, 101)], 200, [], 150, 100, "the slave's epoch 1 ran past where the master's ended: an old master"),
-        ([(2, 101)], 200, [], 100, 100, "the slave stopped exactly where epoch 1 ended"),
-        ([(2, 101)], 200, [(2, 101)], 150, 150, "both in epoch 2, slave behind"),
-        ([(2, 101)], 200, [(2, 120)], 150, 100, "two different promotions to epoch 2: only epoch 1 is shared"),
-        ([(2, 101), (3, 181)], 200, [(2, 101)], 190, 180, "the slave missed epoch 3's start"),
-        ([], 100, [(2, 51)], 80, 50, "the slave knows a newer epoch the master never saw"),
-        ([(2, 1)], 10, [], 40, 0, "promoted from an empty log: nothing is shared"),
-    ]
+    static let cases:
+        [(
+            mine: [(UInt64, UInt64)], myLast: UInt64, theirs: [(UInt64, UInt64)], theirLast: UInt64,
+            branch: UInt64, why: String
+        )] = [
+            ([], 100, [], 60, 60, "same epoch, slave behind: nothing diverges"),
+            ([], 100, [], 100, 100, "same epoch, caught up"),
+            ([], 100, [], 130, 100, "same epoch, slave ahead (the master lost its tail): cut at the master's end"),
+            ([(2, 101)], 200, [], 150, 100, "the slave's epoch 1 ran past where the master's ended: an old master"),
+            ([(2, 101)], 200, [], 100, 100, "the slave stopped exactly where epoch 1 ended"),
+            ([(2, 101)], 200, [(2, 101)], 150, 150, "both in epoch 2, slave behind"),
+            ([(2, 101)], 200, [(2, 120)], 150, 100, "two different promotions to epoch 2: only epoch 1 is shared"),
+            ([(2, 101), (3, 181)], 200, [(2, 101)], 190, 180, "the slave missed epoch 3's start"),
+            ([], 100, [(2, 51)], 80, 50, "the slave knows a newer epoch the master never saw"),
+            ([(2, 1)], 10, [], 40, 0, "promoted from an empty log: nothing is shared"),
+        ]
 
     @Test(arguments: cases)
     func branchPoint(
-        _ example: (mine: [(UInt64, UInt64)], myLast: UInt64, theirs: [(UInt64, UInt64)], theirLast: UInt64,
-            branch: UInt64, why: String)
+        _ example: (
+            mine: [(UInt64, UInt64)], myLast: UInt64, theirs: [(UInt64, UInt64)], theirLast: UInt64,
+            branch: UInt64, why: String
+        )
     ) {
         let branch = EpochHistory.branchPoint(
             mine: Self.starts(example.mine), myLastLSN: example.myLast, theirs: Self.starts(example.theirs),

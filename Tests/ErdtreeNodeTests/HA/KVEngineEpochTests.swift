@@ -51,7 +51,10 @@ import Testing
         #expect(reopened.engine.epochStarts == [EpochStart(epoch: 2, firstLSN: 1)], "the marker outlived compaction")
 
         var snapshot: [WALRecord] = []
-        try reopened.engine.snapshot(through: reopened.engine.appliedLSN) { snapshot.append($0); return true }
+        try reopened.engine.snapshot(through: reopened.engine.appliedLSN) {
+            snapshot.append($0)
+            return true
+        }
         #expect(snapshot.first?.markedEpoch == 2 && snapshot.first?.lsn == 1)
         #expect(snapshot.dropFirst().map { String(decoding: $0.key, as: UTF8.self) } == ["filler"])
         reopened.engine.close()
