@@ -20,12 +20,14 @@ public struct EpochStart: Sendable, Equatable, CustomStringConvertible {
 /// the history, so there is no second file to keep in step with it.
 final class EpochHistory: Sendable {
     private let starts = Mutex<[EpochStart]>([])
+    /// The newest epoch, read by every write's answer: an atomic, not the lock.
+    private let newest = Atomic<UInt64>(1)
 
     /// Epochs after 1, oldest first.
     var epochs: [EpochStart] { starts.withLock { $0 } }
 
     /// The epoch of the newest marker, or 1.
-    var current: UInt64 { starts.withLock { $0.last?.epoch ?? 1 } }
+    var current: UInt64 { newest.load(ordering: .acquiring) }
 
     /// A marker was applied. Markers arrive in LSN order; one already known (a replay) or one
     /// that does not raise the epoch changes nothing.
@@ -35,6 +37,7 @@ final class EpochHistory: Sendable {
                 return
             }
             starts.append(start)
+            newest.store(start.epoch, ordering: .releasing)
         }
     }
 
@@ -45,7 +48,10 @@ final class EpochHistory: Sendable {
 
     /// Forgets everything: the log is about to be replayed or replaced.
     func removeAll() {
-        starts.withLock { $0.removeAll() }
+        starts.withLock { starts in
+            starts.removeAll()
+            newest.store(1, ordering: .releasing)
+        }
     }
 
     /// The last LSN that `mine` (ending at `myLastLSN`) and `theirs` (ending at `theirLastLSN`)

@@ -41,15 +41,28 @@ public struct RPCStatus: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var code: Code
     public var message: String
-    /// Response metadata that goes with the status (lower-case names): gRPC trailers, Connect
-    /// response headers (unary) or end-stream metadata (streaming). Errors that point elsewhere
-    /// use it, e.g. a slave naming its master.
-    public var metadata: [String: String]
+    /// The metadata, boxed and nil when empty: a status is copied several times per call, and a
+    /// nil reference costs those copies nothing where an empty dictionary (or string) in the
+    /// struct costs a retain and a release or a value-witness copy each (callgrind: ~150
+    /// instructions per Get).
+    private var box: MetadataBox?
 
     public init(_ code: Code, _ message: String = "", metadata: [String: String] = [:]) {
         self.code = code
         self.message = message
-        self.metadata = metadata
+        box = metadata.isEmpty ? nil : MetadataBox(metadata)
+    }
+
+    /// Response metadata that goes with the status (lower-case names): gRPC trailers, Connect
+    /// response headers (unary) or end-stream metadata (streaming). Errors that point elsewhere
+    /// use it, e.g. a slave naming its master.
+    public var metadata: [String: String] {
+        get { box?.fields ?? [:] }
+        set { box = newValue.isEmpty ? nil : MetadataBox(newValue) }
+    }
+
+    public static func == (lhs: RPCStatus, rhs: RPCStatus) -> Bool {
+        lhs.code == rhs.code && lhs.message == rhs.message && lhs.metadata == rhs.metadata
     }
 
     public static let ok = RPCStatus(.ok)
@@ -57,4 +70,11 @@ public struct RPCStatus: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         message.isEmpty ? "\(code)" : "\(code): \(message)"
     }
+}
+
+/// `RPCStatus.metadata`'s storage: immutable, so statuses share it.
+private final class MetadataBox: Sendable {
+    let fields: [String: String]
+
+    init(_ fields: [String: String]) { self.fields = fields }
 }

@@ -68,4 +68,16 @@ import Testing
             #expect(error.message == "conflict")
         }
     }
+
+    @Test func metadataRoundTripsAndTakesPartInEquality() {
+        let metadata = ["erdtree-master": "10.0.0.2:8080", "a": "", "z": "1 2"]
+        let status = RPCStatus(.failedPrecondition, "m", metadata: metadata)
+        #expect(status.metadata == metadata)
+        #expect(RPCStatus(.ok).metadata.isEmpty)
+        #expect(status != RPCStatus(.failedPrecondition, "m"))
+        var changed = status
+        changed.metadata["a"] = "x"
+        #expect(changed.metadata == ["erdtree-master": "10.0.0.2:8080", "a": "x", "z": "1 2"])
+        #expect(changed == RPCStatus(.failedPrecondition, "m", metadata: changed.metadata))
+    }
 }
