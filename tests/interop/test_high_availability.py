@@ -330,21 +330,59 @@ def test_switchover_under_load_loses_nothing_and_refusals_name_the_new_master(pb
     assert sorted(i.address for i in listed.slaves) == sorted(n.address for n in everyone if n.address != target)
 
 
-def test_failover_that_times_out_changes_nothing(pb, tmp_path, nodes):
-    master, (slave,) = start_cluster(pb, tmp_path, nodes, min_acks=0, slaves=1)
-    slave.proc.send_signal(19)  # SIGSTOP: it cannot ack anything
-    try:
-        channel, kv, _ = stubs(pb, master.address)
-        with channel:
-            kv.Set(pb.kv.SetRequest(key="k", value=b"v"), timeout=10)
-            with pytest.raises(grpc.RpcError) as refused:
-                admin(pb, master.address, "Failover", pb.kv.FailoverRequest(to=slave.address, timeout_ms=300))
-            assert refused.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-            assert "takes writes again" in refused.value.details()
+def test_failover_that_times_out_or_loses_its_target_changes_nothing(pb, tmp_path, nodes):
+    master, (slave1, slave2) = start_cluster(pb, tmp_path, nodes, min_acks=0)
+    channel, kv, _ = stubs(pb, master.address)
+    with channel:
+        kv.Set(pb.kv.SetRequest(key="k", value=b"v"), timeout=10)
+        slave1.proc.send_signal(19)  # SIGSTOP: it acks nothing more
+        try:
+            kv.Set(pb.kv.SetRequest(key="k1", value=b"v"), timeout=10)
+            failover = threading.Thread(
+                target=lambda: results.append(call_failover(pb, master.address, slave1.address, 1500)))
+            results: list = []
+            failover.start()
+            time.sleep(0.3)
+            # Meanwhile a write is held, a second role change is refused.
+            held = kv.Set.future(pb.kv.SetRequest(key="held", value=b"h"), timeout=10)
+            with pytest.raises(grpc.RpcError) as busy:
+                admin(pb, master.address, "Promote", pb.kv.PromoteRequest())
+            assert busy.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            with pytest.raises(grpc.RpcError) as busy:
+                admin(pb, master.address, "Failover", pb.kv.FailoverRequest(to=slave2.address))
+            assert busy.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "already under way" in busy.value.details()
+            failover.join(timeout=10)
+            (code, details), = results
+            assert code == grpc.StatusCode.DEADLINE_EXCEEDED and "takes writes again" in details, details
+            # The held write went through once the master resumed, in epoch 1.
+            assert held.result().epoch == 1
             assert kv.Set(pb.kv.SetRequest(key="k2", value=b"v"), timeout=10).epoch == 1
-    finally:
-        slave.proc.send_signal(18)  # SIGCONT
+
+            # A target that dies during the wait: the switchover is abandoned too.
+            results.clear()
+            failover = threading.Thread(
+                target=lambda: results.append(call_failover(pb, master.address, slave1.address, 5000)))
+            failover.start()
+            time.sleep(0.3)
+            slave1.kill()
+            failover.join(timeout=10)
+            (code, details), = results
+            assert code == grpc.StatusCode.UNAVAILABLE and "disconnected before it could be promoted" in details
+        finally:
+            if slave1.alive():
+                slave1.proc.send_signal(18)  # SIGCONT
+        assert kv.Set(pb.kv.SetRequest(key="k3", value=b"v"), timeout=10).epoch == 1
     assert status(pb, master.address).role == pb.kv.ROLE_MASTER
+
+
+def call_failover(pb, master, to, timeout_ms):
+    """(code, details) of an Admin/Failover call that is expected to fail."""
+    try:
+        admin(pb, master, "Failover", pb.kv.FailoverRequest(to=to, timeout_ms=timeout_ms))
+    except grpc.RpcError as error:
+        return error.code(), error.details()
+    return grpc.StatusCode.OK, ""
 
 
 def test_refusals_name_the_master_over_grpc_and_connect_and_wrong_role_calls_are_refused(pb, tmp_path, nodes):
