@@ -41,14 +41,23 @@ public final class ServerNode: Sendable {
         self.role = role
         self.logger = logger
         engine = try KVEngine(storage: config.storage, wal: config.wal, logger: logger)
-        let master = role == .slave ? config.master : nil
+        let configured: RoleManager.Role = role == .slave ? .slave(master: config.master?.address ?? "") : .master
+        let saved = try RoleFile.read(walDirectory: config.wal.directory)
+        if let saved, saved != configured {
+            logger.warning(
+                "starting in the role saved at run time, not the config's (delete the file to use the config's)",
+                metadata: [
+                    "saved": "\(saved)", "config": "\(configured)",
+                    "file": "\(RoleFile.path(walDirectory: config.wal.directory))",
+                ])
+        }
         let hub = ReplicationHub(engine: engine, logger: logger)
         let health = HealthService(services: Self.servedServices)
         self.health = health
         roles = RoleManager(
-            initialMaster: master?.address, engine: engine, hub: hub, group: group,
+            initialRole: saved ?? configured, engine: engine, hub: hub, group: group,
             syncInterval: (config.master ?? NodeConfig.defaults(for: .slave).master)?.syncInterval ?? .seconds(1),
-            server: config.server, logger: logger,
+            server: config.server, walDirectory: config.wal.directory, logger: logger,
             serving: { [health] serving in health.setStatus(serving ? .serving : .notServing) })
         kv = KVStoreService(
             engine: engine, limits: config.limits, roles: roles, replicationHub: hub, replication: config.replication)
@@ -81,7 +90,7 @@ public final class ServerNode: Sendable {
     /// - Returns: the bound address (the real port when the config says 0).
     public func start() async throws -> SocketAddress {
         let address = try await server.start(host: config.server.address, port: config.server.port)
-        logger.info("\(role) serving on \(address)")
+        logger.info("\(roles.isMaster ? "master" : "slave") serving on \(address)")
         // A slave serves reads only once its first sync with the master completed.
         roles.start(port: address.port ?? config.server.port)
         return address
@@ -98,7 +107,7 @@ public final class ServerNode: Sendable {
         sweeper.stop()
         compactor.stop()
         engine.close()
-        logger.info("\(role) stopped")
+        logger.info("node stopped")
     }
 }
 

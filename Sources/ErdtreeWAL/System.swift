@@ -232,3 +232,30 @@ enum System {
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }
     }
 }
+
+/// Small files a node keeps beside its log, replaced whole and durably.
+public enum DurableFile {
+    /// Replaces the file at `path` with `text`: written to `<path>.tmp`, fsynced, renamed over
+    /// `path`, and the directory fsynced, so a crash leaves the old text or the new one.
+    public static func replace(_ path: String, with text: String) throws(WALError) {
+        let temporary = path + ".tmp"
+        try System.writeFile(temporary, Array(text.utf8))
+        try System.rename(temporary, to: path)
+        try System.fsyncDirectory(System.parent(of: path))
+    }
+
+    /// The file's text, or nil when there is no such file.
+    public static func read(_ path: String) throws(WALError) -> String? {
+        let fd: Int32
+        do {
+            fd = try System.open(path, flags: O_RDONLY)
+        } catch .io(_, _, ENOENT) {
+            return nil
+        }
+        defer { try? System.close(fd, path: path) }
+        let size = try System.fileSize(fd, path: path)
+        var bytes = [UInt8](repeating: 0, count: Int(size))
+        let read = try System.pread(fd, into: &bytes, count: bytes.count, offset: 0, path: path)
+        return String(decoding: bytes.prefix(read), as: UTF8.self)
+    }
+}

@@ -460,10 +460,12 @@ def test_a_stale_master_steps_down_when_a_slave_of_the_newer_epoch_reaches_it(pb
             kv.Set(pb.kv.SetRequest(key="stale", value=b"x"), timeout=10)
         assert unacked.value.code() == grpc.StatusCode.UNAVAILABLE and "0 of the 1" in unacked.value.details()
 
-        # slave2 restarts with its static config, which names the old master: its Hello carries
-        # epoch 2, and the old master steps down.
+        # slave2 restarts from its static config alone (its saved role removed, as a re-deployed
+        # node might), which names the old master: its Hello carries epoch 2, and the old master
+        # steps down.
         slave2.stop()
         nodes.remove(slave2)
+        (tmp_path / "n2" / "wal" / "role").unlink()
         back = launch_slave(tmp_path / "n2", slave2.port, master.address)
         nodes.append(back)
         wait_until("the stale master to step down", lambda: status(pb, stale.address).role == pb.kv.ROLE_SLAVE)
@@ -479,3 +481,39 @@ def test_a_stale_master_steps_down_when_a_slave_of_the_newer_epoch_reaches_it(pb
     state = wait_converged(pb, [slave1, stale], keys)
     assert "stale" not in state and "stale-2" not in state
     assert status(pb, stale.address).divergent_records == 1
+
+
+def test_roles_taken_at_run_time_survive_a_restart(pb, tmp_path, nodes):
+    master, (slave1, slave2) = start_cluster(pb, tmp_path, nodes, min_acks=0)
+    reply = admin(pb, master.address, "Failover", pb.kv.FailoverRequest(to=slave1.address))
+    assert reply.master_address == slave1.address
+    wait_until("slave2 to follow the new master", lambda: status(pb, slave2.address).master_address == slave1.address)
+    assert (tmp_path / "n0" / "wal" / "role").read_text() == f"follow {slave1.address}\n"
+    assert (tmp_path / "n1" / "wal" / "role").read_text() == "master\n"
+
+    # Every node restarts with the config it was started with: the old master's says master,
+    # the new master's says slave of the old one. The saved roles win, so nothing is split.
+    for n in (master, slave1):
+        stop_server(n, False)
+        nodes.remove(n)
+    new_master = start_server(tmp_path / "n1", role="slave", port=slave1.port, **slave_sections(master.address, 0))
+    nodes.append(new_master)
+    old_master = start_server(tmp_path / "n0", port=master.port, wal=SYNC)
+    nodes.append(old_master)
+    assert status(pb, new_master.address).role == pb.kv.ROLE_MASTER
+    s = status(pb, old_master.address)
+    assert (s.role, s.master_address, s.epoch) == (pb.kv.ROLE_SLAVE, slave1.address, 2)
+    assert "starting in the role saved at run time" in old_master.log()
+    channel, kv, _ = stubs(pb, new_master.address)
+    with channel:
+        lsn = kv.Set(pb.kv.SetRequest(key="after-restart", value=b"v"), timeout=10).lsn
+    wait_until("the old master to get the write", lambda: status(pb, old_master.address).applied_lsn >= lsn)
+
+    # A role file that says something else stops the node, naming the file.
+    stop_server(old_master, False)
+    nodes.remove(old_master)
+    (tmp_path / "n0" / "wal" / "role").write_text("boss\n")
+    done = subprocess.run([str(ERDTREE_BIN), "master", "--config", str(tmp_path / "n0" / "erdtree.yaml")],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0
+    assert "role says \"boss\"" in done.stdout + done.stderr, done.stdout + done.stderr

@@ -10,7 +10,8 @@ import Synchronization
 /// this is the master) and, while it follows a master, a `Replicator`. Whether client writes get
 /// in is the engine's `WriteGate`, open only on a master; what a refused write is told comes from
 /// here (`refusal(for:)`). One role change at a time: a second Failover, Promote or Follow while
-/// one runs is refused.
+/// one runs is refused. Every change is saved in `<wal.directory>/role` (`RoleFile`), which a
+/// restart starts from.
 public final class RoleManager: Sendable {
     public enum Role: Sendable, Equatable {
         case master
@@ -36,6 +37,7 @@ public final class RoleManager: Sendable {
     private let ownAddressValue: Mutex<String>
     public var ownAddress: String { ownAddressValue.withLock { $0 } }
     private let logger: Logger
+    private let walDirectory: String
     private let state: Mutex<State>
     /// Told when the node may serve reads or must not (a slave before its first sync).
     private let serving: @Sendable (Bool) -> Void
@@ -57,10 +59,11 @@ public final class RoleManager: Sendable {
     }
 
     init(
-        initialMaster: String?, engine: KVEngine, hub: ReplicationHub, group: any EventLoopGroup,
-        syncInterval: Duration, server: NodeConfig.Server, logger: Logger,
+        initialRole: Role, engine: KVEngine, hub: ReplicationHub, group: any EventLoopGroup,
+        syncInterval: Duration, server: NodeConfig.Server, walDirectory: String, logger: Logger,
         serving: @escaping @Sendable (Bool) -> Void
     ) {
+        self.walDirectory = walDirectory
         self.engine = engine
         self.hub = hub
         self.group = group
@@ -69,8 +72,8 @@ public final class RoleManager: Sendable {
         ownAddressValue = Mutex(ServerNode.slaveID(server))
         self.logger = logger
         self.serving = serving
-        state = Mutex(State(role: initialMaster.map { .slave(master: $0) } ?? .master))
-        if initialMaster != nil { engine.writeGate.close() }
+        state = Mutex(State(role: initialRole))
+        if initialRole != .master { engine.writeGate.close() }
         hub.admission = { [weak self] hello in self?.admit(hello) }
     }
 
@@ -133,6 +136,16 @@ public final class RoleManager: Sendable {
         if let refusal { write.refuse(refusal) }
         // The gate may have opened between the refusal and the hold.
         if engine.writeGate.isOpen { releaseHeld(refusing: nil) }
+    }
+
+    /// Saves `role` for the next start; a failure is logged (the role holds until the restart).
+    private func save(_ role: Role) {
+        do {
+            try RoleFile.write(role, walDirectory: walDirectory)
+        } catch {
+            logger.error(
+                "cannot save the role; a restart will start in the config's role", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Answers every held write: retried (`refusing` nil) or refused.
@@ -214,6 +227,7 @@ public final class RoleManager: Sendable {
         }
         switch started {
         case .success(let start):
+            save(.master)
             engine.writeGate.open()
             state.withLock { $0.changing = false }
             releaseHeld(refusing: nil)
@@ -266,6 +280,7 @@ public final class RoleManager: Sendable {
         }
         guard previous != nil || wasMaster else { return }  // already following it
         engine.writeGate.close()
+        save(.slave(master: address))
         if wasMaster {
             logger.warning("stepping down to follow \(address)", metadata: ["reason": "\(reason)"])
             hub.dropAll(NodeError.notMaster(method: "Replicate", masterAddress: address).status)
@@ -335,6 +350,7 @@ public final class RoleManager: Sendable {
         let epoch = engine.epoch + 1
         await ended.wait(until: deadline + .seconds(1))
         state.withLock { $0.role = .slave(master: target.address) }
+        save(.slave(master: target.address))
         releaseHeld(refusing: .switchoverUnderWay(target: target.address))
         logger.warning(
             "switchover: promoted the target; following it",
@@ -379,6 +395,8 @@ public final class RoleManager: Sendable {
                 "a slave knows a newer epoch than this master's: stepping down, taking no more writes",
                 metadata: ["epoch": "\(myEpoch)", "newer_epoch": "\(fenced)", "slave": "\(hello.slaveID)"])
             hub.dropAll(NodeError.steppedDown(epoch: fenced, masterAddress: nil).status)
+            // An fsync: not on the event loop that read the Hello.
+            Task { save(.fenced(epoch: fenced)) }
             return .staleMaster(epoch: myEpoch, slaveEpoch: fenced)
         }
         switch role {
