@@ -120,14 +120,20 @@ static int dial(int port) {
     return fd;
 }
 
+/* Writes everything, waiting for room when the socket is non-blocking. */
 static void write_all(int fd, const void *data, size_t len) {
     const char *p = data;
     while (len > 0) {
         ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) die("write: %s", n < 0 ? strerror(errno) : "closed");
-        p += n;
-        len -= (size_t)n;
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+        } else if (n < 0 && errno == EAGAIN) {
+            struct pollfd room = {fd, POLLOUT, 0};
+            poll(&room, 1, 100);
+        } else if (n == 0 || errno != EINTR) {
+            die("write: %s", n < 0 ? strerror(errno) : "closed");
+        }
     }
 }
 
@@ -139,17 +145,26 @@ static void make_value(char *out, const char *tag, long i) {
     memcpy(out, head, (size_t)n < VALUE_BYTES ? (size_t)n : VALUE_BYTES);
 }
 
-/* ---- gRPC over HTTP/2 (libnghttp2), one unary call at a time ---------------- */
+/* ---- gRPC over HTTP/2 (libnghttp2): unary calls, any number in flight ------ */
+
+/* One unary call: its framed request, and its answer as it arrives. */
+struct call {
+    uint8_t req[256];
+    size_t req_len, req_off;
+    int port, done, grpc_status;
+    uint8_t body[256]; /* the response, framed */
+    size_t body_len;
+    char master[64];   /* a refusal's erdtree-master trailer; "" if none */
+    char message[128]; /* its grpc-message */
+    long tag;          /* the caller's */
+    struct call *next; /* in its connection's list of finished calls */
+};
 
 struct h2 {
-    int fd, port;
+    int fd, port, inflight;
     nghttp2_session *session;
-    int32_t stream;
-    int done, grpc_status;
-    uint8_t body[8192];
-    size_t body_len;
-    const uint8_t *req;
-    size_t req_len, req_off;
+    struct call *finished; /* calls finished since the caller last took them */
+    struct call one;       /* h2_try_call's */
 };
 
 static ssize_t h2_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *user) {
@@ -158,48 +173,60 @@ static ssize_t h2_send(nghttp2_session *s, const uint8_t *data, size_t len, int 
     return (ssize_t)len;
 }
 
+static void copy_text(char *out, size_t size, const uint8_t *text, size_t len) {
+    if (len >= size) len = size - 1;
+    memcpy(out, text, len);
+    out[len] = 0;
+}
+
 static int h2_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
                      const uint8_t *value, size_t valuelen, uint8_t flags, void *user) {
-    (void)s, (void)flags;
-    struct h2 *c = user;
-    if (frame->hd.stream_id == c->stream && namelen == 11 && memcmp(name, "grpc-status", 11) == 0) {
-        char text[16] = {0};
-        memcpy(text, value, valuelen < 15 ? valuelen : 15);
-        c->grpc_status = atoi(text);
+    (void)flags, (void)user;
+    struct call *call = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    if (!call) return 0;
+    if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0) {
+        char text[16];
+        copy_text(text, sizeof text, value, valuelen);
+        call->grpc_status = atoi(text);
+    } else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
+        copy_text(call->message, sizeof call->message, value, valuelen);
+    } else if (namelen == 14 && memcmp(name, "erdtree-master", 14) == 0) {
+        copy_text(call->master, sizeof call->master, value, valuelen);
     }
     return 0;
 }
 
 static int h2_data(nghttp2_session *s, uint8_t flags, int32_t stream, const uint8_t *data, size_t len, void *user) {
-    (void)s, (void)flags;
-    struct h2 *c = user;
-    if (stream == c->stream) {
-        if (c->body_len + len > sizeof c->body) die("a response on %s is larger than expected", endpoint_name(c->port));
-        memcpy(c->body + c->body_len, data, len);
-        c->body_len += len;
-    }
+    (void)flags, (void)user;
+    struct call *call = nghttp2_session_get_stream_user_data(s, stream);
+    if (!call) return 0;
+    if (call->body_len + len > sizeof call->body) die("a response on %s is larger than expected", endpoint_name(call->port));
+    memcpy(call->body + call->body_len, data, len);
+    call->body_len += len;
     return 0;
 }
 
 static int h2_close(nghttp2_session *s, int32_t stream, uint32_t error, void *user) {
-    (void)s;
     struct h2 *c = user;
-    if (stream == c->stream) {
-        if (error != 0) die("%s reset the stream (HTTP/2 error %u)", endpoint_name(c->port), error);
-        c->done = 1;
-    }
+    struct call *call = nghttp2_session_get_stream_user_data(s, stream);
+    if (!call) return 0;
+    if (error != 0) die("%s reset the stream (HTTP/2 error %u)", endpoint_name(c->port), error);
+    call->done = 1;
+    call->next = c->finished;
+    c->finished = call;
+    c->inflight--;
     return 0;
 }
 
 static ssize_t h2_read_body(nghttp2_session *s, int32_t stream, uint8_t *buf, size_t len, uint32_t *flags,
                             nghttp2_data_source *source, void *user) {
-    (void)s, (void)stream, (void)source;
-    struct h2 *c = user;
-    size_t n = c->req_len - c->req_off;
+    (void)s, (void)stream, (void)user;
+    struct call *call = source->ptr;
+    size_t n = call->req_len - call->req_off;
     if (n > len) n = len;
-    memcpy(buf, c->req + c->req_off, n);
-    c->req_off += n;
-    if (c->req_off == c->req_len) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    memcpy(buf, call->req + call->req_off, n);
+    call->req_off += n;
+    if (call->req_off == call->req_len) *flags |= NGHTTP2_DATA_FLAG_EOF;
     return (ssize_t)n;
 }
 
@@ -221,44 +248,58 @@ static void h2_open(struct h2 *c, int port) {
 
 #define HDR(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
 
-/* One unary call: sends the framed message; returns its grpc-status (-1 for
- * none), and for 0 the response message (without its 5-byte frame header) in
- * c->body / c->body_len. */
-static int h2_try_call(struct h2 *c, const char *path, const uint8_t *msg, size_t len) {
-    static uint8_t framed[8192];
-    if (len + 5 > sizeof framed) die("request too large");
-    framed[0] = 0;
-    framed[1] = (uint8_t)(len >> 24), framed[2] = (uint8_t)(len >> 16), framed[3] = (uint8_t)(len >> 8),
-    framed[4] = (uint8_t)len;
-    if (len > 0) memcpy(framed + 5, msg, len);
-    c->req = framed, c->req_len = len + 5, c->req_off = 0;
-    c->done = 0, c->grpc_status = -1, c->body_len = 0;
+/* Starts a unary call of the message on c; it goes out with the next h2_flush. */
+static void h2_submit(struct h2 *c, struct call *call, const char *path, const uint8_t *msg, size_t len) {
+    if (len + 5 > sizeof call->req) die("request too large");
+    call->req[0] = 0;
+    call->req[1] = (uint8_t)(len >> 24), call->req[2] = (uint8_t)(len >> 16), call->req[3] = (uint8_t)(len >> 8),
+    call->req[4] = (uint8_t)len;
+    if (len > 0) memcpy(call->req + 5, msg, len);
+    call->req_len = len + 5, call->req_off = 0;
+    call->port = c->port, call->done = 0, call->grpc_status = -1, call->body_len = 0;
+    call->master[0] = call->message[0] = 0;
     char authority[32];
     snprintf(authority, sizeof authority, "%s", endpoint_name(c->port));
     nghttp2_nv headers[] = {
         HDR(":method", "POST"), HDR(":scheme", "http"), HDR(":path", path), HDR(":authority", authority),
         HDR("content-type", "application/grpc"), HDR("te", "trailers"),
     };
-    nghttp2_data_provider provider = {.read_callback = h2_read_body};
-    c->stream = nghttp2_submit_request(c->session, NULL, headers, sizeof headers / sizeof headers[0], &provider, c);
-    if (c->stream < 0) die("nghttp2_submit_request: %s", nghttp2_strerror(c->stream));
+    nghttp2_data_provider provider = {.source.ptr = call, .read_callback = h2_read_body};
+    int32_t stream = nghttp2_submit_request(c->session, NULL, headers, sizeof headers / sizeof headers[0], &provider,
+                                            call);
+    if (stream < 0) die("nghttp2_submit_request: %s", nghttp2_strerror(stream));
+    c->inflight++;
+}
+
+static void h2_flush(struct h2 *c) {
+    int rv = nghttp2_session_send(c->session);
+    if (rv != 0) die("nghttp2_session_send: %s", nghttp2_strerror(rv));
+}
+
+/* Reads what c has (blocking until something) and hands it to nghttp2. */
+static void h2_receive(struct h2 *c) {
     uint8_t buf[16384];
-    while (!c->done) {
-        int rv = nghttp2_session_send(c->session);
-        if (rv != 0) die("nghttp2_session_send: %s", nghttp2_strerror(rv));
-        if (c->done) break;
-        ssize_t n = read(c->fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) die("%s closed the connection", endpoint_name(c->port));
-        ssize_t used = nghttp2_session_mem_recv(c->session, buf, (size_t)n);
-        if (used < 0) die("nghttp2_session_mem_recv: %s", nghttp2_strerror((int)used));
-    }
-    nghttp2_session_send(c->session); /* window updates, acks */
-    if (c->grpc_status != 0) return c->grpc_status;
-    if (c->body_len < 5) die("%s on %s answered no message", path, endpoint_name(c->port));
-    memmove(c->body, c->body + 5, c->body_len - 5);
-    c->body_len -= 5;
-    return 0;
+    ssize_t n = read(c->fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) return;
+    if (n <= 0) die("%s closed the connection", endpoint_name(c->port));
+    ssize_t used = nghttp2_session_mem_recv(c->session, buf, (size_t)n);
+    if (used < 0) die("nghttp2_session_mem_recv: %s", nghttp2_strerror((int)used));
+}
+
+/* The response message of a call answered with status 0 (without its 5-byte frame header). */
+static const uint8_t *call_message(const struct call *call, size_t *len) {
+    if (call->body_len < 5) die("a call on %s answered no message", endpoint_name(call->port));
+    *len = call->body_len - 5;
+    return call->body + 5;
+}
+
+/* One unary call, waited for: its grpc-status (-1 for none); c->one holds the answer. */
+static int h2_try_call(struct h2 *c, const char *path, const uint8_t *msg, size_t len) {
+    h2_submit(c, &c->one, path, msg, len);
+    while (h2_flush(c), !c->one.done) h2_receive(c);
+    h2_flush(c); /* window updates, acks */
+    c->finished = NULL;
+    return c->one.grpc_status;
 }
 
 static void h2_call(struct h2 *c, const char *path, const uint8_t *msg, size_t len) {
@@ -294,30 +335,44 @@ static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
     return 0;
 }
 
-/* GetResponse{1: value bytes, 2: found bool, 3: lsn, 4: expires_at_ms}: found and value. */
-static int get_response_has(const uint8_t *msg, size_t len, const char *value) {
+/* Fields 1..7 of a message: varints in v, length-delimited ones in p and n. */
+struct fields {
+    uint64_t v[8];
+    const uint8_t *p[8];
+    uint64_t n[8];
+};
+
+static struct fields decode(const char *what, const uint8_t *msg, size_t len) {
+    struct fields f = {0};
     const uint8_t *p = msg, *end = msg + len;
-    const uint8_t *got = NULL;
-    uint64_t got_len = 0, found = 0;
     while (p < end) {
         uint64_t tag, v;
-        if (!get_varint(&p, end, &tag)) die("GetResponse does not decode");
+        if (!get_varint(&p, end, &tag)) die("%s does not decode", what);
+        int field = tag >> 3 < 8 ? (int)(tag >> 3) : 0;
         switch (tag & 7) {
         case 0:
-            if (!get_varint(&p, end, &v)) die("GetResponse does not decode");
-            if (tag >> 3 == 2) found = v;
+            if (!get_varint(&p, end, &v)) die("%s does not decode", what);
+            f.v[field] = v;
             break;
         case 2:
-            if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p)) die("GetResponse does not decode");
-            if (tag >> 3 == 1) got = p, got_len = v;
+            if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p)) die("%s does not decode", what);
+            f.p[field] = p, f.n[field] = v;
             p += v;
             break;
-        default: die("GetResponse has an unexpected wire type %llu", (unsigned long long)(tag & 7));
+        default: die("%s has an unexpected wire type %llu", what, (unsigned long long)(tag & 7));
         }
     }
-    if (!found) return 0;
-    if (got_len != VALUE_BYTES || memcmp(got, value, VALUE_BYTES) != 0) die("a slave returned another value for a probe key");
-    return 1;
+    return f;
+}
+
+/* GetResponse{1: value bytes, 2: found bool, 3: lsn, 4: expires_at_ms} of a call answered
+ * with status 0: 0 not found, 1 found with value, -1 found with another value. */
+static int get_found(const struct call *call, const char *value) {
+    size_t len;
+    const uint8_t *msg = call_message(call, &len);
+    struct fields f = decode("GetResponse", msg, len);
+    if (!f.v[2]) return 0;
+    return f.n[1] == VALUE_BYTES && memcmp(f.p[1], value, VALUE_BYTES) == 0 ? 1 : -1;
 }
 
 /* ---- RESP ------------------------------------------------------------------- */
@@ -334,13 +389,15 @@ static void resp_open(struct resp *c, int port) {
     c->fd = dial(port);
 }
 
+/* Reads what the connection has (on a blocking one, waiting for something); 0 if a
+ * non-blocking one had nothing. */
 static int resp_fill(struct resp *c) {
     if (c->off > 0) {
         memmove(c->buf, c->buf + c->off, c->len - c->off);
         c->len -= c->off, c->off = 0;
     }
     ssize_t n = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
-    if (n < 0 && errno == EINTR) return 1;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 0;
     if (n <= 0) die("redis %s closed the connection", endpoint_name(c->port));
     c->len += (size_t)n;
     return 1;
@@ -356,7 +413,7 @@ static char *resp_line(struct resp *c, size_t *len) {
     return start;
 }
 
-/* Reads one reply; returns 1 for +OK, 0 for a nil bulk, 2 for a bulk equal to want. */
+/* Reads one reply: 1 for +OK or a bulk equal to want, 0 for a nil bulk, -1 for another bulk. */
 static int resp_reply(struct resp *c, const char *want) {
     size_t len;
     char *line;
@@ -368,20 +425,19 @@ static int resp_reply(struct resp *c, const char *want) {
         while (c->len - c->off < (size_t)n + 2) resp_fill(c);
         int same = want && n == VALUE_BYTES && memcmp(c->buf + c->off, want, VALUE_BYTES) == 0;
         c->off += (size_t)n + 2;
-        if (!same) die("a replica returned another value for a probe key");
-        return 2;
+        return same ? 1 : -1;
     }
     die("redis %s answered '%.*s'", endpoint_name(c->port), (int)len, line);
     return -1;
 }
 
-/* resp_reply, except that an error reply (-LOADING ...) returns -1. */
+/* resp_reply, except that an error reply (-LOADING ...) counts as a nil. */
 static int resp_reply_or_error(struct resp *c, const char *want) {
     size_t len;
     while (!memmem(c->buf + c->off, c->len - c->off, "\r\n", 2)) resp_fill(c);
     if (c->buf[c->off] == '-') {
         resp_line(c, &len);
-        return -1;
+        return 0;
     }
     return resp_reply(c, want);
 }
@@ -453,11 +509,12 @@ static int lag(int erdtree, int argc, char **argv) {
             int seen;
             if (erdtree) {
                 h2_call(&h2_slave[s], "/erdtree.v1.KVStore/Get", get_msg, get_len);
-                seen = get_response_has(h2_slave[s].body, h2_slave[s].body_len, value);
+                seen = get_found(&h2_slave[s].one, value);
             } else {
                 write_all(r_slave[s].fd, get_cmd, (size_t)get_cmd_len);
-                seen = resp_reply(&r_slave[s], value) == 2;
+                seen = resp_reply(&r_slave[s], value);
             }
+            if (seen < 0) die("a follower returned another value for a probe key");
             polls++;
             t_seen = now_us();
             if (seen) break;
@@ -512,12 +569,12 @@ static int catchup(int erdtree, int argc, char **argv) {
     for (;;) {
         int seen;
         if (erdtree) {
-            seen = h2_try_call(&h, "/erdtree.v1.KVStore/Get", get_msg, get_len) == 0
-                   && get_response_has(h.body, h.body_len, value);
+            seen = h2_try_call(&h, "/erdtree.v1.KVStore/Get", get_msg, get_len) == 0 ? get_found(&h.one, value) : 0;
         } else {
             write_all(r.fd, get_cmd, (size_t)get_cmd_len);
-            seen = resp_reply_or_error(&r, value) == 2;
+            seen = resp_reply_or_error(&r, value);
         }
+        if (seen < 0) die("%s on %s holds another value", key, endpoint_name(port));
         if (seen) {
             printf("%lld\n", (long long)wall_us());
             return 0;
@@ -561,16 +618,7 @@ static int redis_load(int argc, char **argv) {
             long batch = due - sent, room = LOAD_WINDOW - inflight[next];
             if (batch > room) batch = room;
             for (long k = 0; k < batch; k++) memcpy(out + k * cmd_len, cmd, cmd_len);
-            /* Blocking-ish write of a small batch on a non-blocking socket. */
-            size_t total = (size_t)batch * cmd_len, off = 0;
-            while (off < total) {
-                ssize_t n = write(c[next].fd, out + off, total - off);
-                if (n > 0) off += (size_t)n;
-                else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-                    struct pollfd p = {c[next].fd, POLLOUT, 0};
-                    poll(&p, 1, 100);
-                } else die("redis-load: write: %s", strerror(errno));
-            }
+            write_all(c[next].fd, out, (size_t)batch * cmd_len);
             inflight[next] += batch;
             sent += batch;
             next = (next + 1) % conns;
@@ -583,14 +631,7 @@ static int redis_load(int argc, char **argv) {
         int timeout_ms = sent < due_total ? 1 : 100;
         if (poll(p, (nfds_t)conns, timeout_ms) < 0 && errno != EINTR) die("redis-load: poll: %s", strerror(errno));
         for (int i = 0; i < conns; i++) {
-            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-            ssize_t n = read(c[i].fd, c[i].buf + c[i].len, sizeof c[i].buf - c[i].len);
-            if (n == 0) die("redis-load: the server closed a connection");
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR) continue;
-                die("redis-load: read: %s", strerror(errno));
-            }
-            c[i].len += (size_t)n;
+            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)) || !resp_fill(&c[i])) continue;
             size_t len;
             char *line;
             while ((line = resp_line(&c[i], &len))) {
@@ -598,8 +639,6 @@ static int redis_load(int argc, char **argv) {
                 inflight[i]--;
                 answered++;
             }
-            memmove(c[i].buf, c[i].buf + c[i].off, c[i].len - c[i].off);
-            c[i].len -= c[i].off, c[i].off = 0;
         }
         if (now_us() - end > 10000000LL) die("redis-load: %ld SETs unanswered 10 s after the end", sent - answered);
     }
