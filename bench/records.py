@@ -105,9 +105,11 @@ class Switchover(NamedTuple):
     lost: int  # acknowledged, then missing or another value on the new master
     twice: int  # writes whose LSN was acknowledged before (Erdtree; over every switchover)
     unnamed: int  # refusals that named no master
+    misnamed: int  # refusals whose erdtree-master named another node than the new master (Erdtree)
     bounced: int  # retries held back 1 ms: refused twice, or by a refusal naming no master
     switch_ms: float  # the Failover call's round trip (Redis: FAILOVER's +OK, before it switches)
     late: int  # writes first sent more than 10 ms after they were due
+    examples: tuple[str, ...]  # the first refusal naming no master, the first write refused twice (repl_probe's words)
 
 
 @dataclass

@@ -63,6 +63,8 @@
  *         writes N ACKED REFUSALS UNNAMED HELD_BACK LAST_PORT
  *         readback CHECKED LOST WRONG
  *         unhinted MESSAGE                         (the first refusal naming no master, if any)
+ *         bounced FIRST, refused again by NODE: MESSAGE   (the first write refused twice, if any)
+ *         named PORT COUNT                         (Erdtree: refusals whose erdtree-master named PORT)
  *       The probe dies if writes are unanswered 10 s after the last was due.
  *
  * Nodes are on loopback unless given as HOST:PORT (IPv4; every node on its own
@@ -714,6 +716,16 @@ static int redis_load(int argc, char **argv) {
 #define SW_DRAIN_S 10      /* every write answered by then after the last was due */
 #define SW_TIMEOUT_MS 5000 /* the switchover's own wait for its target */
 
+/* A node's slot in the run's tables, by port. */
+static int sw_slot(int *ports, int port) {
+    for (int i = 0; i < SW_NODES; i++) {
+        if (ports[i] == port) return i;
+        if (ports[i] == 0) return ports[i] = port, i;
+    }
+    die("more than %d nodes named", SW_NODES);
+    return -1;
+}
+
 /* One write of a switchover run; times in µs since the start, -1 for not yet. */
 struct sw_write {
     int64_t due, sent, refused, acked, retry_at;
@@ -726,11 +738,13 @@ struct sw {
     const char *prefix, *out;
     struct sw_write *w;
     long n, next, acked, refusals, unhinted, backoffs;
+    int named_ports[SW_NODES]; /* Erdtree's refusals by the master their erdtree-master named */
+    long named[SW_NODES];
     long *retries, retry_head, retry_tail; /* writes to send again, in a ring of n + 1 */
     int master, to, target;                 /* ports: the master at the start, the switchover's target, writes' now */
     int64_t start, switch_at, end, switch_sent, switch_answered;
     int switch_status;
-    char switch_answer[192], unhinted_example[192];
+    char switch_answer[192], unhinted_example[192], bounce_example[256];
 };
 
 static struct sw sw_init(int argc, char **argv) {
@@ -779,16 +793,20 @@ static void sw_ack(struct sw *sw, long id, int port, int64_t now, uint64_t lsn, 
     sw->acked++;
 }
 
-/* A refused write: writes go to the master the refusal names (hint, a port) from now on,
- * and this one again, at once unless it bounced before or the refusal named no master. */
-static void sw_refused(struct sw *sw, long id, int hint, int64_t now, const char *why) {
+/* A write the node at port refused: writes go to the master the refusal names (hint, a port)
+ * from now on, and this one again, at once unless it bounced before or the refusal named no
+ * master. The first of each kind is kept, to be shown. */
+static void sw_refused(struct sw *sw, long id, int port, int hint, int64_t now, const char *why) {
     struct sw_write *w = &sw->w[id];
     if (w->refused < 0) w->refused = now;
     sw->refusals++;
     if (hint) sw->target = hint;
-    else if (sw->unhinted++ == 0) snprintf(sw->unhinted_example, sizeof sw->unhinted_example, "%s", why);
+    if (!hint && sw->unhinted++ == 0) snprintf(sw->unhinted_example, sizeof sw->unhinted_example, "%s", why);
     w->retry_at = now;
     if (!hint || w->attempts >= 2) w->retry_at += SW_BACKOFF_US, sw->backoffs++;
+    if (hint && w->attempts >= 2 && !sw->bounce_example[0])
+        snprintf(sw->bounce_example, sizeof sw->bounce_example, "%s, refused again by %s: %s", endpoint_name(w->first),
+                 endpoint_name(port), why);
     sw->retries[sw->retry_tail] = id;
     sw->retry_tail = (sw->retry_tail + 1) % (sw->n + 1);
 }
@@ -821,17 +839,9 @@ static int sw_report(const struct sw *sw, long lost, long wrong) {
     printf("writes %ld %ld %ld %ld %ld %d\n", sw->n, sw->acked, sw->refusals, sw->unhinted, sw->backoffs, sw->target);
     printf("readback %ld %ld %ld\n", sw->acked, lost, wrong);
     if (sw->unhinted) printf("unhinted %s\n", sw->unhinted_example);
+    if (sw->bounce_example[0]) printf("bounced %s\n", sw->bounce_example);
+    for (int i = 0; i < SW_NODES && sw->named_ports[i]; i++) printf("named %d %ld\n", sw->named_ports[i], sw->named[i]);
     return 0;
-}
-
-/* A node's slot in the run's tables, by port. */
-static int sw_slot(int *ports, int port) {
-    for (int i = 0; i < SW_NODES; i++) {
-        if (ports[i] == port) return i;
-        if (ports[i] == 0) return ports[i] = port, i;
-    }
-    die("more than %d nodes named", SW_NODES);
-    return -1;
 }
 
 /* -- Erdtree: Set over SW_CONNS HTTP/2 connections per node; Admin/Failover on one more. */
@@ -907,7 +917,9 @@ static void erdtree_answered(struct sw *sw, struct call *call, int64_t now) {
         struct fields f = decode("SetResponse", msg, len);
         sw_ack(sw, call->tag, call->port, now, f.v[1], f.v[2]);
     } else if (call->grpc_status == 9 || call->grpc_status == 14) { /* FAILED_PRECONDITION, UNAVAILABLE */
-        sw_refused(sw, call->tag, call->master[0] ? parse_endpoint(call->master) : 0, now, call->message);
+        int hint = call->master[0] ? parse_endpoint(call->master) : 0;
+        if (hint) sw->named[sw_slot(sw->named_ports, hint)]++;
+        sw_refused(sw, call->tag, call->port, hint, now, call->message);
     } else {
         die("Set on %s answered grpc-status %d: %s", endpoint_name(call->port), call->grpc_status, call->message);
     }
@@ -1057,7 +1069,7 @@ static void redis_answers(struct sw *sw, struct rconn *c, int64_t now) {
         snprintf(why, sizeof why, "%.*s", (int)len, line);
         int hint = 0;
         if (strncmp(why, "-READONLY", 9) == 0) hint = c->r.port == sw->target ? redis_master_of(c->r.port) : sw->target;
-        sw_refused(sw, id, hint, now, why);
+        sw_refused(sw, id, c->r.port, hint, now, why);
     }
 }
 

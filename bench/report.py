@@ -559,7 +559,7 @@ def cluster(rows: list, lag_samples: list, runs: list) -> None:
 def switchover(rows: list, goal_ms: float) -> None:
     names = (("erdtree", "Erdtree, Admin/Failover"), ("redis", "Redis, FAILOVER TO"))
     print("| system | switchovers | unavailable median | p90 | max | writes/s sent (median) | writes refused "
-          "| acked writes lost | LSNs acked twice | refusals naming no master |")
+          "| acked writes lost | LSNs acked twice | refusals naming no master / another node |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     medians, lost = {}, {}
     for system, name in names:
@@ -569,11 +569,12 @@ def switchover(rows: list, goal_ms: float) -> None:
             continue
         values = [r.unavailable_us for r in mine]
         medians[system], lost[system] = statistics.median(values), sum(r.lost for r in mine)
-        twice = f"{sum(r.twice for r in mine):,}" if system == "erdtree" else "—"
+        twice, misnamed = (f"{sum(getattr(r, field) for r in mine):,}" if system == "erdtree" else "—"
+                           for field in ("twice", "misnamed"))
         print(f"| {name} | {len(mine)} | {fmt_us(medians[system])} | {fmt_us(nearest_rank(values, 0.9))} | "
               f"{fmt_us(max(values))} | {fmt_rps(statistics.median(r.rate for r in mine))} | "
               f"{sum(r.refused for r in mine):,} of {sum(r.writes for r in mine):,} | {lost[system]:,} of "
-              f"{sum(r.writes for r in mine):,} | {twice} | {sum(r.unnamed for r in mine):,} |")
+              f"{sum(r.writes for r in mine):,} | {twice} | {sum(r.unnamed for r in mine):,} / {misnamed} |")
     if "erdtree" not in medians:
         return
     goal = f"Erdtree median ≤ {goal_ms:g} ms and ≤ Redis's, 0 acknowledged writes lost"
@@ -595,6 +596,14 @@ def switchover(rows: list, goal_ms: float) -> None:
         goal += ": not judged without Redis"
     print()
     print(f"{line}Goal: {goal}.")
+    for system, name in names:
+        firsts: dict = {}  # the first refusal naming no master, the first write refused twice
+        for r in rows:
+            for example in r.examples if r.system == system else ():
+                firsts.setdefault(example.split()[0], f"switchover {r.round}: `{example}`")
+        if firsts:
+            print()
+            print(f"{name}, the first of each: " + "; ".join(firsts.values()) + ".")
     late = sum(r.late for r in rows)
     if late:
         print()
@@ -604,10 +613,10 @@ def switchover(rows: list, goal_ms: float) -> None:
 
 def switchover_rounds(rows: list) -> None:
     print("| switchover | system | unavailable | of which until the first refusal | writes/s sent | refused | lost "
-          "| LSNs twice | no master named | retries held back | Failover call | sent > 10 ms late |")
+          "| LSNs twice | no master named / another node | retries held back | Failover call | sent > 10 ms late |")
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in sorted(rows, key=lambda r: (r.round, r.system != "erdtree")):
-        twice = f"{r.twice:,}" if r.system == "erdtree" else "—"
+        twice, misnamed = (f"{n:,}" if r.system == "erdtree" else "—" for n in (r.twice, r.misnamed))
         print(f"| {r.round} | {r.system} | {fmt_us(r.unavailable_us)} | {fmt_us(r.redirected_us)} | {fmt_rps(r.rate)} | "
-              f"{r.refused:,} | {r.lost:,} | {twice} | {r.unnamed:,} | {r.bounced:,} | {r.switch_ms:.1f} ms | "
-              f"{r.late:,} |")
+              f"{r.refused:,} | {r.lost:,} | {twice} | {r.unnamed:,} / {misnamed} | {r.bounced:,} | "
+              f"{r.switch_ms:.1f} ms | {r.late:,} |")

@@ -62,6 +62,7 @@ def analyse(rnd: int, system: str, master: str, target: str, out: Path, summary:
     sent_us, answered_us, status, answer = lines["switchover"].split(" ", 3)
     writes, _, _, unnamed, backoffs, last = map(int, lines["writes"].split())
     _, lost, wrong = map(int, lines["readback"].split())
+    named = [line.split()[1:] for line in summary.splitlines() if line.startswith("named ")]
     old, new = port(master), port(target)
     if status != "0" or last != new:
         raise Fatal(f"{system} switchover {rnd} from {master} to {target}: the switchover answered "
@@ -78,8 +79,10 @@ def analyse(rnd: int, system: str, master: str, target: str, out: Path, summary:
             twice += lsns[r[8]] > 0
             lsns[r[8]] += 1
     return Switchover(rnd, system, unavailable, redirected, round(writes / (max(r[2] for r in rows) / 1e6), 1), writes,
-                      sum(r[3] >= 0 for r in rows), lost + wrong, twice, unnamed, backoffs,
-                      (int(answered_us) - int(sent_us)) / 1000, sum(r[2] - r[1] > 10_000 for r in rows))
+                      sum(r[3] >= 0 for r in rows), lost + wrong, twice, unnamed,
+                      sum(int(count) for named_port, count in named if int(named_port) != new), backoffs,
+                      (int(answered_us) - int(sent_us)) / 1000, sum(r[2] - r[1] > 10_000 for r in rows),
+                      tuple(f"{kind} {lines[kind]}" for kind in ("unhinted", "bounced") if kind in lines))
 
 
 def erdtree_settle(bench: Bench, cluster: list[str], new: str) -> None:
