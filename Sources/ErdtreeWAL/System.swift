@@ -86,6 +86,21 @@ enum System {
         return try result.get()
     }
 
+    /// Creates (or replaces) the file at `path` holding `bytes`, fsynced and closed; on failure
+    /// no partial file is left. The caller fsyncs the directory when the name must survive too.
+    static func writeFile(_ path: String, _ bytes: [UInt8]) throws(WALError) {
+        let fd = try open(path, flags: O_WRONLY | O_CREAT | O_TRUNC)
+        do throws(WALError) {
+            try write(fd, bytes, path: path)
+            try fsync(fd, path: path)
+            try close(fd, path: path)
+        } catch {
+            try? close(fd, path: path)
+            try? unlink(path)
+            throw error
+        }
+    }
+
     static func fsync(_ fd: Int32, path: String) throws(WALError) {
         while Glibc.fsync(fd) != 0 {
             let code = errno

@@ -286,15 +286,7 @@ struct WALRecovery {
         let brokenPath = path + ".broken"
         var torn = [UInt8](repeating: 0, count: Int(fileSize - offset))
         _ = try System.pread(fd, into: &torn, count: torn.count, offset: offset, path: path)
-        let brokenFD = try System.open(brokenPath, flags: O_WRONLY | O_CREAT | O_TRUNC)
-        do throws(WALError) {
-            try System.write(brokenFD, torn, path: brokenPath)
-            try System.fsync(brokenFD, path: brokenPath)
-            try System.close(brokenFD, path: brokenPath)
-        } catch {
-            try? System.close(brokenFD, path: brokenPath)
-            throw error
-        }
+        try System.writeFile(brokenPath, torn)
         try System.ftruncate(fd, length: offset, path: path)
         try System.fsync(fd, path: path)
         try System.fsyncDirectory(directory)

@@ -162,16 +162,7 @@ extension WriteAheadLog {
 
     private func writeCommitRecord(_ record: WALCompaction.CommitRecord) throws(WALError) {
         let temporary = System.join(directory, WALCompaction.commitTemporaryName)
-        let fd = try System.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC)
-        do throws(WALError) {
-            try System.write(fd, record.encoded(), path: temporary)
-            try System.fsync(fd, path: temporary)
-            try System.close(fd, path: temporary)
-        } catch {
-            try? System.close(fd, path: temporary)
-            try? System.unlink(temporary)
-            throw error
-        }
+        try System.writeFile(temporary, record.encoded())
         try System.rename(temporary, to: System.join(directory, WALCompaction.commitName))
         try System.fsyncDirectory(directory)
     }

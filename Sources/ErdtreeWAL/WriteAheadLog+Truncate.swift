@@ -63,15 +63,7 @@ extension WriteAheadLog {
                 key: record.key, value: record.value, to: &bytes)
         }
         let temporary = path + ".tmp"
-        let fd = try System.open(temporary, flags: O_WRONLY | O_CREAT | O_TRUNC)
-        do throws(WALError) {
-            try System.write(fd, bytes, path: temporary)
-            try System.fsync(fd, path: temporary)
-            try System.close(fd, path: temporary)
-        } catch {
-            try? System.close(fd, path: temporary)
-            throw error
-        }
+        try System.writeFile(temporary, bytes)
         try System.rename(temporary, to: path)
         try System.fsyncDirectory(System.parent(of: path))
     }

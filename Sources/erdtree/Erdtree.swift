@@ -263,8 +263,7 @@ struct SetCommand: AsyncParsableCommand {
             guard let duration = ConfigUnits.duration(ttl), duration > .zero else {
                 throw ValidationError("--ttl: '\(ttl)' is not a positive duration (try 500ms, 30s, 5m)")
             }
-            let (seconds, attoseconds) = duration.components
-            ttlMs = max(1, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+            ttlMs = max(1, ConfigUnits.milliseconds(duration))
         }
         let written = try await client.withClient(followingMaster: true) {
             try await $0.write(key, value: Array(value.utf8), ttlMs: ttlMs)

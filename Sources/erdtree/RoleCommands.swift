@@ -37,8 +37,7 @@ struct FailoverCommand: AsyncParsableCommand {
 
     func run() async throws {
         let wait = client.timeoutDuration
-        let waitMs = UInt32(
-            clamping: wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)
+        let waitMs = UInt32(clamping: ConfigUnits.milliseconds(wait))
         let result = try await client.withClient { client in
             var client = client
             // The call itself may take the whole wait and the promotion after it.

@@ -51,7 +51,7 @@ def test_json_set_get_delete(pb, server, transport):
 
     status, body, head = call("erdtree.v1.KVStore/Set", b'{"key":"k1","value":"aGVsbG8=","ttlMs":"60000"}')
     assert status == 200 and "content-type: application/json" in head
-    assert json.loads(body) == {"lsn": "1"}
+    assert json.loads(body) == {"lsn": "1", "epoch": "1"}
     status, body, _ = call("erdtree.v1.KVStore/Get", b'{"key":"k1"}')
     reply = json.loads(body)
     assert status == 200 and reply["value"] == "aGVsbG8=" and reply["found"] is True and reply["lsn"] == "1"
@@ -60,7 +60,7 @@ def test_json_set_get_delete(pb, server, transport):
     status, body, _ = call("erdtree.v1.KVStore/Get", b'{"key":"missing"}')
     assert (status, json.loads(body)) == (200, {})
     status, body, _ = call("erdtree.v1.KVStore/Delete", b'{"key":"k1"}')
-    assert (status, json.loads(body)) == (200, {"deleted": True, "lsn": "2"})
+    assert (status, json.loads(body)) == (200, {"deleted": True, "lsn": "2", "epoch": "1"})
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -252,7 +252,7 @@ def test_gzip_bodies_and_unknown_encodings(pb, server):
 
     body = gzip.compress(b'{"key":"z","value":"' + b"QUJD" * 600 + b'"}')
     status, reply, _ = connect(server, "erdtree.v1.KVStore/Set", body, "application/json", "content-encoding: gzip")
-    assert (status, json.loads(reply)) == (200, {"lsn": "1"})
+    assert (status, json.loads(reply)) == (200, {"lsn": "1", "epoch": "1"})
     # A large answer is gzipped for a client that accepts it (curl --compressed inflates it).
     done = run([tool("curl"), "-sS", "--compressed", "-D", "-", "-H", "content-type: application/json",
                 "--data-binary", '{"key":"z"}', f"http://{server.address}/erdtree.v1.KVStore/Get"])

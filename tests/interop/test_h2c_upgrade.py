@@ -39,7 +39,7 @@ def test_curl_upgrades_connect_calls_to_http2(server):
         server.url + SET, "-H", "content-type: application/json", "-d", json.dumps({"key": "aw==", "value": "dg=="})
     )
     assert "101 Switching Protocols" in log and "upgrade: h2c" in log.lower()
-    assert (version, status, json.loads(body)) == ("2", 200, {"lsn": "1"})
+    assert (version, status, json.loads(body)) == ("2", 200, {"lsn": "1", "epoch": "1"})
 
     # The request that asked for the upgrade is answered on stream 1 whatever its method:
     # a Connect GET, and a binary POST.

@@ -41,6 +41,11 @@ public enum ConfigUnits {
     ///
     /// - Returns: The duration at nanosecond precision, or `nil` if the text is not a duration or
     ///   is longer than `Int64.max` nanoseconds (about 292 years). Zero parses; negative durations do not.
+    /// `duration` in whole milliseconds (rounded down), as the protos and the CLI count time.
+    public static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+    }
+
     public static func duration(_ text: String) -> Duration? {
         var rest = Substring(trimmed(text))
         guard !rest.isEmpty else { return nil }

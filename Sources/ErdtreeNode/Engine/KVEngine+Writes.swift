@@ -41,14 +41,20 @@ extension KVEngine {
         _ write: Write, on eventLoop: any EventLoop,
         completion: @escaping @Sendable (Result<Written, NodeError>) -> Void
     ) {
-        self.write(write, on: eventLoop, responder: WriteClosure(body: completion))
+        guard self.write(write, on: eventLoop, responder: WriteClosure(body: completion)) else {
+            return completion(.failure(.writesClosed))
+        }
     }
 
     /// `write(_:on:completion:)`, telling `responder` how it ended. The KVStore service answers
     /// through a responder, which the log's completion holds inline: a closure of its own would
     /// be one more allocation per write (measured: ~300 instructions of a Set's ~29k).
-    func write<Responder: WriteResponder>(_ write: Write, on eventLoop: any EventLoop, responder: Responder) {
-        guard writeGate.enter() else { return responder.written(.failure(.writesClosed)) }
+    ///
+    /// - Returns: false, telling `responder` nothing, when the write gate is closed: the caller
+    ///   holds or refuses the write (`RoleManager.writeBlocked`), and only then pays for keeping it.
+    @discardableResult
+    func write<Responder: WriteResponder>(_ write: Write, on eventLoop: any EventLoop, responder: Responder) -> Bool {
+        guard writeGate.enter() else { return false }
         // One clock read serves the refusal checks, the record's timestamp and its apply.
         let nowMs = WallClock.nowMs()
         let record: WALRecord
@@ -61,7 +67,8 @@ extension KVEngine {
                 try store.admit(key, nowMs: nowMs)
             } catch {
                 writeGate.leave()
-                return responder.written(.failure(.storeFull(error)))
+                responder.written(.failure(.storeFull(error)))
+                return true
             }
             record = WALRecord(
                 lsn: 0, timestampMs: nowMs, op: .set, expiresAtMs: expiresAtMs, key: keyBytes, value: value)
@@ -69,7 +76,8 @@ extension KVEngine {
             key = StoreKey(keyBytes)
             guard store.get(key, nowMs: nowMs) != nil else {
                 writeGate.leave()
-                return responder.written(.success(Written(lsn: 0, deleted: false, epoch: epochs.current)))
+                responder.written(.success(Written(lsn: 0, deleted: false, epoch: epochs.current)))
+                return true
             }
             record = WALRecord(lsn: 0, timestampMs: nowMs, op: .delete, expiresAtMs: 0, key: keyBytes, value: [])
         }
@@ -98,6 +106,7 @@ extension KVEngine {
         }
         // The first write of the turn queues the commit behind every request already read.
         if claimed { eventLoop.execute { [wal] in wal.commitQueued() } }
+        return true
     }
 }
 

@@ -328,11 +328,14 @@ public final class RoleManager: Sendable {
         guard let ended = hub.promote(slaveID: target.slaveID, lastLSN: lastLSN) else {
             return try resume(after: .switchoverTargetLeft(target: target.address))
         }
-        // From here the target may already be the master: never take writes again in this epoch.
-        state.withLock { $0.role = .slave(master: target.address) }
-        releaseHeld(refusing: .switchoverUnderWay(target: target.address))
+        // From here the target may be the master at any moment: this node never takes another
+        // write in its epoch. The held writes are sent there once it has stopped following this
+        // node (its promotion's first step, after which it holds writes until it takes them);
+        // sent earlier, they would meet a slave that names this node.
         let epoch = engine.epoch + 1
         await ended.wait(until: deadline + .seconds(1))
+        state.withLock { $0.role = .slave(master: target.address) }
+        releaseHeld(refusing: .switchoverUnderWay(target: target.address))
         logger.warning(
             "switchover: promoted the target; following it",
             metadata: [

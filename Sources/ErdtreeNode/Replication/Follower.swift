@@ -167,17 +167,23 @@ final class Follower: @unchecked Sendable {
                         ])
                     truncating = false
                     engine.onDurable { [weak self] _ in self?.ack() }
-                    nextLSN = branchLSN + 1
-                    let held = heldBatches
-                    heldBatches = []
-                    for entries in held { apply(entries) }
-                    ack()
-                    if engine.lastLSN >= syncTarget { replicator.caughtUp() }
+                    resume(at: branchLSN + 1)
                 case .failure(let error):
                     fail("cannot set aside this slave's divergent tail after LSN \(branchLSN): \(error)")
                 }
             }
         }
+    }
+
+    /// Streaming goes on at `lsn` after a full resync or a cut: the batches that arrived
+    /// meanwhile are applied first, then acked.
+    private func resume(at lsn: UInt64) {
+        nextLSN = lsn
+        let held = heldBatches
+        heldBatches = []
+        for entries in held { apply(entries) }
+        ack()
+        if engine.lastLSN >= syncTarget { replicator.caughtUp() }
     }
 
     /// Replaces this slave's log and store with the snapshot (blocking work, on the pool), then
@@ -195,12 +201,7 @@ final class Follower: @unchecked Sendable {
                     logger.warning(
                         "full resync loaded", metadata: ["keys": "\(records.count)", "snapshot_lsn": "\(snapshotLSN)"])
                     resync = nil
-                    nextLSN = snapshotLSN + 1
-                    let held = heldBatches
-                    heldBatches = []
-                    for entries in held { apply(entries) }
-                    ack()
-                    if engine.lastLSN >= syncTarget { replicator.caughtUp() }
+                    resume(at: snapshotLSN + 1)
                 case .failure(let error):
                     fail("cannot load the master's snapshot into this slave's log: \(error)")
                 }

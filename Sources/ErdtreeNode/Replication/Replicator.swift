@@ -161,9 +161,7 @@ public final class Replicator: Sendable {
                 Hello(
                     replicationID: lastLSN == 0 ? "" : engine.replicationID, lastLSN: lastLSN, slaveID: slaveID,
                     advertiseAddress: slaveID,
-                    heartbeatIntervalMs: UInt32(
-                        clamping: master.syncInterval.components.seconds * 1000
-                            + master.syncInterval.components.attoseconds / 1_000_000_000_000_000),
+                    heartbeatIntervalMs: UInt32(clamping: ConfigUnits.milliseconds(master.syncInterval)),
                     epochs: engine.epochStarts))
             // A master that falls silent (network cut, frozen process) is given up on after a
             // few missed heartbeats, and redialled.

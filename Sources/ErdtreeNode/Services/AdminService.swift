@@ -40,7 +40,7 @@ public struct AdminService: Sendable {
                         status.identity.replicationID = engineStatistics.replicationID
                         status.identity.version = Self.version
                         status.identity.uptimeMs =
-                            uptime.components.seconds * 1000 + uptime.components.attoseconds / 1_000_000_000_000_000
+                            ConfigUnits.milliseconds(uptime)
                         // Applied (visible to reads) trails written while a slave catches up.
                         let applied = engineStatistics.appliedLSN
                         status.positions = NodeStatus.Positions(

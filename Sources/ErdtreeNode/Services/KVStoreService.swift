@@ -44,34 +44,14 @@ public final class KVStoreService: Sendable {
         }
     }
 
-    /// Answers a logged write with `response` on the call's event loop (the engine's completion
-    /// runs there), after `replication.min_acks` slaves acked its LSN when that is set;
-    /// UNAVAILABLE saying how many did when `ack_timeout` passes first. A write that logged
-    /// nothing (LSN 0) has nothing for slaves to ack and is answered at once. `response` is
-    /// consumed: handed on while uniquely referenced, the transport frames it without a copy.
-    /// Answers a Set or a Delete once the engine has logged and applied it. A write the engine's
-    /// gate kept out is held or refused as the role says (`RoleManager.writeBlocked`).
+    /// Answers a Set or a Delete once the engine has logged and applied it.
     private struct WriteAnswer: WriteResponder {
         let service: KVStoreService
         let call: ServerCall
-        let write: KVEngine.Write
-
-        var op: WALOp {
-            switch write {
-            case .set: .set
-            case .delete: .delete
-            }
-        }
+        let op: WALOp
 
         func written(_ result: Result<KVEngine.Written, NodeError>) {
             switch result {
-            case .failure(.writesClosed):
-                service.roles.writeBlocked(
-                    method: op == .set ? "Set" : "Delete",
-                    RoleManager.HeldWrite(
-                        eventLoop: call.eventLoop,
-                        retry: { [self] in service.engine.write(write, on: call.eventLoop, responder: self) },
-                        refuse: { [call] error in call.finish(error.status) }))
             case .success(let written):
                 let response =
                     op == .set
@@ -85,6 +65,29 @@ public final class KVStoreService: Sendable {
         }
     }
 
+    /// Hands `write` to the engine; one its gate keeps out is held or refused as the role says
+    /// (`RoleManager.writeBlocked`), and a held one comes back here.
+    private func submit(_ write: KVEngine.Write, call: ServerCall) {
+        let op: WALOp
+        switch write {
+        case .set: op = .set
+        case .delete: op = .delete
+        }
+        guard !engine.write(write, on: call.eventLoop, responder: WriteAnswer(service: self, call: call, op: op)) else {
+            return
+        }
+        roles.writeBlocked(
+            method: op == .set ? "Set" : "Delete",
+            RoleManager.HeldWrite(
+                eventLoop: call.eventLoop, retry: { [self] in submit(write, call: call) },
+                refuse: { error in call.finish(error.status) }))
+    }
+
+    /// Answers a logged write with `response` on the call's event loop (the engine's completion
+    /// runs there), after `replication.min_acks` slaves acked its LSN when that is set;
+    /// UNAVAILABLE saying how many did when `ack_timeout` passes first. A write that logged
+    /// nothing (LSN 0) has nothing for slaves to ack and is answered at once. `response` is
+    /// consumed: handed on while uniquely referenced, the transport frames it without a copy.
     private func answerWrite(_ call: ServerCall, lsn: UInt64, _ response: consuming ByteBuffer) {
         guard lsn > 0, let (hub, replication) = acks else {
             call.respond(response)
@@ -198,8 +201,7 @@ public final class KVStoreService: Sendable {
             throw RequestError.valueTooLarge(limit: limits.maxValueBytes, actual: message.value.count).status
         }
         let expiresAtMs = try expiry(ttlMs: message.ttlMs)
-        let write = KVEngine.Write.set(key: message.key, value: message.value, expiresAtMs: expiresAtMs)
-        engine.write(write, on: call.eventLoop, responder: WriteAnswer(service: self, call: call, write: write))
+        submit(.set(key: message.key, value: message.value, expiresAtMs: expiresAtMs), call: call)
     }
 
     /// Validates, then has the engine log and apply; a missing key is answered at once.
@@ -207,8 +209,7 @@ public final class KVStoreService: Sendable {
         try refuseOnSlave("Delete")
         let message = try DeleteRequest(decoding: request)
         try validate(key: message.key)
-        let write = KVEngine.Write.delete(key: message.key)
-        engine.write(write, on: call.eventLoop, responder: WriteAnswer(service: self, call: call, write: write))
+        submit(.delete(key: message.key), call: call)
     }
 
     /// Logged writes after `since_lsn`, read from the WAL's segments. Blocking: call it off

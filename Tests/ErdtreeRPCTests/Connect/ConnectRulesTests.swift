@@ -74,4 +74,23 @@ import Testing
             to: .ok, framedMessage: ByteBuffer(), route: nil, allocator: ByteBufferAllocator())
         #expect(missing.status == .internalServerError, "OK without a message is the handler's bug")
     }
+
+    /// A status's metadata goes in the end-stream message's `metadata`, each name with a list of
+    /// values (connectrpc.com/docs/protocol#error-end-stream).
+    @Test func theEndStreamMessageCarriesTheStatusMetadata() {
+        var out = ByteBuffer()
+        let status = RPCStatus(
+            .failedPrecondition, "not the master", metadata: ["erdtree-master": "10.0.0.2:8080", "b": "2"])
+        ConnectStreaming.endStream(status, into: &out)
+        out.moveReaderIndex(forwardBy: 5)
+        let json = out.readString(length: out.readableBytes)
+        #expect(
+            json == #"{"error":{"code":"failed_precondition","message":"not the master"},"#
+                + #""metadata":{"b":["2"],"erdtree-master":["10.0.0.2:8080"]}}"#)
+
+        var ok = ByteBuffer()
+        ConnectStreaming.endStream(RPCStatus(.ok, metadata: ["m": "v"]), into: &ok)
+        ok.moveReaderIndex(forwardBy: 5)
+        #expect(ok.readString(length: ok.readableBytes) == #"{"metadata":{"m":["v"]}}"#)
+    }
 }
