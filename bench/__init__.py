@@ -3,7 +3,7 @@
     .venv/bin/python -m bench        (from the repository root; `make bench` builds first)
 
 etcd 3.4 (a gRPC key-value store), Redis 7 with its append-only file (the durable-write,
-recovery, memory and replication anchors) and nghttpd (the HTTP/2 ceiling of the box); Gets of
+recovery, memory, replication and switchover anchors) and nghttpd (the HTTP/2 ceiling of the box); Gets of
 evicted values are compared with Erdtree's own resident Gets. All servers listen on loopback
 from a temp dir; the real clients drive each load in turn (h2load, redis-benchmark, repl_probe),
 alternating systems round by round, and the report quotes medians and per-round ratios, never
@@ -16,7 +16,7 @@ Layout, after etcd's tools/benchmark (one file per load, shared flags and report
     run.py            one run, step by step: servers, warm-up, rounds, data suites, report
     suites/           one module per family: its servers, loads and report section
                       (grpc, connect, durable, evicted, replication; recovery, memory,
-                      compacted, cluster)
+                      compacted, cluster, switchover)
     loads.py          a load and how one run of it is measured
     servers.py        starting Erdtree (through tests/harness, as the tests do), Redis, etcd, nghttpd
     h2load.py, redis_tools.py, probe.py (repl_probe.c), checks.py   the clients

@@ -70,6 +70,16 @@ def erdtree_status(binary: Path, address: str) -> dict[str, str]:
     return fields
 
 
+def erdtree_slaves(binary: Path, address: str) -> dict[str, str]:
+    """A master's slaves through the CLI (`erdtree slaves`): address -> state ("connected", …)."""
+    done = subprocess.run([str(binary), "slaves", "--server", address], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        raise Fatal(f"erdtree slaves --server {address} failed: {done.stderr.strip()}")
+    # slave_id, address, state, applied_lsn, … (a header line first)
+    return {f[1]: f[2] for f in (line.split("\t") for line in done.stdout.splitlines()[1:]) if len(f) > 2}
+
+
 def erdtree_count(binary: Path, address: str, field: str) -> int:
     value = erdtree_status(binary, address).get(field, "")
     if not value.isdigit():

@@ -1,5 +1,5 @@
-"""repl_probe (repl_probe.c), the replication suite's client: lag probes, the Redis fixed-rate
-write load and the catch-up reads. Compiled for each run against libnghttp2 (a build
+"""repl_probe (repl_probe.c), the replication and switchover suites' client: lag probes, the
+Redis fixed-rate write load, the catch-up reads and the switchover loads. Compiled for each run against libnghttp2 (a build
 dependency); see its header for what each mode prints."""
 
 from __future__ import annotations

@@ -94,6 +94,24 @@ class ClusterRound(NamedTuple):
     p99: int
 
 
+class Switchover(NamedTuple):
+    round: int
+    system: str
+    unavailable_us: int  # first ack from the new master - send of the first write the old one did not ack
+    redirected_us: int  # the first refusal - that send (the rest of unavailable_us: waiting on the new master)
+    rate: float  # writes sent per second (each write's first send)
+    writes: int
+    refused: int  # writes refused at least once
+    lost: int  # acknowledged, then missing or another value on the new master
+    twice: int  # writes whose LSN was acknowledged before (Erdtree; over every switchover)
+    unnamed: int  # refusals that named no master
+    misnamed: int  # refusals whose erdtree-master named another node than the new master (Erdtree)
+    bounced: int  # retries held back 1 ms: refused twice, or by a refusal naming no master
+    switch_ms: float  # the Failover call's round trip (Redis: FAILOVER's +OK, before it switches)
+    late: int  # writes first sent more than 10 ms after they were due
+    examples: tuple[str, ...]  # the first refusal naming no master, the first write refused twice (repl_probe's words)
+
+
 @dataclass
 class Records:
     runs: list[Run] = field(default_factory=list)
@@ -107,3 +125,4 @@ class Records:
     drains: list[Drain] = field(default_factory=list)
     cpu: list[CpuUse] = field(default_factory=list)
     cluster: list[ClusterRound] = field(default_factory=list)
+    switchovers: list[Switchover] = field(default_factory=list)

@@ -1,6 +1,7 @@
 /*
- * Replication probes and the Redis fixed-rate load for the replication and
- * cluster suites of the benchmark (bench/probe.py compiles and runs it).
+ * Replication probes, the Redis fixed-rate load and the switchover loads for
+ * the replication, cluster and switchover suites of the benchmark
+ * (bench/probe.py compiles and runs it).
  *
  *   cc -O2 -o repl_probe repl_probe.c -lnghttp2
  *
@@ -37,6 +38,34 @@
  *       connection is at that bound are sent when it has room). Writes go out
  *       in ticks of about 1 ms, what is due by then. Prints
  *       "sent answered seconds" at the end; every answer must be +OK.
+ *
+ *   repl_probe erdtree-switchover MASTER TO RATE SECONDS SWITCH_AT_S PREFIX OUT
+ *   repl_probe redis-switchover   MASTER TO RATE SECONDS SWITCH_AT_S PREFIX OUT
+ *       Writes keys PREFIX-0 ... PREFIX-(RATE x SECONDS - 1), each once with a
+ *       100-byte value naming it, RATE a second over 4 connections to the
+ *       master (multiplexed / pipelined, at most 1024 unanswered on each; what
+ *       is due goes out in ticks of about 1 ms), and SWITCH_AT_S into it asks
+ *       MASTER to hand over to TO: Admin/Failover{to: TO, timeout_ms: 5000} on
+ *       a connection of its own, or FAILOVER TO HOST PORT TIMEOUT 5000. A
+ *       refused write (UNAVAILABLE or FAILED_PRECONDITION; a Redis error) is
+ *       sent again to the master the refusal names (its erdtree-master
+ *       trailer; for -READONLY, master_host:master_port in the INFO
+ *       replication of the node that refused), and every write after it too;
+ *       a write refused twice, or by a refusal naming no master, waits 1 ms
+ *       before each retry. Once every write is acknowledged, each is read
+ *       back from the node the writes went to last (Get / GET). OUT gets a
+ *       line per write (µs since the start, -1 for never; sent: its first
+ *       send; refused: its first refusal; lsn and epoch from the SetResponse,
+ *       0 for Redis):
+ *         id due sent refused acked first_port acked_port attempts lsn epoch
+ *       and stdout
+ *         switchover SENT ANSWERED STATUS ANSWER  (new master, epoch, last LSN; or the error)
+ *         writes N ACKED REFUSALS UNNAMED HELD_BACK LAST_PORT
+ *         readback CHECKED LOST WRONG
+ *         unhinted MESSAGE                         (the first refusal naming no master, if any)
+ *         bounced FIRST, refused again by NODE: MESSAGE   (the first write refused twice, if any)
+ *         named PORT COUNT                         (Erdtree: refusals whose erdtree-master named PORT)
+ *       The probe dies if writes are unanswered 10 s after the last was due.
  *
  * Nodes are on loopback unless given as HOST:PORT (IPv4; every node on its own
  * port then), one connection per node, blocking I/O with TCP_NODELAY for the probes (the probe sleeps in recv while a request is in
@@ -120,14 +149,20 @@ static int dial(int port) {
     return fd;
 }
 
+/* Writes everything, waiting for room when the socket is non-blocking. */
 static void write_all(int fd, const void *data, size_t len) {
     const char *p = data;
     while (len > 0) {
         ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) die("write: %s", n < 0 ? strerror(errno) : "closed");
-        p += n;
-        len -= (size_t)n;
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+        } else if (n < 0 && errno == EAGAIN) {
+            struct pollfd room = {fd, POLLOUT, 0};
+            poll(&room, 1, 100);
+        } else if (n == 0 || errno != EINTR) {
+            die("write: %s", n < 0 ? strerror(errno) : "closed");
+        }
     }
 }
 
@@ -139,17 +174,26 @@ static void make_value(char *out, const char *tag, long i) {
     memcpy(out, head, (size_t)n < VALUE_BYTES ? (size_t)n : VALUE_BYTES);
 }
 
-/* ---- gRPC over HTTP/2 (libnghttp2), one unary call at a time ---------------- */
+/* ---- gRPC over HTTP/2 (libnghttp2): unary calls, any number in flight ------ */
+
+/* One unary call: its framed request, and its answer as it arrives. */
+struct call {
+    uint8_t req[256];
+    size_t req_len, req_off;
+    int port, done, grpc_status;
+    uint8_t body[256]; /* the response, framed */
+    size_t body_len;
+    char master[64];   /* a refusal's erdtree-master trailer; "" if none */
+    char message[128]; /* its grpc-message */
+    long tag;          /* the caller's */
+    struct call *next; /* in its connection's list of finished calls */
+};
 
 struct h2 {
-    int fd, port;
+    int fd, port, inflight;
     nghttp2_session *session;
-    int32_t stream;
-    int done, grpc_status;
-    uint8_t body[8192];
-    size_t body_len;
-    const uint8_t *req;
-    size_t req_len, req_off;
+    struct call *finished; /* calls finished since the caller last took them */
+    struct call one;       /* h2_try_call's */
 };
 
 static ssize_t h2_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *user) {
@@ -158,48 +202,60 @@ static ssize_t h2_send(nghttp2_session *s, const uint8_t *data, size_t len, int 
     return (ssize_t)len;
 }
 
+static void copy_text(char *out, size_t size, const uint8_t *text, size_t len) {
+    if (len >= size) len = size - 1;
+    memcpy(out, text, len);
+    out[len] = 0;
+}
+
 static int h2_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name, size_t namelen,
                      const uint8_t *value, size_t valuelen, uint8_t flags, void *user) {
-    (void)s, (void)flags;
-    struct h2 *c = user;
-    if (frame->hd.stream_id == c->stream && namelen == 11 && memcmp(name, "grpc-status", 11) == 0) {
-        char text[16] = {0};
-        memcpy(text, value, valuelen < 15 ? valuelen : 15);
-        c->grpc_status = atoi(text);
+    (void)flags, (void)user;
+    struct call *call = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    if (!call) return 0;
+    if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0) {
+        char text[16];
+        copy_text(text, sizeof text, value, valuelen);
+        call->grpc_status = atoi(text);
+    } else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
+        copy_text(call->message, sizeof call->message, value, valuelen);
+    } else if (namelen == 14 && memcmp(name, "erdtree-master", 14) == 0) {
+        copy_text(call->master, sizeof call->master, value, valuelen);
     }
     return 0;
 }
 
 static int h2_data(nghttp2_session *s, uint8_t flags, int32_t stream, const uint8_t *data, size_t len, void *user) {
-    (void)s, (void)flags;
-    struct h2 *c = user;
-    if (stream == c->stream) {
-        if (c->body_len + len > sizeof c->body) die("a response on %s is larger than expected", endpoint_name(c->port));
-        memcpy(c->body + c->body_len, data, len);
-        c->body_len += len;
-    }
+    (void)flags, (void)user;
+    struct call *call = nghttp2_session_get_stream_user_data(s, stream);
+    if (!call) return 0;
+    if (call->body_len + len > sizeof call->body) die("a response on %s is larger than expected", endpoint_name(call->port));
+    memcpy(call->body + call->body_len, data, len);
+    call->body_len += len;
     return 0;
 }
 
 static int h2_close(nghttp2_session *s, int32_t stream, uint32_t error, void *user) {
-    (void)s;
     struct h2 *c = user;
-    if (stream == c->stream) {
-        if (error != 0) die("%s reset the stream (HTTP/2 error %u)", endpoint_name(c->port), error);
-        c->done = 1;
-    }
+    struct call *call = nghttp2_session_get_stream_user_data(s, stream);
+    if (!call) return 0;
+    if (error != 0) die("%s reset the stream (HTTP/2 error %u)", endpoint_name(c->port), error);
+    call->done = 1;
+    call->next = c->finished;
+    c->finished = call;
+    c->inflight--;
     return 0;
 }
 
 static ssize_t h2_read_body(nghttp2_session *s, int32_t stream, uint8_t *buf, size_t len, uint32_t *flags,
                             nghttp2_data_source *source, void *user) {
-    (void)s, (void)stream, (void)source;
-    struct h2 *c = user;
-    size_t n = c->req_len - c->req_off;
+    (void)s, (void)stream, (void)user;
+    struct call *call = source->ptr;
+    size_t n = call->req_len - call->req_off;
     if (n > len) n = len;
-    memcpy(buf, c->req + c->req_off, n);
-    c->req_off += n;
-    if (c->req_off == c->req_len) *flags |= NGHTTP2_DATA_FLAG_EOF;
+    memcpy(buf, call->req + call->req_off, n);
+    call->req_off += n;
+    if (call->req_off == call->req_len) *flags |= NGHTTP2_DATA_FLAG_EOF;
     return (ssize_t)n;
 }
 
@@ -221,49 +277,88 @@ static void h2_open(struct h2 *c, int port) {
 
 #define HDR(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
 
-/* One unary call: sends the framed message; returns its grpc-status (-1 for
- * none), and for 0 the response message (without its 5-byte frame header) in
- * c->body / c->body_len. */
-static int h2_try_call(struct h2 *c, const char *path, const uint8_t *msg, size_t len) {
-    static uint8_t framed[8192];
-    if (len + 5 > sizeof framed) die("request too large");
-    framed[0] = 0;
-    framed[1] = (uint8_t)(len >> 24), framed[2] = (uint8_t)(len >> 16), framed[3] = (uint8_t)(len >> 8),
-    framed[4] = (uint8_t)len;
-    if (len > 0) memcpy(framed + 5, msg, len);
-    c->req = framed, c->req_len = len + 5, c->req_off = 0;
-    c->done = 0, c->grpc_status = -1, c->body_len = 0;
+/* Starts a unary call of the message on c; it goes out with the next h2_flush. */
+static void h2_submit(struct h2 *c, struct call *call, const char *path, const uint8_t *msg, size_t len) {
+    if (len + 5 > sizeof call->req) die("request too large");
+    call->req[0] = 0;
+    call->req[1] = (uint8_t)(len >> 24), call->req[2] = (uint8_t)(len >> 16), call->req[3] = (uint8_t)(len >> 8),
+    call->req[4] = (uint8_t)len;
+    if (len > 0) memcpy(call->req + 5, msg, len);
+    call->req_len = len + 5, call->req_off = 0;
+    call->port = c->port, call->done = 0, call->grpc_status = -1, call->body_len = 0;
+    call->master[0] = call->message[0] = 0;
     char authority[32];
     snprintf(authority, sizeof authority, "%s", endpoint_name(c->port));
     nghttp2_nv headers[] = {
         HDR(":method", "POST"), HDR(":scheme", "http"), HDR(":path", path), HDR(":authority", authority),
         HDR("content-type", "application/grpc"), HDR("te", "trailers"),
     };
-    nghttp2_data_provider provider = {.read_callback = h2_read_body};
-    c->stream = nghttp2_submit_request(c->session, NULL, headers, sizeof headers / sizeof headers[0], &provider, c);
-    if (c->stream < 0) die("nghttp2_submit_request: %s", nghttp2_strerror(c->stream));
+    nghttp2_data_provider provider = {.source.ptr = call, .read_callback = h2_read_body};
+    int32_t stream = nghttp2_submit_request(c->session, NULL, headers, sizeof headers / sizeof headers[0], &provider,
+                                            call);
+    if (stream < 0) die("nghttp2_submit_request: %s", nghttp2_strerror(stream));
+    c->inflight++;
+}
+
+static void h2_flush(struct h2 *c) {
+    int rv = nghttp2_session_send(c->session);
+    if (rv != 0) die("nghttp2_session_send: %s", nghttp2_strerror(rv));
+}
+
+/* Reads what c has (blocking until something) and hands it to nghttp2. */
+static void h2_receive(struct h2 *c) {
     uint8_t buf[16384];
-    while (!c->done) {
-        int rv = nghttp2_session_send(c->session);
-        if (rv != 0) die("nghttp2_session_send: %s", nghttp2_strerror(rv));
-        if (c->done) break;
-        ssize_t n = read(c->fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) die("%s closed the connection", endpoint_name(c->port));
-        ssize_t used = nghttp2_session_mem_recv(c->session, buf, (size_t)n);
-        if (used < 0) die("nghttp2_session_mem_recv: %s", nghttp2_strerror((int)used));
-    }
-    nghttp2_session_send(c->session); /* window updates, acks */
-    if (c->grpc_status != 0) return c->grpc_status;
-    if (c->body_len < 5) die("%s on %s answered no message", path, endpoint_name(c->port));
-    memmove(c->body, c->body + 5, c->body_len - 5);
-    c->body_len -= 5;
-    return 0;
+    ssize_t n = read(c->fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) return;
+    if (n <= 0) die("%s closed the connection", endpoint_name(c->port));
+    ssize_t used = nghttp2_session_mem_recv(c->session, buf, (size_t)n);
+    if (used < 0) die("nghttp2_session_mem_recv: %s", nghttp2_strerror((int)used));
+}
+
+/* The response message of a call answered with status 0 (without its 5-byte frame header). */
+static const uint8_t *call_message(const struct call *call, size_t *len) {
+    if (call->body_len < 5) die("a call on %s answered no message", endpoint_name(call->port));
+    *len = call->body_len - 5;
+    return call->body + 5;
+}
+
+/* One unary call, waited for: its grpc-status (-1 for none); c->one holds the answer. */
+static int h2_try_call(struct h2 *c, const char *path, const uint8_t *msg, size_t len) {
+    h2_submit(c, &c->one, path, msg, len);
+    while (h2_flush(c), !c->one.done) h2_receive(c);
+    h2_flush(c); /* window updates, acks */
+    c->finished = NULL;
+    return c->one.grpc_status;
 }
 
 static void h2_call(struct h2 *c, const char *path, const uint8_t *msg, size_t len) {
     int status = h2_try_call(c, path, msg, len);
     if (status != 0) die("%s on %s answered grpc-status %d", path, endpoint_name(c->port), status);
+}
+
+/* Sends what is queued on the connections, waits up to timeout_ms for any of them to answer,
+ * and returns the calls that finished (a list through next). */
+static struct call *h2_poll(struct h2 **conns, int n, int timeout_ms) {
+    struct pollfd p[64];
+    if (n > 64) die("too many connections");
+    for (int i = 0; i < n; i++) {
+        h2_flush(conns[i]);
+        p[i] = (struct pollfd){conns[i]->fd, POLLIN, 0};
+    }
+    if (poll(p, (nfds_t)n, timeout_ms) < 0 && errno != EINTR) die("poll: %s", strerror(errno));
+    struct call *finished = NULL;
+    for (int i = 0; i < n; i++) {
+        if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        h2_receive(conns[i]);
+        h2_flush(conns[i]); /* window updates, acks */
+        while (conns[i]->finished) {
+            struct call *call = conns[i]->finished;
+            conns[i]->finished = call->next;
+            call->next = finished;
+            finished = call;
+        }
+    }
+    return finished;
 }
 
 static size_t put_varint(uint8_t *out, uint64_t v) {
@@ -294,30 +389,44 @@ static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
     return 0;
 }
 
-/* GetResponse{1: value bytes, 2: found bool, 3: lsn, 4: expires_at_ms}: found and value. */
-static int get_response_has(const uint8_t *msg, size_t len, const char *value) {
+/* Fields 1..7 of a message: varints in v, length-delimited ones in p and n. */
+struct fields {
+    uint64_t v[8];
+    const uint8_t *p[8];
+    uint64_t n[8];
+};
+
+static struct fields decode(const char *what, const uint8_t *msg, size_t len) {
+    struct fields f = {0};
     const uint8_t *p = msg, *end = msg + len;
-    const uint8_t *got = NULL;
-    uint64_t got_len = 0, found = 0;
     while (p < end) {
         uint64_t tag, v;
-        if (!get_varint(&p, end, &tag)) die("GetResponse does not decode");
+        if (!get_varint(&p, end, &tag)) die("%s does not decode", what);
+        int field = tag >> 3 < 8 ? (int)(tag >> 3) : 0;
         switch (tag & 7) {
         case 0:
-            if (!get_varint(&p, end, &v)) die("GetResponse does not decode");
-            if (tag >> 3 == 2) found = v;
+            if (!get_varint(&p, end, &v)) die("%s does not decode", what);
+            f.v[field] = v;
             break;
         case 2:
-            if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p)) die("GetResponse does not decode");
-            if (tag >> 3 == 1) got = p, got_len = v;
+            if (!get_varint(&p, end, &v) || v > (uint64_t)(end - p)) die("%s does not decode", what);
+            f.p[field] = p, f.n[field] = v;
             p += v;
             break;
-        default: die("GetResponse has an unexpected wire type %llu", (unsigned long long)(tag & 7));
+        default: die("%s has an unexpected wire type %llu", what, (unsigned long long)(tag & 7));
         }
     }
-    if (!found) return 0;
-    if (got_len != VALUE_BYTES || memcmp(got, value, VALUE_BYTES) != 0) die("a slave returned another value for a probe key");
-    return 1;
+    return f;
+}
+
+/* GetResponse{1: value bytes, 2: found bool, 3: lsn, 4: expires_at_ms} of a call answered
+ * with status 0: 0 not found, 1 found with value, -1 found with another value. */
+static int get_found(const struct call *call, const char *value) {
+    size_t len;
+    const uint8_t *msg = call_message(call, &len);
+    struct fields f = decode("GetResponse", msg, len);
+    if (!f.v[2]) return 0;
+    return f.n[1] == VALUE_BYTES && memcmp(f.p[1], value, VALUE_BYTES) == 0 ? 1 : -1;
 }
 
 /* ---- RESP ------------------------------------------------------------------- */
@@ -334,13 +443,15 @@ static void resp_open(struct resp *c, int port) {
     c->fd = dial(port);
 }
 
+/* Reads what the connection has (on a blocking one, waiting for something); 0 if a
+ * non-blocking one had nothing. */
 static int resp_fill(struct resp *c) {
     if (c->off > 0) {
         memmove(c->buf, c->buf + c->off, c->len - c->off);
         c->len -= c->off, c->off = 0;
     }
     ssize_t n = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
-    if (n < 0 && errno == EINTR) return 1;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 0;
     if (n <= 0) die("redis %s closed the connection", endpoint_name(c->port));
     c->len += (size_t)n;
     return 1;
@@ -356,7 +467,7 @@ static char *resp_line(struct resp *c, size_t *len) {
     return start;
 }
 
-/* Reads one reply; returns 1 for +OK, 0 for a nil bulk, 2 for a bulk equal to want. */
+/* Reads one reply: 1 for +OK or a bulk equal to want, 0 for a nil bulk, -1 for another bulk. */
 static int resp_reply(struct resp *c, const char *want) {
     size_t len;
     char *line;
@@ -368,20 +479,19 @@ static int resp_reply(struct resp *c, const char *want) {
         while (c->len - c->off < (size_t)n + 2) resp_fill(c);
         int same = want && n == VALUE_BYTES && memcmp(c->buf + c->off, want, VALUE_BYTES) == 0;
         c->off += (size_t)n + 2;
-        if (!same) die("a replica returned another value for a probe key");
-        return 2;
+        return same ? 1 : -1;
     }
     die("redis %s answered '%.*s'", endpoint_name(c->port), (int)len, line);
     return -1;
 }
 
-/* resp_reply, except that an error reply (-LOADING ...) returns -1. */
+/* resp_reply, except that an error reply (-LOADING ...) counts as a nil. */
 static int resp_reply_or_error(struct resp *c, const char *want) {
     size_t len;
     while (!memmem(c->buf + c->off, c->len - c->off, "\r\n", 2)) resp_fill(c);
     if (c->buf[c->off] == '-') {
         resp_line(c, &len);
-        return -1;
+        return 0;
     }
     return resp_reply(c, want);
 }
@@ -392,6 +502,13 @@ static size_t resp_set(char *out, const char *key, const char *value) {
     memcpy(out + n, value, VALUE_BYTES);
     memcpy(out + n + VALUE_BYTES, "\r\n", 2);
     return (size_t)n + VALUE_BYTES + 2;
+}
+
+/* A command of string arguments in RESP; its length. */
+static size_t resp_command(char *out, int nargs, const char *const *args) {
+    size_t n = (size_t)sprintf(out, "*%d\r\n", nargs);
+    for (int i = 0; i < nargs; i++) n += (size_t)sprintf(out + n, "$%zu\r\n%s\r\n", strlen(args[i]), args[i]);
+    return n;
 }
 
 /* ---- probes ------------------------------------------------------------------ */
@@ -453,11 +570,12 @@ static int lag(int erdtree, int argc, char **argv) {
             int seen;
             if (erdtree) {
                 h2_call(&h2_slave[s], "/erdtree.v1.KVStore/Get", get_msg, get_len);
-                seen = get_response_has(h2_slave[s].body, h2_slave[s].body_len, value);
+                seen = get_found(&h2_slave[s].one, value);
             } else {
                 write_all(r_slave[s].fd, get_cmd, (size_t)get_cmd_len);
-                seen = resp_reply(&r_slave[s], value) == 2;
+                seen = resp_reply(&r_slave[s], value);
             }
+            if (seen < 0) die("a follower returned another value for a probe key");
             polls++;
             t_seen = now_us();
             if (seen) break;
@@ -512,12 +630,12 @@ static int catchup(int erdtree, int argc, char **argv) {
     for (;;) {
         int seen;
         if (erdtree) {
-            seen = h2_try_call(&h, "/erdtree.v1.KVStore/Get", get_msg, get_len) == 0
-                   && get_response_has(h.body, h.body_len, value);
+            seen = h2_try_call(&h, "/erdtree.v1.KVStore/Get", get_msg, get_len) == 0 ? get_found(&h.one, value) : 0;
         } else {
             write_all(r.fd, get_cmd, (size_t)get_cmd_len);
-            seen = resp_reply_or_error(&r, value) == 2;
+            seen = resp_reply_or_error(&r, value);
         }
+        if (seen < 0) die("%s on %s holds another value", key, endpoint_name(port));
         if (seen) {
             printf("%lld\n", (long long)wall_us());
             return 0;
@@ -561,16 +679,7 @@ static int redis_load(int argc, char **argv) {
             long batch = due - sent, room = LOAD_WINDOW - inflight[next];
             if (batch > room) batch = room;
             for (long k = 0; k < batch; k++) memcpy(out + k * cmd_len, cmd, cmd_len);
-            /* Blocking-ish write of a small batch on a non-blocking socket. */
-            size_t total = (size_t)batch * cmd_len, off = 0;
-            while (off < total) {
-                ssize_t n = write(c[next].fd, out + off, total - off);
-                if (n > 0) off += (size_t)n;
-                else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-                    struct pollfd p = {c[next].fd, POLLOUT, 0};
-                    poll(&p, 1, 100);
-                } else die("redis-load: write: %s", strerror(errno));
-            }
+            write_all(c[next].fd, out, (size_t)batch * cmd_len);
             inflight[next] += batch;
             sent += batch;
             next = (next + 1) % conns;
@@ -583,14 +692,7 @@ static int redis_load(int argc, char **argv) {
         int timeout_ms = sent < due_total ? 1 : 100;
         if (poll(p, (nfds_t)conns, timeout_ms) < 0 && errno != EINTR) die("redis-load: poll: %s", strerror(errno));
         for (int i = 0; i < conns; i++) {
-            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-            ssize_t n = read(c[i].fd, c[i].buf + c[i].len, sizeof c[i].buf - c[i].len);
-            if (n == 0) die("redis-load: the server closed a connection");
-            if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR) continue;
-                die("redis-load: read: %s", strerror(errno));
-            }
-            c[i].len += (size_t)n;
+            if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)) || !resp_fill(&c[i])) continue;
             size_t len;
             char *line;
             while ((line = resp_line(&c[i], &len))) {
@@ -598,13 +700,440 @@ static int redis_load(int argc, char **argv) {
                 inflight[i]--;
                 answered++;
             }
-            memmove(c[i].buf, c[i].buf + c[i].off, c[i].len - c[i].off);
-            c[i].len -= c[i].off, c[i].off = 0;
         }
         if (now_us() - end > 10000000LL) die("redis-load: %ld SETs unanswered 10 s after the end", sent - answered);
     }
     printf("%ld %ld %.3f\n", sent, answered, (double)(now_us() - start) / 1e6);
     return 0;
+}
+
+/* ---- switchover load ------------------------------------------------------------ */
+
+#define SW_CONNS 4         /* connections to each node */
+#define SW_WINDOW 1024     /* writes in flight on each */
+#define SW_NODES 4
+#define SW_BACKOFF_US 1000 /* before each retry of a write refused twice (nodes naming each other) */
+#define SW_DRAIN_S 10      /* every write answered by then after the last was due */
+#define SW_TIMEOUT_MS 5000 /* the switchover's own wait for its target */
+
+/* A node's slot in the run's tables, by port. */
+static int sw_slot(int *ports, int port) {
+    for (int i = 0; i < SW_NODES; i++) {
+        if (ports[i] == port) return i;
+        if (ports[i] == 0) return ports[i] = port, i;
+    }
+    die("more than %d nodes named", SW_NODES);
+    return -1;
+}
+
+/* One write of a switchover run; times in µs since the start, -1 for not yet. */
+struct sw_write {
+    int64_t due, sent, refused, acked, retry_at;
+    uint64_t lsn, epoch;
+    int first, node, attempts; /* the ports it was first sent to and acked by */
+};
+
+/* A switchover run: the writes, where they go now, and the switchover itself. */
+struct sw {
+    const char *prefix, *out;
+    struct sw_write *w;
+    long n, next, acked, refusals, unhinted, backoffs;
+    int named_ports[SW_NODES]; /* Erdtree's refusals by the master their erdtree-master named */
+    long named[SW_NODES];
+    long *retries, retry_head, retry_tail; /* writes to send again, in a ring of n + 1 */
+    int master, to, target;                 /* ports: the master at the start, the switchover's target, writes' now */
+    int64_t start, switch_at, end, switch_sent, switch_answered;
+    int switch_status;
+    char switch_answer[192], unhinted_example[192], bounce_example[256];
+};
+
+static struct sw sw_init(int argc, char **argv) {
+    if (argc != 9) die("usage: %s MASTER TO RATE SECONDS SWITCH_AT_S PREFIX OUT", argv[1]);
+    struct sw sw = {.prefix = argv[7], .out = argv[8], .switch_sent = -1, .switch_answered = -1};
+    sw.master = sw.target = parse_endpoint(argv[2]);
+    sw.to = parse_endpoint(argv[3]);
+    double rate = atof(argv[4]), seconds = atof(argv[5]);
+    sw.n = (long)(rate * seconds);
+    if (sw.n < 1 || atof(argv[6]) >= seconds) die("%s: bad arguments", argv[1]);
+    sw.w = calloc((size_t)sw.n, sizeof *sw.w);
+    sw.retries = calloc((size_t)sw.n + 1, sizeof *sw.retries);
+    for (long i = 0; i < sw.n; i++) {
+        sw.w[i] = (struct sw_write){.due = (int64_t)((double)i * 1e6 / rate), .sent = -1, .refused = -1, .acked = -1};
+    }
+    sw.switch_at = (int64_t)(atof(argv[6]) * 1e6);
+    sw.end = (int64_t)(seconds * 1e6);
+    return sw;
+}
+
+static void sw_key(const struct sw *sw, long id, char *key, char *value) {
+    snprintf(key, 128, "%s-%ld", sw->prefix, id);
+    make_value(value, sw->prefix, id);
+}
+
+/* The write to send now, if any: a retry that is due, else the next new write that is due. */
+static long sw_next(struct sw *sw, int64_t now) {
+    if (sw->retry_head != sw->retry_tail && sw->w[sw->retries[sw->retry_head]].retry_at <= now) {
+        long id = sw->retries[sw->retry_head];
+        sw->retry_head = (sw->retry_head + 1) % (sw->n + 1);
+        return id;
+    }
+    return sw->next < sw->n && sw->w[sw->next].due <= now ? sw->next++ : -1;
+}
+
+static void sw_sent(struct sw *sw, long id, int port, int64_t now) {
+    struct sw_write *w = &sw->w[id];
+    if (w->sent < 0) w->sent = now, w->first = port;
+    w->attempts++;
+}
+
+static void sw_ack(struct sw *sw, long id, int port, int64_t now, uint64_t lsn, uint64_t epoch) {
+    struct sw_write *w = &sw->w[id];
+    if (w->acked >= 0) die("write %ld was acknowledged twice", id);
+    w->acked = now, w->node = port, w->lsn = lsn, w->epoch = epoch;
+    sw->acked++;
+}
+
+/* A write the node at port refused: writes go to the master the refusal names (hint, a port)
+ * from now on, and this one again, at once unless it bounced before or the refusal named no
+ * master. The first of each kind is kept, to be shown. */
+static void sw_refused(struct sw *sw, long id, int port, int hint, int64_t now, const char *why) {
+    struct sw_write *w = &sw->w[id];
+    if (w->refused < 0) w->refused = now;
+    sw->refusals++;
+    if (hint) sw->target = hint;
+    if (!hint && sw->unhinted++ == 0) snprintf(sw->unhinted_example, sizeof sw->unhinted_example, "%s", why);
+    w->retry_at = now;
+    if (!hint || w->attempts >= 2) w->retry_at += SW_BACKOFF_US, sw->backoffs++;
+    if (hint && w->attempts >= 2 && !sw->bounce_example[0])
+        snprintf(sw->bounce_example, sizeof sw->bounce_example, "%s, refused again by %s: %s", endpoint_name(w->first),
+                 endpoint_name(port), why);
+    sw->retries[sw->retry_tail] = id;
+    sw->retry_tail = (sw->retry_tail + 1) % (sw->n + 1);
+}
+
+/* Whether the run is over: every write acked and the switchover answered. Dies when writes
+ * stay unanswered SW_DRAIN_S after the last was due. */
+static int sw_over(const struct sw *sw, int64_t now) {
+    if (sw->acked == sw->n && sw->switch_answered >= 0) return 1;
+    if (now > sw->end + SW_DRAIN_S * 1000000LL)
+        die("%ld of %ld writes unanswered %d s after the last was due (switchover: %s; writes go to %s; %ld refusals)",
+            sw->n - sw->acked, sw->n, SW_DRAIN_S, sw->switch_answered >= 0 ? sw->switch_answer : "unanswered",
+            endpoint_name(sw->target), sw->refusals);
+    return 0;
+}
+
+/* One line per write to OUT (id due sent refused acked first node attempts lsn epoch), the
+ * summary on stdout. */
+static int sw_report(const struct sw *sw, long lost, long wrong) {
+    FILE *f = fopen(sw->out, "w");
+    if (!f) die("%s: %s", sw->out, strerror(errno));
+    for (long i = 0; i < sw->n; i++) {
+        const struct sw_write *w = &sw->w[i];
+        fprintf(f, "%ld %lld %lld %lld %lld %d %d %d %llu %llu\n", i, (long long)w->due, (long long)w->sent,
+                (long long)w->refused, (long long)w->acked, w->first, w->node, w->attempts,
+                (unsigned long long)w->lsn, (unsigned long long)w->epoch);
+    }
+    fclose(f);
+    printf("switchover %lld %lld %d %s\n", (long long)sw->switch_sent, (long long)sw->switch_answered,
+           sw->switch_status, sw->switch_answer);
+    printf("writes %ld %ld %ld %ld %ld %d\n", sw->n, sw->acked, sw->refusals, sw->unhinted, sw->backoffs, sw->target);
+    printf("readback %ld %ld %ld\n", sw->acked, lost, wrong);
+    if (sw->unhinted) printf("unhinted %s\n", sw->unhinted_example);
+    if (sw->bounce_example[0]) printf("bounced %s\n", sw->bounce_example);
+    for (int i = 0; i < SW_NODES && sw->named_ports[i]; i++) printf("named %d %ld\n", sw->named_ports[i], sw->named[i]);
+    return 0;
+}
+
+/* -- Erdtree: Set over SW_CONNS HTTP/2 connections per node; Admin/Failover on one more. */
+
+struct enode {
+    int rr;
+    struct h2 c[SW_CONNS];
+};
+
+static int eports[SW_NODES];
+static struct enode enodes[SW_NODES];
+static struct call *spare; /* calls not in flight */
+
+/* A connection to the node at port with room for a write, dialled on first use; NULL if none. */
+static struct h2 *erdtree_conn(int port) {
+    struct enode *node = &enodes[sw_slot(eports, port)];
+    if (!node->c[0].session) {
+        for (int k = 0; k < SW_CONNS; k++) h2_open(&node->c[k], port);
+    }
+    for (int k = 0; k < SW_CONNS; k++) {
+        struct h2 *c = &node->c[node->rr++ % SW_CONNS];
+        if (c->inflight < SW_WINDOW) return c;
+    }
+    return NULL;
+}
+
+/* Every open connection, and admin if given; returns how many. */
+static int erdtree_conns(struct h2 **conns, struct h2 *admin) {
+    int n = 0;
+    for (int i = 0; i < SW_NODES; i++) {
+        for (int k = 0; k < SW_CONNS && enodes[i].c[k].session; k++) conns[n++] = &enodes[i].c[k];
+    }
+    if (admin) conns[n++] = admin;
+    return n;
+}
+
+/* Set (with_value) or Get of write id's key on c. */
+static void erdtree_request(struct h2 *c, const struct sw *sw, long id, int with_value) {
+    char key[128], value[VALUE_BYTES];
+    uint8_t msg[256];
+    sw_key(sw, id, key, value);
+    size_t len = put_bytes(msg, 1, key, strlen(key));
+    if (with_value) len += put_bytes(msg + len, 2, value, VALUE_BYTES);
+    struct call *call = spare;
+    spare = call->next;
+    call->tag = id;
+    h2_submit(c, call, with_value ? "/erdtree.v1.KVStore/Set" : "/erdtree.v1.KVStore/Get", msg, len);
+}
+
+static void erdtree_failover(struct sw *sw, struct h2 *admin, struct call *call) {
+    uint8_t msg[128];
+    const char *to = endpoint_name(sw->to);
+    size_t len = put_bytes(msg, 1, to, strlen(to));
+    msg[len++] = 2 << 3; /* timeout_ms, a varint */
+    len += put_varint(msg + len, SW_TIMEOUT_MS);
+    call->tag = -1;
+    h2_submit(admin, call, "/erdtree.v1.Admin/Failover", msg, len);
+    sw->switch_sent = now_us() - sw->start;
+}
+
+static void erdtree_answered(struct sw *sw, struct call *call, int64_t now) {
+    size_t len;
+    if (call->tag < 0) { /* FailoverResponse{1: master_address, 2: epoch, 3: last_lsn} */
+        sw->switch_answered = now, sw->switch_status = call->grpc_status;
+        snprintf(sw->switch_answer, sizeof sw->switch_answer, "%s", call->message);
+        if (call->grpc_status != 0) return;
+        const uint8_t *msg = call_message(call, &len);
+        struct fields f = decode("FailoverResponse", msg, len);
+        snprintf(sw->switch_answer, sizeof sw->switch_answer, "%.*s %llu %llu", (int)f.n[1], (const char *)f.p[1],
+                 (unsigned long long)f.v[2], (unsigned long long)f.v[3]);
+    } else if (call->grpc_status == 0) { /* SetResponse{1: lsn, 2: epoch} */
+        const uint8_t *msg = call_message(call, &len);
+        struct fields f = decode("SetResponse", msg, len);
+        sw_ack(sw, call->tag, call->port, now, f.v[1], f.v[2]);
+    } else if (call->grpc_status == 9 || call->grpc_status == 14) { /* FAILED_PRECONDITION, UNAVAILABLE */
+        int hint = call->master[0] ? parse_endpoint(call->master) : 0;
+        if (hint) sw->named[sw_slot(sw->named_ports, hint)]++;
+        sw_refused(sw, call->tag, call->port, hint, now, call->message);
+    } else {
+        die("Set on %s answered grpc-status %d: %s", endpoint_name(call->port), call->grpc_status, call->message);
+    }
+}
+
+static void erdtree_switch_load(struct sw *sw) {
+    long pool_size = SW_NODES * SW_CONNS * SW_WINDOW;
+    struct call *pool = calloc((size_t)pool_size, sizeof *pool), failover;
+    for (long i = 0; i < pool_size; i++) pool[i].next = spare, spare = &pool[i];
+    struct h2 admin, *conns[SW_NODES * SW_CONNS + 1], *c;
+    h2_open(&admin, sw->master);
+    erdtree_conn(sw->master);
+    sw->start = now_us();
+    for (;;) {
+        int64_t now = now_us() - sw->start;
+        if (sw->switch_sent < 0 && now >= sw->switch_at) erdtree_failover(sw, &admin, &failover);
+        long id;
+        while ((c = erdtree_conn(sw->target)) && (id = sw_next(sw, now)) >= 0) {
+            erdtree_request(c, sw, id, 1);
+            sw_sent(sw, id, c->port, now);
+        }
+        if (sw_over(sw, now)) return;
+        for (struct call *call = h2_poll(conns, erdtree_conns(conns, &admin), 1), *next; call; call = next) {
+            next = call->next;
+            erdtree_answered(sw, call, now_us() - sw->start);
+            if (call != &failover) call->next = spare, spare = call;
+        }
+    }
+}
+
+/* Reads every write back from the node the writes went to last: lost (not found), wrong
+ * (another value). */
+static void erdtree_readback(const struct sw *sw, long *lost, long *wrong) {
+    char key[128], value[VALUE_BYTES];
+    struct h2 *conns[SW_NODES * SW_CONNS], *c;
+    long next = 0, pending = 0;
+    while (next < sw->n || pending > 0) {
+        while (next < sw->n && (c = erdtree_conn(sw->target))) erdtree_request(c, sw, next++, 0), pending++;
+        for (struct call *call = h2_poll(conns, erdtree_conns(conns, NULL), 100), *after; call; call = after) {
+            after = call->next;
+            if (call->grpc_status != 0)
+                die("Get on %s answered grpc-status %d: %s", endpoint_name(call->port), call->grpc_status, call->message);
+            sw_key(sw, call->tag, key, value);
+            int got = get_found(call, value);
+            *lost += got == 0, *wrong += got < 0, pending--;
+            call->next = spare, spare = call;
+        }
+    }
+}
+
+/* -- Redis: SET pipelined over SW_CONNS connections per node; FAILOVER, INFO and the
+ * read-back on one more (blocking). */
+
+struct rconn {
+    struct resp r;
+    long queue[SW_WINDOW]; /* the writes in flight, oldest at head */
+    int head, count;
+    char out[SW_WINDOW * 192];
+    size_t out_len;
+};
+
+struct rnode {
+    int rr;
+    struct rconn c[SW_CONNS];
+    struct resp admin;
+};
+
+static int rports[SW_NODES];
+static struct rnode *rnodes;
+
+/* The node at port, dialled on first use. */
+static struct rnode *redis_node(int port) {
+    if (!rnodes) rnodes = calloc(SW_NODES, sizeof *rnodes);
+    struct rnode *node = &rnodes[sw_slot(rports, port)];
+    if (!node->admin.port) {
+        resp_open(&node->admin, port);
+        for (int k = 0; k < SW_CONNS; k++) {
+            resp_open(&node->c[k].r, port);
+            fcntl(node->c[k].r.fd, F_SETFL, O_NONBLOCK);
+        }
+    }
+    return node;
+}
+
+static struct rconn *redis_conn(int port) {
+    struct rnode *node = redis_node(port);
+    for (int k = 0; k < SW_CONNS; k++) {
+        struct rconn *c = &node->c[node->rr++ % SW_CONNS];
+        if (c->count < SW_WINDOW) return c;
+    }
+    return NULL;
+}
+
+/* The reply line to a command on a blocking connection (NUL-terminated in place). */
+static char *redis_ask(struct resp *c, int nargs, const char *const *args) {
+    char cmd[512], *line;
+    size_t len;
+    write_all(c->fd, cmd, resp_command(cmd, nargs, args));
+    while (!(line = resp_line(c, &len))) resp_fill(c);
+    line[len] = 0;
+    return line;
+}
+
+/* The master the node at port follows (INFO replication), or 0 if it says it is one. */
+static int redis_master_of(int port) {
+    struct resp *c = &redis_node(port)->admin;
+    const char *args[] = {"INFO", "replication"};
+    char *line = redis_ask(c, 2, args), host[64], text[96];
+    long n = line[0] == '$' ? atol(line + 1) : -1;
+    if (n < 0) die("INFO replication on %s answered '%s'", endpoint_name(port), line);
+    while (c->len - c->off < (size_t)n + 2) resp_fill(c);
+    char *info = c->buf + c->off, *h = memmem(info, (size_t)n, "master_host:", 12);
+    char *p = memmem(info, (size_t)n, "master_port:", 12);
+    int follows = memmem(info, (size_t)n, "role:slave", 10) && h && p && sscanf(h + 12, "%63[^\r]", host) == 1;
+    c->off += (size_t)n + 2;
+    if (!follows) return 0;
+    snprintf(text, sizeof text, "%s:%d", host, atoi(p + 12));
+    return parse_endpoint(text);
+}
+
+static void redis_failover(struct sw *sw) {
+    char host[64], port[16], timeout[16];
+    snprintf(host, sizeof host, "%s", endpoint_name(sw->to));
+    *strrchr(host, ':') = 0;
+    snprintf(port, sizeof port, "%d", sw->to);
+    snprintf(timeout, sizeof timeout, "%d", SW_TIMEOUT_MS);
+    const char *args[] = {"FAILOVER", "TO", host, port, "TIMEOUT", timeout};
+    sw->switch_sent = now_us() - sw->start;
+    char *line = redis_ask(&redis_node(sw->master)->admin, 6, args);
+    sw->switch_answered = now_us() - sw->start;
+    sw->switch_status = strcmp(line, "+OK") != 0;
+    snprintf(sw->switch_answer, sizeof sw->switch_answer, "%s", line);
+}
+
+static void redis_answers(struct sw *sw, struct rconn *c, int64_t now) {
+    size_t len;
+    char *line, why[192];
+    while ((line = resp_line(&c->r, &len))) {
+        if (c->count == 0) die("redis %s answered '%.*s' to nothing", endpoint_name(c->r.port), (int)len, line);
+        long id = c->queue[c->head];
+        c->head = (c->head + 1) % SW_WINDOW, c->count--;
+        if (len == 3 && memcmp(line, "+OK", 3) == 0) {
+            sw_ack(sw, id, c->r.port, now, 0, 0);
+            continue;
+        }
+        if (line[0] != '-') die("redis %s answered '%.*s' to SET", endpoint_name(c->r.port), (int)len, line);
+        snprintf(why, sizeof why, "%.*s", (int)len, line);
+        int hint = 0;
+        if (strncmp(why, "-READONLY", 9) == 0) hint = c->r.port == sw->target ? redis_master_of(c->r.port) : sw->target;
+        sw_refused(sw, id, c->r.port, hint, now, why);
+    }
+}
+
+static void redis_switch_load(struct sw *sw) {
+    char key[128], value[VALUE_BYTES];
+    struct pollfd p[SW_NODES * SW_CONNS];
+    struct rconn *open[SW_NODES * SW_CONNS], *c;
+    redis_node(sw->master);
+    sw->start = now_us();
+    for (;;) {
+        int64_t now = now_us() - sw->start;
+        if (sw->switch_sent < 0 && now >= sw->switch_at) redis_failover(sw);
+        long id;
+        while ((c = redis_conn(sw->target)) && (id = sw_next(sw, now)) >= 0) {
+            sw_key(sw, id, key, value);
+            c->out_len += resp_set(c->out + c->out_len, key, value);
+            c->queue[(c->head + c->count++) % SW_WINDOW] = id;
+            sw_sent(sw, id, c->r.port, now);
+        }
+        if (sw_over(sw, now)) return;
+        int n = 0;
+        for (int i = 0; i < SW_NODES; i++) {
+            for (int k = 0; rnodes[i].admin.port && k < SW_CONNS; k++) {
+                c = &rnodes[i].c[k];
+                write_all(c->r.fd, c->out, c->out_len);
+                c->out_len = 0;
+                p[n] = (struct pollfd){c->r.fd, POLLIN, 0};
+                open[n++] = c;
+            }
+        }
+        if (poll(p, (nfds_t)n, 1) < 0 && errno != EINTR) die("poll: %s", strerror(errno));
+        for (int i = 0; i < n; i++) {
+            if ((p[i].revents & (POLLIN | POLLHUP | POLLERR)) && resp_fill(&open[i]->r))
+                redis_answers(sw, open[i], now_us() - sw->start);
+        }
+    }
+}
+
+static void redis_readback(const struct sw *sw, long *lost, long *wrong) {
+    struct resp *c = &redis_node(sw->target)->admin;
+    char key[128], value[VALUE_BYTES], cmd[256 * 64];
+    for (long first = 0; first < sw->n; first += 256) {
+        long last = first + 256 < sw->n ? first + 256 : sw->n;
+        size_t len = 0;
+        for (long id = first; id < last; id++) {
+            sw_key(sw, id, key, value);
+            const char *args[] = {"GET", key};
+            len += resp_command(cmd + len, 2, args);
+        }
+        write_all(c->fd, cmd, len);
+        for (long id = first; id < last; id++) {
+            sw_key(sw, id, key, value);
+            int got = resp_reply(c, value);
+            *lost += got == 0, *wrong += got < 0;
+        }
+    }
+}
+
+static int switchover(int erdtree, int argc, char **argv) {
+    struct sw sw = sw_init(argc, argv);
+    long lost = 0, wrong = 0;
+    if (erdtree) erdtree_switch_load(&sw), erdtree_readback(&sw, &lost, &wrong);
+    else redis_switch_load(&sw), redis_readback(&sw, &lost, &wrong);
+    return sw_report(&sw, lost, wrong);
 }
 
 int main(int argc, char **argv) {
@@ -613,6 +1142,8 @@ int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "redis-load") == 0) return redis_load(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "erdtree-catchup") == 0) return catchup(1, argc, argv);
     if (argc >= 2 && strcmp(argv[1], "redis-catchup") == 0) return catchup(0, argc, argv);
-    fprintf(stderr, "usage: repl_probe erdtree-lag|redis-lag|redis-load|erdtree-catchup|redis-catchup ... (see repl_probe.c)\n");
+    if (argc >= 2 && strcmp(argv[1], "erdtree-switchover") == 0) return switchover(1, argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "redis-switchover") == 0) return switchover(0, argc, argv);
+    fprintf(stderr, "usage: repl_probe erdtree-lag|redis-lag|redis-load|erdtree-catchup|redis-catchup|erdtree-switchover|redis-switchover ... (see repl_probe.c)\n");
     return 2;
 }

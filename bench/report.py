@@ -554,3 +554,69 @@ def cluster(rows: list, lag_samples: list, runs: list) -> None:
     print("|---|---:|---:|---:|")
     for rnd, rps, p50, p99 in rows:
         print(f"| {rnd} | {fmt_rps(rps)} | {fmt_us(p50)} | {fmt_us(p99)} |")
+
+
+def switchover(rows: list, goal_ms: float) -> None:
+    names = (("erdtree", "Erdtree, Admin/Failover"), ("redis", "Redis, FAILOVER TO"))
+    print("| system | switchovers | unavailable median | p90 | max | writes/s sent (median) | writes refused "
+          "| acked writes lost | LSNs acked twice | refusals naming no master / another node |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    medians, lost = {}, {}
+    for system, name in names:
+        mine = [r for r in rows if r.system == system]
+        if not mine:
+            print(f"| {name} | — | — | — | — | — | — | — | — | — |")
+            continue
+        values = [r.unavailable_us for r in mine]
+        medians[system], lost[system] = statistics.median(values), sum(r.lost for r in mine)
+        twice, misnamed = (f"{sum(getattr(r, field) for r in mine):,}" if system == "erdtree" else "—"
+                           for field in ("twice", "misnamed"))
+        print(f"| {name} | {len(mine)} | {fmt_us(medians[system])} | {fmt_us(nearest_rank(values, 0.9))} | "
+              f"{fmt_us(max(values))} | {fmt_rps(statistics.median(r.rate for r in mine))} | "
+              f"{sum(r.refused for r in mine):,} of {sum(r.writes for r in mine):,} | {lost[system]:,} of "
+              f"{sum(r.writes for r in mine):,} | {twice} | {sum(r.unnamed for r in mine):,} / {misnamed} |")
+    if "erdtree" not in medians:
+        return
+    goal = f"Erdtree median ≤ {goal_ms:g} ms and ≤ Redis's, 0 acknowledged writes lost"
+    line = ""
+    if "redis" in medians:
+        ratio = per_round_ratio([(r.round, r.unavailable_us) for r in rows if r.system == "erdtree"],
+                                [(r.round, r.unavailable_us) for r in rows if r.system == "redis"])
+        line = (f"Erdtree median ÷ Redis median: {medians['erdtree'] / medians['redis']:.3f}×"
+                + (f" ({ratio:.3f}× as the median of per-switchover ratios). " if ratio is not None else ". "))
+        why = []
+        if medians["erdtree"] > goal_ms * 1000:
+            why.append(f"{fmt_us(medians['erdtree'])} > {goal_ms:g} ms")
+        if medians["erdtree"] > medians["redis"]:
+            why.append(f"{fmt_us(medians['erdtree'])} > Redis's {fmt_us(medians['redis'])}")
+        if lost["erdtree"]:
+            why.append(f"{lost['erdtree']:,} acknowledged writes lost")
+        goal += ": **met**" if not why else ": **missed** (" + "; ".join(why) + ")"
+    else:
+        goal += ": not judged without Redis"
+    print()
+    print(f"{line}Goal: {goal}.")
+    for system, name in names:
+        firsts: dict = {}  # the first refusal naming no master, the first write refused twice
+        for r in rows:
+            for example in r.examples if r.system == system else ():
+                firsts.setdefault(example.split()[0], f"switchover {r.round}: `{example}`")
+        if firsts:
+            print()
+            print(f"{name}, the first of each: " + "; ".join(firsts.values()) + ".")
+    late = sum(r.late for r in rows)
+    if late:
+        print()
+        print(f"{late:,} writes were sent more than 10 ms after they were due (every connection at its bound of "
+              "writes in flight, as during a long hold): the load is open-loop only up to that bound.")
+
+
+def switchover_rounds(rows: list) -> None:
+    print("| switchover | system | unavailable | of which until the first refusal | writes/s sent | refused | lost "
+          "| LSNs twice | no master named / another node | retries held back | Failover call | sent > 10 ms late |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in sorted(rows, key=lambda r: (r.round, r.system != "erdtree")):
+        twice, misnamed = (f"{n:,}" if r.system == "erdtree" else "—" for n in (r.twice, r.misnamed))
+        print(f"| {r.round} | {r.system} | {fmt_us(r.unavailable_us)} | {fmt_us(r.redirected_us)} | {fmt_rps(r.rate)} | "
+              f"{r.refused:,} | {r.lost:,} | {twice} | {r.unnamed:,} / {misnamed} | {r.bounced:,} | "
+              f"{r.switch_ms:.1f} ms | {r.late:,} |")

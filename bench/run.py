@@ -25,7 +25,7 @@ from bench.records import Records
 from bench.servers import Instance, Running
 from bench.settings import Settings
 from bench.suites import (
-    INSTANCES, LOADS, ROUND_ORDER, cluster, compacted, durable, evicted, memory, recovery, replication,
+    INSTANCES, LOADS, ROUND_ORDER, cluster, compacted, durable, evicted, memory, recovery, replication, switchover,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,7 +100,8 @@ def check_tools(s: Settings) -> None:
         need("protoc")
     # The replication probes are compiled at run time (bench/repl_probe.c) against libnghttp2,
     # which the build dependencies install.
-    if (s.suite("replication") or s.suite("cluster")) and (s.has("erdtree") or s.has("redis")) and not c_compiler():
+    if (s.suite("replication") or s.suite("cluster") or switchover.selected(s)) and (
+            s.has("erdtree") or s.has("redis")) and not c_compiler():
         need("gcc")
     if s.has("erdtree") and s.profile:
         for tool in ("valgrind", "callgrind_control", "objcopy"):
@@ -215,7 +216,8 @@ def versions(bench: Bench, loads: list[Load], data) -> list[str]:
     if "etcd" in running:
         line = next(l for l in version("etcd", "--version").splitlines() if l.startswith("etcd Version"))
         found.append(f"etcd {line.split()[2]}")
-    if {"redis_always", "redis_everysec", "redis_repl"} & set(running) or (data and "redis" in data.systems):
+    if {"redis_always", "redis_everysec", "redis_repl"} & set(running) or (data and "redis" in data.systems) or (
+            bench.settings.suite("switchover") and bench.settings.has("redis")):
         found.append("redis " + version("redis-server", "--version").split("v=")[1].split()[0])
     if "nghttpd" in running:
         found.append(version("nghttpd", "--version").split()[-1].replace("/", " "))
@@ -227,7 +229,8 @@ def run(settings: Settings) -> None:
     check_tools(s)
     suite_loads, loads = selected_loads(s)
     if not (loads or ((s.suite("recovery") or s.suite("memory")) and (s.has("erdtree") or s.has("redis")))
-            or ((s.suite("compacted") or s.suite("cluster")) and s.has("erdtree"))):
+            or ((s.suite("compacted") or s.suite("cluster")) and s.has("erdtree"))
+            or switchover.selected(s)):
         raise Fatal("BENCH_SYSTEMS and BENCH_SUITES select nothing to run")
     bench = Bench(s)
     try:
@@ -235,7 +238,7 @@ def run(settings: Settings) -> None:
             bench.erdtree_bin, bench.erdtree_label = erdtree_binary(s)
         bench.bodies = Bodies(bench.tmp, erdtree=s.has("erdtree"), etcd=s.has("etcd"), evicted=s.suite("evicted"))
         if (s.suite("replication") and any(l.instance in ("erdtree_repl", "redis_repl") for l in loads)) or (
-                s.suite("cluster") and s.has("erdtree")):
+                s.suite("cluster") and s.has("erdtree")) or switchover.selected(s):
             bench.probe = Probe(bench.processes, bench.tmp)
         start_servers(bench, loads)
         if s.suite("durable"):
@@ -247,12 +250,12 @@ def run(settings: Settings) -> None:
         no_wal = recheck(bench)
 
         data, wal_problem = None, None
-        if any(s.suite(x) for x in ("recovery", "memory", "compacted", "replication")):
+        if any(s.suite(x) for x in ("recovery", "memory", "compacted", "replication", "switchover")):
             # The load servers are done: stop them so the restarts have the machine.
             bench.processes.stop_servers()
             bench.instances.running.clear()
-            if s.has("erdtree"):
-                wal_problem = erdtree_wal.selftest()
+        if any(s.suite(x) for x in ("recovery", "memory", "compacted", "replication")) and s.has("erdtree"):
+            wal_problem = erdtree_wal.selftest()
         if any(s.suite(x) for x in ("recovery", "memory", "replication")):
             data = datasets.write(bench, wal_problem)
             if s.suite("recovery"):
@@ -264,6 +267,8 @@ def run(settings: Settings) -> None:
                 replication.catchup(bench, data)
         compaction = compacted.run(bench, wal_problem) if s.suite("compacted") else None
         hosts = cluster.run(bench) if s.suite("cluster") and s.has("erdtree") else None
+        if switchover.selected(s):
+            switchover.run(bench)
 
         text = io.StringIO()
         with contextlib.redirect_stdout(text):
@@ -307,7 +312,9 @@ def report(bench: Bench, suite_loads: list[Load], loads: list[Load], data, compa
         replication.report(bench, data)
     if hosts is not None:
         cluster.report(bench, hosts)
-    if loads or r.recovery or r.memory or r.compacted or r.catchups:
+    if r.switchovers:
+        switchover.report(bench)
+    if loads or r.recovery or r.memory or r.compacted or r.catchups or r.switchovers:
         print()
         print("<details><summary>every run</summary>")
         for present, table in ((loads, lambda: tables.rounds_table(r.runs, bench.labels)),
@@ -315,7 +322,8 @@ def report(bench: Bench, suite_loads: list[Load], loads: list[Load], data, compa
                                (r.memory, lambda: tables.memory_rounds(r.memory)),
                                (r.compacted, lambda: tables.compacted_rounds(r.compacted)),
                                (r.lags or r.catchups, lambda: tables.replication_rounds(r.lags, r.lag_loads,
-                                                                                         r.catchups))):
+                                                                                         r.catchups)),
+                               (r.switchovers, lambda: tables.switchover_rounds(r.switchovers))):
             if present:
                 print()
                 table()

@@ -14,7 +14,8 @@ from pathlib import Path
 from bench.console import Fatal
 
 SYSTEMS = ("erdtree", "nghttpd", "etcd", "redis")
-SUITES = ("grpc", "connect", "durable", "recovery", "memory", "evicted", "compacted", "replication", "cluster")
+SUITES = ("grpc", "connect", "durable", "recovery", "memory", "evicted", "compacted", "replication", "cluster",
+          "switchover")
 PROFILE_LOADS = ("get", "connect_proto", "connect_json")
 POSITIVE = re.compile(r"[1-9][0-9]*")
 
@@ -29,6 +30,8 @@ class Settings:
     recovery_records: int
     repl_rate: int
     repl_samples: int
+    switchovers: int
+    switchover_rate: int
     event_loops: int | str  # server.event_loops as written into every Erdtree config
     out: Path | None
     keep: bool
@@ -82,6 +85,7 @@ class Settings:
         return cls(
             rounds=rounds, seconds=seconds, fixed_requests=fixed, systems=systems, suites=suites,
             recovery_records=recovery_records, repl_rate=repl_rate, repl_samples=repl_samples,
+            switchovers=positive("BENCH_SWITCHOVERS", "10"), switchover_rate=positive("BENCH_SWITCHOVER_RATE", "10000"),
             event_loops=int(loops) if (loops := get("BENCH_EVENT_LOOPS", "1")).isdigit() else loops,
             out=Path(env["BENCH_OUT"]) if env.get("BENCH_OUT") else None,
             keep=get("BENCH_KEEP", "0") == "1", profile=get("BENCH_PROFILE", "0") == "1",

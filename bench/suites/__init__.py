@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from bench.loads import Load
 from bench.servers import Instance
-from bench.suites import cluster, compacted, connect, durable, evicted, grpc, memory, recovery, replication
+from bench.suites import (
+    cluster, compacted, connect, durable, evicted, grpc, memory, recovery, replication, switchover,
+)
 
 # The modules that define server instances and loads.
 LOAD_SUITES = (grpc, connect, durable, evicted, replication)
@@ -22,5 +24,5 @@ LOADS: dict[str, Load] = {load.id: load for suite in LOAD_SUITES for load in sui
 INSTANCES: dict[str, Instance] = {i.name: i for suite in LOAD_SUITES for i in suite.INSTANCES}
 assert sorted(LOADS) == sorted(ROUND_ORDER), "every load has its place in a round"
 
-__all__ = ["cluster", "compacted", "durable", "evicted", "memory", "recovery", "replication", "LOADS", "INSTANCES",
-           "ROUND_ORDER"]
+__all__ = ["cluster", "compacted", "durable", "evicted", "memory", "recovery", "replication", "switchover", "LOADS",
+           "INSTANCES", "ROUND_ORDER"]

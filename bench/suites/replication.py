@@ -52,11 +52,11 @@ def start_erdtree_repl(bench: Bench, name: str) -> Running:
     erdtree_preload(bench, master.address, f"{name} (master, wal.sync_interval 1s)")
     running = Running(name, "erdtree", master.proc, master.port, wal_dir=master.workdir / "wal")
     for i in range(1, FOLLOWERS + 1):
-        slave = start_erdtree(bench, bench.tmp / f"erdtree_slave{i}", f"erdtree_slave{i}: first sync", role="slave",
+        slave = start_erdtree(bench, bench.tmp / f"{name}_slave{i}", f"{name}_slave{i}: first sync", role="slave",
                               follower=True, sync="1s", master=master.address)
         running.followers.append(slave.proc)
         running.follower_ports.append(slave.port)
-        erdtree_read(bench, slave.address, f"erdtree_slave{i} (slave of {name})")
+        erdtree_read(bench, slave.address, f"{name}_slave{i} (slave of {name})")
     return running
 
 
@@ -68,13 +68,13 @@ def start_redis_repl(bench: Bench, name: str) -> Running:
     checks.redis_get(port, f"{name} (master, appendfsync everysec)")
     running = Running(name, "redis", proc, port)
     for i in range(1, FOLLOWERS + 1):
-        replica_port, directory = free_port(), bench.tmp / f"redis_replica{i}"
+        replica_port, directory = free_port(), bench.tmp / f"{name}_replica{i}"
         replica = start_redis(bench, directory, replica_port, "everysec", "--replicaof", "127.0.0.1", str(port),
                               follower=True)
-        wait_listening(replica, replica_port, f"redis_replica{i}", directory / "server.log")
-        wait_until(replica, lambda: redis_tools.linked(replica_port), f"redis_replica{i}: sync",
+        wait_listening(replica, replica_port, f"{name}_replica{i}", directory / "server.log")
+        wait_until(replica, lambda: redis_tools.linked(replica_port), f"{name}_replica{i}: sync",
                    directory / "server.log")
-        checks.redis_get(replica_port, f"redis_replica{i} (replica of {name})")
+        checks.redis_get(replica_port, f"{name}_replica{i} (replica of {name})")
         running.followers.append(replica)
         running.follower_ports.append(replica_port)
     return running
