@@ -41,8 +41,14 @@ public final class ServerNode: Sendable {
         self.role = role
         self.logger = logger
         engine = try KVEngine(storage: config.storage, wal: config.wal, logger: logger)
-        let configured: RoleManager.Role = role == .slave ? .slave(master: config.master?.address ?? "") : .master
-        let saved = try RoleFile.read(walDirectory: config.wal.directory)
+        let configured: RoleManager.Role =
+            switch role {
+            case .master: .master
+            case .slave: .slave(master: config.master?.address ?? "")
+            case .node: .electing
+            }
+        // A coordinated node's role is etcd's to decide at every start, never a file's.
+        let saved = role == .node ? nil : try RoleFile.read(walDirectory: config.wal.directory)
         if let saved, saved != configured {
             logger.warning(
                 "starting in the role saved at run time, not the config's (delete the file to use the config's)",
@@ -57,7 +63,7 @@ public final class ServerNode: Sendable {
         roles = RoleManager(
             initialRole: saved ?? configured, engine: engine, hub: hub, group: group,
             syncInterval: (config.master ?? NodeConfig.defaults(for: .slave).master)?.syncInterval ?? .seconds(1),
-            server: config.server, walDirectory: config.wal.directory, logger: logger,
+            server: config.server, advertise: config.ha?.advertise, walDirectory: config.wal.directory, logger: logger,
             serving: { [health] serving in health.setStatus(serving ? .serving : .notServing) })
         kv = KVStoreService(
             engine: engine, limits: config.limits, roles: roles, replicationHub: hub, replication: config.replication)

@@ -35,10 +35,15 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
             return "\(file): missing key '\(key)': \(reason)"
         case .keyNotAllowed(let key, let role, let file):
             switch role {
+            case .slave where key == "ha", .master where key == "ha":
+                return "\(file): key 'ha' is not allowed for a \(role) node, whose role is fixed; "
+                    + "run `erdtree node` for a role etcd decides"
             case .master:
                 return "\(file): key '\(key)' is not allowed for a master node; only a slave follows a master"
             case .slave:
                 return "\(file): key '\(key)' is not allowed for a slave node"
+            case .node:
+                return "\(file): key '\(key)' is not allowed for `erdtree node`, whose master etcd decides"
             }
         case .wrongType(let key, let expected, let found, let file):
             let subject = key.isEmpty ? "the document" : "'\(key)'"

@@ -9,11 +9,13 @@ enum ConfigSchema {
         ("master", ["address", "sync_interval"]),
         ("replication", ["min_acks", "ack_timeout"]),
         ("limits", ["max_key_bytes", "max_value_bytes", "max_message_bytes"]),
+        ("ha", ["etcd", "cluster", "name", "advertise", "lease_ttl"]),
+        ("ha.etcd", ["endpoints"]),
     ]
 
     /// The keys allowed directly under `sectionPath` ("" is the document: the section names).
     static func keys(in sectionPath: String) -> [String] {
-        if sectionPath.isEmpty { return sections.map(\.name) }
+        if sectionPath.isEmpty { return sections.map(\.name).filter { !$0.contains(".") } }
         return sections.first { $0.name == sectionPath }?.keys ?? []
     }
 

@@ -71,6 +71,24 @@ struct ConfigSection {
         return scalar.string
     }
 
+    /// A list of non-empty strings (a YAML sequence of scalars), at least one.
+    func stringList(_ key: String) throws(ConfigError) -> [String]? {
+        guard let node = value(key) else { return nil }
+        guard case .sequence(let sequence) = node else {
+            throw .wrongType(key: dotted(key), expected: "a list", found: Self.describe(node), file: file)
+        }
+        var items: [String] = []
+        for item in sequence {
+            guard case .scalar(let scalar) = item, !ConfigUnits.trimmed(scalar.string).isEmpty else {
+                throw .wrongType(
+                    key: dotted(key), expected: "a list of non-empty values", found: Self.describe(item), file: file)
+            }
+            items.append(ConfigUnits.trimmed(scalar.string))
+        }
+        guard !items.isEmpty else { throw invalid(key, "[]", "must name at least one") }
+        return items
+    }
+
     /// A non-empty string without surrounding whitespace.
     func nonEmptyString(_ key: String) throws(ConfigError) -> String? {
         guard let raw = try text(key) else { return nil }

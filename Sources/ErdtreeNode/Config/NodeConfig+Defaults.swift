@@ -26,6 +26,14 @@ extension NodeConfig {
                 wal: wal("./data/slave/wal"),
                 master: Master(address: "127.0.0.1:8080", syncInterval: .milliseconds(100))
             )
+        case .node:
+            return NodeConfig(
+                server: Server(address: "127.0.0.1", port: 8080),
+                wal: wal("./data/node/wal"),
+                ha: HA(
+                    etcdEndpoints: ["127.0.0.1:2379"], cluster: "main", name: "127.0.0.1:8080",
+                    advertise: "127.0.0.1:8080", leaseTTL: .seconds(2))
+            )
         }
     }
 
@@ -45,6 +53,23 @@ extension NodeConfig {
                 """
         } else {
             masterSection = ""
+        }
+        let haSection: String
+        if let ha = defaults.ha {
+            haSection = """
+
+                # Automatic failover: etcd decides which node is the master (erdtree node only).
+                ha:
+                  etcd:
+                    endpoints: [\(ha.etcdEndpoints.map { "\"\($0)\"" }.joined(separator: ", "))]
+                  cluster: "\(ha.cluster)"       # keys live under /erdtree/<cluster>/
+                  name: "\(ha.name)"    # default: the advertise address
+                  advertise: "\(ha.advertise)"  # where the other nodes reach this one
+                  lease_ttl: 2s            # a master that cannot renew within this stops taking writes
+
+                """
+        } else {
+            haSection = ""
         }
         return """
             # Erdtree \(role) configuration (docs/configuration.md lists every key).
@@ -72,7 +97,7 @@ extension NodeConfig {
               max_key_bytes: 4KB
               max_value_bytes: 1MB
               max_message_bytes: 4MB
-
+            \(haSection)
             """
     }
 }

@@ -75,12 +75,17 @@ extension NodeConfig {
         }
 
         switch role {
-        case .master:
+        case .master, .node:
             if document.contains("master") {
-                throw .keyNotAllowed(key: "master", role: .master, file: source)
+                throw .keyNotAllowed(key: "master", role: role, file: source)
             }
         case .slave:
             config.master = try slaveMaster(document, source: source)
+        }
+        if role == .node {
+            config.ha = try ha(document, server: config.server, defaults: config.ha, source: source)
+        } else if document.contains("ha") {
+            throw .keyNotAllowed(key: "ha", role: role, file: source)
         }
 
         if let replication = try document.section("replication") {
@@ -113,6 +118,55 @@ extension NodeConfig {
         }
         let fallback = defaults(for: .slave).master?.syncInterval ?? .milliseconds(100)
         return Master(address: address, syncInterval: try section.positiveDuration("sync_interval") ?? fallback)
+    }
+
+    /// The `ha:` section of `erdtree node`. Every key has a default except where the default
+    /// would be wrong in a deployment: `advertise` must be an address others can dial, so a node
+    /// listening on every interface must name one.
+    private static func ha(_ document: ConfigSection, server: Server, defaults: HA?, source: String)
+        throws(ConfigError) -> HA
+    {
+        let section = try document.section("ha")
+        let etcd = try section?.section("etcd")
+        let endpoints = try etcd?.stringList("endpoints") ?? defaults?.etcdEndpoints ?? ["127.0.0.1:2379"]
+        for endpoint in endpoints {
+            do {
+                _ = try SocketAddressSpec(parsing: endpoint)
+            } catch {
+                throw (etcd ?? document).invalid("endpoints", endpoint, addressReason(error))
+            }
+        }
+        let listensEverywhere = ["0.0.0.0", "::"].contains(server.address)
+        let advertise: String
+        if let section, let given = try section.nonEmptyString("advertise") {
+            let spec: SocketAddressSpec
+            do {
+                spec = try SocketAddressSpec(parsing: given)
+            } catch {
+                throw section.invalid("advertise", given, addressReason(error))
+            }
+            if ["0.0.0.0", "::"].contains(spec.host) {
+                throw section.invalid("advertise", given, "must be an address other nodes can dial, not a wildcard")
+            }
+            advertise = given
+        } else if listensEverywhere {
+            throw .missingKey(
+                key: "ha.advertise",
+                reason: "server.address \(server.address) listens on every interface; say where others reach this node",
+                file: source)
+        } else {
+            advertise = "\(server.address):\(server.port)"
+        }
+        let cluster = try section?.nonEmptyString("cluster") ?? defaults?.cluster ?? "main"
+        if let section, cluster.contains("/") { throw section.invalid("cluster", cluster, "must not contain '/'") }
+        let name = try section?.nonEmptyString("name") ?? advertise
+        if let section, name.contains("/") { throw section.invalid("name", name, "must not contain '/'") }
+        let ttl = try section?.positiveDuration("lease_ttl") ?? defaults?.leaseTTL ?? .seconds(2)
+        if let section, ttl < .seconds(1) || ttl.components.attoseconds != 0 {
+            throw section.invalid(
+                "lease_ttl", "\(ttl)", "must be whole seconds, at least 1s (etcd counts leases in seconds)")
+        }
+        return HA(etcdEndpoints: endpoints, cluster: cluster, name: name, advertise: advertise, leaseTTL: ttl)
     }
 
     private static func parseLimits(_ limits: ConfigSection, defaults: Limits) throws(ConfigError) -> Limits {

@@ -12,6 +12,8 @@ public struct NodeConfig: Sendable, Equatable {
     public var master: Master?
     public var replication: Replication
     public var limits: Limits
+    /// Automatic failover through etcd: present for `erdtree node`, `nil` for a static role.
+    public var ha: HA?
 
     public init(
         server: Server,
@@ -19,7 +21,8 @@ public struct NodeConfig: Sendable, Equatable {
         storage: Storage = Storage(),
         master: Master? = nil,
         replication: Replication = Replication(),
-        limits: Limits = Limits()
+        limits: Limits = Limits(),
+        ha: HA? = nil
     ) {
         self.server = server
         self.wal = wal
@@ -27,6 +30,7 @@ public struct NodeConfig: Sendable, Equatable {
         self.master = master
         self.replication = replication
         self.limits = limits
+        self.ha = ha
     }
 
     /// Where the node listens for clients (and, on a master, for slaves).
@@ -109,6 +113,28 @@ public struct NodeConfig: Sendable, Equatable {
         public init(address: String, syncInterval: Duration) {
             self.address = address
             self.syncInterval = syncInterval
+        }
+    }
+
+    /// A node whose role etcd decides (docs/high-availability.md, part 2).
+    public struct HA: Sendable, Equatable {
+        /// etcd's gRPC endpoints, `host:port` each, tried in order.
+        public var etcdEndpoints: [String]
+        /// Keys live under `/erdtree/<cluster>/`.
+        public var cluster: String
+        /// This node's member name, unique in the cluster.
+        public var name: String
+        /// Where the other nodes and clients reach this node (`host:port`).
+        public var advertise: String
+        /// The lease a master must keep renewing to take writes.
+        public var leaseTTL: Duration
+
+        public init(etcdEndpoints: [String], cluster: String, name: String, advertise: String, leaseTTL: Duration) {
+            self.etcdEndpoints = etcdEndpoints
+            self.cluster = cluster
+            self.name = name
+            self.advertise = advertise
+            self.leaseTTL = leaseTTL
         }
     }
 

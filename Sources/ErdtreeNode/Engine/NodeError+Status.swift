@@ -90,6 +90,11 @@ extension NodeError: CustomStringConvertible {
         case .switchoverTimedOut(let target, let acked, let last, let timeout):
             "slave \(target) acked LSN \(acked) of this master's last LSN \(last) within \(timeout); "
                 + "the switchover is abandoned and this node takes writes again"
+        case .leaseLapsed:
+            "this master could not renew its lease in etcd within ha.lease_ttl, so another node may be "
+                + "elected: it takes no writes until it renews (or steps down)"
+        case .noMasterYet:
+            "this node does not know the master yet: the nodes are electing one through etcd; retry shortly"
         case .switchoverTargetLeft(let target):
             "slave \(target) disconnected before it could be promoted; "
                 + "the switchover is abandoned and this node takes writes again"
@@ -116,7 +121,7 @@ extension NodeError: CustomStringConvertible {
             .failedPrecondition
         case .steppedDown(_, let masterAddress):
             masterAddress == nil ? .unavailable : .failedPrecondition
-        case .writesClosed, .switchoverUnderWay, .switchoverTargetLeft:
+        case .writesClosed, .switchoverUnderWay, .switchoverTargetLeft, .leaseLapsed, .noMasterYet:
             .unavailable
         case .switchoverTimedOut:
             .deadlineExceeded

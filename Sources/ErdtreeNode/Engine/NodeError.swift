@@ -101,4 +101,8 @@ enum NodeError: Error, Equatable {
     case switchoverTimedOut(target: String, ackedLSN: UInt64, lastLSN: UInt64, timeout: Duration)
     /// Admin.Failover's target disconnected before it was promoted; nothing changed.
     case switchoverTargetLeft(target: String)
+    /// A master under a coordinator's lease that it could not renew in time takes no writes.
+    case leaseLapsed
+    /// `erdtree node` before the coordinator named a master.
+    case noMasterYet
 }

@@ -39,6 +39,7 @@ enum RoleFile {
         case .master, .handingOver: line = "master"
         case .slave(let master): line = "follow \(master)"
         case .fenced(let epoch): line = "fenced \(epoch)"
+        case .electing: return  // etcd decides a coordinated node's role at every start
         }
         try DurableFile.replace(path(walDirectory: walDirectory), with: line + "\n")
     }

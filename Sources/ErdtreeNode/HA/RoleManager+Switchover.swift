@@ -13,6 +13,7 @@ extension RoleManager {
             case .handingOver: throw .roleChangeUnderWay
             case .slave(let master): throw .slavesManagedOnMaster(method: "Failover", masterAddress: master)
             case .fenced(let epoch): throw .steppedDown(epoch: epoch, masterAddress: nil)
+            case .electing: throw .noMasterYet
             }
             let slaves = hub.slaves
             let chosen =

@@ -21,6 +21,8 @@ public final class RoleManager: Sendable {
         case slave(master: String)
         /// A master that heard of `epoch`, newer than its own, and follows nobody yet.
         case fenced(epoch: UInt64)
+        /// `erdtree node` before the coordinator named a master (or while it elects one).
+        case electing
     }
 
     /// The default wait of Admin.Failover for its target to catch up.
@@ -34,6 +36,8 @@ public final class RoleManager: Sendable {
     /// How this node names itself (its slave id, the address a master reports for itself) once
     /// it knows the port it serves on.
     private let server: NodeConfig.Server
+    /// `ha.advertise`, when a coordinator names this node to others.
+    private let advertise: String?
     private let ownAddressValue: Mutex<String>
     public var ownAddress: String { ownAddressValue.withLock { $0 } }
     let logger: Logger
@@ -60,7 +64,8 @@ public final class RoleManager: Sendable {
 
     init(
         initialRole: Role, engine: KVEngine, hub: ReplicationHub, group: any EventLoopGroup,
-        syncInterval: Duration, server: NodeConfig.Server, walDirectory: String, logger: Logger,
+        syncInterval: Duration, server: NodeConfig.Server, advertise: String? = nil, walDirectory: String,
+        logger: Logger,
         serving: @escaping @Sendable (Bool) -> Void
     ) {
         self.walDirectory = walDirectory
@@ -69,7 +74,8 @@ public final class RoleManager: Sendable {
         self.group = group
         self.syncInterval = syncInterval
         self.server = server
-        ownAddressValue = Mutex(ServerNode.slaveID(server))
+        self.advertise = advertise
+        ownAddressValue = Mutex(advertise ?? ServerNode.slaveID(server))
         self.logger = logger
         self.serving = serving
         state = Mutex(State(role: initialRole))
@@ -86,7 +92,7 @@ public final class RoleManager: Sendable {
     public var isMaster: Bool {
         switch role {
         case .master, .handingOver: true
-        case .slave, .fenced: false
+        case .slave, .fenced, .electing: false
         }
     }
 
@@ -95,7 +101,7 @@ public final class RoleManager: Sendable {
         switch role {
         case .master, .handingOver: ownAddress
         case .slave(let master): master
-        case .fenced: ""
+        case .fenced, .electing: ""
         }
     }
 
@@ -113,25 +119,24 @@ public final class RoleManager: Sendable {
     /// What a write that found the gate closed is told, or nil when it should wait (the gate is
     /// closed only for a moment: a switchover or a promotion under way).
     func refusal(for method: String) -> NodeError? {
+        refusal(for: method, in: role)
+    }
+
+    private func refusal(for method: String, in role: Role) -> NodeError? {
         switch role {
-        case .master, .handingOver: nil
+        case .master, .handingOver: engine.writeGate.withinLease ? nil : .leaseLapsed
         case .slave(let master): .notMaster(method: method, masterAddress: master)
         case .fenced(let epoch): .steppedDown(epoch: epoch, masterAddress: nil)
+        case .electing: .noMasterYet
         }
     }
 
     /// Holds a write the gate refused, or refuses it at once when this node is no master.
     func writeBlocked(method: String, _ write: HeldWrite) {
         let refusal: NodeError? = state.withLock { state in
-            switch state.role {
-            case .master, .handingOver:
-                state.held.append(write)
-                return nil
-            case .slave(let master):
-                return .notMaster(method: method, masterAddress: master)
-            case .fenced(let epoch):
-                return .steppedDown(epoch: epoch, masterAddress: nil)
-            }
+            if let refusal = self.refusal(for: method, in: state.role) { return refusal }
+            state.held.append(write)
+            return nil
         }
         if let refusal { write.refuse(refusal) }
         // The gate may have opened between the refusal and the hold.
@@ -167,7 +172,8 @@ public final class RoleManager: Sendable {
     func start(port: Int) {
         var server = self.server
         server.port = port
-        ownAddressValue.withLock { $0 = ServerNode.slaveID(server) }
+        ownAddressValue.withLock { $0 = advertise ?? ServerNode.slaveID(server) }
+        if role == .electing { serving(false) }
         guard case .slave(let master) = role else { return }
         serving(false)
         startFollowing(master, firstSync: true)
@@ -204,15 +210,16 @@ public final class RoleManager: Sendable {
 
     // MARK: Role changes
 
-    /// Admin.Promote: this slave (or fenced node) starts the next epoch and takes writes.
-    func promote() async throws(NodeError) -> EpochStart {
+    /// Admin.Promote: this slave (or fenced node) starts the next epoch and takes writes. A
+    /// coordinator that claimed epoch `atLeast` in etcd gets that one (or a later one).
+    func promote(atLeast claimed: UInt64 = 0) async throws(NodeError) -> EpochStart {
         let (replicator, fencedEpoch) = try state.withLock { state throws(NodeError) in
             guard !state.changing else { throw .roleChangeUnderWay }
             var fencedEpoch: UInt64 = 0
             switch state.role {
             case .master, .handingOver: throw .alreadyMaster(epoch: engine.epoch)
             case .fenced(let epoch): fencedEpoch = epoch
-            case .slave: break
+            case .slave, .electing: break
             }
             state.changing = true
             // The master from now on: writes that come before the marker is logged are held.
@@ -221,7 +228,7 @@ public final class RoleManager: Sendable {
             return (state.replicator, fencedEpoch)
         }
         await replicator?.stop()
-        let epoch = max(engine.epoch, fencedEpoch) + 1
+        let epoch = max(max(engine.epoch, fencedEpoch) + 1, claimed)
         let started: Result<EpochStart, NodeError> = await withCheckedContinuation { continuation in
             engine.startEpoch(epoch) { continuation.resume(returning: $0) }
         }
@@ -265,20 +272,22 @@ public final class RoleManager: Sendable {
     /// Admin.Follow: follow the master at `address` (a master steps down first).
     func follow(_ address: String, because reason: String = "Admin.Follow") async throws(NodeError) {
         guard !isOwnAddress(address) else { throw .followSelf(address: address) }
-        let (previous, wasMaster) = try state.withLock { state throws(NodeError) in
+        let (previous, wasMaster, firstSync) = try state.withLock { state throws(NodeError) in
             guard !state.changing else { throw .roleChangeUnderWay }
-            if case .slave(address) = state.role { return (nil as Replicator?, false) }
+            if case .slave(address) = state.role { return (nil as Replicator?, false, false) }
             state.changing = true
             let wasMaster: Bool
             switch state.role {
             case .master, .handingOver, .fenced: wasMaster = true
-            case .slave: wasMaster = false
+            case .slave, .electing: wasMaster = false
             }
+            // A node that never followed anyone serves reads once it has caught up.
+            let firstSync = state.role == .electing
             state.role = .slave(master: address)
             defer { state.replicator = nil }
-            return (state.replicator, wasMaster)
+            return (state.replicator, wasMaster, firstSync)
         }
-        guard previous != nil || wasMaster else { return }  // already following it
+        guard previous != nil || wasMaster || firstSync else { return }  // already following it
         engine.writeGate.close()
         save(.slave(master: address))
         if wasMaster {
@@ -289,7 +298,7 @@ public final class RoleManager: Sendable {
             logger.info("following a new master", metadata: ["address": "\(address)", "reason": "\(reason)"])
         }
         await previous?.stop()
-        startFollowing(address, firstSync: false)
+        startFollowing(address, firstSync: firstSync)
         state.withLock { $0.changing = false }
     }
 
@@ -321,6 +330,7 @@ public final class RoleManager: Sendable {
         case .handingOver(let target): return .switchoverUnderWay(target: target)
         case .slave(let master): return .notMaster(method: "Replicate", masterAddress: master)
         case .fenced(let epoch): return .steppedDown(epoch: epoch, masterAddress: nil)
+        case .electing: return .noMasterYet
         }
     }
 

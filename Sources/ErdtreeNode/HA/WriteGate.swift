@@ -6,21 +6,49 @@ import Synchronization
 /// switchover closes the gate, then waits for the count to reach zero: from then on the log's
 /// last LSN is final, every write before it is logged, and none can follow. Open and closed cost
 /// a write the same two atomic adds, with no lock.
+///
+/// Under a coordinator's lease (`erdtree node`) the gate also has a deadline on the monotonic
+/// clock: past it no write gets in, whatever woke the node up (a write read after the process was
+/// stopped for longer than the lease is refused, not logged) — Patroni's rule that a leader
+/// that cannot renew stops before anyone else can be elected.
 public final class WriteGate: Sendable {
     private static let closedBit = 1 << 62
     private let state = Atomic<Int>(0)
+    /// Monotonic nanoseconds after which nothing gets in; `Int64.max` without a lease.
+    private let deadline = Atomic<Int64>(.max)
 
     public init() {}
 
-    /// Admits a write (then `leave()` once it is logged or refused), or returns false when closed.
+    /// Admits a write (then `leave()` once it is logged or refused), or returns false when closed
+    /// or past the lease.
     func enter() -> Bool {
         let after = state.wrappingAdd(1, ordering: .acquiring).newValue
-        guard after & Self.closedBit == 0 else {
+        guard after & Self.closedBit == 0, withinLease else {
             leave()
             return false
         }
         return true
     }
+
+    /// Whether the lease (if any) still holds now: also asked before a logged write is answered.
+    var withinLease: Bool {
+        let until = deadline.load(ordering: .acquiring)
+        return until == .max || Self.nowNanos() < until
+    }
+
+    /// Lets writes in until `until` (monotonic); a renewal moves it on. nil: no lease applies.
+    func holdLease(until: ContinuousClock.Instant?) {
+        deadline.store(until.map(Self.nanos) ?? .max, ordering: .releasing)
+    }
+
+    private static let origin = ContinuousClock.now
+
+    private static func nanos(_ instant: ContinuousClock.Instant) -> Int64 {
+        let elapsed = instant - origin
+        return elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+    }
+
+    private static func nowNanos() -> Int64 { nanos(.now) }
 
     func leave() {
         state.wrappingSubtract(1, ordering: .releasing)

@@ -89,6 +89,9 @@ public final class KVStoreService: Sendable {
     /// nothing (LSN 0) has nothing for slaves to ack and is answered at once. `response` is
     /// consumed: handed on while uniquely referenced, the transport frames it without a copy.
     private func answerWrite(_ call: ServerCall, lsn: UInt64, _ response: consuming ByteBuffer) {
+        // A master whose coordinator lease ran out while the write was logged does not
+        // acknowledge it: another master may be taking writes by now.
+        guard engine.writeGate.withinLease else { return call.finish(NodeError.leaseLapsed.status) }
         guard lsn > 0, let (hub, replication) = acks else {
             call.respond(response)
             return
@@ -97,8 +100,10 @@ public final class KVStoreService: Sendable {
         hub.awaitAcks(lsn: lsn, count: replication.minAcks, timeout: replication.ackTimeout, on: call.eventLoop) {
             acked, enough in
             call.eventLoop.execute {
-                if enough {
+                if enough && self.engine.writeGate.withinLease {
                     call.respond(response)
+                } else if enough {
+                    call.finish(NodeError.leaseLapsed.status)
                 } else {
                     call.finish(
                         NodeError.acksTimedOut(

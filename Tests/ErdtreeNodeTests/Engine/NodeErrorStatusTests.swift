@@ -129,6 +129,15 @@ import Testing
                 + "the switchover is abandoned and this node takes writes again"
         ),
         (
+            .leaseLapsed, .unavailable,
+            "this master could not renew its lease in etcd within ha.lease_ttl, so another node may be "
+                + "elected: it takes no writes until it renews (or steps down)"
+        ),
+        (
+            .noMasterYet, .unavailable,
+            "this node does not know the master yet: the nodes are electing one through etcd; retry shortly"
+        ),
+        (
             .switchoverTargetLeft(target: "s1:1"), .unavailable,
             "slave s1:1 disconnected before it could be promoted; "
                 + "the switchover is abandoned and this node takes writes again"

@@ -68,4 +68,18 @@ import Testing
         gate.open()
         #expect(gate.enter() && gate.isOpen)
     }
+
+    /// Under a lease nothing gets in past its deadline, open or not: a master stopped for longer
+    /// than its lease refuses what it reads when it wakes.
+    @Test func nothingGetsInPastTheLease() {
+        let gate = WriteGate()
+        gate.holdLease(until: .now + .seconds(60))
+        #expect(gate.withinLease && gate.enter())
+        gate.leave()
+        gate.holdLease(until: .now - .milliseconds(1))
+        #expect(!gate.withinLease && !gate.enter())
+        #expect(gate.isOpen && gate.inFlight == 0, "the lease is not the closed bit, and a refusal is not counted")
+        gate.holdLease(until: nil)
+        #expect(gate.withinLease && gate.enter())
+    }
 }
