@@ -115,18 +115,27 @@ class Node:
 
 
 def render_config(config: dict) -> str:
-    """YAML for a config of sections holding scalars (the only shape erdtree's config has)."""
+    """YAML for a config of sections holding scalars, lists of scalars and nested sections (the
+    shapes erdtree's config has: `ha.etcd.endpoints` is a list in a section in a section)."""
 
     def scalar(value) -> str:
         if isinstance(value, bool):
             return "true" if value else "false"
         return f'"{value}"' if isinstance(value, str) else str(value)
 
-    lines = []
-    for section, values in config.items():
-        lines.append(f"{section}:")
-        lines.extend(f"  {key}: {scalar(value)}" for key, value in values.items())
-    return "\n".join(lines) + "\n"
+    def render(mapping: dict, indent: str) -> list[str]:
+        lines = []
+        for key, value in mapping.items():
+            if isinstance(value, dict):
+                lines.append(f"{indent}{key}:")
+                lines.extend(render(value, indent + "  "))
+            elif isinstance(value, list):
+                lines.append(f"{indent}{key}: [{', '.join(scalar(v) for v in value)}]")
+            else:
+                lines.append(f"{indent}{key}: {scalar(value)}")
+        return lines
+
+    return "\n".join(render(config, "")) + "\n"
 
 
 def write_config(path: Path, port: int, wal_dir: Path, defaults: dict = SEED_DEFAULTS, **sections) -> None:

@@ -93,6 +93,9 @@ extension NodeError: CustomStringConvertible {
         case .leaseLapsed:
             "this master could not renew its lease in etcd within ha.lease_ttl, so another node may be "
                 + "elected: it takes no writes until it renews (or steps down)"
+        case .roleDecidedByEtcd(let method):
+            "this node's role is decided through etcd (erdtree node); \(method) is for nodes run as "
+                + "erdtree master or erdtree slave"
         case .noMasterYet:
             "this node does not know the master yet: the nodes are electing one through etcd; retry shortly"
         case .switchoverTargetLeft(let target):
@@ -117,6 +120,7 @@ extension NodeError: CustomStringConvertible {
     var code: RPCStatus.Code {
         switch self {
         case .notMaster, .positionCompactedAway, .slavesManagedOnMaster, .staleMaster, .alreadyMaster,
+            .roleDecidedByEtcd,
             .noSlaveToPromote, .roleChangeUnderWay:
             .failedPrecondition
         case .steppedDown(_, let masterAddress):

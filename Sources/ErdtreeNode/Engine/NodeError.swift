@@ -105,4 +105,6 @@ enum NodeError: Error, Equatable {
     case leaseLapsed
     /// `erdtree node` before the coordinator named a master.
     case noMasterYet
+    /// Admin.Failover, Promote or Follow on an `erdtree node`, whose role etcd decides.
+    case roleDecidedByEtcd(method: String)
 }

@@ -43,6 +43,8 @@ public final class RoleManager: Sendable {
     let logger: Logger
     private let walDirectory: String
     let state: Mutex<State>
+    /// A coordinator (etcd) decides the role: Admin's role changes are refused.
+    public let coordinated: Bool
     /// Told when the node may serve reads or must not (a slave before its first sync).
     private let serving: @Sendable (Bool) -> Void
 
@@ -69,6 +71,7 @@ public final class RoleManager: Sendable {
         serving: @escaping @Sendable (Bool) -> Void
     ) {
         self.walDirectory = walDirectory
+        coordinated = initialRole == .electing
         self.engine = engine
         self.hub = hub
         self.group = group

@@ -144,7 +144,7 @@ public struct AdminService: Sendable {
                 let timeout =
                     failover.timeoutMs == 0
                     ? RoleManager.defaultFailoverTimeout : .milliseconds(Int64(failover.timeoutMs))
-                respond(call) { () async throws(NodeError) in
+                respond(call, roles, "Failover") { () async throws(NodeError) in
                     try await roles.failover(to: failover.to, timeout: timeout).encode(allocator: call.allocator)
                 }
             })
@@ -152,7 +152,7 @@ public struct AdminService: Sendable {
             "/erdtree.v1.Admin/Promote",
             .unary { request, call in
                 do throws(RPCStatus) { try PromoteMessages.decodeRequest(request) } catch { return call.finish(error) }
-                respond(call) { () async throws(NodeError) in
+                respond(call, roles, "Promote") { () async throws(NodeError) in
                     PromoteMessages.encodeResponse(try await roles.promote(), allocator: call.allocator)
                 }
             })
@@ -170,7 +170,7 @@ public struct AdminService: Sendable {
                 } catch {
                     return call.finish(error)
                 }
-                respond(call) { () async throws(NodeError) in
+                respond(call, roles, "Follow") { () async throws(NodeError) in
                     try await roles.follow(address)
                     return FollowMessages.encodeResponse(allocator: call.allocator)
                 }
@@ -178,9 +178,12 @@ public struct AdminService: Sendable {
     }
 
     /// Runs `body` as a task and answers the call on its event loop with what it returns or throws.
+    /// On a node etcd places, a role change by hand is refused (`method`).
     private static func respond(
-        _ call: ServerCall, _ body: @escaping @Sendable () async throws(NodeError) -> ByteBuffer
+        _ call: ServerCall, _ roles: RoleManager, _ method: String,
+        _ body: @escaping @Sendable () async throws(NodeError) -> ByteBuffer
     ) {
+        guard !roles.coordinated else { return call.finish(NodeError.roleDecidedByEtcd(method: method).status) }
         Task {
             let result: Result<ByteBuffer, NodeError>
             do throws(NodeError) {

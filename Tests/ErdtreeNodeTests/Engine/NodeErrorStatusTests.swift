@@ -134,6 +134,11 @@ import Testing
                 + "elected: it takes no writes until it renews (or steps down)"
         ),
         (
+            .roleDecidedByEtcd(method: "Promote"), .failedPrecondition,
+            "this node's role is decided through etcd (erdtree node); Promote is for nodes run as "
+                + "erdtree master or erdtree slave"
+        ),
+        (
             .noMasterYet, .unavailable,
             "this node does not know the master yet: the nodes are electing one through etcd; retry shortly"
         ),
