@@ -26,6 +26,19 @@ import Testing
         #expect(described.contains("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"))
     }
 
+    /// api/etcd is generated for the node's etcd client, which calls etcd; no server of ours
+    /// serves it, so neither the descriptor set nor the list of generated services holds it.
+    @Test func etcdProtosAreGeneratedButNeitherDescribedNorListed() {
+        #expect(!table.descriptions.contains { $0.path.hasPrefix("/etcdserverpb.") })
+        #expect(DescriptorIndex.embedded.fileByFilename("etcd/etcdserverpb/rpc.proto") == nil)
+        let generated = UnsafeBufferPointer(
+            start: erdtree_service_descriptors_list(), count: erdtree_service_descriptors_count)
+        #expect(!generated.contains { String(cString: $0.pointee.name).hasPrefix("etcdserverpb.") })
+        // The client's messages are there all the same.
+        #expect(String(cString: etcdserverpb__range_request__descriptor.name) == "etcdserverpb.RangeRequest")
+        #expect(String(cString: mvccpb__key_value__descriptor.name) == "mvccpb.KeyValue")
+    }
+
     @Test func methodsCarryTheirMessageTypesAndStreaming() throws {
         let get = try #require(table.entries.first { $0.method.path == "/erdtree.v1.KVStore/Get" }).method
         #expect(get.inputType == "erdtree.v1.GetRequest")
