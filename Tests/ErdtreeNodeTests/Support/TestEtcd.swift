@@ -1,0 +1,177 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+@testable import ErdtreeNode
+
+/// A one-member etcd (Debian's etcd-server, /usr/bin/etcd) on free loopback ports with its data
+/// in a fresh temporary directory, started with the command line the benchmark's anchor uses
+/// (bench/servers.py) and waited for until it answers. The one place tests start etcd.
+///
+/// Tests that need etcd fail, saying to run `scripts/install-deps.sh test`, when it is not
+/// installed: they are never skipped.
+struct TestEtcd {
+    let process: Process
+    let clientPort: Int
+    let peerPort: Int
+    let directory: URL
+
+    /// Where clients reach it, `host:port`.
+    var endpoint: String { "127.0.0.1:\(clientPort)" }
+
+    static var group: any EventLoopGroup { MultiThreadedEventLoopGroup.singleton }
+    /// How long `start` waits for etcd to answer.
+    static let startupPatience = Duration.seconds(20)
+
+    /// Starts etcd; with `restarting`, a stopped one again, on its ports and data.
+    ///
+    /// Fresh ports are ones the OS just handed out and took back, which another test (or an
+    /// outgoing connection) may take before etcd binds them: an etcd that exits saying so is
+    /// started again on others, up to `portAttempts` times.
+    static func start(restarting previous: TestEtcd? = nil) async throws -> TestEtcd {
+        let binary = try executable()
+        var attempt = 1
+        while true {
+            do {
+                return try await launch(binary, restarting: previous)
+            } catch let error as TestEtcdError where error.portTaken && previous == nil && attempt < portAttempts {
+                attempt += 1
+            }
+        }
+    }
+
+    static let portAttempts = 3
+
+    private static func launch(_ binary: URL, restarting previous: TestEtcd?) async throws -> TestEtcd {
+        let directory =
+            previous?.directory
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent(
+                "erdtree-etcd-\(UUID().uuidString)", isDirectory: true)
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var clientPort = previous?.clientPort ?? 0
+        if clientPort == 0 { clientPort = try await freePort() }
+        var peerPort = previous?.peerPort ?? 0
+        if peerPort == 0 { peerPort = try await freePort() }
+        let client = "http://127.0.0.1:\(clientPort)"
+        let peer = "http://127.0.0.1:\(peerPort)"
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = [
+            "--data-dir", directory.appendingPathComponent("data").path,
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", "test=\(peer)", "--name", "test",
+        ]
+        let log = directory.appendingPathComponent("etcd.log")
+        if !FileManager.default.fileExists(atPath: log.path) {
+            _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+        }
+        let output = try FileHandle(forWritingTo: log)
+        defer { try? output.close() }
+        try output.seekToEnd()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let etcd = TestEtcd(process: process, clientPort: clientPort, peerPort: peerPort, directory: directory)
+        do {
+            try await etcd.waitUntilAnswering()
+        } catch {
+            await etcd.stop(keepingData: previous != nil)
+            throw error
+        }
+        return etcd
+    }
+
+    /// Stops etcd and, unless `keepingData`, removes its directory.
+    func stop(keepingData: Bool = false) async {
+        if process.isRunning { process.terminate() }
+        while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+        if !keepingData { try? FileManager.default.removeItem(at: directory) }
+    }
+
+    /// A client of this etcd.
+    func connect(timeout: Duration = .seconds(5)) async throws -> EtcdClient {
+        try await EtcdClient.connect(endpoints: [endpoint], group: Self.group, timeout: timeout)
+    }
+
+    private func waitUntilAnswering() async throws {
+        let deadline = ContinuousClock.now + Self.startupPatience
+        var lastError: any Error = TestEtcdError("never tried")
+        while ContinuousClock.now < deadline {
+            guard process.isRunning else {
+                let log = logTail()
+                throw TestEtcdError(
+                    "etcd exited with status \(process.terminationStatus); its log:\n\(log)",
+                    portTaken: log.contains("address already in use"))
+            }
+            do {
+                let client = try await connect(timeout: .seconds(1))
+                await client.close()
+                return
+            } catch {
+                lastError = error
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestEtcdError(
+            "etcd did not answer on \(endpoint) within \(Self.startupPatience) (\(lastError)); its log:\n\(logTail())")
+    }
+
+    func logTail(lines: Int = 20) -> String {
+        let text = (try? String(contentsOf: directory.appendingPathComponent("etcd.log"), encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+    }
+
+    /// The etcd binary: Debian's etcd-server installs /usr/bin/etcd.
+    static func executable() throws -> URL {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        for directory in ["/usr/bin"] + path.split(separator: ":").map(String.init) {
+            let candidate = URL(fileURLWithPath: directory).appendingPathComponent("etcd")
+            if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        }
+        throw TestEtcdError(
+            "etcd not found in /usr/bin or on PATH: run scripts/install-deps.sh test (it installs Debian's etcd-server)"
+        )
+    }
+
+    /// A loopback port nothing listens on now (the OS picked it for a socket just closed).
+    static func freePort() async throws -> Int {
+        let channel = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress?.port
+        try await channel.close()
+        guard let port else { throw TestEtcdError("a bound socket has no port") }
+        return port
+    }
+}
+
+struct TestEtcdError: Error, CustomStringConvertible {
+    let description: String
+    /// etcd could not bind a port it was given.
+    var portTaken = false
+
+    init(_ description: String, portTaken: Bool = false) {
+        self.description = description
+        self.portTaken = portTaken
+    }
+}
+
+/// Starts etcd and connects a client, runs `body`, then closes both, also when `body` throws.
+func withTestEtcd(_ body: (TestEtcd, EtcdClient) async throws -> Void) async throws {
+    let etcd = try await TestEtcd.start()
+    let client: EtcdClient
+    do {
+        client = try await etcd.connect()
+    } catch {
+        await etcd.stop()
+        throw error
+    }
+    do {
+        try await body(etcd, client)
+    } catch {
+        await client.close()
+        await etcd.stop()
+        throw error
+    }
+    await client.close()
+    await etcd.stop()
+}
