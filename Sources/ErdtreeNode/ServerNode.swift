@@ -26,6 +26,8 @@ public final class ServerNode: Sendable {
     public let replication: ReplicationHub
     /// What the node is now, and every change of it.
     public let roles: RoleManager
+    /// What decides the role of an `erdtree node` (etcd); nil for a static role.
+    let coordinator: (any Coordinator)?
     /// The slave's link to its master; nil while the node is the master.
     public var replicator: Replicator? { roles.replicator }
     /// What recovery found when the engine opened the log.
@@ -67,6 +69,9 @@ public final class ServerNode: Sendable {
             serving: { [health] serving in health.setStatus(serving ? .serving : .notServing) })
         kv = KVStoreService(
             engine: engine, limits: config.limits, roles: roles, replicationHub: hub, replication: config.replication)
+        coordinator = config.ha.map { [roles, engine] ha in
+            EtcdCoordinator(ha: ha, roles: roles, engine: engine, group: group, logger: logger)
+        }
         sweeper = ExpirySweeper(engine: engine)
         sweeper.start(on: group.next())
         compactor = Compactor(
@@ -99,6 +104,7 @@ public final class ServerNode: Sendable {
         logger.info("\(roles.isMaster ? "master" : "slave") serving on \(address)")
         // A slave serves reads only once its first sync with the master completed.
         roles.start(port: address.port ?? config.server.port)
+        coordinator?.start()
         return address
     }
 
@@ -107,6 +113,7 @@ public final class ServerNode: Sendable {
     public func stop(gracePeriod: Duration = .seconds(10)) async {
         health.setStatus(.notServing)
         health.finishWatchers()
+        await coordinator?.stop()
         await roles.stop()
         replication.stop()
         await server.shutdownGracefully(gracePeriod: gracePeriod)

@@ -17,13 +17,14 @@ struct Erdtree: AsyncParsableCommand {
         commandName: "erdtree",
         abstract: "A replicated key-value store served over gRPC.",
         discussion: """
-            Run a node with `erdtree master` or `erdtree slave`; talk to one with get, set, del, health and status;
+            Run a node with `erdtree master` or `erdtree slave`, or `erdtree node` for a role etcd decides;
+            talk to one with get, set, del, health and status;
             change roles with failover, promote and follow; list a master's slaves with slaves;
             read a log on disk with `erdtree wal dump` and `erdtree wal verify`.
             """,
         version: AdminService.version,
         subcommands: [
-            MasterCommand.self, SlaveCommand.self, GetCommand.self, SetCommand.self, DelCommand.self,
+            MasterCommand.self, SlaveCommand.self, NodeCommand.self, GetCommand.self, SetCommand.self, DelCommand.self,
             HealthCommand.self,
             StatusCommand.self, SlavesCommand.self, FailoverCommand.self, PromoteCommand.self, FollowCommand.self,
             WALCommand.self,

@@ -1,0 +1,181 @@
+import Logging
+import NIOCore
+import Synchronization
+
+/// Decides this node's role through etcd, as Patroni does for PostgreSQL
+/// (docs/high-availability.md, part 2).
+///
+/// Each session holds a lease of `ha.lease_ttl`, renewed every ttl/3. Under it the node keeps
+/// `/erdtree/<cluster>/members/<name>` (address, role, epoch, LSNs), and the master holds
+/// `/erdtree/<cluster>/leader` (name, address, epoch). The master's write gate is open only until
+/// its last renewal's send time plus the ttl minus a margin, on its own monotonic clock
+/// (`WriteGate.holdLease`): it stops taking writes before etcd can let the key expire and anyone
+/// else take it, even if its process was stopped, its clock jumped or etcd is unreachable.
+///
+/// Every `decisionInterval` the node looks at the leader key: it follows whoever holds it, and
+/// when nobody does, the live member with the highest epoch, then durable LSN (name breaking
+/// ties) creates it in a transaction (`create_revision == 0`) for the next epoch and promotes
+/// itself. A value it cannot read is logged and ignored: the node keeps its role.
+final class EtcdCoordinator: Coordinator {
+    let ha: NodeConfig.HA
+    let roles: RoleManager
+    let engine: KVEngine
+    let group: any EventLoopGroup
+    let logger: Logger
+    private let task = Mutex<Task<Void, Never>?>(nil)
+    /// The lease of the session under way, for `stop` to revoke.
+    private let session = Mutex<(client: EtcdClient, lease: Int64)?>(nil)
+
+    /// How often the leader key is checked while nothing changes.
+    static let decisionInterval = Duration.milliseconds(200)
+
+    init(ha: NodeConfig.HA, roles: RoleManager, engine: KVEngine, group: any EventLoopGroup, logger: Logger) {
+        self.ha = ha
+        self.roles = roles
+        self.engine = engine
+        self.group = group
+        var logger = logger
+        logger[metadataKey: "member"] = "\(ha.name)"
+        self.logger = logger
+    }
+
+    var leaderKey: [UInt8] { Array("/erdtree/\(ha.cluster)/leader".utf8) }
+    var memberPrefix: [UInt8] { Array("/erdtree/\(ha.cluster)/members/".utf8) }
+    var memberKey: [UInt8] { memberPrefix + Array(ha.name.utf8) }
+
+    /// A renewal sent at `t` keeps writes open until `t + ttl - margin`: etcd counts the ttl from
+    /// when the renewal reached it, later than `t`, so the master stops first by at least the margin.
+    var margin: Duration { max(ha.leaseTTL / 4, .milliseconds(100)) }
+
+    func start() {
+        let task = Task { [self] in await run() }
+        self.task.withLock { $0 = task }
+    }
+
+    func stop() async {
+        let task = self.task.withLock { $0 }
+        task?.cancel()
+        await task?.value
+        if let (client, lease) = session.withLock({ $0 }) {
+            try? await client.revokeLease(lease)
+            await client.close()
+        }
+    }
+
+    private func run() async {
+        var retry = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            do {
+                try await runSession()
+                retry = .milliseconds(100)
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning(
+                    "etcd session ended; a master takes no writes once its lease runs out",
+                    metadata: ["error": "\(error)", "retry_in": "\(retry)"])
+            }
+            try? await Task.sleep(for: retry)
+            retry = min(retry * 2, ha.leaseTTL / 2)
+        }
+    }
+
+    /// One lease's life: connect, grant, then renew and decide until something fails.
+    private func runSession() async throws {
+        let client = try await EtcdClient.connect(
+            endpoints: ha.etcdEndpoints, group: group, timeout: ha.leaseTTL / 3)
+        let granted = ContinuousClock.now
+        let lease: Int64
+        do {
+            lease = try await client.grantLease(ttl: ha.leaseTTL)
+        } catch {
+            await client.close()
+            throw error
+        }
+        session.withLock { $0 = (client, lease) }
+        defer { session.withLock { $0 = nil } }
+        logger.info("etcd session started", metadata: ["lease": "\(lease)", "endpoints": "\(ha.etcdEndpoints)"])
+        var renewedAt = granted
+        var nextRenewal = granted + ha.leaseTTL / 3
+        while !Task.isCancelled {
+            if ContinuousClock.now >= nextRenewal {
+                let sent = ContinuousClock.now
+                _ = try await client.keepAlive(lease: lease)
+                renewedAt = sent
+                nextRenewal = sent + ha.leaseTTL / 3
+            }
+            try await client.put(memberKey, memberValue(), lease: lease)
+            try await decide(client, lease: lease, renewedAt: renewedAt)
+            try await Task.sleep(for: Self.decisionInterval)
+        }
+        await client.close()
+    }
+
+    /// Follows the leader key, or runs for it when nobody holds it.
+    private func decide(_ client: EtcdClient, lease: Int64, renewedAt: ContinuousClock.Instant) async throws {
+        let writesUntil = renewedAt + ha.leaseTTL - margin
+        if let held = try await client.get(leaderKey) {
+            guard let leader = Leader(decoding: held.value, cluster: ha.cluster) else {
+                logger.error(
+                    "the leader key holds something unreadable; keeping this node's role",
+                    metadata: ["value": "\(String(decoding: held.value.prefix(200), as: UTF8.self))"])
+                return
+            }
+            if leader.name == ha.name {
+                // Under this session's lease: renewing it keeps writes open. Under an earlier
+                // session's (this node restarted, or its lease lapsed): wait for it to expire.
+                guard held.lease == lease else { return }
+                if roles.isMaster {
+                    engine.writeGate.holdLease(until: writesUntil)
+                } else {
+                    // It stepped down (a slave of a newer epoch fenced it): give the key up, or
+                    // nobody else could be elected while this session renews it.
+                    logger.warning("holding the leader key but no longer the master; giving it up")
+                    _ = try await client.delete(leaderKey, ifValue: held.value)
+                }
+                return
+            }
+            engine.writeGate.holdLease(until: nil)
+            if roles.role != .slave(master: leader.address) {
+                logger.warning(
+                    "etcd names another master; following it",
+                    metadata: ["leader": "\(leader.name)", "address": "\(leader.address)", "epoch": "\(leader.epoch)"])
+                try await roles.follow(leader.address, because: "etcd's leader key names it")
+            }
+            return
+        }
+        // Nobody leads: the best live member takes the key.
+        let members = try await client.get(prefix: memberPrefix).compactMap { Member(decoding: $0.value) }
+        guard let best = members.max(by: Member.ranksBelow), best.name == ha.name else { return }
+        let epoch =
+            roles.isMaster ? engine.epoch : max(engine.epoch, members.map(\.epoch).max() ?? 1) + 1
+        let claim = Leader(name: ha.name, address: ha.advertise, epoch: epoch, cluster: ha.cluster)
+        let (created, existing) = try await client.create(leaderKey, claim.encoded(), lease: lease)
+        guard created else {
+            logger.info(
+                "another member took the leader key first",
+                metadata: ["holder": "\(existing.map { String(decoding: $0.value, as: UTF8.self) } ?? "?")"])
+            return
+        }
+        if roles.isMaster {
+            logger.warning("leader key taken again by this master", metadata: ["epoch": "\(epoch)"])
+            engine.writeGate.holdLease(until: writesUntil)
+            return
+        }
+        engine.writeGate.holdLease(until: writesUntil)
+        do {
+            let start = try await roles.promote(atLeast: epoch)
+            logger.warning(
+                "elected master through etcd", metadata: ["epoch": "\(start.epoch)", "first_lsn": "\(start.firstLSN)"])
+        } catch {
+            logger.error("elected, but the promotion failed; giving the key up", metadata: ["error": "\(error)"])
+            _ = try? await client.delete(leaderKey, ifValue: claim.encoded())
+        }
+    }
+
+    private func memberValue() -> [UInt8] {
+        let member = Member(
+            name: ha.name, address: ha.advertise, role: roles.isMaster ? "master" : "slave", epoch: engine.epoch,
+            appliedLSN: engine.appliedLSN, durableLSN: engine.durableLSN)
+        return member.encoded()
+    }
+}
