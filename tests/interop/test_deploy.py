@@ -4,12 +4,15 @@ into the cluster the README describes, and the Dockerfile passes hadolint."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import ERDTREE_BIN, start_server
+from harness.node import free_port, port_accepts
 from support import run, tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -100,3 +103,51 @@ def test_the_master_configs_start_a_master(name, tmp_path, request):
     node = start_server(tmp_path, wal={k: v for k, v in shipped["wal"].items() if k != "directory"}, **sections)
     request.addfinalizer(node.terminate)
     assert run([str(ERDTREE_BIN), "health", "--server", node.address]).returncode == 0
+
+
+def test_the_ha_compose_file_runs_etcd_and_three_nodes_whose_role_etcd_decides(tmp_path):
+    compose("compose.ha.yaml", quiet=True)
+    services = compose("compose.ha.yaml")["services"]
+    assert sorted(services) == ["etcd", "node1", "node2", "node3"]
+    names, advertised, volumes = set(), set(), set()
+    for i in (1, 2, 3):
+        service = services[f"node{i}"]
+        assert service["command"][:1] == ["node"]
+        assert [(p["published"], p["target"]) for p in service["ports"]] == [(8080 + i, 8080)]
+        mounts = dict(m.split(":")[:2][::-1] for m in service["volumes"])
+        volumes.add(mounts["/var/lib/erdtree"])
+        config = yaml.safe_load(Path(mounts["/etc/erdtree/config.yaml"]).read_text())
+        assert config["ha"]["etcd"]["endpoints"] == ["etcd:2379"]
+        names.add(config["ha"]["name"])
+        advertised.add(config["ha"]["advertise"])
+        assert config["ha"]["advertise"] == f"node{i}:8080" and service["hostname"] == f"node{i}"
+        assert config["replication"]["min_acks"] == 1
+    assert len(names) == len(advertised) == len(volumes) == 3
+
+
+@pytest.mark.parametrize("i", [1, 2, 3])
+def test_the_node_configs_parse_for_erdtree_node_and_are_refused_by_erdtree_master(i, tmp_path):
+    """Every key of deploy's node configs is one `erdtree node` takes; `erdtree master` refuses
+    the ha section, naming it."""
+    shipped = yaml.safe_load((DEPLOY / f"node{i}-config.yaml").read_text())
+    shipped["wal"]["directory"] = str(tmp_path / "wal")
+    port = free_port()
+    shipped["server"] = {"address": "127.0.0.1", "port": port}
+    shipped["ha"]["etcd"]["endpoints"] = ["127.0.0.1:1"]  # no etcd: it serves, electing
+    shipped["ha"]["advertise"] = f"127.0.0.1:{port}"
+    path = tmp_path / "node.yaml"
+    path.write_text(yaml.safe_dump(shipped))
+    node = subprocess.Popen([str(ERDTREE_BIN), "node", "--config", str(path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not port_accepts("127.0.0.1", port):
+            assert node.poll() is None, "erdtree node refused the shipped config"
+            assert time.monotonic() < deadline, "erdtree node did not listen"
+            time.sleep(0.05)
+    finally:
+        node.terminate()
+        assert node.wait(timeout=15) == 0
+    refused = run([str(ERDTREE_BIN), "master", "--config", str(path)])
+    assert refused.returncode != 0
+    assert "key 'ha' is not allowed for a master node" in (refused.stdout + refused.stderr).decode()

@@ -282,17 +282,45 @@ def test_with_etcd_down_writes_stop_within_the_lease_reads_go_on_and_writes_resu
 
 def test_bad_coordinator_data_is_ignored_and_roles_hold(pb, cluster, etcd):
     master = cluster.start_all()
-    before = {i: status(pb, n.address).role for i, n in cluster.nodes.items()}
+    roles = lambda: {i: (status(pb, n.address).role, status(pb, n.address).master_address)
+                     for i, n in cluster.nodes.items()}
+    before = roles()
+    # Garbage beside the members, and keys of another cluster: ignored.
     etcd.ctl("put", "/erdtree/test/members/intruder", "not json")
     etcd.ctl("put", "/erdtree/other/leader", '{"name":"x","address":"10.9.9.9:1","epoch":99,"cluster":"other"}')
     time.sleep(1.0)
-    assert {i: status(pb, n.address).role for i, n in cluster.nodes.items()} == before
+    assert roles() == before
     channel, kv, _ = stubs(pb, cluster.address(master))
+    assert kv.Set(pb.kv.SetRequest(key="still", value=b"ok"), timeout=10).lsn > 0
+
+    # Garbage in the leader key itself: nobody follows it or runs for the key; the master, which
+    # can no longer see its own claim, stops renewing its write deadline (the safe side).
+    etcd.ctl("put", "/erdtree/test/leader", "garbage")
+    time.sleep(LEASE_TTL_S + 0.5)
+    assert roles() == before
+    assert any("unreadable" in n.log() for n in cluster.alive())
+    with pytest.raises(grpc.RpcError) as refused:
+        kv.Set(pb.kv.SetRequest(key="while-garbage", value=b"x"), timeout=10)
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    channel.close()
+    # Once the key is cleared, a master is elected again and writes resume.
+    etcd.ctl("del", "/erdtree/test/leader")
+    leader = cluster.master(timeout=15)
+    channel, kv, _ = stubs(pb, cluster.address(leader))
     with channel:
-        assert kv.Set(pb.kv.SetRequest(key="still", value=b"ok"), timeout=10).lsn > 0
+        wait_until("writes to resume", lambda: writes(kv, pb), 10)
+
     # Role changes by hand are etcd's on a coordinated node.
     from test_high_availability import admin
     with pytest.raises(grpc.RpcError) as refused:
-        admin(pb, cluster.address(master), "Promote", pb.kv.PromoteRequest())
+        admin(pb, cluster.address(leader), "Promote", pb.kv.PromoteRequest())
     assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "decided through etcd" in refused.value.details()
+
+
+def writes(kv, pb) -> bool:
+    """Whether a Set is acknowledged now."""
+    try:
+        return kv.Set(pb.kv.SetRequest(key="probe", value=b"p"), timeout=5).lsn > 0
+    except grpc.RpcError:
+        return False
