@@ -23,6 +23,11 @@ final class EtcdCoordinator: Coordinator {
     let group: any EventLoopGroup
     let logger: Logger
     private let task = Mutex<Task<Void, Never>?>(nil)
+    /// When the last successful renewal of this session's lease was sent: writes are open until
+    /// then + ttl - margin.
+    private let renewedAt = Mutex(ContinuousClock.now)
+    /// Whether this session's lease holds the leader key (set by the decisions, read by renewals).
+    private let holdsKey = Atomic<Bool>(false)
     /// The lease of the session under way, for `stop` to revoke.
     private let session = Mutex<(client: EtcdClient, lease: Int64)?>(nil)
 
@@ -94,25 +99,49 @@ final class EtcdCoordinator: Coordinator {
         session.withLock { $0 = (client, lease) }
         defer { session.withLock { $0 = nil } }
         logger.info("etcd session started", metadata: ["lease": "\(lease)", "endpoints": "\(ha.etcdEndpoints)"])
-        var renewedAt = granted
-        var nextRenewal = granted + ha.leaseTTL / 3
-        while !Task.isCancelled {
-            if ContinuousClock.now >= nextRenewal {
-                let sent = ContinuousClock.now
-                _ = try await client.keepAlive(lease: lease)
-                renewedAt = sent
-                nextRenewal = sent + ha.leaseTTL / 3
+        renewedAt.withLock { $0 = granted }
+        holdsKey.store(false, ordering: .relaxed)
+        // Renewals run beside the decisions, so that a slow decision (a promotion waiting for its
+        // old stream to close) never delays them; either failing ends the session.
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { [self] in
+                    while true {
+                        try await Task.sleep(until: renewedAt.withLock { $0 } + ha.leaseTTL / 3)
+                        try await renew(client, lease: lease)
+                    }
+                }
+                group.addTask { [self] in
+                    while true {
+                        try await client.put(memberKey, memberValue(), lease: lease)
+                        try await decide(client, lease: lease)
+                        try await Task.sleep(for: Self.decisionInterval)
+                    }
+                }
+                try await group.next()
+                group.cancelAll()
             }
-            try await client.put(memberKey, memberValue(), lease: lease)
-            try await decide(client, lease: lease, renewedAt: renewedAt)
-            try await Task.sleep(for: Self.decisionInterval)
+        } catch {
+            await client.close()
+            throw error
         }
         await client.close()
     }
 
+    /// One keep-alive; the write deadline counts from when it was sent, and a master holding the
+    /// leader key under this lease keeps taking writes until then + ttl - margin.
+    private func renew(_ client: EtcdClient, lease: Int64) async throws {
+        let sent = ContinuousClock.now
+        _ = try await client.keepAlive(lease: lease)
+        renewedAt.withLock { $0 = sent }
+        if holdsKey.load(ordering: .relaxed), roles.isMaster { engine.writeGate.holdLease(until: writesUntil) }
+    }
+
+    /// Writes stay open until the last renewal's send time + ttl - margin.
+    private var writesUntil: ContinuousClock.Instant { renewedAt.withLock { $0 } + ha.leaseTTL - margin }
+
     /// Follows the leader key, or runs for it when nobody holds it.
-    private func decide(_ client: EtcdClient, lease: Int64, renewedAt: ContinuousClock.Instant) async throws {
-        let writesUntil = renewedAt + ha.leaseTTL - margin
+    private func decide(_ client: EtcdClient, lease: Int64) async throws {
         if let held = try await client.get(leaderKey) {
             guard let leader = Leader(decoding: held.value, cluster: ha.cluster) else {
                 logger.error(
@@ -122,8 +151,22 @@ final class EtcdCoordinator: Coordinator {
             }
             if leader.name == ha.name {
                 // Under this session's lease: renewing it keeps writes open. Under an earlier
-                // session's (this node restarted, or its lease lapsed): wait for it to expire.
-                guard held.lease == lease else { return }
+                // session's, while this node is still the master (its session broke, the lease
+                // did not expire, so nobody else can have been elected): move the claim to this
+                // session's lease rather than stop writes until the old one expires.
+                guard held.lease == lease else {
+                    guard roles.isMaster, leader.epoch == engine.epoch,
+                        try await client.delete(leaderKey, ifValue: held.value)
+                    else { return }
+                    let (created, _) = try await client.create(leaderKey, held.value, lease: lease)
+                    if created {
+                        logger.info("leader key moved to this session's lease", metadata: ["lease": "\(lease)"])
+                        holdsKey.store(true, ordering: .relaxed)
+                        engine.writeGate.holdLease(until: writesUntil)
+                    }
+                    return
+                }
+                holdsKey.store(roles.isMaster, ordering: .relaxed)
                 if roles.isMaster {
                     engine.writeGate.holdLease(until: writesUntil)
                 } else {
@@ -134,6 +177,7 @@ final class EtcdCoordinator: Coordinator {
                 }
                 return
             }
+            holdsKey.store(false, ordering: .relaxed)
             engine.writeGate.holdLease(until: nil)
             if roles.role != .slave(master: leader.address) {
                 logger.warning(
@@ -149,6 +193,8 @@ final class EtcdCoordinator: Coordinator {
         let epoch =
             roles.isMaster ? engine.epoch : max(engine.epoch, members.map(\.epoch).max() ?? 1) + 1
         let claim = Leader(name: ha.name, address: ha.advertise, epoch: epoch, cluster: ha.cluster)
+        // Renew first: the new master's write deadline counts from this renewal, not an older one.
+        try await renew(client, lease: lease)
         let (created, existing) = try await client.create(leaderKey, claim.encoded(), lease: lease)
         guard created else {
             logger.info(
@@ -156,18 +202,19 @@ final class EtcdCoordinator: Coordinator {
                 metadata: ["holder": "\(existing.map { String(decoding: $0.value, as: UTF8.self) } ?? "?")"])
             return
         }
+        holdsKey.store(true, ordering: .relaxed)
+        engine.writeGate.holdLease(until: writesUntil)
         if roles.isMaster {
             logger.warning("leader key taken again by this master", metadata: ["epoch": "\(epoch)"])
-            engine.writeGate.holdLease(until: writesUntil)
             return
         }
-        engine.writeGate.holdLease(until: writesUntil)
         do {
             let start = try await roles.promote(atLeast: epoch)
             logger.warning(
                 "elected master through etcd", metadata: ["epoch": "\(start.epoch)", "first_lsn": "\(start.firstLSN)"])
         } catch {
             logger.error("elected, but the promotion failed; giving the key up", metadata: ["error": "\(error)"])
+            holdsKey.store(false, ordering: .relaxed)
             _ = try? await client.delete(leaderKey, ifValue: claim.encoded())
         }
     }
