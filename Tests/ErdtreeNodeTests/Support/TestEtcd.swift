@@ -10,8 +10,8 @@ import NIOPosix
 ///
 /// Tests that need etcd fail, saying to run `scripts/install-deps.sh test`, when it is not
 /// installed: they are never skipped.
-struct TestEtcd {
-    let process: Process
+final class TestEtcd {
+    private(set) var process: Process
     let clientPort: Int
     let peerPort: Int
     let directory: URL
@@ -22,36 +22,67 @@ struct TestEtcd {
     static var group: any EventLoopGroup { MultiThreadedEventLoopGroup.singleton }
     /// How long `start` waits for etcd to answer.
     static let startupPatience = Duration.seconds(20)
-
-    /// Starts etcd; with `restarting`, a stopped one again, on its ports and data.
-    ///
     /// Fresh ports are ones the OS just handed out and took back, which another test (or an
     /// outgoing connection) may take before etcd binds them: an etcd that exits saying so is
-    /// started again on others, up to `portAttempts` times.
-    static func start(restarting previous: TestEtcd? = nil) async throws -> TestEtcd {
+    /// started again on others, up to this many times in all.
+    static let portAttempts = 3
+
+    private init(process: Process, clientPort: Int, peerPort: Int, directory: URL) {
+        self.process = process
+        self.clientPort = clientPort
+        self.peerPort = peerPort
+        self.directory = directory
+    }
+
+    /// Starts etcd and waits until it answers.
+    static func start() async throws -> TestEtcd {
         let binary = try executable()
         var attempt = 1
         while true {
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "erdtree-etcd-\(UUID().uuidString)", isDirectory: true)
+            let (clientPort, peerPort) = (try await freePort(), try await freePort())
+            let process = try launch(binary, clientPort: clientPort, peerPort: peerPort, directory: directory)
+            let etcd = TestEtcd(process: process, clientPort: clientPort, peerPort: peerPort, directory: directory)
             do {
-                return try await launch(binary, restarting: previous)
-            } catch let error as TestEtcdError where error.portTaken && previous == nil && attempt < portAttempts {
+                try await etcd.waitUntilAnswering()
+                return etcd
+            } catch let error as TestEtcdError where error.portTaken && attempt < portAttempts {
+                await etcd.stop()
                 attempt += 1
+            } catch {
+                await etcd.stop()
+                throw error
             }
         }
     }
 
-    static let portAttempts = 3
+    /// Starts a stopped etcd again, on its ports and data, and waits until it answers.
+    func restart() async throws {
+        process = try Self.launch(
+            try Self.executable(), clientPort: clientPort, peerPort: peerPort, directory: directory)
+        do {
+            try await waitUntilAnswering()
+        } catch {
+            await stop(keepingData: true)
+            throw error
+        }
+    }
 
-    private static func launch(_ binary: URL, restarting previous: TestEtcd?) async throws -> TestEtcd {
-        let directory =
-            previous?.directory
-            ?? FileManager.default.temporaryDirectory.appendingPathComponent(
-                "erdtree-etcd-\(UUID().uuidString)", isDirectory: true)
+    /// Stops etcd and, unless `keepingData`, removes its directory.
+    func stop(keepingData: Bool = false) async {
+        if process.isRunning { process.terminate() }
+        while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+        if !keepingData { try? FileManager.default.removeItem(at: directory) }
+    }
+
+    /// A client of this etcd.
+    func connect(timeout: Duration = .seconds(5)) async throws -> EtcdClient {
+        try await EtcdClient.connect(endpoints: [endpoint], group: Self.group, timeout: timeout)
+    }
+
+    private static func launch(_ binary: URL, clientPort: Int, peerPort: Int, directory: URL) throws -> Process {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        var clientPort = previous?.clientPort ?? 0
-        if clientPort == 0 { clientPort = try await freePort() }
-        var peerPort = previous?.peerPort ?? 0
-        if peerPort == 0 { peerPort = try await freePort() }
         let client = "http://127.0.0.1:\(clientPort)"
         let peer = "http://127.0.0.1:\(peerPort)"
         let process = Process()
@@ -72,26 +103,7 @@ struct TestEtcd {
         process.standardOutput = output
         process.standardError = output
         try process.run()
-        let etcd = TestEtcd(process: process, clientPort: clientPort, peerPort: peerPort, directory: directory)
-        do {
-            try await etcd.waitUntilAnswering()
-        } catch {
-            await etcd.stop(keepingData: previous != nil)
-            throw error
-        }
-        return etcd
-    }
-
-    /// Stops etcd and, unless `keepingData`, removes its directory.
-    func stop(keepingData: Bool = false) async {
-        if process.isRunning { process.terminate() }
-        while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
-        if !keepingData { try? FileManager.default.removeItem(at: directory) }
-    }
-
-    /// A client of this etcd.
-    func connect(timeout: Duration = .seconds(5)) async throws -> EtcdClient {
-        try await EtcdClient.connect(endpoints: [endpoint], group: Self.group, timeout: timeout)
+        return process
     }
 
     private func waitUntilAnswering() async throws {
@@ -155,12 +167,15 @@ struct TestEtcdError: Error, CustomStringConvertible {
     }
 }
 
-/// Starts etcd and connects a client, runs `body`, then closes both, also when `body` throws.
-func withTestEtcd(_ body: (TestEtcd, EtcdClient) async throws -> Void) async throws {
+/// Starts etcd and connects a client, runs `body`, then closes both (and stops etcd as `body`
+/// left it, restarted or not), also when `body` throws.
+func withTestEtcd(
+    clientTimeout: Duration = .seconds(5), _ body: (TestEtcd, EtcdClient) async throws -> Void
+) async throws {
     let etcd = try await TestEtcd.start()
     let client: EtcdClient
     do {
-        client = try await etcd.connect()
+        client = try await etcd.connect(timeout: clientTimeout)
     } catch {
         await etcd.stop()
         throw error

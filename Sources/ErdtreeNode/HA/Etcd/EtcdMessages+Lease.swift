@@ -21,7 +21,9 @@ struct EtcdLeaseGrantRequest {
 struct EtcdLeaseGrantResponse {
     var id: Int64
     var ttlSeconds: Int64
+}
 
+extension EtcdLeaseGrantResponse {
     /// - Throws: `.badResponse` when undecodable, or when etcd names an error or no lease.
     init(decoding buffer: ByteBuffer) throws(EtcdError) {
         self = try decodeEtcd(
@@ -33,11 +35,6 @@ struct EtcdLeaseGrantResponse {
             guard message.id != 0 else { throw .badResponse("etcd granted a lease without an ID") }
             return EtcdLeaseGrantResponse(id: message.id, ttlSeconds: message.ttl)
         }
-    }
-
-    init(id: Int64, ttlSeconds: Int64) {
-        self.id = id
-        self.ttlSeconds = ttlSeconds
     }
 }
 
@@ -80,16 +77,13 @@ struct EtcdLeaseKeepAliveRequest {
 struct EtcdLeaseKeepAliveResponse {
     var id: Int64
     var ttlSeconds: Int64
+}
 
+extension EtcdLeaseKeepAliveResponse {
     init(decoding buffer: ByteBuffer) throws(EtcdError) {
         self = try decodeEtcd(
             buffer, typeName: "etcdserverpb.LeaseKeepAliveResponse",
             unpack: { etcdserverpb__lease_keep_alive_response__unpack($0, $1, $2) }
         ) { message throws(EtcdError) in EtcdLeaseKeepAliveResponse(id: message.id, ttlSeconds: message.ttl) }
-    }
-
-    init(id: Int64, ttlSeconds: Int64) {
-        self.id = id
-        self.ttlSeconds = ttlSeconds
     }
 }

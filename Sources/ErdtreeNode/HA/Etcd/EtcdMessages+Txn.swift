@@ -71,12 +71,9 @@ struct EtcdTxnRequest {
 struct EtcdTxnResponse: Equatable {
     var succeeded: Bool
     var responses: [EtcdResponseOp]
+}
 
-    init(succeeded: Bool, responses: [EtcdResponseOp]) {
-        self.succeeded = succeeded
-        self.responses = responses
-    }
-
+extension EtcdTxnResponse {
     /// - Throws: `.badResponse` for an undecodable answer or an op answer of no known kind.
     init(decoding buffer: ByteBuffer) throws(EtcdError) {
         self = try decodeEtcd(

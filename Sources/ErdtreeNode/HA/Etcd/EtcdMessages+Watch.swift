@@ -46,7 +46,9 @@ struct EtcdWatchResponse {
     var compactRevision: Int64
     var cancelReason: String
     var events: [EtcdEvent]
+}
 
+extension EtcdWatchResponse {
     /// - Throws: `.badResponse` when undecodable, or for an event of no known type or without
     ///   its key-value.
     init(decoding buffer: ByteBuffer) throws(EtcdError) {
@@ -74,17 +76,5 @@ struct EtcdWatchResponse {
                 compactRevision: message.compact_revision, cancelReason: ProtobufCCodec.string(message.cancel_reason),
                 events: events)
         }
-    }
-
-    init(
-        watchID: Int64, created: Bool, canceled: Bool, compactRevision: Int64, cancelReason: String,
-        events: [EtcdEvent]
-    ) {
-        self.watchID = watchID
-        self.created = created
-        self.canceled = canceled
-        self.compactRevision = compactRevision
-        self.cancelReason = cancelReason
-        self.events = events
     }
 }

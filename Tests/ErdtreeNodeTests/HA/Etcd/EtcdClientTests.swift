@@ -140,9 +140,7 @@ import Testing
     }
 
     @Test func callsAndKeepAlivesRecoverWhenEtcdComesBack() async throws {
-        var etcd = try await TestEtcd.start()
-        let client = try await etcd.connect(timeout: .seconds(2))
-        do {
+        try await withTestEtcd(clientTimeout: .seconds(2)) { etcd, client in
             let lease = try await client.grantLease(ttl: .seconds(30))
             #expect(try await client.keepAlive(lease: lease) > .zero)
             let key = prefix("restart") + bytes("k")
@@ -152,17 +150,11 @@ import Testing
             await #expect(throws: EtcdError.self) { _ = try await client.keepAlive(lease: lease) }
             await #expect(throws: EtcdError.self) { _ = try await client.get(key) }
 
-            etcd = try await TestEtcd.start(restarting: etcd)
+            try await etcd.restart()
             // The connection is dialled again, and the keep-alive stream opened again on it.
             #expect(try await client.get(key)?.value == bytes("v"))
             #expect(try await client.keepAlive(lease: lease) > .zero)
-        } catch {
-            await client.close()
-            await etcd.stop()
-            throw error
         }
-        await client.close()
-        await etcd.stop()
     }
 
     // MARK: Watches
@@ -232,18 +224,17 @@ import Testing
     }
 
     @Test func closingTheClientEndsItsWatchesAndCalls() async throws {
-        let etcd = try await TestEtcd.start()
-        let client = try await etcd.connect()
-        let ends = LockedBox<[EtcdError?]>([])
-        _ = try await client.watch(
-            prefix: prefix("close"), fromRevision: 0, onEvents: { _ in },
-            onEnd: { error in ends.mutate { $0.append(error as? EtcdError) } })
-        await client.close()
-        try await waitUntil { !ends.value.isEmpty }
-        #expect(ends.value == [.closed])
-        await #expect(throws: EtcdError.closed) { _ = try await client.get(bytes("k")) }
-        await #expect(throws: EtcdError.closed) { _ = try await client.keepAlive(lease: 1) }
-        await etcd.stop()
+        try await withTestEtcd { _, client in
+            let ends = LockedBox<[EtcdError?]>([])
+            _ = try await client.watch(
+                prefix: prefix("close"), fromRevision: 0, onEvents: { _ in },
+                onEnd: { error in ends.mutate { $0.append(error as? EtcdError) } })
+            await client.close()
+            try await waitUntil { !ends.value.isEmpty }
+            #expect(ends.value == [.closed])
+            await #expect(throws: EtcdError.closed) { _ = try await client.get(bytes("k")) }
+            await #expect(throws: EtcdError.closed) { _ = try await client.keepAlive(lease: 1) }
+        }
     }
 
     // MARK: Endpoints
