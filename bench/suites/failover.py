@@ -50,8 +50,9 @@ LOAD_S = 8.0
 KILL_AT_S = 1.0
 LEASE_TTL = "2s"
 DOWN_AFTER_MS = 2000
-# Sentinel takes any failover-timeout above 0, but one shorter than its own steps aborts the
-# failover it started: it waits up to a second for the promoted replica's INFO to say master.
+# Sentinel takes any failover-timeout above 0; shorter ones than this were not tried. It bounds
+# each step of a failover (the promotion waits for the replica's INFO, asked once a second), and
+# no failover starts again within twice it (the default, 180 s, would block the next trial).
 SENTINEL_FAILOVER_TIMEOUT_MS = 1000
 CLUSTER_LIMIT_S = 60  # a cluster formed, or whole again after a restart, within
 GOAL_S = 3.0
