@@ -112,6 +112,23 @@ class Switchover(NamedTuple):
     examples: tuple[str, ...]  # the first refusal naming no master, the first write refused twice (repl_probe's words)
 
 
+class Failover(NamedTuple):
+    round: int
+    system: str
+    failover_us: int  # first ack from the new master - the master's kill
+    rate: float  # writes sent per second (each write's first send)
+    writes: int
+    interrupted: int  # writes refused at least once or in flight on a closed connection
+    dropped: int  # writes in flight on the killed master's connections (sent again)
+    lost: int  # acknowledged, then missing or another value on the new master
+    twice: int  # writes whose LSN was acknowledged before (Erdtree; over every trial)
+    unnamed: int  # refusals that named no master
+    polls: int  # look-ups of the master (Admin/Status rounds, SENTINEL get-master-addr-by-name rounds)
+    late: int  # writes due before the kill first sent more than 10 ms after they were due
+    new_master: str
+    epoch: int  # of the new master's acknowledgements (Erdtree)
+
+
 @dataclass
 class Records:
     runs: list[Run] = field(default_factory=list)
@@ -126,3 +143,4 @@ class Records:
     cpu: list[CpuUse] = field(default_factory=list)
     cluster: list[ClusterRound] = field(default_factory=list)
     switchovers: list[Switchover] = field(default_factory=list)
+    failovers: list[Failover] = field(default_factory=list)

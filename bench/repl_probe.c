@@ -67,6 +67,23 @@
  *         named PORT COUNT                         (Erdtree: refusals whose erdtree-master named PORT)
  *       The probe dies if writes are unanswered 10 s after the last was due.
  *
+ *   repl_probe erdtree-failover MASTER PID RATE SECONDS KILL_AT_S PREFIX OUT PEERS
+ *   repl_probe redis-failover   MASTER PID RATE SECONDS KILL_AT_S PREFIX OUT SENTINELS
+ *       The switchover load, but KILL_AT_S into it the probe kills the master
+ *       (process PID) with SIGKILL instead of asking it to hand over. A
+ *       connection the dead master closes is not an error: the writes in
+ *       flight on it are sent again (their outcome is unknown, and each key
+ *       is written once with the same value), and that node is never dialled
+ *       again nor followed when a refusal names it. While the probe knows no
+ *       live master (the master died, or a refusal named none or a dead one)
+ *       it sends nothing and every FAILOVER_POLL_US asks, blocking, for the
+ *       master: Erdtree, Admin/Status on each of PEERS (comma-separated, the
+ *       other nodes) until one says ROLE_MASTER; Redis, SENTINEL
+ *       get-master-addr-by-name bench on each of SENTINELS until one names a
+ *       live node. OUT and stdout as for the switchover ("switchover KILLED_AT
+ *       KILLED_AT 0 killed PID"), and one more line:
+ *         failover DROPPED POLLS       (writes in flight on a closed connection; master look-ups)
+ *
  * Nodes are on loopback unless given as HOST:PORT (IPv4; every node on its own
  * port then), one connection per node, blocking I/O with TCP_NODELAY for the probes (the probe sleeps in recv while a request is in
  * flight, so it takes little CPU from the servers on a 2-core machine).
@@ -79,6 +96,7 @@
 #include <netinet/tcp.h>
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -149,7 +167,11 @@ static int dial(int port) {
     return fd;
 }
 
-/* Writes everything, waiting for room when the socket is non-blocking. */
+/* Failover runs: a connection the peer closed (a killed master) is noted, not fatal. */
+static int survive_close;
+
+/* Writes everything, waiting for room when the socket is non-blocking; in a failover run,
+ * gives up quietly on a connection the peer closed (the read side notices). */
 static void write_all(int fd, const void *data, size_t len) {
     const char *p = data;
     while (len > 0) {
@@ -160,6 +182,8 @@ static void write_all(int fd, const void *data, size_t len) {
         } else if (n < 0 && errno == EAGAIN) {
             struct pollfd room = {fd, POLLOUT, 0};
             poll(&room, 1, 100);
+        } else if (survive_close && n < 0 && (errno == EPIPE || errno == ECONNRESET)) {
+            return;
         } else if (n == 0 || errno != EINTR) {
             die("write: %s", n < 0 ? strerror(errno) : "closed");
         }
@@ -190,7 +214,7 @@ struct call {
 };
 
 struct h2 {
-    int fd, port, inflight;
+    int fd, port, inflight, closed; /* closed: by the peer, in a failover run */
     nghttp2_session *session;
     struct call *finished; /* calls finished since the caller last took them */
     struct call one;       /* h2_try_call's */
@@ -198,7 +222,7 @@ struct h2 {
 
 static ssize_t h2_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *user) {
     (void)s, (void)flags;
-    write_all(((struct h2 *)user)->fd, data, len);
+    if (!((struct h2 *)user)->closed) write_all(((struct h2 *)user)->fd, data, len);
     return (ssize_t)len;
 }
 
@@ -310,6 +334,10 @@ static void h2_receive(struct h2 *c) {
     uint8_t buf[16384];
     ssize_t n = read(c->fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) return;
+    if (n <= 0 && survive_close) {
+        c->closed = 1;
+        return;
+    }
     if (n <= 0) die("%s closed the connection", endpoint_name(c->port));
     ssize_t used = nghttp2_session_mem_recv(c->session, buf, (size_t)n);
     if (used < 0) die("nghttp2_session_mem_recv: %s", nghttp2_strerror((int)used));
@@ -325,7 +353,7 @@ static const uint8_t *call_message(const struct call *call, size_t *len) {
 /* One unary call, waited for: its grpc-status (-1 for none); c->one holds the answer. */
 static int h2_try_call(struct h2 *c, const char *path, const uint8_t *msg, size_t len) {
     h2_submit(c, &c->one, path, msg, len);
-    while (h2_flush(c), !c->one.done) h2_receive(c);
+    while (h2_flush(c), !c->one.done && !c->closed) h2_receive(c);
     h2_flush(c); /* window updates, acks */
     c->finished = NULL;
     return c->one.grpc_status;
@@ -348,7 +376,7 @@ static struct call *h2_poll(struct h2 **conns, int n, int timeout_ms) {
     if (poll(p, (nfds_t)n, timeout_ms) < 0 && errno != EINTR) die("poll: %s", strerror(errno));
     struct call *finished = NULL;
     for (int i = 0; i < n; i++) {
-        if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)) || conns[i]->closed) continue;
         h2_receive(conns[i]);
         h2_flush(conns[i]); /* window updates, acks */
         while (conns[i]->finished) {
@@ -432,7 +460,7 @@ static int get_found(const struct call *call, const char *value) {
 /* ---- RESP ------------------------------------------------------------------- */
 
 struct resp {
-    int fd, port;
+    int fd, port, closed; /* closed: by the peer, in a failover run */
     char buf[65536];
     size_t len, off;
 };
@@ -452,6 +480,10 @@ static int resp_fill(struct resp *c) {
     }
     ssize_t n = read(c->fd, c->buf + c->len, sizeof c->buf - c->len);
     if (n < 0 && (errno == EINTR || errno == EAGAIN)) return 0;
+    if (n <= 0 && survive_close) {
+        c->closed = 1;
+        return 0;
+    }
     if (n <= 0) die("redis %s closed the connection", endpoint_name(c->port));
     c->len += (size_t)n;
     return 1;
@@ -715,6 +747,7 @@ static int redis_load(int argc, char **argv) {
 #define SW_BACKOFF_US 1000 /* before each retry of a write refused twice (nodes naming each other) */
 #define SW_DRAIN_S 10      /* every write answered by then after the last was due */
 #define SW_TIMEOUT_MS 5000 /* the switchover's own wait for its target */
+#define FAILOVER_POLL_US 2000 /* between look-ups of the master while none is known */
 
 /* A node's slot in the run's tables, by port. */
 static int sw_slot(int *ports, int port) {
@@ -744,14 +777,27 @@ struct sw {
     int master, to, target;                 /* ports: the master at the start, the switchover's target, writes' now */
     int64_t start, switch_at, end, switch_sent, switch_answered;
     int switch_status;
+    /* Failover runs: the master's pid, the nodes or Sentinels asked for the master, the nodes
+     * whose connections closed; target 0 while no live master is known. */
+    int failover, pid, peers[SW_NODES], npeers, dead[SW_NODES], ndead;
+    long dropped, polls;
+    int64_t next_poll;
     char switch_answer[192], unhinted_example[192], bounce_example[256];
 };
 
-static struct sw sw_init(int argc, char **argv) {
-    if (argc != 9) die("usage: %s MASTER TO RATE SECONDS SWITCH_AT_S PREFIX OUT", argv[1]);
+static struct sw sw_init(int argc, char **argv, int failover) {
+    if (!failover && argc != 9) die("usage: %s MASTER TO RATE SECONDS SWITCH_AT_S PREFIX OUT", argv[1]);
+    if (failover && argc != 10) die("usage: %s MASTER PID RATE SECONDS KILL_AT_S PREFIX OUT PEERS", argv[1]);
     struct sw sw = {.prefix = argv[7], .out = argv[8], .switch_sent = -1, .switch_answered = -1};
     sw.master = sw.target = parse_endpoint(argv[2]);
-    sw.to = parse_endpoint(argv[3]);
+    if (failover) {
+        sw.failover = survive_close = 1;
+        sw.pid = atoi(argv[3]);
+        sw.npeers = parse_ports(argv[9], sw.peers, SW_NODES);
+        signal(SIGPIPE, SIG_IGN);
+    } else {
+        sw.to = parse_endpoint(argv[3]);
+    }
     double rate = atof(argv[4]), seconds = atof(argv[5]);
     sw.n = (long)(rate * seconds);
     if (sw.n < 1 || atof(argv[6]) >= seconds) die("%s: bad arguments", argv[1]);
@@ -796,11 +842,20 @@ static void sw_ack(struct sw *sw, long id, int port, int64_t now, uint64_t lsn, 
 /* A write the node at port refused: writes go to the master the refusal names (hint, a port)
  * from now on, and this one again, at once unless it bounced before or the refusal named no
  * master. The first of each kind is kept, to be shown. */
+static int sw_dead(const struct sw *sw, int port) {
+    for (int i = 0; i < sw->ndead; i++) {
+        if (sw->dead[i] == port) return 1;
+    }
+    return 0;
+}
+
 static void sw_refused(struct sw *sw, long id, int port, int hint, int64_t now, const char *why) {
     struct sw_write *w = &sw->w[id];
     if (w->refused < 0) w->refused = now;
     sw->refusals++;
+    if (sw->failover && hint && sw_dead(sw, hint)) hint = 0; /* a node that still names the dead master */
     if (hint) sw->target = hint;
+    else if (sw->failover) sw->target = 0;
     if (!hint && sw->unhinted++ == 0) snprintf(sw->unhinted_example, sizeof sw->unhinted_example, "%s", why);
     w->retry_at = now;
     if (!hint || w->attempts >= 2) w->retry_at += SW_BACKOFF_US, sw->backoffs++;
@@ -809,6 +864,39 @@ static void sw_refused(struct sw *sw, long id, int port, int hint, int64_t now, 
                  endpoint_name(port), why);
     sw->retries[sw->retry_tail] = id;
     sw->retry_tail = (sw->retry_tail + 1) % (sw->n + 1);
+}
+
+/* Failover runs: the node at port closed its connections (killed). Never dialled or followed
+ * again; the writes that were in flight on it (n of them, in ids) are sent again as soon as a
+ * live master is known, their first send's outcome unknown. */
+static void sw_node_down(struct sw *sw, int port, const long *ids, long n, int64_t now) {
+    if (!sw_dead(sw, port) && sw->ndead < SW_NODES) sw->dead[sw->ndead++] = port;
+    if (sw->target == port) sw->target = 0;
+    for (long i = 0; i < n; i++) {
+        struct sw_write *w = &sw->w[ids[i]];
+        if (w->refused < 0) w->refused = now;
+        w->retry_at = now;
+        sw->retries[sw->retry_tail] = ids[i];
+        sw->retry_tail = (sw->retry_tail + 1) % (sw->n + 1);
+    }
+    sw->dropped += n;
+}
+
+/* Failover runs: SIGKILL to the master when it is time. */
+static void sw_kill(struct sw *sw, int64_t now) {
+    if (sw->switch_sent >= 0 || now < sw->switch_at) return;
+    if (kill(sw->pid, SIGKILL) != 0) die("kill %d: %s", sw->pid, strerror(errno));
+    sw->switch_sent = sw->switch_answered = now_us() - sw->start;
+    sw->switch_status = 0;
+    snprintf(sw->switch_answer, sizeof sw->switch_answer, "killed %d", sw->pid);
+}
+
+/* Failover runs: whether it is time to ask for the master again (none known); counts it. */
+static int sw_poll_due(struct sw *sw, int64_t now) {
+    if (sw->target || now < sw->next_poll) return 0;
+    sw->next_poll = now + FAILOVER_POLL_US;
+    sw->polls++;
+    return 1;
 }
 
 /* Whether the run is over: every write acked and the switchover answered. Dies when writes
@@ -841,23 +929,28 @@ static int sw_report(const struct sw *sw, long lost, long wrong) {
     if (sw->unhinted) printf("unhinted %s\n", sw->unhinted_example);
     if (sw->bounce_example[0]) printf("bounced %s\n", sw->bounce_example);
     for (int i = 0; i < SW_NODES && sw->named_ports[i]; i++) printf("named %d %ld\n", sw->named_ports[i], sw->named[i]);
+    if (sw->failover) printf("failover %ld %ld\n", sw->dropped, sw->polls);
     return 0;
 }
 
 /* -- Erdtree: Set over SW_CONNS HTTP/2 connections per node; Admin/Failover on one more. */
 
 struct enode {
-    int rr;
+    int rr, dead;
     struct h2 c[SW_CONNS];
 };
 
 static int eports[SW_NODES];
 static struct enode enodes[SW_NODES];
-static struct call *spare; /* calls not in flight */
+static struct call *spare, *pool; /* calls not in flight; all of them */
+static long pool_size;
 
-/* A connection to the node at port with room for a write, dialled on first use; NULL if none. */
+/* A connection to the node at port with room for a write, dialled on first use; NULL if none
+ * (or no node: port 0, a failover run's unknown master). */
 static struct h2 *erdtree_conn(int port) {
+    if (!port) return NULL;
     struct enode *node = &enodes[sw_slot(eports, port)];
+    if (node->dead) return NULL;
     if (!node->c[0].session) {
         for (int k = 0; k < SW_CONNS; k++) h2_open(&node->c[k], port);
     }
@@ -872,7 +965,7 @@ static struct h2 *erdtree_conn(int port) {
 static int erdtree_conns(struct h2 **conns, struct h2 *admin) {
     int n = 0;
     for (int i = 0; i < SW_NODES; i++) {
-        for (int k = 0; k < SW_CONNS && enodes[i].c[k].session; k++) conns[n++] = &enodes[i].c[k];
+        for (int k = 0; k < SW_CONNS && enodes[i].c[k].session && !enodes[i].dead; k++) conns[n++] = &enodes[i].c[k];
     }
     if (admin) conns[n++] = admin;
     return n;
@@ -925,28 +1018,73 @@ static void erdtree_answered(struct sw *sw, struct call *call, int64_t now) {
     }
 }
 
+/* Failover runs: a node any of whose write connections the peer closed is down; the writes
+ * in flight on it go back to be sent again. */
+static void erdtree_check_down(struct sw *sw, int64_t now) {
+    for (int i = 0; i < SW_NODES; i++) {
+        struct enode *node = &enodes[i];
+        int closed = 0;
+        for (int k = 0; k < SW_CONNS && node->c[k].session; k++) closed |= node->c[k].closed;
+        if (node->dead || !closed) continue;
+        node->dead = 1;
+        long n = 0, *ids = malloc((size_t)pool_size * sizeof *ids);
+        for (long j = 0; j < pool_size; j++) {
+            struct call *call = &pool[j];
+            if (call->port != eports[i] || call->done) continue;
+            ids[n++] = call->tag;
+            call->done = 1, call->next = spare, spare = call;
+        }
+        for (int k = 0; k < SW_CONNS && node->c[k].session; k++) close(node->c[k].fd);
+        sw_node_down(sw, eports[i], ids, n, now);
+        free(ids);
+    }
+}
+
+/* Failover runs: Admin/Status on each peer until one says it is the master
+ * (StatusResponse{1: role, ROLE_MASTER = 1}). */
+static void erdtree_find_master(struct sw *sw) {
+    static struct h2 admin[SW_NODES];
+    for (int i = 0; i < sw->npeers && !sw->target; i++) {
+        if (sw_dead(sw, sw->peers[i])) continue;
+        if (!admin[i].session) h2_open(&admin[i], sw->peers[i]);
+        size_t len;
+        if (h2_try_call(&admin[i], "/erdtree.v1.Admin/Status", NULL, 0) != 0) continue;
+        const uint8_t *msg = call_message(&admin[i].one, &len);
+        struct fields f = decode("StatusResponse", msg, len);
+        if (f.v[1] == 1) sw->target = sw->peers[i];
+    }
+}
+
 static void erdtree_switch_load(struct sw *sw) {
-    long pool_size = SW_NODES * SW_CONNS * SW_WINDOW;
-    struct call *pool = calloc((size_t)pool_size, sizeof *pool), failover;
+    pool_size = SW_NODES * SW_CONNS * SW_WINDOW;
+    pool = calloc((size_t)pool_size, sizeof *pool);
+    struct call failover;
     for (long i = 0; i < pool_size; i++) pool[i].next = spare, spare = &pool[i];
     struct h2 admin, *conns[SW_NODES * SW_CONNS + 1], *c;
-    h2_open(&admin, sw->master);
+    if (!sw->failover) h2_open(&admin, sw->master);
     erdtree_conn(sw->master);
     sw->start = now_us();
     for (;;) {
         int64_t now = now_us() - sw->start;
-        if (sw->switch_sent < 0 && now >= sw->switch_at) erdtree_failover(sw, &admin, &failover);
+        if (sw->failover) {
+            sw_kill(sw, now);
+            if (sw_poll_due(sw, now)) erdtree_find_master(sw), now = now_us() - sw->start;
+        } else if (sw->switch_sent < 0 && now >= sw->switch_at) {
+            erdtree_failover(sw, &admin, &failover);
+        }
         long id;
         while ((c = erdtree_conn(sw->target)) && (id = sw_next(sw, now)) >= 0) {
             erdtree_request(c, sw, id, 1);
             sw_sent(sw, id, c->port, now);
         }
         if (sw_over(sw, now)) return;
-        for (struct call *call = h2_poll(conns, erdtree_conns(conns, &admin), 1), *next; call; call = next) {
+        for (struct call *call = h2_poll(conns, erdtree_conns(conns, sw->failover ? NULL : &admin), 1), *next; call;
+             call = next) {
             next = call->next;
             erdtree_answered(sw, call, now_us() - sw->start);
             if (call != &failover) call->next = spare, spare = call;
         }
+        if (sw->failover) erdtree_check_down(sw, now_us() - sw->start);
     }
 }
 
@@ -982,7 +1120,7 @@ struct rconn {
 };
 
 struct rnode {
-    int rr;
+    int rr, dead;
     struct rconn c[SW_CONNS];
     struct resp admin;
 };
@@ -1005,7 +1143,9 @@ static struct rnode *redis_node(int port) {
 }
 
 static struct rconn *redis_conn(int port) {
+    if (!port) return NULL;
     struct rnode *node = redis_node(port);
+    if (node->dead) return NULL;
     for (int k = 0; k < SW_CONNS; k++) {
         struct rconn *c = &node->c[node->rr++ % SW_CONNS];
         if (c->count < SW_WINDOW) return c;
@@ -1073,6 +1213,49 @@ static void redis_answers(struct sw *sw, struct rconn *c, int64_t now) {
     }
 }
 
+/* Failover runs: a node any of whose write connections the peer closed is down; the writes
+ * queued on it go back to be sent again. */
+static void redis_check_down(struct sw *sw, int64_t now) {
+    for (int i = 0; i < SW_NODES; i++) {
+        struct rnode *node = &rnodes[i];
+        int closed = 0;
+        for (int k = 0; node->admin.port && k < SW_CONNS; k++) closed |= node->c[k].r.closed;
+        if (node->dead || !closed) continue;
+        node->dead = 1;
+        long ids[SW_CONNS * SW_WINDOW], n = 0;
+        for (int k = 0; k < SW_CONNS; k++) {
+            struct rconn *c = &node->c[k];
+            for (int j = 0; j < c->count; j++) ids[n++] = c->queue[(c->head + j) % SW_WINDOW];
+            c->count = 0, c->out_len = 0;
+            close(c->r.fd);
+        }
+        close(node->admin.fd);
+        sw_node_down(sw, rports[i], ids, n, now);
+    }
+}
+
+/* Failover runs: SENTINEL get-master-addr-by-name bench on each Sentinel until one names a
+ * live node (*2, $host, $port; *-1 if it knows no such master). */
+static void redis_find_master(struct sw *sw) {
+    static struct resp sentinel[SW_NODES];
+    const char *args[] = {"SENTINEL", "get-master-addr-by-name", "bench"};
+    for (int i = 0; i < sw->npeers && !sw->target; i++) {
+        struct resp *c = &sentinel[i];
+        if (!c->port) resp_open(c, sw->peers[i]);
+        char *line = redis_ask(c, 3, args), host[64], text[96];
+        if (strcmp(line, "*2") != 0) continue;
+        size_t len;
+        for (int field = 0; field < 4; field++) {
+            while (!(line = resp_line(c, &len))) resp_fill(c);
+            line[len] = 0;
+            if (field == 1) snprintf(host, sizeof host, "%s", line);
+        }
+        snprintf(text, sizeof text, "%s:%s", host, line);
+        int port = parse_endpoint(text);
+        if (!sw_dead(sw, port)) sw->target = port;
+    }
+}
+
 static void redis_switch_load(struct sw *sw) {
     char key[128], value[VALUE_BYTES];
     struct pollfd p[SW_NODES * SW_CONNS];
@@ -1081,7 +1264,12 @@ static void redis_switch_load(struct sw *sw) {
     sw->start = now_us();
     for (;;) {
         int64_t now = now_us() - sw->start;
-        if (sw->switch_sent < 0 && now >= sw->switch_at) redis_failover(sw);
+        if (sw->failover) {
+            sw_kill(sw, now);
+            if (sw_poll_due(sw, now)) redis_find_master(sw), now = now_us() - sw->start;
+        } else if (sw->switch_sent < 0 && now >= sw->switch_at) {
+            redis_failover(sw);
+        }
         long id;
         while ((c = redis_conn(sw->target)) && (id = sw_next(sw, now)) >= 0) {
             sw_key(sw, id, key, value);
@@ -1092,7 +1280,7 @@ static void redis_switch_load(struct sw *sw) {
         if (sw_over(sw, now)) return;
         int n = 0;
         for (int i = 0; i < SW_NODES; i++) {
-            for (int k = 0; rnodes[i].admin.port && k < SW_CONNS; k++) {
+            for (int k = 0; rnodes[i].admin.port && !rnodes[i].dead && k < SW_CONNS; k++) {
                 c = &rnodes[i].c[k];
                 write_all(c->r.fd, c->out, c->out_len);
                 c->out_len = 0;
@@ -1105,6 +1293,7 @@ static void redis_switch_load(struct sw *sw) {
             if ((p[i].revents & (POLLIN | POLLHUP | POLLERR)) && resp_fill(&open[i]->r))
                 redis_answers(sw, open[i], now_us() - sw->start);
         }
+        if (sw->failover) redis_check_down(sw, now_us() - sw->start);
     }
 }
 
@@ -1128,8 +1317,8 @@ static void redis_readback(const struct sw *sw, long *lost, long *wrong) {
     }
 }
 
-static int switchover(int erdtree, int argc, char **argv) {
-    struct sw sw = sw_init(argc, argv);
+static int switchover(int erdtree, int failover, int argc, char **argv) {
+    struct sw sw = sw_init(argc, argv, failover);
     long lost = 0, wrong = 0;
     if (erdtree) erdtree_switch_load(&sw), erdtree_readback(&sw, &lost, &wrong);
     else redis_switch_load(&sw), redis_readback(&sw, &lost, &wrong);
@@ -1142,8 +1331,11 @@ int main(int argc, char **argv) {
     if (argc >= 2 && strcmp(argv[1], "redis-load") == 0) return redis_load(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "erdtree-catchup") == 0) return catchup(1, argc, argv);
     if (argc >= 2 && strcmp(argv[1], "redis-catchup") == 0) return catchup(0, argc, argv);
-    if (argc >= 2 && strcmp(argv[1], "erdtree-switchover") == 0) return switchover(1, argc, argv);
-    if (argc >= 2 && strcmp(argv[1], "redis-switchover") == 0) return switchover(0, argc, argv);
-    fprintf(stderr, "usage: repl_probe erdtree-lag|redis-lag|redis-load|erdtree-catchup|redis-catchup|erdtree-switchover|redis-switchover ... (see repl_probe.c)\n");
+    if (argc >= 2 && strcmp(argv[1], "erdtree-switchover") == 0) return switchover(1, 0, argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "redis-switchover") == 0) return switchover(0, 0, argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "erdtree-failover") == 0) return switchover(1, 1, argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "redis-failover") == 0) return switchover(0, 1, argc, argv);
+    fprintf(stderr, "usage: repl_probe erdtree-lag|redis-lag|redis-load|erdtree-catchup|redis-catchup|"
+                    "erdtree-switchover|redis-switchover|erdtree-failover|redis-failover ... (see repl_probe.c)\n");
     return 2;
 }

@@ -13,8 +13,8 @@ import statistics
 
 # The order of the rows of "every run" (the labels come from the loads, bench.suites).
 REPORT_ORDER = [
-    "get", "ngpost", "range", "put", "set_always", "redis_always", "set", "redis_everysec", "connect_proto",
-    "connect_json", "connect_json_h1", "get1", "ngpost1", "get_evicted", "get_resident", "get_evicted4",
+    "get", "ngpost", "range", "put", "set_always", "redis_always", "set", "set_ha_on", "redis_everysec",
+    "connect_proto", "connect_json", "connect_json_h1", "get1", "ngpost1", "get_evicted", "get_resident", "get_evicted4",
     "get_resident4", "set_alone", "set_slaves", "redis_alone", "redis_replicas",
 ]
 
@@ -26,6 +26,8 @@ ROWS = [
     ("Set (wal always) vs etcd Put", "set_always", "put", "rps", ">=", 1.5),
     ("Set (wal always) vs Redis SET (appendfsync always)", "set_always", "redis_always", "rps", ">=", 1.0),
     ("Set (wal 1s) vs Redis SET (appendfsync everysec)", "set", "redis_everysec", "rps", ">=", 1.0),
+    ("Set (wal 1s), ha on (erdtree node + etcd) vs ha off (erdtree master)", "set_ha_on", "set", "rps", ">=",
+     0.97),
     ("Get vs nghttpd POST, c1 m1, p50", "get1", "ngpost1", "p50", "<=", 1.3),
     ("Connect Get, binary, h2c vs gRPC Get", "connect_proto", "get", "rps", ">=", 0.9),
     ("Connect Get, JSON, h2c vs gRPC Get", "connect_json", "get", "rps", ">=", 0.7),
@@ -556,18 +558,24 @@ def cluster(rows: list, lag_samples: list, runs: list) -> None:
         print(f"| {rnd} | {fmt_rps(rps)} | {fmt_us(p50)} | {fmt_us(p99)} |")
 
 
+def per_system(rows: list, names: tuple, field: str, cells: int):
+    """For each (system, name) with rows: the system, its name, its rows and their `field`; a
+    system without rows gets a table row of `cells` dashes instead."""
+    for system, name in names:
+        mine = [r for r in rows if r.system == system]
+        if not mine:
+            print(f"| {name} |" + " — |" * cells)
+            continue
+        yield system, name, mine, [getattr(r, field) for r in mine]
+
+
 def switchover(rows: list, goal_ms: float) -> None:
     names = (("erdtree", "Erdtree, Admin/Failover"), ("redis", "Redis, FAILOVER TO"))
     print("| system | switchovers | unavailable median | p90 | max | writes/s sent (median) | writes refused "
           "| acked writes lost | LSNs acked twice | refusals naming no master / another node |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     medians, lost = {}, {}
-    for system, name in names:
-        mine = [r for r in rows if r.system == system]
-        if not mine:
-            print(f"| {name} | — | — | — | — | — | — | — | — | — |")
-            continue
-        values = [r.unavailable_us for r in mine]
+    for system, name, mine, values in per_system(rows, names, "unavailable_us", 9):
         medians[system], lost[system] = statistics.median(values), sum(r.lost for r in mine)
         twice, misnamed = (f"{sum(getattr(r, field) for r in mine):,}" if system == "erdtree" else "—"
                            for field in ("twice", "misnamed"))
@@ -620,3 +628,51 @@ def switchover_rounds(rows: list) -> None:
         print(f"| {r.round} | {r.system} | {fmt_us(r.unavailable_us)} | {fmt_us(r.redirected_us)} | {fmt_rps(r.rate)} | "
               f"{r.refused:,} | {r.lost:,} | {twice} | {r.unnamed:,} / {misnamed} | {r.bounced:,} | "
               f"{r.switch_ms:.1f} ms | {r.late:,} |")
+
+
+def failover(rows: list, goal_s: float) -> None:
+    names = (("erdtree", "Erdtree, erdtree node + etcd"), ("redis", "Redis, Sentinel"))
+    print("| system | trials | failover median | p90 | min | max | writes/s sent (median) | writes interrupted "
+          "| acked writes lost | LSNs acked twice |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    medians, lost = {}, {}
+    for system, name, mine, values in per_system(rows, names, "failover_us", 9):
+        medians[system], lost[system] = statistics.median(values), sum(r.lost for r in mine)
+        writes = sum(r.writes for r in mine)
+        twice = f"{sum(r.twice for r in mine):,}" if system == "erdtree" else "—"
+        print(f"| {name} | {len(mine)} | {fmt_us(medians[system])} | {fmt_us(nearest_rank(values, 0.9))} | "
+              f"{fmt_us(min(values))} | {fmt_us(max(values))} | {fmt_rps(statistics.median(r.rate for r in mine))} | "
+              f"{sum(r.interrupted for r in mine):,} of {writes:,} | {lost[system]:,} of {writes:,} | {twice} |")
+    if "erdtree" not in medians:
+        return
+    goal = f"Erdtree median ≤ {goal_s:g} s and ≤ Sentinel's, 0 acknowledged writes lost"
+    why = []
+    if medians["erdtree"] > goal_s * 1e6:
+        why.append(f"{fmt_us(medians['erdtree'])} > {goal_s:g} s")
+    if lost["erdtree"]:
+        why.append(f"{lost['erdtree']:,} acknowledged writes lost")
+    line = ""
+    if "redis" in medians:
+        line = f"Erdtree median ÷ Sentinel median: {medians['erdtree'] / medians['redis']:.2f}×. "
+        if medians["erdtree"] > medians["redis"]:
+            why.append(f"{fmt_us(medians['erdtree'])} > Sentinel's {fmt_us(medians['redis'])}")
+        goal += ": **met**" if not why else ": **missed** (" + "; ".join(why) + ")"
+    else:
+        goal += ": not judged without Redis" + (f" (already missed: {'; '.join(why)})" if why else "")
+    print()
+    print(f"{line}Goal: {goal}.")
+    late = sum(r.late for r in rows)
+    if late:
+        print()
+        print(f"{late:,} writes due before a kill were sent more than 10 ms late: the rate was not sustained.")
+
+
+def failover_rounds(rows: list) -> None:
+    print("| trial | system | new master | failover | writes/s sent | interrupted | in flight on the killed master "
+          "| lost | LSNs twice | refusals naming no master | master look-ups | epoch |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in sorted(rows, key=lambda r: (r.round, r.system != "erdtree")):
+        erdtree = r.system == "erdtree"
+        print(f"| {r.round} | {r.system} | {r.new_master} | {fmt_us(r.failover_us)} | {fmt_rps(r.rate)} | "
+              f"{r.interrupted:,} | {r.dropped:,} | {r.lost:,} | {f'{r.twice:,}' if erdtree else '—'} | "
+              f"{r.unnamed:,} | {r.polls:,} | {r.epoch if erdtree else '—'} |")

@@ -25,7 +25,8 @@ from bench.records import Records
 from bench.servers import Instance, Running
 from bench.settings import Settings
 from bench.suites import (
-    INSTANCES, LOADS, ROUND_ORDER, cluster, compacted, durable, evicted, memory, recovery, replication, switchover,
+    INSTANCES, LOADS, ROUND_ORDER, cluster, compacted, durable, evicted, failover, memory, recovery, replication,
+    switchover,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +35,7 @@ PACKAGES = {
     "h2load": "nghttp2-client", "curl": "curl", "nghttpd": "nghttp2-server", "etcd": "etcd-server",
     "redis-server": "redis-server", "redis-cli": "redis-tools", "redis-benchmark": "redis-tools",
     "protoc": "protobuf-compiler", "valgrind": "valgrind", "callgrind_control": "valgrind", "objcopy": "binutils",
-    "gcc": "gcc",
+    "gcc": "gcc", "redis-sentinel": "redis-sentinel",
 }
 
 
@@ -91,16 +92,18 @@ def check_tools(s: Settings) -> None:
     need("curl")
     if s.has("nghttpd"):
         need("nghttpd")
-    if s.has("etcd"):
+    if s.has("etcd") or (failover.selected(s) and s.has("erdtree")):
         need("etcd")
     if s.has("redis"):
         for tool in ("redis-server", "redis-cli", "redis-benchmark"):
             need(tool)
+        if failover.selected(s):
+            need("redis-sentinel")
     if s.has("erdtree"):
         need("protoc")
     # The replication probes are compiled at run time (bench/repl_probe.c) against libnghttp2,
     # which the build dependencies install.
-    if (s.suite("replication") or s.suite("cluster") or switchover.selected(s)) and (
+    if (s.suite("replication") or s.suite("cluster") or switchover.selected(s) or failover.selected(s)) and (
             s.has("erdtree") or s.has("redis")) and not c_compiler():
         need("gcc")
     if s.has("erdtree") and s.profile:
@@ -197,7 +200,8 @@ def recheck(bench: Bench) -> list[str]:
     for name, running in bench.instances.running.items():
         INSTANCES[name].recheck(bench, running)
     return [name for name, running in bench.instances.running.items()
-            if running.wal_dir is not None and name in ("erdtree", "erdtree_always", "erdtree_repl")
+            if running.wal_dir is not None and name in ("erdtree", "erdtree_always", "erdtree_repl",
+                                                                          "erdtree_ha")
             and not (running.wal_dir.is_dir() and any(running.wal_dir.iterdir()))]
 
 
@@ -217,7 +221,7 @@ def versions(bench: Bench, loads: list[Load], data) -> list[str]:
         line = next(l for l in version("etcd", "--version").splitlines() if l.startswith("etcd Version"))
         found.append(f"etcd {line.split()[2]}")
     if {"redis_always", "redis_everysec", "redis_repl"} & set(running) or (data and "redis" in data.systems) or (
-            bench.settings.suite("switchover") and bench.settings.has("redis")):
+            (bench.settings.suite("switchover") or bench.settings.suite("failover")) and bench.settings.has("redis")):
         found.append("redis " + version("redis-server", "--version").split("v=")[1].split()[0])
     if "nghttpd" in running:
         found.append(version("nghttpd", "--version").split()[-1].replace("/", " "))
@@ -230,7 +234,7 @@ def run(settings: Settings) -> None:
     suite_loads, loads = selected_loads(s)
     if not (loads or ((s.suite("recovery") or s.suite("memory")) and (s.has("erdtree") or s.has("redis")))
             or ((s.suite("compacted") or s.suite("cluster")) and s.has("erdtree"))
-            or switchover.selected(s)):
+            or switchover.selected(s) or failover.selected(s)):
         raise Fatal("BENCH_SYSTEMS and BENCH_SUITES select nothing to run")
     bench = Bench(s)
     try:
@@ -238,7 +242,7 @@ def run(settings: Settings) -> None:
             bench.erdtree_bin, bench.erdtree_label = erdtree_binary(s)
         bench.bodies = Bodies(bench.tmp, erdtree=s.has("erdtree"), etcd=s.has("etcd"), evicted=s.suite("evicted"))
         if (s.suite("replication") and any(l.instance in ("erdtree_repl", "redis_repl") for l in loads)) or (
-                s.suite("cluster") and s.has("erdtree")) or switchover.selected(s):
+                s.suite("cluster") and s.has("erdtree")) or switchover.selected(s) or failover.selected(s):
             bench.probe = Probe(bench.processes, bench.tmp)
         start_servers(bench, loads)
         if s.suite("durable"):
@@ -250,7 +254,7 @@ def run(settings: Settings) -> None:
         no_wal = recheck(bench)
 
         data, wal_problem = None, None
-        if any(s.suite(x) for x in ("recovery", "memory", "compacted", "replication", "switchover")):
+        if any(s.suite(x) for x in ("recovery", "memory", "compacted", "replication", "switchover", "failover")):
             # The load servers are done: stop them so the restarts have the machine.
             bench.processes.stop_servers()
             bench.instances.running.clear()
@@ -269,6 +273,8 @@ def run(settings: Settings) -> None:
         hosts = cluster.run(bench) if s.suite("cluster") and s.has("erdtree") else None
         if switchover.selected(s):
             switchover.run(bench)
+        if failover.selected(s):
+            failover.run(bench)
 
         text = io.StringIO()
         with contextlib.redirect_stdout(text):
@@ -314,7 +320,9 @@ def report(bench: Bench, suite_loads: list[Load], loads: list[Load], data, compa
         cluster.report(bench, hosts)
     if r.switchovers:
         switchover.report(bench)
-    if loads or r.recovery or r.memory or r.compacted or r.catchups or r.switchovers:
+    if r.failovers:
+        failover.report(bench)
+    if loads or r.recovery or r.memory or r.compacted or r.catchups or r.switchovers or r.failovers:
         print()
         print("<details><summary>every run</summary>")
         for present, table in ((loads, lambda: tables.rounds_table(r.runs, bench.labels)),
@@ -323,7 +331,8 @@ def report(bench: Bench, suite_loads: list[Load], loads: list[Load], data, compa
                                (r.compacted, lambda: tables.compacted_rounds(r.compacted)),
                                (r.lags or r.catchups, lambda: tables.replication_rounds(r.lags, r.lag_loads,
                                                                                          r.catchups)),
-                               (r.switchovers, lambda: tables.switchover_rounds(r.switchovers))):
+                               (r.switchovers, lambda: tables.switchover_rounds(r.switchovers)),
+                               (r.failovers, lambda: tables.failover_rounds(r.failovers))):
             if present:
                 print()
                 table()

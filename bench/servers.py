@@ -75,12 +75,13 @@ def wait_listening(proc: subprocess.Popen, port: int, what: str, log: Path, time
 
 
 def erdtree_sections(bench: Bench, sync: str, max_entries: int | None = None, file_size: str | None = None,
-                     master: str | None = None, address: str | None = None) -> dict:
+                     master: str | None = None, address: str | None = None, **more: dict) -> dict:
     """An Erdtree config beyond port and WAL directory: server.event_loops, wal.sync_interval,
     and given, storage.max_entries, the master a slave follows, another listen address. With a
     wal.max_file_size (e.g. 64MB), wal.retention gets the same size, the least the server
     accepts: only the newest sealed segments within it are kept as written, everything older
-    may be compacted. Everything else is the server's default."""
+    may be compacted; then any further sections as given (replication, ha). Everything else is
+    the server's default."""
     sections = {"server": {"event_loops": bench.settings.event_loops}, "wal": {"sync_interval": sync}}
     if address:
         sections["server"]["address"] = address
@@ -90,7 +91,7 @@ def erdtree_sections(bench: Bench, sync: str, max_entries: int | None = None, fi
         sections["storage"] = {"max_entries": max_entries}
     if master:
         sections["master"] = {"address": master}
-    return sections
+    return {**sections, **more}
 
 
 def start_erdtree(bench: Bench, workdir: Path, what: str, *, role: str = "master", port: int | None = None,
@@ -183,16 +184,22 @@ def redis_recheck(bench: Bench, running: Running) -> None:
 # --- etcd and nghttpd ---------------------------------------------------------------------
 
 
-def etcd(bench: Bench, name: str) -> Running:
+def launch_etcd(bench: Bench, name: str) -> Running:
+    """A single-member etcd (data in the temp dir's `name`, log `name`.log), once its client
+    port accepts: before it has elected itself, so a first request may still fail."""
     port, peer = harness.free_port(), harness.free_port()
-    log = bench.tmp / "etcd.log"
+    log = bench.tmp / f"{name}.log"
     proc = bench.processes.start_server(
-        ["etcd", "--name", "bench", "--data-dir", str(bench.tmp / "etcd"),
+        ["etcd", "--name", "bench", "--data-dir", str(bench.tmp / name),
          "--listen-client-urls", f"http://127.0.0.1:{port}", "--advertise-client-urls", f"http://127.0.0.1:{port}",
          "--listen-peer-urls", f"http://127.0.0.1:{peer}", "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer}",
          "--initial-cluster", f"bench=http://127.0.0.1:{peer}"], bench.tmp, log)
     wait_listening(proc, port, name, log)
-    running = Running(name, "etcd", proc, port)
+    return Running(name, "etcd", proc, port)
+
+
+def etcd(bench: Bench, name: str) -> Running:
+    running = launch_etcd(bench, name)
     # The client port opens before the single-member cluster has elected itself; a Put
     # before that fails, so retry the preload for a while.
     for _ in range(50):

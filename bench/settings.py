@@ -15,7 +15,7 @@ from bench.console import Fatal
 
 SYSTEMS = ("erdtree", "nghttpd", "etcd", "redis")
 SUITES = ("grpc", "connect", "durable", "recovery", "memory", "evicted", "compacted", "replication", "cluster",
-          "switchover")
+          "switchover", "failover")
 PROFILE_LOADS = ("get", "connect_proto", "connect_json")
 POSITIVE = re.compile(r"[1-9][0-9]*")
 
@@ -32,6 +32,8 @@ class Settings:
     repl_samples: int
     switchovers: int
     switchover_rate: int
+    failovers: int
+    failover_rate: int
     event_loops: int | str  # server.event_loops as written into every Erdtree config
     out: Path | None
     keep: bool
@@ -86,6 +88,7 @@ class Settings:
             rounds=rounds, seconds=seconds, fixed_requests=fixed, systems=systems, suites=suites,
             recovery_records=recovery_records, repl_rate=repl_rate, repl_samples=repl_samples,
             switchovers=positive("BENCH_SWITCHOVERS", "10"), switchover_rate=positive("BENCH_SWITCHOVER_RATE", "10000"),
+            failovers=positive("BENCH_FAILOVERS", "10"), failover_rate=positive("BENCH_FAILOVER_RATE", "10000"),
             event_loops=int(loops) if (loops := get("BENCH_EVENT_LOOPS", "1")).isdigit() else loops,
             out=Path(env["BENCH_OUT"]) if env.get("BENCH_OUT") else None,
             keep=get("BENCH_KEEP", "0") == "1", profile=get("BENCH_PROFILE", "0") == "1",

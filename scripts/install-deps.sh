@@ -6,7 +6,7 @@
 #   scripts/install-deps.sh          build + run deps (libraries, protoc-gen-c)
 #   scripts/install-deps.sh test     also the test tools (etcd for the etcd client's tests)
 #                                    and the Python venv
-#   scripts/install-deps.sh bench    also the benchmark anchors (etcd, nghttpd, redis)
+#   scripts/install-deps.sh bench    also the benchmark anchors (etcd, nghttpd, redis, redis-sentinel)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ mode="${1:-build}"
 
 build_pkgs=(pkg-config libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev)
 test_pkgs=(nghttp2-client curl python3-venv docker-compose iproute2 binutils etcd-server)
-bench_pkgs=(nghttp2-client nghttp2-server etcd-server etcd-client redis-server redis-tools protobuf-compiler valgrind binutils gcc)
+bench_pkgs=(nghttp2-client nghttp2-server etcd-server etcd-client redis-server redis-sentinel redis-tools protobuf-compiler valgrind binutils gcc)
 
 wanted=("${build_pkgs[@]}")
 case "$mode" in

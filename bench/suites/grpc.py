@@ -25,7 +25,9 @@ LOADS = [
          protocol="plain"),
     Load("range", "etcd", "etcd Range serializable (c4 m32)", frozenset({"grpc"}), "/etcdserverpb.KV/Range", "range"),
     Load("put", "etcd", "etcd Put 100 B (c4 m32)", frozenset({"grpc", "durable"}), "/etcdserverpb.KV/Put", "put"),
-    Load("set", "erdtree", "Erdtree Set 100 B, wal 1s (c4 m32)", frozenset({"grpc", "durable"}), SET, "set"),
+    # Also the failover suite's Set with ha off (`erdtree master`), against its set_ha_on.
+    Load("set", "erdtree", "Erdtree Set 100 B, wal 1s (c4 m32)", frozenset({"grpc", "durable", "failover"}), SET,
+         "set"),
     Load("get1", "erdtree", "Erdtree Get (c1 m1)", frozenset({"grpc"}), GET, "get", clients=1, streams=1),
     Load("ngpost1", "nghttpd", "nghttpd POST 100 B (c1 m1)", frozenset({"grpc"}), "/file20", "post", clients=1,
          streams=1, protocol="plain"),

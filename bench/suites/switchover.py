@@ -55,10 +55,29 @@ def port(address: str) -> int:
     return int(address.rsplit(":", 1)[1])
 
 
+def summary_lines(summary: str) -> dict[str, str]:
+    """repl_probe's switchover/failover summary: first word -> the rest of its line."""
+    return {f[0]: f[1] for f in (line.split(" ", 1) for line in summary.splitlines()) if len(f) == 2}
+
+
+def write_log(out: Path) -> list[tuple[int, ...]]:
+    """repl_probe's per-write log: id due sent refused acked first node attempts lsn epoch."""
+    return [tuple(map(int, line.split())) for line in out.read_text().splitlines()]
+
+
+def twice_acked(rows: list[tuple[int, ...]], lsns: collections.Counter) -> int:
+    """Writes whose LSN an earlier acknowledgement of the run already carried (Erdtree)."""
+    twice = 0
+    for r in rows:
+        twice += lsns[r[8]] > 0
+        lsns[r[8]] += 1
+    return twice
+
+
 def analyse(rnd: int, system: str, master: str, target: str, out: Path, summary: str,
             lsns: collections.Counter) -> Switchover:
     """One switchover from repl_probe's per-write log and summary (see repl_probe.c)."""
-    lines = {f[0]: f[1] for f in (line.split(" ", 1) for line in summary.splitlines()) if len(f) == 2}
+    lines = summary_lines(summary)
     sent_us, answered_us, status, answer = lines["switchover"].split(" ", 3)
     writes, _, _, unnamed, backoffs, last = map(int, lines["writes"].split())
     _, lost, wrong = map(int, lines["readback"].split())
@@ -67,17 +86,12 @@ def analyse(rnd: int, system: str, master: str, target: str, out: Path, summary:
     if status != "0" or last != new:
         raise Fatal(f"{system} switchover {rnd} from {master} to {target}: the switchover answered "
                     f"'{answer}' (status {status}) and the writes went to port {last} last")
-    # id due sent refused acked first node attempts lsn epoch
-    rows = [tuple(map(int, line.split())) for line in out.read_text().splitlines()]
+    rows = write_log(out)
     not_old = [r[2] for r in rows if r[5] == old and r[6] != old]
     start = min(not_old, default=0)
     unavailable = min(r[4] for r in rows if r[6] == new) - start if not_old else 0
     redirected = min((r[3] for r in rows if r[3] >= 0), default=start) - start
-    twice = 0
-    if system == "erdtree":
-        for r in rows:
-            twice += lsns[r[8]] > 0
-            lsns[r[8]] += 1
+    twice = twice_acked(rows, lsns) if system == "erdtree" else 0
     return Switchover(rnd, system, unavailable, redirected, round(writes / (max(r[2] for r in rows) / 1e6), 1), writes,
                       sum(r[3] >= 0 for r in rows), lost + wrong, twice, unnamed,
                       sum(int(count) for named_port, count in named if int(named_port) != new), backoffs,
@@ -107,11 +121,11 @@ def redis_settle(bench: Bench, cluster: list[str], old: str, new: str) -> None:
            f"redis: the replicas did not link to the new master {new}")
 
 
-def settle(ready, what: str) -> None:
-    deadline = time.monotonic() + SETTLE_LIMIT_S
+def settle(ready, what: str, limit_s: float = SETTLE_LIMIT_S) -> None:
+    deadline = time.monotonic() + limit_s
     while not ready():
         if time.monotonic() > deadline:
-            raise Fatal(f"{what} within {SETTLE_LIMIT_S} s")
+            raise Fatal(f"{what} within {limit_s:g} s")
         time.sleep(0.05)
 
 
