@@ -112,8 +112,19 @@ final class EtcdCoordinator: Coordinator {
                     }
                 }
                 group.addTask { [self] in
+                    // The member value is rewritten when it changed and at most every ttl/3 —
+                    // often enough that a slave's final LSNs are in etcd before a dead master's
+                    // key can expire (at least ttl - ttl/3 after its last renewal) — and not
+                    // with every decision: each put is a raft write (and an fsync) for etcd.
+                    var published: (value: [UInt8], at: ContinuousClock.Instant)?
                     while true {
-                        try await client.put(memberKey, memberValue(), lease: lease)
+                        let value = memberValue()
+                        if value != published?.value,
+                            published.map({ ContinuousClock.now - $0.at >= ha.leaseTTL / 3 }) ?? true
+                        {
+                            try await client.put(memberKey, value, lease: lease)
+                            published = (value, .now)
+                        }
                         try await decide(client, lease: lease)
                         try await Task.sleep(for: Self.decisionInterval)
                     }
