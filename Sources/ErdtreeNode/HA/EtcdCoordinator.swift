@@ -57,14 +57,17 @@ final class EtcdCoordinator: Coordinator {
         self.task.withLock { $0 = task }
     }
 
+    /// A graceful stop: this node takes no more writes, then gives its lease back, so that a
+    /// master's key goes at once and another member is elected without waiting for the ttl.
     func stop() async {
+        engine.writeGate.close()
+        // Revoked while the session still runs (its client is open); the session then ends.
+        if let (client, lease) = session.withLock({ $0 }) {
+            try? await client.revokeLease(lease)
+        }
         let task = self.task.withLock { $0 }
         task?.cancel()
         await task?.value
-        if let (client, lease) = session.withLock({ $0 }) {
-            try? await client.revokeLease(lease)
-            await client.close()
-        }
     }
 
     private func run() async {
