@@ -68,9 +68,7 @@ extension NodeError: CustomStringConvertible {
         case .switchoverUnderWay(let target):
             "a switchover to \(target) is under way and this node no longer takes writes; "
                 + "send them to the new master at \(target)"
-        case .steppedDown(let epoch, let masterAddress?):
-            "this node stepped down (epoch \(epoch) has a newer master); send writes to the master at \(masterAddress)"
-        case .steppedDown(let epoch, nil):
+        case .steppedDown(let epoch):
             "this node stepped down: it heard of epoch \(epoch), newer than its own, and follows no master yet; "
                 + "find the master with Admin/Status on the other nodes"
         case .staleMaster(let epoch, let slaveEpoch):
@@ -109,7 +107,7 @@ extension NodeError: CustomStringConvertible {
     var masterHint: String? {
         switch self {
         case .notMaster(_, let address), .switchoverUnderWay(let address): address
-        case .steppedDown(_, let address), .slavesManagedOnMaster(_, let address): address
+        case .slavesManagedOnMaster(_, let address): address
         default: nil
         }
     }
@@ -123,9 +121,7 @@ extension NodeError: CustomStringConvertible {
             .roleDecidedByEtcd,
             .noSlaveToPromote, .roleChangeUnderWay:
             .failedPrecondition
-        case .steppedDown(_, let masterAddress):
-            masterAddress == nil ? .unavailable : .failedPrecondition
-        case .writesClosed, .switchoverUnderWay, .switchoverTargetLeft, .leaseLapsed, .noMasterYet:
+        case .writesClosed, .steppedDown, .switchoverUnderWay, .switchoverTargetLeft, .leaseLapsed, .noMasterYet:
             .unavailable
         case .switchoverTimedOut:
             .deadlineExceeded

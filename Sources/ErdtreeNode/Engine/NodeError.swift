@@ -82,9 +82,9 @@ enum NodeError: Error, Equatable {
     case writesClosed
     /// A write reached a master handing its role to `target` (Admin.Failover).
     case switchoverUnderWay(target: String)
-    /// A write reached a master that heard of a newer epoch and stepped down; `masterAddress` is
-    /// the new master once known.
-    case steppedDown(epoch: UInt64, masterAddress: String?)
+    /// A write reached a master that heard of a newer epoch and stepped down, and follows no one
+    /// yet (once it follows the new master, refusals are `notMaster`, naming it).
+    case steppedDown(epoch: UInt64)
     /// A slave of a newer epoch dialled this master: it steps down.
     case staleMaster(epoch: UInt64, slaveEpoch: UInt64)
     /// Admin.Promote on the master.

@@ -12,7 +12,7 @@ extension RoleManager {
             case .master: break
             case .handingOver: throw .roleChangeUnderWay
             case .slave(let master): throw .slavesManagedOnMaster(method: "Failover", masterAddress: master)
-            case .fenced(let epoch): throw .steppedDown(epoch: epoch, masterAddress: nil)
+            case .fenced(let epoch): throw .steppedDown(epoch: epoch)
             case .electing: throw .noMasterYet
             }
             let slaves = hub.slaves

@@ -111,7 +111,7 @@ public final class RoleManager: Sendable {
     /// Why a fenced node takes no writes; empty otherwise.
     var fencedReason: String {
         guard case .fenced(let epoch) = role else { return "" }
-        return NodeError.steppedDown(epoch: epoch, masterAddress: nil).description
+        return NodeError.steppedDown(epoch: epoch).description
     }
 
     /// The link to the master while following one.
@@ -129,7 +129,7 @@ public final class RoleManager: Sendable {
         switch role {
         case .master, .handingOver: engine.writeGate.withinLease ? nil : .leaseLapsed
         case .slave(let master): .notMaster(method: method, masterAddress: master)
-        case .fenced(let epoch): .steppedDown(epoch: epoch, masterAddress: nil)
+        case .fenced(let epoch): .steppedDown(epoch: epoch)
         case .electing: .noMasterYet
         }
     }
@@ -319,11 +319,11 @@ public final class RoleManager: Sendable {
         if let fenced {
             let myEpoch = engine.epoch
             engine.writeGate.close()
-            releaseHeld(refusing: .steppedDown(epoch: fenced, masterAddress: nil))
+            releaseHeld(refusing: .steppedDown(epoch: fenced))
             logger.error(
                 "a slave knows a newer epoch than this master's: stepping down, taking no more writes",
                 metadata: ["epoch": "\(myEpoch)", "newer_epoch": "\(fenced)", "slave": "\(hello.slaveID)"])
-            hub.dropAll(NodeError.steppedDown(epoch: fenced, masterAddress: nil).status)
+            hub.dropAll(NodeError.steppedDown(epoch: fenced).status)
             // An fsync: not on the event loop that read the Hello.
             Task { save(.fenced(epoch: fenced)) }
             return .staleMaster(epoch: myEpoch, slaveEpoch: fenced)
@@ -332,7 +332,7 @@ public final class RoleManager: Sendable {
         case .master: return nil
         case .handingOver(let target): return .switchoverUnderWay(target: target)
         case .slave(let master): return .notMaster(method: "Replicate", masterAddress: master)
-        case .fenced(let epoch): return .steppedDown(epoch: epoch, masterAddress: nil)
+        case .fenced(let epoch): return .steppedDown(epoch: epoch)
         case .electing: return .noMasterYet
         }
     }
