@@ -145,6 +145,12 @@ def test_the_node_configs_parse_for_erdtree_node_and_are_refused_by_erdtree_mast
             assert node.poll() is None, "erdtree node refused the shipped config"
             assert time.monotonic() < deadline, "erdtree node did not listen"
             time.sleep(0.05)
+        # With no etcd to place it, the node takes no write, saying why (grpcurl, a real client).
+        done = run([tool("grpcurl"), "-plaintext", "-import-path", str(ROOT / "api"), "-proto",
+                    "erdtree/v1/kvstore.proto", "-d", '{"key": "k", "value": "dg=="}', f"127.0.0.1:{port}",
+                    "erdtree.v1.KVStore/Set"])
+        out = (done.stdout + done.stderr).decode()
+        assert done.returncode != 0 and "Unavailable" in out and "does not know the master yet" in out, out
     finally:
         node.terminate()
         assert node.wait(timeout=15) == 0

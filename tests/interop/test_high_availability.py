@@ -469,6 +469,8 @@ def test_a_stale_master_steps_down_when_a_slave_of_the_newer_epoch_reaches_it(pb
         back = launch_slave(tmp_path / "n2", slave2.port, master.address)
         nodes.append(back)
         wait_until("the stale master to step down", lambda: status(pb, stale.address).role == pb.kv.ROLE_SLAVE)
+        # The slave was told why its stream was refused (FAILED_PRECONDITION from the stale master).
+        wait_until("the slave to log the refusal", lambda: "has been replaced, so it stepped down" in back.log())
         s = status(pb, stale.address)
         assert "epoch 2" in s.fenced_reason, s
         with pytest.raises(grpc.RpcError) as refused:
