@@ -33,15 +33,20 @@ public final class ServerNode: Sendable {
     /// What recovery found when the engine opened the log.
     public var recovery: WALRecoveryReport { engine.recovery }
     private let server: RPCServer
+    /// The secrets of `auth.tokens`, re-read by `reload()`; nil when auth is off.
+    private let tokens: BearerTokens?
     private let logger: Logger
 
-    /// Opens the engine on `config.wal.directory` (replaying the log), then builds the services.
-    /// - Throws: `WALError` when the log is corrupt (naming file, offset and LSN) or cannot
-    ///   be read or created.
+    /// Reads the token files, opens the engine on `config.wal.directory` (replaying the log),
+    /// then builds the services.
+    /// - Throws: `ConfigError` when a token file cannot be read or holds no usable token;
+    ///   `WALError` when the log is corrupt (naming file, offset and LSN) or cannot be read or
+    ///   created.
     public init(config: NodeConfig, role: Role = .master, group: any EventLoopGroup, logger: Logger) throws {
         self.config = config
         self.role = role
         self.logger = logger
+        tokens = try config.auth.map { BearerTokens(try TokenFiles.load($0, source: Self.configSource)) }
         engine = try KVEngine(storage: config.storage, wal: config.wal, logger: logger)
         let configured: RoleManager.Role =
             switch role {
@@ -64,7 +69,7 @@ public final class ServerNode: Sendable {
         self.health = health
         roles = RoleManager(
             initialRole: saved ?? configured, engine: engine, hub: hub, group: group,
-            syncInterval: (config.master ?? NodeConfig.defaults(for: .slave).master)?.syncInterval ?? .seconds(1),
+            masterLink: config.master ?? NodeConfig.Master(address: "", syncInterval: .milliseconds(100)),
             server: config.server, advertise: config.ha?.advertise, walDirectory: config.wal.directory, logger: logger,
             serving: { [health] serving in health.setStatus(serving ? .serving : .notServing) })
         kv = KVStoreService(
@@ -89,6 +94,9 @@ public final class ServerNode: Sendable {
         // What the proto says of each method: its message types, for Connect's JSON codec, and
         // `idempotency_level = NO_SIDE_EFFECTS`, which Connect serves to GET.
         router.describe(MethodTable.embedded.descriptions)
+        if let tokens {
+            router.authenticate(with: tokens, requirement: AccessPolicy.requirement(for:))
+        }
 
         server = RPCServer(
             router: router,
@@ -108,6 +116,19 @@ public final class ServerNode: Sendable {
         return address
     }
 
+    /// Re-reads what may change under a running node (SIGHUP): the token files. A file that
+    /// fails leaves the previous set in force, and the error (which names files, never secrets)
+    /// is logged.
+    public func reload() {
+        guard let tokens, let auth = config.auth else { return }
+        do {
+            tokens.replace(with: try TokenFiles.load(auth, source: Self.configSource))
+            logger.info("reloaded tokens", metadata: ["tokens": "\(tokens.names.joined(separator: ","))"])
+        } catch {
+            logger.error("kept the previous tokens: \(error)")
+        }
+    }
+
     /// Reports NOT_SERVING, sends GOAWAY on every connection, waits for in-flight calls,
     /// then has the engine write and sync what the WAL still holds.
     public func stop(gracePeriod: Duration = .seconds(10)) async {
@@ -125,6 +146,9 @@ public final class ServerNode: Sendable {
 }
 
 extension ServerNode {
+    /// How errors about files a config names refer to it (the node is not told its path).
+    static let configSource = "config"
+
     /// What Health answers for: every service a node registers, and itself.
     static let servedServices = [
         KVStoreService.serviceName, ReplicationHub.serviceName, "erdtree.v1.Admin", "grpc.health.v1.Health",

@@ -40,6 +40,13 @@ struct ClientOptions: ParsableArguments {
     @Option(name: .long, help: "Give up after this long (e.g. 500ms, 5s).")
     var timeout: String = "10s"
 
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "A file holding the bearer token to send (authorization: Bearer).",
+            discussion: "Without it, the token in the ERDTREE_TOKEN environment variable is sent, if set."))
+    var tokenFile: String?
+
     /// Connects, runs `body`, closes; turns failures into a one-line message and exit 1.
     ///
     /// With `followingMaster`, a refusal that names the master (`erdtree-master`: a write sent to
@@ -72,15 +79,37 @@ struct ClientOptions: ParsableArguments {
         guard let timeout = ConfigUnits.duration(self.timeout) else {
             throw ValidationError("--timeout: '\(self.timeout)' is not a duration (try 500ms, 5s, 1m)")
         }
+        let metadata = try bearerToken().map { [HTTPField("authorization", "Bearer \($0)")] } ?? []
         let rpc: RPCClient
         do {
             rpc = try await RPCClient.connect(
-                host: address.host, port: address.port, group: MultiThreadedEventLoopGroup.singleton)
+                host: address.host, port: address.port, group: MultiThreadedEventLoopGroup.singleton,
+                metadata: metadata)
         } catch {
             throw CLIError("cannot connect to \(server): \(error)")
         }
         defer { Task { await rpc.close() } }
         return try await body(KVClient(rpc: rpc, timeout: timeout))
+    }
+
+    /// `--token-file`'s token, else `ERDTREE_TOKEN`'s; nil when neither is given. Errors name
+    /// the file, never the token.
+    private func bearerToken() throws -> String? {
+        if let tokenFile {
+            do throws(ConfigError) {
+                return String(decoding: try TokenFiles.read(tokenFile, key: "--token-file", source: ""), as: UTF8.self)
+            } catch {
+                guard case .invalidValue(_, _, let reason, _) = error else { throw CLIError("\(error)") }
+                throw CLIError("--token-file \(tokenFile): \(reason)")
+            }
+        }
+        guard let raw = getenv("ERDTREE_TOKEN") else { return nil }
+        let token = String(cString: raw).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty else { return nil }
+        guard token.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw CLIError("ERDTREE_TOKEN must be printable ASCII without spaces")
+        }
+        return token
     }
 
     /// `--timeout` as a duration (validated by `withClient`).
@@ -165,6 +194,7 @@ struct NodeOptions: ParsableArguments {
         // Caught from here on: a SIGTERM while the log is replayed or the port is bound stops the
         // node gracefully once it has started, instead of killing it (the signal's default action).
         let termination = TerminationSignal()
+        let hangup = HangupSignal()
         Self.raiseOpenFileLimit(logger: logger)
         let nodeConfig: NodeConfig
         do {
@@ -178,6 +208,8 @@ struct NodeOptions: ParsableArguments {
         let node: ServerNode
         do {
             node = try ServerNode(config: nodeConfig, role: role, group: group, logger: logger)
+        } catch let error as ConfigError {
+            throw CLIError("\(error)")
         } catch {
             throw CLIError("cannot recover the write-ahead log in \(nodeConfig.wal.directory): \(error)")
         }
@@ -187,9 +219,34 @@ struct NodeOptions: ParsableArguments {
             throw CLIError(
                 "cannot listen on \(nodeConfig.server.address):\(nodeConfig.server.port): \(error)")
         }
+        hangup.onEach {
+            logger.info("received SIGHUP; reloading")
+            node.reload()
+        }
         let signal = await termination.wait()
         logger.info("received \(signal); draining")
         await node.stop()
+    }
+}
+
+/// SIGHUP, which asks a running node to re-read its token files: ignored from the moment this
+/// is made (its default action would kill the node), handled once `onEach` says how.
+/// `setEventHandler` is thread-safe, and the source is not otherwise touched after `init`.
+final class HangupSignal: @unchecked Sendable {
+    private let queue = DispatchQueue(label: "erdtree.sighup")
+    private let source: any DispatchSourceSignal
+
+    init() {
+        signal(SIGHUP, SIG_IGN)
+        source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: queue)
+        // Resumed at once: libdispatch traps when a suspended source is released (a node that
+        // fails to start drops this before `onEach`); until then a SIGHUP does nothing.
+        source.resume()
+    }
+
+    /// Runs `action` on every SIGHUP from now on, one at a time.
+    func onEach(_ action: @escaping @Sendable () -> Void) {
+        source.setEventHandler(handler: action)
     }
 }
 

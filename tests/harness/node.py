@@ -115,8 +115,9 @@ class Node:
 
 
 def render_config(config: dict) -> str:
-    """YAML for a config of sections holding scalars, lists of scalars and nested sections (the
-    shapes erdtree's config has: `ha.etcd.endpoints` is a list in a section in a section)."""
+    """YAML for a config of sections holding scalars, lists of scalars or of mappings, and nested
+    sections (the shapes erdtree's config has: `ha.etcd.endpoints` is a list in a section in a
+    section, `auth.tokens` a list of mappings)."""
 
     def scalar(value) -> str:
         if isinstance(value, bool):
@@ -129,6 +130,13 @@ def render_config(config: dict) -> str:
             if isinstance(value, dict):
                 lines.append(f"{indent}{key}:")
                 lines.extend(render(value, indent + "  "))
+            elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                # A list of mappings (`auth.tokens`), as a block sequence.
+                lines.append(f"{indent}{key}:")
+                for item in value:
+                    item_lines = render(item, indent + "    ")
+                    item_lines[0] = f"{indent}  - " + item_lines[0].lstrip()
+                    lines.extend(item_lines)
             elif isinstance(value, list):
                 lines.append(f"{indent}{key}: [{', '.join(scalar(v) for v in value)}]")
             else:

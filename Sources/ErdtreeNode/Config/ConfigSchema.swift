@@ -6,17 +6,21 @@ enum ConfigSchema {
         ("server", ["address", "port", "event_loops", "idle_timeout"]),
         ("wal", ["directory", "sync_interval", "max_file_size", "retention"]),
         ("storage", ["max_entries", "eviction_policy"]),
-        ("master", ["address", "sync_interval"]),
+        ("master", ["address", "sync_interval", "token_file"]),
         ("replication", ["min_acks", "ack_timeout"]),
         ("limits", ["max_key_bytes", "max_value_bytes", "max_message_bytes"]),
         ("ha", ["etcd", "cluster", "name", "advertise", "lease_ttl"]),
         ("ha.etcd", ["endpoints"]),
+        ("auth", ["tokens"]),
+        // One item of a list of mappings; `keys(in:)` reads `auth.tokens[2]` as this.
+        ("auth.tokens[]", ["name", "role", "token_file"]),
     ]
 
     /// The keys allowed directly under `sectionPath` ("" is the document: the section names).
     static func keys(in sectionPath: String) -> [String] {
         if sectionPath.isEmpty { return sections.map(\.name).filter { !$0.contains(".") } }
-        return sections.first { $0.name == sectionPath }?.keys ?? []
+        let schemaPath = sectionPath.replacing(/\[[0-9]+\]/, with: "[]")
+        return sections.first { $0.name == schemaPath }?.keys ?? []
     }
 
     /// A parenthesised hint to append to "unknown key 'path'": the likely intended key if one is

@@ -89,6 +89,22 @@ struct ConfigSection {
         return items
     }
 
+    /// A list of mappings (`auth.tokens`), each with its own keys checked and its errors naming
+    /// it by index (`auth.tokens[1].role`).
+    func sectionList(_ key: String) throws(ConfigError) -> [ConfigSection]? {
+        guard let node = value(key) else { return nil }
+        guard case .sequence(let sequence) = node else {
+            throw .wrongType(key: dotted(key), expected: "a list", found: Self.describe(node), file: file)
+        }
+        var sections: [ConfigSection] = []
+        for (index, item) in sequence.enumerated() {
+            let section = try ConfigSection(node: item, path: "\(dotted(key))[\(index)]", file: file)
+            try section.rejectUnknownKeys()
+            sections.append(section)
+        }
+        return sections
+    }
+
     /// A non-empty string without surrounding whitespace.
     func nonEmptyString(_ key: String) throws(ConfigError) -> String? {
         guard let raw = try text(key) else { return nil }

@@ -75,10 +75,12 @@ extension NodeConfig {
         }
 
         switch role {
-        case .master, .node:
+        case .master:
             if document.contains("master") {
                 throw .keyNotAllowed(key: "master", role: role, file: source)
             }
+        case .node:
+            config.master = try nodeMaster(document)
         case .slave:
             config.master = try slaveMaster(document, source: source)
         }
@@ -98,7 +100,54 @@ extension NodeConfig {
         if let limits = try document.section("limits") {
             config.limits = try parseLimits(limits, defaults: config.limits)
         }
+        if let auth = try document.section("auth") {
+            config.auth = try parseAuth(auth, source: source)
+        }
         return config
+    }
+
+    /// `auth:` turns authentication on, so it must say who may do what: an empty token list
+    /// would lock everyone out, and is refused rather than guessed at.
+    private static func parseAuth(_ auth: ConfigSection, source: String) throws(ConfigError) -> Auth {
+        guard let items = try auth.sectionList("tokens") else {
+            throw .missingKey(
+                key: "auth.tokens", reason: "auth needs at least one token (name, role, token_file)", file: source)
+        }
+        guard !items.isEmpty else { throw auth.invalid("tokens", "[]", "must list at least one token") }
+        var tokens: [Auth.Token] = []
+        for item in items {
+            func required(_ key: String) throws(ConfigError) -> String {
+                guard let value = try item.nonEmptyString(key) else {
+                    throw .missingKey(
+                        key: item.dotted(key), reason: "every token needs name, role and token_file", file: source)
+                }
+                return value
+            }
+            let name = try required("name")
+            if tokens.contains(where: { $0.name == name }) {
+                throw item.invalid("name", name, "another token already has this name")
+            }
+            let roleText = try required("role")
+            guard let role = AccessRole(rawValue: roleText.lowercased()) else {
+                let roles = AccessRole.allCases.map(\.rawValue).joined(separator: ", ")
+                throw item.invalid("role", roleText, "must be one of \(roles)")
+            }
+            tokens.append(Auth.Token(name: name, role: role, tokenFile: try required("token_file")))
+        }
+        return Auth(tokens: tokens)
+    }
+
+    /// `master:` of `erdtree node`: how to dial whichever node etcd makes the master (its token),
+    /// never an address, which is etcd's to give.
+    private static func nodeMaster(_ document: ConfigSection) throws(ConfigError) -> Master? {
+        guard let section = try document.section("master") else { return nil }
+        if section.contains("address") {
+            throw .keyNotAllowed(key: "master.address", role: .node, file: section.file)
+        }
+        let fallback = defaults(for: .slave).master?.syncInterval ?? .milliseconds(100)
+        return Master(
+            address: "", syncInterval: try section.positiveDuration("sync_interval") ?? fallback,
+            tokenFile: try section.nonEmptyString("token_file"))
     }
 
     /// The `master:` section of a slave: required, and so is its address, because defaulting to
@@ -117,7 +166,9 @@ extension NodeConfig {
             throw section.invalid("address", address, addressReason(error))
         }
         let fallback = defaults(for: .slave).master?.syncInterval ?? .milliseconds(100)
-        return Master(address: address, syncInterval: try section.positiveDuration("sync_interval") ?? fallback)
+        return Master(
+            address: address, syncInterval: try section.positiveDuration("sync_interval") ?? fallback,
+            tokenFile: try section.nonEmptyString("token_file"))
     }
 
     /// The `ha:` section of `erdtree node`. Every key has a default except where the default

@@ -14,6 +14,8 @@ public struct NodeConfig: Sendable, Equatable {
     public var limits: Limits
     /// Automatic failover through etcd: present for `erdtree node`, `nil` for a static role.
     public var ha: HA?
+    /// Bearer tokens callers must present; `nil` leaves every method open (the default).
+    public var auth: Auth?
 
     public init(
         server: Server,
@@ -22,7 +24,8 @@ public struct NodeConfig: Sendable, Equatable {
         master: Master? = nil,
         replication: Replication = Replication(),
         limits: Limits = Limits(),
-        ha: HA? = nil
+        ha: HA? = nil,
+        auth: Auth? = nil
     ) {
         self.server = server
         self.wal = wal
@@ -31,6 +34,7 @@ public struct NodeConfig: Sendable, Equatable {
         self.replication = replication
         self.limits = limits
         self.ha = ha
+        self.auth = auth
     }
 
     /// Where the node listens for clients (and, on a master, for slaves).
@@ -109,10 +113,44 @@ public struct NodeConfig: Sendable, Equatable {
         public var address: String
         /// The heartbeat period of the replication stream when no writes flow.
         public var syncInterval: Duration
+        /// The file holding the token sent to the master (`authorization: Bearer`), read anew at
+        /// each connection so a rotated secret is picked up; nil sends none.
+        public var tokenFile: String?
 
-        public init(address: String, syncInterval: Duration) {
+        public init(address: String, syncInterval: Duration, tokenFile: String? = nil) {
             self.address = address
             self.syncInterval = syncInterval
+            self.tokenFile = tokenFile
+        }
+
+        /// The same link settings, to the master at `address`.
+        func at(_ address: String) -> Master {
+            var master = self
+            master.address = address
+            return master
+        }
+    }
+
+    /// Who may call what (docs/security.md): each token file holds one secret, and its role
+    /// decides the methods it opens.
+    public struct Auth: Sendable, Equatable {
+        public var tokens: [Token]
+
+        public init(tokens: [Token]) {
+            self.tokens = tokens
+        }
+
+        public struct Token: Sendable, Equatable {
+            /// Names the token in errors and logs, which never show the secret.
+            public var name: String
+            public var role: AccessRole
+            public var tokenFile: String
+
+            public init(name: String, role: AccessRole, tokenFile: String) {
+                self.name = name
+                self.role = role
+                self.tokenFile = tokenFile
+            }
         }
     }
 

@@ -54,6 +54,8 @@ extension NodeError: CustomStringConvertible {
             "the master cannot read its log: \(error)"
         case .badMasterAddress(let error):
             "master.address: \(error)"
+        case .badMasterToken(let error):
+            "\(error)"
         case .masterUnreachable(let address, let reason):
             "cannot connect to the master at \(address): \(reason)"
         case .unknownReplicateResponse(let kind):
@@ -140,7 +142,7 @@ extension NodeError: CustomStringConvertible {
             if case .corruptRecord = error { .internal } else { .unavailable }
         case .evictedRecordMismatch:
             .internal
-        case .helloRepeated, .helloMissing, .badMasterAddress:
+        case .helloRepeated, .helloMissing, .badMasterAddress, .badMasterToken:
             .invalidArgument
         case .slaveRemoved, .slaveLeftDuringSnapshot:
             .cancelled

@@ -62,6 +62,8 @@ enum NodeError: Error, Equatable {
 
     /// `master.address` does not parse as `host:port`.
     case badMasterAddress(ConfigError)
+    /// `master.token_file` cannot be read, or holds no usable token (it is read at each dial).
+    case badMasterToken(ConfigError)
     /// The slave could not connect to its master; `reason` is the connection's error.
     case masterUnreachable(address: String, reason: String)
     /// The master sent a `ReplicateResponse` of a kind this slave's proto does not have (a newer

@@ -31,8 +31,9 @@ public final class RoleManager: Sendable {
     let engine: KVEngine
     let hub: ReplicationHub
     private let group: any EventLoopGroup
-    /// The slave settings a `Replicator` dials with (heartbeats), whatever the master.
-    private let syncInterval: Duration
+    /// How a `Replicator` dials whatever master this node follows (heartbeats, token): the
+    /// config's `master:` with the address left to be filled in.
+    private let masterLink: NodeConfig.Master
     /// How this node names itself (its slave id, the address a master reports for itself) once
     /// it knows the port it serves on.
     private let server: NodeConfig.Server
@@ -66,7 +67,7 @@ public final class RoleManager: Sendable {
 
     init(
         initialRole: Role, engine: KVEngine, hub: ReplicationHub, group: any EventLoopGroup,
-        syncInterval: Duration, server: NodeConfig.Server, advertise: String? = nil, walDirectory: String,
+        masterLink: NodeConfig.Master, server: NodeConfig.Server, advertise: String? = nil, walDirectory: String,
         logger: Logger,
         serving: @escaping @Sendable (Bool) -> Void
     ) {
@@ -75,7 +76,7 @@ public final class RoleManager: Sendable {
         self.engine = engine
         self.hub = hub
         self.group = group
-        self.syncInterval = syncInterval
+        self.masterLink = masterLink
         self.server = server
         self.advertise = advertise
         ownAddressValue = Mutex(advertise ?? ServerNode.slaveID(server))
@@ -193,7 +194,7 @@ public final class RoleManager: Sendable {
 
     func startFollowing(_ master: String, firstSync: Bool) {
         let replicator = Replicator(
-            master: NodeConfig.Master(address: master, syncInterval: syncInterval), engine: engine, group: group,
+            master: masterLink.at(master), engine: engine, group: group,
             slaveID: ownAddress, logger: logger)
         replicator.onRedirect { [weak self] address in
             // Not awaited here: following stops this replicator, whose loop is the caller.

@@ -131,9 +131,19 @@ public final class Replicator: Sendable {
         } catch {
             return NodeError.badMasterAddress(error).status
         }
+        var metadata: [HTTPField] = []
+        if let path = master.tokenFile {
+            do throws(ConfigError) {
+                let token = try TokenFiles.read(path, key: "master.token_file", source: ServerNode.configSource)
+                metadata.append(HTTPField("authorization", "Bearer " + String(decoding: token, as: UTF8.self)))
+            } catch {
+                return NodeError.badMasterToken(error).status
+            }
+        }
         let client: RPCClient
         do {
-            client = try await RPCClient.connect(host: address.host, port: address.port, group: group)
+            client = try await RPCClient.connect(
+                host: address.host, port: address.port, group: group, metadata: metadata)
         } catch {
             return NodeError.masterUnreachable(address: master.address, reason: "\(error)").status
         }

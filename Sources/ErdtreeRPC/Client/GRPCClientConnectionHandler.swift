@@ -7,11 +7,14 @@ import NIOCore
 final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler {
 
     private let authority: String
+    /// Sent with every call after the protocol's own fields.
+    private let metadata: [HTTPField]
     private var streams: [Int32: ClientCall] = [:]
     private var closedStatus: RPCStatus?
 
-    init(authority: String) throws {
+    init(authority: String, metadata: [HTTPField] = []) throws {
         self.authority = authority
+        self.metadata = metadata
         try super.init(role: .client)
     }
 
@@ -37,6 +40,7 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler {
             HTTPField(":path", call.path), HTTPField(":authority", authority),
             HTTPField("content-type", "application/grpc"), HTTPField("te", "trailers"),
         ]
+        headers += metadata
         if let timeoutNanos {
             headers.append(HTTPField("grpc-timeout", GRPCTimeout.format(nanoseconds: timeoutNanos)))
             // The task runs on this handler's event loop, which is what the loop-bound box checks.

@@ -18,10 +18,11 @@ public final class RPCClient: Sendable {
     }
 
     /// Connects to `host:port` over cleartext HTTP/2 (prior knowledge).
+    /// - Parameter metadata: sent with every call (e.g. `authorization: Bearer …`).
     /// - Throws: the connect error (refused, unreachable, timed out).
     public static func connect(
         host: String, port: Int, group: any EventLoopGroup,
-        connectTimeout: Duration = .seconds(5), maxMessageBytes: Int = 4 << 20
+        connectTimeout: Duration = .seconds(5), maxMessageBytes: Int = 4 << 20, metadata: [HTTPField] = []
     ) async throws -> RPCClient {
         let authority = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
         let bootstrap = ClientBootstrap(group: group)
@@ -29,7 +30,7 @@ public final class RPCClient: Sendable {
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)  // not .socketOption: see RPCServer
         let (channel, handler) = try await bootstrap.connect(host: host, port: port) { channel in
             channel.eventLoop.makeCompletedFuture {
-                let handler = try GRPCClientConnectionHandler(authority: authority)
+                let handler = try GRPCClientConnectionHandler(authority: authority, metadata: metadata)
                 try channel.pipeline.syncOperations.addHandler(handler)
                 return (channel, NIOLoopBound(handler, eventLoop: channel.eventLoop))
             }

@@ -45,6 +45,22 @@ enum CallPlan {
     case refuse(Refusal, early: Bool)
 
     static func plan(_ head: RequestHead, transport: ServerTransport) -> CallPlan {
+        let plan = protocolPlan(head, transport: transport)
+        guard let requirement = head.route?.requirement,
+            let status = head.credential.refusal(of: requirement, path: head.path)
+        else { return plan }
+        // Refused in the protocol the request speaks, once it is known to speak one: a request
+        // that is neither is refused for that first, which tells its sender nothing more.
+        switch plan {
+        case .grpc: return .refuse(.grpc(status), early: true)
+        case .connectUnary: return .refuse(.connect(status), early: false)
+        case .connectGet: return .refuse(.connect(status), early: true)
+        case .connectStream(let options, _): return .refuse(.connectStream(status, options), early: true)
+        case .refuse: return plan
+        }
+    }
+
+    private static func protocolPlan(_ head: RequestHead, transport: ServerTransport) -> CallPlan {
         // HTTP/1.1 carries only Connect, whose unknown procedures are 404 whatever the method.
         if transport == .http1, head.route == nil { return unknownMethod(head, transport, early: false) }
         if head.method == .get, let route = head.route, route.noSideEffects, !head.contentType.isGRPC {

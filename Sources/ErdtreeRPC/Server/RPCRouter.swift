@@ -27,32 +27,56 @@ public struct RPCRouter: Sendable {
         let transcoder: (any MessageTranscoder)?
         /// Marked `idempotency_level = NO_SIDE_EFFECTS`: Connect clients may call it with GET.
         let noSideEffects: Bool
+        /// What a caller must hold, when the server checks tokens; nil: open to anyone.
+        let requirement: AccessRequirement?
 
-        init(path: String, handler: RPCHandler, description: RPCMethodDescription?) {
+        init(
+            path: String, handler: RPCHandler, description: RPCMethodDescription?, requirement: AccessRequirement?
+        ) {
             self.path = path
             self.pathBytes = Array(path.utf8)
             self.handler = handler
             self.transcoder = description?.transcoder
             self.noSideEffects = description?.noSideEffects ?? false
+            self.requirement = requirement
+        }
+
+        func with(description: RPCMethodDescription?, requirement: AccessRequirement?) -> Route {
+            Route(path: path, handler: handler, description: description, requirement: requirement)
         }
     }
 
     private(set) var routes: [Route] = []
     private var descriptions: [String: RPCMethodDescription] = [:]
+    /// The tokens callers must present; nil: no authentication (nothing is read or checked).
+    private(set) var tokens: BearerTokens?
+    private var requirements: (@Sendable (String) -> AccessRequirement?)?
 
     public init() {}
 
     /// Registers `handler` for `path`; a later registration of the same path replaces it.
     public mutating func register(_ path: String, _ handler: RPCHandler) {
         routes.removeAll { $0.path == path }
-        routes.append(Route(path: path, handler: handler, description: descriptions[path]))
+        routes.append(
+            Route(path: path, handler: handler, description: descriptions[path], requirement: requirements?(path)))
     }
 
     /// Learns what the schema says of `methods` (routes registered before or after): their
     /// JSON transcoders and which Connect may serve to GET.
     public mutating func describe(_ methods: [RPCMethodDescription]) {
         for method in methods { descriptions[method.path] = method }
-        routes = routes.map { Route(path: $0.path, handler: $0.handler, description: descriptions[$0.path]) }
+        routes = routes.map { $0.with(description: descriptions[$0.path], requirement: $0.requirement) }
+    }
+
+    /// Has every call present one of `tokens` (`authorization: Bearer <token>`) whose grants
+    /// cover what `requirement` says of its method (routes registered before or after); a
+    /// method it returns nil for stays open to anyone.
+    public mutating func authenticate(
+        with tokens: BearerTokens, requirement: @escaping @Sendable (String) -> AccessRequirement?
+    ) {
+        self.tokens = tokens
+        requirements = requirement
+        routes = routes.map { $0.with(description: descriptions[$0.path], requirement: requirement($0.path)) }
     }
 
     /// Fully qualified service names (`package.Service`) that have at least one route.

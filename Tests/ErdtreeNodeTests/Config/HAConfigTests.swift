@@ -44,11 +44,19 @@ import Testing
         #expect(error?.description.contains("run `erdtree node` for a role etcd decides") == true)
     }
 
-    @Test func aNodeRefusesAMasterSection() {
+    @Test func aNodeRefusesAMasterAddress() {
         let error = #expect(throws: ConfigError.self) {
             try NodeConfig.parse(yaml: "master: {address: \"m:1\"}", role: .node, source: "n.yaml")
         }
-        #expect(error == .keyNotAllowed(key: "master", role: .node, file: "n.yaml"))
+        #expect(error == .keyNotAllowed(key: "master.address", role: .node, file: "n.yaml"))
+        #expect(error?.description.contains("whose master etcd decides") == true)
+    }
+
+    /// How a node dials whichever master etcd names: its token, its heartbeat.
+    @Test func aNodeTakesHowToDialItsMaster() throws {
+        let yaml = "master: {token_file: /run/secrets/repl, sync_interval: 250ms}"
+        let config = try NodeConfig.parse(yaml: yaml, role: .node, source: "n.yaml")
+        #expect(config.master == .init(address: "", syncInterval: .milliseconds(250), tokenFile: "/run/secrets/repl"))
     }
 
     @Test(arguments: [
