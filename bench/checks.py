@@ -17,12 +17,13 @@ from bench.bodies import KEY, NGHTTPD_FILE, VALUE, Body
 from bench.console import Fatal
 
 
-def grpc_call(address: str, path: str, body: Body, what: str, expect: str = "") -> bytes:
-    """One unary call through grpcio with the body's message; it must answer status 0 and,
-    given `expect`, a message holding those bytes."""
+def grpc_call(address: str, path: str, body: Body, what: str, expect: str = "", token: str = "") -> bytes:
+    """One unary call through grpcio with the body's message (and `token` as a bearer token);
+    it must answer status 0 and, given `expect`, a message holding those bytes."""
+    metadata = [("authorization", f"Bearer {token}")] if token else []
     with grpc.insecure_channel(address) as channel:
         try:
-            answer = channel.unary_unary(path)(body.message, timeout=10)
+            answer = channel.unary_unary(path)(body.message, metadata=metadata, timeout=10)
         except grpc.RpcError as error:
             raise Fatal(f"{what}: {address}{path} answered {error.code().name} ({error.details()}), want OK") from None
     if expect and expect.encode() not in answer:

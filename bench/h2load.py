@@ -8,15 +8,22 @@ which the checks (bench.checks) sample another way.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.console import Fatal, show
 from bench.report import nearest_rank
 
+# The auth instance's tokens, one per role it is configured with; a fresh secret each run.
+BENCH_TOKENS = {role: secrets.token_hex(24) for role in ("read", "write")}
+
 # The protocol column of a load: the headers h2load sends.
 HEADERS = {
     "grpc": ["-H", "content-type: application/grpc", "-H", "te: trailers"],
+    # gRPC with the read token the auth instance accepts (bench.servers.erdtree_auth).
+    "grpc-read-token": ["-H", "content-type: application/grpc", "-H", "te: trailers",
+                        "-H", f"authorization: Bearer {BENCH_TOKENS['read']}"],
     "proto": ["-H", "content-type: application/proto"],
     "json": ["-H", "content-type: application/json"],
     "json-h1": ["--h1", "-H", "content-type: application/json"],

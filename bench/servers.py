@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from bench import checks, redis_tools
+from bench.h2load import BENCH_TOKENS
 from bench.bodies import VALUE
 from bench.console import Fatal, show_file
 from harness import node as harness
@@ -115,16 +116,16 @@ def launch_erdtree(bench: Bench, workdir: Path, port: int, role: str, **config) 
     return node
 
 
-def erdtree_preload(bench: Bench, address: str, what: str) -> None:
+def erdtree_preload(bench: Bench, address: str, what: str, token: str = "") -> None:
     """Writes the key the Get loads read (and the write key), then reads it back."""
     b = bench.bodies
-    checks.grpc_call(address, "/erdtree.v1.KVStore/Set", b.preload_set, f"{what} Set")
-    checks.grpc_call(address, "/erdtree.v1.KVStore/Set", b.set, f"{what} Set")
-    erdtree_read(bench, address, what)
+    checks.grpc_call(address, "/erdtree.v1.KVStore/Set", b.preload_set, f"{what} Set", token=token)
+    checks.grpc_call(address, "/erdtree.v1.KVStore/Set", b.set, f"{what} Set", token=token)
+    erdtree_read(bench, address, what, token)
 
 
-def erdtree_read(bench: Bench, address: str, what: str) -> None:
-    checks.grpc_call(address, "/erdtree.v1.KVStore/Get", bench.bodies.get, f"{what} Get", VALUE)
+def erdtree_read(bench: Bench, address: str, what: str, token: str = "") -> None:
+    checks.grpc_call(address, "/erdtree.v1.KVStore/Get", bench.bodies.get, f"{what} Get", VALUE, token=token)
 
 
 def erdtree(sync: str):
@@ -136,6 +137,24 @@ def erdtree(sync: str):
         return Running(name, "erdtree", node.proc, node.port, wal_dir=node.workdir / "wal")
 
     return start
+
+
+def erdtree_auth(bench: Bench, name: str) -> Running:
+    """The main Erdtree's config plus auth.tokens: the write token preloads, and the Get load
+    sends the read token, looked up among both on every call as a client's would be."""
+    workdir = bench.tmp / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    tokens = []
+    for role, token in BENCH_TOKENS.items():
+        (workdir / f"{role}.token").write_text(token + "\n")
+        tokens.append({"name": f"bench-{role}", "role": role, "token_file": str(workdir / f"{role}.token")})
+    node = start_erdtree(bench, workdir, name, sync="1s", timeout=LISTEN_TIMEOUT_S, auth={"tokens": tokens})
+    erdtree_preload(bench, node.address, f"{name} (auth.tokens)", BENCH_TOKENS["write"])
+    return Running(name, "erdtree", node.proc, node.port, wal_dir=node.workdir / "wal")
+
+
+def erdtree_auth_recheck(bench: Bench, running: Running) -> None:
+    erdtree_read(bench, running.address, running.name, BENCH_TOKENS["read"])
 
 
 def erdtree_recheck(bench: Bench, running: Running) -> None:

@@ -14,6 +14,8 @@ INSTANCES = [
     Instance("erdtree", "erdtree", servers.erdtree("1s"), servers.erdtree_recheck),
     Instance("nghttpd", "nghttpd", servers.nghttpd, servers.nghttpd_recheck),
     Instance("etcd", "etcd", servers.etcd, servers.etcd_recheck),
+    # The main Erdtree's config with auth.tokens: the same Get, sending a read token.
+    Instance("erdtree_auth", "erdtree", servers.erdtree_auth, servers.erdtree_auth_recheck),
 ]
 
 GET = "/erdtree.v1.KVStore/Get"
@@ -28,6 +30,8 @@ LOADS = [
     # Also the failover suite's Set with ha off (`erdtree master`), against its set_ha_on.
     Load("set", "erdtree", "Erdtree Set 100 B, wal 1s (c4 m32)", frozenset({"grpc", "durable", "failover"}), SET,
          "set"),
+    Load("get_auth", "erdtree_auth", "Erdtree Get, read token (c4 m32)", frozenset({"grpc"}), GET, "get",
+         protocol="grpc-read-token"),
     Load("get1", "erdtree", "Erdtree Get (c1 m1)", frozenset({"grpc"}), GET, "get", clients=1, streams=1),
     Load("ngpost1", "nghttpd", "nghttpd POST 100 B (c1 m1)", frozenset({"grpc"}), "/file20", "post", clients=1,
          streams=1, protocol="plain"),
