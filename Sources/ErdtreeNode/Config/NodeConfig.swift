@@ -55,8 +55,8 @@ public struct NodeConfig: Sendable, Equatable {
         public var maxBufferedBytesPerConnection = 32 << 20
         /// The same, over all connections together.
         public var maxBufferedBytes = 256 << 20
-        /// How soon after connecting a client must finish the HTTP/2 preface and SETTINGS
-        /// exchange (or show its first HTTP/1.1 request).
+        /// How soon after connecting a client must have sent its whole HTTP/2 preface and
+        /// SETTINGS (or the first bytes of an HTTP/1.1 request).
         public var handshakeTimeout: Duration = .seconds(10)
 
         public init(address: String, port: Int, eventLoops: Int = 0, idleTimeout: Duration = .seconds(30)) {

@@ -16,7 +16,7 @@ import NIOHTTP1
 /// refill only as request bytes reach handlers (or are dropped), so what a connection makes
 /// us hold is bounded by its windows and by the buffered-bytes caps, past which the stream
 /// that went over is refused RESOURCE_EXHAUSTED; a header list over the advertised size, a
-/// run of empty DATA frames, or a handshake not finished by `RPCServer.HandshakeDeadline`
+/// run of empty DATA frames, or a preface and SETTINGS not in by `RPCServer.HandshakeDeadline`
 /// end the connection with GOAWAY, as do nghttp2's own flood and rapid-reset limits, and
 /// each such connection is counted once in `RPCServer.Statistics`.
 final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTransport {
@@ -31,18 +31,26 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
     private var draining = false
     /// Request bytes held by this connection's calls, not yet given back to its window.
     private var bufferedRequestBytes = 0
+    /// What this connection has added to the server-wide total: `bufferedRequestBytes` rounded
+    /// down to `reportingGranularity`, so calls with smaller messages (nearly all) never touch
+    /// the atomic shared by every event loop.
+    private var reportedRequestBytes = 0
     /// Bytes of the header block being received (RFC 9113 §6.5.2: names, values, 32 each).
     /// Header blocks never interleave, so one counter serves every stream.
     private var headerListBytes = 0
     private var emptyDataFrames = 0
+    /// The handshake `RPCServer.HandshakeDeadline` waits for: the client's preface and its
+    /// SETTINGS. Not our SETTINGS' ACK: a client that sends but never reads holds no more than
+    /// its flow-control windows let us queue, and a stalled slave is dropped by replication's
+    /// own send-buffer check, which must see it first.
     private var peerSettingsReceived = false
-    private var ourSettingsAcknowledged = false
     private var countedAsAbuse = false
     private var loggedMemoryRefusal = false
 
     /// Empty DATA frames without END_STREAM a connection may send in its life. No client
     /// needs them; nghttp2 1.52 does not count them itself.
     static let maxEmptyDataFrames = 1000
+    static let reportingGranularity = 64 << 10
 
     init(router: RPCRouter, limits: RPCServer.Limits, statistics: RPCServer.Statistics, logger: Logger) throws {
         self.router = router
@@ -72,9 +80,10 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
     override func channelInactive(context: ChannelHandlerContext) {
         for call in streams.removeAll() { call.close() }
         lastCall = nil
-        if bufferedRequestBytes != 0 {
-            _ = statistics.addBuffered(-bufferedRequestBytes)
-            bufferedRequestBytes = 0
+        bufferedRequestBytes = 0
+        if reportedRequestBytes != 0 {
+            _ = statistics.addBuffered(-reportedRequestBytes)
+            reportedRequestBytes = 0
         }
         super.channelInactive(context: context)
     }
@@ -85,11 +94,8 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
             session.submitGoAway()
             flush()
         } else if event is RPCServer.HandshakeDeadline {
-            guard !(peerSettingsReceived && ourSettingsAcknowledged) else { return }
-            closeForAbuse(
-                .settingsTimeout,
-                peerSettingsReceived
-                    ? "it did not acknowledge our SETTINGS in time" : "it did not send its SETTINGS in time")
+            guard !peerSettingsReceived else { return }
+            closeForAbuse(.settingsTimeout, "it did not finish its preface and SETTINGS in time")
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -202,7 +208,7 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
     }
 
     override func sessionSettings(ack: Bool) {
-        if ack { ourSettingsAcknowledged = true } else { peerSettingsReceived = true }
+        if !ack { peerSettingsReceived = true }
     }
 
     // MARK: Buffered request bytes
@@ -219,20 +225,31 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
         if released > 0 { session.consume(streamID: call.streamID, bytes: released) }
         guard held != before else { return }
         call.unconsumedRequestBytes = held
-        bufferedRequestBytes += held - before
-        let serverTotal = statistics.addBuffered(held - before)
+        let serverTotal = hold(held - before)
         if held > before,
-            bufferedRequestBytes > limits.maxBufferedBytesPerConnection || serverTotal > limits.maxBufferedBytes
+            bufferedRequestBytes > limits.maxBufferedBytesPerConnection
+                || (serverTotal ?? 0) > limits.maxBufferedBytes
         {
-            refuseForMemory(call, serverTotal: serverTotal)
+            refuseForMemory(call)
         }
     }
 
-    private func refuseForMemory(_ call: ServerCall, serverTotal: Int) {
+    /// Adds `delta` to what the connection holds.
+    /// - Returns: the server-wide total, when this connection's share of it moved.
+    @inline(__always)
+    private func hold(_ delta: Int) -> Int? {
+        bufferedRequestBytes += delta
+        let report = bufferedRequestBytes & ~(Self.reportingGranularity - 1)
+        guard report != reportedRequestBytes else { return nil }
+        defer { reportedRequestBytes = report }
+        return statistics.addBuffered(report - reportedRequestBytes)
+    }
+
+    private func refuseForMemory(_ call: ServerCall) {
         let (scope, limit, actual) =
             bufferedRequestBytes > limits.maxBufferedBytesPerConnection
             ? ("this connection", limits.maxBufferedBytesPerConnection, bufferedRequestBytes)
-            : ("the server", limits.maxBufferedBytes, serverTotal)
+            : ("the server", limits.maxBufferedBytes, statistics.bufferedRequestBytes)
         let message =
             "\(scope) holds too many bytes of unfinished requests (max: \(limit), actual: \(actual)); retry later"
         statistics.requestRefusedForMemory()
@@ -250,8 +267,7 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
         guard held > 0 else { return }
         call.unconsumedRequestBytes = 0
         session.consumeConnection(bytes: held)
-        bufferedRequestBytes -= held
-        _ = statistics.addBuffered(-held)
+        _ = hold(-held)
     }
 
     override func sessionSentEndStream(streamID: Int32) {

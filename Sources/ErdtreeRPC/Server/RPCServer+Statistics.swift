@@ -6,8 +6,8 @@ extension RPCServer {
     ///
     /// Shared by all connections on all event loops, hence atomics. Counters move only when a
     /// limit trips or a connection opens past `maxConnections`; `bufferedRequestBytes` moves
-    /// when a stream starts or stops holding request bytes (a message arrived in part, or was
-    /// handed to its handler), not per frame.
+    /// when what a connection holds crosses a multiple of 64 KiB (each connection reports its
+    /// bytes rounded down to that), so a call with a smaller message never touches it.
     public final class Statistics: Sendable {
         private let rejected = Atomic<Int>(0)
         private let closedForAbuse = Atomic<Int>(0)
@@ -23,7 +23,8 @@ extension RPCServer {
         public var connectionsClosedForAbuse: Int { closedForAbuse.load(ordering: .relaxed) }
         /// Requests answered RESOURCE_EXHAUSTED because a buffered-bytes cap was reached.
         public var requestsRefusedForMemory: Int { refusedForMemory.load(ordering: .relaxed) }
-        /// Request bytes received and not yet handed to a handler, over all connections.
+        /// Request bytes received and not yet handed to a handler, over all connections, each
+        /// connection's rounded down to 64 KiB.
         public var bufferedRequestBytes: Int { buffered.load(ordering: .relaxed) }
 
         func connectionRejected() { rejected.add(1, ordering: .relaxed) }

@@ -34,8 +34,8 @@ public final class RPCServer: Sendable {
         public var maxBufferedBytesPerConnection: Int
         /// The same, over all connections together.
         public var maxBufferedBytes: Int
-        /// A connection must have finished the HTTP/2 preface and SETTINGS exchange (or shown
-        /// an HTTP/1.1 request) this soon after it is accepted, or it is closed.
+        /// A connection must have sent its whole HTTP/2 preface and SETTINGS (or the first bytes
+        /// of an HTTP/1.1 request) this soon after it is accepted, or it is closed.
         public var handshakeTimeout: Duration
 
         public init(
