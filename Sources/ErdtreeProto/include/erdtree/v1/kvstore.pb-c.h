@@ -896,7 +896,8 @@ struct  Erdtree__V1__StatusResponse
   uint64_t requests_refused_for_memory;
   /*
    * Bytes of requests received and not yet handed to a handler (messages still
-   * arriving), over all connections, now.
+   * arriving), over all connections, now; each connection's share is rounded
+   * down to 64 KiB, so requests smaller than that do not show.
    */
   uint64_t buffered_request_bytes;
 };
