@@ -258,14 +258,15 @@ DECLARED_BYTES = (4 << 20) - 1024
 SENT_BYTES = int(3.9 * (1 << 20))
 
 
-def unfinished_messages(srv, stop: threading.Event, progress: dict) -> None:
-    """One attacking connection: opens ATTACK_STREAMS streams and pushes SENT_BYTES of each
-    stream's declared message as fast as the node's windows allow, until `stop`."""
+def unfinished_messages(srv, stop: threading.Event, progress: dict, stream_count: int = ATTACK_STREAMS) -> None:
+    """One attacking connection: opens `stream_count` streams and pushes SENT_BYTES of each
+    stream's declared message as fast as the node's windows allow, until `stop`. The
+    grpc-message of every refusal goes to `progress["refusals"]`."""
     peer = H2Peer(srv)
     try:
         peer.pump(1.0)  # the node's SETTINGS: its windows and frame size
         streams = {}
-        for _ in range(ATTACK_STREAMS):
+        for _ in range(stream_count):
             stream_id = peer.conn.get_next_available_stream_id()
             peer.conn.send_headers(stream_id, request_headers(srv))
             streams[stream_id] = struct.pack(">BI", 0, DECLARED_BYTES)
@@ -297,6 +298,11 @@ def unfinished_messages(srv, stop: threading.Event, progress: dict) -> None:
                 break
             progress["bytes"] = progress.get("bytes", 0) + moved
             peer.pump(0.05 if moved else 0.2)
+        progress.setdefault("refusals", []).extend(
+            dict(event.headers).get("grpc-message", "")
+            for event in peer.events
+            if isinstance(event, (h2.events.ResponseReceived, h2.events.TrailersReceived))
+        )
     finally:
         # Hold the connection (and so whatever the node buffered) until the test is done.
         stop.wait()
@@ -335,6 +341,33 @@ def test_unfinished_messages_on_200_streams_hold_bounded_memory(pb, node_factory
         time.sleep(0.1)
     assert status(pb, srv).buffered_request_bytes == 0
     assert_legit_client_served(pb, srv, "after-buffer-attack")
+
+
+def test_connections_together_over_the_process_cap_are_refused(pb, node_factory):
+    # Each connection stays under its own cap (6 MiB) but two together pass the node's (8 MiB):
+    # the stream that goes over is refused, naming the server-wide limit.
+    srv = node_factory(max_buffered_bytes_per_connection="6MB", max_buffered_bytes="8MB")
+    stop = threading.Event()
+    progress: dict = {}
+    attackers = [
+        threading.Thread(target=unfinished_messages, args=(srv, stop, progress, 10), daemon=True) for _ in range(2)
+    ]
+    with RSSWatch(srv.proc.pid) as watch:
+        for thread in attackers:
+            thread.start()
+        try:
+            time.sleep(1.5)
+            during = status(pb, srv)
+            assert_legit_client_served(pb, srv, "during-process-cap")
+        finally:
+            stop.set()
+            for thread in attackers:
+                thread.join(timeout=10)
+    assert_rss_bounded(watch, "2 connections over the process-wide cap")
+    assert during.requests_refused_for_memory > 0, during
+    assert during.buffered_request_bytes <= (8 << 20) + (1 << 20), during
+    refusals = [m for m in progress.get("refusals", []) if m]
+    assert any("the server holds too many bytes of unfinished requests (max: 8388608" in m for m in refusals), refusals
 
 
 def test_largest_message_still_arrives_after_a_small_one_on_one_stream(pb, node_factory):
