@@ -21,6 +21,7 @@ from __future__ import annotations
 import resource
 import socket
 import struct
+import subprocess
 import threading
 import time
 
@@ -41,7 +42,7 @@ from hyperframe.frame import (
     SettingsFrame,
 )
 
-from conftest import start_server, stop_server, _failed
+from conftest import ERDTREE_BIN, start_server, stop_server, _failed
 from support import grpc_frame
 
 RSS_BOUND_MIB = 200
@@ -630,6 +631,12 @@ def test_max_connections_plus_one_is_closed_at_once_and_counted(pb, node_factory
     time.sleep(0.2)  # the node sees the held connections close
     after = status(pb, srv)
     assert after.connections_rejected == before.connections_rejected + 1, after
+    # `erdtree status` shows the same counter.
+    shown = subprocess.run(
+        [str(ERDTREE_BIN), "status", "--server", srv.address], capture_output=True, text=True, timeout=30
+    )
+    fields = {k.strip(): v.strip() for k, v in (l.split(":", 1) for l in shown.stdout.splitlines() if ":" in l)}
+    assert fields.get("conns rejected") == str(after.connections_rejected), shown.stdout + shown.stderr
     assert_legit_client_served(pb, srv, "after-max-connections")
 
 
