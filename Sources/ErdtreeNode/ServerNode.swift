@@ -88,7 +88,10 @@ public final class ServerNode: Sendable {
         kv.register(in: &router)
         hub.register(in: &router)
         replication = hub
-        AdminService(engine: engine, sweeper: sweeper, compactor: compactor, roles: roles).register(in: &router)
+        let serverStatistics = RPCServer.Statistics()
+        AdminService(
+            engine: engine, sweeper: sweeper, compactor: compactor, roles: roles, serverStatistics: serverStatistics
+        ).register(in: &router)
         health.register(in: &router)
         ReflectionService().register(in: &router)
         // What the proto says of each method: its message types, for Connect's JSON codec, and
@@ -101,8 +104,13 @@ public final class ServerNode: Sendable {
         server = RPCServer(
             router: router,
             limits: RPCServer.Limits(
-                maxMessageBytes: config.limits.maxMessageBytes, idleTimeout: config.server.idleTimeout),
-            group: group, logger: logger, isServing: { [health] in health.status == .serving })
+                maxMessageBytes: config.limits.maxMessageBytes, idleTimeout: config.server.idleTimeout,
+                maxConnections: config.server.maxConnections, maxConcurrentStreams: config.server.maxConcurrentStreams,
+                maxHeaderListBytes: config.server.maxHeaderListBytes,
+                maxBufferedBytesPerConnection: config.server.maxBufferedBytesPerConnection,
+                maxBufferedBytes: config.server.maxBufferedBytes, handshakeTimeout: config.server.handshakeTimeout),
+            statistics: serverStatistics, group: group, logger: logger,
+            isServing: { [health] in health.status == .serving })
     }
 
     /// Binds `server.address:server.port` and starts serving.

@@ -401,6 +401,10 @@ struct StatusCommand: AsyncParsableCommand {
             expired reclaimed: \(status.store.expiredReclaimed)
             disk reads:        \(status.store.diskReads)
             divergent records: \(status.identity.divergentRecords)
+            conns rejected:    \(status.connections.rejected)
+            conns abusive:     \(status.connections.closedForAbuse)
+            refused (memory):  \(status.connections.requestsRefusedForMemory)
+            buffered requests: \(status.connections.bufferedRequestBytes) bytes
             """)
     }
 }

@@ -3,7 +3,14 @@
 enum ConfigSchema {
     /// Section names in file order, each with its keys.
     static let sections: [(name: String, keys: [String])] = [
-        ("server", ["address", "port", "event_loops", "idle_timeout"]),
+        (
+            "server",
+            [
+                "address", "port", "event_loops", "idle_timeout", "max_connections", "max_concurrent_streams",
+                "max_header_list_bytes", "max_buffered_bytes_per_connection", "max_buffered_bytes",
+                "handshake_timeout",
+            ]
+        ),
         ("wal", ["directory", "sync_interval", "max_file_size", "retention"]),
         ("storage", ["max_entries", "eviction_policy"]),
         ("master", ["address", "sync_interval", "token_file"]),

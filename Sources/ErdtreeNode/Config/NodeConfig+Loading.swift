@@ -41,6 +41,7 @@ extension NodeConfig {
             if let raw = try server.text("idle_timeout") {
                 config.server.idleTimeout = try server.positiveDuration("idle_timeout", raw)
             }
+            try parseServerLimits(server, into: &config.server)
         }
 
         if let wal = try document.section("wal") {
@@ -103,6 +104,7 @@ extension NodeConfig {
         if let auth = try document.section("auth") {
             config.auth = try parseAuth(auth, source: source)
         }
+        try checkBufferedBytes(config, server: try document.section("server"), source: source)
         return config
     }
 
@@ -148,6 +150,59 @@ extension NodeConfig {
         return Master(
             address: "", syncInterval: try section.positiveDuration("sync_interval") ?? fallback,
             tokenFile: try section.nonEmptyString("token_file"))
+    }
+
+    /// The abuse limits of `server:` (DESIGN §11): how many connections and streams, how large a
+    /// header list, how many request bytes held, how long a handshake may take.
+    private static func parseServerLimits(_ section: ConfigSection, into server: inout Server) throws(ConfigError) {
+        server.maxConnections = try section.integer("max_connections", in: 1...1_000_000) ?? server.maxConnections
+        server.maxConcurrentStreams =
+            try section.integer("max_concurrent_streams", in: 1...100_000) ?? server.maxConcurrentStreams
+        // Below 1KB even a gRPC request's own fields do not fit; above 16MB nghttp2's
+        // CONTINUATION limit refuses the block before our check could.
+        if let bytes = try section.byteSize("max_header_list_bytes", in: (1 << 10)...(16 << 20)) {
+            server.maxHeaderListBytes = Int(bytes)
+        }
+        // The connection window is twice the per-connection cap and must fit HTTP/2's 31 bits.
+        if let bytes = try section.byteSize("max_buffered_bytes_per_connection", in: (64 << 10)...(1 << 30)) {
+            server.maxBufferedBytesPerConnection = Int(bytes)
+        }
+        if let bytes = try section.byteSize("max_buffered_bytes", in: (64 << 10)...Int64(Int.max)) {
+            server.maxBufferedBytes = Int(bytes)
+        }
+        server.handshakeTimeout = try section.positiveDuration("handshake_timeout") ?? server.handshakeTimeout
+    }
+
+    /// One whole message of `limits.max_message_bytes` must fit under each buffered-bytes cap, or
+    /// the largest request could never arrive; and the process cap cannot be below one connection's.
+    private static func checkBufferedBytes(_ config: NodeConfig, server: ConfigSection?, source: String)
+        throws(ConfigError)
+    {
+        let needed = Int64(config.limits.maxMessageBytes) + 1024
+        let perConnection = Int64(config.server.maxBufferedBytesPerConnection)
+        if perConnection < needed {
+            throw try conflict(
+                "max_buffered_bytes_per_connection", in: server, bytes: perConnection, source: source,
+                "must be at least limits.max_message_bytes + 1KB (\(ConfigSection.formatSize(needed))), so the largest request fits"
+            )
+        }
+        let total = Int64(config.server.maxBufferedBytes)
+        if total < perConnection {
+            throw try conflict(
+                "max_buffered_bytes", in: server, bytes: total, source: source,
+                "must be at least server.max_buffered_bytes_per_connection (\(ConfigSection.formatSize(perConnection)))"
+            )
+        }
+    }
+
+    private static func conflict(
+        _ key: String, in server: ConfigSection?, bytes: Int64, source: String, _ reason: String
+    ) throws(ConfigError) -> ConfigError {
+        if let server { return try server.invalidCombination(key, bytes: bytes, reason) }
+        let shown = ConfigSection.formatSize(bytes)
+        return .invalidValue(
+            key: "server.\(key)", value: shown, reason: "\(reason); \(shown) is its default, so set it explicitly",
+            file: source)
     }
 
     /// The `master:` section of a slave: required, and so is its address, because defaulting to

@@ -49,6 +49,19 @@ public struct NodeConfig: Sendable, Equatable {
         /// How long an HTTP/1.1 connection (or one that has not yet said which protocol it
         /// speaks) may send nothing before it is closed, unless a call on it is in progress.
         public var idleTimeout: Duration
+        /// Connections open at once; one more is closed as soon as it is accepted.
+        public var maxConnections = 10_000
+        /// HTTP/2 streams one client connection may have open at once.
+        public var maxConcurrentStreams = 100
+        /// Largest request header list; a client that sends more is disconnected.
+        public var maxHeaderListBytes = 64 << 10
+        /// Request bytes one connection may make the node hold before handlers take them.
+        public var maxBufferedBytesPerConnection = 32 << 20
+        /// The same, over all connections together.
+        public var maxBufferedBytes = 256 << 20
+        /// How soon after connecting a client must have sent its whole HTTP/2 preface and
+        /// SETTINGS (or the first bytes of an HTTP/1.1 request).
+        public var handshakeTimeout: Duration = .seconds(10)
 
         public init(address: String, port: Int, eventLoops: Int = 0, idleTimeout: Duration = .seconds(30)) {
             self.address = address

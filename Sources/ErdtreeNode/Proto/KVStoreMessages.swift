@@ -162,6 +162,10 @@ extension NodeStatus {
         message.epoch = identity.epoch
         message.divergent_records = identity.divergentRecords
         message.fenced_reason = arena.cString(identity.fencedReason)
+        message.connections_rejected = connections.rejected
+        message.connections_closed_for_abuse = connections.closedForAbuse
+        message.requests_refused_for_memory = connections.requestsRefusedForMemory
+        message.buffered_request_bytes = connections.bufferedRequestBytes
         return ProtobufCCodec.pack(&message, allocator: allocator)
     }
 
@@ -188,6 +192,10 @@ extension NodeStatus {
                 segments: s.segments, diskBytes: s.disk_bytes, deadBytes: s.dead_bytes, compactions: s.compactions,
                 lastCompactionMs: s.last_compaction_ms)
             status.lag = Lag(entries: s.lag_entries, ms: s.lag_ms)
+            status.connections = Connections(
+                rejected: s.connections_rejected, closedForAbuse: s.connections_closed_for_abuse,
+                requestsRefusedForMemory: s.requests_refused_for_memory,
+                bufferedRequestBytes: s.buffered_request_bytes)
             return status
         }
     }

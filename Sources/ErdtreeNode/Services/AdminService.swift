@@ -6,7 +6,8 @@ import NIOPosix
 /// changes.
 ///
 /// `Status` reports the engine's positions and sizes, the compactor's and the sweeper's work,
-/// replication lag, the epoch and the master's address. On a master `ListSlaves` lists the
+/// replication lag, the epoch and the master's address, and what the server's abuse limits did.
+/// On a master `ListSlaves` lists the
 /// connected slaves and the ones `AddSlave` pre-registered; `RemoveSlave` drops one. A slave
 /// answers those two FAILED_PRECONDITION, naming its master (slaves need no Admin call to join:
 /// they register by dialling in). `Failover`, `Promote` and `Follow` are the `RoleManager`'s.
@@ -18,6 +19,8 @@ public struct AdminService: Sendable {
     let compactor: Compactor
     /// What the node is now; its hub lists the slaves.
     let roles: RoleManager
+    /// The server's abuse-limit counters.
+    let serverStatistics: RPCServer.Statistics
     /// When the node started, for `uptime_ms`.
     var startedAt = ContinuousClock.now
 
@@ -26,6 +29,7 @@ public struct AdminService: Sendable {
         let sweeper = self.sweeper
         let compactor = self.compactor
         let roles = self.roles
+        let serverStatistics = self.serverStatistics
         let startedAt = self.startedAt
         router.register(
             "/erdtree.v1.Admin/Status",
@@ -60,6 +64,7 @@ public struct AdminService: Sendable {
                         status.identity.epoch = engine.epoch
                         status.identity.divergentRecords = UInt64(engine.divergentRecordCount)
                         status.identity.fencedReason = roles.fencedReason
+                        status.connections = NodeStatus.Connections(serverStatistics)
                         status.identity.masterAddress = roles.masterAddress
                         status.identity.isMaster = roles.isMaster
                         if !roles.isMaster, let replicator = roles.replicator {

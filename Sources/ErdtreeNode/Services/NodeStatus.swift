@@ -1,3 +1,5 @@
+import ErdtreeRPC
+
 /// What `Admin/Status` reports about a node (`erdtree.v1.StatusResponse`), in the parts an
 /// operator reads them by: the Admin service fills it in, the wire carries it flat, and
 /// `KVClient.status()` hands it to the CLI.
@@ -54,14 +56,37 @@ public struct NodeStatus: Sendable, Equatable {
         public var ms: Int64 = 0
     }
 
+    /// What the server's abuse limits did since the node started (DESIGN §11).
+    public struct Connections: Sendable, Equatable {
+        /// Closed on accept: `server.max_connections` were open.
+        public var rejected: UInt64 = 0
+        /// Closed for a protocol violation, a flood, or a handshake not finished in time.
+        public var closedForAbuse: UInt64 = 0
+        /// Requests refused RESOURCE_EXHAUSTED at a buffered-bytes cap.
+        public var requestsRefusedForMemory: UInt64 = 0
+        /// Request bytes held now, before handlers take them.
+        public var bufferedRequestBytes: UInt64 = 0
+    }
+
     public var identity = Identity()
     public var positions = Positions()
     public var store = Store()
     public var log = Log()
     public var lag = Lag()
+    public var connections = Connections()
 
     public init() {}
 
     /// `master` or `slave`.
     public var role: String { identity.isMaster ? "master" : "slave" }
+}
+
+extension NodeStatus.Connections {
+    init(_ statistics: RPCServer.Statistics) {
+        self.init(
+            rejected: UInt64(statistics.connectionsRejected),
+            closedForAbuse: UInt64(statistics.connectionsClosedForAbuse),
+            requestsRefusedForMemory: UInt64(statistics.requestsRefusedForMemory),
+            bufferedRequestBytes: UInt64(max(statistics.bufferedRequestBytes, 0)))
+    }
 }

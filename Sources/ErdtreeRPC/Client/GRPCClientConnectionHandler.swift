@@ -88,8 +88,8 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler {
 
     // MARK: Session events
 
-    override func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
-        guard let call = streams[streamID] else { return }
+    override func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
+        guard let call = streams[streamID] else { return true }
         switch name.count {
         case 7 where name.equals(":status"):
             call.httpStatus = Int(String(decoding: value, as: UTF8.self))
@@ -104,6 +104,7 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler {
                 call.metadata[field] = String(decoding: value, as: UTF8.self)
             }
         }
+        return true
     }
 
     override func sessionHeadersComplete(streamID: Int32, endStream: Bool) {

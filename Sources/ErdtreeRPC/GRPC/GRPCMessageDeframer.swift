@@ -35,6 +35,13 @@ struct GRPCMessageDeframer {
     /// compressed are inflated (within `maxMessageBytes`) instead of refused.
     var gzipAccepted = false
 
+    /// Lets go of an unfinished message, storage included: the stream wants no more messages.
+    /// A no-op when nothing is buffered (every call that ends normally), so it costs no
+    /// allocation then.
+    mutating func discard() {
+        if buffer.readableBytes > 0 { buffer = ByteBuffer() }
+    }
+
     /// True when some bytes of an unfinished message are buffered.
     var hasPartialMessage: Bool { buffer.readableBytes > 0 }
 

@@ -11,21 +11,68 @@ import NIOHTTP1
 /// collected once per read burst (`channelReadComplete`), or once per event-loop tick when
 /// handlers answer later, so many streams answered together leave in one write. Everything
 /// runs on the channel's loop.
+///
+/// It also keeps the peer within the server's limits (`RPCServer.Limits`): the peer's windows
+/// refill only as request bytes reach handlers (or are dropped), so what a connection makes
+/// us hold is bounded by its windows and by the buffered-bytes caps, past which the stream
+/// that went over is refused RESOURCE_EXHAUSTED; a header list over the advertised size, a
+/// run of empty DATA frames, or a preface and SETTINGS not in by `RPCServer.HandshakeDeadline`
+/// end the connection with GOAWAY, as do nghttp2's own flood and rapid-reset limits, and
+/// each such connection is counted once in `RPCServer.Statistics`.
 final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTransport {
     private let router: RPCRouter
     private let limits: RPCServer.Limits
+    private let statistics: RPCServer.Statistics
     private let logger: Logger
     private var streams = StreamTable()
     /// nghttp2 reports a stream's headers and data one callback at a time; remembering the
     /// last stream spares a table lookup on each.
     private var lastCall: ServerCall?
     private var draining = false
+    /// Request bytes held by this connection's calls, not yet given back to its window.
+    private var bufferedRequestBytes = 0
+    /// What this connection has added to the server-wide total: `bufferedRequestBytes` rounded
+    /// down to `reportingGranularity`, so calls with smaller messages (nearly all) never touch
+    /// the atomic shared by every event loop.
+    private var reportedRequestBytes = 0
+    /// Bytes of the header block being received (RFC 9113 §6.5.2: names, values, 32 each).
+    /// Header blocks never interleave, so one counter serves every stream.
+    private var headerListBytes = 0
+    private var emptyDataFrames = 0
+    /// The handshake `RPCServer.HandshakeDeadline` waits for: the client's preface and its
+    /// SETTINGS. Not our SETTINGS' ACK: a client that sends but never reads holds no more than
+    /// its flow-control windows let us queue, and a stalled slave is dropped by replication's
+    /// own send-buffer check, which must see it first.
+    private var peerSettingsReceived = false
+    private var countedAsAbuse = false
+    private var loggedMemoryRefusal = false
 
-    init(router: RPCRouter, limits: RPCServer.Limits, logger: Logger) throws {
+    /// Empty DATA frames without END_STREAM a connection may send in its life. No client
+    /// needs them; nghttp2 1.52 does not count them itself.
+    static let maxEmptyDataFrames = 1000
+    static let reportingGranularity = 64 << 10
+
+    init(router: RPCRouter, limits: RPCServer.Limits, statistics: RPCServer.Statistics, logger: Logger) throws {
         self.router = router
         self.limits = limits
+        self.statistics = statistics
         self.logger = logger
-        try super.init(role: .server)
+        try super.init(role: .server, settings: Self.settings(for: limits))
+    }
+
+    static func settings(for limits: RPCServer.Limits) -> NGHTTP2Session.Settings {
+        var settings = NGHTTP2Session.Settings()
+        settings.maxConcurrentStreams = UInt32(clamping: limits.maxConcurrentStreams)
+        settings.maxHeaderListSize = UInt32(clamping: limits.maxHeaderListBytes)
+        settings.refillsWindowsOnConsume = true
+        // nghttp2 sends WINDOW_UPDATE once half a window is consumed, so a stream stalls when
+        // more than half its window is an unfinished message: half must hold the largest
+        // message, or a small message followed by a large one would never arrive. The same
+        // holds for the connection, whose cap trips (freeing bytes) before half is held.
+        let largestMessage = limits.maxMessageBytes + GRPCMessageDeframer.prefixBytes
+        settings.initialWindowSize = UInt32(clamping: min(2 * largestMessage, Int(Int32.max)))
+        settings.connectionWindowSize = Int32(clamping: min(2 * limits.maxBufferedBytesPerConnection, Int(Int32.max)))
+        return settings
     }
 
     // MARK: Channel events
@@ -33,6 +80,11 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
     override func channelInactive(context: ChannelHandlerContext) {
         for call in streams.removeAll() { call.close() }
         lastCall = nil
+        bufferedRequestBytes = 0
+        if reportedRequestBytes != 0 {
+            _ = statistics.addBuffered(-reportedRequestBytes)
+            reportedRequestBytes = 0
+        }
         super.channelInactive(context: context)
     }
 
@@ -41,13 +93,41 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
             draining = true
             session.submitGoAway()
             flush()
+        } else if event is RPCServer.HandshakeDeadline {
+            guard !peerSettingsReceived else { return }
+            closeForAbuse(.settingsTimeout, "it did not finish its preface and SETTINGS in time")
         } else {
             context.fireUserInboundEventTriggered(event)
         }
     }
 
     override func connectionFailed(_ error: any Error) {
-        logger.debug("closing connection: \(error)", metadata: peerMetadata)
+        guard let error = error as? HTTP2SessionError, error.isPeerViolation else {
+            logger.debug("closing connection: \(error)", metadata: peerMetadata)
+            return
+        }
+        // A protocol error already has nghttp2's GOAWAY queued; a flood has none, and gets ours.
+        closeForAbuse(.enhanceYourCalm, "\(error)")
+    }
+
+    override func sessionSentGoAway(errorCode: UInt32) {
+        // Ours are graceful (code 0); any other is nghttp2 ending the session over the peer's
+        // conduct (a protocol error, a flood, rapid reset) or our own `closeForAbuse`.
+        if errorCode != 0 { countAsAbuse("sent GOAWAY with error code \(errorCode)") }
+    }
+
+    /// Ends the session with GOAWAY(`reason`) and counts the connection as closed for abuse.
+    private func closeForAbuse(_ reason: NGHTTP2Session.Termination, _ why: String) {
+        countAsAbuse(why)
+        session.terminate(reason)
+        scheduleFlush()
+    }
+
+    private func countAsAbuse(_ why: String) {
+        guard !countedAsAbuse else { return }
+        countedAsAbuse = true
+        statistics.connectionClosedForAbuse()
+        logger.notice("closing an HTTP/2 connection: \(why)", metadata: peerMetadata)
     }
 
     private var peerMetadata: Logger.Metadata {
@@ -63,6 +143,7 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
     // MARK: Session events
 
     override func sessionBeginHeaders(streamID: Int32) {
+        headerListBytes = 0
         guard streams[streamID] == nil, let context else { return }
         let call = ServerCall(
             streamID: streamID, transport: self, kind: .http2, eventLoop: context.eventLoop,
@@ -79,22 +160,114 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
         return found
     }
 
-    override func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {
+    override func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
+        // nghttp2 advertises SETTINGS_MAX_HEADER_LIST_SIZE but does not enforce it on what it
+        // receives; bounded only by its CONTINUATION limit, a header block could reach a MB.
+        headerListBytes &+= name.count &+ value.count &+ 32
+        guard headerListBytes <= limits.maxHeaderListBytes else {
+            if !countedAsAbuse {
+                closeForAbuse(
+                    .enhanceYourCalm,
+                    "its header list exceeds the advertised \(limits.maxHeaderListBytes) bytes")
+            }
+            return false
+        }
         call(streamID)?.receiveHeader(name: name, value: value, router: router)
+        return true
     }
 
     override func sessionHeadersComplete(streamID: Int32, endStream: Bool) {
         guard let call = call(streamID) else { return }
         call.receiveHead()
-        if endStream { call.receiveEnd() }
+        if endStream {
+            call.receiveEnd()
+            settle(call, received: 0)
+        }
     }
 
     override func sessionData(streamID: Int32, bytes: UnsafeRawBufferPointer) {
-        call(streamID)?.receiveData(bytes)
+        guard let call = call(streamID) else {
+            session.consume(streamID: streamID, bytes: bytes.count)
+            return
+        }
+        call.receiveData(bytes)
+        settle(call, received: bytes.count)
     }
 
     override func sessionDataEndStream(streamID: Int32) {
-        call(streamID)?.receiveEnd()
+        guard let call = call(streamID) else { return }
+        call.receiveEnd()
+        settle(call, received: 0)
+    }
+
+    override func sessionEmptyData() {
+        emptyDataFrames += 1
+        if emptyDataFrames > Self.maxEmptyDataFrames, !countedAsAbuse {
+            closeForAbuse(.enhanceYourCalm, "it sent more than \(Self.maxEmptyDataFrames) empty DATA frames")
+        }
+    }
+
+    override func sessionSettings(ack: Bool) {
+        if !ack { peerSettingsReceived = true }
+    }
+
+    // MARK: Buffered request bytes
+
+    /// After `call` took `received` bytes (or its request ended): gives the peer's windows back
+    /// whatever the call no longer holds, and refuses the call if what the connection or the
+    /// server holds is now over its cap. What stays held keeps the windows shut, which is
+    /// what bounds an attacker who opens streams and never finishes their messages.
+    @inline(__always)
+    private func settle(_ call: ServerCall, received: Int) {
+        let held = call.bufferedRequestBytes
+        let before = call.unconsumedRequestBytes
+        let released = before + received - held
+        if released > 0 { session.consume(streamID: call.streamID, bytes: released) }
+        guard held != before else { return }
+        call.unconsumedRequestBytes = held
+        let serverTotal = hold(held - before)
+        if held > before,
+            bufferedRequestBytes > limits.maxBufferedBytesPerConnection
+                || (serverTotal ?? 0) > limits.maxBufferedBytes
+        {
+            refuseForMemory(call)
+        }
+    }
+
+    /// Adds `delta` to what the connection holds.
+    /// - Returns: the server-wide total, when this connection's share of it moved.
+    @inline(__always)
+    private func hold(_ delta: Int) -> Int? {
+        bufferedRequestBytes += delta
+        let report = bufferedRequestBytes & ~(Self.reportingGranularity - 1)
+        guard report != reportedRequestBytes else { return nil }
+        defer { reportedRequestBytes = report }
+        return statistics.addBuffered(report - reportedRequestBytes)
+    }
+
+    private func refuseForMemory(_ call: ServerCall) {
+        let (scope, limit, actual) =
+            bufferedRequestBytes > limits.maxBufferedBytesPerConnection
+            ? ("this connection", limits.maxBufferedBytesPerConnection, bufferedRequestBytes)
+            : ("the server", limits.maxBufferedBytes, statistics.bufferedRequestBytes)
+        let message =
+            "\(scope) holds too many bytes of unfinished requests (max: \(limit), actual: \(actual)); retry later"
+        statistics.requestRefusedForMemory()
+        if !loggedMemoryRefusal {
+            loggedMemoryRefusal = true
+            logger.notice("refusing requests on a connection: \(message)", metadata: peerMetadata)
+        }
+        call.abandonRequest(RPCStatus(.resourceExhausted, message))
+        settle(call, received: 0)
+    }
+
+    /// A closing stream's held bytes go back to the connection window; its own no longer matters.
+    private func release(_ call: ServerCall) {
+        let held = call.unconsumedRequestBytes
+        guard held > 0 else { return }
+        call.unconsumedRequestBytes = 0
+        session.consumeConnection(bytes: held)
+        _ = hold(-held)
     }
 
     override func sessionSentEndStream(streamID: Int32) {
@@ -112,6 +285,7 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
         // RST_STREAM from the client, or the connection is going away: a handler still
         // running is cancelled.
         call.close()
+        release(call)
         if draining && streams.isEmpty { scheduleFlush() }
     }
 

@@ -19,8 +19,8 @@ class NGHTTP2ChannelHandler: ChannelInboundHandler {
     /// ours alone again and the next flush fills it without allocating.
     private var outputBuffer: ByteBuffer?
 
-    init(role: NGHTTP2Session.Role) throws {
-        self.session = try NGHTTP2Session(role: role)
+    init(role: NGHTTP2Session.Role, settings: NGHTTP2Session.Settings = .init()) throws {
+        self.session = try NGHTTP2Session(role: role, settings: settings)
         session.attach(self)
     }
 
@@ -34,7 +34,11 @@ class NGHTTP2ChannelHandler: ChannelInboundHandler {
     /// A HEADERS frame opens a request (server) or starts a response or trailers (client).
     func sessionBeginHeaders(streamID: Int32) {}
 
-    func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) {}
+    /// One header field. Returning false refuses it: the stream is reset and the rest of its
+    /// header block is skipped.
+    func sessionHeader(streamID: Int32, name: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer) -> Bool {
+        true
+    }
 
     /// A whole header block arrived; `endStream` when it also closed the peer's side.
     func sessionHeadersComplete(streamID: Int32, endStream: Bool) {}
@@ -43,6 +47,17 @@ class NGHTTP2ChannelHandler: ChannelInboundHandler {
 
     /// A DATA frame carried END_STREAM: the peer will send nothing more on this stream.
     func sessionDataEndStream(streamID: Int32) {}
+
+    /// A DATA frame with no payload and no END_STREAM: legal, useless, and cheap for a peer
+    /// to send by the million (CVE-2019-9518), so the role may count them.
+    func sessionEmptyData() {}
+
+    /// A SETTINGS frame arrived: the peer's own (`ack` false) or its acknowledgement of ours.
+    func sessionSettings(ack: Bool) {}
+
+    /// We sent GOAWAY with `errorCode` (0 for a graceful shutdown; nghttp2 sends others when
+    /// the peer broke the protocol or tripped one of its limits).
+    func sessionSentGoAway(errorCode: UInt32) {}
 
     /// We sent a frame with END_STREAM on this stream: our side of it is done.
     func sessionSentEndStream(streamID: Int32) {}

@@ -80,6 +80,10 @@ public struct HTTP2SessionError: Error, CustomStringConvertible {
     public let function: String
     public let code: Int32
 
+    /// The peer broke the protocol or flooded us: only reading its bytes fails this way
+    /// (our own calls fail only for lack of memory or misuse).
+    public var isPeerViolation: Bool { function == "nghttp2_session_mem_recv" }
+
     public var description: String {
         "\(function) failed: \(String(cString: nghttp2_strerror(code))) (\(code))"
     }
@@ -98,14 +102,35 @@ final class NGHTTP2Session {
         case client
     }
 
-    /// Settings we advertise. Large windows keep a 4 MiB message from stalling on
-    /// WINDOW_UPDATE round trips; a high stream limit lets clients pipeline.
+    /// Settings we advertise, and how the session's receive windows refill.
     struct Settings {
-        var maxConcurrentStreams: UInt32 = 1024
+        /// Most servers advertise 100 (RFC 9113 §6.5.2 recommends no less); each open
+        /// stream may hold a partial message, so this also bounds per-connection state.
+        var maxConcurrentStreams: UInt32 = 100
         var initialWindowSize: UInt32 = 8 << 20
         var connectionWindowSize: Int32 = 64 << 20
         var maxHeaderListSize: UInt32 = 64 << 10
         var maxFrameSize: UInt32 = 1 << 16
+        /// When set, received DATA refills the peer's windows only as the owner calls
+        /// `consume(streamID:bytes:)`: a server that holds request bytes for its handlers
+        /// then holds at most a window's worth per stream and per connection, instead of
+        /// whatever the peer sends (nghttp2 refills as soon as bytes are read by default).
+        var refillsWindowsOnConsume = false
+    }
+
+    /// Why we end a session whose peer misbehaved (RFC 9113 §7 error codes).
+    enum Termination {
+        /// The peer overran a limit we advertised or enforce (header list, empty frames).
+        case enhanceYourCalm
+        /// The peer did not finish the preface and SETTINGS exchange in time.
+        case settingsTimeout
+
+        fileprivate var code: UInt32 {
+            switch self {
+            case .enhanceYourCalm: NGHTTP2_ENHANCE_YOUR_CALM.rawValue
+            case .settingsTimeout: NGHTTP2_SETTINGS_TIMEOUT.rawValue
+            }
+        }
     }
 
     private var session: OpaquePointer?
@@ -123,9 +148,18 @@ final class NGHTTP2Session {
         var option: OpaquePointer?
         try Self.check(nghttp2_option_new(&option), "nghttp2_option_new")
         defer { nghttp2_option_del(option) }
-        // Bound what a peer can make us hold: CONTINUATION floods and SETTINGS storms.
+        // Bound what a peer can make us hold or do: CONTINUATION floods, SETTINGS with
+        // thousands of entries, PING and SETTINGS floods whose ACKs we would queue unsent
+        // (mem_recv fails with NGHTTP2_ERR_FLOODED), and rapid reset (CVE-2023-44487: past
+        // the token bucket nghttp2 sends GOAWAY). The values are nghttp2's own defaults,
+        // set here so an upgrade of the library cannot quietly loosen them.
         nghttp2_option_set_max_continuations(option, 16)
         nghttp2_option_set_max_settings(option, 64)
+        nghttp2_option_set_max_outbound_ack(option, 1000)
+        nghttp2_option_set_stream_reset_rate_limit(option, 1000, 33)
+        if settings.refillsWindowsOnConsume {
+            nghttp2_option_set_no_auto_window_update(option, 1)
+        }
 
         var mem = Self.memory(for: pool)
         var created: OpaquePointer?
@@ -254,6 +288,27 @@ final class NGHTTP2Session {
             session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, NGHTTP2_NO_ERROR.rawValue)
     }
 
+    /// Hands `bytes` of the stream's received DATA back to the peer's stream and connection
+    /// windows (nghttp2 sends WINDOW_UPDATE once half a window is consumed). The stream may be
+    /// gone: the connection window is refilled anyway. Only with `refillsWindowsOnConsume`.
+    func consume(streamID: Int32, bytes: Int) {
+        // Fails only for stream 0, or without manual refills: both programming errors, and
+        // nothing the peer can cause.
+        _ = nghttp2_session_consume(session, streamID, bytes)
+    }
+
+    /// Like `consume(streamID:bytes:)` for bytes of a stream that is closing, whose own
+    /// window no longer matters.
+    func consumeConnection(bytes: Int) {
+        _ = nghttp2_session_consume_connection(session, bytes)
+    }
+
+    /// Ends the session: a GOAWAY with `reason`, after which nghttp2 reads nothing more and
+    /// `wantsRead` turns false, so the owner closes once the GOAWAY is out.
+    func terminate(_ reason: Termination) {
+        _ = nghttp2_session_terminate_session(session, reason.code)
+    }
+
     /// Tells the peer to open no new streams; streams already accepted run to completion.
     func submitGoAway() {
         let last = nghttp2_session_get_last_proc_stream_id(session)
@@ -340,13 +395,14 @@ final class NGHTTP2Session {
         nghttp2_session_callbacks_set_on_header_callback(callbacks) {
             _, frame, name, nameLength, value, valueLength, _, userData in
             guard let frame, let name, let value else { return 0 }
-            NGHTTP2Session.withOwner(userData, otherwise: ()) {
+            let accepted = NGHTTP2Session.withOwner(userData, otherwise: true) {
                 $0.sessionHeader(
                     streamID: frame.pointee.hd.stream_id,
                     name: UnsafeRawBufferPointer(start: name, count: nameLength),
                     value: UnsafeRawBufferPointer(start: value, count: valueLength))
             }
-            return 0
+            // Refusing a field resets the stream and skips the rest of its header block.
+            return accepted ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, userData in
             guard let frame else { return 0 }
@@ -359,6 +415,11 @@ final class NGHTTP2Session {
                 }
             case NGHTTP2_DATA.rawValue where endStream:
                 NGHTTP2Session.withOwner(userData, otherwise: ()) { $0.sessionDataEndStream(streamID: hd.stream_id) }
+            case NGHTTP2_DATA.rawValue where hd.length == 0:
+                NGHTTP2Session.withOwner(userData, otherwise: ()) { $0.sessionEmptyData() }
+            case NGHTTP2_SETTINGS.rawValue:
+                let ack = hd.flags & UInt8(NGHTTP2_FLAG_ACK.rawValue) != 0
+                NGHTTP2Session.withOwner(userData, otherwise: ()) { $0.sessionSettings(ack: ack) }
             default:
                 break
             }
@@ -373,7 +434,13 @@ final class NGHTTP2Session {
             return 0
         }
         nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, userData in
-            guard let frame, frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0 else { return 0 }
+            guard let frame else { return 0 }
+            if frame.pointee.hd.type == UInt8(NGHTTP2_GOAWAY.rawValue) {
+                let code = frame.pointee.goaway.error_code
+                NGHTTP2Session.withOwner(userData, otherwise: ()) { $0.sessionSentGoAway(errorCode: code) }
+                return 0
+            }
+            guard frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0 else { return 0 }
             NGHTTP2Session.withOwner(userData, otherwise: ()) {
                 $0.sessionSentEndStream(streamID: frame.pointee.hd.stream_id)
             }

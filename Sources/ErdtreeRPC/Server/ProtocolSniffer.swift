@@ -19,10 +19,12 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private let install: (Detected, any Channel) throws -> Void
+    private let statistics: RPCServer.Statistics
     private var buffered: ByteBuffer?
 
     /// `install` adds the handlers for the detected protocol behind this one, on the event loop.
-    init(install: @escaping (Detected, any Channel) throws -> Void) {
+    init(statistics: RPCServer.Statistics, install: @escaping (Detected, any Channel) throws -> Void) {
+        self.statistics = statistics
         self.install = install
     }
 
@@ -55,6 +57,10 @@ final class ProtocolSniffer: ChannelInboundHandler, RemovableChannelHandler {
         if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
             context.close(promise: nil)
         } else if event is RPCServer.Drain {
+            context.close(promise: nil)
+        } else if event is RPCServer.HandshakeDeadline {
+            // Still not a whole preface: a slowloris, or a port scanner that went quiet.
+            statistics.connectionClosedForAbuse()
             context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)

@@ -21,15 +21,49 @@ public final class RPCServer: Sendable {
         /// half a request and stalled holds nothing for longer). HTTP/2 connections are exempt:
         /// gRPC streams such as `Replicate` and `Health/Watch` may be quiet for long.
         public var idleTimeout: Duration
+        /// Connections open at once; one more is closed as soon as it is accepted.
+        public var maxConnections: Int
+        /// HTTP/2 streams a client may have open on one connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+        public var maxConcurrentStreams: Int
+        /// Largest request header list (SETTINGS_MAX_HEADER_LIST_SIZE, counted as RFC 9113
+        /// §6.5.2 does); a client that sends more is disconnected with GOAWAY.
+        public var maxHeaderListBytes: Int
+        /// Request bytes one HTTP/2 connection may make the server hold before its handlers take
+        /// them (messages arriving in part). Past it the stream that went over is refused with
+        /// RESOURCE_EXHAUSTED. Its connection window is twice this.
+        public var maxBufferedBytesPerConnection: Int
+        /// The same, over all connections together.
+        public var maxBufferedBytes: Int
+        /// A connection must have sent its whole HTTP/2 preface and SETTINGS (or the first bytes
+        /// of an HTTP/1.1 request) this soon after it is accepted, or it is closed.
+        public var handshakeTimeout: Duration
 
-        public init(maxMessageBytes: Int = 4 << 20, idleTimeout: Duration = .seconds(30)) {
+        public init(
+            maxMessageBytes: Int = 4 << 20, idleTimeout: Duration = .seconds(30), maxConnections: Int = 10_000,
+            maxConcurrentStreams: Int = 100, maxHeaderListBytes: Int = 64 << 10,
+            maxBufferedBytesPerConnection: Int = 32 << 20, maxBufferedBytes: Int = 256 << 20,
+            handshakeTimeout: Duration = .seconds(10)
+        ) {
             self.maxMessageBytes = maxMessageBytes
             self.idleTimeout = idleTimeout
+            self.maxConnections = maxConnections
+            self.maxConcurrentStreams = maxConcurrentStreams
+            self.maxHeaderListBytes = maxHeaderListBytes
+            self.maxBufferedBytesPerConnection = maxBufferedBytesPerConnection
+            self.maxBufferedBytes = maxBufferedBytes
+            self.handshakeTimeout = handshakeTimeout
         }
     }
 
     /// Sent through every connection's pipeline to start a graceful shutdown.
     struct Drain {}
+
+    /// Sent through a connection's pipeline `handshakeTimeout` after it was accepted: whoever
+    /// still waits for the client's first request or HTTP/2 SETTINGS closes it.
+    struct HandshakeDeadline {}
+
+    /// What the limits have done; read by Admin `Status`.
+    public let statistics: Statistics
 
     private let router: RPCRouter
     private let limits: Limits
@@ -45,11 +79,12 @@ public final class RPCServer: Sendable {
 
     /// - Parameter isServing: what `GET /healthz` reports (200 when true, else 503).
     public init(
-        router: RPCRouter, limits: Limits = Limits(), group: any EventLoopGroup, logger: Logger,
-        isServing: @escaping @Sendable () -> Bool = { true }
+        router: RPCRouter, limits: Limits = Limits(), statistics: Statistics = Statistics(),
+        group: any EventLoopGroup, logger: Logger, isServing: @escaping @Sendable () -> Bool = { true }
     ) {
         self.router = router
         self.limits = limits
+        self.statistics = statistics
         self.isServing = isServing
         self.group = group
         self.logger = logger
@@ -63,6 +98,7 @@ public final class RPCServer: Sendable {
         let limits = self.limits
         let logger = self.logger
         let isServing = self.isServing
+        let statistics = self.statistics
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -71,11 +107,19 @@ public final class RPCServer: Sendable {
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { [weak self] channel in
-                self?.track(channel)
+                guard let self, self.track(channel) else {
+                    // Failing the initializer closes the socket before anything is read.
+                    statistics.connectionRejected()
+                    return channel.eventLoop.makeFailedFuture(RPCServerError.tooManyConnections)
+                }
+                Self.armHandshakeDeadline(on: channel, after: limits.handshakeTimeout)
                 return channel.eventLoop.makeCompletedFuture {
                     let idle = IdleStateHandler(readTimeout: TimeAmount(limits.idleTimeout))
-                    let makeHTTP2 = { try HTTP2ServerConnectionHandler(router: router, limits: limits, logger: logger) }
-                    let sniffer = ProtocolSniffer { detected, channel in
+                    let makeHTTP2 = {
+                        try HTTP2ServerConnectionHandler(
+                            router: router, limits: limits, statistics: statistics, logger: logger)
+                    }
+                    let sniffer = ProtocolSniffer(statistics: statistics) { detected, channel in
                         let pipeline = channel.pipeline.syncOperations
                         switch detected {
                         case .http2:
@@ -124,21 +168,40 @@ public final class RPCServer: Sendable {
         }
     }
 
-    private func track(_ channel: any Channel) {
+    /// Remembers an accepted connection until it closes, unless `maxConnections` are open.
+    /// - Returns: false when the connection must be turned away.
+    private func track(_ channel: any Channel) -> Bool {
         let id = ObjectIdentifier(channel)
-        state.withLock { $0.connections[id] = channel }
+        let admitted = state.withLock { state in
+            guard state.connections.count < limits.maxConnections else { return false }
+            state.connections[id] = channel
+            return true
+        }
+        guard admitted else { return false }
         channel.closeFuture.whenComplete { [weak self] _ in
             _ = self?.state.withLock { $0.connections.removeValue(forKey: id) }
         }
+        return true
+    }
+
+    /// A client that trickles its preface a byte at a time resets every idle timer; this one
+    /// runs from the accept, whatever arrives.
+    private static func armHandshakeDeadline(on channel: any Channel, after timeout: Duration) {
+        let deadline = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
+            channel.pipeline.fireUserInboundEventTriggered(HandshakeDeadline())
+        }
+        channel.closeFuture.whenComplete { _ in deadline.cancel() }
     }
 }
 
 public enum RPCServerError: Error, CustomStringConvertible {
     case noLocalAddress
+    case tooManyConnections
 
     public var description: String {
         switch self {
         case .noLocalAddress: "the listening socket has no local address"
+        case .tooManyConnections: "connection refused: server.max_connections connections are open"
         }
     }
 }

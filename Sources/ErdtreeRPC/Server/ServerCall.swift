@@ -36,6 +36,9 @@ public final class ServerCall: @unchecked Sendable {
     private var messageCallback: ((ByteBuffer) -> Void)?
     private var requestEndCallback: (() -> Void)?
     private var cancelCallback: (() -> Void)?
+    /// Request bytes this call held when the HTTP/2 transport last looked, and so has not given
+    /// back to the peer's flow-control windows. The transport's bookkeeping; event loop only.
+    var unconsumedRequestBytes = 0
 
     init(
         streamID: Int32, transport: any ServerStreamTransport, kind: ServerTransport, eventLoop: any EventLoop,
@@ -134,6 +137,16 @@ public final class ServerCall: @unchecked Sendable {
         while let action = machine.nextRequestMessage() {
             perform(action)
         }
+    }
+
+    /// Request bytes received and not yet handed to the handler.
+    @inline(__always)
+    var bufferedRequestBytes: Int { machine.bufferedRequestBytes }
+
+    /// Drops what the call holds of its request and, unless it has answered, ends it with
+    /// `status`: the server holds more request bytes than its caps allow.
+    func abandonRequest(_ status: RPCStatus) {
+        perform(machine.abandonRequest(status))
     }
 
     @inline(__always)

@@ -110,6 +110,15 @@ struct ServerStreamStateMachine {
 
     var maxMessageBytes: Int { deframer.maxMessageBytes }
 
+    /// Request bytes received and not yet handed to a handler: a message arriving in part, a
+    /// unary call's message waiting for the request to end, a Connect body being collected.
+    /// The HTTP/2 transport refills the peer's flow-control windows by what this gives back.
+    var bufferedRequestBytes: Int {
+        var held = deframer.buffer.readableBytes + (pendingRequest?.readableBytes ?? 0)
+        if case .collecting = inbound { held += body?.readableBytes ?? 0 }
+        return held
+    }
+
     var isFinished: Bool {
         switch state {
         case .finished, .closed: true
@@ -319,13 +328,33 @@ struct ServerStreamStateMachine {
 
     /// Drops whatever else the request sends and has the call end with `status`.
     private mutating func fail(_ status: RPCStatus) -> Action {
-        inbound = .dropping
+        stopTakingRequest()
         return .fail(status)
+    }
+
+    /// The server holds more request bytes than its caps allow: this call lets go of its own
+    /// and, unless it has already answered, ends with `status`.
+    mutating func abandonRequest(_ status: RPCStatus) -> Action {
+        switch state {
+        case .collecting, .running: return fail(status)
+        default:
+            stopTakingRequest()
+            return .none
+        }
+    }
+
+    /// No more request bytes are wanted: what is buffered goes too, so a call that has
+    /// answered holds no memory for a client that keeps its request open.
+    private mutating func stopTakingRequest() {
+        inbound = .dropping
+        deframer.discard()
+        body = nil
+        pendingRequest = nil
     }
 
     /// Answers a refusal in its protocol's format; the handler never runs.
     private mutating func answer(_ refusal: Refusal) -> Action {
-        inbound = .dropping
+        stopTakingRequest()
         response = .complete
         switch refusal {
         case .grpc(let status, let advertiseEncodings):
@@ -405,7 +434,7 @@ struct ServerStreamStateMachine {
         default: return .none
         }
         finish(as: status)
-        inbound = .dropping
+        stopTakingRequest()
         let wasIdle = response == .idle
         response = .complete
         switch framing {
@@ -462,7 +491,7 @@ struct ServerStreamStateMachine {
         default: unfinished = false
         }
         state = .closed
-        inbound = .dropping
+        stopTakingRequest()
         return unfinished
     }
 }

@@ -20,7 +20,10 @@ import Testing
             try channel.pipeline.syncOperations.addHandler(
                 HTTP1ConnectionHandler(
                     router: router, limits: limits, isServing: { true },
-                    makeHTTP2: { try HTTP2ServerConnectionHandler(router: router, limits: limits, logger: logger) }))
+                    makeHTTP2: {
+                        try HTTP2ServerConnectionHandler(
+                            router: router, limits: limits, statistics: RPCServer.Statistics(), logger: logger)
+                    }))
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8080)).wait()
         }
 

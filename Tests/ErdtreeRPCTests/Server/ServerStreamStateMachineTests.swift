@@ -75,6 +75,45 @@ import Testing
                 == .fail(RPCStatus(.invalidArgument, "request ended inside a message: got 1 of 3 message bytes")))
     }
 
+    // MARK: Buffered request bytes (what HTTP/2 keeps out of the peer's windows)
+
+    @Test func bufferedBytesWhenUnaryAreHeldUntilTheHandlerStarts() {
+        let driver = MachineDriver(.http2)
+        _ = driver.head(grpcHead(MachineRoutes.unary))
+        _ = driver.data(Array(framed([1, 2, 3]).prefix(6)))
+        #expect(driver.machine.bufferedRequestBytes == 6, "a message arriving in part is held whole")
+        _ = driver.data(Array(framed([1, 2, 3]).dropFirst(6)))
+        #expect(driver.machine.bufferedRequestBytes == 3, "the message waits for the request to end")
+        _ = driver.end()
+        #expect(driver.machine.bufferedRequestBytes == 0, "the handler has it")
+    }
+
+    @Test func bufferedBytesWhenBidirectionalAreOnlyTheUnfinishedMessage() {
+        let driver = MachineDriver(.http2)
+        _ = driver.head(grpcHead(MachineRoutes.bidi))
+        _ = driver.data(framed([1]) + Array(framed([2, 2]).prefix(4)))
+        #expect(driver.machine.bufferedRequestBytes == 4)
+    }
+
+    @Test func abandonRequestWhileCollectingFailsAndHoldsNothing() {
+        let driver = MachineDriver(.http2)
+        _ = driver.head(grpcHead(MachineRoutes.unary))
+        _ = driver.data(Array(framed([1, 2, 3]).prefix(6)))
+        let status = RPCStatus(.resourceExhausted, "too much")
+        #expect(ActionSummary(driver.machine.abandonRequest(status)) == .fail(status))
+        #expect(driver.machine.bufferedRequestBytes == 0)
+        #expect(driver.data([9, 9]) == [], "later bytes are dropped")
+        #expect(driver.machine.bufferedRequestBytes == 0)
+    }
+
+    @Test func finishWhileAMessageIsArrivingLetsGoOfIt() {
+        let driver = MachineDriver(.http2)
+        _ = driver.head(grpcHead(MachineRoutes.bidi))
+        _ = driver.data(Array(framed([1, 2, 3]).prefix(6)))
+        _ = driver.finish(.ok)
+        #expect(driver.machine.bufferedRequestBytes == 0)
+    }
+
     @Test func receiveDataAnnouncingAnOversizedMessageFailsBeforeItsBody() {
         let driver = MachineDriver(.http2, maxMessageBytes: 16)
         _ = driver.head(grpcHead(MachineRoutes.unary))

@@ -17,7 +17,8 @@ final class EmbeddedHTTP2Pair {
         let logger = Logger(label: "erdtree.rpc.test") { _ in SwiftLogNoOpLogHandler() }
         clientHandler = try GRPCClientConnectionHandler(authority: "embedded")
         try server.pipeline.syncOperations.addHandler(
-            HTTP2ServerConnectionHandler(router: router, limits: limits, logger: logger))
+            HTTP2ServerConnectionHandler(
+                router: router, limits: limits, statistics: RPCServer.Statistics(), logger: logger))
         try client.pipeline.syncOperations.addHandler(clientHandler)
         let address = try SocketAddress(ipAddress: "127.0.0.1", port: 8080)
         try client.connect(to: address).wait()

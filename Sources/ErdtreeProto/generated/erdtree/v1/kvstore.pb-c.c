@@ -3037,7 +3037,7 @@ const ProtobufCMessageDescriptor erdtree__v1__status_request__descriptor =
   (ProtobufCMessageInit) erdtree__v1__status_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor erdtree__v1__status_response__field_descriptors[24] =
+static const ProtobufCFieldDescriptor erdtree__v1__status_response__field_descriptors[28] =
 {
   {
     "role",
@@ -3327,10 +3327,61 @@ static const ProtobufCFieldDescriptor erdtree__v1__status_response__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "connections_rejected",
+    25,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__StatusResponse, connections_rejected),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "connections_closed_for_abuse",
+    26,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__StatusResponse, connections_closed_for_abuse),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requests_refused_for_memory",
+    27,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__StatusResponse, requests_refused_for_memory),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "buffered_request_bytes",
+    28,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Erdtree__V1__StatusResponse, buffered_request_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned erdtree__v1__status_response__field_indices_by_name[] = {
   3,   /* field[3] = applied_lsn */
+  27,   /* field[27] = buffered_request_bytes */
   19,   /* field[19] = compactions */
+  25,   /* field[25] = connections_closed_for_abuse */
+  24,   /* field[24] = connections_rejected */
   13,   /* field[13] = dead_bytes */
   12,   /* field[12] = disk_bytes */
   18,   /* field[18] = disk_reads */
@@ -3348,6 +3399,7 @@ static const unsigned erdtree__v1__status_response__field_indices_by_name[] = {
   10,   /* field[10] = memory_bytes */
   20,   /* field[20] = oldest_streamable_lsn */
   1,   /* field[1] = replication_id */
+  26,   /* field[26] = requests_refused_for_memory */
   9,   /* field[9] = resident_values */
   0,   /* field[0] = role */
   11,   /* field[11] = segments */
@@ -3357,7 +3409,7 @@ static const unsigned erdtree__v1__status_response__field_indices_by_name[] = {
 static const ProtobufCIntRange erdtree__v1__status_response__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 24 }
+  { 0, 28 }
 };
 const ProtobufCMessageDescriptor erdtree__v1__status_response__descriptor =
 {
@@ -3367,7 +3419,7 @@ const ProtobufCMessageDescriptor erdtree__v1__status_response__descriptor =
   "Erdtree__V1__StatusResponse",
   "erdtree.v1",
   sizeof(Erdtree__V1__StatusResponse),
-  24,
+  28,
   erdtree__v1__status_response__field_descriptors,
   erdtree__v1__status_response__field_indices_by_name,
   1,  erdtree__v1__status_response__number_ranges,

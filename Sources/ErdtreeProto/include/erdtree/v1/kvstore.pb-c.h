@@ -875,10 +875,35 @@ struct  Erdtree__V1__StatusResponse
    * follows nobody yet (it heard of a higher epoch); empty otherwise.
    */
   char *fenced_reason;
+  /*
+   * Connections closed as soon as they were accepted because
+   * server.max_connections were already open, since the node started.
+   */
+  uint64_t connections_rejected;
+  /*
+   * Connections closed (with GOAWAY once HTTP/2 was spoken) because the peer
+   * broke the protocol or tripped an abuse limit, since the node started: a
+   * PING, SETTINGS or empty-DATA flood, rapid reset, a CONTINUATION flood, a
+   * header list over server.max_header_list_bytes, or a preface and SETTINGS
+   * exchange not finished within server.handshake_timeout.
+   */
+  uint64_t connections_closed_for_abuse;
+  /*
+   * Requests answered RESOURCE_EXHAUSTED because the node held more bytes of
+   * unfinished requests than server.max_buffered_bytes_per_connection on their
+   * connection or server.max_buffered_bytes in all, since the node started.
+   */
+  uint64_t requests_refused_for_memory;
+  /*
+   * Bytes of requests received and not yet handed to a handler (messages still
+   * arriving), over all connections, now; each connection's share is rounded
+   * down to 64 KiB, so requests smaller than that do not show.
+   */
+  uint64_t buffered_request_bytes;
 };
 #define ERDTREE__V1__STATUS_RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&erdtree__v1__status_response__descriptor) \
-    , ERDTREE__V1__ROLE__ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+    , ERDTREE__V1__ROLE__ROLE_UNSPECIFIED, (char *)protobuf_c_empty_string, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
 
 
 /*
