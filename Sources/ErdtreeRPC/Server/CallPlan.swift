@@ -50,12 +50,13 @@ enum CallPlan {
             let status = head.credential.refusal(of: requirement, path: head.path)
         else { return plan }
         // Refused in the protocol the request speaks, once it is known to speak one: a request
-        // that is neither is refused for that first, which tells its sender nothing more.
+        // that is neither is refused for that first, which tells its sender nothing more. A
+        // Connect request with a body is answered once it has ended (see `refuse` for curl).
         switch plan {
         case .grpc: return .refuse(.grpc(status), early: true)
         case .connectUnary: return .refuse(.connect(status), early: false)
         case .connectGet: return .refuse(.connect(status), early: true)
-        case .connectStream(let options, _): return .refuse(.connectStream(status, options), early: true)
+        case .connectStream(let options, _): return .refuse(.connectStream(status, options), early: false)
         case .refuse: return plan
         }
     }
