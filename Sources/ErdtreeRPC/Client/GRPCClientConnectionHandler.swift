@@ -7,11 +7,14 @@ import NIOCore
 final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler {
 
     private let authority: String
+    /// `https` on a TLS connection, `http` on cleartext (RFC 9113 §8.3.1).
+    private let scheme: String
     private var streams: [Int32: ClientCall] = [:]
     private var closedStatus: RPCStatus?
 
-    init(authority: String) throws {
+    init(authority: String, scheme: String = "http") throws {
         self.authority = authority
+        self.scheme = scheme
         try super.init(role: .client)
     }
 
@@ -33,7 +36,7 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler {
             return
         }
         var headers = [
-            HTTPField(":method", "POST"), HTTPField(":scheme", "http"),
+            HTTPField(":method", "POST"), HTTPField(":scheme", scheme),
             HTTPField(":path", call.path), HTTPField(":authority", authority),
             HTTPField("content-type", "application/grpc"), HTTPField("te", "trailers"),
         ]
