@@ -33,15 +33,21 @@ public final class ServerNode: Sendable {
     /// What recovery found when the engine opened the log.
     public var recovery: WALRecoveryReport { engine.recovery }
     private let server: RPCServer
+    /// The certificate `server.tls` serves, swapped by `reload()`.
+    private let serverTLS: ServerTLSContext?
     private let logger: Logger
 
     /// Opens the engine on `config.wal.directory` (replaying the log), then builds the services.
-    /// - Throws: `WALError` when the log is corrupt (naming file, offset and LSN) or cannot
-    ///   be read or created.
+    /// - Throws: `TLSError` naming a certificate, key or CA file of `server.tls`, `master.tls`
+    ///   or `ha.etcd.tls` that cannot be used (checked before the log is opened); `WALError`
+    ///   when the log is corrupt (naming file, offset and LSN) or cannot be read or created.
     public init(config: NodeConfig, role: Role = .master, group: any EventLoopGroup, logger: Logger) throws {
         self.config = config
         self.role = role
         self.logger = logger
+        serverTLS = try config.server.tls.map { files throws(TLSError) in try ServerTLSContext(files) }
+        try config.master?.tls?.validate()
+        try config.ha?.etcdTLS?.validate()
         engine = try KVEngine(storage: config.storage, wal: config.wal, logger: logger)
         let configured: RoleManager.Role =
             switch role {
@@ -65,6 +71,7 @@ public final class ServerNode: Sendable {
         roles = RoleManager(
             initialRole: saved ?? configured, engine: engine, hub: hub, group: group,
             syncInterval: (config.master ?? NodeConfig.defaults(for: .slave).master)?.syncInterval ?? .seconds(1),
+            masterTLS: config.master?.tls,
             server: config.server, advertise: config.ha?.advertise, walDirectory: config.wal.directory, logger: logger,
             serving: { [health] serving in health.setStatus(serving ? .serving : .notServing) })
         kv = KVStoreService(
@@ -94,7 +101,7 @@ public final class ServerNode: Sendable {
             router: router,
             limits: RPCServer.Limits(
                 maxMessageBytes: config.limits.maxMessageBytes, idleTimeout: config.server.idleTimeout),
-            group: group, logger: logger, isServing: { [health] in health.status == .serving })
+            tls: serverTLS, group: group, logger: logger, isServing: { [health] in health.status == .serving })
     }
 
     /// Binds `server.address:server.port` and starts serving.
@@ -106,6 +113,19 @@ public final class ServerNode: Sendable {
         roles.start(port: address.port ?? config.server.port)
         coordinator?.start()
         return address
+    }
+
+    /// Rereads what the node reads from files at run time; the CLI calls it on SIGHUP, as often
+    /// as it comes. A file that cannot be used is logged and the node keeps what it had, so a
+    /// botched certificate rotation never takes a serving node down.
+    public func reload() {
+        guard let serverTLS else { return }
+        do {
+            try serverTLS.reload()
+            logger.info("reloaded the TLS certificate", metadata: ["cert_file": "\(serverTLS.files.certFile)"])
+        } catch {
+            logger.error("TLS reload failed; still serving the previous certificate", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Reports NOT_SERVING, sends GOAWAY on every connection, waits for in-flight calls,

@@ -32,10 +32,26 @@ struct Erdtree: AsyncParsableCommand {
     )
 }
 
-/// `--server host:port`, shared by the client subcommands.
+/// `--server host:port` and the TLS flags, shared by the client subcommands.
 struct ClientOptions: ParsableArguments {
-    @Option(name: .long, help: "The node to talk to, as host:port.")
+    @Option(
+        name: .long,
+        help: "The node to talk to, as host:port or http://host:port (cleartext) or https://host:port (TLS).")
     var server: String = "127.0.0.1:8080"
+
+    @Option(name: .customLong("tls-ca"), help: "PEM CA that signed the server's certificate; implies TLS.")
+    var tlsCA: String?
+
+    @Option(name: .customLong("tls-cert"), help: "PEM client certificate for mutual TLS (with --tls-key); implies TLS.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM key of --tls-cert.")
+    var tlsKey: String?
+
+    @Option(
+        name: .customLong("tls-server-name"),
+        help: "The name the server's certificate must carry; default the host in --server; implies TLS.")
+    var tlsServerName: String?
 
     @Option(name: .long, help: "Give up after this long (e.g. 500ms, 5s).")
     var timeout: String = "10s"
@@ -61,21 +77,43 @@ struct ClientOptions: ParsableArguments {
         }
     }
 
+    /// TLS when `--server` says `https://` or any `--tls-*` flag is given; with no `--tls-ca`
+    /// the system's roots are trusted, as curl does.
+    func clientTLS() throws -> ClientTLS? {
+        let wantsTLS =
+            server.hasPrefix("https://") || tlsCA != nil || tlsCert != nil || tlsKey != nil || tlsServerName != nil
+        guard wantsTLS else { return nil }
+        if (tlsCert == nil) != (tlsKey == nil) {
+            throw ValidationError("--tls-cert and --tls-key go together")
+        }
+        return ClientTLS(caFile: tlsCA, serverName: tlsServerName, certFile: tlsCert, keyFile: tlsKey)
+    }
+
+    /// `host:port` without the `http://` or `https://` that `--server` may carry (or a trailing `/`).
+    static func hostPort(_ server: String) -> String {
+        var rest = Substring(server)
+        for scheme in ["https://", "http://"] where rest.hasPrefix(scheme) {
+            rest = rest.dropFirst(scheme.count)
+        }
+        return String(rest.hasSuffix("/") ? rest.dropLast() : rest)
+    }
+
     /// Connects to `server`, runs `body`, closes; RPC failures are rethrown as they are.
     private func withClient<T>(at server: String, _ body: (KVClient) async throws -> T) async throws -> T {
         let address: SocketAddressSpec
         do {
-            address = try SocketAddressSpec(parsing: server)
+            address = try SocketAddressSpec(parsing: Self.hostPort(server))
         } catch {
             throw ValidationError("--server: \(error)")
         }
+        let tls = try clientTLS()
         guard let timeout = ConfigUnits.duration(self.timeout) else {
             throw ValidationError("--timeout: '\(self.timeout)' is not a duration (try 500ms, 5s, 1m)")
         }
         let rpc: RPCClient
         do {
             rpc = try await RPCClient.connect(
-                host: address.host, port: address.port, group: MultiThreadedEventLoopGroup.singleton)
+                host: address.host, port: address.port, group: MultiThreadedEventLoopGroup.singleton, tls: tls)
         } catch {
             throw CLIError("cannot connect to \(server): \(error)")
         }
@@ -100,6 +138,7 @@ struct MasterCommand: AsyncParsableCommand {
         discussion: """
             With no config file the node uses the embedded default: 127.0.0.1:8080, data under ./data/master.
             SIGTERM or SIGINT stops it gracefully: GOAWAY, in-flight calls finish, exit 0.
+            SIGHUP rereads the server.tls certificate, key and client CA; a bad file keeps the old ones.
             """
     )
 
@@ -117,7 +156,7 @@ struct SlaveCommand: AsyncParsableCommand {
         discussion: """
             With no config file the node uses the embedded default: 127.0.0.1:8081, data under ./data/slave,
             following 127.0.0.1:8080. Health is NOT_SERVING until the first sync with the master completes.
-            SIGTERM or SIGINT stops it gracefully.
+            SIGTERM or SIGINT stops it gracefully. SIGHUP rereads the server.tls files.
             """
     )
 
@@ -165,6 +204,7 @@ struct NodeOptions: ParsableArguments {
         // Caught from here on: a SIGTERM while the log is replayed or the port is bound stops the
         // node gracefully once it has started, instead of killing it (the signal's default action).
         let termination = TerminationSignal()
+        let hangups = HangupSignal()
         Self.raiseOpenFileLimit(logger: logger)
         let nodeConfig: NodeConfig
         do {
@@ -178,6 +218,8 @@ struct NodeOptions: ParsableArguments {
         let node: ServerNode
         do {
             node = try ServerNode(config: nodeConfig, role: role, group: group, logger: logger)
+        } catch let error as TLSError {
+            throw CLIError("\(error)")
         } catch {
             throw CLIError("cannot recover the write-ahead log in \(nodeConfig.wal.directory): \(error)")
         }
@@ -187,6 +229,7 @@ struct NodeOptions: ParsableArguments {
             throw CLIError(
                 "cannot listen on \(nodeConfig.server.address):\(nodeConfig.server.port): \(error)")
         }
+        hangups.onSignal { node.reload() }
         let signal = await termination.wait()
         logger.info("received \(signal); draining")
         await node.stop()
@@ -230,6 +273,27 @@ final class TerminationSignal: @unchecked Sendable {
         received = name
         waiter?.resume(returning: name)
         waiter = nil
+    }
+}
+
+/// SIGHUP, caught from the moment this is made (its default action would end the process),
+/// handled every time it comes once `onSignal` is set; one before that is dropped, as the
+/// node has nothing loaded yet that could be reloaded.
+final class HangupSignal: @unchecked Sendable {
+    /// `handler` is touched only on this serial queue: that is the synchronisation.
+    private let queue = DispatchQueue(label: "erdtree.sighup")
+    private let source: any DispatchSourceSignal
+    private var handler: (@Sendable () -> Void)?
+
+    init() {
+        signal(SIGHUP, SIG_IGN)
+        source = DispatchSource.makeSignalSource(signal: SIGHUP, queue: queue)
+        source.setEventHandler { [self] in handler?() }
+        source.resume()
+    }
+
+    func onSignal(_ handler: @escaping @Sendable () -> Void) {
+        queue.async { [self] in self.handler = handler }
     }
 }
 

@@ -3,15 +3,21 @@
 enum ConfigSchema {
     /// Section names in file order, each with its keys.
     static let sections: [(name: String, keys: [String])] = [
-        ("server", ["address", "port", "event_loops", "idle_timeout"]),
+        ("server", ["address", "port", "event_loops", "idle_timeout", "tls"]),
+        ("server.tls", ["cert_file", "key_file", "client_ca_file"]),
         ("wal", ["directory", "sync_interval", "max_file_size", "retention"]),
         ("storage", ["max_entries", "eviction_policy"]),
-        ("master", ["address", "sync_interval"]),
+        ("master", ["address", "sync_interval", "tls"]),
+        ("master.tls", clientTLSKeys),
         ("replication", ["min_acks", "ack_timeout"]),
         ("limits", ["max_key_bytes", "max_value_bytes", "max_message_bytes"]),
         ("ha", ["etcd", "cluster", "name", "advertise", "lease_ttl"]),
-        ("ha.etcd", ["endpoints"]),
+        ("ha.etcd", ["endpoints", "tls"]),
+        ("ha.etcd.tls", clientTLSKeys),
     ]
+
+    /// Every section through which this node dials out over TLS takes the same keys.
+    static let clientTLSKeys = ["ca_file", "server_name", "cert_file", "key_file"]
 
     /// The keys allowed directly under `sectionPath` ("" is the document: the section names).
     static func keys(in sectionPath: String) -> [String] {

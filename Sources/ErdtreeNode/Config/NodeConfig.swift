@@ -1,9 +1,13 @@
+import ErdtreeRPC
+
 /// Everything a node reads from its YAML config file (docs/configuration.md), with units in the names.
 ///
 /// Built by `NodeConfig.load(path:role:)` or `parse(yaml:role:source:)`, which apply the role's
 /// defaults for missing keys and validate every value; see docs/configuration.md for the file
 /// format. The properties are `var` so tests can start from `defaults(for:)` and change a field
 /// (port 0, a temporary directory) without writing YAML; such changes are not re-validated.
+/// TLS files are checked for presence of keys here, and read when the node starts
+/// (`ServerTLSContext`, `ClientTLS.validate()`), so parsing stays free of file I/O.
 public struct NodeConfig: Sendable, Equatable {
     public var server: Server
     public var wal: WAL
@@ -45,12 +49,18 @@ public struct NodeConfig: Sendable, Equatable {
         /// How long an HTTP/1.1 connection (or one that has not yet said which protocol it
         /// speaks) may send nothing before it is closed, unless a call on it is in progress.
         public var idleTimeout: Duration
+        /// When set, the port speaks only TLS (`server.tls`).
+        public var tls: ServerTLS?
 
-        public init(address: String, port: Int, eventLoops: Int = 0, idleTimeout: Duration = .seconds(30)) {
+        public init(
+            address: String, port: Int, eventLoops: Int = 0, idleTimeout: Duration = .seconds(30),
+            tls: ServerTLS? = nil
+        ) {
             self.address = address
             self.port = port
             self.eventLoops = eventLoops
             self.idleTimeout = idleTimeout
+            self.tls = tls
         }
     }
 
@@ -109,10 +119,13 @@ public struct NodeConfig: Sendable, Equatable {
         public var address: String
         /// The heartbeat period of the replication stream when no writes flow.
         public var syncInterval: Duration
+        /// When set, the slave dials its master over TLS (`master.tls`).
+        public var tls: ClientTLS?
 
-        public init(address: String, syncInterval: Duration) {
+        public init(address: String, syncInterval: Duration, tls: ClientTLS? = nil) {
             self.address = address
             self.syncInterval = syncInterval
+            self.tls = tls
         }
     }
 
@@ -128,8 +141,14 @@ public struct NodeConfig: Sendable, Equatable {
         public var advertise: String
         /// The lease a master must keep renewing to take writes.
         public var leaseTTL: Duration
+        /// When set, the node dials etcd over TLS (`ha.etcd.tls`).
+        public var etcdTLS: ClientTLS?
 
-        public init(etcdEndpoints: [String], cluster: String, name: String, advertise: String, leaseTTL: Duration) {
+        public init(
+            etcdEndpoints: [String], cluster: String, name: String, advertise: String, leaseTTL: Duration,
+            etcdTLS: ClientTLS? = nil
+        ) {
+            self.etcdTLS = etcdTLS
             self.etcdEndpoints = etcdEndpoints
             self.cluster = cluster
             self.name = name

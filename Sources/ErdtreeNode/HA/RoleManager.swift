@@ -33,6 +33,9 @@ public final class RoleManager: Sendable {
     private let group: any EventLoopGroup
     /// The slave settings a `Replicator` dials with (heartbeats), whatever the master.
     private let syncInterval: Duration
+    /// How this node dials any master it follows (`master.tls`), the configured one or one it
+    /// is pointed to later.
+    private let masterTLS: ClientTLS?
     /// How this node names itself (its slave id, the address a master reports for itself) once
     /// it knows the port it serves on.
     private let server: NodeConfig.Server
@@ -66,8 +69,8 @@ public final class RoleManager: Sendable {
 
     init(
         initialRole: Role, engine: KVEngine, hub: ReplicationHub, group: any EventLoopGroup,
-        syncInterval: Duration, server: NodeConfig.Server, advertise: String? = nil, walDirectory: String,
-        logger: Logger,
+        syncInterval: Duration, masterTLS: ClientTLS? = nil, server: NodeConfig.Server, advertise: String? = nil,
+        walDirectory: String, logger: Logger,
         serving: @escaping @Sendable (Bool) -> Void
     ) {
         self.walDirectory = walDirectory
@@ -76,6 +79,7 @@ public final class RoleManager: Sendable {
         self.hub = hub
         self.group = group
         self.syncInterval = syncInterval
+        self.masterTLS = masterTLS
         self.server = server
         self.advertise = advertise
         ownAddressValue = Mutex(advertise ?? ServerNode.slaveID(server))
@@ -193,7 +197,8 @@ public final class RoleManager: Sendable {
 
     func startFollowing(_ master: String, firstSync: Bool) {
         let replicator = Replicator(
-            master: NodeConfig.Master(address: master, syncInterval: syncInterval), engine: engine, group: group,
+            master: NodeConfig.Master(address: master, syncInterval: syncInterval, tls: masterTLS), engine: engine,
+            group: group,
             slaveID: ownAddress, logger: logger)
         replicator.onRedirect { [weak self] address in
             // Not awaited here: following stops this replicator, whose loop is the caller.

@@ -133,7 +133,7 @@ public final class Replicator: Sendable {
         }
         let client: RPCClient
         do {
-            client = try await RPCClient.connect(host: address.host, port: address.port, group: group)
+            client = try await RPCClient.connect(host: address.host, port: address.port, group: group, tls: master.tls)
         } catch {
             return NodeError.masterUnreachable(address: master.address, reason: "\(error)").status
         }
