@@ -155,11 +155,12 @@ def test_curl_connect_json_over_tls(pki, tls_server, version):
     assert done.returncode == 0 and json.loads(body)["value"] == "anNvbg==", done.stderr.decode()
 
 
-def test_curl_healthz_over_tls_http1(pki, tls_server):
-    done = curl("--cacert", str(pki / "ca.pem"), "--http1.1", "-w", "%{http_code} %{http_version}",
+@pytest.mark.parametrize("version, shown", [("--http1.1", "1.1"), ("--http2", "2")])
+def test_curl_healthz_over_tls(pki, tls_server, version, shown):
+    done = curl("--cacert", str(pki / "ca.pem"), version, "-w", "%{http_code} %{http_version}",
                 f"{tls_server.url}/healthz")
     assert done.returncode == 0, done.stderr.decode()
-    assert done.stdout.decode() == "SERVING\n200 1.1"
+    assert done.stdout.decode() == f"SERVING\n200 {shown}"
 
 
 def launch_unchecked(workdir: Path, pki: Path, cert: str):
@@ -261,7 +262,7 @@ def test_mutual_tls_refuses_a_client_without_a_certificate_or_with_another_cas(p
     with channel:
         assert kv.Set(pb.kv.SetRequest(key="m", value=b"mutual"), timeout=10).lsn == 1
     done = curl("--cacert", str(pki / "ca.pem"), "--cert", str(pki / "client.pem"), "--key", str(pki / "client.key"),
-                "--http1.1", f"{mtls_server.url}/healthz")
+                f"{mtls_server.url}/healthz")
     assert done.returncode == 0 and done.stdout == b"SERVING\n", done.stderr.decode()
 
 

@@ -25,6 +25,7 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     private let router: RPCRouter
     private let limits: RPCServer.Limits
     private let isServing: @Sendable () -> Bool
+    var isNodeServing: Bool { isServing() }
     private let makeHTTP2: () throws -> HTTP2ServerConnectionHandler
     private var context: ChannelHandlerContext?
     private var exchange: Exchange?

@@ -15,18 +15,26 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
     private let router: RPCRouter
     private let limits: RPCServer.Limits
     private let logger: Logger
+    private let isServing: @Sendable () -> Bool
     private var streams = StreamTable()
     /// nghttp2 reports a stream's headers and data one callback at a time; remembering the
     /// last stream spares a table lookup on each.
     private var lastCall: ServerCall?
     private var draining = false
 
-    init(router: RPCRouter, limits: RPCServer.Limits, logger: Logger) throws {
+    /// - Parameter isServing: what `GET /healthz` reports (200 when true, else 503).
+    init(
+        router: RPCRouter, limits: RPCServer.Limits, logger: Logger,
+        isServing: @escaping @Sendable () -> Bool = { true }
+    ) throws {
         self.router = router
         self.limits = limits
         self.logger = logger
+        self.isServing = isServing
         try super.init(role: .server)
     }
+
+    var isNodeServing: Bool { isServing() }
 
     // MARK: Channel events
 

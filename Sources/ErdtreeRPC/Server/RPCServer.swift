@@ -81,7 +81,10 @@ public final class RPCServer: Sendable {
                 self?.track(channel)
                 return channel.eventLoop.makeCompletedFuture {
                     let idle = IdleStateHandler(readTimeout: TimeAmount(limits.idleTimeout))
-                    let makeHTTP2 = { try HTTP2ServerConnectionHandler(router: router, limits: limits, logger: logger) }
+                    let makeHTTP2 = {
+                        try HTTP2ServerConnectionHandler(
+                            router: router, limits: limits, logger: logger, isServing: isServing)
+                    }
                     let install = { (detected: ProtocolSniffer.Detected, channel: any Channel) throws in
                         let pipeline = channel.pipeline.syncOperations
                         switch detected {
