@@ -64,14 +64,17 @@ import Testing
         #expect(error?.description.contains(words) == true, "\(String(describing: error))")
     }
 
-    @Test(arguments: [
-        ("master: {address: \"m:1\", tls: {cert_file: c.pem}}", .slave,
-            "missing key 'master.tls.key_file': master.tls.cert_file is set"),
-        ("master: {address: \"m:1\", tls: {key_file: c.key}}", .slave, "missing key 'master.tls.cert_file'"),
-        ("master: {address: \"m:1\", tls: {client_ca_file: x}}", .slave, "unknown key 'master.tls.client_ca_file'"),
-        ("ha: {etcd: {tls: {cert_file: c.pem}}}", .node, "missing key 'ha.etcd.tls.key_file'"),
-        ("ha: {etcd: {tls: {sni: x}}}", .node, "unknown key 'ha.etcd.tls.sni'"),
-    ] as [(String, Role, String)])
+    @Test(
+        arguments: [
+            (
+                "master: {address: \"m:1\", tls: {cert_file: c.pem}}", .slave,
+                "missing key 'master.tls.key_file': master.tls.cert_file is set"
+            ),
+            ("master: {address: \"m:1\", tls: {key_file: c.key}}", .slave, "missing key 'master.tls.cert_file'"),
+            ("master: {address: \"m:1\", tls: {client_ca_file: x}}", .slave, "unknown key 'master.tls.client_ca_file'"),
+            ("ha: {etcd: {tls: {cert_file: c.pem}}}", .node, "missing key 'ha.etcd.tls.key_file'"),
+            ("ha: {etcd: {tls: {sni: x}}}", .node, "unknown key 'ha.etcd.tls.sni'"),
+        ] as [(String, Role, String)])
     func badClientTLSIsNamed(yaml: String, role: Role, words: String) {
         let error = #expect(throws: ConfigError.self) {
             try NodeConfig.parse(yaml: yaml, role: role, source: "c.yaml")
