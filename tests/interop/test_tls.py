@@ -399,3 +399,60 @@ def test_replication_over_mutual_tls_converges_and_a_slave_without_a_certificate
         for n in reversed(nodes):
             if n.alive():
                 stop_server(n, _failed(request.node))
+
+
+# --------------------------------------------------------------------------
+# The HA etcd client over mutual TLS
+# --------------------------------------------------------------------------
+
+
+def test_erdtree_node_reaches_etcd_over_mutual_tls(pb, pki, tmp_path, request):
+    """etcd serving only TLS and requiring client certificates from ca: a node with
+    `ha.etcd.tls` becomes master; one without a client certificate is refused and says why."""
+    binary = shutil.which("etcd")
+    if binary is None:
+        pytest.fail("etcd not found: run scripts/install-deps.sh test (Debian's etcd-server)")
+    client_port, peer_port = node.free_port(), node.free_port()
+    client, peer = f"https://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+    (tmp_path / "etcd").mkdir()
+    with open(tmp_path / "etcd" / "etcd.log", "wb") as log:
+        etcd = subprocess.Popen(
+            [*node.DIE_WITH_PARENT, binary, "--name", "e0", "--data-dir", str(tmp_path / "etcd" / "data"),
+             "--listen-client-urls", client, "--advertise-client-urls", client,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", f"e0={peer}",
+             "--cert-file", str(pki / "server.pem"), "--key-file", str(pki / "server.key"),
+             "--trusted-ca-file", str(pki / "ca.pem"), "--client-cert-auth"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    started = []
+    try:
+        def launch(name: str, tls: dict) -> node.Node:
+            port = node.free_port()
+            n = node.launch(tmp_path / name, port, binary=ERDTREE_BIN, role="node",
+                            ha={"etcd": {"endpoints": [f"127.0.0.1:{client_port}"], "tls": tls}, "cluster": "tls",
+                                "name": name, "advertise": f"127.0.0.1:{port}", "lease_ttl": "2s"})
+            started.append(n)
+            return n
+
+        trusted = launch("trusted", {"ca_file": str(pki / "ca.pem"), "cert_file": str(pki / "client.pem"),
+                                     "key_file": str(pki / "client.key")})
+        deadline = time.monotonic() + 20
+        while "etcd session started" not in trusted.log() or not health_serving(trusted.address):
+            assert trusted.alive() and etcd.poll() is None and time.monotonic() < deadline, trusted.log_tail()
+            time.sleep(0.1)
+        with grpc.insecure_channel(trusted.address) as channel:
+            assert pb.kv_grpc.KVStoreStub(channel).Set(pb.kv.SetRequest(key="e", value=b"1"), timeout=10).lsn >= 1
+
+        bare = launch("bare", {"ca_file": str(pki / "ca.pem")})
+        deadline = time.monotonic() + 10
+        while "etcd session ended" not in bare.log():
+            assert bare.alive() and time.monotonic() < deadline, bare.log_tail()
+            time.sleep(0.1)
+        ended = [line for line in bare.log().splitlines() if "etcd session ended" in line]
+        # Go's TLS (etcd) answers a missing client certificate with a bad_certificate alert.
+        assert "ALERT_BAD_CERTIFICATE" in ended[0] or "CERTIFICATE_REQUIRED" in ended[0], ended[0]
+        assert "etcd session started" not in bare.log()
+    finally:
+        for n in started:
+            stop_server(n, _failed(request.node))
+        etcd.kill()
+        etcd.wait(timeout=10)
