@@ -1,6 +1,6 @@
 """TLS and mutual TLS (DESIGN §11, issue 16): a node with `server.tls`, reached by real clients
 (grpcurl, buf curl, grpcio, connectrpc, curl, openssl, the erdtree CLI) with certificates that
-`openssl` makes at test time (pki.py); the failures each must refuse cleanly; certificate
+`openssl` makes at test time (tests/harness/pki.py); the failures each must refuse cleanly; certificate
 rotation on SIGHUP; replication over mutual TLS."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from conftest import ERDTREE_BIN, _failed, start_server, stop_server
 from harness import node
 from harness.node import health_serving
-from pki import make_pki
+from harness.pki import make_pki
 from support import run, tool
 
 # Long enough for a slave's backoff to make several attempts.
