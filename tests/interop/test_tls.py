@@ -175,6 +175,27 @@ def launch_unchecked(workdir: Path, pki: Path, cert: str):
     return srv
 
 
+def test_upgrade_to_h2c_is_not_offered_over_tls(pki, tls_server):
+    """RFC 9113 §3.1: h2c is cleartext only. Over TLS with ALPN http/1.1 the request is
+    served as HTTP/1.1, and the connection then closes (NIOHTTP1 parses nothing after a
+    request that asked to switch)."""
+    context = ssl.create_default_context(cafile=str(pki / "ca.pem"))
+    context.set_alpn_protocols(["http/1.1"])
+    body = b'{"key":"u"}'
+    request = (b"POST /erdtree.v1.KVStore/Get HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n"
+               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    with socket.create_connection(("127.0.0.1", tls_server.port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.selected_alpn_protocol() == "http/1.1"
+            tls.sendall(request)
+            answer = b""
+            while chunk := tls.recv(4096):
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:200]
+    assert answer.endswith(b"{}")
+
+
 def test_cli_sets_and_gets_over_https(pki, tls_server):
     tls = ["--tls-ca", str(pki / "ca.pem")]
     done = run([str(ERDTREE_BIN), "set", "cli", "over-tls", "--server", tls_server.url, *tls])

@@ -95,7 +95,8 @@ public final class RPCServer: Sendable {
                             try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
                             try pipeline.addHandler(
                                 HTTP1ConnectionHandler(
-                                    router: router, limits: limits, isServing: isServing, makeHTTP2: makeHTTP2))
+                                    router: router, limits: limits, isServing: isServing,
+                                    makeHTTP2: tls == nil ? makeHTTP2 : nil))
                         }
                     }
                     let pipeline = channel.pipeline.syncOperations
