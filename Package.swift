@@ -4,7 +4,7 @@ import PackageDescription
 // Dependencies point one way (docs/architecture.md):
 // erdtree → ErdtreeNode → {ErdtreeRPC, ErdtreeProtobuf, ErdtreeWAL, ErdtreeStorage}, and erdtree → ErdtreeWAL
 // (`erdtree wal dump`/`verify`); ErdtreeProtobuf → {ErdtreeRPC, ErdtreeProto → CProtobufC};
-// ErdtreeRPC → {CNGHTTP2, CZlib}; ErdtreeWAL → CErdtreeSystem. ErdtreeRPC knows no
+// ErdtreeRPC → {CNGHTTP2, CZlib, swift-nio-ssl}; ErdtreeWAL → CErdtreeSystem. ErdtreeRPC knows no
 // protobuf-c type: ErdtreeProtobuf plugs Connect's JSON transcoders into it, as grpc-swift-protobuf plugs its
 // serializers into GRPCCore.
 
@@ -24,6 +24,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
@@ -59,6 +60,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: failpoints

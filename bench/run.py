@@ -26,7 +26,7 @@ from bench.servers import Instance, Running
 from bench.settings import Settings
 from bench.suites import (
     INSTANCES, LOADS, ROUND_ORDER, cluster, compacted, durable, evicted, failover, memory, recovery, replication,
-    switchover,
+    switchover, tls,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ PACKAGES = {
     "h2load": "nghttp2-client", "curl": "curl", "nghttpd": "nghttp2-server", "etcd": "etcd-server",
     "redis-server": "redis-server", "redis-cli": "redis-tools", "redis-benchmark": "redis-tools",
     "protoc": "protobuf-compiler", "valgrind": "valgrind", "callgrind_control": "valgrind", "objcopy": "binutils",
-    "gcc": "gcc", "redis-sentinel": "redis-sentinel",
+    "gcc": "gcc", "redis-sentinel": "redis-sentinel", "openssl": "openssl",
 }
 
 
@@ -92,6 +92,8 @@ def check_tools(s: Settings) -> None:
     need("curl")
     if s.has("nghttpd"):
         need("nghttpd")
+    if tls.selected(s):
+        need("openssl")
     if s.has("etcd") or (failover.selected(s) and s.has("erdtree")):
         need("etcd")
     if s.has("redis"):
@@ -234,7 +236,7 @@ def run(settings: Settings) -> None:
     suite_loads, loads = selected_loads(s)
     if not (loads or ((s.suite("recovery") or s.suite("memory")) and (s.has("erdtree") or s.has("redis")))
             or ((s.suite("compacted") or s.suite("cluster")) and s.has("erdtree"))
-            or switchover.selected(s) or failover.selected(s)):
+            or switchover.selected(s) or failover.selected(s) or tls.selected(s)):
         raise Fatal("BENCH_SYSTEMS and BENCH_SUITES select nothing to run")
     bench = Bench(s)
     try:
@@ -275,11 +277,12 @@ def run(settings: Settings) -> None:
             switchover.run(bench)
         if failover.selected(s):
             failover.run(bench)
+        secure = tls.run(bench) if tls.selected(s) else None
 
         text = io.StringIO()
         with contextlib.redirect_stdout(text):
             report(bench, suite_loads, loads, data, compaction, hosts, no_wal, versions(bench, loads, data),
-                   (load_before, load_after))
+                   (load_before, load_after), secure)
         print(text.getvalue(), end="", flush=True)
         if s.out:
             s.out.write_text(text.getvalue())
@@ -290,7 +293,7 @@ def run(settings: Settings) -> None:
 
 
 def report(bench: Bench, suite_loads: list[Load], loads: list[Load], data, compaction, hosts, no_wal: list[str],
-           found: list[str], load: tuple[str, str]) -> None:
+           found: list[str], load: tuple[str, str], secure: tls.Results | None = None) -> None:
     s, r = bench.settings, bench.records
     print(f"## Erdtree benchmark ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})")
     print()
@@ -322,7 +325,9 @@ def report(bench: Bench, suite_loads: list[Load], loads: list[Load], data, compa
         switchover.report(bench)
     if r.failovers:
         failover.report(bench)
-    if loads or r.recovery or r.memory or r.compacted or r.catchups or r.switchovers or r.failovers:
+    if secure:
+        tls.report(bench, secure)
+    if loads or r.recovery or r.memory or r.compacted or r.catchups or r.switchovers or r.failovers or secure:
         print()
         print("<details><summary>every run</summary>")
         for present, table in ((loads, lambda: tables.rounds_table(r.runs, bench.labels)),
@@ -332,7 +337,8 @@ def report(bench: Bench, suite_loads: list[Load], loads: list[Load], data, compa
                                (r.lags or r.catchups, lambda: tables.replication_rounds(r.lags, r.lag_loads,
                                                                                          r.catchups)),
                                (r.switchovers, lambda: tables.switchover_rounds(r.switchovers)),
-                               (r.failovers, lambda: tables.failover_rounds(r.failovers))):
+                               (r.failovers, lambda: tables.failover_rounds(r.failovers)),
+                               (secure, lambda: tls.rounds_table(secure))):
             if present:
                 print()
                 table()

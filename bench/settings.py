@@ -15,7 +15,7 @@ from bench.console import Fatal
 
 SYSTEMS = ("erdtree", "nghttpd", "etcd", "redis")
 SUITES = ("grpc", "connect", "durable", "recovery", "memory", "evicted", "compacted", "replication", "cluster",
-          "switchover", "failover")
+          "switchover", "failover", "tls")
 PROFILE_LOADS = ("get", "connect_proto", "connect_json")
 POSITIVE = re.compile(r"[1-9][0-9]*")
 

@@ -35,18 +35,24 @@ public final class ServerNode: Sendable {
     private let server: RPCServer
     /// The secrets of `auth.tokens`, re-read by `reload()`; nil when auth is off.
     private let tokens: BearerTokens?
+    /// The certificate `server.tls` serves, swapped by `reload()`.
+    private let serverTLS: ServerTLSContext?
     private let logger: Logger
 
-    /// Reads the token files, opens the engine on `config.wal.directory` (replaying the log),
-    /// then builds the services.
+    /// Reads the token and TLS files, opens the engine on `config.wal.directory` (replaying the
+    /// log), then builds the services.
     /// - Throws: `ConfigError` when a token file cannot be read or holds no usable token;
-    ///   `WALError` when the log is corrupt (naming file, offset and LSN) or cannot be read or
-    ///   created.
+    ///   `TLSError` naming a certificate, key or CA file of `server.tls`, `master.tls` or
+    ///   `ha.etcd.tls` that cannot be used (both checked before the log is opened); `WALError`
+    ///   when the log is corrupt (naming file, offset and LSN) or cannot be read or created.
     public init(config: NodeConfig, role: Role = .master, group: any EventLoopGroup, logger: Logger) throws {
         self.config = config
         self.role = role
         self.logger = logger
         tokens = try config.auth.map { BearerTokens(try TokenFiles.load($0, source: Self.configSource)) }
+        serverTLS = try config.server.tls.map { files throws(TLSError) in try ServerTLSContext(files) }
+        try config.master?.tls?.validate()
+        try config.ha?.etcdTLS?.validate()
         engine = try KVEngine(storage: config.storage, wal: config.wal, logger: logger)
         let configured: RoleManager.Role =
             switch role {
@@ -109,7 +115,7 @@ public final class ServerNode: Sendable {
                 maxHeaderListBytes: config.server.maxHeaderListBytes,
                 maxBufferedBytesPerConnection: config.server.maxBufferedBytesPerConnection,
                 maxBufferedBytes: config.server.maxBufferedBytes, handshakeTimeout: config.server.handshakeTimeout),
-            statistics: serverStatistics, group: group, logger: logger,
+            statistics: serverStatistics, tls: serverTLS, group: group, logger: logger,
             isServing: { [health] in health.status == .serving })
     }
 
@@ -124,16 +130,27 @@ public final class ServerNode: Sendable {
         return address
     }
 
-    /// Re-reads what may change under a running node (SIGHUP): the token files. A file that
-    /// fails leaves the previous set in force, and the error (which names files, never secrets)
-    /// is logged.
+    /// Re-reads what the node reads from files at run time (SIGHUP, as often as it comes): the
+    /// token files and the TLS certificate. A file that cannot be used is logged (naming files,
+    /// never secrets) and the node keeps what it had, so a botched rotation never takes a
+    /// serving node down.
     public func reload() {
-        guard let tokens, let auth = config.auth else { return }
-        do {
-            tokens.replace(with: try TokenFiles.load(auth, source: Self.configSource))
-            logger.info("reloaded tokens", metadata: ["tokens": "\(tokens.names.joined(separator: ","))"])
-        } catch {
-            logger.error("kept the previous tokens: \(error)")
+        if let tokens, let auth = config.auth {
+            do {
+                tokens.replace(with: try TokenFiles.load(auth, source: Self.configSource))
+                logger.info("reloaded tokens", metadata: ["tokens": "\(tokens.names.joined(separator: ","))"])
+            } catch {
+                logger.error("kept the previous tokens: \(error)")
+            }
+        }
+        if let serverTLS {
+            do {
+                try serverTLS.reload()
+                logger.info("reloaded the TLS certificate", metadata: ["cert_file": "\(serverTLS.files.certFile)"])
+            } catch {
+                logger.error(
+                    "TLS reload failed; still serving the previous certificate", metadata: ["error": "\(error)"])
+            }
         }
     }
 

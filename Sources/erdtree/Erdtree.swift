@@ -32,10 +32,26 @@ struct Erdtree: AsyncParsableCommand {
     )
 }
 
-/// `--server host:port`, shared by the client subcommands.
+/// `--server host:port` and the TLS flags, shared by the client subcommands.
 struct ClientOptions: ParsableArguments {
-    @Option(name: .long, help: "The node to talk to, as host:port.")
+    @Option(
+        name: .long,
+        help: "The node to talk to, as host:port or http://host:port (cleartext) or https://host:port (TLS).")
     var server: String = "127.0.0.1:8080"
+
+    @Option(name: .customLong("tls-ca"), help: "PEM CA that signed the server's certificate; implies TLS.")
+    var tlsCA: String?
+
+    @Option(name: .customLong("tls-cert"), help: "PEM client certificate for mutual TLS (with --tls-key); implies TLS.")
+    var tlsCert: String?
+
+    @Option(name: .customLong("tls-key"), help: "PEM key of --tls-cert.")
+    var tlsKey: String?
+
+    @Option(
+        name: .customLong("tls-server-name"),
+        help: "The name the server's certificate must carry; default the host in --server; implies TLS.")
+    var tlsServerName: String?
 
     @Option(name: .long, help: "Give up after this long (e.g. 500ms, 5s).")
     var timeout: String = "10s"
@@ -68,14 +84,36 @@ struct ClientOptions: ParsableArguments {
         }
     }
 
+    /// TLS when `--server` says `https://` or any `--tls-*` flag is given; with no `--tls-ca`
+    /// the system's roots are trusted, as curl does.
+    func clientTLS() throws -> ClientTLS? {
+        let wantsTLS =
+            server.hasPrefix("https://") || tlsCA != nil || tlsCert != nil || tlsKey != nil || tlsServerName != nil
+        guard wantsTLS else { return nil }
+        if (tlsCert == nil) != (tlsKey == nil) {
+            throw ValidationError("--tls-cert and --tls-key go together")
+        }
+        return ClientTLS(caFile: tlsCA, serverName: tlsServerName, certFile: tlsCert, keyFile: tlsKey)
+    }
+
+    /// `host:port` without the `http://` or `https://` that `--server` may carry (or a trailing `/`).
+    static func hostPort(_ server: String) -> String {
+        var rest = Substring(server)
+        for scheme in ["https://", "http://"] where rest.hasPrefix(scheme) {
+            rest = rest.dropFirst(scheme.count)
+        }
+        return String(rest.hasSuffix("/") ? rest.dropLast() : rest)
+    }
+
     /// Connects to `server`, runs `body`, closes; RPC failures are rethrown as they are.
     private func withClient<T>(at server: String, _ body: (KVClient) async throws -> T) async throws -> T {
         let address: SocketAddressSpec
         do {
-            address = try SocketAddressSpec(parsing: server)
+            address = try SocketAddressSpec(parsing: Self.hostPort(server))
         } catch {
             throw ValidationError("--server: \(error)")
         }
+        let tls = try clientTLS()
         guard let timeout = ConfigUnits.duration(self.timeout) else {
             throw ValidationError("--timeout: '\(self.timeout)' is not a duration (try 500ms, 5s, 1m)")
         }
@@ -84,7 +122,7 @@ struct ClientOptions: ParsableArguments {
         do {
             rpc = try await RPCClient.connect(
                 host: address.host, port: address.port, group: MultiThreadedEventLoopGroup.singleton,
-                metadata: metadata)
+                metadata: metadata, tls: tls)
         } catch {
             throw CLIError("cannot connect to \(server): \(error)")
         }
@@ -129,6 +167,7 @@ struct MasterCommand: AsyncParsableCommand {
         discussion: """
             With no config file the node uses the embedded default: 127.0.0.1:8080, data under ./data/master.
             SIGTERM or SIGINT stops it gracefully: GOAWAY, in-flight calls finish, exit 0.
+            SIGHUP rereads the server.tls certificate, key and client CA; a bad file keeps the old ones.
             """
     )
 
@@ -146,7 +185,7 @@ struct SlaveCommand: AsyncParsableCommand {
         discussion: """
             With no config file the node uses the embedded default: 127.0.0.1:8081, data under ./data/slave,
             following 127.0.0.1:8080. Health is NOT_SERVING until the first sync with the master completes.
-            SIGTERM or SIGINT stops it gracefully.
+            SIGTERM or SIGINT stops it gracefully. SIGHUP rereads the server.tls files.
             """
     )
 
@@ -210,6 +249,8 @@ struct NodeOptions: ParsableArguments {
             node = try ServerNode(config: nodeConfig, role: role, group: group, logger: logger)
         } catch let error as ConfigError {
             throw CLIError("\(error)")
+        } catch let error as TLSError {
+            throw CLIError("\(error)")
         } catch {
             throw CLIError("cannot recover the write-ahead log in \(nodeConfig.wal.directory): \(error)")
         }
@@ -229,7 +270,7 @@ struct NodeOptions: ParsableArguments {
     }
 }
 
-/// SIGHUP, which asks a running node to re-read its token files: ignored from the moment this
+/// SIGHUP, which asks a running node to re-read its token and TLS files: ignored from the moment this
 /// is made (its default action would kill the node), handled once `onEach` says how.
 /// `setEventHandler` is thread-safe, and the source is not otherwise touched after `init`.
 final class HangupSignal: @unchecked Sendable {

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bench.loads import Load
 from bench.servers import Instance
 from bench.suites import (
-    cluster, compacted, connect, durable, evicted, failover, grpc, memory, recovery, replication, switchover,
+    cluster, compacted, connect, durable, evicted, failover, grpc, memory, recovery, replication, switchover, tls,
 )
 
 # The modules that define server instances and loads.
@@ -24,5 +24,5 @@ LOADS: dict[str, Load] = {load.id: load for suite in LOAD_SUITES for load in sui
 INSTANCES: dict[str, Instance] = {i.name: i for suite in LOAD_SUITES for i in suite.INSTANCES}
 assert sorted(LOADS) == sorted(ROUND_ORDER), "every load has its place in a round"
 
-__all__ = ["cluster", "compacted", "durable", "evicted", "failover", "memory", "recovery", "replication", "switchover", "LOADS",
+__all__ = ["cluster", "compacted", "durable", "evicted", "failover", "memory", "recovery", "replication", "switchover", "tls", "LOADS",
            "INSTANCES", "ROUND_ORDER"]

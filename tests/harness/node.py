@@ -66,6 +66,8 @@ class Node:
     log_path: Path
     sigterm_sent: bool = False
     name: str = "erdtree"
+    # grpc.ssl_channel_credentials for a node with server.tls: readiness is checked over TLS.
+    credentials: grpc.ChannelCredentials | None = None
 
     @property
     def address(self) -> str:
@@ -73,7 +75,7 @@ class Node:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}"
+        return f"{'https' if self.credentials else 'http'}://{self.address}"
 
     def log(self) -> str:
         try:
@@ -164,10 +166,12 @@ def port_accepts(host: str, port: int) -> bool:
         return False
 
 
-def health_serving(address: str) -> bool:
+def health_serving(address: str, credentials: grpc.ChannelCredentials | None = None) -> bool:
     """gRPC Health/Check of the whole server says SERVING (a fresh channel each time: a
-    channel that failed to connect backs off for a second or more before it tries again)."""
-    with grpc.insecure_channel(address) as channel:
+    channel that failed to connect backs off for a second or more before it tries again),
+    over TLS with `credentials`."""
+    channel = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
+    with channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
         except grpc.RpcError:
@@ -210,7 +214,7 @@ def unused_log_path(workdir: Path) -> Path:
 def launch(
     workdir: Path, port: int, *, binary: Path | None = None, role: str = "master", host: str = "127.0.0.1",
     config: dict | None = None, prefix: list[str] = DIE_WITH_PARENT, preexec_fn=None, env=None,
-    defaults: dict = SEED_DEFAULTS, **sections,
+    defaults: dict = SEED_DEFAULTS, credentials: grpc.ChannelCredentials | None = None, **sections,
 ) -> Node:
     """Write `workdir`/erdtree.yaml and start `erdtree ROLE --config` in `workdir`, logging to a
     new `erdtree-N.log` there (earlier runs' logs survive); does not wait.
@@ -218,7 +222,7 @@ def launch(
     The config is `config` as given, or `write_config`'s for `port` with the WAL under
     `workdir`/wal. `prefix` goes before the binary (e.g. `ip netns exec NS`); `host` is where
     clients reach the node. `preexec_fn` runs in the child before exec (see `child_setup`);
-    `env` adds environment variables."""
+    `env` adds environment variables; `credentials` are how readiness checks reach a TLS node."""
     workdir.mkdir(parents=True, exist_ok=True)
     config_path = workdir / "erdtree.yaml"
     if config is None:
@@ -236,7 +240,7 @@ def launch(
             preexec_fn=child_setup(preexec_fn),
             env={**os.environ, **(env or {})},
         )
-    return Node(proc, host, port, workdir, config_path, log_path)
+    return Node(proc, host, port, workdir, config_path, log_path, credentials=credentials)
 
 
 def wait_for(proc: subprocess.Popen, ready, timeout: float, poll_s: float) -> bool | None:
@@ -254,7 +258,7 @@ def wait_for(proc: subprocess.Popen, ready, timeout: float, poll_s: float) -> bo
 def wait_serving(node: Node, timeout: float = STARTUP_TIMEOUT_S, poll_s: float = 0.05) -> bool:
     """Polls until the node says SERVING (True) or exits (False); NodeError after `timeout`
     (the node is killed then)."""
-    serving = wait_for(node.proc, lambda: port_accepts(node.host, node.port) and health_serving(node.address),
+    serving = wait_for(node.proc, lambda: port_accepts(node.host, node.port) and health_serving(node.address, node.credentials),
                        timeout, poll_s)
     if serving is not None:
         return serving

@@ -30,6 +30,10 @@ def test_healthz_answers_over_http1_next_to_grpc(pb, server):
     status, head, _ = curl("-X", "POST", f"http://{server.address}/healthz")
     assert status == 405 and "allow: GET, HEAD" in head
 
+    # Over HTTP/2 too (prior knowledge here; over TLS ALPN picks h2 for curl and load balancers).
+    status, head, body = curl("--http2-prior-knowledge", f"http://{server.address}/healthz")
+    assert (status, body) == (200, "SERVING\n") and head.startswith("HTTP/2 200")
+
     status, _, body = curl(f"http://{server.address}/no/such/path")
     assert status == 404 and '"code":"unimplemented"' in body
     # Methods take Connect's POST; GET only those without side effects, with a query.

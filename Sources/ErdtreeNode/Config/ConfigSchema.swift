@@ -8,20 +8,26 @@ enum ConfigSchema {
             [
                 "address", "port", "event_loops", "idle_timeout", "max_connections", "max_concurrent_streams",
                 "max_header_list_bytes", "max_buffered_bytes_per_connection", "max_buffered_bytes",
-                "handshake_timeout",
+                "handshake_timeout", "tls",
             ]
         ),
+        ("server.tls", ["cert_file", "key_file", "client_ca_file"]),
         ("wal", ["directory", "sync_interval", "max_file_size", "retention"]),
         ("storage", ["max_entries", "eviction_policy"]),
-        ("master", ["address", "sync_interval", "token_file"]),
+        ("master", ["address", "sync_interval", "token_file", "tls"]),
+        ("master.tls", clientTLSKeys),
         ("replication", ["min_acks", "ack_timeout"]),
         ("limits", ["max_key_bytes", "max_value_bytes", "max_message_bytes"]),
         ("ha", ["etcd", "cluster", "name", "advertise", "lease_ttl"]),
-        ("ha.etcd", ["endpoints"]),
+        ("ha.etcd", ["endpoints", "tls"]),
+        ("ha.etcd.tls", clientTLSKeys),
         ("auth", ["tokens"]),
         // One item of a list of mappings; `keys(in:)` reads `auth.tokens[2]` as this.
         ("auth.tokens[]", ["name", "role", "token_file"]),
     ]
+
+    /// Every section through which this node dials out over TLS takes the same keys.
+    static let clientTLSKeys = ["ca_file", "server_name", "cert_file", "key_file"]
 
     /// The keys allowed directly under `sectionPath` ("" is the document: the section names).
     static func keys(in sectionPath: String) -> [String] {

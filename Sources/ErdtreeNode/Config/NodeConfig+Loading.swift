@@ -1,3 +1,4 @@
+import ErdtreeRPC
 import ErdtreeWAL
 internal import Foundation
 internal import Yams
@@ -42,6 +43,9 @@ extension NodeConfig {
                 config.server.idleTimeout = try server.positiveDuration("idle_timeout", raw)
             }
             try parseServerLimits(server, into: &config.server)
+            if let tls = try server.section("tls") {
+                config.server.tls = try serverTLS(tls)
+            }
         }
 
         if let wal = try document.section("wal") {
@@ -139,8 +143,8 @@ extension NodeConfig {
         return Auth(tokens: tokens)
     }
 
-    /// `master:` of `erdtree node`: how to dial whichever node etcd makes the master (its token),
-    /// never an address, which is etcd's to give.
+    /// `master:` of `erdtree node`: how to dial whichever node etcd makes the master (its token
+    /// and TLS), never an address, which is etcd's to give.
     private static func nodeMaster(_ document: ConfigSection) throws(ConfigError) -> Master? {
         guard let section = try document.section("master") else { return nil }
         if section.contains("address") {
@@ -149,7 +153,8 @@ extension NodeConfig {
         let fallback = defaults(for: .slave).master?.syncInterval ?? .milliseconds(100)
         return Master(
             address: "", syncInterval: try section.positiveDuration("sync_interval") ?? fallback,
-            tokenFile: try section.nonEmptyString("token_file"))
+            tokenFile: try section.nonEmptyString("token_file"),
+            tls: try section.section("tls").map { section throws(ConfigError) in try clientTLS(section) })
     }
 
     /// The abuse limits of `server:` (DESIGN §11): how many connections and streams, how large a
@@ -223,7 +228,41 @@ extension NodeConfig {
         let fallback = defaults(for: .slave).master?.syncInterval ?? .milliseconds(100)
         return Master(
             address: address, syncInterval: try section.positiveDuration("sync_interval") ?? fallback,
-            tokenFile: try section.nonEmptyString("token_file"))
+            tokenFile: try section.nonEmptyString("token_file"),
+            tls: try section.section("tls").map { section throws(ConfigError) in try clientTLS(section) })
+    }
+
+    /// `server.tls`: a certificate without its key (or the reverse) cannot serve, and a client
+    /// CA alone would promise mutual TLS on a port that has no TLS at all.
+    private static func serverTLS(_ section: ConfigSection) throws(ConfigError) -> ServerTLS {
+        let certFile = try section.nonEmptyString("cert_file")
+        let keyFile = try section.nonEmptyString("key_file")
+        let clientCAFile = try section.nonEmptyString("client_ca_file")
+        guard let certFile, let keyFile else {
+            let missing = certFile == nil ? "cert_file" : "key_file"
+            let reason =
+                clientCAFile != nil && certFile == nil && keyFile == nil
+                ? "client_ca_file turns on mutual TLS, which needs the server's own cert_file and key_file"
+                : "server.tls needs both cert_file and key_file"
+            throw .missingKey(key: section.dotted(missing), reason: reason, file: section.file)
+        }
+        return ServerTLS(certFile: certFile, keyFile: keyFile, clientCAFile: clientCAFile)
+    }
+
+    /// `master.tls` and `ha.etcd.tls`: every key is optional (no `ca_file` trusts the system's
+    /// roots), but a client certificate comes with its key.
+    private static func clientTLS(_ section: ConfigSection) throws(ConfigError) -> ClientTLS {
+        let tls = ClientTLS(
+            caFile: try section.nonEmptyString("ca_file"), serverName: try section.nonEmptyString("server_name"),
+            certFile: try section.nonEmptyString("cert_file"), keyFile: try section.nonEmptyString("key_file"))
+        if (tls.certFile == nil) != (tls.keyFile == nil) {
+            let (given, missing) = tls.certFile == nil ? ("key_file", "cert_file") : ("cert_file", "key_file")
+            throw .missingKey(
+                key: section.dotted(missing),
+                reason: "\(section.dotted(given)) is set; a client certificate needs both",
+                file: section.file)
+        }
+        return tls
     }
 
     /// The `ha:` section of `erdtree node`. Every key has a default except where the default
@@ -272,7 +311,10 @@ extension NodeConfig {
             throw section.invalid(
                 "lease_ttl", "\(ttl)", "must be whole seconds, at least 1s (etcd counts leases in seconds)")
         }
-        return HA(etcdEndpoints: endpoints, cluster: cluster, name: name, advertise: advertise, leaseTTL: ttl)
+        let etcdTLS = try etcd?.section("tls").map { section throws(ConfigError) in try clientTLS(section) }
+        return HA(
+            etcdEndpoints: endpoints, cluster: cluster, name: name, advertise: advertise, leaseTTL: ttl,
+            etcdTLS: etcdTLS ?? defaults?.etcdTLS)
     }
 
     private static func parseLimits(_ limits: ConfigSection, defaults: Limits) throws(ConfigError) -> Limits {

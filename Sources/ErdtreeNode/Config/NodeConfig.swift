@@ -1,9 +1,13 @@
+import ErdtreeRPC
+
 /// Everything a node reads from its YAML config file (docs/configuration.md), with units in the names.
 ///
 /// Built by `NodeConfig.load(path:role:)` or `parse(yaml:role:source:)`, which apply the role's
 /// defaults for missing keys and validate every value; see docs/configuration.md for the file
 /// format. The properties are `var` so tests can start from `defaults(for:)` and change a field
 /// (port 0, a temporary directory) without writing YAML; such changes are not re-validated.
+/// TLS files are checked for presence of keys here, and read when the node starts
+/// (`ServerTLSContext`, `ClientTLS.validate()`), so parsing stays free of file I/O.
 public struct NodeConfig: Sendable, Equatable {
     public var server: Server
     public var wal: WAL
@@ -62,12 +66,18 @@ public struct NodeConfig: Sendable, Equatable {
         /// How soon after connecting a client must have sent its whole HTTP/2 preface and
         /// SETTINGS (or the first bytes of an HTTP/1.1 request).
         public var handshakeTimeout: Duration = .seconds(10)
+        /// When set, the port speaks only TLS (`server.tls`).
+        public var tls: ServerTLS?
 
-        public init(address: String, port: Int, eventLoops: Int = 0, idleTimeout: Duration = .seconds(30)) {
+        public init(
+            address: String, port: Int, eventLoops: Int = 0, idleTimeout: Duration = .seconds(30),
+            tls: ServerTLS? = nil
+        ) {
             self.address = address
             self.port = port
             self.eventLoops = eventLoops
             self.idleTimeout = idleTimeout
+            self.tls = tls
         }
     }
 
@@ -129,11 +139,14 @@ public struct NodeConfig: Sendable, Equatable {
         /// The file holding the token sent to the master (`authorization: Bearer`), read anew at
         /// each connection so a rotated secret is picked up; nil sends none.
         public var tokenFile: String?
+        /// When set, the node dials its master over TLS (`master.tls`).
+        public var tls: ClientTLS?
 
-        public init(address: String, syncInterval: Duration, tokenFile: String? = nil) {
+        public init(address: String, syncInterval: Duration, tokenFile: String? = nil, tls: ClientTLS? = nil) {
             self.address = address
             self.syncInterval = syncInterval
             self.tokenFile = tokenFile
+            self.tls = tls
         }
 
         /// The same link settings, to the master at `address`.
@@ -179,8 +192,14 @@ public struct NodeConfig: Sendable, Equatable {
         public var advertise: String
         /// The lease a master must keep renewing to take writes.
         public var leaseTTL: Duration
+        /// When set, the node dials etcd over TLS (`ha.etcd.tls`).
+        public var etcdTLS: ClientTLS?
 
-        public init(etcdEndpoints: [String], cluster: String, name: String, advertise: String, leaseTTL: Duration) {
+        public init(
+            etcdEndpoints: [String], cluster: String, name: String, advertise: String, leaseTTL: Duration,
+            etcdTLS: ClientTLS? = nil
+        ) {
+            self.etcdTLS = etcdTLS
             self.etcdEndpoints = etcdEndpoints
             self.cluster = cluster
             self.name = name

@@ -90,7 +90,7 @@ final class EtcdCoordinator: Coordinator {
     /// One lease's life: connect, grant, then renew and decide until something fails.
     private func runSession() async throws {
         let client = try await EtcdClient.connect(
-            endpoints: ha.etcdEndpoints, group: group, timeout: ha.leaseTTL / 3)
+            endpoints: ha.etcdEndpoints, group: group, timeout: ha.leaseTTL / 3, tls: ha.etcdTLS)
         let granted = ContinuousClock.now
         let lease: Int64
         do {

@@ -31,7 +31,7 @@ public final class RoleManager: Sendable {
     let engine: KVEngine
     let hub: ReplicationHub
     private let group: any EventLoopGroup
-    /// How a `Replicator` dials whatever master this node follows (heartbeats, token): the
+    /// How a `Replicator` dials whatever master this node follows (heartbeats, token, TLS): the
     /// config's `master:` with the address left to be filled in.
     private let masterLink: NodeConfig.Master
     /// How this node names itself (its slave id, the address a master reports for itself) once

@@ -143,7 +143,7 @@ public final class Replicator: Sendable {
         let client: RPCClient
         do {
             client = try await RPCClient.connect(
-                host: address.host, port: address.port, group: group, metadata: metadata)
+                host: address.host, port: address.port, group: group, metadata: metadata, tls: master.tls)
         } catch {
             return NodeError.masterUnreachable(address: master.address, reason: "\(error)").status
         }

@@ -7,13 +7,16 @@ import NIOCore
 final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler {
 
     private let authority: String
+    /// `https` on a TLS connection, `http` on cleartext (RFC 9113 §8.3.1).
+    private let scheme: String
     /// Sent with every call after the protocol's own fields.
     private let metadata: [HTTPField]
     private var streams: [Int32: ClientCall] = [:]
     private var closedStatus: RPCStatus?
 
-    init(authority: String, metadata: [HTTPField] = []) throws {
+    init(authority: String, scheme: String = "http", metadata: [HTTPField] = []) throws {
         self.authority = authority
+        self.scheme = scheme
         self.metadata = metadata
         try super.init(role: .client)
     }
@@ -36,7 +39,7 @@ final class GRPCClientConnectionHandler: NGHTTP2ChannelHandler {
             return
         }
         var headers = [
-            HTTPField(":method", "POST"), HTTPField(":scheme", "http"),
+            HTTPField(":method", "POST"), HTTPField(":scheme", scheme),
             HTTPField(":path", call.path), HTTPField(":authority", authority),
             HTTPField("content-type", "application/grpc"), HTTPField("te", "trailers"),
         ]

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A gRPC client over one HTTP/2 connection (an nghttp2 client session).
 ///
@@ -17,22 +18,47 @@ public final class RPCClient: Sendable {
         self.maxMessageBytes = maxMessageBytes
     }
 
-    /// Connects to `host:port` over cleartext HTTP/2 (prior knowledge).
+    /// Connects to `host:port` over HTTP/2: cleartext with prior knowledge, or TLS with ALPN h2.
+    ///
+    /// With `tls`, the connection is returned once the handshake has succeeded, so a server
+    /// that refuses the certificate (or is not trusted) fails here, not on the first call.
     /// - Parameter metadata: sent with every call (e.g. `authorization: Bearer …`).
-    /// - Throws: the connect error (refused, unreachable, timed out).
+    /// - Throws: the connect error (refused, unreachable, timed out), a `TLSError` naming a
+    ///   file that cannot be used, or the handshake's error (untrusted or expired certificate,
+    ///   refused client certificate).
     public static func connect(
         host: String, port: Int, group: any EventLoopGroup,
-        connectTimeout: Duration = .seconds(5), maxMessageBytes: Int = 4 << 20, metadata: [HTTPField] = []
+        connectTimeout: Duration = .seconds(5), maxMessageBytes: Int = 4 << 20, metadata: [HTTPField] = [],
+        tls: ClientTLS? = nil
     ) async throws -> RPCClient {
         let authority = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        let sslContext = try tls?.makeContext()
+        let serverName = tls?.expectedName(host: host)
         let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(TimeAmount(connectTimeout))
             .channelOption(.tcpOption(.tcp_nodelay), value: 1)  // not .socketOption: see RPCServer
-        let (channel, handler) = try await bootstrap.connect(host: host, port: port) { channel in
+        let (channel, handler, handshake) = try await bootstrap.connect(host: host, port: port) { channel in
             channel.eventLoop.makeCompletedFuture {
-                let handler = try GRPCClientConnectionHandler(authority: authority, metadata: metadata)
-                try channel.pipeline.syncOperations.addHandler(handler)
-                return (channel, NIOLoopBound(handler, eventLoop: channel.eventLoop))
+                let pipeline = channel.pipeline.syncOperations
+                var handshake: EventLoopFuture<Void>?
+                if let sslContext {
+                    try pipeline.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
+                    let done = HandshakeWaiter(promise: channel.eventLoop.makePromise())
+                    try pipeline.addHandler(done)
+                    handshake = done.promise.futureResult
+                }
+                let handler = try GRPCClientConnectionHandler(
+                    authority: authority, scheme: sslContext == nil ? "http" : "https", metadata: metadata)
+                try pipeline.addHandler(handler)
+                return (channel, NIOLoopBound(handler, eventLoop: channel.eventLoop), handshake)
+            }
+        }
+        if let handshake {
+            do {
+                try await handshake.get()
+            } catch {
+                try? await channel.close()
+                throw error
             }
         }
         return RPCClient(channel: channel, handler: handler, maxMessageBytes: maxMessageBytes)

@@ -25,7 +25,8 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     private let router: RPCRouter
     private let limits: RPCServer.Limits
     private let isServing: @Sendable () -> Bool
-    private let makeHTTP2: () throws -> HTTP2ServerConnectionHandler
+    var isNodeServing: Bool { isServing() }
+    private let makeHTTP2: (() throws -> HTTP2ServerConnectionHandler)?
     private var context: ChannelHandlerContext?
     private var exchange: Exchange?
     /// A request that asked to switch protocols: its head and body, kept (up to the message
@@ -34,10 +35,11 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     private var keepAlive = true
     private var draining = false
 
-    /// - Parameter makeHTTP2: the handler that takes the connection over on `Upgrade: h2c`.
+    /// - Parameter makeHTTP2: the handler that takes the connection over on `Upgrade: h2c`;
+    ///   nil over TLS, where h2c does not exist (RFC 9113 §3.1: ALPN chose HTTP/1.1).
     init(
         router: RPCRouter, limits: RPCServer.Limits, isServing: @escaping @Sendable () -> Bool,
-        makeHTTP2: @escaping () throws -> HTTP2ServerConnectionHandler
+        makeHTTP2: (() throws -> HTTP2ServerConnectionHandler)?
     ) {
         self.router = router
         self.limits = limits
@@ -129,7 +131,7 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     /// changed) when the request cannot be upgraded.
     private func upgrade(_ head: HTTPRequestHead, body: ByteBuffer?, context: ChannelHandlerContext) -> Bool {
         guard !head.uri.hasPrefix("/healthz"), let settings = H2CUpgrade.settings(head),
-            let http2 = try? makeHTTP2(),
+            let http2 = try? makeHTTP2?(),
             (try? http2.session.upgrade(settings: settings, headRequest: head.method == .HEAD)) != nil
         else { return false }
         // The HTTP/1.1 call never started (this transport answers only once a request ended).

@@ -24,6 +24,7 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
     private let limits: RPCServer.Limits
     private let statistics: RPCServer.Statistics
     private let logger: Logger
+    private let isServing: @Sendable () -> Bool
     private var streams = StreamTable()
     /// nghttp2 reports a stream's headers and data one callback at a time; remembering the
     /// last stream spares a table lookup on each.
@@ -52,11 +53,16 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
     static let maxEmptyDataFrames = 1000
     static let reportingGranularity = 64 << 10
 
-    init(router: RPCRouter, limits: RPCServer.Limits, statistics: RPCServer.Statistics, logger: Logger) throws {
+    /// - Parameter isServing: what `GET /healthz` reports (200 when true, else 503).
+    init(
+        router: RPCRouter, limits: RPCServer.Limits, statistics: RPCServer.Statistics, logger: Logger,
+        isServing: @escaping @Sendable () -> Bool = { true }
+    ) throws {
         self.router = router
         self.limits = limits
         self.statistics = statistics
         self.logger = logger
+        self.isServing = isServing
         try super.init(role: .server, settings: Self.settings(for: limits))
     }
 
@@ -74,6 +80,8 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
         settings.connectionWindowSize = Int32(clamping: min(2 * limits.maxBufferedBytesPerConnection, Int(Int32.max)))
         return settings
     }
+
+    var isNodeServing: Bool { isServing() }
 
     // MARK: Channel events
 

@@ -43,6 +43,9 @@ enum CallPlan {
     /// RST_STREAM that must follow it, make curl 7.88 fail with "Stream error" instead of
     /// printing the status: measured on 12 of 400 `text/plain` POSTs).
     case refuse(Refusal, early: Bool)
+    /// `GET /healthz` over HTTP/2 (HTTP/1.1 answers it before any call exists): over TLS,
+    /// ALPN gives load balancers and curl HTTP/2 whether they want it or not.
+    case healthz
 
     static func plan(_ head: RequestHead, transport: ServerTransport) -> CallPlan {
         let plan = protocolPlan(head, transport: transport)
@@ -57,7 +60,7 @@ enum CallPlan {
         case .connectUnary: return .refuse(.connect(status), early: false)
         case .connectGet: return .refuse(.connect(status), early: true)
         case .connectStream(let options, _): return .refuse(.connectStream(status, options), early: false)
-        case .refuse: return plan
+        case .refuse, .healthz: return plan
         }
     }
 
@@ -68,6 +71,8 @@ enum CallPlan {
             return connectGet(head, route)
         }
         guard head.method == .post else {
+            // Only a request no route took pays for the comparison.
+            if transport == .http2, head.route == nil, head.method == .get, head.path == "/healthz" { return .healthz }
             // gRPC and Connect unary take POST (PROTOCOL-HTTP2); RFC 9110 §15.5.6 asks for the
             // allowed methods.
             let allowed = head.route?.noSideEffects == true && !head.contentType.isGRPC ? "GET, POST" : "POST"

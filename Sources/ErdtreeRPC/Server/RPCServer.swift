@@ -2,11 +2,13 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// Listens on one TCP port and serves the routes of an `RPCRouter` over HTTP/2 (prior
 /// knowledge, or `Upgrade: h2c`) and, for Connect, HTTP/1.1, with `/healthz` over HTTP/1.1,
-/// all on the same port (`ProtocolSniffer` tells them apart).
+/// all on the same port (`ProtocolSniffer` tells them apart). With a `ServerTLSContext` the port
+/// speaks only TLS, and ALPN tells them apart (`TLSProtocolSelector`).
 ///
 /// One `HTTP2ServerConnectionHandler` (one nghttp2 session) per accepted HTTP/2 connection, on
 /// the event loop the connection was accepted on. `shutdownGracefully` stops accepting, sends
@@ -68,6 +70,7 @@ public final class RPCServer: Sendable {
     private let router: RPCRouter
     private let limits: Limits
     private let isServing: @Sendable () -> Bool
+    private let tls: ServerTLSContext?
     private let group: any EventLoopGroup
     private let logger: Logger
     private let state = Mutex(State())
@@ -77,14 +80,18 @@ public final class RPCServer: Sendable {
         var connections: [ObjectIdentifier: any Channel] = [:]
     }
 
-    /// - Parameter isServing: what `GET /healthz` reports (200 when true, else 503).
+    /// - Parameters:
+    ///   - tls: when set, every connection is TLS, with the certificate current at its accept.
+    ///   - isServing: what `GET /healthz` reports (200 when true, else 503).
     public init(
         router: RPCRouter, limits: Limits = Limits(), statistics: Statistics = Statistics(),
-        group: any EventLoopGroup, logger: Logger, isServing: @escaping @Sendable () -> Bool = { true }
+        tls: ServerTLSContext? = nil, group: any EventLoopGroup, logger: Logger,
+        isServing: @escaping @Sendable () -> Bool = { true }
     ) {
         self.router = router
         self.limits = limits
         self.statistics = statistics
+        self.tls = tls
         self.isServing = isServing
         self.group = group
         self.logger = logger
@@ -99,6 +106,7 @@ public final class RPCServer: Sendable {
         let logger = self.logger
         let isServing = self.isServing
         let statistics = self.statistics
+        let tls = self.tls
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -117,9 +125,10 @@ public final class RPCServer: Sendable {
                     let idle = IdleStateHandler(readTimeout: TimeAmount(limits.idleTimeout))
                     let makeHTTP2 = {
                         try HTTP2ServerConnectionHandler(
-                            router: router, limits: limits, statistics: statistics, logger: logger)
+                            router: router, limits: limits, statistics: statistics, logger: logger,
+                            isServing: isServing)
                     }
-                    let sniffer = ProtocolSniffer(statistics: statistics) { detected, channel in
+                    let install = { (detected: ProtocolSniffer.Detected, channel: any Channel) throws in
                         let pipeline = channel.pipeline.syncOperations
                         switch detected {
                         case .http2:
@@ -129,10 +138,19 @@ public final class RPCServer: Sendable {
                             try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
                             try pipeline.addHandler(
                                 HTTP1ConnectionHandler(
-                                    router: router, limits: limits, isServing: isServing, makeHTTP2: makeHTTP2))
+                                    router: router, limits: limits, isServing: isServing,
+                                    makeHTTP2: tls == nil ? makeHTTP2 : nil))
                         }
                     }
-                    try channel.pipeline.syncOperations.addHandlers(idle, sniffer)
+                    let pipeline = channel.pipeline.syncOperations
+                    if let tls {
+                        // The idle handler goes first so a handshake that stalls is timed out too.
+                        try pipeline.addHandlers(
+                            idle, NIOSSLServerHandler(context: tls.context),
+                            TLSProtocolSelector(statistics: statistics, install: install))
+                    } else {
+                        try pipeline.addHandlers(idle, ProtocolSniffer(statistics: statistics, install: install))
+                    }
                 }
             }
         let listener = try await bootstrap.bind(host: host, port: port).get()

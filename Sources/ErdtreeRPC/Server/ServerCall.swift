@@ -9,6 +9,8 @@ protocol ServerStreamTransport: AnyObject {
     func writeResponseHead(_ head: ResponseHead, hasBody: Bool, for call: ServerCall)
     /// More of the body, or its end, is queued on the call.
     func resumeResponse(for call: ServerCall)
+    /// What `/healthz` reports now.
+    var isNodeServing: Bool { get }
 }
 
 /// One call on the server: what a handler sees of a request, and how it answers.
@@ -206,6 +208,8 @@ public final class ServerCall: @unchecked Sendable {
             transport?.writeResponseHead(head, hasBody: hasBody, for: self)
         case .resume:
             transport?.resumeResponse(for: self)
+        case .probeHealth:
+            perform(machine.answerHealthz(serving: transport?.isNodeServing ?? false))
         }
     }
 

@@ -74,6 +74,8 @@ struct ServerStreamStateMachine {
         case writeHead(ResponseHead, hasBody: Bool)
         /// More of the response body, or its end, is queued.
         case resume
+        /// Ask the transport whether the node serves, and answer with `answerHealthz(serving:)`.
+        case probeHealth
     }
 
     enum Start {
@@ -166,6 +168,9 @@ struct ServerStreamStateMachine {
             inbound = .collecting(tooLarge: false)
             state = .collecting
             return .none
+        case .healthz:
+            inbound = .dropping
+            return .probeHealth
         case .connectGet(let exchange, _, let message):
             framing = .connectUnary(exchange)
             inbound = .complete
@@ -377,6 +382,15 @@ struct ServerStreamStateMachine {
             finish(as: nil)
             return .writeHead(.whole(WholeResponse(status: status, allow: allow)), hasBody: false)
         }
+    }
+
+    /// The body HTTP/1.1's `/healthz` answers, so a probe reads the same over either.
+    mutating func answerHealthz(serving: Bool) -> Action {
+        response = .complete
+        finish(as: nil)
+        outbound = allocator.buffer(string: serving ? "SERVING\n" : "NOT_SERVING\n")
+        let head = WholeResponse(status: serving ? .ok : .serviceUnavailable, contentType: "text/plain; charset=utf-8")
+        return .writeHead(.whole(head), hasBody: true)
     }
 
     private mutating func finish(as status: RPCStatus?) {

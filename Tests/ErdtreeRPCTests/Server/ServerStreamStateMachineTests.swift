@@ -142,6 +142,25 @@ import Testing
             driver.end() == .writeHead(.whole(WholeResponse(status: .methodNotAllowed, allow: "POST")), hasBody: false))
     }
 
+    @Test func receiveHeadOfGetHealthzOverHTTP2ProbesAndAnswersInPlainText() {
+        for serving in [true, false] {
+            let driver = MachineDriver(.http2)
+            #expect(driver.head(requestHead("GET", "/healthz")) == .probeHealth)
+            let head = WholeResponse(
+                status: serving ? .ok : .serviceUnavailable, contentType: "text/plain; charset=utf-8")
+            #expect(
+                ActionSummary(driver.machine.answerHealthz(serving: serving)) == .writeHead(.whole(head), hasBody: true)
+            )
+            #expect(driver.machine.outbound.allBytes == Array((serving ? "SERVING\n" : "NOT_SERVING\n").utf8))
+            #expect(driver.machine.isFinished)
+        }
+    }
+
+    @Test func receiveHeadOfAPostToHealthzOverHTTP2IsNoHealthCheck() {
+        let driver = MachineDriver(.http2)
+        #expect(driver.head(requestHead("POST", "/healthz", contentType: "application/grpc")) != .probeHealth)
+    }
+
     @Test func receiveHeadWhenNeitherGRPCNorConnectRefusesWithABare415() {
         let driver = MachineDriver(.http2)
         #expect(driver.head(requestHead("POST", MachineRoutes.unary, contentType: "text/plain")) == .none)

@@ -10,6 +10,7 @@ import Testing
     private final class Owner: ServerStreamTransport {
         func writeResponseHead(_ head: ResponseHead, hasBody: Bool, for call: ServerCall) {}
         func resumeResponse(for call: ServerCall) {}
+        var isNodeServing: Bool { true }
     }
 
     private let owner = Owner()

@@ -50,6 +50,7 @@ enum ActionSummary: Equatable {
     case fail(RPCStatus)
     case writeHead(ResponseHead, hasBody: Bool)
     case resume
+    case probeHealth
 
     init(_ action: ServerStreamStateMachine.Action) {
         switch action {
@@ -63,6 +64,7 @@ enum ActionSummary: Equatable {
         case .fail(let status): self = .fail(status)
         case .writeHead(let head, let hasBody): self = .writeHead(head, hasBody: hasBody)
         case .resume: self = .resume
+        case .probeHealth: self = .probeHealth
         }
     }
 }

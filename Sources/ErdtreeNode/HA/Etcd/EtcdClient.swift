@@ -17,6 +17,8 @@ import Synchronization
 public final class EtcdClient: Sendable {
     /// The endpoints as given, `host:port` each.
     public let endpoints: [String]
+    /// How every endpoint is dialled; nil for cleartext.
+    let tls: ClientTLS?
     /// Each call's bound.
     public let timeout: Duration
     private let addresses: [SocketAddressSpec]
@@ -32,9 +34,10 @@ public final class EtcdClient: Sendable {
 
     private init(
         endpoints: [String], addresses: [SocketAddressSpec], group: any EventLoopGroup, timeout: Duration,
-        rpc: RPCClient, endpoint: String
+        tls: ClientTLS?, rpc: RPCClient, endpoint: String
     ) {
         self.endpoints = endpoints
+        self.tls = tls
         self.addresses = addresses
         self.group = group
         self.timeout = timeout
@@ -47,9 +50,9 @@ public final class EtcdClient: Sendable {
     ///
     /// - Throws: `EtcdError.invalidEndpoint` for an endpoint that is not `host:port`;
     ///   `EtcdError.unreachable` naming each endpoint's failure when none answered.
-    public static func connect(endpoints: [String], group: any EventLoopGroup, timeout: Duration) async throws
-        -> EtcdClient
-    {
+    public static func connect(
+        endpoints: [String], group: any EventLoopGroup, timeout: Duration, tls: ClientTLS? = nil
+    ) async throws -> EtcdClient {
         var addresses: [SocketAddressSpec] = []
         for endpoint in endpoints {
             do {
@@ -58,9 +61,11 @@ public final class EtcdClient: Sendable {
                 throw EtcdError.invalidEndpoint(endpoint, reason: error.description)
             }
         }
-        let (rpc, endpoint) = try await dial(endpoints: endpoints, addresses: addresses, group: group, timeout: timeout)
+        let (rpc, endpoint) = try await dial(
+            endpoints: endpoints, addresses: addresses, group: group, timeout: timeout, tls: tls)
         return EtcdClient(
-            endpoints: endpoints, addresses: addresses, group: group, timeout: timeout, rpc: rpc, endpoint: endpoint)
+            endpoints: endpoints, addresses: addresses, group: group, timeout: timeout, tls: tls, rpc: rpc,
+            endpoint: endpoint)
     }
 
     /// The endpoint the client is connected to now (or was last).
@@ -90,7 +95,7 @@ public final class EtcdClient: Sendable {
         }
         if current.channel.isActive { return current }
         let (fresh, endpoint) = try await Self.dial(
-            endpoints: endpoints, addresses: addresses, group: group, timeout: timeout)
+            endpoints: endpoints, addresses: addresses, group: group, timeout: timeout, tls: tls)
         // Two calls that found the connection broken both redial; the first to get here wins.
         let (use, drop) = state.withLock { state -> (RPCClient?, RPCClient?) in
             if state.closed { return (nil, fresh) }
@@ -106,14 +111,15 @@ public final class EtcdClient: Sendable {
 
     /// Tries the endpoints in order; see `connect`.
     private static func dial(
-        endpoints: [String], addresses: [SocketAddressSpec], group: any EventLoopGroup, timeout: Duration
+        endpoints: [String], addresses: [SocketAddressSpec], group: any EventLoopGroup, timeout: Duration,
+        tls: ClientTLS?
     ) async throws(EtcdError) -> (RPCClient, String) {
         var failures: [String] = []
         for (endpoint, address) in zip(endpoints, addresses) {
             let rpc: RPCClient
             do {
                 rpc = try await RPCClient.connect(
-                    host: address.host, port: address.port, group: group, connectTimeout: timeout)
+                    host: address.host, port: address.port, group: group, connectTimeout: timeout, tls: tls)
             } catch {
                 failures.append("\(endpoint): \(error)")
                 continue
