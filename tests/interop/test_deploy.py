@@ -157,3 +157,85 @@ def test_the_node_configs_parse_for_erdtree_node_and_are_refused_by_erdtree_mast
     refused = run([str(ERDTREE_BIN), "master", "--config", str(path)])
     assert refused.returncode != 0
     assert "key 'ha' is not allowed for a master node" in (refused.stdout + refused.stderr).decode()
+
+
+def secure_files(service: dict, secrets_dir: Path, files: dict) -> dict[str, str]:
+    """/run/secrets/<target> -> the file deploy/make-secrets.sh made for it, as compose wires them."""
+    mapping = {}
+    for secret in service["secrets"]:
+        source = Path(files[secret["source"]]["file"]).name
+        mapping[f"/run/secrets/{secret['target']}"] = str(secrets_dir / source)
+    return mapping
+
+
+def rewrite_secrets(value, mapping: dict):
+    if isinstance(value, dict):
+        return {k: rewrite_secrets(v, mapping) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rewrite_secrets(v, mapping) for v in value]
+    return mapping.get(value, value) if isinstance(value, str) else value
+
+
+def test_the_secure_compose_file_runs_tls_mutual_tls_and_tokens_from_secrets(tmp_path):
+    """compose.secure.yaml resolves, and what it wires together works: deploy/make-secrets.sh
+    makes the CA, certificates and tokens; the shipped secure configs, with each /run/secrets
+    path pointing where compose would mount that secret, run a master (mutual TLS, tokens) and a
+    slave that replicates over mutual TLS with the replication token; the CLI writes over
+    https with the operator's certificate and the write token and reads from the slave."""
+    config = compose("compose.secure.yaml")
+    services, files = config["services"], config["secrets"]
+    assert sorted(services) == ["master", "slave1", "slave2"]
+    secrets_dir = tmp_path / "secrets"
+    made = run([str(DEPLOY / "make-secrets.sh"), str(secrets_dir)])
+    assert made.returncode == 0, made.stderr
+    for name, secret in files.items():
+        assert (secrets_dir / Path(secret["file"]).name).is_file(), f"make-secrets.sh did not make {name}"
+    before = {p.name: p.read_bytes() for p in secrets_dir.iterdir()}
+    assert run([str(DEPLOY / "make-secrets.sh"), str(secrets_dir)]).returncode == 0
+    assert before == {p.name: p.read_bytes() for p in secrets_dir.iterdir()}, "a second run must keep every secret"
+
+    ports = {"master": free_port(), "slave1": free_port()}
+    nodes = []
+    try:
+        for name, role, shipped in (("master", "master", "master-secure-config.yaml"),
+                                    ("slave1", "slave", "slave-secure-config.yaml")):
+            settings = rewrite_secrets(yaml.safe_load((DEPLOY / shipped).read_text()),
+                                       secure_files(services[name], secrets_dir, files))
+            settings["server"].update(address="127.0.0.1", port=ports[name])
+            settings["wal"]["directory"] = str(tmp_path / name / "wal")
+            if role == "slave":
+                settings["master"]["address"] = f"127.0.0.1:{ports['master']}"  # server_name stays "master"
+            (tmp_path / name).mkdir()
+            path = tmp_path / name / "config.yaml"
+            path.write_text(yaml.safe_dump(settings))
+            log = open(tmp_path / name / "node.log", "wb")
+            nodes.append(subprocess.Popen([str(ERDTREE_BIN), role, "--config", str(path)], stdout=log,
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        operator = ["--tls-ca", str(secrets_dir / "ca.pem"), "--tls-cert", str(secrets_dir / "operator.pem"),
+                    "--tls-key", str(secrets_dir / "operator.key")]
+        master = ["--server", f"https://127.0.0.1:{ports['master']}", "--tls-server-name", "master", *operator]
+        slave = ["--server", f"https://127.0.0.1:{ports['slave1']}", "--tls-ca", str(secrets_dir / "ca.pem")]
+        deadline = time.monotonic() + 30
+        while run([str(ERDTREE_BIN), "health", *slave]).returncode != 0:
+            assert all(n.poll() is None for n in nodes), (tmp_path / "slave1" / "node.log").read_text()
+            assert time.monotonic() < deadline, "the slave did not sync over mutual TLS: " + (
+                tmp_path / "slave1" / "node.log").read_text()
+            time.sleep(0.2)
+        written = run([str(ERDTREE_BIN), "set", "secure", "yes", *master,
+                       "--token-file", str(secrets_dir / "write.token")])
+        assert written.returncode == 0, written.stderr
+        without_cert = run([str(ERDTREE_BIN), "get", "secure", "--server", f"https://127.0.0.1:{ports['master']}",
+                            "--tls-server-name", "master", "--tls-ca", str(secrets_dir / "ca.pem"),
+                            "--token-file", str(secrets_dir / "read.token")])
+        assert without_cert.returncode != 0, "mutual TLS must refuse a client without a certificate"
+        deadline = time.monotonic() + 10
+        while (read := run([str(ERDTREE_BIN), "get", "secure", *slave,
+                            "--token-file", str(secrets_dir / "read.token")])).stdout.strip() != b"yes":
+            assert time.monotonic() < deadline, read.stderr
+            time.sleep(0.1)
+        refused = run([str(ERDTREE_BIN), "get", "secure", *slave])
+        assert refused.returncode != 0 and b"UNAUTHENTICATED" in refused.stderr
+    finally:
+        for node in nodes:
+            node.terminate()
+            node.wait(timeout=15)
