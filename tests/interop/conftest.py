@@ -132,3 +132,28 @@ def channel(server):
 def kv(pb, channel):
     """A grpcio KVStore stub on the per-test server."""
     return pb.kv_grpc.KVStoreStub(channel)
+
+
+# --------------------------------------------------------------------------
+# No secret in any log
+# --------------------------------------------------------------------------
+
+# Every bearer token a test hands a node or a client (support.issued_tokens): none may appear in
+# any node's log, whichever test wrote it.
+from support import issued_tokens  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_token_in_any_log(tmp_path_factory):
+    """After the whole suite: every log under the session's temporary directory (each node's
+    erdtree-N.log and node.log, etcd's) is searched for every token issued."""
+    yield
+    tokens = issued_tokens()
+    if not tokens:
+        return
+    base = tmp_path_factory.getbasetemp()
+    leaks = []
+    for log in base.rglob("*.log"):
+        text = log.read_text(errors="replace")
+        leaks += [str(log) for token in tokens if token in text]
+    assert not leaks, f"a bearer token appears in {sorted(set(leaks))}"

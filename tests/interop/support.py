@@ -341,3 +341,24 @@ class RawH2:
                 self.sock.sendall(credit)
             if "END_STREAM" in frame.flags:
                 self.ended.add(frame.stream_id)
+
+
+_ISSUED_TOKENS: list[str] = []
+
+
+def issue_token() -> str:
+    """A fresh bearer token, remembered so that the session can check no log ever shows it."""
+    import secrets
+
+    token = secrets.token_urlsafe(24)
+    _ISSUED_TOKENS.append(token)
+    return token
+
+
+def remember_tokens(*tokens: str) -> None:
+    """Tokens made elsewhere (deploy/make-secrets.sh) that logs must not show either."""
+    _ISSUED_TOKENS.extend(t for t in tokens if t)
+
+
+def issued_tokens() -> list[str]:
+    return list(_ISSUED_TOKENS)

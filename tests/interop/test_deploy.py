@@ -13,7 +13,7 @@ import yaml
 
 from conftest import ERDTREE_BIN, start_server
 from harness.node import free_port, port_accepts
-from support import run, tool
+from support import remember_tokens, run, tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -190,6 +190,8 @@ def test_the_secure_compose_file_runs_tls_mutual_tls_and_tokens_from_secrets(tmp
     assert made.returncode == 0, made.stderr
     for name, secret in files.items():
         assert (secrets_dir / Path(secret["file"]).name).is_file(), f"make-secrets.sh did not make {name}"
+    remember_tokens(*((secrets_dir / f"{role}.token").read_text().strip()
+                      for role in ("read", "write", "admin", "replication")))
     before = {p.name: p.read_bytes() for p in secrets_dir.iterdir()}
     assert run([str(DEPLOY / "make-secrets.sh"), str(secrets_dir)]).returncode == 0
     assert before == {p.name: p.read_bytes() for p in secrets_dir.iterdir()}, "a second run must keep every secret"
