@@ -413,12 +413,16 @@ def test_slaves_replicate_with_a_replication_token_and_bad_ones_retry(pb, tmp_pa
         SERVER_LOGS.append(master.log_path)
 
 
-def test_erdtree_nodes_replicate_with_master_token_file(pb, tmp_path):
-    """`erdtree node`s with auth: whichever etcd makes the master, the other dials it with the
-    `master.token_file` of its config (no address there: etcd names the master)."""
+def test_erdtree_nodes_replicate_over_mutual_tls_with_master_token_file(pb, tmp_path):
+    """`erdtree node`s with server.tls (mutual), auth, and `master:` saying how to dial whichever
+    node etcd makes the master: its token_file and tls (no address there: etcd names it)."""
+    from harness.pki import make_pki
     from test_ha_etcd import Etcd
     from test_high_availability import wait_until
 
+    pki = make_pki(tmp_path / "pki")
+    credentials = grpc.ssl_channel_credentials(
+        (pki / "ca.pem").read_bytes(), (pki / "client.key").read_bytes(), (pki / "client.pem").read_bytes())
     etcd = Etcd(tmp_path / "etcd")
     etcd.start()
     directory = tmp_path / "tokens"
@@ -429,13 +433,18 @@ def test_erdtree_nodes_replicate_with_master_token_file(pb, tmp_path):
     try:
         for i, port in enumerate(ports):
             nodes.append(harness.launch(
-                tmp_path / f"n{i}", port, role="node", auth=auth_section(directory),
-                master={"token_file": str(directory / "replication.token")},
+                tmp_path / f"n{i}", port, role="node", auth=auth_section(directory), credentials=credentials,
+                server={"address": "127.0.0.1", "port": port, "tls": {
+                    "cert_file": str(pki / "server.pem"), "key_file": str(pki / "server.key"),
+                    "client_ca_file": str(pki / "ca.pem")}},
+                master={"token_file": str(directory / "replication.token"), "tls": {
+                    "ca_file": str(pki / "ca.pem"), "cert_file": str(pki / "client.pem"),
+                    "key_file": str(pki / "client.key")}},
                 ha={"etcd": {"endpoints": [etcd.endpoint]}, "cluster": "auth", "name": f"n{i}",
                     "advertise": f"127.0.0.1:{port}", "lease_ttl": "2s"}))
 
         def role(node) -> int:
-            with grpc.insecure_channel(node.address) as channel:
+            with grpc.secure_channel(node.address, credentials) as channel:
                 try:
                     return pb.kv_grpc.AdminStub(channel).Status(pb.kv.StatusRequest(), metadata=admin, timeout=5).role
                 except grpc.RpcError:
@@ -443,12 +452,12 @@ def test_erdtree_nodes_replicate_with_master_token_file(pb, tmp_path):
 
         master = wait_until("a master", lambda: next((n for n in nodes if role(n) == pb.kv.ROLE_MASTER), None), 30)
         follower = next(n for n in nodes if n is not master)
-        wait_until("the other node to follow", lambda: harness.health_serving(follower.address), 30)
-        with grpc.insecure_channel(master.address) as channel:
+        wait_until("the other node to follow", lambda: harness.health_serving(follower.address, credentials), 30)
+        with grpc.secure_channel(master.address, credentials) as channel:
             lsn = pb.kv_grpc.KVStoreStub(channel).Set(
                 pb.kv.SetRequest(key="ha", value=b"with-token"),
                 metadata=[("authorization", f"Bearer {tokens['write']}")], timeout=10).lsn
-        with grpc.insecure_channel(follower.address) as channel:
+        with grpc.secure_channel(follower.address, credentials) as channel:
             reply = pb.kv_grpc.KVStoreStub(channel).Get(
                 pb.kv.GetRequest(key="ha", min_lsn=lsn), metadata=[("authorization", f"Bearer {tokens['read']}")],
                 timeout=10)
