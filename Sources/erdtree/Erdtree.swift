@@ -167,7 +167,7 @@ struct MasterCommand: AsyncParsableCommand {
         discussion: """
             With no config file the node uses the embedded default: 127.0.0.1:8080, data under ./data/master.
             SIGTERM or SIGINT stops it gracefully: GOAWAY, in-flight calls finish, exit 0.
-            SIGHUP rereads the server.tls certificate, key and client CA; a bad file keeps the old ones.
+            SIGHUP rereads the auth token files and the server.tls certificate, key and client CA; a bad file keeps the old ones.
             """
     )
 
@@ -185,7 +185,7 @@ struct SlaveCommand: AsyncParsableCommand {
         discussion: """
             With no config file the node uses the embedded default: 127.0.0.1:8081, data under ./data/slave,
             following 127.0.0.1:8080. Health is NOT_SERVING until the first sync with the master completes.
-            SIGTERM or SIGINT stops it gracefully. SIGHUP rereads the server.tls files.
+            SIGTERM or SIGINT stops it gracefully. SIGHUP rereads the auth token files and the server.tls files.
             """
     )
 

@@ -9,6 +9,7 @@ struct NodeCommand: AsyncParsableCommand {
             With no config file: 127.0.0.1:8080, data under ./data/node, etcd at 127.0.0.1:2379.
             The master renews a lease of ha.lease_ttl and stops taking writes before it can run out; when it
             goes, the member with the newest data takes over. SIGTERM or SIGINT stops the node gracefully.
+            SIGHUP rereads the auth token files and the server.tls files.
             """
     )
 
