@@ -23,6 +23,8 @@ ROWS = [
     ("Get vs nghttpd POST", "get", "ngpost", "rps", ">=", 0.8),
     ("Get vs etcd Range", "get", "range", "rps", ">=", 10.0),
     ("Get with a read token vs Get with auth off", "get_auth", "get", "rps", ">=", 0.97),
+    ("Get with a read token, auth on vs the same request to auth off (the check alone)", "get_auth", "get_header",
+     "rps", None, None),
     ("Set (wal 1s) vs etcd Put (fsync per batch): not like for like", "set", "put", "rps", None, None),
     ("Set (wal always) vs etcd Put", "set_always", "put", "rps", ">=", 1.5),
     ("Set (wal always) vs Redis SET (appendfsync always)", "set_always", "redis_always", "rps", ">=", 1.0),

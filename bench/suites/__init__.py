@@ -15,7 +15,7 @@ LOAD_SUITES = (grpc, connect, durable, evicted, replication, failover)
 # The order of a round: systems alternate, and each Erdtree load sits next to the anchors it
 # is compared with.
 ROUND_ORDER = (
-    "get", "get_auth", "connect_proto", "connect_json", "connect_json_h1", "ngpost", "range", "put", "set_always", "redis_always",
+    "get", "get_auth", "get_header", "connect_proto", "connect_json", "connect_json_h1", "ngpost", "range", "put", "set_always", "redis_always",
     "set", "set_ha_on", "redis_everysec", "get1", "ngpost1", "get_evicted", "get_resident", "get_evicted4", "get_resident4",
     "lag_erdtree", "lag_redis", "set_alone", "set_slaves", "redis_alone", "redis_replicas",
 )

@@ -32,6 +32,10 @@ LOADS = [
          "set"),
     Load("get_auth", "erdtree_auth", "Erdtree Get, read token (c4 m32)", frozenset({"grpc"}), GET, "get",
          protocol="grpc-read-token"),
+    # The same bytes on the wire to the main Erdtree, auth off (it ignores the header): what the
+    # token check itself costs, apart from carrying and decoding the header.
+    Load("get_header", "erdtree", "Erdtree Get, same header, auth off (c4 m32)", frozenset({"grpc"}), GET, "get",
+         protocol="grpc-read-token"),
     Load("get1", "erdtree", "Erdtree Get (c1 m1)", frozenset({"grpc"}), GET, "get", clients=1, streams=1),
     Load("ngpost1", "nghttpd", "nghttpd POST 100 B (c1 m1)", frozenset({"grpc"}), "/file20", "post", clients=1,
          streams=1, protocol="plain"),
