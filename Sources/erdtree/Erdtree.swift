@@ -203,8 +203,14 @@ struct NodeOptions: ParsableArguments {
         help: "YAML config file (see docs/configuration.md).")
     var config: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Log level: trace, debug, info, notice, warning, error, critical.",
+            discussion:
+                "Overrides the config file's log.level; with neither, info. The file's log.format says text or json."
+        ))
+    var logLevel: String?
 
     /// Lifts the soft limit on open files to the hard one (as Go does for etcd): every client
     /// connection and every WAL segment read through its index holds a descriptor, and the
@@ -219,28 +225,43 @@ struct NodeOptions: ParsableArguments {
         }
     }
 
-    func run(role: Role) async throws {
-        guard let level = Logger.Level(rawValue: logLevel) else {
-            throw ValidationError(
-                "--log-level: '\(logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
-        }
+    /// Makes every logger of the process write `log.format` lines at `log.level` and up, to stderr.
+    static func bootstrapLogging(_ log: NodeConfig.Log) {
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
+            var handler: any LogHandler =
+                switch log.format {
+                case .text: StreamLogHandler.standardError(label: label)
+                case .json: JSONLogHandler(label: label)
+                }
+            handler.logLevel = log.level
             return handler
         }
-        let logger = Logger(label: "erdtree.\(role)")
+    }
+
+    func run(role: Role) async throws {
+        let flagLevel = try logLevel.map { flag in
+            guard let level = Logger.Level(rawValue: flag) else {
+                throw ValidationError(
+                    "--log-level: '\(flag)' is not one of trace, debug, info, notice, warning, error, critical")
+            }
+            return level
+        }
         // Caught from here on: a SIGTERM while the log is replayed or the port is bound stops the
         // node gracefully once it has started, instead of killing it (the signal's default action).
         let termination = TerminationSignal()
         let hangup = HangupSignal()
-        Self.raiseOpenFileLimit(logger: logger)
-        let nodeConfig: NodeConfig
+        // Read before logging starts, since the file says how lines look; an error in it is printed
+        // as a plain line, there being no logger yet to format it.
+        var nodeConfig: NodeConfig
         do {
             nodeConfig = try NodeConfig.load(path: config, role: role)
         } catch {
             throw CLIError("\(error)")
         }
+        nodeConfig.log.level = flagLevel ?? nodeConfig.log.level
+        Self.bootstrapLogging(nodeConfig.log)
+        let logger = Logger(label: "erdtree.\(role)")
+        Self.raiseOpenFileLimit(logger: logger)
         let loops = nodeConfig.server.eventLoops
         let group =
             loops == 0 ? MultiThreadedEventLoopGroup.singleton : MultiThreadedEventLoopGroup(numberOfThreads: loops)

@@ -24,6 +24,7 @@ enum ConfigSchema {
         ("auth", ["tokens"]),
         // One item of a list of mappings; `keys(in:)` reads `auth.tokens[2]` as this.
         ("auth.tokens[]", ["name", "role", "token_file"]),
+        ("log", ["level", "format"]),
     ]
 
     /// Every section through which this node dials out over TLS takes the same keys.

@@ -132,6 +132,15 @@ struct ConfigSection {
         return Int(value)
     }
 
+    /// One of a fixed set of words (`log.level`), any case; the error lists them all in `T`'s order.
+    func oneOf<T: RawRepresentable<String> & CaseIterable>(_ key: String, _: T.Type) throws(ConfigError) -> T? {
+        guard let raw = try text(key) else { return nil }
+        guard let value = T(rawValue: ConfigUnits.trimmed(raw).lowercased()) else {
+            throw invalid(key, raw, "must be one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return value
+    }
+
     /// A byte size (`64KB`, `100MB`, `1GB`, or plain bytes) in `range`.
     func byteSize(_ key: String, in range: ClosedRange<Int64>) throws(ConfigError) -> Int64? {
         guard let raw = try text(key) else { return nil }

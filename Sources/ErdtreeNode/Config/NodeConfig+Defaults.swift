@@ -98,6 +98,9 @@ extension NodeConfig {
               max_value_bytes: 1MB
               max_message_bytes: 4MB
             \(haSection)
+            log:
+              level: \(defaults.log.level.rawValue)              # trace … critical; --log-level overrides it
+              format: \(defaults.log.format.rawValue)             # or json: one object a line
             """
     }
 }

@@ -1,6 +1,7 @@
 import ErdtreeRPC
 import ErdtreeWAL
 internal import Foundation
+import Logging
 internal import Yams
 
 extension NodeConfig {
@@ -107,6 +108,10 @@ extension NodeConfig {
         }
         if let auth = try document.section("auth") {
             config.auth = try parseAuth(auth, source: source)
+        }
+        if let log = try document.section("log") {
+            config.log.level = try log.oneOf("level", Logger.Level.self) ?? config.log.level
+            config.log.format = try log.oneOf("format", LogFormat.self) ?? config.log.format
         }
         try checkBufferedBytes(config, server: try document.section("server"), source: source)
         return config

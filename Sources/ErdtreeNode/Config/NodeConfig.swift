@@ -1,4 +1,5 @@
 import ErdtreeRPC
+import Logging
 
 /// Everything a node reads from its YAML config file (docs/configuration.md), with units in the names.
 ///
@@ -20,6 +21,8 @@ public struct NodeConfig: Sendable, Equatable {
     public var ha: HA?
     /// Bearer tokens callers must present; `nil` leaves every method open (the default).
     public var auth: Auth?
+    /// What the node logs and how each line looks.
+    public var log: Log
 
     public init(
         server: Server,
@@ -29,7 +32,8 @@ public struct NodeConfig: Sendable, Equatable {
         replication: Replication = Replication(),
         limits: Limits = Limits(),
         ha: HA? = nil,
-        auth: Auth? = nil
+        auth: Auth? = nil,
+        log: Log = Log()
     ) {
         self.server = server
         self.wal = wal
@@ -39,6 +43,7 @@ public struct NodeConfig: Sendable, Equatable {
         self.limits = limits
         self.ha = ha
         self.auth = auth
+        self.log = log
     }
 
     /// Where the node listens for clients (and, on a master, for slaves).
@@ -233,5 +238,26 @@ public struct NodeConfig: Sendable, Equatable {
             self.maxValueBytes = maxValueBytes
             self.maxMessageBytes = maxMessageBytes
         }
+    }
+
+    /// The node's log on stderr (docs/configuration.md `log`); `erdtree master|slave|node --log-level`
+    /// overrides `level`.
+    public struct Log: Sendable, Equatable {
+        /// The least severe level written.
+        public var level: Logger.Level
+        public var format: LogFormat
+
+        public init(level: Logger.Level = .info, format: LogFormat = .text) {
+            self.level = level
+            self.format = format
+        }
+    }
+
+    /// How a log line is written.
+    public enum LogFormat: String, Sendable, Equatable, CaseIterable {
+        /// swift-log's `StreamLogHandler`: `<time> <level> <label>: <metadata> [<source>] <message>`, for people.
+        case text
+        /// One JSON object a line (`JSONLogHandler`), for a log collector.
+        case json
     }
 }
