@@ -435,10 +435,22 @@ struct StatusCommand: AsyncParsableCommand {
         commandName: "status",
         abstract: "Print a node's status (erdtree.v1.Admin/Status): role, LSNs, keys, memory, disk.")
 
+    @Flag(
+        name: .long,
+        help: ArgumentHelp(
+            "Print one JSON object instead, for scripts.",
+            discussion: """
+                Every field of erdtree.v1.StatusResponse under its proto name (last_lsn, applied_lsn, lag_ms, …), \
+                present even when zero; role as the proto3 JSON mapping writes the enum (ROLE_MASTER, ROLE_SLAVE); \
+                integers as JSON numbers.
+                """))
+    var json = false
+
     @OptionGroup var client: ClientOptions
 
     func run() async throws {
         let status = try await client.withClient { try await $0.status() }
+        if json { return print(status.json) }
         print(
             """
             role:              \(status.role)\(status.identity.isMaster || status.identity.masterAddress.isEmpty ? "" : " of \(status.identity.masterAddress)")
