@@ -30,7 +30,12 @@ public struct JSONLogHandler: LogHandler {
 
     /// A handler writing to stderr, what `LoggingSystem.bootstrap` makes for each label.
     public init(label: String, metadataProvider: Logger.MetadataProvider? = LoggingSystem.metadataProvider) {
-        self.init(label: label, metadataProvider: metadataProvider, output: Self.writeToStandardError)
+        self.init(label: label, metadataProvider: metadataProvider, fileDescriptor: 2)
+    }
+
+    /// A handler writing to `fileDescriptor`, which must stay open as long as it logs.
+    init(label: String, metadataProvider: Logger.MetadataProvider?, fileDescriptor: Int32) {
+        self.init(label: label, metadataProvider: metadataProvider) { Self.write($0, to: fileDescriptor) }
     }
 
     /// A handler that hands each finished line, newline included, to `output`.
@@ -136,12 +141,13 @@ public struct JSONLogHandler: LogHandler {
     /// partial write's remainder must follow it before anyone else's line.
     private static let writeLock = Mutex(())
 
-    private static func writeToStandardError(_ line: [UInt8]) {
+    private static func write(_ line: [UInt8], to fileDescriptor: Int32) {
         writeLock.withLock { _ in
             line.withUnsafeBytes { bytes in
                 var offset = 0
                 while offset < bytes.count {
-                    let written = Glibc.write(2, bytes.baseAddress.map { $0 + offset }, bytes.count - offset)
+                    let written = Glibc.write(
+                        fileDescriptor, bytes.baseAddress.map { $0 + offset }, bytes.count - offset)
                     if written < 0 && errno == EINTR { continue }
                     // A log line that cannot be written has nowhere else to go.
                     guard written > 0 else { return }

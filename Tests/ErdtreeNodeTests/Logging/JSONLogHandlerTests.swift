@@ -120,14 +120,34 @@ import Testing
         #expect(lines.map { $0["message"] as? String } == ["kept"])
     }
 
-    @Test func linesFromManyThreadsStayWhole() throws {
-        let lines = try logged { logger in
-            let shared = logger
-            DispatchQueue.concurrentPerform(iterations: 200) { index in
-                shared.info("line \(index)", metadata: ["pad": "\(String(repeating: "x", count: 1000))"])
-            }
+    /// Lines far longer than a pipe holds (its `write(2)`s come back partial) from many threads at
+    /// once, through a real pipe, as stderr is under a container runtime: none may cut into another.
+    @Test func linesFromManyThreadsDoNotInterleaveOnAPipe() throws {
+        let pipe = Pipe()
+        let reader = DispatchQueue(label: "pipe reader")
+        let drained = DispatchSemaphore(value: 0)
+        nonisolated(unsafe) var output = Data()
+        reader.async {
+            output = pipe.fileHandleForReading.readDataToEndOfFile()
+            drained.signal()
         }
-        #expect(Set(lines.compactMap { $0["message"] as? String }).count == 200)
+        let descriptor = pipe.fileHandleForWriting.fileDescriptor
+        let logger = Logger(label: "erdtree.test") { label in
+            JSONLogHandler(label: label, metadataProvider: nil, fileDescriptor: descriptor)
+        }
+        let padding = String(repeating: "x", count: 200_000)
+        DispatchQueue.concurrentPerform(iterations: 40) { index in
+            logger.info("line \(index)", metadata: ["pad": "\(padding)"])
+        }
+        try pipe.fileHandleForWriting.close()
+        drained.wait()
+        let lines = output.split(separator: UInt8(ascii: "\n"))
+        #expect(lines.count == 40)
+        let messages = try lines.map { line in
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line)) as? [String: Any])
+            return try #require(object["message"] as? String)
+        }
+        #expect(Set(messages) == Set((0..<40).map { "line \($0)" }))
     }
 
     /// The lines as text, for checks on the exact bytes.
