@@ -240,9 +240,9 @@ struct NodeOptions: ParsableArguments {
 
     func run(role: Role) async throws {
         let flagLevel = try logLevel.map { flag in
-            guard let level = Logger.Level(rawValue: flag) else {
-                throw ValidationError(
-                    "--log-level: '\(flag)' is not one of trace, debug, info, notice, warning, error, critical")
+            guard let level = Logger.Level(rawValue: flag.lowercased()) else {
+                let levels = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+                throw ValidationError("--log-level: '\(flag)' is not one of \(levels)")
             }
             return level
         }
