@@ -26,18 +26,25 @@ final class HandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if !done {
-            done = true
-            promise.fail(error)
-        }
+        failIfWaiting(error)
         context.fireErrorCaught(error)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if !done {
-            done = true
-            promise.fail(ChannelError.ioOnClosedChannel)
-        }
+        failIfWaiting(ChannelError.ioOnClosedChannel)
         context.fireChannelInactive()
+    }
+
+    /// A connect that fails (refused, timed out) closes a channel that never became active:
+    /// no `channelInactive` then, only the handlers' removal, and a promise left unfulfilled
+    /// would trap ("leaking promise") when it is released.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        failIfWaiting(ChannelError.ioOnClosedChannel)
+    }
+
+    private func failIfWaiting(_ error: any Error) {
+        guard !done else { return }
+        done = true
+        promise.fail(error)
     }
 }
