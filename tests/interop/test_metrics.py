@@ -287,3 +287,22 @@ def test_a_slave_counts_its_reconnects(tmp_path, request):
     finally:
         stop_server(slave, _failed(request.node))
         stop_server(master, _failed(request.node))
+
+
+def test_evictions_and_disk_reads_follow_max_entries(pb, tmp_path, request):
+    srv = start_server(tmp_path / "node", storage={"max_entries": 100})
+    try:
+        channel, stub = kv(pb, srv.address)
+        with channel:
+            for i in range(300):
+                stub.Set(pb.kv.SetRequest(key=f"k-{i}", value=b"v" * 32), timeout=10)
+            parsed = samples(scrape(srv.address))
+            resident = value(parsed, "erdtree_store_resident_values")
+            assert resident <= 100
+            assert value(parsed, "erdtree_store_evictions_total") == 300 - resident
+            # Every key once: the evicted ones come back from the log.
+            for i in range(300):
+                assert stub.Get(pb.kv.GetRequest(key=f"k-{i}"), timeout=10).found
+        assert value(samples(scrape(srv.address)), "erdtree_store_disk_reads_total") >= 200
+    finally:
+        stop_server(srv, _failed(request.node))

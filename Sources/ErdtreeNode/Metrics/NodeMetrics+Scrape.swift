@@ -38,6 +38,10 @@ struct ScrapeState {
             Double(status.store.residentValues))
         gauge("store_data", "bytes", "Bytes of keys and values held in memory.", [], Double(status.store.memoryBytes))
         total("store_expired_keys", "Expired keys the sweeper reclaimed.", status.store.expiredReclaimed)
+        // Not a figure `erdtree status` shows, so read from the store itself.
+        total(
+            "store_evictions", "Values evicted from memory to stay within storage.max_entries (LRU).",
+            source.admin.engine.store.evictions)
         total("store_disk_reads", "Gets answered by reading an evicted value from the log.", status.store.diskReads)
 
         gauge("wal_segments", "", "Segment files of the write-ahead log.", [], Double(status.log.segments))
