@@ -279,7 +279,8 @@ def test_a_slave_counts_its_reconnects(tmp_path, request):
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             on_slave, on_master = samples(scrape(slave.address)), samples(scrape(master.address))
-            if value(on_master, "erdtree_replication_connected_slaves") == 1:
+            if value(on_master, "erdtree_replication_connected_slaves") == 1 and \
+                    value(on_slave, "erdtree_replication_reconnects_total") >= 1:
                 break
             time.sleep(0.2)
         assert value(on_master, "erdtree_replication_connected_slaves") == 1

@@ -29,14 +29,16 @@ public enum RPCConnectionProtocol: Int, Sendable, CaseIterable {
 ///
 /// Made once per route when the router learns of its observer, so a call reaches its
 /// counters through its route with no lookup. Called on the call's event loop, once per call
-/// that ends with a status (answered, refused, failed, or cancelled by its client).
-public protocol RPCMethodRecorder: Sendable {
+/// that ends with a status (answered, refused, failed, or cancelled by its client). A class, so
+/// a call holds it as one reference, not a boxed existential copied at each step.
+public protocol RPCMethodRecorder: AnyObject, Sendable {
     func finished(code: RPCStatus.Code, protocol: RPCCallProtocol, nanoseconds: Int64)
 }
 
 /// What a server reports to its node's metrics, and the page it serves them on: the server
-/// knows calls and connections but no metrics library, the node owns the registry.
-public protocol RPCObserver: Sendable {
+/// knows calls and connections but no metrics library, the node owns the registry. A class, so
+/// the router (copied into each request head's parse) holds one reference.
+public protocol RPCObserver: AnyObject, Sendable {
     /// The recorder of `path`'s calls; asked once per route, when the router is built.
     func recorder(forMethod path: String) -> any RPCMethodRecorder
     /// The recorder of calls to paths no route serves (their path must never become a label).

@@ -464,11 +464,12 @@ import Testing
 }
 
 /// An observer whose exposition is one fixed line.
-private struct FixedObserver: RPCObserver {
-    struct Recorder: RPCMethodRecorder {
+private final class FixedObserver: RPCObserver {
+    final class Recorder: RPCMethodRecorder {
         func finished(code: RPCStatus.Code, protocol: RPCCallProtocol, nanoseconds: Int64) {}
     }
     let needsToken: Bool
+    init(needsToken: Bool) { self.needsToken = needsToken }
     func recorder(forMethod path: String) -> any RPCMethodRecorder { Recorder() }
     var unroutedRecorder: any RPCMethodRecorder { Recorder() }
     func connectionOpened(_ kind: RPCConnectionProtocol) {}
