@@ -130,7 +130,8 @@ struct RequestHead {
             memchr(base, Int32(UInt8(ascii: "?")), value.count).map { UnsafeRawPointer($0) - base }
         }
         let path = question.map { UnsafeRawBufferPointer(start: value.baseAddress, count: $0) } ?? value
-        route = router.routeIndex(for: path).map(router.route(at:))
+        // No `.map(router.route(at:))`: the partial application copies the whole router.
+        if let index = router.routeIndex(for: path) { route = router.route(at: index) }
         if route == nil { unknownPath = String(decoding: path, as: UTF8.self) }
         if let question { query = String(decoding: value.dropFirst(question + 1), as: UTF8.self) }
     }
