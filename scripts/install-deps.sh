@@ -5,7 +5,8 @@
 #
 #   scripts/install-deps.sh          build + run deps (libraries, protoc-gen-c)
 #   scripts/install-deps.sh test     also the test tools (etcd and etcdctl for the HA and etcd client tests,
-#                                    openssl for the certificates of the TLS tests)
+#                                    openssl for the certificates of the TLS tests, prometheus for
+#                                    promtool, which checks /metrics)
 #                                    and the Python venv
 #   scripts/install-deps.sh bench    also the benchmark anchors (etcd, nghttpd, redis, redis-sentinel)
 set -euo pipefail
@@ -14,7 +15,7 @@ cd "$(dirname "$0")/.."
 mode="${1:-build}"
 
 build_pkgs=(pkg-config libnghttp2-dev libprotobuf-c-dev protobuf-c-compiler zlib1g-dev)
-test_pkgs=(nghttp2-client curl openssl python3-venv docker-compose iproute2 binutils etcd-server etcd-client)
+test_pkgs=(nghttp2-client curl openssl python3-venv docker-compose iproute2 binutils etcd-server etcd-client prometheus)
 bench_pkgs=(nghttp2-client nghttp2-server etcd-server etcd-client redis-server redis-sentinel redis-tools protobuf-compiler valgrind binutils gcc)
 
 wanted=("${build_pkgs[@]}")

@@ -32,6 +32,8 @@ public final class ServerNode: Sendable {
     public var replicator: Replicator? { roles.replicator }
     /// What recovery found when the engine opened the log.
     public var recovery: WALRecoveryReport { engine.recovery }
+    /// What `GET /metrics` serves.
+    public let metrics: NodeMetrics
     private let server: RPCServer
     /// The secrets of `auth.tokens`, re-read by `reload()`; nil when auth is off.
     private let tokens: BearerTokens?
@@ -53,7 +55,9 @@ public final class ServerNode: Sendable {
         serverTLS = try config.server.tls.map { files throws(TLSError) in try ServerTLSContext(files) }
         try config.master?.tls?.validate()
         try config.ha?.etcdTLS?.validate()
-        engine = try KVEngine(storage: config.storage, wal: config.wal, logger: logger)
+        metrics = NodeMetrics(metricsNeedToken: config.auth?.metrics == .token)
+        engine = try KVEngine(
+            storage: config.storage, wal: config.wal, walObserver: metrics.walObserver, logger: logger)
         let configured: RoleManager.Role =
             switch role {
             case .master: .master
@@ -95,9 +99,10 @@ public final class ServerNode: Sendable {
         hub.register(in: &router)
         replication = hub
         let serverStatistics = RPCServer.Statistics()
-        AdminService(
-            engine: engine, sweeper: sweeper, compactor: compactor, roles: roles, serverStatistics: serverStatistics
-        ).register(in: &router)
+        let admin = AdminService(
+            engine: engine, sweeper: sweeper, compactor: compactor, roles: roles, serverStatistics: serverStatistics)
+        admin.register(in: &router)
+        metrics.attach(admin: admin)
         health.register(in: &router)
         ReflectionService().register(in: &router)
         // What the proto says of each method: its message types, for Connect's JSON codec, and
@@ -106,6 +111,7 @@ public final class ServerNode: Sendable {
         if let tokens {
             router.authenticate(with: tokens, requirement: AccessPolicy.requirement(for:))
         }
+        router.observe(with: metrics)
 
         server = RPCServer(
             router: router,

@@ -19,6 +19,8 @@ public struct WALConfiguration: Sendable {
     /// The module accepts any positive size up to `maxFileSizeLimit`; the configuration layer
     /// enforces a sane minimum.
     public var maxFileSizeBytes: Int64
+    /// Told of every write and fsync (a node's metrics); nil: nobody is.
+    public var observer: (any WALObserver)?
 
     /// The largest segment size the log uses: record locations hold 32-bit offsets, so a larger
     /// configured size is cut down to this.
@@ -30,8 +32,10 @@ public struct WALConfiguration: Sendable {
     public init(
         directory: String,
         syncPolicy: WALSyncPolicy = .interval(.seconds(1)),
-        maxFileSizeBytes: Int64 = 64 << 20
+        maxFileSizeBytes: Int64 = 64 << 20,
+        observer: (any WALObserver)? = nil
     ) {
+        self.observer = observer
         self.directory = directory
         self.syncPolicy = syncPolicy
         self.maxFileSizeBytes = maxFileSizeBytes

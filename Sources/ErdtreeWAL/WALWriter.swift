@@ -19,6 +19,7 @@ final class WALWriter: @unchecked Sendable {
     private let syncPolicy: WALSyncPolicy
     private let maxFileSizeBytes: Int64
     private let logger: Logger
+    private let observer: (any WALObserver)?
 
     /// The segment being written.
     private var active: ActiveSegment
@@ -82,6 +83,7 @@ final class WALWriter: @unchecked Sendable {
         self.syncPolicy = configuration.syncPolicy
         self.maxFileSizeBytes = configuration.effectiveMaxFileSizeBytes
         self.logger = logger
+        self.observer = configuration.observer
         self.active = ActiveSegment(
             fd: activeFD, segment: active, size: active.committedBytes.load(ordering: .relaxed),
             indexedOffset: Int64(RecordFormat.headerSize))
@@ -112,7 +114,7 @@ final class WALWriter: @unchecked Sendable {
                 // a while on a busy disk, and appends (an event loop's or this thread's next
                 // batch) must not wait for it.
                 let result = syncLock.withLock { _ in
-                    Result { () throws(WALError) in try System.fsync(due.fd, path: due.path) }
+                    Result { () throws(WALError) in try fsync(due.fd, path: due.path) }
                 }
                 lock.withLock { _ in
                     switch result {
@@ -301,6 +303,7 @@ final class WALWriter: @unchecked Sendable {
             return failure
         }
         active.size += Int64(scratch.buffer.count)
+        observer?.wrote(records: next - chunkStart, bytes: scratch.buffer.count)
         active.segment.committedBytes.store(active.size, ordering: .releasing)
         active.segment.addIndexPoints(scratch.points)
         active.indexedOffset = indexed
@@ -381,7 +384,7 @@ final class WALWriter: @unchecked Sendable {
     private func sync() {
         guard syncState.needed, poisoned == nil else { return }
         do throws(WALError) {
-            try System.fsync(active.fd, path: active.segment.path)
+            try fsync(active.fd, path: active.segment.path)
             syncState.needed = false
             syncState.last = .now
             advanceDurable(to: lastLSN)
@@ -390,6 +393,15 @@ final class WALWriter: @unchecked Sendable {
             // unknown, so the log must not pretend later writes are durable (PostgreSQL's fsyncgate).
             poison(error, because: "fsync failed, so earlier writes may not be on disk")
         }
+    }
+
+    /// The fsyncs that make appends durable, timed for the observer (rotation's and recovery's
+    /// are not: they are rare and not what a writer waits for).
+    private func fsync(_ fd: Int32, path: String) throws(WALError) {
+        guard let observer else { return try System.fsync(fd, path: path) }
+        let start = ContinuousClock.now
+        defer { observer.synced(duration: ContinuousClock.now - start) }
+        try System.fsync(fd, path: path)
     }
 
     /// An fsync outside `lock` may finish after a later one under it: durability only moves up.

@@ -21,7 +21,7 @@ enum ConfigSchema {
         ("ha", ["etcd", "cluster", "name", "advertise", "lease_ttl"]),
         ("ha.etcd", ["endpoints", "tls"]),
         ("ha.etcd.tls", clientTLSKeys),
-        ("auth", ["tokens"]),
+        ("auth", ["tokens", "metrics"]),
         // One item of a list of mappings; `keys(in:)` reads `auth.tokens[2]` as this.
         ("auth.tokens[]", ["name", "role", "token_file"]),
     ]

@@ -140,7 +140,14 @@ extension NodeConfig {
             }
             tokens.append(Auth.Token(name: name, role: role, tokenFile: try required("token_file")))
         }
-        return Auth(tokens: tokens)
+        var metrics = Auth.MetricsAccess.open
+        if let text = try auth.nonEmptyString("metrics") {
+            guard let access = Auth.MetricsAccess(rawValue: text.lowercased()) else {
+                throw auth.invalid("metrics", text, "must be open or token")
+            }
+            metrics = access
+        }
+        return Auth(tokens: tokens, metrics: metrics)
     }
 
     /// `master:` of `erdtree node`: how to dial whichever node etcd makes the master (its token

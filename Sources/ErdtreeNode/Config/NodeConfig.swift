@@ -161,9 +161,18 @@ public struct NodeConfig: Sendable, Equatable {
     /// decides the methods it opens.
     public struct Auth: Sendable, Equatable {
         public var tokens: [Token]
+        /// `auth.metrics`: whether `GET /metrics` needs a token (any role's) or is open.
+        public var metrics: MetricsAccess
 
-        public init(tokens: [Token]) {
+        public init(tokens: [Token], metrics: MetricsAccess = .open) {
             self.tokens = tokens
+            self.metrics = metrics
+        }
+
+        /// DESIGN §11: scrapers usually hold no token, so `/metrics` is open unless told.
+        public enum MetricsAccess: String, Sendable, Equatable, CaseIterable {
+            case open
+            case token
         }
 
         public struct Token: Sendable, Equatable {

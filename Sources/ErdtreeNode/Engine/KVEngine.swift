@@ -51,10 +51,16 @@ public final class KVEngine: Sendable {
     ///
     /// - Throws: `WALError` when the log is corrupt (naming file, offset and LSN) or cannot be
     ///   read or created.
-    public init(storage: NodeConfig.Storage, wal configuration: NodeConfig.WAL, logger: Logger) throws(WALError) {
+    /// - Parameter walObserver: told of every write and fsync of the log (the node's metrics).
+    public init(
+        storage: NodeConfig.Storage, wal configuration: NodeConfig.WAL, walObserver: (any WALObserver)? = nil,
+        logger: Logger
+    ) throws(WALError) {
         let store = Self.store(storage)
         let epochs = EpochHistory()
-        (wal, recovery) = try WriteAheadLog.open(Self.walConfiguration(configuration), logger: logger) {
+        (wal, recovery) = try WriteAheadLog.open(
+            Self.walConfiguration(configuration, observer: walObserver), logger: logger
+        ) {
             Self.apply($0, at: $1, to: store, epochs: epochs, nowMs: WallClock.nowMs())
         }
         self.store = store
@@ -152,12 +158,13 @@ public final class KVEngine: Sendable {
         return KeyValueStore(shardCount: shards, maxResidentValues: storage.maxEntries, evictionPolicy: policy)
     }
 
-    static func walConfiguration(_ wal: NodeConfig.WAL) -> WALConfiguration {
+    static func walConfiguration(_ wal: NodeConfig.WAL, observer: (any WALObserver)? = nil) -> WALConfiguration {
         let policy: WALSyncPolicy =
             switch wal.syncInterval {
             case .always: .always
             case .interval(let interval): .interval(interval)
             }
-        return WALConfiguration(directory: wal.directory, syncPolicy: policy, maxFileSizeBytes: wal.maxFileSizeBytes)
+        return WALConfiguration(
+            directory: wal.directory, syncPolicy: policy, maxFileSizeBytes: wal.maxFileSizeBytes, observer: observer)
     }
 }

@@ -26,11 +26,7 @@ public struct AdminService: Sendable {
 
     public func register(in router: inout RPCRouter) {
         let engine = self.engine
-        let sweeper = self.sweeper
-        let compactor = self.compactor
         let roles = self.roles
-        let serverStatistics = self.serverStatistics
-        let startedAt = self.startedAt
         router.register(
             "/erdtree.v1.Admin/Status",
             .unary { request, call in
@@ -38,50 +34,7 @@ public struct AdminService: Sendable {
                 NIOThreadPool.singleton.submit { _ in
                     answer(call) { () throws(RPCStatus) in
                         try decodeStatusRequest(request)
-                        let uptime = ContinuousClock.now - startedAt
-                        let engineStatistics = engine.statistics()
-                        var status = NodeStatus()
-                        status.identity.replicationID = engineStatistics.replicationID
-                        status.identity.version = Self.version
-                        status.identity.uptimeMs =
-                            ConfigUnits.milliseconds(uptime)
-                        // Applied (visible to reads) trails written while a slave catches up.
-                        let applied = engineStatistics.appliedLSN
-                        status.positions = NodeStatus.Positions(
-                            lastLSN: engineStatistics.lastLSN, appliedLSN: applied,
-                            durableLSN: engineStatistics.durableLSN,
-                            oldestStreamableLSN: engineStatistics.oldestStreamableLSN)
-                        status.store = NodeStatus.Store(
-                            keys: UInt64(engineStatistics.keys),
-                            residentValues: UInt64(engineStatistics.residentValues),
-                            memoryBytes: UInt64(engineStatistics.memoryBytes),
-                            expiredReclaimed: sweeper.expiredReclaimed, diskReads: engineStatistics.diskReads)
-                        status.log = NodeStatus.Log(
-                            segments: UInt32(clamping: engineStatistics.segments),
-                            diskBytes: UInt64(max(engineStatistics.diskBytes, 0)),
-                            deadBytes: UInt64(compactor.deadBytes()), compactions: compactor.compactions,
-                            lastCompactionMs: compactor.lastCompactionMs)
-                        status.identity.epoch = engine.epoch
-                        status.identity.divergentRecords = UInt64(engine.divergentRecordCount)
-                        status.identity.fencedReason = roles.fencedReason
-                        status.connections = NodeStatus.Connections(serverStatistics)
-                        status.identity.masterAddress = roles.masterAddress
-                        status.identity.isMaster = roles.isMaster
-                        if !roles.isMaster, let replicator = roles.replicator {
-                            let masterLSN = max(replicator.masterLSN, applied)
-                            status.lag.entries = masterLSN - applied
-                            // Behind, or cut off from the master (it cannot know what it misses):
-                            // the time since it last heard from it.
-                            let silent = !replicator.isConnected && replicator.lastContactMs > 0
-                            status.lag.ms =
-                                status.lag.entries == 0 && !silent
-                                ? 0 : max(0, WallClock.nowMs() - replicator.lastContactMs)
-                        } else if roles.isMaster {
-                            let slaves = roles.hub.listing(lastLSN: engineStatistics.lastLSN).filter(\.connected)
-                            status.lag.entries = slaves.map(\.lagEntries).max() ?? 0
-                            status.lag.ms = slaves.map(\.lagMs).max() ?? 0
-                        }
-                        return status.encode(allocator: call.allocator)
+                        return self.status(includingDeadBytes: true).encode(allocator: call.allocator)
                     }
                 }
             })
@@ -126,6 +79,58 @@ public struct AdminService: Sendable {
                 }
             })
         Self.registerRoleChanges(roles, in: &router)
+    }
+
+    /// What `Status` reports, and what `/metrics` reads at each scrape.
+    ///
+    /// - Parameter includingDeadBytes: the log's dead bytes take a pass over every key, so only
+    ///   `Status`, off the event loop, asks for them; without them every figure is O(1) (or
+    ///   O(slaves)), which a scrape on an event loop can afford.
+    func status(includingDeadBytes: Bool) -> NodeStatus {
+        let uptime = ContinuousClock.now - startedAt
+        let engineStatistics = engine.statistics()
+        var status = NodeStatus()
+        status.identity.replicationID = engineStatistics.replicationID
+        status.identity.version = Self.version
+        status.identity.uptimeMs =
+            ConfigUnits.milliseconds(uptime)
+        // Applied (visible to reads) trails written while a slave catches up.
+        let applied = engineStatistics.appliedLSN
+        status.positions = NodeStatus.Positions(
+            lastLSN: engineStatistics.lastLSN, appliedLSN: applied,
+            durableLSN: engineStatistics.durableLSN,
+            oldestStreamableLSN: engineStatistics.oldestStreamableLSN)
+        status.store = NodeStatus.Store(
+            keys: UInt64(engineStatistics.keys),
+            residentValues: UInt64(engineStatistics.residentValues),
+            memoryBytes: UInt64(engineStatistics.memoryBytes),
+            expiredReclaimed: sweeper.expiredReclaimed, diskReads: engineStatistics.diskReads)
+        status.log = NodeStatus.Log(
+            segments: UInt32(clamping: engineStatistics.segments),
+            diskBytes: UInt64(max(engineStatistics.diskBytes, 0)),
+            deadBytes: includingDeadBytes ? UInt64(compactor.deadBytes()) : 0, compactions: compactor.compactions,
+            lastCompactionMs: compactor.lastCompactionMs)
+        status.identity.epoch = engine.epoch
+        status.identity.divergentRecords = UInt64(engine.divergentRecordCount)
+        status.identity.fencedReason = roles.fencedReason
+        status.connections = NodeStatus.Connections(serverStatistics)
+        status.identity.masterAddress = roles.masterAddress
+        status.identity.isMaster = roles.isMaster
+        if !roles.isMaster, let replicator = roles.replicator {
+            let masterLSN = max(replicator.masterLSN, applied)
+            status.lag.entries = masterLSN - applied
+            // Behind, or cut off from the master (it cannot know what it misses):
+            // the time since it last heard from it.
+            let silent = !replicator.isConnected && replicator.lastContactMs > 0
+            status.lag.ms =
+                status.lag.entries == 0 && !silent
+                ? 0 : max(0, WallClock.nowMs() - replicator.lastContactMs)
+        } else if roles.isMaster {
+            let slaves = roles.hub.listing(lastLSN: engineStatistics.lastLSN).filter(\.connected)
+            status.lag.entries = slaves.map(\.lagEntries).max() ?? 0
+            status.lag.ms = slaves.map(\.lagMs).max() ?? 0
+        }
+        return status
     }
 
     /// The master's replication hub, or FAILED_PRECONDITION on a node that is not the master.

@@ -26,6 +26,7 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
     private let limits: RPCServer.Limits
     private let isServing: @Sendable () -> Bool
     var isNodeServing: Bool { isServing() }
+    var observer: (any RPCObserver)? { router.observer }
     private let makeHTTP2: (() throws -> HTTP2ServerConnectionHandler)?
     private var context: ChannelHandlerContext?
     private var exchange: Exchange?
@@ -49,10 +50,12 @@ final class HTTP1ConnectionHandler: ChannelInboundHandler, RemovableChannelHandl
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        router.observer?.connectionOpened(.http1)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        router.observer?.connectionClosed(.http1)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

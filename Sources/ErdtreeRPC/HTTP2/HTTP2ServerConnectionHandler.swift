@@ -82,8 +82,19 @@ final class HTTP2ServerConnectionHandler: NGHTTP2ChannelHandler, ServerStreamTra
     }
 
     var isNodeServing: Bool { isServing() }
+    var observer: (any RPCObserver)? { router.observer }
 
     // MARK: Channel events
+
+    override func handlerAdded(context: ChannelHandlerContext) {
+        router.observer?.connectionOpened(.http2)
+        super.handlerAdded(context: context)
+    }
+
+    override func handlerRemoved(context: ChannelHandlerContext) {
+        router.observer?.connectionClosed(.http2)
+        super.handlerRemoved(context: context)
+    }
 
     override func channelInactive(context: ChannelHandlerContext) {
         for call in streams.removeAll() { call.close() }

@@ -85,6 +85,9 @@ class NGHTTP2ChannelHandler: ChannelInboundHandler {
         if context.channel.isActive { flush() }
     }
 
+    /// For subclasses that count connections (the server's metrics).
+    func handlerRemoved(context: ChannelHandlerContext) {}
+
     func channelActive(context: ChannelHandlerContext) {
         flush()  // connection preface (client) and SETTINGS
         context.fireChannelActive()

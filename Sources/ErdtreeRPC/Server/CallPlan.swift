@@ -46,6 +46,8 @@ enum CallPlan {
     /// `GET /healthz` over HTTP/2 (HTTP/1.1 answers it before any call exists): over TLS,
     /// ALPN gives load balancers and curl HTTP/2 whether they want it or not.
     case healthz
+    /// `GET /metrics`, over either transport: the observer's exposition.
+    case metrics
 
     static func plan(_ head: RequestHead, transport: ServerTransport) -> CallPlan {
         let plan = protocolPlan(head, transport: transport)
@@ -60,11 +62,15 @@ enum CallPlan {
         case .connectUnary: return .refuse(.connect(status), early: false)
         case .connectGet: return .refuse(.connect(status), early: true)
         case .connectStream(let options, _): return .refuse(.connectStream(status, options), early: false)
-        case .refuse, .healthz: return plan
+        case .refuse, .healthz, .metrics: return plan
         }
     }
 
     private static func protocolPlan(_ head: RequestHead, transport: ServerTransport) -> CallPlan {
+        if head.route == nil, head.path == "/metrics" {
+            // Scrapers GET; RFC 9110 §15.5.6 asks for the allowed methods otherwise.
+            return head.method == .get ? .metrics : .refuse(.http(.methodNotAllowed, allow: "GET"), early: false)
+        }
         // HTTP/1.1 carries only Connect, whose unknown procedures are 404 whatever the method.
         if transport == .http1, head.route == nil { return unknownMethod(head, transport, early: false) }
         if head.method == .get, let route = head.route, route.noSideEffects, !head.contentType.isGRPC {

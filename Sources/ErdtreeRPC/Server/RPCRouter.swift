@@ -29,9 +29,12 @@ public struct RPCRouter: Sendable {
         let noSideEffects: Bool
         /// What a caller must hold, when the server checks tokens; nil: open to anyone.
         let requirement: AccessRequirement?
+        /// Where the method's calls are counted; nil when nobody observes the server.
+        let recorder: (any RPCMethodRecorder)?
 
         init(
-            path: String, handler: RPCHandler, description: RPCMethodDescription?, requirement: AccessRequirement?
+            path: String, handler: RPCHandler, description: RPCMethodDescription?, requirement: AccessRequirement?,
+            observer: (any RPCObserver)?
         ) {
             self.path = path
             self.pathBytes = Array(path.utf8)
@@ -39,10 +42,7 @@ public struct RPCRouter: Sendable {
             self.transcoder = description?.transcoder
             self.noSideEffects = description?.noSideEffects ?? false
             self.requirement = requirement
-        }
-
-        func with(description: RPCMethodDescription?, requirement: AccessRequirement?) -> Route {
-            Route(path: path, handler: handler, description: description, requirement: requirement)
+            self.recorder = observer?.recorder(forMethod: path)
         }
     }
 
@@ -51,6 +51,8 @@ public struct RPCRouter: Sendable {
     /// The tokens callers must present; nil: no authentication (nothing is read or checked).
     private(set) var tokens: BearerTokens?
     private var requirements: (@Sendable (String) -> AccessRequirement?)?
+    /// Told of every call and connection, and serves `GET /metrics`; nil: no metrics.
+    private(set) var observer: (any RPCObserver)?
 
     public init() {}
 
@@ -58,14 +60,16 @@ public struct RPCRouter: Sendable {
     public mutating func register(_ path: String, _ handler: RPCHandler) {
         routes.removeAll { $0.path == path }
         routes.append(
-            Route(path: path, handler: handler, description: descriptions[path], requirement: requirements?(path)))
+            Route(
+                path: path, handler: handler, description: descriptions[path], requirement: requirements?(path),
+                observer: observer))
     }
 
     /// Learns what the schema says of `methods` (routes registered before or after): their
     /// JSON transcoders and which Connect may serve to GET.
     public mutating func describe(_ methods: [RPCMethodDescription]) {
         for method in methods { descriptions[method.path] = method }
-        routes = routes.map { $0.with(description: descriptions[$0.path], requirement: $0.requirement) }
+        rebuildRoutes()
     }
 
     /// Has every call present one of `tokens` (`authorization: Bearer <token>`) whose grants
@@ -76,7 +80,24 @@ public struct RPCRouter: Sendable {
     ) {
         self.tokens = tokens
         requirements = requirement
-        routes = routes.map { $0.with(description: descriptions[$0.path], requirement: requirement($0.path)) }
+        rebuildRoutes()
+    }
+
+    /// Reports every call and connection to `observer` (routes registered before or after), and
+    /// serves its `GET /metrics`.
+    public mutating func observe(with observer: any RPCObserver) {
+        self.observer = observer
+        rebuildRoutes()
+    }
+
+    /// Routes are immutable (a call holds its own): a new description, requirement or observer
+    /// replaces them all.
+    private mutating func rebuildRoutes() {
+        routes = routes.map {
+            Route(
+                path: $0.path, handler: $0.handler, description: descriptions[$0.path],
+                requirement: requirements?($0.path), observer: observer)
+        }
     }
 
     /// Fully qualified service names (`package.Service`) that have at least one route.

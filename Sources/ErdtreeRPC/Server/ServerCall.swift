@@ -11,6 +11,8 @@ protocol ServerStreamTransport: AnyObject {
     func resumeResponse(for call: ServerCall)
     /// What `/healthz` reports now.
     var isNodeServing: Bool { get }
+    /// Who counts calls and serves `/metrics`; nil: nobody.
+    var observer: (any RPCObserver)? { get }
 }
 
 /// One call on the server: what a handler sees of a request, and how it answers.
@@ -41,6 +43,10 @@ public final class ServerCall: @unchecked Sendable {
     /// Request bytes this call held when the HTTP/2 transport last looked, and so has not given
     /// back to the peer's flow-control windows. The transport's bookkeeping; event loop only.
     var unconsumedRequestBytes = 0
+    /// Where the call's outcome is counted once it has one; nil when unobserved or counted.
+    private var recorder: (any RPCMethodRecorder)?
+    /// When the head was complete, for the call's duration (set only when observed).
+    private var startedAt = NIODeadline.uptimeNanoseconds(0)
 
     init(
         streamID: Int32, transport: any ServerStreamTransport, kind: ServerTransport, eventLoop: any EventLoop,
@@ -125,12 +131,34 @@ public final class ServerCall: @unchecked Sendable {
 
     /// The request head is complete: its fields came through `receiveHeader` (HTTP/2).
     func receiveHead() {
-        perform(machine.receiveHead())
+        let action = machine.receiveHead()
+        observe()
+        perform(action)
     }
 
     /// The whole request head, as the transport parsed it (HTTP/1.1, an upgraded request).
     func receiveHead(_ parsed: RequestHead) {
-        perform(machine.receiveHead(parsed))
+        let action = machine.receiveHead(parsed)
+        observe()
+        perform(action)
+    }
+
+    /// Once the route is known: where the call will be counted, and from when it is timed.
+    private func observe() {
+        recorder = machine.head.route?.recorder ?? transport?.observer?.unroutedRecorder
+        if recorder != nil { startedAt = .now() }
+    }
+
+    /// Counts the call once it has a status, in one place for both transports. Answers at the
+    /// HTTP level (`/healthz`, `/metrics`, a request that is neither gRPC nor Connect) are not
+    /// calls and are not counted.
+    private func recordOutcome(_ status: RPCStatus?) {
+        guard let recorder, let status else { return }
+        self.recorder = nil
+        let head = machine.head
+        let kind: RPCCallProtocol = head.contentType.isGRPC ? .grpc : head.method == .get ? .connectGet : .connect
+        let elapsed = NIODeadline.now().uptimeNanoseconds &- startedAt.uptimeNanoseconds
+        recorder.finished(code: status.code, protocol: kind, nanoseconds: Int64(truncatingIfNeeded: elapsed))
     }
 
     @inline(__always)
@@ -173,7 +201,11 @@ public final class ServerCall: @unchecked Sendable {
     /// The stream closed (reset by the peer, the connection went away, or the exchange is
     /// done): a handler still due to answer is cancelled, and the call lets go of everything.
     func close() {
-        if machine.close() { cancel() }
+        let unfinished = machine.close()
+        if unfinished {
+            recordOutcome(RPCStatus(.cancelled, "the client went away"))
+            cancel()
+        }
         releaseCallbacks()
         transport = nil
     }
@@ -205,11 +237,15 @@ public final class ServerCall: @unchecked Sendable {
             cancel()
             finishOnLoop(status)
         case .writeHead(let head, let hasBody):
+            if machine.state == .finished { recordOutcome(machine.finalStatus) }
             transport?.writeResponseHead(head, hasBody: hasBody, for: self)
         case .resume:
+            if machine.state == .finished { recordOutcome(machine.finalStatus) }
             transport?.resumeResponse(for: self)
         case .probeHealth:
             perform(machine.answerHealthz(serving: transport?.isNodeServing ?? false))
+        case .exposeMetrics:
+            perform(machine.answerMetrics(transport?.observer))
         }
     }
 

@@ -76,6 +76,8 @@ struct ServerStreamStateMachine {
         case resume
         /// Ask the transport whether the node serves, and answer with `answerHealthz(serving:)`.
         case probeHealth
+        /// Answer `GET /metrics` with `answerMetrics(_:)`, given the transport's observer.
+        case exposeMetrics
     }
 
     enum Start {
@@ -171,6 +173,9 @@ struct ServerStreamStateMachine {
         case .healthz:
             inbound = .dropping
             return .probeHealth
+        case .metrics:
+            inbound = .dropping
+            return .exposeMetrics
         case .connectGet(let exchange, _, let message):
             framing = .connectUnary(exchange)
             inbound = .complete
@@ -386,10 +391,38 @@ struct ServerStreamStateMachine {
 
     /// The body HTTP/1.1's `/healthz` answers, so a probe reads the same over either.
     mutating func answerHealthz(serving: Bool) -> Action {
+        answerText(
+            serving ? .ok : .serviceUnavailable, allocator.buffer(string: serving ? "SERVING\n" : "NOT_SERVING\n"))
+    }
+
+    /// `GET /metrics`: the observer's exposition, unless it wants a token the request lacks
+    /// (DESIGN §11: any known token will do, whatever its role).
+    mutating func answerMetrics(_ observer: (any RPCObserver)?) -> Action {
+        guard let observer else { return answerText(.notFound, allocator.buffer(string: "no metrics here\n")) }
+        if observer.metricsNeedToken {
+            guard case .known = head.credential else {
+                return answerText(
+                    .unauthorized,
+                    allocator.buffer(string: "/metrics needs a bearer token (authorization: Bearer <token>)\n"),
+                    metadata: ["www-authenticate": "Bearer"])
+            }
+        }
+        let body = observer.exposition()
+        return answerText(
+            .ok, allocator.buffer(bytes: body), contentType: "text/plain; version=0.0.4; charset=utf-8",
+            metadata: ["cache-control": "no-store"])
+    }
+
+    /// A whole plain-text answer at the HTTP level (no RPC status).
+    private mutating func answerText(
+        _ status: HTTPResponseStatus, _ body: ByteBuffer, contentType: String = "text/plain; charset=utf-8",
+        metadata: [String: String] = [:]
+    ) -> Action {
+        stopTakingRequest()
         response = .complete
         finish(as: nil)
-        outbound = allocator.buffer(string: serving ? "SERVING\n" : "NOT_SERVING\n")
-        let head = WholeResponse(status: serving ? .ok : .serviceUnavailable, contentType: "text/plain; charset=utf-8")
+        outbound = body
+        let head = WholeResponse(status: status, contentType: contentType, metadata: metadata)
         return .writeHead(.whole(head), hasBody: true)
     }
 

@@ -23,6 +23,14 @@ import Testing
                 ]))
     }
 
+    @Test func metricsAreOpenUnlessAuthMetricsSaysToken() throws {
+        let tokens = "tokens: [{name: a, role: read, token_file: f}]"
+        let open = try NodeConfig.parse(yaml: "auth: {\(tokens)}", role: .master, source: "m.yaml")
+        #expect(open.auth?.metrics == .open)
+        let token = try NodeConfig.parse(yaml: "auth: {\(tokens), metrics: Token}", role: .master, source: "m.yaml")
+        #expect(token.auth?.metrics == .token)
+    }
+
     @Test func authIsOffByDefault() throws {
         #expect(try NodeConfig.parse(yaml: "", role: .master, source: "m.yaml").auth == nil)
     }
@@ -48,6 +56,10 @@ import Testing
             "'auth.tokens[1].name': another token already has this name"
         ),
         ("auth: {tokens: [{name: a, role: read, tokenfile: f}]}", "unknown key 'auth.tokens[0].tokenfile'"),
+        (
+            "auth: {tokens: [{name: a, role: read, token_file: f}], metrics: sometimes}",
+            "invalid value 'sometimes' for 'auth.metrics': must be open or token"
+        ),
         (
             "auth: {tokens: [{name: a, role: read, secret: f}]}",
             "known keys in 'auth.tokens[0]': name, role, token_file"
