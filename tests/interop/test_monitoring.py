@@ -30,7 +30,7 @@ import yaml
 
 from conftest import start_server, stop_server
 from harness.node import DIE_WITH_PARENT, free_port
-from support import run
+from support import remember_tokens, run
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -96,7 +96,8 @@ def test_every_alert_has_unit_tests_where_it_fires_and_where_it_stays_silent_and
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, targets: list[str]):
+    def __init__(self, workdir: Path, targets: list[str], job: dict | None = None):
+        """Scrapes `targets` with the scrape job `job` (the deploy's, say) or a plain one."""
         self.port = free_port()
         config = {
             "global": {"scrape_interval": f"{int(SCRAPE_INTERVAL_S * 1000)}ms",
@@ -105,7 +106,7 @@ class Prometheus:
             # The shipped alerts, evaluated against real series: a rule whose expression does not
             # fit what the nodes expose shows as unhealthy in /api/v1/rules.
             "rule_files": [str(ALERTS)],
-            "scrape_configs": [{"job_name": "erdtree", "static_configs": [{"targets": targets}]}],
+            "scrape_configs": [{**(job or {"job_name": "erdtree"}), "static_configs": [{"targets": targets}]}],
         }
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "prometheus.yml"
@@ -157,12 +158,15 @@ class Prometheus:
         succeeded, so what the node did before `since` is in Prometheus."""
         deadline = time.monotonic() + WAIT_S
         while True:
-            last = self.query(f'timestamp(up{{instance="{instance}"}} == 1)')
+            # timestamp() gives a sample's time only of a plain selector (of `up == 1` it gives
+            # the query's); times up, it is 0 unless that latest scrape succeeded.
+            last = self.query(f'timestamp(up{{instance="{instance}"}}) * up{{instance="{instance}"}}')
             if last and last[0][1] > since:
                 return
             errors = self.target_errors()
-            # A node without /metrics will not grow one: no point waiting out the deadline.
-            assert "404" not in errors.get(instance, ""), f"{instance} answers /metrics with 404: {errors}"
+            # A node that refuses /metrics (404 without it, 401 wanting a token) will go on
+            # refusing: no point waiting out the deadline.
+            assert "HTTP status 4" not in errors.get(instance, ""), f"{instance} refuses /metrics: {errors}"
             assert time.monotonic() < deadline, f"no successful scrape of {instance} in {WAIT_S}s: {errors}"
             time.sleep(SCRAPE_INTERVAL_S / 2)
 
@@ -173,7 +177,7 @@ class Prometheus:
     def value_after(self, instance: str, expr: str) -> float:
         """`expr` (0 without series) as of a scrape of `instance` made after this call."""
         self.scraped_since(instance, time.time())
-        return self.scalar(f"({expr}) or vector(0)")
+        return self.scalar(f"sum({expr}) or vector(0)")
 
     def wait_until(self, expr: str, check, what: str) -> float | None:
         deadline = time.monotonic() + WAIT_S
@@ -282,8 +286,11 @@ def test_the_fsync_histogram_has_observations_under_sync_always(pb, monitored):
     sets(pb, master.address, 25, "synced")
     after = prometheus.value_after(master.address, count)
     assert after - before >= 25, (before, after)
-    inf = prometheus.scalar(f'erdtree_wal_fsync_duration_seconds_bucket{{instance="{master.address}", le="+Inf"}}')
-    assert inf == after, "the +Inf bucket must hold every observation"
+    # One query, so both come from the same scrape.
+    uncounted = prometheus.scalar(
+        f'sum(erdtree_wal_fsync_duration_seconds_count{{instance="{master.address}"}})'
+        f' - sum(erdtree_wal_fsync_duration_seconds_bucket{{instance="{master.address}", le="+Inf"}})')
+    assert uncounted == 0, "the +Inf bucket must hold every observation"
     total = prometheus.scalar(f'erdtree_wal_fsync_duration_seconds_sum{{instance="{master.address}"}}')
     assert total is not None and total > 0, total
     # What the ErdtreeWALFsyncSlow alert computes: a real latency, not NaN (no observations).
@@ -354,3 +361,59 @@ def test_every_metric_the_alerts_use_is_exposed_and_every_rule_evaluates(pb, mon
     assert sorted(r["name"] for r in rules if r["type"] == "alerting") == sorted(alert_names())
     unhealthy = [(r["name"], r.get("lastError")) for r in rules if r["health"] != "ok"]
     assert not unhealthy, unhealthy
+
+
+# --------------------------------------------------------------------------
+# The secure variant: the shipped TLS settings against a master under mutual TLS
+# --------------------------------------------------------------------------
+
+
+def test_the_secure_scrape_config_reaches_a_master_under_mutual_tls_and_needs_its_client_certificate(tmp_path):
+    """deploy/prometheus.secure.yml's scrape job, with each /run/secrets path pointing where
+    compose mounts that secret (made by deploy/make-secrets.sh), scrapes the shipped secure
+    master config: up == 1. The same job without the client certificate is refused in the
+    handshake, so it is the certificate that lets Prometheus in."""
+    secrets = tmp_path / "secrets"
+    assert run([str(DEPLOY / "make-secrets.sh"), str(secrets)]).returncode == 0
+    remember_tokens(*((secrets / f"{role}.token").read_text().strip() for role in ("read", "write", "admin", "replication")))
+    # compose.secure.yaml mounts each secret under /run/secrets/<target>; the targets are the
+    # file names make-secrets.sh uses, except the per-node ones renamed below.
+    def local(value):
+        if isinstance(value, dict):
+            return {k: local(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [local(v) for v in value]
+        if isinstance(value, str) and value.startswith("/run/secrets/"):
+            return str(secrets / value.removeprefix("/run/secrets/"))
+        return value
+
+    config = local(yaml.safe_load((DEPLOY / "master-secure-config.yaml").read_text()))
+    port = free_port()
+    config["server"].update(address="127.0.0.1", port=port)
+    config["wal"]["directory"] = str(tmp_path / "master" / "wal")
+    credentials = grpc.ssl_channel_credentials(
+        (secrets / "ca.pem").read_bytes(), (secrets / "operator.key").read_bytes(), (secrets / "operator.pem").read_bytes())
+    master = start_server(tmp_path / "master", port=port, config=config, credentials=credentials)
+    shipped = yaml.safe_load((DEPLOY / "prometheus.secure.yml").read_text())["scrape_configs"][0]
+    job = {key: value for key, value in local(shipped).items() if key != "static_configs"}
+    # Under compose Prometheus dials "master", a name in the certificate; here 127.0.0.1, also in it.
+    servers = []
+    try:
+        with_cert = Prometheus(tmp_path / "prometheus", [master.address], job)
+        servers.append(with_cert)
+        without_cert = Prometheus(tmp_path / "prometheus-no-cert", [master.address],
+                                  {**job, "tls_config": {"ca_file": job["tls_config"]["ca_file"]}})
+        servers.append(without_cert)
+        with_cert.scraped_since(master.address, time.time())
+        assert with_cert.scalar(f'erdtree_role{{instance="{master.address}", role="master"}}') == 1
+        deadline = time.monotonic() + WAIT_S
+        while not (error := without_cert.target_errors().get(master.address)):
+            assert time.monotonic() < deadline, "the scrape without a client certificate never finished"
+            time.sleep(SCRAPE_INTERVAL_S)
+        assert without_cert.scalar(f'up{{instance="{master.address}"}}') == 0
+        assert "certificate" in error or "tls" in error.lower(), error
+    finally:
+        codes = [server.stop() for server in servers]
+        stop_server(master, False)
+    assert codes == [0, 0], codes
+
