@@ -227,6 +227,11 @@ public final class KeyValueStore: Sendable {
         shards.reduce(0) { sum, shard in sum + shard.state.withLock { $0.residentCount } }
     }
 
+    /// Values evicted to stay within the bound since the store was made, summed over shards.
+    public var evictions: UInt64 {
+        shards.reduce(0) { sum, shard in sum + shard.state.withLock { $0.evictions } }
+    }
+
     /// Bytes of keys and resident values held (expired-but-unswept ones included), without the hash
     /// tables' overhead: what status reports as memory in use by data.
     public var payloadBytes: Int {

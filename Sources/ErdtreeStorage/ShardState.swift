@@ -56,6 +56,9 @@ struct ShardState: @unchecked Sendable {
     /// Entries whose value is in memory.
     private(set) var residentCount = 0
 
+    /// Values evicted since the shard was made (the node's metrics).
+    private(set) var evictions: UInt64 = 0
+
     init(maxResident: Int? = nil) {
         // A bound of 0 (a store bounded below its shard count) evicts every value at once.
         precondition(maxResident.map { $0 >= 0 } ?? true, "a shard's resident bound must not be negative")
@@ -344,6 +347,7 @@ struct ShardState: @unchecked Sendable {
                     let box = box(at: hand)
                     payloadBytes -= box.fields.residentValueBytes
                     residentCount -= 1
+                    evictions += 1
                     boxes[hand] = box.withoutValue()
                     control[hand] = word & ~Self.resident
                 }

@@ -16,6 +16,7 @@ import Testing
         }
         #expect(store.count == 1_000, "every key stays indexed")
         #expect(store.residentCount == 10)
+        #expect(store.evictions == 990, "each value that left memory counted once")
     }
 
     @Test func evictedKeyKeepsItsLSNAndExpiry() {

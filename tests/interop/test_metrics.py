@@ -211,6 +211,8 @@ def test_master_and_slave_pass_promtool_under_load_and_show_replication(pb, tmp_
         assert value(on_slave, "erdtree_role", role="slave") == 1
         assert ("erdtree_replication_lag_entries", frozenset()) in on_slave
         assert ("erdtree_replication_lag_seconds", frozenset()) in on_slave
+        assert value(on_slave, "erdtree_replication_reconnects_total") == 0
+        assert value(on_slave, "erdtree_replication_full_resyncs_total") == 0
         assert value(on_slave, "erdtree_lsn", kind="applied") > 0
     finally:
         stop.set()
@@ -265,3 +267,42 @@ def test_an_unknown_auth_metrics_value_is_a_config_error_naming_the_key(tmp_path
     proc = harness.launch(tmp_path / "node", free_port(), auth=section)
     assert proc.proc.wait(timeout=30) != 0
     assert "auth.metrics" in proc.log(), proc.log()
+
+
+def test_a_slave_counts_its_reconnects(tmp_path, request):
+    master = start_server(tmp_path / "master")
+    slave = start_server(tmp_path / "slave", role="slave", master={"address": master.address, "sync_interval": "100ms"})
+    try:
+        assert value(samples(scrape(slave.address)), "erdtree_replication_reconnects_total") == 0
+        stop_server(master, False)
+        master = start_server(tmp_path / "master", port=master.port)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            on_slave, on_master = samples(scrape(slave.address)), samples(scrape(master.address))
+            if value(on_master, "erdtree_replication_connected_slaves") == 1:
+                break
+            time.sleep(0.2)
+        assert value(on_master, "erdtree_replication_connected_slaves") == 1
+        assert value(on_slave, "erdtree_replication_reconnects_total") >= 1
+    finally:
+        stop_server(slave, _failed(request.node))
+        stop_server(master, _failed(request.node))
+
+
+def test_evictions_and_disk_reads_follow_max_entries(pb, tmp_path, request):
+    srv = start_server(tmp_path / "node", storage={"max_entries": 100})
+    try:
+        channel, stub = kv(pb, srv.address)
+        with channel:
+            for i in range(300):
+                stub.Set(pb.kv.SetRequest(key=f"k-{i}", value=b"v" * 32), timeout=10)
+            parsed = samples(scrape(srv.address))
+            resident = value(parsed, "erdtree_store_resident_values")
+            assert resident <= 100
+            assert value(parsed, "erdtree_store_evictions_total") == 300 - resident
+            # Every key once: the evicted ones come back from the log.
+            for i in range(300):
+                assert stub.Get(pb.kv.GetRequest(key=f"k-{i}"), timeout=10).found
+        assert value(samples(scrape(srv.address)), "erdtree_store_disk_reads_total") >= 200
+    finally:
+        stop_server(srv, _failed(request.node))

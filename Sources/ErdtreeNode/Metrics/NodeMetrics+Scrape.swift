@@ -38,6 +38,10 @@ struct ScrapeState {
             Double(status.store.residentValues))
         gauge("store_data", "bytes", "Bytes of keys and values held in memory.", [], Double(status.store.memoryBytes))
         total("store_expired_keys", "Expired keys the sweeper reclaimed.", status.store.expiredReclaimed)
+        // Not a figure `erdtree status` shows, so read from the store itself.
+        total(
+            "store_evictions", "Values evicted from memory to stay within storage.max_entries (LRU).",
+            source.admin.engine.store.evictions)
         total("store_disk_reads", "Gets answered by reading an evicted value from the log.", status.store.diskReads)
 
         gauge("wal_segments", "", "Segment files of the write-ahead log.", [], Double(status.log.segments))
@@ -68,20 +72,28 @@ struct ScrapeState {
             "request_buffered", "bytes", "Request bytes received and not yet handed to handlers.", [],
             Double(status.connections.bufferedRequestBytes))
 
-        replication(source, status: status, registry: registry, gauge: gauge)
+        replication(source, status: status, registry: registry, gauge: gauge, total: total)
         ProcessFigures.read()?.set(registry: registry, gauge: gauge)
     }
 
     /// A slave's own lag; on a master, connected slaves and each one's position and lag.
     private mutating func replication(
         _ source: ScrapeSource, status: NodeStatus, registry: PrometheusCollectorRegistry,
-        gauge: (String, String, String, Labels, Double) -> Void
+        gauge: (String, String, String, Labels, Double) -> Void, total: (String, String, UInt64) -> Void
     ) {
         let lagEntriesHelp = "LSNs the slave is behind its master (on a slave: its own lag)."
         let lagSecondsHelp = "How long the slave has been behind its master, or out of touch with it."
         gauge("replication_lag_entries", "", lagEntriesHelp, [], Double(status.lag.entries))
         gauge("replication_lag", "seconds", lagSecondsHelp, [], Double(status.lag.ms) / 1000)
         let roles = source.admin.roles
+        // Kept by the replicator a slave follows its master with: they restart from 0 when it
+        // follows another master (Prometheus reads that as a counter reset).
+        let replicator = roles.isMaster ? nil : roles.replicator
+        total(
+            "replication_reconnects", "Times this slave dialled its master again.", replicator?.reconnects ?? 0)
+        total(
+            "replication_full_resyncs", "Full resyncs (the master's snapshot) this slave went through.",
+            replicator?.fullResyncs ?? 0)
         let listed = roles.isMaster ? roles.hub.listing(lastLSN: status.positions.lastLSN).filter(\.connected) : []
         gauge("replication_connected_slaves", "", "Slaves streaming from this master.", [], Double(listed.count))
         let slaveHelp = "Per connected slave (on its master): "

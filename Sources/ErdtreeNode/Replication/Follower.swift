@@ -92,6 +92,7 @@ final class Follower: @unchecked Sendable {
             return setAsideDivergentTail(after: welcome.branchLSN, masterLSN: masterLSN)
         }
         if welcome.fullResync {
+            replicator.countFullResync()
             logger.warning(
                 """
                 FULL RESYNC: the master cannot stream from this slave's position; its data will be replaced by \

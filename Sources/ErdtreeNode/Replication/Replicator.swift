@@ -23,6 +23,8 @@ public final class Replicator: Sendable {
     private let state = Mutex(State())
     private let masterLSNValue = Atomic<UInt64>(0)
     private let lastContactMsValue = Atomic<Int64>(0)
+    private let sessions = Atomic<UInt64>(0)
+    private let fullResyncsValue = Atomic<UInt64>(0)
 
     private struct State {
         var stopped = false
@@ -55,6 +57,14 @@ public final class Replicator: Sendable {
 
     /// When the master was last heard from (Unix ms); 0 if never.
     public var lastContactMs: Int64 { lastContactMsValue.load(ordering: .relaxed) }
+
+    /// Times this replicator dialled its master again after its first session (metrics).
+    public var reconnects: UInt64 { max(sessions.load(ordering: .relaxed), 1) - 1 }
+
+    /// Full resyncs the master asked this replicator for (metrics).
+    public var fullResyncs: UInt64 { fullResyncsValue.load(ordering: .relaxed) }
+
+    func countFullResync() { fullResyncsValue.add(1, ordering: .relaxed) }
 
     /// Whether a stream to the master is open now.
     public var isConnected: Bool { state.withLock { $0.connected } }
@@ -125,6 +135,7 @@ public final class Replicator: Sendable {
 
     /// One connection: dial, Hello, follow the stream until it ends. Returns how it ended.
     private func session() async -> RPCStatus {
+        sessions.add(1, ordering: .relaxed)
         let address: SocketAddressSpec
         do {
             address = try SocketAddressSpec(parsing: master.address)

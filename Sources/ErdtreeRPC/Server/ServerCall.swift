@@ -155,8 +155,9 @@ public final class ServerCall: @unchecked Sendable {
     private func recordOutcome(_ status: RPCStatus?) {
         guard let recorder, let status else { return }
         self.recorder = nil
-        let head = machine.head
-        let kind: RPCCallProtocol = head.contentType.isGRPC ? .grpc : head.method == .get ? .connectGet : .connect
+        // Field by field: a copy of the whole head would retain its strings.
+        let kind: RPCCallProtocol =
+            machine.head.contentType.isGRPC ? .grpc : machine.head.method == .get ? .connectGet : .connect
         let elapsed = NIODeadline.now().uptimeNanoseconds &- startedAt.uptimeNanoseconds
         recorder.finished(code: status.code, protocol: kind, nanoseconds: Int64(truncatingIfNeeded: elapsed))
     }

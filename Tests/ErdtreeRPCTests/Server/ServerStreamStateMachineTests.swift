@@ -156,6 +156,38 @@ import Testing
         }
     }
 
+    @Test(arguments: [ServerTransport.http1, .http2])
+    func receiveHeadOfGetMetricsExposesTheObserversText(transport: ServerTransport) {
+        let driver = MachineDriver(transport)
+        #expect(driver.head(requestHead("GET", "/metrics")) == .exposeMetrics)
+        let head = WholeResponse(
+            status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8",
+            metadata: ["cache-control": "no-store"])
+        #expect(
+            ActionSummary(driver.machine.answerMetrics(FixedObserver(needsToken: false)))
+                == .writeHead(.whole(head), hasBody: true))
+        #expect(driver.machine.outbound.allBytes == Array("erdtree_up 1\n".utf8))
+    }
+
+    @Test func answerMetricsWithoutATokenItWantsIs401() {
+        let driver = MachineDriver(.http2)
+        _ = driver.head(requestHead("GET", "/metrics"))
+        guard case .writeHead(.whole(let head), _) = driver.machine.answerMetrics(FixedObserver(needsToken: true))
+        else {
+            Issue.record("no whole answer")
+            return
+        }
+        #expect(head.status == .unauthorized && head.metadata["www-authenticate"] == "Bearer")
+    }
+
+    @Test(arguments: [("POST", ServerTransport.http2), ("HEAD", .http1)])
+    func methodsOtherThanGetOnMetricsAre405(method: String, transport: ServerTransport) {
+        let driver = MachineDriver(transport)
+        #expect(driver.head(requestHead(method, "/metrics")) == .none)
+        #expect(
+            driver.end() == .writeHead(.whole(WholeResponse(status: .methodNotAllowed, allow: "GET")), hasBody: false))
+    }
+
     @Test func receiveHeadOfAPostToHealthzOverHTTP2IsNoHealthCheck() {
         let driver = MachineDriver(.http2)
         #expect(driver.head(requestHead("POST", "/healthz", contentType: "application/grpc")) != .probeHealth)
@@ -429,4 +461,18 @@ import Testing
         let last = driver.machine.takeBody()
         #expect(last.bytes.allBytes == endStreamEnvelope(.ok) && last.ended)
     }
+}
+
+/// An observer whose exposition is one fixed line.
+private struct FixedObserver: RPCObserver {
+    struct Recorder: RPCMethodRecorder {
+        func finished(code: RPCStatus.Code, protocol: RPCCallProtocol, nanoseconds: Int64) {}
+    }
+    let needsToken: Bool
+    func recorder(forMethod path: String) -> any RPCMethodRecorder { Recorder() }
+    var unroutedRecorder: any RPCMethodRecorder { Recorder() }
+    func connectionOpened(_ kind: RPCConnectionProtocol) {}
+    func connectionClosed(_ kind: RPCConnectionProtocol) {}
+    var metricsNeedToken: Bool { needsToken }
+    func exposition() -> [UInt8] { Array("erdtree_up 1\n".utf8) }
 }

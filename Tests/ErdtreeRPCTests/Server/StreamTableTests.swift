@@ -11,6 +11,7 @@ import Testing
         func writeResponseHead(_ head: ResponseHead, hasBody: Bool, for call: ServerCall) {}
         func resumeResponse(for call: ServerCall) {}
         var isNodeServing: Bool { true }
+        var observer: (any RPCObserver)? { nil }
     }
 
     private let owner = Owner()

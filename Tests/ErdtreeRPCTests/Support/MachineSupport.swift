@@ -51,6 +51,7 @@ enum ActionSummary: Equatable {
     case writeHead(ResponseHead, hasBody: Bool)
     case resume
     case probeHealth
+    case exposeMetrics
 
     init(_ action: ServerStreamStateMachine.Action) {
         switch action {
@@ -65,6 +66,7 @@ enum ActionSummary: Equatable {
         case .writeHead(let head, let hasBody): self = .writeHead(head, hasBody: hasBody)
         case .resume: self = .resume
         case .probeHealth: self = .probeHealth
+        case .exposeMetrics: self = .exposeMetrics
         }
     }
 }
