@@ -313,6 +313,11 @@ def test_replication_lag_series_exist_for_both_slaves_and_show_a_stopped_one(pb,
     labelled = {metric["slave"] for metric, _ in prometheus.query(
         f'erdtree_replication_slave_lag_seconds{{instance="{master.address}"}}')}
     assert labelled == {stopped.address, running.address}, labelled
+    # And each slave's own view of its lag (what ErdtreeSlaveLagging reads): caught up.
+    for slave in (stopped, running):
+        prometheus.wait_until(f'erdtree_replication_lag_entries{{instance="{slave.address}"}}', lambda v: v == 0,
+                              f"{slave.address}'s own lag")
+        assert prometheus.scalar(f'erdtree_replication_lag_seconds{{instance="{slave.address}"}}') is not None
 
     os.kill(stopped.proc.pid, signal.SIGSTOP)
     try:
@@ -337,6 +342,8 @@ def test_replication_lag_series_exist_for_both_slaves_and_show_a_stopped_one(pb,
     prometheus.wait_until(slave_lag(master, stopped, "entries"), lambda v: v == 0, "the resumed slave catching up")
     prometheus.wait_until(slave_lag(master, stopped, "seconds"), lambda v: v is not None and v < 1,
                           "the resumed slave's lag in seconds")
+    prometheus.wait_until(f'erdtree_replication_lag_entries{{instance="{stopped.address}"}}', lambda v: v == 0,
+                          "the resumed slave's own lag")
 
 
 def test_every_metric_the_alerts_use_is_exposed_and_every_rule_evaluates(pb, monitored):
