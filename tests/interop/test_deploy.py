@@ -19,14 +19,21 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 
-def compose(*files: str, quiet: bool = False) -> dict:
+def compose(*files: str, quiet: bool = False, profile: str | None = None) -> dict:
     binary = shutil.which("docker-compose") or pytest.fail("docker-compose not found: run scripts/install-deps.sh test")
     args = [binary]
     for name in files:
         args += ["-f", str(DEPLOY / name)]
+    if profile:
+        args += ["--profile", profile]
     done = run([*args, "config", *(["-q"] if quiet else [])])
     assert done.returncode == 0, done.stderr.decode() + done.stdout.decode()
     return {} if quiet else yaml.safe_load(done.stdout)
+
+
+def cluster_services(config: dict) -> dict:
+    """The services `docker compose up` starts without a --profile: the cluster itself."""
+    return {name: service for name, service in config["services"].items() if not service.get("profiles")}
 
 
 def test_compose_files_are_valid():
@@ -36,7 +43,7 @@ def test_compose_files_are_valid():
 
 def test_compose_runs_a_master_and_two_slaves_each_with_its_volume_and_config():
     config = compose("compose.yaml")
-    services = config["services"]
+    services = cluster_services(config)
     assert sorted(services) == ["master", "slave1", "slave2"]
     ports, volumes, configs = {}, {}, {}
     for name, service in services.items():
@@ -183,7 +190,7 @@ def test_the_secure_compose_file_runs_tls_mutual_tls_and_tokens_from_secrets(tmp
     slave that replicates over mutual TLS with the replication token; the CLI writes over
     https with the operator's certificate and the write token and reads from the slave."""
     config = compose("compose.secure.yaml")
-    services, files = config["services"], config["secrets"]
+    services, files = cluster_services(config), config["secrets"]
     assert sorted(services) == ["master", "slave1", "slave2"]
     secrets_dir = tmp_path / "secrets"
     made = run([str(DEPLOY / "make-secrets.sh"), str(secrets_dir)])
@@ -241,3 +248,74 @@ def test_the_secure_compose_file_runs_tls_mutual_tls_and_tokens_from_secrets(tmp
         for node in nodes:
             node.terminate()
             node.wait(timeout=15)
+
+
+# --------------------------------------------------------------------------
+# The monitoring profile (issue 17): Prometheus scraping every node
+# --------------------------------------------------------------------------
+
+
+def prometheus_service(compose_file: str) -> tuple[dict, dict]:
+    """The compose file resolved with --profile monitoring: (its Prometheus service, the nodes)."""
+    compose(compose_file, quiet=True, profile="monitoring")
+    config = compose(compose_file, profile="monitoring")
+    monitoring = {name: s for name, s in config["services"].items() if s.get("profiles")}
+    assert list(monitoring) == ["prometheus"] and monitoring["prometheus"]["profiles"] == ["monitoring"], monitoring
+    return monitoring["prometheus"], config
+
+
+def node_targets(config: dict) -> set[str]:
+    """service:port for every node, the port read from the config file compose mounts into it
+    (the port inside the container, which is what another container dials)."""
+    targets = set()
+    for name, service in cluster_services(config).items():
+        mounts = dict(m.split(":")[:2][::-1] for m in service["volumes"])
+        node_config = yaml.safe_load(Path(mounts["/etc/erdtree/config.yaml"]).read_text())
+        targets.add(f"{name}:{node_config['server']['port']}")
+    return targets
+
+
+def scraped(prometheus_config: dict) -> tuple[dict, set[str]]:
+    jobs = prometheus_config["scrape_configs"]
+    assert len(jobs) == 1, jobs
+    return jobs[0], {t for group in jobs[0]["static_configs"] for t in group["targets"]}
+
+
+@pytest.mark.parametrize("compose_file, prometheus_file", [
+    ("compose.yaml", "prometheus.yml"), ("compose.secure.yaml", "prometheus.secure.yml")])
+def test_the_monitoring_profile_runs_prometheus_scraping_every_node_with_the_alerts(compose_file, prometheus_file):
+    prometheus, config = prometheus_service(compose_file)
+    # Official image, pinned: `latest` would change the rules engine under the alerts.
+    image, _, tag = prometheus["image"].partition(":")
+    assert image == "prom/prometheus" and tag.startswith("v") and tag != "latest", prometheus["image"]
+    assert [(p["published"], p["target"]) for p in prometheus["ports"]] == [(9090, 9090)]
+    mounts = {m.split(":")[1]: Path(m.split(":")[0]) for m in prometheus["volumes"] if m.startswith("/")}
+    assert mounts["/etc/prometheus/prometheus.yml"] == DEPLOY / prometheus_file
+    assert mounts["/etc/prometheus/alerts.yml"] == DEPLOY / "alerts.yml"
+    # Without the profile the cluster is what it was: Prometheus only comes with --profile.
+    assert sorted(cluster_services(compose(compose_file))) == ["master", "slave1", "slave2"]
+
+    settings = yaml.safe_load((DEPLOY / prometheus_file).read_text())
+    # rule_files resolve against the config file's directory, where the alerts are mounted.
+    assert [str(Path("/etc/prometheus") / f) for f in settings["rule_files"]] == ["/etc/prometheus/alerts.yml"]
+    job, targets = scraped(settings)
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    assert targets == node_targets(config) == {"master:8080", "slave1:8081", "slave2:8081"}
+
+
+def test_the_secure_monitoring_profile_scrapes_over_tls_with_a_client_certificate_for_the_master():
+    prometheus, config = prometheus_service("compose.secure.yaml")
+    job, _ = scraped(yaml.safe_load((DEPLOY / "prometheus.secure.yml").read_text()))
+    assert job["scheme"] == "https"
+    # Every file tls_config names is a secret mounted into the Prometheus container.
+    mounted = {f"/run/secrets/{s['target']}": s["source"] for s in prometheus["secrets"]}
+    tls = job["tls_config"]
+    assert {tls["ca_file"], tls["cert_file"], tls["key_file"]} <= set(mounted), (tls, mounted)
+    # ... and they are the deploy CA and a client certificate of it, which the master demands.
+    master = cluster_services(config)["master"]
+    master_mounts = dict(m.split(":")[:2][::-1] for m in master["volumes"])
+    master_tls = yaml.safe_load(Path(master_mounts["/etc/erdtree/config.yaml"]).read_text())["server"]["tls"]
+    master_secrets = {f"/run/secrets/{s['target']}": s["source"] for s in master["secrets"]}
+    assert mounted[tls["ca_file"]] == master_secrets[master_tls["client_ca_file"]]
+    assert mounted[tls["cert_file"]] == "operator-cert" and mounted[tls["key_file"]] == "operator-key"
+
