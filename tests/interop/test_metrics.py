@@ -171,8 +171,38 @@ def test_metrics_over_tls_with_alpn_h2_and_http1(tmp_path, request):
         assert families(h2) == families(h1)
         assert {"erdtree_lsn", "erdtree_rpc_duration_seconds", "erdtree_connections"} <= families(h2)
         promtool_check(h2)
+        # Handshakes by result: the scrapes above completed theirs; a client trusting another CA
+        # and a cleartext one fail theirs.
+        before = samples(h1)
+        untrusted = run([tool("curl"), "-sS", "--max-time", "10", "--cacert", str(pki / "other-ca.pem"),
+                         f"https://{host}/healthz"])
+        assert untrusted.returncode != 0
+        cleartext = run([tool("curl"), "-sS", "--max-time", "10", f"http://{host}/healthz"])
+        assert cleartext.returncode != 0 or b"SERVING" not in cleartext.stdout
+        after = samples(scrape(host, *ca, "--http1.1", scheme="https"))
+        ok = value(after, "erdtree_tls_handshakes_total", result="ok")
+        assert ok == value(before, "erdtree_tls_handshakes_total", result="ok") + 1, "the last scrape's handshake"
+        failed = value(after, "erdtree_tls_handshakes_total", result="failed")
+        assert failed == value(before, "erdtree_tls_handshakes_total", result="failed") + 2
     finally:
         stop_server(srv, _failed(request.node))
+
+
+def test_a_promoted_slave_counts_its_promotion(pb, tmp_path, request):
+    master = start_server(tmp_path / "master")
+    slave = start_server(tmp_path / "slave", role="slave", master={"address": master.address})
+    try:
+        assert value(samples(scrape(slave.address)), "erdtree_promotions_total") == 0
+        assert value(samples(scrape(slave.address)), "erdtree_role", role="slave") == 1
+        stop_server(master, False)
+        with grpc.insecure_channel(slave.address) as channel:
+            pb.kv_grpc.AdminStub(channel).Promote(pb.kv.PromoteRequest(), timeout=15)
+        promoted = samples(scrape(slave.address))
+        assert value(promoted, "erdtree_promotions_total") == 1
+        assert value(promoted, "erdtree_role", role="master") == 1
+        assert value(promoted, "erdtree_epoch") == 2
+    finally:
+        stop_server(slave, _failed(request.node))
 
 
 def test_master_and_slave_pass_promtool_under_load_and_show_replication(pb, tmp_path, request):

@@ -44,6 +44,11 @@ public final class RoleManager: Sendable {
     let logger: Logger
     private let walDirectory: String
     let state: Mutex<State>
+    private let promotionCount = Atomic<UInt64>(0)
+
+    /// Times this node became master since it started: a promotion by Admin.Promote, by a
+    /// switchover that handed it the role, or by etcd after a failover.
+    var promotions: UInt64 { promotionCount.load(ordering: .relaxed) }
     /// A coordinator (etcd) decides the role: Admin's role changes are refused.
     public let coordinated: Bool
     /// Told when the node may serve reads or must not (a slave before its first sync).
@@ -238,6 +243,7 @@ public final class RoleManager: Sendable {
         }
         switch started {
         case .success(let start):
+            promotionCount.add(1, ordering: .relaxed)
             save(.master)
             engine.writeGate.open()
             state.withLock { $0.changing = false }

@@ -57,6 +57,10 @@ struct ScrapeState {
         gauge(
             "epoch", "", "The epoch of the node's history (it grows at each promotion).", [],
             Double(status.identity.epoch))
+        total(
+            "promotions",
+            "Times this node became master since it started (Admin.Promote, a switchover to it, etcd after a failover).",
+            source.admin.roles.promotions)
 
         total(
             "connections_rejected", "Connections closed on accept: server.max_connections were open.",
@@ -71,6 +75,14 @@ struct ScrapeState {
         gauge(
             "request_buffered", "bytes", "Request bytes received and not yet handed to handlers.", [],
             Double(status.connections.bufferedRequestBytes))
+        let tls = source.admin.serverStatistics
+        let handshakeHelp = "TLS handshakes on the server port (server.tls), by result."
+        for (result, count) in [("ok", tls.tlsHandshakes), ("failed", tls.tlsHandshakesFailed)] {
+            let counter = registry.makeCounter(
+                descriptor: NodeMetrics.name("tls_handshakes", "total", handshakeHelp), labels: [("result", result)])
+            counter.reset()
+            counter.increment(by: Int64(count))
+        }
 
         replication(source, status: status, registry: registry, gauge: gauge, total: total)
         ProcessFigures.read()?.set(registry: registry, gauge: gauge)

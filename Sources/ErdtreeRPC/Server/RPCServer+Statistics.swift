@@ -13,6 +13,8 @@ extension RPCServer {
         private let closedForAbuse = Atomic<Int>(0)
         private let refusedForMemory = Atomic<Int>(0)
         private let buffered = Atomic<Int>(0)
+        private let handshakes = Atomic<Int>(0)
+        private let failedHandshakes = Atomic<Int>(0)
 
         public init() {}
 
@@ -26,10 +28,17 @@ extension RPCServer {
         /// Request bytes received and not yet handed to a handler, over all connections, each
         /// connection's rounded down to 64 KiB.
         public var bufferedRequestBytes: Int { buffered.load(ordering: .relaxed) }
+        /// TLS handshakes completed (with `server.tls`).
+        public var tlsHandshakes: Int { handshakes.load(ordering: .relaxed) }
+        /// TLS handshakes that failed: an untrusted or missing client certificate under mutual
+        /// TLS, a cleartext client on the TLS port, a protocol the server does not speak.
+        public var tlsHandshakesFailed: Int { failedHandshakes.load(ordering: .relaxed) }
 
         func connectionRejected() { rejected.add(1, ordering: .relaxed) }
         func connectionClosedForAbuse() { closedForAbuse.add(1, ordering: .relaxed) }
         func requestRefusedForMemory() { refusedForMemory.add(1, ordering: .relaxed) }
+        func tlsHandshakeCompleted() { handshakes.add(1, ordering: .relaxed) }
+        func tlsHandshakeFailed() { failedHandshakes.add(1, ordering: .relaxed) }
 
         /// Adds `delta` (negative when bytes are released) to the process-wide total.
         /// - Returns: the new total.

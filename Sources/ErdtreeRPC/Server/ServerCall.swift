@@ -1,3 +1,4 @@
+import Dispatch
 import NIOCore
 
 /// The connection a call answers through: one nghttp2 stream, or one HTTP/1.1 exchange. It
@@ -40,6 +41,9 @@ public final class ServerCall: @unchecked Sendable {
     private var messageCallback: ((ByteBuffer) -> Void)?
     private var requestEndCallback: (() -> Void)?
     private var cancelCallback: (() -> Void)?
+    /// Where `GET /metrics` builds its text; serial, so concurrent scrapes queue rather than
+    /// take several threads.
+    private static let scrapes = DispatchQueue(label: "erdtree.metrics-scrape")
     /// Request bytes this call held when the HTTP/2 transport last looked, and so has not given
     /// back to the peer's flow-control windows. The transport's bookkeeping; event loop only.
     var unconsumedRequestBytes = 0
@@ -250,7 +254,15 @@ public final class ServerCall: @unchecked Sendable {
         case .probeHealth:
             perform(machine.answerHealthz(serving: transport?.isNodeServing ?? false))
         case .exposeMetrics:
-            perform(machine.answerMetrics(transport?.observer))
+            let observer = transport?.observer
+            if let refusal = machine.refuseMetrics(observer) { return perform(refusal) }
+            guard let observer else { return }
+            // Built off the event loop: a scrape reads every family (~1 ms with a million keys),
+            // and the loop goes on serving calls meanwhile.
+            Self.scrapes.async {
+                let body = observer.exposition()
+                self.eventLoop.execute { self.perform(self.machine.answerMetrics(body: body)) }
+            }
         }
     }
 

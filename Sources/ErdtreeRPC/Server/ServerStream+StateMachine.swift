@@ -398,6 +398,13 @@ struct ServerStreamStateMachine {
     /// `GET /metrics`: the observer's exposition, unless it wants a token the request lacks
     /// (DESIGN §11: any known token will do, whatever its role).
     mutating func answerMetrics(_ observer: (any RPCObserver)?) -> Action {
+        if let refusal = refuseMetrics(observer) { return refusal }
+        return answerMetrics(body: observer?.exposition() ?? [])
+    }
+
+    /// The answer to `GET /metrics` when it is refused (no observer, or a token it wants is
+    /// missing); nil when the exposition may be built.
+    mutating func refuseMetrics(_ observer: (any RPCObserver)?) -> Action? {
         guard let observer else { return answerText(.notFound, allocator.buffer(string: "no metrics here\n")) }
         if observer.metricsNeedToken {
             guard case .known = head.credential else {
@@ -407,7 +414,12 @@ struct ServerStreamStateMachine {
                     metadata: ["www-authenticate": "Bearer"])
             }
         }
-        let body = observer.exposition()
+        return nil
+    }
+
+    /// The exposition, built elsewhere; nothing if the stream closed while it was being built.
+    mutating func answerMetrics(body: [UInt8]) -> Action {
+        guard case .receivingHead = state else { return .none }
         return answerText(
             .ok, allocator.buffer(bytes: body), contentType: "text/plain; version=0.0.4; charset=utf-8",
             metadata: ["cache-control": "no-store"])

@@ -22,6 +22,7 @@ final class TLSProtocolSelector: ChannelInboundHandler, RemovableChannelHandler 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
         case TLSUserEvent.handshakeCompleted(let negotiated):
+            statistics.tlsHandshakeCompleted()
             do {
                 switch negotiated {
                 case "h2": try install(.http2, context.channel)
@@ -49,5 +50,11 @@ final class TLSProtocolSelector: ChannelInboundHandler, RemovableChannelHandler 
         default:
             context.fireUserInboundEventTriggered(event)
         }
+    }
+
+    /// Still here, so the handshake has not completed: NIOSSL reports why it failed (and closes).
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        statistics.tlsHandshakeFailed()
+        context.fireErrorCaught(error)
     }
 }
