@@ -48,6 +48,12 @@ class MemoryStart(NamedTuple):
     data: int  # Erdtree: Status memory_bytes; Redis: INFO used_memory
 
 
+class Scrape(NamedTuple):
+    round: int
+    keys: int
+    seconds: float  # one GET /metrics over h2c, connection included (curl's time_total)
+
+
 class LagSample(NamedTuple):
     round: int
     system: str
@@ -135,6 +141,7 @@ class Records:
     disk_reads: list[DiskReads] = field(default_factory=list)
     recovery: list[Restart] = field(default_factory=list)
     memory: list[MemoryStart] = field(default_factory=list)
+    scrapes: list[Scrape] = field(default_factory=list)
     compacted: list[Restart] = field(default_factory=list)
     lags: list[LagSample] = field(default_factory=list)
     lag_loads: list[LagLoad] = field(default_factory=list)

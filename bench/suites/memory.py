@@ -7,12 +7,13 @@ Status memory_bytes, Redis's INFO used_memory, are kept)."""
 
 from __future__ import annotations
 
+import subprocess
 from typing import TYPE_CHECKING
 
 from bench import checks, redis_tools
 from bench import report as tables
 from bench.console import Fatal, note
-from bench.records import MemoryStart
+from bench.records import MemoryStart, Scrape
 from bench.servers import start_erdtree, start_redis_loaded
 from harness.node import free_port
 
@@ -31,6 +32,23 @@ def rss_kb(pid: int) -> tuple[int, int, int]:
     return int(fields["VmRSS"]), int(fields["RssAnon"]), int(fields["RssFile"])
 
 
+SCRAPES = 20
+SCRAPE_GOAL_S = 0.010
+
+
+def time_scrapes(bench: Bench, address: str, rnd: int, keys: int) -> None:
+    """SCRAPES GETs of /metrics from the loaded node (curl over h2c, each on a new connection);
+    each must answer 200 with the erdtree families."""
+    for _ in range(SCRAPES):
+        done = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "--max-time", "10", "-o", "/dev/null",
+                               "-w", "%{http_code} %{time_total}", f"http://{address}/metrics"],
+                              capture_output=True, text=True)
+        code, _, seconds = done.stdout.partition(" ")
+        if done.returncode != 0 or code != "200":
+            raise Fatal(f"GET /metrics on {address} failed: {done.stdout} {done.stderr.strip()}")
+        bench.records.scrapes.append(Scrape(rnd, keys, float(seconds)))
+
+
 def start_erdtree_for(bench: Bench, data: DataSets, rnd: int, state: str, what: str):
     """An Erdtree, empty or on the data set, once SERVING; its process, log, and a reader of
     its key count and Status memory_bytes."""
@@ -42,6 +60,8 @@ def start_erdtree_for(bench: Bench, data: DataSets, rnd: int, state: str, what: 
 
     def figures() -> tuple[str, str]:
         status = checks.erdtree_status(bench.erdtree_bin, node.address)
+        if state == "loaded":
+            time_scrapes(bench, node.address, rnd, data.records)
         return status.get("keys", ""), status.get("memory (data)", "")
 
     return node.proc, node.log_path, figures
@@ -100,6 +120,14 @@ def report(bench: Bench, data: DataSets | None) -> None:
     print("fresh start on an empty dir, same config) ÷ keys, per round.")
     print()
     tables.memory_table(bench.records.memory)
+    scrapes = sorted(s.seconds for s in bench.records.scrapes)
+    if scrapes:
+        median, worst = scrapes[len(scrapes) // 2], scrapes[-1]
+        met = "**met**" if median < SCRAPE_GOAL_S else "**missed**"
+        print()
+        print(f"GET /metrics on the loaded Erdtree ({n:,} keys, no slaves; per-slave series are O(slaves)), "
+              f"{len(scrapes)} scrapes over h2c, connection included: median {median * 1000:.2f} ms, "
+              f"slowest {worst * 1000:.2f} ms (goal < 10 ms: {met}).")
     if not bench.settings.suite("recovery"):
         for line in data.notes if data else []:
             print()
