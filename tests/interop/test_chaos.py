@@ -9,8 +9,9 @@ Faults, one at a time, each undone before the next (a slave only reports SERVING
 so it can only be restarted while the master runs):
   - kill -9 and restart of any node (the master on its own port and WAL, as master);
   - SIGSTOP, then SIGCONT after 0.5-3 s, of any node;
-  - a slave killed, its WAL directory removed, and restarted: it must rebuild from the master.
-Not included: the master's disk filled through RLIMIT_FSIZE (see the note at KINDS).
+  - a slave killed, its WAL directory removed, and restarted: it must rebuild from the master;
+  - the master's disk "filled": restarted under RLIMIT_FSIZE a little above its newest segment's
+    size, so its writes soon fail, then killed and restarted without the limit ("freed").
 
 A failed write (UNAVAILABLE after ack_timeout, a deadline during a pause, a kill mid-call) may
 still have been applied, so the checks accept any value some writer attempted for a key, and
@@ -52,11 +53,17 @@ CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 500),
 ]
-# RLIMIT_FSIZE is left out: it needs Python in the forked child (a signal disposition plus the
-# rlimit), which harness.node.child_setup warns can deadlock when the parent has grpcio threads,
-# as here; a test that hangs now and then is worse than one fault fewer.
-KINDS = ["kill", "pause", "wipe"]
-KIND_WEIGHTS = [4, 4, 2]
+KINDS = ["kill", "pause", "wipe", "diskfull"]
+KIND_WEIGHTS = [4, 4, 2, 1]
+
+
+def fsize_prefix(limit: int) -> list[str]:
+    """Runs the node under RLIMIT_FSIZE=`limit` with SIGXFSZ ignored (inherited through exec), so
+    writes past it fail with EFBIG instead of the signal killing the node. prlimit and sh, not a
+    preexec_fn: Python in the forked child can deadlock on a lock one of grpcio's threads held at
+    fork time (harness.node.child_setup)."""
+    return ["prlimit", f"--fsize={limit}", "--", "sh", "-c", 'trap "" XFSZ; exec "$@"', "sh",
+            *harness.DIE_WITH_PARENT]
 
 
 def tag() -> str:
@@ -137,8 +144,10 @@ class Cluster:
         self.master = self._start("master")
         self.slaves = {name: self._start(name) for name in ("slave1", "slave2")}
 
-    def _start(self, name: str, port: int | None = None) -> harness.Node:
+    def _start(self, name: str, port: int | None = None, fsize: int | None = None) -> harness.Node:
         sections = {"wal": WAL}
+        if fsize is not None:
+            sections["prefix"] = fsize_prefix(fsize)
         if name == "master":
             sections["replication"] = REPLICATION
         else:
@@ -152,10 +161,10 @@ class Cluster:
     def nodes(self) -> dict[str, harness.Node]:
         return {"master": self.master, **self.slaves}
 
-    def restart(self, name: str) -> None:
+    def restart(self, name: str, fsize: int | None = None) -> None:
         if name == "master":
             # Its own port: the slaves redial the address they were given.
-            self.master = self._start("master", port=self.master.port)
+            self.master = self._start("master", port=self.master.port, fsize=fsize)
         else:
             self.slaves[name] = self._start(name)
 
@@ -273,6 +282,7 @@ def test_random_faults_lose_no_acknowledged_write_and_nodes_converge(pb, tmp_pat
         for n in range(WRITERS)
     ]
     passed = False
+    disk_full_hits = 0  # disk-full faults during which the master's WAL writes did fail
     try:
         for thread in threads:
             thread.start()
@@ -281,12 +291,23 @@ def test_random_faults_lose_no_acknowledged_write_and_nodes_converge(pb, tmp_pat
         while time.monotonic() - started < CHAOS_SECONDS:
             time.sleep(rng.uniform(0.3, 2.0))
             kind = rng.choices(KINDS, KIND_WEIGHTS)[0]
-            name = rng.choice(["slave1", "slave2"] if kind == "wipe" else ["master", "slave1", "slave2"])
+            if kind == "diskfull":
+                name = "master"
+            else:
+                name = rng.choice(["slave1", "slave2"] if kind == "wipe" else ["master", "slave1", "slave2"])
             node = cluster.nodes()[name]
             print(f"chaos: {time.monotonic() - started:6.1f} s  {kind} {name}", flush=True)
             if kind == "kill":
                 node.kill()
                 time.sleep(rng.uniform(0.0, 1.0))
+                cluster.restart(name)
+            elif kind == "diskfull":
+                node.kill()
+                newest = max((node.workdir / "wal").glob("*.log"))
+                cluster.restart(name, fsize=newest.stat().st_size + rng.randint(1, 64) * 1024)
+                time.sleep(rng.uniform(1.0, 3.0))
+                disk_full_hits += "File too large" in cluster.master.log()
+                cluster.master.kill()
                 cluster.restart(name)
             elif kind == "pause":
                 os.kill(node.proc.pid, signal.SIGSTOP)
@@ -374,7 +395,7 @@ def test_random_faults_lose_no_acknowledged_write_and_nodes_converge(pb, tmp_pat
             f"writes acknowledged={len(history.acked) + history.acked_noop_deletes} "
             f"(logged {len(history.acked)}, deletes of absent keys {history.acked_noop_deletes}); "
             f"writes failed={sum(history.failed.values())} {dict(history.failed)}; lost=0; "
-            f"final last_lsn={final_lsn}",
+            f"final last_lsn={final_lsn}; disk-full faults that hit EFBIG={disk_full_hits}",
             flush=True,
         )
         assert history.acked, f"{tag()} no write was acknowledged"
