@@ -1,5 +1,6 @@
 """A randomized fault test (issue 18): a master and two slaves under four writers while nodes are
-killed, paused and wiped, then checked for lost, invented or divergent writes.
+killed, paused and wiped and the master's disk fills, then checked for lost, invented or
+divergent writes.
 
 Repeatable from the seed it prints: CHAOS_SEED=N reruns the same fault schedule and the same
 per-writer operation sequences (thread timing still varies). CHAOS_SECONDS sets how long faults
@@ -35,7 +36,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from conftest import ERDTREE_BIN, NodeError, SHUTDOWN_TIMEOUT_S
+from conftest import ERDTREE_BIN, NodeError
 from harness import node as harness
 
 SEED = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(2**32))
