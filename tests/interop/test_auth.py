@@ -413,6 +413,30 @@ def test_slaves_replicate_with_a_replication_token_and_bad_ones_retry(pb, tmp_pa
         SERVER_LOGS.append(master.log_path)
 
 
+def test_a_slave_whose_token_file_is_missing_logs_why_and_catches_up_once_it_appears(tmp_path):
+    """`master.token_file` is read at every dial: a missing file fails that dial (logged, naming
+    the key and the file, retried with backoff) and the slave syncs once the file is there."""
+    directory = tmp_path / "tokens"
+    tokens = write_tokens(directory)
+    master = start_server(tmp_path / "master", auth=auth_section(directory))
+    slave = None
+    try:
+        token_file = tmp_path / "later.token"
+        slave = harness.launch(tmp_path / "slave", free_port(), role="slave",
+                               master={"address": master.address, "token_file": str(token_file)})
+        log = wait_log(slave, "replication stream failed; redialling", count=2)
+        assert "master.token_file" in log and str(token_file) in log and "No such file or directory" in log, log
+        assert not harness.health_serving(slave.address)
+        token_file.write_text(tokens["replication"] + "\n")
+        assert harness.wait_serving(slave, timeout=20)
+    finally:
+        if slave is not None:
+            slave.stop()
+            SERVER_LOGS.append(slave.log_path)
+        stop_server(master, False)
+        SERVER_LOGS.append(master.log_path)
+
+
 def test_erdtree_nodes_replicate_over_mutual_tls_with_master_token_file(pb, tmp_path):
     """`erdtree node`s with server.tls (mutual), auth, and `master:` saying how to dial whichever
     node etcd makes the master: its token_file and tls (no address there: etcd names it)."""
