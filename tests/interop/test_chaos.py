@@ -47,6 +47,10 @@ WAL = {"sync_interval": "always"}
 REPLICATION = {"min_acks": 1, "ack_timeout": "2s"}
 RPC_TIMEOUT_S = 5
 CONVERGE_TIMEOUT_S = 60
+# A slave reports SERVING only once synced, and a wiped one first replays the master's whole
+# history: about a million records after 30 minutes, more than the harness's usual 20 s when
+# the machine is busy (seed 1592948438 at 1255 s, 1,043,197 records, load average 12).
+START_TIMEOUT_S = 120
 # A channel that failed to connect backs off up to 2 minutes by default: a writer would then
 # sit out the rest of the run after the master's first restart. (Not min_reconnect_backoff_ms:
 # grpc core also uses it as the connect timeout, and 100 ms fails connects to a busy node.)
@@ -155,7 +159,7 @@ class Cluster:
             sections["role"] = "slave"
             sections["master"] = {"address": self.master.address, "sync_interval": "200ms"}
         try:
-            return harness.start(self.tmp / name, binary=ERDTREE_BIN, port=port, **sections)
+            return harness.start(self.tmp / name, binary=ERDTREE_BIN, port=port, timeout=START_TIMEOUT_S, **sections)
         except NodeError as error:
             pytest.fail(f"{tag()} {name} did not start: {error}")
 
