@@ -74,11 +74,16 @@ public final class ServerNode: Sendable {
                     "file": "\(RoleFile.path(walDirectory: config.wal.directory))",
                 ])
         }
+        let initialRole = saved ?? configured
         let hub = ReplicationHub(engine: engine, logger: logger)
-        let health = HealthService(services: Self.servedServices)
+        // Only a master serves from the moment its port is bound. A slave (or a node etcd has not
+        // placed yet) says NOT_SERVING from the first connection on, not only once `start` has
+        // run: a health check in between would send readers to a store still empty.
+        let health = HealthService(
+            services: Self.servedServices, initial: initialRole == .master ? .serving : .notServing)
         self.health = health
         roles = RoleManager(
-            initialRole: saved ?? configured, engine: engine, hub: hub, group: group,
+            initialRole: initialRole, engine: engine, hub: hub, group: group,
             masterLink: config.master ?? NodeConfig.Master(address: "", syncInterval: .milliseconds(100)),
             server: config.server, advertise: config.ha?.advertise, walDirectory: config.wal.directory, logger: logger,
             serving: { [health] serving in health.setStatus(serving ? .serving : .notServing) })
