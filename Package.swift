@@ -18,10 +18,23 @@ let failpoints: [SwiftSetting] =
 
 // libFuzzer harnesses (Tests/Fuzz/README.md) exist only when ERDTREE_FUZZ=1: scripts/fuzz.sh sets it and
 // builds them with -sanitize=fuzzer,address into .build-fuzz, so a normal build or test never sees them.
-// One row per harness, `(target, path, dependencies)` opening on one line: scripts/fuzz.sh reads the
-// harness list (name = last path component) from these rows. Harnesses `@testable import` what they fuzz.
+// One row per harness, `(target, path, dependencies)` with target and path on one line: scripts/fuzz.sh
+// reads the harness list (name = last path component) from these rows. Harnesses `@testable import` what they fuzz.
 let fuzzHarnesses: [(target: String, path: String, dependencies: [Target.Dependency])] = [
     ("FuzzDeframer", "Tests/Fuzz/deframer", ["ErdtreeRPC", .product(name: "NIOCore", package: "swift-nio")]),
+    ("FuzzProtoJSON", "Tests/Fuzz/protojson", ["ErdtreeProtobuf"]),
+    ("FuzzConnectGet", "Tests/Fuzz/connect-get", ["ErdtreeRPC", .product(name: "NIOCore", package: "swift-nio")]),
+    (
+        "FuzzProtobuf", "Tests/Fuzz/protobuf",
+        ["ErdtreeProtobuf", "ErdtreeRPC", "CProtobufC", .product(name: "NIOCore", package: "swift-nio")]
+    ),
+    (
+        "FuzzHTTP2Settings", "Tests/Fuzz/http2-settings",
+        [
+            "ErdtreeRPC", .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]
+    ),
 ]
 let fuzzTargets: [Target] =
     Context.environment["ERDTREE_FUZZ"] == "1"

@@ -20,8 +20,8 @@ FUZZ_ARGS=${FUZZ_ARGS:-}
 SWIFT=${SWIFT:-swift}
 SCRATCH=.build-fuzz
 
-# The harness list is Package.swift's table: rows open with ("FuzzName", "Tests/Fuzz/<harness>".
-mapfile -t rows < <(grep -oE '^ *\("Fuzz[A-Za-z0-9]+", "Tests/Fuzz/[^"]+"' Package.swift | tr -d ' ("')
+# The harness list is Package.swift's fuzzHarnesses table: each row holds "FuzzName", "Tests/Fuzz/<harness>".
+mapfile -t rows < <(grep -oE '"Fuzz[A-Za-z0-9]+", "Tests/Fuzz/[^"]+"' Package.swift | tr -d ' "')
 declare -A targets=()
 all=()
 for row in "${rows[@]}"; do
