@@ -15,6 +15,11 @@ public struct FuzzInput {
         bytes.popFirst() ?? 0
     }
 
+    /// One of `choices`, picked by the next byte (a harness's message type, limit, mode).
+    public mutating func takeChoice<T>(of choices: [T]) -> T {
+        choices[Int(takeByte()) % choices.count]
+    }
+
     /// At most `count` bytes from the front.
     public mutating func take(_ count: Int) -> ArraySlice<UInt8> {
         let taken = bytes.prefix(count)

@@ -13,7 +13,7 @@ let limits = [0, 1, 5, 64, 1024, 4 << 20]
 func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     var input = FuzzInput(data, size)
     let options = input.takeByte()
-    let limit = limits[Int(input.takeByte()) % limits.count]
+    let limit = input.takeChoice(of: limits)
     var deframer = GRPCMessageDeframer(maxMessageBytes: limit)
     deframer.gzipAccepted = options & 1 != 0
     let chunks = input.takeChunks()

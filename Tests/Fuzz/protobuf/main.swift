@@ -17,7 +17,7 @@ nonisolated(unsafe) let messageTypes = MethodTable.embedded.entries.flatMap {
 @_cdecl("LLVMFuzzerTestOneInput")
 func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     var input = FuzzInput(data, size)
-    let type = messageTypes[Int(input.takeByte()) % messageTypes.count]
+    let type = input.takeChoice(of: messageTypes)
     let name = ProtoJSON.name(of: type)
     guard let (packed, unknown) = try? repacked(ByteBuffer(bytes: input.takeRest()), as: type) else { return 0 }
     // protobuf-c takes unknown fields more leniently than the encoding allows (tags past 32 bits,

@@ -5,16 +5,10 @@ import FuzzSupport
 
 @testable import ErdtreeProtobuf
 
-// Every request and response type a server or client of ours transcodes, in the table's order.
-// Immutable C descriptors, read from the one thread libFuzzer runs inputs on.
-nonisolated(unsafe) let messageTypes = MethodTable.embedded.entries.flatMap {
-    [$0.transcoder.input, $0.transcoder.output]
-}
-
 @_cdecl("LLVMFuzzerTestOneInput")
 func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     var input = FuzzInput(data, size)
-    let type = messageTypes[Int(input.takeByte()) % messageTypes.count]
+    let type = input.takeChoice(of: messageTypes)
     guard let binary = try? ProtoJSON.decode(Array(input.takeRest()), as: type) else { return 0 }
     let name = ProtoJSON.name(of: type)
     let json: [UInt8]
@@ -31,6 +25,13 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     }
     fuzzCheck(again == binary, "\(name): \(String(decoding: json, as: UTF8.self)) decodes to \(again), not \(binary)")
     return 0
+}
+
+// Every request and response type a server or client of ours transcodes, in the table's order
+// (tests/fuzz/capture_corpus.py numbers the seeds' first byte by it).
+// Immutable C descriptors, read from the one thread libFuzzer runs inputs on.
+nonisolated(unsafe) let messageTypes = MethodTable.embedded.entries.flatMap {
+    [$0.transcoder.input, $0.transcoder.output]
 }
 
 runFuzzer(fuzzOne)
