@@ -3,6 +3,7 @@
 #
 #   make run       release build, then a local master on 127.0.0.1:8080 and slaves on :8081, :8082 (Ctrl-C stops all)
 #   make test      generated-code check, buf lint/format, swift build + test, interop, cluster and release pytest
+#   make fuzz      libFuzzer harnesses under ASan, FUZZ_SECONDS each (default 60; Tests/Fuzz/README.md)
 #   make bench     release build, then python -m bench (Erdtree vs nghttpd, etcd and Redis; bench/)
 #   make generate  regenerate ErdtreeProto from api/
 #   make build     debug build;  make release: release build of the erdtree product
@@ -23,7 +24,7 @@ PYTEST_TIMEOUT ?= 120
 # Swift sources held to .swift-format (NeverForceUnwrap and friends); ErdtreeProto is generated C.
 LINTED_SOURCES := Sources/ErdtreeRPC Sources/ErdtreeProtobuf Sources/ErdtreeWAL Sources/ErdtreeStorage Sources/ErdtreeNode Sources/erdtree
 
-.PHONY: run test bench generate build release clean
+.PHONY: run test fuzz bench generate build release clean
 
 build:
 	scripts/install-deps.sh build
@@ -55,12 +56,19 @@ test:
 	$(SWIFT) format lint --strict --recursive $(LINTED_SOURCES)
 	$(SWIFT) build
 	$(SWIFT) test
+	FUZZ_SECONDS=10 scripts/fuzz.sh
 	ERDTREE_BIN="$(ERDTREE_BIN)" $(VENV)/bin/python -m pytest tests/interop -q \
 		--timeout=$(PYTEST_TIMEOUT) -p no:cacheprovider $(PYTEST_ARGS) </dev/null
 	ERDTREE_BIN="$(ERDTREE_BIN)" $(VENV)/bin/python -m pytest tests/cluster -q \
 		-p no:cacheprovider $(PYTEST_ARGS) </dev/null
 	ERDTREE_BIN="$(ERDTREE_BIN)" $(VENV)/bin/python -m pytest tests/release -q \
 		-p no:cacheprovider $(PYTEST_ARGS) </dev/null
+
+# Seeds from Tests/Fuzz/corpus; new inputs and crash artifacts land in .build-fuzz (scripts/fuzz.sh).
+FUZZ_SECONDS ?= 60
+fuzz:
+	scripts/install-deps.sh build
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
 
 bench: release
 	scripts/install-deps.sh bench

@@ -16,6 +16,24 @@ import PackageDescription
 let failpoints: [SwiftSetting] =
     Context.environment["ERDTREE_FAILPOINTS"] == "1" ? [.define("ERDTREE_FAILPOINTS")] : []
 
+// libFuzzer harnesses (Tests/Fuzz/README.md) exist only when ERDTREE_FUZZ=1: scripts/fuzz.sh sets it and
+// builds them with -sanitize=fuzzer,address into .build-fuzz, so a normal build or test never sees them.
+// One row per harness, `(target, path, dependencies)` opening on one line: scripts/fuzz.sh reads the
+// harness list (name = last path component) from these rows. Harnesses `@testable import` what they fuzz.
+let fuzzHarnesses: [(target: String, path: String, dependencies: [Target.Dependency])] = [
+    ("FuzzDeframer", "Tests/Fuzz/deframer", ["ErdtreeRPC", .product(name: "NIOCore", package: "swift-nio")]),
+]
+let fuzzTargets: [Target] =
+    Context.environment["ERDTREE_FUZZ"] == "1"
+    ? [
+        .target(name: "CLibFuzzer", path: "Tests/Fuzz/CLibFuzzer"),
+        .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"], path: "Tests/Fuzz/FuzzSupport"),
+    ]
+        + fuzzHarnesses.map {
+            .executableTarget(name: $0.target, dependencies: ["FuzzSupport"] + $0.dependencies, path: $0.path)
+        }
+    : []
+
 let package = Package(
     name: "erdtree",
     platforms: [.macOS(.v15)],
@@ -172,6 +190,6 @@ let package = Package(
             ],
             swiftSettings: failpoints
         ),
-    ],
+    ] + fuzzTargets,
     swiftLanguageModes: [.v6]
 )
