@@ -22,6 +22,12 @@ let failpoints: [SwiftSetting] =
 // harness list (name = last path component) from these rows. Harnesses `@testable import` what they fuzz.
 let fuzzHarnesses: [(target: String, path: String, dependencies: [Target.Dependency])] = [
     ("FuzzDeframer", "Tests/Fuzz/deframer", ["ErdtreeRPC", .product(name: "NIOCore", package: "swift-nio")]),
+    ("FuzzWAL", "Tests/Fuzz/wal", ["ErdtreeWAL", .product(name: "Logging", package: "swift-log")]),
+    ("FuzzConfig", "Tests/Fuzz/config", ["ErdtreeNode"]),
+    ("FuzzConnection", "Tests/Fuzz/connection", [
+        "ErdtreeNode", "ErdtreeRPC", .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+    ]),
 ]
 let fuzzTargets: [Target] =
     Context.environment["ERDTREE_FUZZ"] == "1"
