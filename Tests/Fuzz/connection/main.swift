@@ -24,7 +24,6 @@ import NIOEmbedded
 
 let scratch = ScratchDirectory(prefix: "erdtree-fuzz-connection")
 let quiet = Logger(label: "fuzz.connection") { _ in SwiftLogNoOpLogHandler() }
-let loop = NIOAsyncTestingEventLoop()
 
 let config: NodeConfig = {
     var config = NodeConfig.defaults(for: .master)
@@ -57,6 +56,8 @@ func serve(_ bytes: [UInt8]) async {
         chunks += repeatElement(last, count: 1100)
     }
     _ = scratch.fresh("wal")
+    // A loop of its own: no timer or task of one input's node is left for the next to run.
+    let loop = NIOAsyncTestingEventLoop()
     let node: ServerNode
     do {
         node = try ServerNode(config: config, role: .master, group: loop, logger: quiet)
@@ -84,11 +85,12 @@ func serve(_ bytes: [UInt8]) async {
     await drain(channel)
     await node.stop(gracePeriod: .zero)
     await loop.run()
+    await loop.shutdownGracefully()
 }
 
 /// Runs what the loop has queued and drops what the server wrote.
 func drain(_ channel: NIOAsyncTestingChannel) async {
-    await loop.run()
+    await channel.testingEventLoop.run()
     while true {
         do {
             guard try await channel.readOutbound(as: ByteBuffer.self) != nil else { return }
