@@ -35,6 +35,12 @@ let fuzzHarnesses: [(target: String, path: String, dependencies: [Target.Depende
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]
     ),
+    ("FuzzWAL", "Tests/Fuzz/wal", ["ErdtreeWAL", .product(name: "Logging", package: "swift-log")]),
+    ("FuzzConfig", "Tests/Fuzz/config", ["ErdtreeNode"]),
+    ("FuzzConnection", "Tests/Fuzz/connection", [
+        "ErdtreeNode", "ErdtreeRPC", .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+    ]),
 ]
 let fuzzTargets: [Target] =
     Context.environment["ERDTREE_FUZZ"] == "1"

@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh deframer wal     the named ones
 #
 # Seeds come from the committed Tests/Fuzz/corpus/<harness>/ (read only); inputs that add coverage
-# go to .build-fuzz/corpus/<harness>/, crash/leak/timeout/oom inputs to .build-fuzz/artifacts/<harness>/.
+# go to .build-fuzz/corpus/<harness>/, crash/leak/timeout/oom inputs to .build-fuzz/findings/<harness>/.
 # Exits non-zero when any harness found something, after running the rest.
 #
 # FUZZ_CONFIG=release|debug picks the build (default release: still ASan, with -enable-testing for the
@@ -48,7 +48,8 @@ bin_dir=$(env -u ERDTREE_FAILPOINTS ERDTREE_FUZZ=1 "$SWIFT" build "${build_flags
 failed=()
 for harness in "${harnesses[@]}"; do
     corpus=$SCRATCH/corpus/$harness
-    artifacts=$SCRATCH/artifacts/$harness
+    # Not $SCRATCH/artifacts: SwiftPM owns that directory (binary targets) and empties it on every build.
+    artifacts=$SCRATCH/findings/$harness
     mkdir -p "$corpus" "$artifacts"
     seeds=()
     [[ -d Tests/Fuzz/corpus/$harness ]] && seeds+=("Tests/Fuzz/corpus/$harness")

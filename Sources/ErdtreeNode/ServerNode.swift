@@ -34,7 +34,8 @@ public final class ServerNode: Sendable {
     public var recovery: WALRecoveryReport { engine.recovery }
     /// What `GET /metrics` serves.
     public let metrics: NodeMetrics
-    private let server: RPCServer
+    /// Internal for the connection fuzz harness, which builds its channels with it.
+    let server: RPCServer
     /// The secrets of `auth.tokens`, re-read by `reload()`; nil when auth is off.
     private let tokens: BearerTokens?
     /// The certificate `server.tls` serves, swapped by `reload()`.

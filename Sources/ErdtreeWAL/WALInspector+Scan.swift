@@ -23,6 +23,9 @@ extension WALInspector {
         static let growthRereads = 100
 
         let visit: (Event) -> Bool
+        /// `growthWaits`, or 0 where no writer can be running (the WAL fuzz harness, whose every
+        /// torn tail would otherwise cost 30 ms).
+        var waitsForGrowth = Scan.growthWaits
         var summary = Summary()
         private(set) var stopped = false
         /// The LSN the next record must hold (or pass, in or after a compacted segment); nil after a
@@ -63,7 +66,11 @@ extension WALInspector {
             }
             for (position, (path, descriptor)) in opened.enumerated() where !stopped {
                 let role: FileRole = !isLog ? .separate : position == files.count - 1 ? .newest : .sealed
-                if role == .separate { self = Scan(visit: visit, carrying: summary) }
+                if role == .separate {
+                    let waits = waitsForGrowth
+                    self = Scan(visit: visit, carrying: summary)
+                    waitsForGrowth = waits
+                }
                 summary.files += 1
                 switch descriptor {
                 case .success(let fd):
@@ -90,7 +97,7 @@ extension WALInspector {
             var fileSize = try System.fileSize(fd, path: path)
             if fileSize < Int64(RecordFormat.headerSize), role != .sealed {
                 // A node may be creating it (rotation): the header is written right after the create.
-                fileSize = try Self.grownSize(fd: fd, path: path, beyond: fileSize) ?? fileSize
+                fileSize = try Self.grownSize(fd: fd, path: path, beyond: fileSize, waits: waitsForGrowth) ?? fileSize
             }
             guard let header = try readHeader(fd: fd, path: path, fileSize: fileSize, role: role) else {
                 nextLSN = nil
@@ -183,7 +190,7 @@ extension WALInspector {
                     }
                 case .tornTail(let offset):
                     if role != .sealed, rereads < Self.growthRereads,
-                        let grown = try Self.grownSize(fd: fd, path: path, beyond: end)
+                        let grown = try Self.grownSize(fd: fd, path: path, beyond: end, waits: waitsForGrowth)
                     {
                         // A write in flight: read on from the record it cut short.
                         rereads += 1
@@ -232,8 +239,8 @@ extension WALInspector {
 
         /// The file's size once it has grown past `size`, waiting a little for a writer; nil if it
         /// did not grow.
-        static func grownSize(fd: Int32, path: String, beyond size: Int64) throws(WALError) -> Int64? {
-            for _ in 0..<growthWaits {
+        static func grownSize(fd: Int32, path: String, beyond size: Int64, waits: Int) throws(WALError) -> Int64? {
+            for _ in 0..<waits {
                 let now = try System.fileSize(fd, path: path)
                 if now > size { return now }
                 usleep(growthWaitMicroseconds)

@@ -94,6 +94,8 @@ public struct WALInspector: Sendable {
     }
 
     public let path: String
+    /// How many times a torn end is re-read for a writer to finish it (`Scan.growthWaits`).
+    var waitsForGrowth = Scan.growthWaits
 
     public init(path: String) {
         self.path = path
@@ -110,6 +112,7 @@ public struct WALInspector: Sendable {
     public func scan(_ visit: (Event) -> Bool) -> Summary {
         withoutActuallyEscaping(visit) { visit in
             var scan = Scan(visit: visit)
+            scan.waitsForGrowth = waitsForGrowth
             switch listFiles() {
             case .failure(let problem):
                 scan.report(problem)

@@ -394,7 +394,16 @@ extension NodeConfig {
             let line = offset.map { yaml.utf8.prefix($0).filter { $0 == UInt8(ascii: "\n") }.count + 1 } ?? 0
             return .malformedYAML(file: source, line: line, reason: problem)
         case .duplicatedKeysInMapping(let duplicates, let context):
-            let names = duplicates.map { "'\($0)'" }.joined(separator: ", ")
+            // Yams orders the keys, and takes the line from the first, with `Node`'s `<`, which is
+            // no order between a scalar and a list or mapping used as a key: with one of those the
+            // key order and the line changed from one parse to the next (the config fuzz harness
+            // found it). Names are sorted here; such a key has no name and its line is not known.
+            guard !duplicates.contains(Self.yamsUnnamedKey) else {
+                return .malformedYAML(
+                    file: source, line: 0,
+                    reason: "a key that is a list or a mapping appears more than once in a mapping")
+            }
+            let names = duplicates.sorted().map { "'\($0)'" }.joined(separator: ", ")
             return .malformedYAML(
                 file: source, line: context.mark.line, reason: "key \(names) appears more than once in the same mapping"
             )
@@ -402,6 +411,9 @@ extension NodeConfig {
             return .malformedYAML(file: source, line: 0, reason: "\(error)")
         }
     }
+
+    /// What Yams' duplicate-key error names a key that is not a scalar.
+    private static let yamsUnnamedKey = "<uncovertable>"
 
     private static func readFile(_ path: String) throws(ConfigError) -> String {
         let data: Data

@@ -101,12 +101,7 @@ public final class RPCServer: Sendable {
     /// - Returns: the bound address (useful with port 0).
     /// - Throws: the bind error, e.g. address in use.
     public func start(host: String, port: Int) async throws -> SocketAddress {
-        let router = self.router
-        let limits = self.limits
-        let logger = self.logger
-        let isServing = self.isServing
         let statistics = self.statistics
-        let tls = self.tls
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -120,38 +115,7 @@ public final class RPCServer: Sendable {
                     statistics.connectionRejected()
                     return channel.eventLoop.makeFailedFuture(RPCServerError.tooManyConnections)
                 }
-                Self.armHandshakeDeadline(on: channel, after: limits.handshakeTimeout)
-                return channel.eventLoop.makeCompletedFuture {
-                    let idle = IdleStateHandler(readTimeout: TimeAmount(limits.idleTimeout))
-                    let makeHTTP2 = {
-                        try HTTP2ServerConnectionHandler(
-                            router: router, limits: limits, statistics: statistics, logger: logger,
-                            isServing: isServing)
-                    }
-                    let install = { (detected: ProtocolSniffer.Detected, channel: any Channel) throws in
-                        let pipeline = channel.pipeline.syncOperations
-                        switch detected {
-                        case .http2:
-                            pipeline.removeHandler(idle, promise: nil)
-                            try pipeline.addHandler(makeHTTP2())
-                        case .http1:
-                            try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
-                            try pipeline.addHandler(
-                                HTTP1ConnectionHandler(
-                                    router: router, limits: limits, isServing: isServing,
-                                    makeHTTP2: tls == nil ? makeHTTP2 : nil))
-                        }
-                    }
-                    let pipeline = channel.pipeline.syncOperations
-                    if let tls {
-                        // The idle handler goes first so a handshake that stalls is timed out too.
-                        try pipeline.addHandlers(
-                            idle, NIOSSLServerHandler(context: tls.context),
-                            TLSProtocolSelector(statistics: statistics, install: install))
-                    } else {
-                        try pipeline.addHandlers(idle, ProtocolSniffer(statistics: statistics, install: install))
-                    }
-                }
+                return channel.eventLoop.makeCompletedFuture { try self.configureConnection(channel) }
             }
         let listener = try await bootstrap.bind(host: host, port: port).get()
         state.withLock { $0.listener = listener }
@@ -159,6 +123,48 @@ public final class RPCServer: Sendable {
             throw RPCServerError.noLocalAddress
         }
         return address
+    }
+
+    /// Installs an accepted connection's handlers, on its event loop: the handshake deadline, the
+    /// idle timeout, then TLS and ALPN or the protocol sniffer, which add HTTP/2 or HTTP/1.1 once
+    /// the client has shown which it speaks. The fuzz harness for connections builds its channels
+    /// with this too, so it fuzzes the pipeline the server runs.
+    func configureConnection(_ channel: any Channel) throws {
+        // Locals, so that the handlers hold what they use and not the server.
+        let router = self.router
+        let limits = self.limits
+        let logger = self.logger
+        let isServing = self.isServing
+        let statistics = self.statistics
+        let tls = self.tls
+        Self.armHandshakeDeadline(on: channel, after: limits.handshakeTimeout)
+        let idle = IdleStateHandler(readTimeout: TimeAmount(limits.idleTimeout))
+        let makeHTTP2 = {
+            try HTTP2ServerConnectionHandler(
+                router: router, limits: limits, statistics: statistics, logger: logger, isServing: isServing)
+        }
+        let install = { (detected: ProtocolSniffer.Detected, channel: any Channel) throws in
+            let pipeline = channel.pipeline.syncOperations
+            switch detected {
+            case .http2:
+                pipeline.removeHandler(idle, promise: nil)
+                try pipeline.addHandler(makeHTTP2())
+            case .http1:
+                try pipeline.configureHTTPServerPipeline(withErrorHandling: true)
+                try pipeline.addHandler(
+                    HTTP1ConnectionHandler(
+                        router: router, limits: limits, isServing: isServing, makeHTTP2: tls == nil ? makeHTTP2 : nil))
+            }
+        }
+        let pipeline = channel.pipeline.syncOperations
+        if let tls {
+            // The idle handler goes first so a handshake that stalls is timed out too.
+            try pipeline.addHandlers(
+                idle, NIOSSLServerHandler(context: tls.context),
+                TLSProtocolSelector(statistics: statistics, install: install))
+        } else {
+            try pipeline.addHandlers(idle, ProtocolSniffer(statistics: statistics, install: install))
+        }
     }
 
     /// Stops accepting, drains in-flight calls for up to `gracePeriod`, then closes

@@ -366,6 +366,35 @@ import Testing
         #expect(reason.contains("'port'"))
     }
 
+    /// Found by the config fuzz harness (Tests/Fuzz/corpus/config/f363c369…): a key that is a
+    /// mapping, twice, next to a scalar key, twice, got a different error on every parse.
+    @Test func duplicateListOrMappingKeyGetsTheSameErrorEveryTime() {
+        let yaml = "wal:\n?  $iectorctoryh:\n/  mterini': 1G\n?  $iectorctoryh:\n/  mterini': 1GBB\n"
+        let errors = (0..<20).map { _ in
+            Result { () throws(ConfigError) in try NodeConfig.parse(yaml: yaml, role: .master, source: "dup.yaml") }
+        }
+        #expect(
+            errors.allSatisfy {
+                $0
+                    == .failure(
+                        .malformedYAML(
+                            file: "dup.yaml", line: 0,
+                            reason: "a key that is a list or a mapping appears more than once in a mapping"))
+            }, "\(Set(errors.map { "\($0)" }))")
+    }
+
+    @Test func duplicateScalarKeysAreNamedInOrder() {
+        let error = #expect(throws: ConfigError.self) {
+            try NodeConfig.parse(
+                yaml: "server:\n  port: 1\n  address: a\n  port: 2\n  address: b\n", role: .master, source: "dup.yaml")
+        }
+        guard case .malformedYAML(_, _, let reason) = error else {
+            Issue.record("expected malformedYAML, got \(String(describing: error))")
+            return
+        }
+        #expect(reason == "key 'address', 'port' appears more than once in the same mapping")
+    }
+
     @Test func missingFileIsNamed() {
         let path = "/nonexistent/erdtree-config.yaml"
         let error = #expect(throws: ConfigError.self) {
