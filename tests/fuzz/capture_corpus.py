@@ -301,7 +301,8 @@ def main() -> None:
     for data in connections:
         if not data:
             continue
-        seeds.add("connection", data)
+        # The connection harness reads a chunking byte first (FuzzInput.takeChunks): 0 = one chunk, no flags.
+        seeds.add("connection", b"\x00" + data)
         if data.startswith(PREFACE):
             split_h2(seeds, types, data)
         else:
