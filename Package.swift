@@ -6,7 +6,7 @@ import PackageDescription
 // (`erdtree wal dump`/`verify`); ErdtreeProtobuf → {ErdtreeRPC, ErdtreeProto → CProtobufC};
 // ErdtreeRPC → {CNGHTTP2, CZlib, swift-nio-ssl}; ErdtreeWAL → CErdtreeSystem. ErdtreeRPC knows no
 // protobuf-c type: ErdtreeProtobuf plugs Connect's JSON transcoders into it, as grpc-swift-protobuf plugs its
-// serializers into GRPCCore.
+// serializers into GRPCCore. Every module's locks come from ErdtreeSync → CErdtreeSystem.
 
 // Test hooks (crash points, injected write errors) exist only in a failpoint build, like etcd's
 // gofail: `ERDTREE_FAILPOINTS=1 swift build` (and `swift test`), which `make test` runs, compiles
@@ -57,6 +57,7 @@ let package = Package(
         .target(
             name: "ErdtreeRPC",
             dependencies: [
+                "ErdtreeSync",
                 "CNGHTTP2",
                 "CZlib",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -73,6 +74,7 @@ let package = Package(
         .target(
             name: "ErdtreeProtobuf",
             dependencies: [
+                "ErdtreeSync",
                 "ErdtreeRPC",
                 "ErdtreeProto",
                 "CProtobufC",
@@ -80,6 +82,9 @@ let package = Package(
             ],
             swiftSettings: failpoints
         ),
+        // The lock every module uses, one ThreadSanitizer sees (Locked.swift says why not
+        // `Synchronization.Mutex`); its futex calls are in CErdtreeSystem.
+        .target(name: "ErdtreeSync", dependencies: ["CErdtreeSystem"]),
         // Linux calls Glibc does not export (preadv2 needs _GNU_SOURCE), and the CRC-32C instruction.
         .target(
             name: "CErdtreeSystem",
@@ -88,6 +93,7 @@ let package = Package(
         .target(
             name: "ErdtreeWAL",
             dependencies: [
+                "ErdtreeSync",
                 "CErdtreeSystem",
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -95,12 +101,13 @@ let package = Package(
         ),
         .target(
             name: "ErdtreeStorage",
-            dependencies: [],
+            dependencies: ["ErdtreeSync"],
             swiftSettings: failpoints
         ),
         .target(
             name: "ErdtreeNode",
             dependencies: [
+                "ErdtreeSync",
                 "ErdtreeRPC",
                 "ErdtreeProtobuf",
                 "ErdtreeWAL",
@@ -134,6 +141,7 @@ let package = Package(
         .testTarget(
             name: "ErdtreeRPCTests",
             dependencies: [
+                "ErdtreeSync",
                 "ErdtreeRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -153,8 +161,12 @@ let package = Package(
             swiftSettings: failpoints
         ),
         .testTarget(
+            name: "ErdtreeSyncTests",
+            dependencies: ["ErdtreeSync"]
+        ),
+        .testTarget(
             name: "ErdtreeWALTests",
-            dependencies: ["ErdtreeWAL"],
+            dependencies: ["ErdtreeWAL", "ErdtreeSync"],
             swiftSettings: failpoints
         ),
         .testTarget(
@@ -165,6 +177,7 @@ let package = Package(
         .testTarget(
             name: "ErdtreeNodeTests",
             dependencies: [
+                "ErdtreeSync",
                 "ErdtreeNode",
                 "ErdtreeRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
