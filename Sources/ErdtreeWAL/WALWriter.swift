@@ -1,3 +1,4 @@
+import ErdtreeSync
 import Logging
 import Synchronization
 
@@ -30,10 +31,10 @@ final class WALWriter: @unchecked Sendable {
 
     /// Guards everything below and the active file. Never held while waiting for work, nor
     /// during an interval fsync (so appends go on while the disk syncs).
-    private let lock = Mutex(())
+    private let lock = Locked(())
     /// Held around an fsync done outside `lock` and around closing a descriptor, so a
     /// rotation never closes the file such an fsync is still on.
-    private let syncLock = Mutex(())
+    private let syncLock = Locked(())
     /// Set by `finish`: the file is closed and every later append fails with `.closed`.
     private var finished = false
     private var scratch = BatchScratch()

@@ -1,9 +1,9 @@
 import ErdtreeRPC
+import ErdtreeSync
 import Foundation
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 
 @testable import ErdtreeNode
 
@@ -113,9 +113,9 @@ func statusOf(_ body: () async throws -> Void) async -> RPCStatus? {
 
 /// A lock-protected value that escaping `@Sendable` callbacks can share.
 final class LockedBox<Value: Sendable>: Sendable {
-    private let state: Mutex<Value>
+    private let state: Locked<Value>
 
-    init(_ value: Value) { state = Mutex(value) }
+    init(_ value: Value) { state = Locked(value) }
 
     var value: Value { state.withLock { $0 } }
 

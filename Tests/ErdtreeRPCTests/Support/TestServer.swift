@@ -1,4 +1,5 @@
 import ErdtreeRPC
+import ErdtreeSync
 import Logging
 import NIOCore
 import NIOPosix
@@ -160,9 +161,9 @@ final class StreamingCall {
 
 /// A lock-protected value that escaping `@Sendable` callbacks can share.
 final class LockedBox<Value: Sendable>: Sendable {
-    private let state: Mutex<Value>
+    private let state: Locked<Value>
 
-    init(_ value: Value) { state = Mutex(value) }
+    init(_ value: Value) { state = Locked(value) }
 
     var value: Value { state.withLock { $0 } }
 
