@@ -60,7 +60,7 @@ struct TestNode {
 
     func connect() async throws -> KVClient {
         let rpc = try await RPCClient.connect(host: "127.0.0.1", port: port, group: Self.group)
-        return KVClient(rpc: rpc, timeout: .seconds(5))
+        return KVClient(rpc: rpc, timeout: patience(.seconds(5)))
     }
 
     /// Stops the node and, unless `keepingData`, removes its directory.

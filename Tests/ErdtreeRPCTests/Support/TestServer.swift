@@ -189,11 +189,11 @@ extension RPCClient {
     }
 }
 
-/// Polls `condition` every 10 ms until it holds or `timeout` passes.
+/// Polls `condition` every 10 ms until it holds or `patience(timeout)` passes.
 /// - Returns: whether it held in time.
 func eventually(timeout: Duration = .seconds(2), _ condition: () -> Bool) async -> Bool {
     let clock = ContinuousClock()
-    let end = clock.now + timeout
+    let end = clock.now + patience(timeout)
     while clock.now < end {
         if condition() { return true }
         try? await Task.sleep(for: .milliseconds(10))
