@@ -16,6 +16,20 @@ import PackageDescription
 let failpoints: [SwiftSetting] =
     Context.environment["ERDTREE_FAILPOINTS"] == "1" ? [.define("ERDTREE_FAILPOINTS")] : []
 
+// A sanitizer build (`make test-sanitize`): ERDTREE_SANITIZE=thread or address instruments OUR
+// targets only. `swift test --sanitize=` would instrument every dependency too (swift-nio, BoringSSL,
+// Yams, ...), so each sanitizer would need its own scratch path and a full rebuild of them; with
+// the flags here the dependencies stay plain and only our targets rebuild when the sanitizer
+// changes. Uninstrumented code is not checked, and its pthread and atomic-free hand-overs (NIO's
+// locks are pthread mutexes) are still seen through TSan's interceptors. lock.c is in
+// CErdtreeSystem, so the C target is instrumented too: TSan must see its futex hand-overs.
+let sanitizer = Context.environment["ERDTREE_SANITIZE"] ?? ""
+let sanitizeSwift: [SwiftSetting] = sanitizer.isEmpty ? [] : [.unsafeFlags(["-sanitize=\(sanitizer)"])]
+let sanitizeC: [CSetting] = sanitizer.isEmpty ? [] : [.unsafeFlags(["-fsanitize=\(sanitizer)"])]
+// The test bundle and the executable link the sanitizer's runtime; SwiftPM links with swiftc.
+let sanitizeLink: [LinkerSetting] = sanitizer.isEmpty ? [] : [.unsafeFlags(["-sanitize=\(sanitizer)"])]
+let swiftSettings = failpoints + sanitizeSwift
+
 let package = Package(
     name: "erdtree",
     platforms: [.macOS(.v15)],
@@ -52,7 +66,8 @@ let package = Package(
         // and the FileDescriptorSet that reflection serves.
         .target(
             name: "ErdtreeProto",
-            dependencies: ["CProtobufC"]
+            dependencies: ["CProtobufC"],
+            cSettings: sanitizeC
         ),
         .target(
             name: "ErdtreeRPC",
@@ -67,7 +82,8 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         // Everything protobuf-c: arenas, the wire reader, the codec, the proto3 JSON mapping, the descriptor
         // index and the per-method table built from it.
@@ -80,15 +96,23 @@ let package = Package(
                 "CProtobufC",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         // The lock every module uses, one ThreadSanitizer sees (Locked.swift says why not
         // `Synchronization.Mutex`); its futex calls are in CErdtreeSystem.
-        .target(name: "ErdtreeSync", dependencies: ["CErdtreeSystem"]),
+        .target(
+            name: "ErdtreeSync",
+            dependencies: ["CErdtreeSystem"],
+            swiftSettings: sanitizeSwift,
+            linkerSettings: sanitizeLink
+        ),
         // Linux calls Glibc does not export (preadv2 needs _GNU_SOURCE), and the CRC-32C instruction.
         .target(
             name: "CErdtreeSystem",
-            dependencies: []
+            dependencies: [],
+            cSettings: sanitizeC,
+            linkerSettings: sanitizeLink
         ),
         .target(
             name: "ErdtreeWAL",
@@ -97,12 +121,14 @@ let package = Package(
                 "CErdtreeSystem",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         .target(
             name: "ErdtreeStorage",
             dependencies: ["ErdtreeSync"],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         .target(
             name: "ErdtreeNode",
@@ -122,7 +148,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Atomics", package: "swift-atomics"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         .executableTarget(
             name: "erdtree",
@@ -136,7 +163,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         .testTarget(
             name: "ErdtreeRPCTests",
@@ -147,7 +175,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         .testTarget(
             name: "ErdtreeProtobufTests",
@@ -158,21 +187,26 @@ let package = Package(
                 "CProtobufC",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         .testTarget(
             name: "ErdtreeSyncTests",
-            dependencies: ["ErdtreeSync"]
+            dependencies: ["ErdtreeSync"],
+            swiftSettings: sanitizeSwift,
+            linkerSettings: sanitizeLink
         ),
         .testTarget(
             name: "ErdtreeWALTests",
             dependencies: ["ErdtreeWAL", "ErdtreeSync"],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         .testTarget(
             name: "ErdtreeStorageTests",
             dependencies: ["ErdtreeStorage"],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         .testTarget(
             name: "ErdtreeNodeTests",
@@ -183,7 +217,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
     ],
     swiftLanguageModes: [.v6]
