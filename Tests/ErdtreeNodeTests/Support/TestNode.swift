@@ -59,7 +59,8 @@ struct TestNode {
     }
 
     func connect() async throws -> KVClient {
-        let rpc = try await RPCClient.connect(host: "127.0.0.1", port: port, group: Self.group)
+        let rpc = try await RPCClient.connect(
+            host: "127.0.0.1", port: port, group: Self.group, connectTimeout: patience(.seconds(5)))
         return KVClient(rpc: rpc, timeout: patience(.seconds(5)))
     }
 

@@ -105,7 +105,9 @@ struct TestServer {
     }
 
     func connect(maxMessageBytes: Int = 4 << 20) async throws -> RPCClient {
-        try await RPCClient.connect(host: "127.0.0.1", port: port, group: Self.group, maxMessageBytes: maxMessageBytes)
+        try await RPCClient.connect(
+            host: "127.0.0.1", port: port, group: Self.group, connectTimeout: patience(.seconds(5)),
+            maxMessageBytes: maxMessageBytes)
     }
 
     func stop() async {
