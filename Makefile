@@ -4,6 +4,7 @@
 #   make run       release build, then a local master on 127.0.0.1:8080 and slaves on :8081, :8082 (Ctrl-C stops all)
 #   make test      generated-code check, buf lint/format, swift build + test, interop, cluster and release pytest
 #   make fuzz      libFuzzer harnesses under ASan, FUZZ_SECONDS each (default 60; Tests/Fuzz/README.md)
+#   make test-sanitize  swift test under ThreadSanitizer, then AddressSanitizer + LeakSanitizer (not yet in make test)
 #   make bench     release build, then python -m bench (Erdtree vs nghttpd, etcd and Redis; bench/)
 #   make generate  regenerate ErdtreeProto from api/
 #   make build     debug build;  make release: release build of the erdtree product
@@ -22,9 +23,9 @@ PYTEST_ARGS ?=
 PYTEST_TIMEOUT ?= 120
 
 # Swift sources held to .swift-format (NeverForceUnwrap and friends); ErdtreeProto is generated C.
-LINTED_SOURCES := Sources/ErdtreeRPC Sources/ErdtreeProtobuf Sources/ErdtreeWAL Sources/ErdtreeStorage Sources/ErdtreeNode Sources/erdtree
+LINTED_SOURCES := Sources/ErdtreeSync Sources/ErdtreeRPC Sources/ErdtreeProtobuf Sources/ErdtreeWAL Sources/ErdtreeStorage Sources/ErdtreeNode Sources/erdtree
 
-.PHONY: run test fuzz bench generate build release clean
+.PHONY: run test fuzz test-sanitize bench generate build release clean
 
 build:
 	scripts/install-deps.sh build
@@ -69,6 +70,41 @@ FUZZ_SECONDS ?= 60
 fuzz:
 	scripts/install-deps.sh build
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+# The Swift tests again under each sanitizer, in one scratch path of their own so that the plain
+# debug build the interop tests run stays as it is. ERDTREE_SANITIZE (Package.swift) instruments
+# only our targets, so the dependencies there are built once, plainly, and each sanitizer
+# recompiles only our ~21k lines; `swift test --sanitize=` would instead recompile swift-nio and
+# BoringSSL per sanitizer. ERDTREE_TEST_TIME_SCALE stretches the limits that only bound a hang
+# (Tests/*/Support/Patience.swift): instrumented code is several times slower.
+# TSan's exit status is 66 once it reported anything, which fails the run; the grep also fails it
+# should a report come from a process whose status is lost (a crashed child), and
+# halt_on_error=0 lists every report in one run. ASan, with LeakSanitizer on, exits non-zero at
+# its first error or at exit on any leak; Tests/lsan-suppressions.txt proves each entry false.
+# --disable-xctest: the tests are all swift-testing, and an empty XCTest pass costs a process and
+# reports XCTest's own objects at exit.
+# Not yet called by `make test`, which it would fail (issue 18). TSan reports nothing, but on a
+# busy 2-core machine about one run in two still fails a test on a server-side limit that
+# patience() does not reach: a slave's 5 s min_lsn wait, and connections reset after ~18 s
+# (likely the 10 s HTTP/2 handshake limit) while every test shares two event loops.
+# LeakSanitizer still reports a ServerCall and its connection kept by a cycle after
+# HTTP2ServerConnectionHandlerTests.theDeadlineEndsACallThatDoesNotAnswer, and 64 B inside
+# Foundation's Process.run for TestEtcd. Called from `make test`, it should run after the pytest
+# suites; its own scratch path leaves the debug binary the interop tests use untouched anyway.
+SANITIZE_SCRATCH := .build-sanitize
+TSAN_LOG := .build-sanitize-logs/tsan.log
+ASAN_LOG := .build-sanitize-logs/asan.log
+test-sanitize: export ERDTREE_FAILPOINTS := 1
+test-sanitize: export ERDTREE_TEST_TIME_SCALE := 6
+test-sanitize:
+	scripts/install-deps.sh test
+	mkdir -p .build-sanitize-logs
+	ERDTREE_SANITIZE=thread TSAN_OPTIONS=halt_on_error=0 \
+		$(SWIFT) test --disable-xctest --scratch-path $(SANITIZE_SCRATCH) 2>&1 | tee $(TSAN_LOG)
+	! grep -q "WARNING: ThreadSanitizer" $(TSAN_LOG)
+	ERDTREE_SANITIZE=address ASAN_OPTIONS=detect_leaks=1 \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/Tests/lsan-suppressions.txt \
+		$(SWIFT) test --disable-xctest --scratch-path $(SANITIZE_SCRATCH) 2>&1 | tee $(ASAN_LOG)
+	! grep -q "ERROR: \(Address\|Leak\)Sanitizer" $(ASAN_LOG)
 
 bench: release
 	scripts/install-deps.sh bench

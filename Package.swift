@@ -6,7 +6,7 @@ import PackageDescription
 // (`erdtree wal dump`/`verify`); ErdtreeProtobuf → {ErdtreeRPC, ErdtreeProto → CProtobufC};
 // ErdtreeRPC → {CNGHTTP2, CZlib, swift-nio-ssl}; ErdtreeWAL → CErdtreeSystem. ErdtreeRPC knows no
 // protobuf-c type: ErdtreeProtobuf plugs Connect's JSON transcoders into it, as grpc-swift-protobuf plugs its
-// serializers into GRPCCore.
+// serializers into GRPCCore. Every module's locks come from ErdtreeSync → CErdtreeSystem.
 
 // Test hooks (crash points, injected write errors) exist only in a failpoint build, like etcd's
 // gofail: `ERDTREE_FAILPOINTS=1 swift build` (and `swift test`), which `make test` runs, compiles
@@ -53,6 +53,20 @@ let fuzzTargets: [Target] =
         }
     : []
 
+// A sanitizer build (`make test-sanitize`): ERDTREE_SANITIZE=thread or address instruments OUR
+// targets only. `swift test --sanitize=` would instrument every dependency too (swift-nio, BoringSSL,
+// Yams, ...), so each sanitizer would need its own scratch path and a full rebuild of them; with
+// the flags here the dependencies stay plain and only our targets rebuild when the sanitizer
+// changes. Uninstrumented code is not checked, and its pthread and atomic-free hand-overs (NIO's
+// locks are pthread mutexes) are still seen through TSan's interceptors. lock.c is in
+// CErdtreeSystem, so the C target is instrumented too: TSan must see its futex hand-overs.
+let sanitizer = Context.environment["ERDTREE_SANITIZE"] ?? ""
+let sanitizeSwift: [SwiftSetting] = sanitizer.isEmpty ? [] : [.unsafeFlags(["-sanitize=\(sanitizer)"])]
+let sanitizeC: [CSetting] = sanitizer.isEmpty ? [] : [.unsafeFlags(["-fsanitize=\(sanitizer)"])]
+// The test bundle and the executable link the sanitizer's runtime; SwiftPM links with swiftc.
+let sanitizeLink: [LinkerSetting] = sanitizer.isEmpty ? [] : [.unsafeFlags(["-sanitize=\(sanitizer)"])]
+let swiftSettings = failpoints + sanitizeSwift
+
 let package = Package(
     name: "erdtree",
     platforms: [.macOS(.v15)],
@@ -89,11 +103,13 @@ let package = Package(
         // and the FileDescriptorSet that reflection serves.
         .target(
             name: "ErdtreeProto",
-            dependencies: ["CProtobufC"]
+            dependencies: ["CProtobufC"],
+            cSettings: sanitizeC
         ),
         .target(
             name: "ErdtreeRPC",
             dependencies: [
+                "ErdtreeSync",
                 "CNGHTTP2",
                 "CZlib",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -103,41 +119,58 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         // Everything protobuf-c: arenas, the wire reader, the codec, the proto3 JSON mapping, the descriptor
         // index and the per-method table built from it.
         .target(
             name: "ErdtreeProtobuf",
             dependencies: [
+                "ErdtreeSync",
                 "ErdtreeRPC",
                 "ErdtreeProto",
                 "CProtobufC",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
+        ),
+        // The lock every module uses, one ThreadSanitizer sees (Locked.swift says why not
+        // `Synchronization.Mutex`); its futex calls are in CErdtreeSystem.
+        .target(
+            name: "ErdtreeSync",
+            dependencies: ["CErdtreeSystem"],
+            swiftSettings: sanitizeSwift,
+            linkerSettings: sanitizeLink
         ),
         // Linux calls Glibc does not export (preadv2 needs _GNU_SOURCE), and the CRC-32C instruction.
         .target(
             name: "CErdtreeSystem",
-            dependencies: []
+            dependencies: [],
+            cSettings: sanitizeC,
+            linkerSettings: sanitizeLink
         ),
         .target(
             name: "ErdtreeWAL",
             dependencies: [
+                "ErdtreeSync",
                 "CErdtreeSystem",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         .target(
             name: "ErdtreeStorage",
-            dependencies: [],
-            swiftSettings: failpoints
+            dependencies: ["ErdtreeSync"],
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         .target(
             name: "ErdtreeNode",
             dependencies: [
+                "ErdtreeSync",
                 "ErdtreeRPC",
                 "ErdtreeProtobuf",
                 "ErdtreeWAL",
@@ -152,7 +185,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Atomics", package: "swift-atomics"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         .executableTarget(
             name: "erdtree",
@@ -166,17 +200,20 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         .testTarget(
             name: "ErdtreeRPCTests",
             dependencies: [
+                "ErdtreeSync",
                 "ErdtreeRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         .testTarget(
             name: "ErdtreeProtobufTests",
@@ -187,27 +224,38 @@ let package = Package(
                 "CProtobufC",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
+        ),
+        .testTarget(
+            name: "ErdtreeSyncTests",
+            dependencies: ["ErdtreeSync"],
+            swiftSettings: sanitizeSwift,
+            linkerSettings: sanitizeLink
         ),
         .testTarget(
             name: "ErdtreeWALTests",
-            dependencies: ["ErdtreeWAL"],
-            swiftSettings: failpoints
+            dependencies: ["ErdtreeWAL", "ErdtreeSync"],
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         .testTarget(
             name: "ErdtreeStorageTests",
             dependencies: ["ErdtreeStorage"],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
         .testTarget(
             name: "ErdtreeNodeTests",
             dependencies: [
+                "ErdtreeSync",
                 "ErdtreeNode",
                 "ErdtreeRPC",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
-            swiftSettings: failpoints
+            swiftSettings: swiftSettings,
+            linkerSettings: sanitizeLink
         ),
     ] + fuzzTargets,
     swiftLanguageModes: [.v6]

@@ -1,9 +1,9 @@
-import Synchronization
+import ErdtreeSync
 
 /// The in-memory store (docs/architecture.md, storage): every key's latest value, LSN and expiry.
 ///
 /// Keys are spread over a fixed, power-of-two number of shards by their hash;
-/// each shard is a dictionary behind its own `Mutex`. There is no global lock
+/// each shard is a dictionary behind its own lock (`Locked`). There is no global lock
 /// and no actor: `get`, `set` and `delete` lock exactly one shard for one
 /// dictionary operation and never suspend, so any thread — typically a NIO
 /// event loop or the WAL's apply step — may call them directly.
@@ -293,16 +293,17 @@ public final class KeyValueStore: Sendable {
     }
 }
 
-/// One shard: a mutex around its state, in its own heap object.
+/// One shard: a lock around its state.
 private final class Shard: Sendable {
-    let state: Mutex<ShardState>
+    let state: Locked<ShardState>
 
     init(maxResident: Int?) {
-        state = Mutex(ShardState(maxResident: maxResident))
+        state = Locked(ShardState(maxResident: maxResident))
     }
 
-    /// Keeps neighbouring shards' mutexes off one cache line, so cores working
-    /// on different shards do not invalidate each other's lines.
+    /// Shards are made one after another, so each one's lock and state are allocated just
+    /// before this object: the padding keeps them off the next shard's cache line, so cores
+    /// working on different shards do not invalidate each other's lines.
     private let cacheLinePadding: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) =
         (0, 0, 0, 0, 0, 0, 0, 0)
 }

@@ -1,4 +1,5 @@
 import CErdtreeSystem
+import ErdtreeSync
 import Glibc
 import Synchronization
 
@@ -28,9 +29,9 @@ final class SegmentFile: Sendable {
     let compacted: Bool
     /// Bytes that reached the kernel, header included.
     let committedBytes: Atomic<Int64>
-    private let index = Mutex<[IndexPoint]>([])
+    private let index = Locked<[IndexPoint]>([])
     /// The shared read-only descriptor, -1 until the first read opens it.
-    private let readFD = Mutex<Int32>(-1)
+    private let readFD = Locked<Int32>(-1)
 
     private static let nextID = Atomic<UInt32>(1)
 

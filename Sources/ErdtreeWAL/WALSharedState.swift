@@ -1,3 +1,4 @@
+import ErdtreeSync
 import Synchronization
 
 /// One `append` call waiting for the writer thread.
@@ -63,11 +64,11 @@ final class WALSharedState: Sendable {
         var closed = false
     }
 
-    let queue = Mutex(Queue())
+    let queue = Locked(Queue())
     let wakeup = WakeupSignal()
     /// Every segment in LSN order, the active one last. Only the writer thread appends; only
     /// compaction replaces (a prefix of sealed segments).
-    let segments: Mutex<SegmentTable>
+    let segments: Locked<SegmentTable>
     /// The oldest LSN `entries(since:)` can still return: the first LSN after what compaction
     /// rewrote (1 when nothing was compacted). Older positions need a snapshot.
     let oldestStreamableLSN: Atomic<UInt64>
@@ -80,11 +81,11 @@ final class WALSharedState: Sendable {
     let completedLSN: Atomic<UInt64>
     /// The history's id, in every segment header. Changes only when an empty log adopts its
     /// master's (`WriteAheadLog.adoptReplicationID`).
-    let replicationID: Mutex<[UInt8]>
+    let replicationID: Locked<[UInt8]>
     /// Called on the writer thread with the last LSN after each batch that wrote something.
-    let commitObserver = Mutex<CommitObserver?>(nil)
+    let commitObserver = Locked<CommitObserver?>(nil)
     /// Called on the writer thread with the durable LSN after each fsync that advanced it.
-    let durableObserver = Mutex<LSNObserver?>(nil)
+    let durableObserver = Locked<LSNObserver?>(nil)
     /// Set by the append that must see to `commitQueued` being called (the first one not
     /// handed to the writer thread since the last such commit); cleared by that commit.
     let commitClaimed = Atomic<Bool>(false)
@@ -95,8 +96,8 @@ final class WALSharedState: Sendable {
     #endif
 
     init(segments: [SegmentFile], lastLSN: UInt64, oldestStreamableLSN: UInt64, replicationID: [UInt8]) {
-        self.replicationID = Mutex(replicationID)
-        self.segments = Mutex(SegmentTable(segments))
+        self.replicationID = Locked(replicationID)
+        self.segments = Locked(SegmentTable(segments))
         self.oldestStreamableLSN = Atomic(oldestStreamableLSN)
         self.lastLSN = Atomic(lastLSN)
         self.durableLSN = Atomic(lastLSN)
@@ -104,7 +105,7 @@ final class WALSharedState: Sendable {
     }
 }
 
-/// A callback kept in a `Mutex`, boxed: copying a bare closure out of `Mutex.withLock` wraps it
+/// A callback kept behind a lock, boxed: copying a bare closure out of `withLock` wraps it
 /// in one more reabstraction thunk and stores that back, so a closure read on every commit grew
 /// a chain that made each commit slower than the last (measured: masters lost half their write
 /// throughput within a few million writes). A class reference copies as a reference.

@@ -1,3 +1,4 @@
+import ErdtreeSync
 import Logging
 import Synchronization
 
@@ -30,10 +31,10 @@ final class WALWriter: @unchecked Sendable {
 
     /// Guards everything below and the active file. Never held while waiting for work, nor
     /// during an interval fsync (so appends go on while the disk syncs).
-    private let lock = Mutex(())
+    private let lock = Lock()
     /// Held around an fsync done outside `lock` and around closing a descriptor, so a
     /// rotation never closes the file such an fsync is still on.
-    private let syncLock = Mutex(())
+    private let syncLock = Lock()
     /// Set by `finish`: the file is closed and every later append fails with `.closed`.
     private var finished = false
     private var scratch = BatchScratch()
@@ -93,7 +94,7 @@ final class WALWriter: @unchecked Sendable {
     /// The thread's body: returns after `close` once everything queued is written and completed.
     func run() {
         while true {
-            let (closing, timeout, due) = lock.withLock { _ -> (Bool, Duration?, PendingSync?) in
+            let (closing, timeout, due) = lock.withLock { () -> (Bool, Duration?, PendingSync?) in
                 let closing = shared.queue.withLock { queue in
                     swap(&queue.pending, &scratch.batch)
                     return queue.closed
@@ -113,10 +114,10 @@ final class WALWriter: @unchecked Sendable {
                 // Outside `lock`: a `1s` log fsyncs a second of writes at a time, which may take
                 // a while on a busy disk, and appends (an event loop's or this thread's next
                 // batch) must not wait for it.
-                let result = syncLock.withLock { _ in
+                let result = syncLock.withLock {
                     Result { () throws(WALError) in try fsync(due.fd, path: due.path) }
                 }
-                lock.withLock { _ in
+                lock.withLock {
                     switch result {
                     case .success: advanceDurable(to: due.lsn)
                     case .failure(let error):
@@ -133,7 +134,7 @@ final class WALWriter: @unchecked Sendable {
     /// `byCaller: true` and finish their turn here (an event loop), instead of handing the
     /// batch to the writer thread and being handed the completions back. Completions run here.
     func commitQueued() {
-        lock.withLock { _ in
+        lock.withLock {
             guard !finished else { return }
             shared.commitClaimed.store(false, ordering: .sequentiallyConsistent)
             shared.queue.withLock { queue in swap(&queue.pending, &scratch.batch) }
@@ -199,7 +200,7 @@ final class WALWriter: @unchecked Sendable {
     /// - Throws: `.closed`, `.lsnMismatch` (nothing written), or the write error that stopped the
     ///   batch — after applying the records written before it.
     func commitReplicated(_ records: [WALRecord], apply: (Int, WALLocation) -> Void) throws(WALError) {
-        let failure: WALError? = lock.withLock { _ in
+        let failure: WALError? = lock.withLock {
             if finished { return .closed }
             let wasSynced = !syncState.needed
             let (written, failure) = write(records)
@@ -344,7 +345,7 @@ final class WALWriter: @unchecked Sendable {
             firstLSN: lastLSN + 1,
             replicationID: shared.replicationID.withLock { $0 }
         )
-        let closed = syncLock.withLock { _ in
+        let closed = syncLock.withLock {
             Result { () throws(WALError) in try System.close(active.fd, path: active.segment.path) }
         }
         if case .failure(let error) = closed {

@@ -1,3 +1,4 @@
+import ErdtreeSync
 import Glibc
 import Logging
 import Synchronization
@@ -21,10 +22,10 @@ import Synchronization
 /// Reads: `entries(since:limit:)` reads from any thread, only bytes the writer has committed.
 public final class WriteAheadLog: Sendable {
     let shared: WALSharedState
-    let writerThread: Mutex<pthread_t?>
+    let writerThread: Locked<pthread_t?>
     /// The writer's state, for replicated batches written on the caller's thread; `reset`
     /// replaces it along with the thread.
-    let writer: Mutex<WALWriter>
+    let writer: Locked<WALWriter>
     let configuration: WALConfiguration
     let logger: Logger
     let directory: String
@@ -33,7 +34,7 @@ public final class WriteAheadLog: Sendable {
     let compactionRunning = Atomic<Bool>(false)
     /// A failure after a compaction committed: the rest is left to recovery, and compaction stops
     /// until a restart.
-    let compactionStoppedBy = Mutex<WALError?>(nil)
+    let compactionStoppedBy = Locked<WALError?>(nil)
     /// The history this log belongs to: 128 random bits in hex, chosen when the first segment is
     /// created and kept in every segment header, so it is stable across restarts.
     public var replicationID: String { hexString(replicationIDBytes) }
@@ -45,8 +46,8 @@ public final class WriteAheadLog: Sendable {
         logger: Logger
     ) {
         self.shared = shared
-        self.writerThread = Mutex(writerThread)
-        self.writer = Mutex(writer)
+        self.writerThread = Locked(writerThread)
+        self.writer = Locked(writer)
         self.configuration = configuration
         self.logger = logger
         self.directory = configuration.directory

@@ -1,3 +1,4 @@
+import ErdtreeSync
 import Glibc
 import Testing
 

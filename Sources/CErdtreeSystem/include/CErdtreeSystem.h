@@ -18,4 +18,10 @@ int erdtree_crc32c_available(void);
 // instruction. Only when erdtree_crc32c_available() returned 1.
 uint32_t erdtree_crc32c_extend(uint32_t crc, const void *data, size_t count);
 
+// A mutex in one 32-bit word that starts at 0 (ErdtreeSync.Locked): a futex, like Swift's Mutex,
+// but every hand-over is an atomic on the word in this file, which SwiftPM builds with the
+// sanitizer, so ThreadSanitizer sees each unlock happen before the next lock.
+void erdtree_lock(uint32_t *word);
+void erdtree_unlock(uint32_t *word);
+
 #endif

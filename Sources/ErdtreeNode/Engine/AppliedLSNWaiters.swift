@@ -1,3 +1,4 @@
+import ErdtreeSync
 import NIOCore
 import Synchronization
 
@@ -15,7 +16,7 @@ final class AppliedLSNWaiters: Sendable {
     private let appliedLSN: Atomic<UInt64>
     /// How many are waiting, read without the lock by `advance`.
     private let waiting = Atomic<Int>(0)
-    private let waiters = Mutex<[Waiter]>([])
+    private let waiters = Locked<[Waiter]>([])
 
     init(appliedLSN: UInt64) {
         self.appliedLSN = Atomic(appliedLSN)
@@ -85,7 +86,7 @@ private final class Waiter: Sendable {
     private let eventLoop: any EventLoop
     private let body: @Sendable (Result<Void, NodeError>) -> Void
     /// Whether it was answered, and the timeout to cancel when it is answered first.
-    private let state = Mutex<(answered: Bool, timer: Scheduled<Void>?)>((false, nil))
+    private let state = Locked<(answered: Bool, timer: Scheduled<Void>?)>((false, nil))
 
     init(lsn: UInt64, eventLoop: any EventLoop, body: @escaping @Sendable (Result<Void, NodeError>) -> Void) {
         self.lsn = lsn

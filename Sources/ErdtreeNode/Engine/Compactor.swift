@@ -1,3 +1,4 @@
+import ErdtreeSync
 import ErdtreeWAL
 import Glibc
 import Logging
@@ -33,13 +34,13 @@ public final class Compactor: Sendable {
     private let retentionBytes: Int64
     private let minDeadBytes: Int64
     private let logger: Logger
-    private let task: Mutex<RepeatedTask?> = Mutex(nil)
+    private let task: Locked<RepeatedTask?> = Locked(nil)
     private let running = Atomic<Bool>(false)
     private let stopped = Atomic<Bool>(false)
     private let finished = Atomic<UInt64>(0)
     private let lastFinishedMs = Atomic<Int64>(0)
     /// When the next pass over the index may start; runs on one pool thread at a time.
-    private let nextScan = Mutex<ContinuousClock.Instant>(.now)
+    private let nextScan = Locked<ContinuousClock.Instant>(.now)
 
     /// A pass over the index costs O(keys); waiting this many times its duration before the next
     /// one keeps the compactor's share of a core near 1/20 however large the store.

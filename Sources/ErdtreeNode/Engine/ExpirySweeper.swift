@@ -1,3 +1,4 @@
+import ErdtreeSync
 import NIOCore
 import Synchronization
 
@@ -14,7 +15,7 @@ public final class ExpirySweeper: Sendable {
 
     private let engine: KVEngine
     private let reclaimed = Atomic<UInt64>(0)
-    private let task: Mutex<RepeatedTask?> = Mutex(nil)
+    private let task: Locked<RepeatedTask?> = Locked(nil)
 
     /// Built by `ServerNode`, which calls `start` once, on one of its event loops.
     public init(engine: KVEngine) {

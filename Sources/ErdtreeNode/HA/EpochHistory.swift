@@ -1,3 +1,4 @@
+import ErdtreeSync
 import Synchronization
 
 /// Where one epoch of a history begins: the LSN of its epoch marker.
@@ -19,7 +20,7 @@ public struct EpochStart: Sendable, Equatable, CustomStringConvertible {
 /// PostgreSQL keeps a timeline history file for the same purpose; here the markers in the log are
 /// the history, so there is no second file to keep in step with it.
 final class EpochHistory: Sendable {
-    private let starts = Mutex<[EpochStart]>([])
+    private let starts = Locked<[EpochStart]>([])
     /// The newest epoch, read by every write's answer: an atomic, not the lock.
     private let newest = Atomic<UInt64>(1)
 

@@ -1,3 +1,4 @@
+import ErdtreeSync
 import Logging
 import NIOCore
 import Synchronization
@@ -22,14 +23,14 @@ final class EtcdCoordinator: Coordinator {
     let engine: KVEngine
     let group: any EventLoopGroup
     let logger: Logger
-    private let task = Mutex<Task<Void, Never>?>(nil)
+    private let task = Locked<Task<Void, Never>?>(nil)
     /// When the last successful renewal of this session's lease was sent: writes are open until
     /// then + ttl - margin.
-    private let renewedAt = Mutex(ContinuousClock.now)
+    private let renewedAt = Locked(ContinuousClock.now)
     /// Whether this session's lease holds the leader key (set by the decisions, read by renewals).
     private let holdsKey = Atomic<Bool>(false)
     /// The lease of the session under way, for `stop` to revoke.
-    private let session = Mutex<(client: EtcdClient, lease: Int64)?>(nil)
+    private let session = Locked<(client: EtcdClient, lease: Int64)?>(nil)
 
     /// How often the leader key is checked while nothing changes.
     static let decisionInterval = Duration.milliseconds(200)

@@ -1,4 +1,5 @@
 import ErdtreeRPC
+import ErdtreeSync
 import Logging
 import NIOCore
 import Synchronization
@@ -39,11 +40,11 @@ public final class RoleManager: Sendable {
     private let server: NodeConfig.Server
     /// `ha.advertise`, when a coordinator names this node to others.
     private let advertise: String?
-    private let ownAddressValue: Mutex<String>
+    private let ownAddressValue: Locked<String>
     public var ownAddress: String { ownAddressValue.withLock { $0 } }
     let logger: Logger
     private let walDirectory: String
-    let state: Mutex<State>
+    let state: Locked<State>
     private let promotionCount = Atomic<UInt64>(0)
 
     /// Times this node became master since it started: a promotion by Admin.Promote, by a
@@ -84,10 +85,10 @@ public final class RoleManager: Sendable {
         self.masterLink = masterLink
         self.server = server
         self.advertise = advertise
-        ownAddressValue = Mutex(advertise ?? ServerNode.slaveID(server))
+        ownAddressValue = Locked(advertise ?? ServerNode.slaveID(server))
         self.logger = logger
         self.serving = serving
-        state = Mutex(State(role: initialRole))
+        state = Locked(State(role: initialRole))
         if initialRole != .master { engine.writeGate.close() }
         hub.admission = { [weak self] hello in self?.admit(hello) }
     }

@@ -1,6 +1,6 @@
 import ErdtreeRPC
+import ErdtreeSync
 import Logging
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -139,10 +139,10 @@ public struct JSONLogHandler: LogHandler {
 
     /// Serialises writers: `write(2)` of one line is atomic only up to `PIPE_BUF` on a pipe, and a
     /// partial write's remainder must follow it before anyone else's line.
-    private static let writeLock = Mutex(())
+    private static let writeLock = Lock()
 
     private static func write(_ line: [UInt8], to fileDescriptor: Int32) {
-        writeLock.withLock { _ in
+        writeLock.withLock {
             line.withUnsafeBytes { bytes in
                 var offset = 0
                 while offset < bytes.count {

@@ -1,5 +1,6 @@
 import Atomics
 import ErdtreeRPC
+import ErdtreeSync
 import ErdtreeWAL
 import Prometheus
 import Synchronization
@@ -20,9 +21,9 @@ public final class NodeMetrics: Sendable {
     private let wal: WALMetrics
     private let unrouted: MethodRecorder
     /// Read at scrape time; set once the services exist (after the engine, which needs `wal`).
-    private let source = Mutex<ScrapeSource?>(nil)
+    private let source = Locked<ScrapeSource?>(nil)
     /// One scrape at a time: the mirrored totals and per-slave series are updated, then emitted.
-    private let scrapeLock = Mutex(ScrapeState())
+    private let scrapeLock = Locked(ScrapeState())
 
     public init(metricsNeedToken: Bool) {
         self.metricsNeedToken = metricsNeedToken

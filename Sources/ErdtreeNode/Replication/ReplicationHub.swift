@@ -1,5 +1,6 @@
 import ErdtreeProtobuf
 import ErdtreeRPC
+import ErdtreeSync
 import ErdtreeWAL
 import Logging
 import NIOCore
@@ -30,17 +31,17 @@ public final class ReplicationHub: Sendable {
     let engine: KVEngine
     let settings: Settings
     let logger: Logger
-    private let streams = Mutex<[ObjectIdentifier: SlaveStream]>([:])
+    private let streams = Locked<[ObjectIdentifier: SlaveStream]>([:])
     /// Slaves pre-registered with `AddSlave` (id → address), listed even while disconnected.
-    private let registered = Mutex<[String: String]>([:])
+    private let registered = Locked<[String: String]>([:])
     /// Writes waiting for slave acks (`replication.min_acks`), oldest first.
-    private let waiters = Mutex<[AckWaiter]>([])
+    private let waiters = Locked<[AckWaiter]>([])
     /// Where committed batches are encoded: pushes come one at a time from the WAL's commit
     /// path, so the lock is uncontended; it only makes the reuse safe.
-    private let pushArena = Mutex(CArena())
+    private let pushArena = Locked(CArena())
     /// Decides whether a slave's Hello may stream (`RoleManager`: only a master admits, and a
     /// Hello of a newer epoch fences it); nil admits. Read once per Hello.
-    private let admissionRule = Mutex<(@Sendable (Hello) -> NodeError?)?>(nil)
+    private let admissionRule = Locked<(@Sendable (Hello) -> NodeError?)?>(nil)
 
     var admission: (@Sendable (Hello) -> NodeError?)? {
         get { admissionRule.withLock { $0 } }

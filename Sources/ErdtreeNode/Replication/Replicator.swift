@@ -1,4 +1,5 @@
 import ErdtreeRPC
+import ErdtreeSync
 import Logging
 import NIOCore
 import NIOPosix
@@ -20,7 +21,7 @@ public final class Replicator: Sendable {
     private let group: any EventLoopGroup
     private let slaveID: String
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let masterLSNValue = Atomic<UInt64>(0)
     private let lastContactMsValue = Atomic<Int64>(0)
     private let sessions = Atomic<UInt64>(0)

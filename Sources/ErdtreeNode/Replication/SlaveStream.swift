@@ -1,4 +1,5 @@
 import ErdtreeRPC
+import ErdtreeSync
 import ErdtreeWAL
 import Glibc
 import Logging
@@ -26,7 +27,7 @@ final class SlaveStream: @unchecked Sendable {
     private let call: ServerCall
     private let hub: ReplicationHub
     private var logger: Logger
-    private let shared = Mutex<Info?>(nil)
+    private let shared = Locked<Info?>(nil)
 
     /// Set once the Hello was accepted; batches flow from then on.
     private var streaming = false

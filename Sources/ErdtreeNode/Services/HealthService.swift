@@ -1,6 +1,6 @@
 import ErdtreeRPC
+import ErdtreeSync
 import NIOCore
-import Synchronization
 
 /// `grpc.health.v1.Health` (grpc/grpc doc/health-checking.md): `Check` answers at once,
 /// `Watch` streams the status now and on every change until the client goes away.
@@ -19,11 +19,11 @@ public final class HealthService: Sendable {
     }
 
     private let services: Set<String>
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     public init(services: [String], initial: ServingStatus = .serving) {
         self.services = Set(services).union([""])
-        self.state = Mutex(State(status: initial))
+        self.state = Locked(State(status: initial))
     }
 
     public var status: ServingStatus { state.withLock { $0.status } }

@@ -1,7 +1,7 @@
 internal import CProtobufC
 import ErdtreeRPC
+import ErdtreeSync
 import NIOCore
-import Synchronization
 
 /// The proto3 JSON mapping, done from protobuf-c's descriptors for any message: no
 /// per-message JSON code. It transcodes: JSON in becomes the binary encoding the services
@@ -106,7 +106,7 @@ enum ProtoJSON {
 
     /// Built so far, by descriptor: a few dozen message types, so a list searched by pointer
     /// (cheaper than hashing, twice per call) rather than a dictionary.
-    private static let fieldNames = Mutex<[(key: Int, names: FieldNames)]>([])
+    private static let fieldNames = Locked<[(key: Int, names: FieldNames)]>([])
 
     static func names(of descriptor: Descriptor) -> FieldNames {
         let key = Int(bitPattern: descriptor)

@@ -1,4 +1,4 @@
-import Synchronization
+import ErdtreeSync
 
 /// Permissions a caller holds, as bits the node gives meaning to (its roles grant sets of them;
 /// each method needs one). ErdtreeRPC only checks that a caller holds what a route needs.
@@ -60,10 +60,10 @@ public final class BearerTokens: Sendable {
         }
     }
 
-    private let table: Mutex<[Token]>
+    private let table: Locked<[Token]>
 
     public init(_ tokens: [Token]) {
-        table = Mutex(tokens)
+        table = Locked(tokens)
     }
 
     public func replace(with tokens: [Token]) {

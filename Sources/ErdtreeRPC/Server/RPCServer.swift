@@ -1,9 +1,9 @@
+import ErdtreeSync
 import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
-import Synchronization
 
 /// Listens on one TCP port and serves the routes of an `RPCRouter` over HTTP/2 (prior
 /// knowledge, or `Upgrade: h2c`) and, for Connect, HTTP/1.1, with `/healthz` over HTTP/1.1,
@@ -73,7 +73,7 @@ public final class RPCServer: Sendable {
     private let tls: ServerTLSContext?
     private let group: any EventLoopGroup
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     private struct State {
         var listener: (any Channel)?

@@ -1,5 +1,5 @@
+import ErdtreeSync
 import NIOSSL
-import Synchronization
 
 /// The files of a TLS server (`server.tls`): its certificate chain and key, and, for mutual
 /// TLS, the CA whose certificates clients must present.
@@ -38,14 +38,14 @@ public struct ServerTLS: Sendable, Equatable {
 /// in progress or a connection already up.
 public final class ServerTLSContext: Sendable {
     public let files: ServerTLS
-    private let current: Mutex<NIOSSLContext>
+    private let current: Locked<NIOSSLContext>
 
     /// Reads every file now, so a bad one stops the node before it binds its port.
     /// - Throws: `TLSError` naming the file that is missing, unreadable or not PEM, or the
     ///   key that does not match the certificate.
     public init(_ files: ServerTLS) throws(TLSError) {
         self.files = files
-        current = Mutex(try files.makeContext())
+        current = Locked(try files.makeContext())
     }
 
     /// Rereads the files (on SIGHUP). On any error the previous context stays in use.

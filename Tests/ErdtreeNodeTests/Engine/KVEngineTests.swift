@@ -170,7 +170,7 @@ import Testing
         let opened = try TestEngine.open()
         defer { opened.close() }
         _ = try await opened.set("k", [1])
-        let result = await wait(opened.engine, for: 1, within: .seconds(5))
+        let result = await wait(opened.engine, for: 1, within: patience(.seconds(5)))
         #expect(result.outcome == .success(true))
     }
 
@@ -178,19 +178,19 @@ import Testing
         let opened = try TestEngine.open()
         defer { opened.close() }
         let started = ContinuousClock.now
-        async let waited = wait(opened.engine, for: 2, within: .seconds(5))
+        async let waited = wait(opened.engine, for: 2, within: patience(.seconds(5)))
         try await Task.sleep(for: .milliseconds(50))
         _ = try await opened.set("a", [1])
         _ = try await opened.set("b", [2])
         let result = await waited
         #expect(result.outcome == .success(true))
-        #expect(ContinuousClock.now - started < .seconds(4), "woken by the apply, not by the time limit")
+        #expect(ContinuousClock.now - started < patience(.seconds(4)), "woken by the apply, not by the time limit")
     }
 
     @Test func waitForAppliedWakesOnAReplicatedBatch() async throws {
         let opened = try TestEngine.open()
         defer { opened.close() }
-        async let waited = wait(opened.engine, for: 3, within: .seconds(5))
+        async let waited = wait(opened.engine, for: 3, within: patience(.seconds(5)))
         try await Task.sleep(for: .milliseconds(50))
         try opened.engine.append(replicated: (1...3).map { Self.record($0, .set, "key-\($0)", [UInt8($0)]) })
         #expect(await waited.outcome == .success(true))

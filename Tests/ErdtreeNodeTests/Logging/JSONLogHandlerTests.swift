@@ -1,6 +1,6 @@
+import ErdtreeSync
 import Foundation
 import Logging
-import Synchronization
 import Testing
 
 @testable import ErdtreeNode
@@ -9,7 +9,7 @@ import Testing
 @Suite struct JSONLogHandlerTests {
     /// The lines a handler wrote, as bytes.
     private final class Lines: Sendable {
-        let lines = Mutex<[[UInt8]]>([])
+        let lines = Locked<[[UInt8]]>([])
     }
 
     private struct Failure: Error, CustomStringConvertible {

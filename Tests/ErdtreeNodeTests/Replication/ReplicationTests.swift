@@ -70,7 +70,7 @@ import Testing
             _ = try await slave.get("k", minLSN: lsn)
             // Acks trail the apply by up to a millisecond (coalesced) or a heartbeat.
             var listed = try await listSlaves(master)
-            let deadline = ContinuousClock.now + .seconds(5)
+            let deadline = ContinuousClock.now + patience(.seconds(5))
             while listed.first?.appliedLSN ?? 0 < lsn, ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(20))
                 listed = try await listSlaves(master)

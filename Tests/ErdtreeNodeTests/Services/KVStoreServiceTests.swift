@@ -476,7 +476,9 @@ private func keyOperations(_ client: KVClient, key: String) -> [(String, () asyn
 /// Sends `bytes` as the request message of a unary call, as they are.
 /// - Returns: the status the call failed with, or nil when it succeeded.
 private func rawCall(_ client: KVClient, _ path: String, _ bytes: [UInt8]) async -> RPCStatus? {
-    await statusOf { try await client.rpc.unary(path: path, request: ByteBuffer(bytes: bytes), timeout: .seconds(5)) }
+    await statusOf {
+        try await client.rpc.unary(path: path, request: ByteBuffer(bytes: bytes), timeout: patience(.seconds(5)))
+    }
 }
 
 /// What one of the concurrent clients did and saw.
@@ -529,7 +531,7 @@ private final class HealthWatch {
         let (events, continuation) = AsyncStream<Event>.makeStream()
         iterator = events.makeAsyncIterator()
         call = client.rpc.makeCall(
-            path: "/grpc.health.v1.Health/Watch", timeout: .seconds(5),
+            path: "/grpc.health.v1.Health/Watch", timeout: patience(.seconds(5)),
             onMessage: { continuation.yield(.status(try? HealthCheckResponse(decoding: $0).status)) },
             onFinish: {
                 continuation.yield(.finished($0))

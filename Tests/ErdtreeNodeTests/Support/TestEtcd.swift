@@ -78,7 +78,7 @@ final class TestEtcd {
 
     /// A client of this etcd.
     func connect(timeout: Duration = .seconds(5)) async throws -> EtcdClient {
-        try await EtcdClient.connect(endpoints: [endpoint], group: Self.group, timeout: timeout)
+        try await EtcdClient.connect(endpoints: [endpoint], group: Self.group, timeout: patience(timeout))
     }
 
     private static func launch(_ binary: URL, clientPort: Int, peerPort: Int, directory: URL) throws -> Process {

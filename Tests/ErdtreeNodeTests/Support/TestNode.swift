@@ -1,9 +1,9 @@
 import ErdtreeRPC
+import ErdtreeSync
 import Foundation
 import Logging
 import NIOCore
 import NIOPosix
-import Synchronization
 
 @testable import ErdtreeNode
 
@@ -59,8 +59,9 @@ struct TestNode {
     }
 
     func connect() async throws -> KVClient {
-        let rpc = try await RPCClient.connect(host: "127.0.0.1", port: port, group: Self.group)
-        return KVClient(rpc: rpc, timeout: .seconds(5))
+        let rpc = try await RPCClient.connect(
+            host: "127.0.0.1", port: port, group: Self.group, connectTimeout: patience(.seconds(5)))
+        return KVClient(rpc: rpc, timeout: patience(.seconds(5)))
     }
 
     /// Stops the node and, unless `keepingData`, removes its directory.
@@ -113,9 +114,9 @@ func statusOf(_ body: () async throws -> Void) async -> RPCStatus? {
 
 /// A lock-protected value that escaping `@Sendable` callbacks can share.
 final class LockedBox<Value: Sendable>: Sendable {
-    private let state: Mutex<Value>
+    private let state: Locked<Value>
 
-    init(_ value: Value) { state = Mutex(value) }
+    init(_ value: Value) { state = Locked(value) }
 
     var value: Value { state.withLock { $0 } }
 

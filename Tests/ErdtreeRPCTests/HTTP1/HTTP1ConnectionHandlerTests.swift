@@ -27,6 +27,8 @@ import Testing
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8080)).wait()
         }
 
+        deinit { channel.tearDown() }
+
         /// Sends `request` and returns everything written back.
         func exchange(_ request: String) throws -> String {
             try exchange(Array(request.utf8))

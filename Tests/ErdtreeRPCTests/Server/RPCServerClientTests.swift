@@ -99,7 +99,7 @@ import Testing
     @Test func serverFinishingABidirectionalCallEarlyEndsItForTheClient() async throws {
         try await withTestServer { server, client in
             // The client never half-closes: the server's trailers alone must end the call.
-            let call = StreamingCall(client: client, path: TestRoutes.finishEarly, timeout: .seconds(5))
+            let call = StreamingCall(client: client, path: TestRoutes.finishEarly, timeout: patience(.seconds(5)))
             call.call.send(ByteBuffer(string: "first"))
             let (messages, status) = await call.rest()
             #expect(messages.isEmpty)
@@ -154,7 +154,8 @@ import Testing
 
     @Test func callThatFinishesInTimeIsNotCancelled() async throws {
         try await withTestServer { server, client in
-            let response = try await client.unary(path: TestRoutes.slow, request: .uint32(20), timeout: .seconds(5))
+            let response = try await client.unary(
+                path: TestRoutes.slow, request: .uint32(20), timeout: patience(.seconds(5)))
             #expect(response.allBytes == [0, 0, 0, 20])
             // Give a wrongly scheduled cancellation the chance to show up.
             try await Task.sleep(for: .milliseconds(50))
@@ -184,7 +185,7 @@ import Testing
     @Test func hugeRequestIsRefusedWithoutWaitingForItsBody() async throws {
         try await withTestServer(limits: RPCServer.Limits(maxMessageBytes: 1024)) { server, client in
             // Announce 1 GiB but send only the prefix: the answer must come from the prefix alone.
-            let call = StreamingCall(client: client, path: TestRoutes.bidi, timeout: .seconds(5))
+            let call = StreamingCall(client: client, path: TestRoutes.bidi, timeout: patience(.seconds(5)))
             var prefixOnly = ByteBuffer()
             prefixOnly.writeBytes([0, 0x40, 0, 0, 0])
             sendRawBytes(prefixOnly, on: call.call)
@@ -244,7 +245,7 @@ import Testing
 
     @Test func requestEndingInsideAMessageIsInvalidArgumentSayingHowFarItGot() async throws {
         try await withTestServer { server, client in
-            let call = StreamingCall(client: client, path: TestRoutes.echo, timeout: .seconds(5))
+            let call = StreamingCall(client: client, path: TestRoutes.echo, timeout: patience(.seconds(5)))
             // A prefix announcing 10 bytes, then only 3 of them, then the end of the request.
             sendRawBytes(ByteBuffer(bytes: [0, 0, 0, 0, 10, 1, 2, 3]), on: call.call)
             call.call.closeSend()
@@ -317,7 +318,7 @@ import Testing
 
         let shutdownReturned = LockedBox(false)
         let shutdown = Task {
-            await server.server.shutdownGracefully(gracePeriod: .seconds(10))
+            await server.server.shutdownGracefully(gracePeriod: patience(.seconds(10)))
             shutdownReturned.mutate { $0 = true }
         }
         let response = try await slow.value
@@ -336,7 +337,8 @@ import Testing
             await late.close()
         }
         let status = await statusOf {
-            try await client.unary(path: TestRoutes.echo, request: ByteBuffer(string: "late"), timeout: .seconds(2))
+            try await client.unary(
+                path: TestRoutes.echo, request: ByteBuffer(string: "late"), timeout: patience(.seconds(2)))
         }
         #expect(status?.code == .unavailable, "a call on the drained connection got \(String(describing: status))")
         await client.close()

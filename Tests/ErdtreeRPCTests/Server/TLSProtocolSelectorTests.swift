@@ -24,6 +24,7 @@ import Testing
     @Test(arguments: [("h2", ProtocolSniffer.Detected.http2), ("http/1.1", .http1)])
     func negotiatedProtocolIsInstalledAndTheSelectorStepsAside(alpn: String, want: ProtocolSniffer.Detected) throws {
         let (channel, installed) = try channel()
+        defer { channel.tearDown() }
         channel.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: alpn))
         #expect(installed.value == want)
         #expect(throws: (any Error).self) {
@@ -34,6 +35,7 @@ import Testing
 
     @Test func noALPNLeavesItToTheSniffer() throws {
         let (channel, installed) = try channel()
+        defer { channel.tearDown() }
         channel.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: nil))
         #expect(installed.value == nil)
         _ = try channel.pipeline.syncOperations.handler(type: ProtocolSniffer.self)
@@ -46,6 +48,7 @@ import Testing
     @Test func aHandshakeThatStallsIsClosedOnIdleAndOnDrain() throws {
         for event in [IdleStateHandler.IdleStateEvent.read as Any, RPCServer.Drain() as Any] {
             let (channel, _) = try channel()
+            defer { channel.tearDown() }
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
             channel.pipeline.fireUserInboundEventTriggered(event)
             #expect(!channel.isActive)
@@ -57,6 +60,7 @@ import Testing
     @Test func aHandshakeNotDoneByTheDeadlineIsClosedAndCounted() throws {
         let statistics = RPCServer.Statistics()
         let (channel, _) = try channel(statistics: statistics)
+        defer { channel.tearDown() }
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         channel.pipeline.fireUserInboundEventTriggered(RPCServer.HandshakeDeadline())
         #expect(!channel.isActive)

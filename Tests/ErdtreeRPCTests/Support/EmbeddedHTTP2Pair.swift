@@ -26,12 +26,19 @@ final class EmbeddedHTTP2Pair {
         try pump()
     }
 
+    deinit {
+        client.tearDown()
+        server.tearDown()
+    }
+
     /// Opens a gRPC call from the client; its events are recorded on the returned call.
     func call(_ path: String, timeoutNanos: Int64? = nil) -> RecordedCall {
         let recorded = RecordedCall()
         let call = ClientCall(
             path: path, eventLoop: client.eventLoop, allocator: client.allocator, maxMessageBytes: 4 << 20,
-            onMessage: { recorded.messages.append($0.allBytes) }, onFinish: { recorded.status = $0 })
+            // Weakly: the recorded call holds the call, whose callbacks would otherwise hold it back.
+            onMessage: { [weak recorded] in recorded?.messages.append($0.allBytes) },
+            onFinish: { [weak recorded] in recorded?.status = $0 })
         recorded.call = call
         clientHandler.start(call, timeoutNanos: timeoutNanos)
         return recorded

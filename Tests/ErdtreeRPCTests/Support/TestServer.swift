@@ -1,4 +1,5 @@
 import ErdtreeRPC
+import ErdtreeSync
 import Logging
 import NIOCore
 import NIOPosix
@@ -104,7 +105,9 @@ struct TestServer {
     }
 
     func connect(maxMessageBytes: Int = 4 << 20) async throws -> RPCClient {
-        try await RPCClient.connect(host: "127.0.0.1", port: port, group: Self.group, maxMessageBytes: maxMessageBytes)
+        try await RPCClient.connect(
+            host: "127.0.0.1", port: port, group: Self.group, connectTimeout: patience(.seconds(5)),
+            maxMessageBytes: maxMessageBytes)
     }
 
     func stop() async {
@@ -160,9 +163,9 @@ final class StreamingCall {
 
 /// A lock-protected value that escaping `@Sendable` callbacks can share.
 final class LockedBox<Value: Sendable>: Sendable {
-    private let state: Mutex<Value>
+    private let state: Locked<Value>
 
-    init(_ value: Value) { state = Mutex(value) }
+    init(_ value: Value) { state = Locked(value) }
 
     var value: Value { state.withLock { $0 } }
 
@@ -188,11 +191,11 @@ extension RPCClient {
     }
 }
 
-/// Polls `condition` every 10 ms until it holds or `timeout` passes.
+/// Polls `condition` every 10 ms until it holds or `patience(timeout)` passes.
 /// - Returns: whether it held in time.
 func eventually(timeout: Duration = .seconds(2), _ condition: () -> Bool) async -> Bool {
     let clock = ContinuousClock()
-    let end = clock.now + timeout
+    let end = clock.now + patience(timeout)
     while clock.now < end {
         if condition() { return true }
         try? await Task.sleep(for: .milliseconds(10))

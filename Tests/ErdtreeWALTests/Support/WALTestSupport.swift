@@ -1,6 +1,6 @@
+import ErdtreeSync
 import Glibc
 import Logging
-import Synchronization
 import Testing
 
 @testable import ErdtreeWAL
@@ -210,7 +210,7 @@ func recordOffsets(_ path: String) -> [Int] {
 
 /// Collects results from completions that run on the writer thread.
 final class CompletionLog: Sendable {
-    private let results = Mutex<[Result<UInt64, WALError>]>([])
+    private let results = Locked<[Result<UInt64, WALError>]>([])
 
     func record(_ result: Result<UInt64, WALError>) {
         results.withLock { $0.append(result) }
@@ -242,11 +242,4 @@ func runOnThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
         threads.append(thread)
     }
     for thread in threads { pthread_join(thread, nil) }
-}
-
-/// A value shared with completions and threads.
-final class Locked<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
-    func withLock<R>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
 }

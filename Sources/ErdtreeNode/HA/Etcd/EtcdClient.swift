@@ -1,6 +1,6 @@
 import ErdtreeRPC
+import ErdtreeSync
 import NIOCore
-import Synchronization
 
 /// A client of etcd's v3 gRPC API, for the node's coordinator: keys, transactions on them,
 /// leases and watches (DESIGN §10, docs/etcd-client.md).
@@ -23,7 +23,7 @@ public final class EtcdClient: Sendable {
     public let timeout: Duration
     private let addresses: [SocketAddressSpec]
     private let group: any EventLoopGroup
-    private let state: Mutex<State>
+    private let state: Locked<State>
     let keepAlives = EtcdLeaseKeepAlive()
 
     private struct State {
@@ -41,7 +41,7 @@ public final class EtcdClient: Sendable {
         self.addresses = addresses
         self.group = group
         self.timeout = timeout
-        self.state = Mutex(State(rpc: rpc, endpoint: endpoint))
+        self.state = Locked(State(rpc: rpc, endpoint: endpoint))
     }
 
     /// Connects to the first endpoint (`host:port`) that answers: one that accepts the

@@ -1,6 +1,6 @@
 import ErdtreeRPC
+import ErdtreeSync
 import NIOCore
-import Synchronization
 
 /// The LeaseKeepAlive stream of an `EtcdClient`: one bidirectional gRPC call, opened on the first
 /// renewal and again on the first renewal after it broke, on which each renewal sends one
@@ -45,7 +45,7 @@ final class EtcdLeaseKeepAlive: Sendable {
         }
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Sends one renewal of `lease` on the stream over `rpc` and waits for etcd's answer.
     ///

@@ -1,6 +1,6 @@
 import ErdtreeRPC
+import ErdtreeSync
 import NIOCore
-import Synchronization
 
 /// One watch on a key prefix: its own Watch stream, on which etcd streams the prefix's events.
 ///
@@ -30,7 +30,7 @@ public final class EtcdWatch: Sendable {
         var endError: EtcdError?
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let onEvents: @Sendable ([EtcdEvent]) -> Void
     private let onEnd: @Sendable ((any Error)?) -> Void
     private let isClosed: @Sendable () -> Bool
