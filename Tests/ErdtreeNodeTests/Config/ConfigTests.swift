@@ -383,6 +383,22 @@ import Testing
             }, "\(Set(errors.map { "\($0)" }))")
     }
 
+    /// Found by the config fuzz harness (Tests/Fuzz/corpus/config/db719b8e…): `/` and `!tag /` as
+    /// keys, each twice in one mapping, got the error at line 2 on one parse and line 8 on the next.
+    @Test func keysThatPrintAlikeGetTheSameErrorEveryTime() {
+        let yaml = "a:\n/ : 1\n? !x /\n: 2\n/ : 3\n? !x /\n: 4\n"
+        let errors = (0..<20).map { _ in
+            Result { () throws(ConfigError) in try NodeConfig.parse(yaml: yaml, role: .master, source: "dup.yaml") }
+        }
+        #expect(
+            errors.allSatisfy {
+                $0
+                    == .failure(
+                        .malformedYAML(
+                            file: "dup.yaml", line: 0, reason: "key '/' appears more than once in the same mapping"))
+            }, "\(Set(errors.map { "\($0)" }))")
+    }
+
     @Test func duplicateScalarKeysAreNamedInOrder() {
         let error = #expect(throws: ConfigError.self) {
             try NodeConfig.parse(
