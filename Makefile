@@ -2,7 +2,7 @@
 # stdin) and installs what it needs first through scripts/install-deps.sh.
 #
 #   make run       release build, then a local master on 127.0.0.1:8080 and slaves on :8081, :8082 (Ctrl-C stops all)
-#   make test      generated-code check, buf lint/format, swift build + test, interop, cluster and release pytest
+#   make test      generated-code check, buf lint/format, swift build + test, 10 s per fuzz harness, interop, cluster and release pytest
 #   make fuzz      libFuzzer harnesses under ASan, FUZZ_SECONDS each (default 60; Tests/Fuzz/README.md)
 #   make test-sanitize  swift test under ThreadSanitizer, then AddressSanitizer + LeakSanitizer (not yet in make test)
 #   make bench     release build, then python -m bench (Erdtree vs nghttpd, etcd and Redis; bench/)
