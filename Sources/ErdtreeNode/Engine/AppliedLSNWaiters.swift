@@ -12,21 +12,26 @@ import Synchronization
 /// announcement, never neither.
 final class AppliedLSNWaiters: Sendable {
     /// The last LSN announced: what the waiters compare theirs with. It moves down only when a
-    /// full resync replaces the log with an older history's.
-    private let appliedLSN: Atomic<UInt64>
+    /// full resync replaces the log with an older history's, or a slave sets aside a divergent
+    /// tail.
+    private let announced: Atomic<UInt64>
     /// How many are waiting, read without the lock by `advance`.
     private let waiting = Atomic<Int>(0)
     private let waiters = Locked<[Waiter]>([])
 
     init(appliedLSN: UInt64) {
-        self.appliedLSN = Atomic(appliedLSN)
+        announced = Atomic(appliedLSN)
     }
+
+    /// The last LSN announced applied. Each write announces its LSN before it is answered, so a
+    /// writer that reads this after its answer sees its own write counted.
+    var appliedLSN: UInt64 { announced.load(ordering: .sequentiallyConsistent) }
 
     /// Announces that everything up to `lsn` is applied, and wakes the waiters it satisfies.
     /// Called by the engine on the thread that applied (a commit, a replication stream's event
     /// loop, the blocking pool after a snapshot), one caller at a time.
     func advance(to lsn: UInt64) {
-        appliedLSN.store(lsn, ordering: .sequentiallyConsistent)
+        announced.store(lsn, ordering: .sequentiallyConsistent)
         guard waiting.load(ordering: .sequentiallyConsistent) > 0 else { return }
         for waiter in take(where: { $0.lsn <= lsn }) { waiter.finish(.success(())) }
     }
@@ -42,20 +47,20 @@ final class AppliedLSNWaiters: Sendable {
         // call with DEADLINE_EXCEEDED then, and the two must not race to answer differently.
         let callDeadlineFirst = callDeadline.map { $0 <= deadline } ?? false
         let end = callDeadline.map { min($0, deadline) } ?? deadline
-        if appliedLSN.load(ordering: .sequentiallyConsistent) >= lsn { return waiter.finish(.success(())) }
+        if appliedLSN >= lsn { return waiter.finish(.success(())) }
         if NIODeadline.now() >= end { return waiter.finish(timedOut(lsn, callDeadlineFirst: callDeadlineFirst)) }
         waiters.withLock { waiters in
             waiters.append(waiter)
             waiting.add(1, ordering: .sequentiallyConsistent)
         }
         // Announced between the check above and the registration: `advance` may not have seen us.
-        if appliedLSN.load(ordering: .sequentiallyConsistent) >= lsn {
+        if appliedLSN >= lsn {
             if !take(where: { $0 === waiter }).isEmpty { waiter.finish(.success(())) }
             return
         }
         let timer = eventLoop.scheduleTask(deadline: end) { [self] in
             guard !take(where: { $0 === waiter }).isEmpty else { return }
-            let applied = appliedLSN.load(ordering: .sequentiallyConsistent) >= lsn
+            let applied = appliedLSN >= lsn
             waiter.finish(applied ? .success(()) : timedOut(lsn, callDeadlineFirst: callDeadlineFirst))
         }
         waiter.setTimer(timer)
@@ -65,7 +70,7 @@ final class AppliedLSNWaiters: Sendable {
     /// deadline came first, else UNAVAILABLE naming `lsn` and the last one applied.
     private func timedOut(_ lsn: UInt64, callDeadlineFirst: Bool) -> Result<Void, NodeError> {
         if callDeadlineFirst { return .failure(.minLSNDeadlinePassed(minLSN: lsn)) }
-        return .failure(.minLSNAhead(minLSN: lsn, appliedLSN: appliedLSN.load(ordering: .sequentiallyConsistent)))
+        return .failure(.minLSNAhead(minLSN: lsn, appliedLSN: appliedLSN))
     }
 
     /// Removes and returns the waiters `matching` picks; each is taken exactly once.

@@ -59,6 +59,8 @@ extension KVEngine {
             Self.apply(record, at: location, to: store, epochs: epochs, nowMs: nowMs)
         }
         divergentRecords.add(truncation.saved, ordering: .relaxed)
+        // Down to the branch: the LSNs after it name records of another history now.
+        appliedWaiters.advance(to: wal.completedLSN)
         return truncation
     }
 

@@ -121,7 +121,13 @@ public final class KVEngine: Sendable {
     public var lastLSN: UInt64 { wal.lastLSN }
 
     /// The last LSN whose write is visible to reads: applied to the store.
-    public var appliedLSN: UInt64 { wal.completedLSN }
+    ///
+    /// What the engine announced after each apply, not the log's `completedLSN`: the log counts
+    /// a batch completed only after every write in it was answered, and under `always` those
+    /// answers go out on the event loops while the writer thread is still in the batch. A client
+    /// answered at LSN n then read a Status, or had a Get with `min_lsn` n refused by the
+    /// master, behind its own write.
+    public var appliedLSN: UInt64 { appliedWaiters.appliedLSN }
 
     /// The last LSN known to be fsynced (survives power loss).
     public var durableLSN: UInt64 { wal.durableLSN }

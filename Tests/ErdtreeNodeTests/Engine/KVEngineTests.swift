@@ -114,6 +114,40 @@ import Testing
         #expect(opened.engine.appliedLSN >= lsn)
     }
 
+    /// A writer answered at LSN n reads `appliedLSN` ≥ n at once: the master's Get with
+    /// `min_lsn` and its Status compare with it. The log counts a batch completed only after
+    /// answering every write in it, and under `always` those answers run on the event loops while
+    /// the writer thread is still in the batch, so the position must come from the announcement
+    /// each write makes before its answer (found under ThreadSanitizer's slower scheduling).
+    @Test func everyAnsweredWriteIsCountedApplied() async throws {
+        let opened = try TestEngine.open(syncInterval: .always)
+        defer { opened.close() }
+        let engine = opened.engine
+        let behind = LockedBox<[String]>([])
+        await withTaskGroup(of: Void.self) { group in
+            for index in 0..<400 {
+                let eventLoop = TestEngine.eventLoop
+                group.addTask {
+                    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                        eventLoop.execute {
+                            engine.write(.set(key: Array("k\(index % 20)".utf8), value: [1], expiresAtMs: 0), on: eventLoop)
+                            { result in
+                                let applied = engine.appliedLSN
+                                if case .success(let written) = result, applied < written.lsn {
+                                    behind.mutate { $0.append("answered at LSN \(written.lsn) with appliedLSN \(applied)") }
+                                }
+                                continuation.resume()
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let ahead = behind.value
+        #expect(ahead.count == 0, "\(ahead.count) of 400 answers ran ahead of appliedLSN, e.g. \(ahead.prefix(3))")
+        #expect(engine.appliedLSN == 400)
+    }
+
     // MARK: Evicted values
 
     @Test func anEvictedValueIsReadBackFromDiskAndCounted() async throws {
