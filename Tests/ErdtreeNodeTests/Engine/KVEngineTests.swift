@@ -124,18 +124,21 @@ import Testing
         defer { opened.close() }
         let engine = opened.engine
         let behind = LockedBox<[String]>([])
+        // Checked in the answer itself, on the event loop, as the service would answer.
+        let checkAnswer: @Sendable (Result<KVEngine.Written, NodeError>) -> Void = { result in
+            let applied = engine.appliedLSN
+            guard case .success(let written) = result, applied < written.lsn else { return }
+            behind.mutate { $0.append("answered at LSN \(written.lsn) with appliedLSN \(applied)") }
+        }
         await withTaskGroup(of: Void.self) { group in
             for index in 0..<400 {
                 let eventLoop = TestEngine.eventLoop
+                let write = KVEngine.Write.set(key: Array("k\(index % 20)".utf8), value: [1], expiresAtMs: 0)
                 group.addTask {
                     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                         eventLoop.execute {
-                            engine.write(.set(key: Array("k\(index % 20)".utf8), value: [1], expiresAtMs: 0), on: eventLoop)
-                            { result in
-                                let applied = engine.appliedLSN
-                                if case .success(let written) = result, applied < written.lsn {
-                                    behind.mutate { $0.append("answered at LSN \(written.lsn) with appliedLSN \(applied)") }
-                                }
+                            engine.write(write, on: eventLoop) { result in
+                                checkAnswer(result)
                                 continuation.resume()
                             }
                         }
