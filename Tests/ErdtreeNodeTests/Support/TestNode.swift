@@ -42,6 +42,10 @@ struct TestNode {
         let role: Role = master == nil ? .master : .slave
         var config = NodeConfig.defaults(for: role)
         config.server = NodeConfig.Server(address: "127.0.0.1", port: 0)
+        // Limits on a client's silence bound hangs here, and no test asserts them: stretched
+        // under a sanitizer, where the loops every test shares can stall for seconds.
+        config.server.handshakeTimeout = patience(config.server.handshakeTimeout)
+        config.server.idleTimeout = patience(config.server.idleTimeout)
         config.wal.directory = directory.appendingPathComponent("wal").path
         config.limits = limits
         config.storage = storage
@@ -55,7 +59,30 @@ struct TestNode {
             await node.stop(gracePeriod: .seconds(1))
             throw TestNodeError("bound address \(address) has no port")
         }
+        if master != nil {
+            do {
+                try await waitUntilServing(node)
+            } catch {
+                await node.stop(gracePeriod: .seconds(1))
+                throw error
+            }
+        }
         return TestNode(node: node, port: port, dataDirectory: directory)
+    }
+
+    /// A slave serves once its first sync with the master is done, as an operator's readiness
+    /// probe would see it. Tests wait for that here, so that their own limits (a `min_lsn` wait
+    /// of 5 s on the server) bound only what they test, not the dial and the catch-up, which
+    /// take seconds on a busy machine under a sanitizer.
+    private static func waitUntilServing(_ node: ServerNode) async throws {
+        let limit = patience(.seconds(10))
+        let deadline = ContinuousClock.now + limit
+        while node.health.status != .serving {
+            guard ContinuousClock.now < deadline else {
+                throw TestNodeError("the slave did not finish its first sync with its master within \(limit)")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
     }
 
     func connect() async throws -> KVClient {

@@ -96,6 +96,11 @@ struct TestServer {
     static let quietLogger = Logger(label: "erdtree.rpc.test") { _ in SwiftLogNoOpLogHandler() }
 
     static func start(limits: RPCServer.Limits = RPCServer.Limits()) async throws -> TestServer {
+        // Limits on a client's silence bound hangs here, and no test asserts them: stretched
+        // under a sanitizer, where the loops every test shares can stall for seconds.
+        var limits = limits
+        limits.handshakeTimeout = patience(limits.handshakeTimeout)
+        limits.idleTimeout = patience(limits.idleTimeout)
         let probe = HandlerProbe()
         let server = RPCServer(
             router: TestRoutes.router(probe: probe), limits: limits, group: group, logger: quietLogger)
