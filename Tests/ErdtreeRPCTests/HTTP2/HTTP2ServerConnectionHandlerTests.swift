@@ -16,9 +16,11 @@ import Testing
 
     private func router(_ probe: Probe) -> RPCRouter {
         var router = MachineRoutes.router
+        // Weakly: a call keeps its route, and so this closure; the probe keeps the call.
         router.register(
             "/t.S/Silent",
-            .unary { _, call in
+            .unary { [weak probe] _, call in
+                guard let probe else { return }
                 call.onCancel { probe.cancelled += 1 }
                 probe.pending.append(call)
             })
