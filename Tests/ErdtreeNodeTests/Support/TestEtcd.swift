@@ -73,6 +73,10 @@ final class TestEtcd {
     func stop(keepingData: Bool = false) async {
         if process.isRunning { process.terminate() }
         while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+        // Returns at once now. Foundation's Process keeps itself alive through its run-loop
+        // source until `waitUntilExit` drops it (swift-corelibs-foundation, Process.swift):
+        // without this each etcd leaked its Process (LeakSanitizer).
+        process.waitUntilExit()
         if !keepingData { try? FileManager.default.removeItem(at: directory) }
     }
 
