@@ -9,14 +9,11 @@ import Testing
 /// on a leaked promise, which took a slave down in about one dial in five).
 @Suite struct RPCClientTLSConnectTests {
     @Test func aRefusedTLSDialThrowsAndTheNextOneToo() async throws {
-        // A port nothing listens on: bind one, note it, close it.
-        let group = MultiThreadedEventLoopGroup.singleton
-        let probe = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
-        let port = try #require(probe.localAddress?.port)
-        try await probe.close()
+        let port = try await unusedLoopbackPort()
         for _ in 0..<20 {
             await #expect(throws: (any Error).self) {
-                _ = try await RPCClient.connect(host: "127.0.0.1", port: port, group: group, tls: ClientTLS())
+                _ = try await RPCClient.connect(
+                    host: "127.0.0.1", port: port, group: TestServer.group, tls: ClientTLS())
             }
         }
     }

@@ -10,15 +10,10 @@ import Testing
     /// A slave redials a master that is down, and the etcd client its dead endpoints, as often as
     /// every second: each refused connect must free its handler and nghttp2 session.
     @Test func aHandlerWhoseConnectWasRefusedIsFreed() async throws {
-        let group = MultiThreadedEventLoopGroup.singleton
-        // A loopback port nothing listens on: the OS handed it out, and it was closed again.
-        let listener = try await ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).get()
-        let port = try #require(listener.localAddress?.port)
-        try await listener.close()
-
+        let port = try await unusedLoopbackPort()
         let freed = WeakBox<GRPCClientConnectionHandler>()
         await #expect(throws: (any Error).self, "connected to \(port), where nothing listens") {
-            _ = try await ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port) { channel in
+            _ = try await ClientBootstrap(group: TestServer.group).connect(host: "127.0.0.1", port: port) { channel in
                 // As RPCClient.connect sets it up.
                 channel.eventLoop.makeCompletedFuture {
                     let handler = try GRPCClientConnectionHandler(authority: "127.0.0.1:\(port)")

@@ -120,6 +120,15 @@ struct TestServer {
     }
 }
 
+/// A loopback port nothing listens on: the OS handed it out for a socket just closed again.
+func unusedLoopbackPort() async throws -> Int {
+    let probe = try await ServerBootstrap(group: TestServer.group).bind(host: "127.0.0.1", port: 0).get()
+    let port = probe.localAddress?.port
+    try await probe.close()
+    guard let port else { throw TestSetupError("a bound socket has no port") }
+    return port
+}
+
 struct TestSetupError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
