@@ -370,6 +370,9 @@ extension NodeConfig {
     }
 
     private static func compose(_ yaml: String, source: String) throws(ConfigError) -> Node? {
+        if let key = YAMLKeyScan.firstOddKey(in: yaml) {
+            throw .malformedYAML(file: source, line: key.line, reason: "a key must be a name, not \(key.kind)")
+        }
         do {
             return try Yams.compose(yaml: yaml)
         } catch let error as YamlError {
@@ -394,18 +397,10 @@ extension NodeConfig {
             let line = offset.map { yaml.utf8.prefix($0).filter { $0 == UInt8(ascii: "\n") }.count + 1 } ?? 0
             return .malformedYAML(file: source, line: line, reason: problem)
         case .duplicatedKeysInMapping(let duplicates, let context):
-            // Yams orders the keys, and takes the line from the first, with `Node`'s `<`, which is
-            // no order between a scalar and a list or mapping used as a key: with one of those the
-            // key order and the line changed from one parse to the next (the config fuzz harness
-            // found it). Names are sorted here; such a key has no name and its line is not known.
-            guard !duplicates.contains(Self.yamsUnnamedKey) else {
-                return .malformedYAML(
-                    file: source, line: 0,
-                    reason: "a key that is a list or a mapping appears more than once in a mapping")
-            }
-            // Two keys that print alike but that Yams tells apart (`/` and `!tag /`) are two
-            // groups: it takes the line from whichever its dictionary yields first, which is not
-            // the same from one parse to the next (the fuzz harness again). Their line is not known.
+            // Every key is a scalar here (YAMLKeyScan refused the rest). Two keys that print alike
+            // but that Yams tells apart (`/` and `!tag /`) are two groups: it takes the line from
+            // whichever its dictionary yields first, which is not the same from one parse to the
+            // next (found by the config fuzz harness). Their line is not known.
             let distinct = Set(duplicates)
             let names = distinct.sorted().map { "'\($0)'" }.joined(separator: ", ")
             return .malformedYAML(
@@ -415,9 +410,6 @@ extension NodeConfig {
             return .malformedYAML(file: source, line: 0, reason: "\(error)")
         }
     }
-
-    /// What Yams' duplicate-key error names a key that is not a scalar.
-    private static let yamsUnnamedKey = "<uncovertable>"
 
     private static func readFile(_ path: String) throws(ConfigError) -> String {
         let data: Data

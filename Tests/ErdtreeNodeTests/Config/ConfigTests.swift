@@ -377,11 +377,34 @@ import Testing
         #expect(errors.allSatisfy { $0 == expected }, "\(Set(errors.map { "\($0)" }))")
     }
 
-    /// Tests/Fuzz/corpus/config/f363c369…: a key that is a mapping, twice, next to a scalar key, twice.
+    /// Tests/Fuzz/corpus/config/f363c369…: a key that is a mapping, twice, next to a scalar key,
+    /// twice, got another error on every parse; such a key is now refused before Yams sees it.
     @Test func duplicateListOrMappingKeyGetsTheSameErrorEveryTime() {
         expectEveryParseFails(
-            "wal:\n?  $iectorctoryh:\n/  mterini': 1G\n?  $iectorctoryh:\n/  mterini': 1GBB\n", line: 0,
-            reason: "a key that is a list or a mapping appears more than once in a mapping")
+            "wal:\n?  $iectorctoryh:\n/  mterini': 1G\n?  $iectorctoryh:\n/  mterini': 1GBB\n", line: 2,
+            reason: "a key must be a name, not a mapping")
+    }
+
+    @Test(arguments: [
+        ("? [a, b]\n: 1\n", 1, "a list"),
+        ("server:\n  port: 1\n  ? {a: 1}\n  : 2\n", 3, "a mapping"),
+        ("log: &k text\n*k : 1\n", 2, "an alias"),
+        ("wal:\n  - ? - x\n    : 1\n", 2, "a list"),
+    ])
+    func aKeyThatIsNotANameIsRefusedAtItsLine(yaml: String, line: Int, kind: String) {
+        expectEveryParseFails(yaml, line: line, reason: "a key must be a name, not \(kind)")
+    }
+
+    /// Tests/Fuzz/corpus/config/d0a36f09…, by its shape: duplicated keys that are lists nested
+    /// `depth` deep, one ending in a name and one in a mapping. Yams sorted such keys by comparing
+    /// them both ways at every level, 2^depth comparisons: the fuzz input (deeper) held a start
+    /// for minutes. They are refused at the first one, before Yams sees them.
+    @Test func deeplyNestedListKeysAreRefusedAtTheFirst() {
+        let depth = 16
+        let nested = { (tail: String) in String(repeating: "- ", count: depth) + tail }
+        let yaml = [nested("a"), nested("{b: 1}"), nested("a"), nested("{b: 1}")]
+            .map { "? \($0)\n: 1\n" }.joined()
+        expectEveryParseFails(yaml, line: 1, reason: "a key must be a name, not a list")
     }
 
     /// Tests/Fuzz/corpus/config/db719b8e…: `/` and `!tag /` as keys, each twice in one mapping, got
