@@ -25,7 +25,7 @@ extension WALInspector {
         let visit: (Event) -> Bool
         /// `growthWaits`, or 0 where no writer can be running (the WAL fuzz harness, whose every
         /// torn tail would otherwise cost 30 ms).
-        var waitsForGrowth = Scan.growthWaits
+        let waitsForGrowth: Int
         var summary = Summary()
         private(set) var stopped = false
         /// The LSN the next record must hold (or pass, in or after a compacted segment); nil after a
@@ -37,8 +37,9 @@ extension WALInspector {
         private var sawWrittenSegment = false
         private var replicationID: [UInt8]?
 
-        init(visit: @escaping (Event) -> Bool) {
+        init(visit: @escaping (Event) -> Bool, waitsForGrowth: Int) {
             self.visit = visit
+            self.waitsForGrowth = waitsForGrowth
         }
 
         /// Hands `problem` to the visitor.
@@ -66,11 +67,7 @@ extension WALInspector {
             }
             for (position, (path, descriptor)) in opened.enumerated() where !stopped {
                 let role: FileRole = !isLog ? .separate : position == files.count - 1 ? .newest : .sealed
-                if role == .separate {
-                    let waits = waitsForGrowth
-                    self = Scan(visit: visit, carrying: summary)
-                    waitsForGrowth = waits
-                }
+                if role == .separate { self = Scan(visit: visit, carrying: summary, waitsForGrowth: waitsForGrowth) }
                 summary.files += 1
                 switch descriptor {
                 case .success(let fd):
@@ -88,9 +85,10 @@ extension WALInspector {
         }
 
         /// A fresh scan state that keeps the summary so far: the next file stands on its own.
-        private init(visit: @escaping (Event) -> Bool, carrying summary: Summary) {
+        private init(visit: @escaping (Event) -> Bool, carrying summary: Summary, waitsForGrowth: Int) {
             self.visit = visit
             self.summary = summary
+            self.waitsForGrowth = waitsForGrowth
         }
 
         private mutating func readFile(fd: Int32, path: String, role: FileRole) throws(WALError) {

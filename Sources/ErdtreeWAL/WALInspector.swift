@@ -111,8 +111,7 @@ public struct WALInspector: Sendable {
     @discardableResult
     public func scan(_ visit: (Event) -> Bool) -> Summary {
         withoutActuallyEscaping(visit) { visit in
-            var scan = Scan(visit: visit)
-            scan.waitsForGrowth = waitsForGrowth
+            var scan = Scan(visit: visit, waitsForGrowth: waitsForGrowth)
             switch listFiles() {
             case .failure(let problem):
                 scan.report(problem)
