@@ -132,6 +132,20 @@ def test_master_refuses_bad_value_naming_the_key(tmp_path: Path):
     assert "wal.sync_interval" in done.stderr
 
 
+def test_master_refuses_a_key_that_is_a_list_at_once_naming_its_line(tmp_path: Path):
+    # Duplicated keys that are lists nested 24 deep, one ending in a name and one in a mapping:
+    # Yams' duplicate check compared such keys in time exponential in their depth, and a file of
+    # this shape (found by the config fuzz harness) held a start for minutes. Every start, of six,
+    # must refuse it at the first such key.
+    nested = "- " * 24
+    config = tmp_path / "keys.yaml"
+    config.write_text("".join(f"? {nested}{tail}\n: 1\n" for tail in ["a", "{b: 1}"] * 2))
+    for _ in range(6):
+        done = cli("master", "--config", str(config), timeout=10)
+        assert done.returncode != 0
+        assert f"{config}:1: not valid YAML: a key must be a name, not a list" in done.stderr
+
+
 def test_missing_config_file_is_named(tmp_path: Path):
     done = cli("master", "--config", str(tmp_path / "nope.yaml"))
     assert done.returncode != 0
